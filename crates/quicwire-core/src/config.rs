@@ -1,0 +1,129 @@
+//! Validated settings shared by clients and servers. Every binding builds one of these from
+//! its options and calls `validate`, so a bad option fails the same way on every backend.
+
+use crate::error::{Error, Result};
+
+/// Knobs of one endpoint. Times are milliseconds; 0 is never a valid time here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Largest message, request or response body this endpoint accepts (default 1 MiB).
+    pub max_message_size: u64,
+    /// Concurrent bidirectional streams (requests) the peer may open (default 1000).
+    pub max_concurrent_streams: u32,
+    /// Client pool: close a connection unused for this long (default 30 s).
+    pub idle_timeout_ms: u64,
+    /// Give up a handshake after this long with ERR_CONNECT_TIMEOUT (default 5 s).
+    pub connect_timeout_ms: u64,
+    /// Default `request` timeout (default 30 s).
+    pub request_timeout_ms: u64,
+    /// Client pool: most connections open at once (default 64).
+    pub max_connections: u32,
+    /// QUIC keep-alive interval; the QUIC idle timeout is three of these (default 5 s).
+    pub keep_alive_ms: u64,
+    /// Bytes a connection may queue for sending before `send` waits for the peer (default 8 MiB).
+    pub send_buffer_high: u64,
+}
+
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+/// Hard ceiling for maxMessageSize: one message is never more than 1 GiB.
+pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_concurrent_streams: 1000,
+            idle_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            max_connections: 64,
+            keep_alive_ms: 5_000,
+            send_buffer_high: 8 << 20,
+        }
+    }
+}
+
+impl TransportConfig {
+    pub fn validate(&self) -> Result<()> {
+        range(
+            "maxMessageSize",
+            self.max_message_size,
+            1,
+            MAX_MESSAGE_SIZE_CEILING,
+        )?;
+        range(
+            "maxConcurrentStreams",
+            self.max_concurrent_streams.into(),
+            1,
+            1 << 20,
+        )?;
+        let day = 24 * 3600 * 1000;
+        range("idleTimeoutMs", self.idle_timeout_ms, 1, day)?;
+        range("connectTimeoutMs", self.connect_timeout_ms, 1, day)?;
+        range("requestTimeoutMs", self.request_timeout_ms, 1, day)?;
+        range("maxConnections", self.max_connections.into(), 1, 1 << 20)?;
+        range("keepAliveMs", self.keep_alive_ms, 1, day)?;
+        range("sendBufferHigh", self.send_buffer_high, 1024, 1 << 34)?;
+        Ok(())
+    }
+}
+
+fn range(name: &str, v: u64, min: u64, max: u64) -> Result<()> {
+    if v < min || v > max {
+        return Err(Error::invalid_argument(format!(
+            "{name} must be between {min} and {max}, got {v}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a port to listen on (0 asks for an ephemeral one) or to connect to (never 0).
+pub fn validate_port(port: i64, listening: bool) -> Result<u16> {
+    let min = if listening { 0 } else { 1 };
+    if port < min || port > 65_535 {
+        return Err(Error::invalid_argument(format!(
+            "port must be an integer between {min} and 65535, got {port}"
+        )));
+    }
+    Ok(port as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn defaults_are_valid() {
+        TransportConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_option() {
+        let cfg = TransportConfig {
+            max_message_size: 0,
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        assert!(err.message.contains("maxMessageSize"), "{err}");
+        let cfg = TransportConfig {
+            max_connections: 0,
+            ..Default::default()
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("maxConnections"));
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(validate_port(0, true).unwrap(), 0);
+        assert!(validate_port(0, false).is_err());
+        assert!(validate_port(65_536, true).is_err());
+        assert!(validate_port(-1, true).is_err());
+        assert_eq!(validate_port(443, false).unwrap(), 443);
+    }
+}

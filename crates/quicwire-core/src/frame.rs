@@ -1,0 +1,456 @@
+//! Wire framing: `varint length | u8 kind | payload`, where the length counts the kind byte
+//! and the payload. The decoder reads the length first and rejects an oversized frame before
+//! it allocates or waits for a single byte of the body.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::hello::{Encoding, Hello, Welcome};
+use crate::varint;
+
+/// Frame kinds. Numbers are wire format: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Hello = 1,
+    Welcome = 2,
+    Message = 3,
+    Request = 4,
+    Response = 5,
+    Error = 6,
+    /// Receiver to sender on the control stream: "I have handed `count` messages of channel
+    /// stream `stream` to the application". Lets `send` resolve on delivery, not on write.
+    Ack = 7,
+    GoAway = 8,
+}
+
+impl Kind {
+    fn from_wire(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Welcome,
+            3 => Kind::Message,
+            4 => Kind::Request,
+            5 => Kind::Response,
+            6 => Kind::Error,
+            7 => Kind::Ack,
+            8 => Kind::GoAway,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded frame. Bodies are `Bytes` cut out of the receive buffer without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Hello(Hello),
+    Welcome(Welcome),
+    Message(Bytes),
+    Request {
+        id: u64,
+        body: Bytes,
+    },
+    Response {
+        id: u64,
+        body: Bytes,
+    },
+    Error {
+        id: u64,
+        code: ErrorCode,
+        text: String,
+    },
+    Ack {
+        stream: u64,
+        count: u64,
+    },
+    GoAway,
+}
+
+/// Error texts are cut to this many bytes so an ERROR frame stays small whatever the limit.
+pub const MAX_ERROR_TEXT: usize = 1024;
+/// Bytes a frame may add around its body: kind byte and one varint id.
+const BODY_OVERHEAD: u64 = 1 + 8;
+/// Control frames (HELLO, WELCOME, ERROR, ACK, GOAWAY) always fit in this many bytes.
+const MAX_CONTROL_FRAME: u64 = MAX_ERROR_TEXT as u64 + 64;
+
+/// Appends a MESSAGE frame. `limit` is the receiver's maxMessageSize.
+pub fn put_message(out: &mut BytesMut, body: &[u8], limit: u64) -> Result<()> {
+    check_size(body.len(), limit)?;
+    put_header(out, Kind::Message, None, body.len());
+    out.put_slice(body);
+    Ok(())
+}
+
+/// Appends a REQUEST frame.
+pub fn put_request(out: &mut BytesMut, id: u64, body: &[u8], limit: u64) -> Result<()> {
+    check_size(body.len(), limit)?;
+    put_header(out, Kind::Request, Some(id), body.len());
+    out.put_slice(body);
+    Ok(())
+}
+
+/// Appends a RESPONSE frame.
+pub fn put_response(out: &mut BytesMut, id: u64, body: &[u8], limit: u64) -> Result<()> {
+    check_size(body.len(), limit)?;
+    put_header(out, Kind::Response, Some(id), body.len());
+    out.put_slice(body);
+    Ok(())
+}
+
+/// Appends an ERROR frame answering request `id`; the text is cut to [`MAX_ERROR_TEXT`].
+pub fn put_error(out: &mut BytesMut, id: u64, code: ErrorCode, text: &str) {
+    let text = truncate_utf8(text, MAX_ERROR_TEXT);
+    let code = code.to_wire();
+    put_header(out, Kind::Error, Some(id), varint::size(code) + text.len());
+    varint::put(out, code);
+    out.put_slice(text.as_bytes());
+}
+
+pub fn put_ack(out: &mut BytesMut, stream: u64, count: u64) {
+    let len = varint::size(stream) + varint::size(count);
+    put_header(out, Kind::Ack, None, len);
+    varint::put(out, stream);
+    varint::put(out, count);
+}
+
+pub fn put_goaway(out: &mut BytesMut) {
+    put_header(out, Kind::GoAway, None, 0);
+}
+
+pub fn put_hello(out: &mut BytesMut, hello: &Hello) {
+    let n = hello.encodings.len().min(u8::MAX as usize);
+    let len = varint::size(hello.version) + varint::size(hello.max_message_size) + 1 + n;
+    put_header(out, Kind::Hello, None, len);
+    varint::put(out, hello.version);
+    varint::put(out, hello.max_message_size);
+    out.put_u8(n as u8);
+    for e in &hello.encodings[..n] {
+        out.put_u8(*e as u8);
+    }
+}
+
+pub fn put_welcome(out: &mut BytesMut, welcome: &Welcome) {
+    let len = varint::size(welcome.version) + varint::size(welcome.max_message_size) + 1;
+    put_header(out, Kind::Welcome, None, len);
+    varint::put(out, welcome.version);
+    varint::put(out, welcome.max_message_size);
+    out.put_u8(welcome.encoding as u8);
+}
+
+fn check_size(len: usize, limit: u64) -> Result<()> {
+    if len as u64 > limit {
+        return Err(Error::too_large(len as u64, limit));
+    }
+    Ok(())
+}
+
+fn put_header(out: &mut BytesMut, kind: Kind, id: Option<u64>, body_len: usize) {
+    let id_len = id.map_or(0, varint::size);
+    let len = 1 + id_len + body_len;
+    out.reserve(varint::size(len as u64) + len);
+    varint::put(out, len as u64);
+    out.put_u8(kind as u8);
+    if let Some(id) = id {
+        varint::put(out, id);
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Incremental decoder for one stream: feed it bytes as they arrive, take frames out.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max_message_size: u64,
+}
+
+impl FrameDecoder {
+    /// `max_message_size` is this receiver's limit on message, request and response bodies.
+    pub fn new(max_message_size: u64) -> Self {
+        FrameDecoder { max_message_size }
+    }
+
+    /// Takes the next whole frame off the front of `buf`; `Ok(None)` when more bytes are
+    /// needed. An error means the stream is broken: the caller resets it and reads no more.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>> {
+        let Some((len, len_size)) = varint::get(buf) else {
+            return Ok(None);
+        };
+        let limit = (self.max_message_size + BODY_OVERHEAD).max(MAX_CONTROL_FRAME);
+        if len > limit {
+            return Err(Error::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "incoming frame of {len} bytes exceeds maxMessageSize of {} bytes",
+                    self.max_message_size
+                ),
+            ));
+        }
+        if len == 0 {
+            return Err(Error::protocol("empty frame (length 0)"));
+        }
+        // `len` is bounded by `limit` above, so this reservation is bounded too.
+        let total = len_size + len as usize;
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        let kind_byte = buf[len_size];
+        let kind = Kind::from_wire(kind_byte)
+            .ok_or_else(|| Error::protocol(format!("unknown frame kind {kind_byte:#04x}")))?;
+        let mut frame = buf.split_to(total).freeze();
+        frame.advance(len_size + 1);
+        self.parse(kind, frame).map(Some)
+    }
+
+    fn parse(&self, kind: Kind, mut p: Bytes) -> Result<Frame> {
+        let body_frame = |p: Bytes| -> Result<Bytes> {
+            if p.len() as u64 > self.max_message_size {
+                return Err(Error::too_large(p.len() as u64, self.max_message_size));
+            }
+            Ok(p)
+        };
+        Ok(match kind {
+            Kind::Message => Frame::Message(body_frame(p)?),
+            Kind::Request => {
+                let id = take_varint(&mut p, "request id")?;
+                Frame::Request {
+                    id,
+                    body: body_frame(p)?,
+                }
+            }
+            Kind::Response => {
+                let id = take_varint(&mut p, "response id")?;
+                Frame::Response {
+                    id,
+                    body: body_frame(p)?,
+                }
+            }
+            Kind::Error => {
+                let id = take_varint(&mut p, "error id")?;
+                let code = ErrorCode::from_wire(take_varint(&mut p, "error code")?);
+                let text = String::from_utf8_lossy(&p).into_owned();
+                Frame::Error { id, code, text }
+            }
+            Kind::Ack => {
+                let stream = take_varint(&mut p, "ack stream")?;
+                let count = take_varint(&mut p, "ack count")?;
+                expect_end(&p, "ACK")?;
+                Frame::Ack { stream, count }
+            }
+            Kind::GoAway => {
+                expect_end(&p, "GOAWAY")?;
+                Frame::GoAway
+            }
+            Kind::Hello => {
+                let version = take_varint(&mut p, "hello version")?;
+                let max_message_size = take_varint(&mut p, "hello maxMessageSize")?;
+                let n = take_u8(&mut p, "hello encoding count")? as usize;
+                if p.len() != n {
+                    return Err(Error::protocol(format!(
+                        "HELLO lists {n} encodings but carries {} bytes",
+                        p.len()
+                    )));
+                }
+                // Unknown encodings from a newer peer are skipped, not fatal.
+                let encodings = p.iter().filter_map(|b| Encoding::from_wire(*b)).collect();
+                Frame::Hello(Hello {
+                    version,
+                    encodings,
+                    max_message_size,
+                })
+            }
+            Kind::Welcome => {
+                let version = take_varint(&mut p, "welcome version")?;
+                let max_message_size = take_varint(&mut p, "welcome maxMessageSize")?;
+                let b = take_u8(&mut p, "welcome encoding")?;
+                let encoding = Encoding::from_wire(b)
+                    .ok_or_else(|| Error::protocol(format!("WELCOME with unknown encoding {b}")))?;
+                expect_end(&p, "WELCOME")?;
+                Frame::Welcome(Welcome {
+                    version,
+                    encoding,
+                    max_message_size,
+                })
+            }
+        })
+    }
+}
+
+fn take_varint(p: &mut Bytes, what: &str) -> Result<u64> {
+    let (v, n) = varint::get(p).ok_or_else(|| Error::protocol(format!("truncated {what}")))?;
+    p.advance(n);
+    Ok(v)
+}
+
+fn take_u8(p: &mut Bytes, what: &str) -> Result<u8> {
+    if p.is_empty() {
+        return Err(Error::protocol(format!("truncated {what}")));
+    }
+    Ok(p.get_u8())
+}
+
+fn expect_end(p: &Bytes, what: &str) -> Result<()> {
+    if !p.is_empty() {
+        return Err(Error::protocol(format!(
+            "{what} frame has {} trailing bytes",
+            p.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hello::PROTOCOL_VERSION;
+
+    fn decode_all(bytes: &[u8], limit: u64) -> Result<Vec<Frame>> {
+        let d = FrameDecoder::new(limit);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(f) = d.decode(&mut buf)? {
+            out.push(f);
+        }
+        assert!(buf.is_empty(), "left {} bytes", buf.len());
+        Ok(out)
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let mut out = BytesMut::new();
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            encodings: vec![Encoding::Raw, Encoding::Msgpack],
+            max_message_size: 1 << 20,
+        };
+        let welcome = Welcome {
+            version: PROTOCOL_VERSION,
+            encoding: Encoding::Json,
+            max_message_size: 42,
+        };
+        put_hello(&mut out, &hello);
+        put_welcome(&mut out, &welcome);
+        put_message(&mut out, b"hi", 10).unwrap();
+        put_message(&mut out, b"", 10).unwrap();
+        put_request(&mut out, 7, b"req", 10).unwrap();
+        put_response(&mut out, 1 << 40, b"res", 10).unwrap();
+        put_error(&mut out, 9, ErrorCode::Remote, "boom");
+        put_ack(&mut out, 3, 100_000);
+        put_goaway(&mut out);
+        let frames = decode_all(&out, 10).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Hello(hello),
+                Frame::Welcome(welcome),
+                Frame::Message(Bytes::from_static(b"hi")),
+                Frame::Message(Bytes::new()),
+                Frame::Request {
+                    id: 7,
+                    body: Bytes::from_static(b"req")
+                },
+                Frame::Response {
+                    id: 1 << 40,
+                    body: Bytes::from_static(b"res")
+                },
+                Frame::Error {
+                    id: 9,
+                    code: ErrorCode::Remote,
+                    text: "boom".into()
+                },
+                Frame::Ack {
+                    stream: 3,
+                    count: 100_000
+                },
+                Frame::GoAway,
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_byte_by_byte() {
+        let mut wire = BytesMut::new();
+        let body = vec![0xAB; 300];
+        put_message(&mut wire, &body, 1000).unwrap();
+        put_request(&mut wire, 5, b"x", 1000).unwrap();
+        let d = FrameDecoder::new(1000);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for b in wire.iter() {
+            buf.put_u8(*b);
+            while let Some(f) = d.decode(&mut buf).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0], Frame::Message(Bytes::from(body)));
+    }
+
+    #[test]
+    fn sender_rejects_bodies_over_the_limit() {
+        let mut out = BytesMut::new();
+        let err = put_message(&mut out, &[0; 11], 10).unwrap_err();
+        assert_eq!(err.code, ErrorCode::MessageTooLarge);
+        assert!(err.message.contains("11") && err.message.contains("10"));
+        assert!(out.is_empty(), "nothing written on error");
+        assert!(put_request(&mut out, 1, &[0; 11], 10).is_err());
+        assert!(put_response(&mut out, 1, &[0; 11], 10).is_err());
+    }
+
+    #[test]
+    fn huge_length_prefix_is_rejected_before_allocation() {
+        // A 4 GiB claim, then nothing: must fail at once, not wait for (or reserve) 4 GiB.
+        let mut buf = BytesMut::new();
+        varint::put(&mut buf, 4 << 30);
+        buf.put_u8(Kind::Message as u8);
+        let err = FrameDecoder::new(1 << 20).decode(&mut buf).unwrap_err();
+        assert_eq!(err.code, ErrorCode::MessageTooLarge);
+        assert!(buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn receiver_rejects_bodies_over_its_limit() {
+        let mut out = BytesMut::new();
+        put_message(&mut out, &[1; 100], 1000).unwrap();
+        let err = decode_all(&out, 50).unwrap_err();
+        assert_eq!(err.code, ErrorCode::MessageTooLarge);
+    }
+
+    #[test]
+    fn malformed_frames_are_protocol_errors() {
+        let cases: &[&[u8]] = &[
+            &[0x00],                                            // empty frame
+            &[0x01, 0xEE],                                      // unknown kind
+            &[0x01, Kind::Request as u8],                       // request without id
+            &[0x02, Kind::GoAway as u8, 0x00],                  // trailing bytes
+            &[0x03, Kind::Ack as u8, 0x01, 0x40],               // truncated varint
+            &[0x03, Kind::Hello as u8, 0x01, 0x01],             // missing encoding count
+            &[0x05, Kind::Hello as u8, 0x01, 0x01, 0x03, 0x01], // count says 3, has 1
+            &[0x04, Kind::Welcome as u8, 0x01, 0x01, 0x77],     // unknown encoding
+        ];
+        for case in cases {
+            let err = decode_all(case, 1000).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Protocol, "{case:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn error_text_is_cut_on_a_char_boundary() {
+        let mut out = BytesMut::new();
+        let long = "é".repeat(MAX_ERROR_TEXT);
+        put_error(&mut out, 1, ErrorCode::Remote, &long);
+        let Frame::Error { text, .. } = &decode_all(&out, 10).unwrap()[0] else {
+            panic!("not an error frame");
+        };
+        assert!(text.len() <= MAX_ERROR_TEXT && text.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,20 @@
+//! quicwire-core: every rule of the quicwire protocol and none of its I/O.
+//!
+//! The frame codec, the HELLO negotiation, option validation, pool policy, stats shapes and
+//! error codes live here so that the native runtime (`quicwire`) and the wasm engine apply
+//! exactly the same rules. Nothing here touches a socket, a clock or a thread.
+
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod hello;
+pub mod pool;
+pub mod stats;
+pub mod varint;
+
+pub use config::TransportConfig;
+pub use error::{app_code, Error, ErrorCode, Result};
+pub use frame::{Frame, FrameDecoder};
+pub use hello::{Encoding, Hello, Welcome, ALPN, PROTOCOL_VERSION};
+pub use pool::{PoolCounters, PoolKey, PoolTable};
+pub use stats::{ConnectionStats, PoolStats};

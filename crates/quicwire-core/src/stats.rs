@@ -1,0 +1,59 @@
+//! Statistics types every binding reports. Counters are filled by the runtime; the shapes
+//! live here so native and wasm report the same fields.
+
+/// Traffic and path figures of one connection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionStats {
+    /// The peer's `host:port` (client side) or socket address (server side).
+    pub peer: String,
+    pub messages_out: u64,
+    pub messages_in: u64,
+    pub requests_out: u64,
+    pub requests_in: u64,
+    /// Payload bytes sent and received (frame bodies).
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Streams open now (channel streams and requests in flight).
+    pub streams_open: u64,
+    /// Smoothed round-trip time, milliseconds.
+    pub rtt_ms: f64,
+    /// Packets the QUIC stack declared lost.
+    pub lost_packets: u64,
+    /// UDP datagrams sent and received by QUIC.
+    pub udp_tx: u64,
+    pub udp_rx: u64,
+}
+
+impl ConnectionStats {
+    /// Adds `other`'s counters into `self` (for totals); rtt keeps the maximum.
+    pub fn accumulate(&mut self, other: &ConnectionStats) {
+        self.messages_out += other.messages_out;
+        self.messages_in += other.messages_in;
+        self.requests_out += other.requests_out;
+        self.requests_in += other.requests_in;
+        self.bytes_out += other.bytes_out;
+        self.bytes_in += other.bytes_in;
+        self.streams_open += other.streams_open;
+        self.rtt_ms = self.rtt_ms.max(other.rtt_ms);
+        self.lost_packets += other.lost_packets;
+        self.udp_tx += other.udp_tx;
+        self.udp_rx += other.udp_rx;
+    }
+}
+
+/// A client pool at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolStats {
+    /// Connections with work in flight.
+    pub active: u64,
+    /// Open connections with nothing in flight.
+    pub idle: u64,
+    pub created: u64,
+    pub reused: u64,
+    pub evicted: u64,
+    pub failed: u64,
+    /// Sum over every open connection.
+    pub totals: ConnectionStats,
+    /// One entry per open connection, keyed by `host:port`.
+    pub connections: Vec<ConnectionStats>,
+}
