@@ -1,1 +1,23 @@
+//! quicwire: a QUIC message transport on quinn + tokio.
+//!
+//! [`Client`] keeps a pool of connections keyed by `host:port`; [`Server`] accepts them.
+//! Both hand incoming traffic to a [`Handler`]. Messages go over a long-lived channel stream
+//! per connection and direction, requests over a fresh stream each. The protocol rules
+//! (framing, negotiation, limits, pool policy) come from `quicwire-core`.
 
+pub mod client;
+pub mod connection;
+pub mod events;
+pub mod server;
+pub mod tls;
+mod transport;
+
+pub use client::{Client, ClientConfig};
+pub use connection::{Connection, Handler, IncomingRequest};
+pub use events::{event_queue, Event};
+pub use quicwire_core::{
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
+    TransportConfig,
+};
+pub use server::{Server, ServerConfig, ServerStats};
+pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls};

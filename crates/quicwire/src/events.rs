@@ -1,0 +1,41 @@
+//! A ready-made [`Handler`] that turns callbacks into a stream of [`Event`]s, for Rust
+//! callers who prefer `while let Some(event) = events.recv().await`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::{Connection, Error, Handler, IncomingRequest};
+
+#[derive(Debug)]
+pub enum Event {
+    Connected(Connection),
+    Messages(Connection, Vec<Bytes>),
+    Request(IncomingRequest),
+    Closed(Connection, Error),
+}
+
+#[derive(Debug)]
+struct EventQueue(mpsc::UnboundedSender<Event>);
+
+impl Handler for EventQueue {
+    fn on_connection(&self, conn: &Connection) {
+        let _ = self.0.send(Event::Connected(conn.clone()));
+    }
+    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>) {
+        let _ = self.0.send(Event::Messages(conn.clone(), messages));
+    }
+    fn on_request(&self, request: IncomingRequest) {
+        let _ = self.0.send(Event::Request(request));
+    }
+    fn on_closed(&self, conn: &Connection, reason: &Error) {
+        let _ = self.0.send(Event::Closed(conn.clone(), reason.clone()));
+    }
+}
+
+/// A handler and the receiving end of its events.
+pub fn event_queue() -> (Arc<dyn Handler>, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(EventQueue(tx)), rx)
+}

@@ -1,0 +1,238 @@
+//! The server: accepts QUIC connections, negotiates HELLO, hands traffic to the handler,
+//! and closes gracefully (GOAWAY, then drain in-flight requests up to a deadline).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use quicwire_core::frame;
+use quicwire_core::{
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, Result, TransportConfig,
+};
+
+use crate::connection::{Connection, Handler, IncomingRequest, SessionParams};
+use crate::tls::{self, ServerTls};
+use crate::transport::quinn_transport;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub transport: TransportConfig,
+    pub tls: ServerTls,
+    /// Encodings the server accepts (default: all).
+    pub encodings: Vec<Encoding>,
+}
+
+impl ServerConfig {
+    pub fn new(tls: ServerTls) -> Self {
+        ServerConfig {
+            transport: TransportConfig::default(),
+            tls,
+            encodings: Encoding::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Handshakes that failed (TLS, negotiation).
+    pub rejected: u64,
+    /// Sum over open connections.
+    pub totals: ConnectionStats,
+}
+
+/// A listening quicwire server. Cheap to clone.
+#[derive(Clone)]
+pub struct Server(Arc<Shared>);
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.0.local_addr)
+            .finish()
+    }
+}
+
+struct Shared {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    connections: Mutex<HashMap<u64, Connection>>,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Tracks the server's open connections in front of the user's handler.
+struct Registry {
+    shared: std::sync::Weak<Shared>,
+    user: Arc<dyn Handler>,
+}
+
+impl Handler for Registry {
+    fn on_connection(&self, conn: &Connection) {
+        if let Some(s) = self.shared.upgrade() {
+            lock(&s.connections).insert(conn.id(), conn.clone());
+        }
+        self.user.on_connection(conn);
+    }
+    fn on_messages(&self, conn: &Connection, messages: Vec<bytes::Bytes>) {
+        self.user.on_messages(conn, messages);
+    }
+    fn on_request(&self, request: IncomingRequest) {
+        self.user.on_request(request);
+    }
+    fn on_acked(&self, conn: &Connection, delivered: u64) {
+        self.user.on_acked(conn, delivered);
+    }
+    fn on_closed(&self, conn: &Connection, reason: &Error) {
+        if let Some(s) = self.shared.upgrade() {
+            lock(&s.connections).remove(&conn.id());
+        }
+        self.user.on_closed(conn, reason);
+    }
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port; see [`Self::local_addr`]) and starts
+    /// accepting. Must be called inside a tokio runtime.
+    pub fn bind(
+        addr: SocketAddr,
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Server> {
+        config.transport.validate()?;
+        if config.encodings.is_empty() {
+            return Err(Error::invalid_argument(
+                "encodings must list at least one encoding",
+            ));
+        }
+        let crypto = tls::server_config(&config.tls)?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
+        let mut quinn_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        quinn_config.transport_config(quinn_transport(&config.transport)?);
+        let endpoint = quinn::Endpoint::server(quinn_config, addr)
+            .map_err(|e| Error::new(ErrorCode::Io, format!("cannot listen on {addr}: {e}")))?;
+        let local_addr = endpoint.local_addr().map_err(|e| {
+            Error::new(ErrorCode::Io, format!("cannot read the bound address: {e}"))
+        })?;
+        let shared = Arc::new(Shared {
+            endpoint,
+            local_addr,
+            connections: Mutex::new(HashMap::new()),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
+        let handler: Arc<dyn Handler> = Arc::new(Registry {
+            shared: Arc::downgrade(&shared),
+            user: handler,
+        });
+        let params = SessionParams {
+            max_message_size: config.transport.max_message_size,
+            encodings: config.encodings.clone(),
+            request_timeout: Duration::from_millis(config.transport.request_timeout_ms),
+        };
+        tokio::spawn(accept_loop(shared.clone(), params, handler));
+        Ok(Server(shared))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> Vec<Connection> {
+        lock(&self.0.connections).values().cloned().collect()
+    }
+
+    /// Sends `body` to every connected client; returns how many it was queued for.
+    pub fn broadcast(&self, body: &[u8]) -> Result<usize> {
+        let mut sent = 0;
+        for conn in self.connections() {
+            let mut out = BytesMut::new();
+            frame::put_message(&mut out, body, conn.peer_max_message_size())?;
+            if conn
+                .enqueue_frames(out.freeze(), 1, body.len() as u64)
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = ServerStats {
+            accepted: self.0.accepted.load(Ordering::Relaxed),
+            rejected: self.0.rejected.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        for conn in self.connections() {
+            stats.connections += 1;
+            stats.totals.accumulate(&conn.stats());
+        }
+        stats
+    }
+
+    /// Stops accepting and closes. Graceful: sends GOAWAY, waits until open requests are
+    /// answered (at most `timeout`), then closes; otherwise closes at once.
+    pub async fn close(&self, graceful: bool, timeout: Duration) {
+        self.0.endpoint.set_server_config(None);
+        if graceful {
+            let conns = self.connections();
+            for conn in &conns {
+                conn.go_away();
+            }
+            let drained = async {
+                while conns.iter().any(|c| !c.is_closed() && c.in_flight() > 0) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            let _ = tokio::time::timeout(timeout, drained).await;
+        }
+        for conn in self.connections() {
+            conn.close(app_code::SHUTDOWN, "server closing");
+        }
+        self.0
+            .endpoint
+            .close(app_code::SHUTDOWN.into(), b"server closing");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.0.endpoint.wait_idle()).await;
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, params: SessionParams, handler: Arc<dyn Handler>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let shared = shared.clone();
+        let params = params.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let peer = incoming.remote_address();
+            let quic = match incoming.await {
+                Ok(q) => q,
+                Err(e) => {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            match Connection::server_handshake(quic, params, handler).await {
+                Ok(_) => {
+                    shared.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "HELLO failed");
+                }
+            }
+        });
+    }
+}

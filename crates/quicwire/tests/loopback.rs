@@ -1,0 +1,534 @@
+//! End-to-end tests over real UDP on loopback with real TLS 1.3.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quicwire::{
+    event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
+    Server, ServerConfig, ServerTls,
+};
+use quicwire_core::frame::{self, Frame, FrameDecoder};
+use quicwire_core::{app_code, varint, Hello, PROTOCOL_VERSION};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+struct Fixture {
+    server: Server,
+    ca: String,
+    events: UnboundedReceiver<Event>,
+}
+
+fn dev_cert() -> quicwire::DevCert {
+    generate_dev_cert(&["localhost".into(), "127.0.0.1".into(), "::1".into()]).unwrap()
+}
+
+fn start_server(edit: impl FnOnce(&mut ServerConfig)) -> Fixture {
+    let cert = dev_cert();
+    let mut config = ServerConfig::new(ServerTls {
+        cert: cert.cert.clone(),
+        key: cert.key,
+    });
+    edit(&mut config);
+    let (handler, events) = event_queue();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, handler).unwrap();
+    Fixture {
+        server,
+        ca: cert.cert,
+        events,
+    }
+}
+
+/// Echoes requests ("fail" answers an error, "slow" waits 300 ms) and forwards messages.
+fn serve_echo(mut events: UnboundedReceiver<Event>) -> UnboundedReceiver<Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Messages(_, msgs) => msgs.into_iter().for_each(|m| {
+                    let _ = tx.send(m);
+                }),
+                Event::Request(req) => {
+                    tokio::spawn(async move {
+                        let body = req.body().clone();
+                        if &body[..] == b"fail" {
+                            let err = quicwire::Error::new(ErrorCode::Remote, "handler failed");
+                            let _ = req.respond(Err(err)).await;
+                        } else {
+                            if &body[..] == b"slow" {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                            }
+                            let _ = req.respond(Ok(&body)).await;
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+    rx
+}
+
+fn client(ca: &str, edit: impl FnOnce(&mut ClientConfig)) -> Client {
+    let mut config = ClientConfig {
+        tls: ClientTls {
+            ca: Some(ca.to_string()),
+            insecure: false,
+        },
+        ..Default::default()
+    };
+    edit(&mut config);
+    let (handler, _events) = event_queue();
+    Client::new(config, handler).unwrap()
+}
+
+#[tokio::test]
+async fn messages_and_requests_round_trip() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(conn.encoding(), Encoding::Msgpack);
+    conn.send_batch(&[b"one", b"two"]).await.unwrap();
+    // `send` resolved, so the server's handler already has both, in order.
+    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"one"));
+    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"two"));
+    assert_eq!(
+        conn.request(b"ping").await.unwrap(),
+        Bytes::from_static(b"ping")
+    );
+    let err = conn.request(b"fail").await.unwrap_err();
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (ErrorCode::Remote, "handler failed")
+    );
+    // The connection survives a remote failure.
+    assert_eq!(
+        conn.request(b"again").await.unwrap(),
+        Bytes::from_static(b"again")
+    );
+    let stats = c.stats();
+    assert_eq!(stats.totals.messages_out, 2);
+    assert_eq!(stats.totals.requests_out, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_on_one_connection() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let tasks: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.request(&i.to_le_bytes()).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(&t.await.unwrap().unwrap()[..], &(i as u32).to_le_bytes());
+    }
+    assert_eq!(c.stats().created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_cross_intact() {
+    let f = start_server(|c| c.transport.max_message_size = 16 << 20);
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client(&f.ca, |c| c.transport.max_message_size = 16 << 20);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    assert_eq!(conn.request(&big).await.unwrap(), Bytes::from(big.clone()));
+    // 64 MiB of 1 MiB messages through the channel stream.
+    let chunk = vec![7u8; 1 << 20];
+    let bodies: Vec<&[u8]> = (0..64).map(|_| &chunk[..]).collect();
+    conn.send_batch(&bodies).await.unwrap();
+    let mut total = 0;
+    while let Ok(m) = received.try_recv() {
+        total += m.len();
+    }
+    assert_eq!(total, 64 << 20);
+}
+
+#[tokio::test]
+async fn pool_reuses_and_dedupes_concurrent_connects() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let dials: Vec<_> = (0..10)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.connect("127.0.0.1", port).await.unwrap().id() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for d in dials {
+        ids.push(d.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one handshake for ten concurrent connects");
+    let again = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(again.id(), ids[0]);
+    let stats = c.stats();
+    assert_eq!((stats.created, stats.reused), (1, 10));
+    // A dead connection is dropped and re-dialed.
+    c.disconnect(&again);
+    let fresh = c.connect("127.0.0.1", port).await.unwrap();
+    assert_ne!(fresh.id(), ids[0]);
+    assert_eq!(fresh.request(b"x").await.unwrap(), Bytes::from_static(b"x"));
+}
+
+#[tokio::test]
+async fn idle_connections_are_evicted() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |c| c.transport.idle_timeout_ms = 100);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(conn.is_closed());
+    let stats = c.stats();
+    assert_eq!((stats.evicted, stats.idle, stats.active), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn max_connections_evicts_lru_idle_then_exhausts() {
+    let cert = dev_cert();
+    let mut fixtures = Vec::new();
+    for _ in 0..3 {
+        let (handler, events) = event_queue();
+        let server = Server::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerConfig::new(ServerTls {
+                cert: cert.cert.clone(),
+                key: cert.key.clone(),
+            }),
+            handler,
+        )
+        .unwrap();
+        let _rx = serve_echo(events);
+        fixtures.push(server);
+    }
+    let c = client(&cert.cert, |c| c.transport.max_connections = 2);
+    let a = c
+        .connect("127.0.0.1", fixtures[0].local_addr().port())
+        .await
+        .unwrap();
+    let _b = c
+        .connect("127.0.0.1", fixtures[1].local_addr().port())
+        .await
+        .unwrap();
+    let _c3 = c
+        .connect("127.0.0.1", fixtures[2].local_addr().port())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        a.is_closed(),
+        "least recently used idle connection was evicted"
+    );
+    assert_eq!(c.stats().evicted, 1);
+    // With both pooled connections busy, a third host is refused.
+    let conns = [
+        c.connect("127.0.0.1", fixtures[1].local_addr().port())
+            .await
+            .unwrap(),
+        c.connect("127.0.0.1", fixtures[2].local_addr().port())
+            .await
+            .unwrap(),
+    ];
+    let slow: Vec<_> = conns
+        .iter()
+        .map(|conn| {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.request(b"slow").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = c
+        .connect("127.0.0.1", fixtures[0].local_addr().port())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::PoolExhausted, "{err}");
+    for s in slow {
+        s.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn tls_failures_are_err_tls() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let other_ca = dev_cert().cert;
+    let err = client(&other_ca, |_| {})
+        .connect("127.0.0.1", port)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Tls, "{err}");
+    // Right CA, wrong name: the certificate names localhost and 127.0.0.1, not ::1's v4 twin.
+    let only_other = generate_dev_cert(&["example.test".into()]).unwrap();
+    let (handler, _events) = event_queue();
+    let named = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::new(ServerTls {
+            cert: only_other.cert.clone(),
+            key: only_other.key,
+        }),
+        handler,
+    )
+    .unwrap();
+    let err = client(&only_other.cert, |_| {})
+        .connect("127.0.0.1", named.local_addr().port())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Tls, "{err}");
+}
+
+#[tokio::test]
+async fn closed_port_times_out() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    drop(socket);
+    let c = client(&dev_cert().cert, |c| c.transport.connect_timeout_ms = 300);
+    let started = std::time::Instant::now();
+    let err = c.connect("127.0.0.1", port).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ConnectTimeout, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn encoding_mismatch_is_negotiation_error() {
+    let f = start_server(|c| c.encodings = vec![Encoding::Json]);
+    let port = f.server.local_addr().port();
+    let c = client(&f.ca, |c| c.encodings = vec![Encoding::Raw]);
+    let err = c.connect("127.0.0.1", port).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Negotiation, "{err}");
+    assert!(err.message.contains("raw"), "{err}");
+}
+
+#[tokio::test]
+async fn ipv6_loopback_works() {
+    let cert = dev_cert();
+    let (handler, events) = event_queue();
+    let server = Server::bind(
+        "[::1]:0".parse().unwrap(),
+        ServerConfig::new(ServerTls {
+            cert: cert.cert.clone(),
+            key: cert.key,
+        }),
+        handler,
+    )
+    .unwrap();
+    let _rx = serve_echo(events);
+    let c = client(&cert.cert, |_| {});
+    let conn = c.connect("::1", server.local_addr().port()).await.unwrap();
+    assert_eq!(conn.peer(), format!("[::1]:{}", server.local_addr().port()));
+    assert_eq!(
+        conn.request(b"v6").await.unwrap(),
+        Bytes::from_static(b"v6")
+    );
+}
+
+#[tokio::test]
+async fn graceful_close_drains_in_flight_requests() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let pending = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.request(b"slow").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.server.close(true, Duration::from_secs(5)).await;
+    assert_eq!(pending.await.unwrap().unwrap(), Bytes::from_static(b"slow"));
+    let err = conn.request(b"late").await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ConnectionClosed, "{err}");
+}
+
+#[tokio::test]
+async fn abrupt_close_fails_pending_requests() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let pending: Vec<_> = (0..20)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move { conn.request(b"slow").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    f.server.close(false, Duration::ZERO).await;
+    for p in pending {
+        let err = p.await.unwrap().unwrap_err();
+        assert_eq!(err.code, ErrorCode::ConnectionClosed, "{err}");
+    }
+}
+
+/// A raw quinn client that speaks just enough quicwire to get past HELLO.
+async fn raw_peer(server: SocketAddr, ca: &str) -> (quinn::Endpoint, quinn::Connection) {
+    let tls = quicwire::tls::client_config(&ClientTls {
+        ca: Some(ca.into()),
+        insecure: false,
+    })
+    .unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = endpoint
+        .connect(server, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut out = BytesMut::new();
+    frame::put_hello(
+        &mut out,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            encodings: vec![Encoding::Raw],
+            max_message_size: 1 << 20,
+        },
+    );
+    send.write_all(&out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let decoder = FrameDecoder::new(1 << 20);
+    loop {
+        let chunk = recv.read_chunk(1024, true).await.unwrap().unwrap();
+        buf.extend_from_slice(&chunk.bytes);
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            assert!(matches!(f, Frame::Welcome(_)));
+            break;
+        }
+    }
+    std::mem::forget((send, recv));
+    (endpoint, conn)
+}
+
+async fn raw_request(conn: &quinn::Connection, body: &[u8]) -> Frame {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut out = BytesMut::new();
+    frame::put_request(&mut out, 1, body, 1 << 20).unwrap();
+    send.write_all(&out).await.unwrap();
+    send.finish().unwrap();
+    let bytes = recv.read_to_end(1 << 21).await.unwrap();
+    FrameDecoder::new(1 << 20)
+        .decode(&mut BytesMut::from(&bytes[..]))
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn garbage_on_a_stream_resets_that_stream_only() {
+    let f = start_server(|_| {});
+    let _rx = serve_echo(f.events);
+    let (_endpoint, conn) = raw_peer(f.server.local_addr(), &f.ca).await;
+    let mut garbage = conn.open_uni().await.unwrap();
+    garbage.write_all(&[0x05, 0xEE, 1, 2, 3, 4]).await.unwrap();
+    let stopped = garbage.stopped().await.unwrap();
+    assert_eq!(stopped, Some(quinn::VarInt::from_u32(app_code::PROTOCOL)));
+    // A garbage request stream is answered with ERR_PROTOCOL and its reading side stopped...
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0x03, 0x77, 0x00, 0x00]).await.unwrap();
+    let bytes = recv.read_to_end(4096).await.unwrap();
+    let answer = FrameDecoder::new(1024)
+        .decode(&mut BytesMut::from(&bytes[..]))
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            answer,
+            Frame::Error {
+                code: ErrorCode::Protocol,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    // ...and the connection still serves requests.
+    let answer = raw_request(&conn, b"still here").await;
+    assert!(matches!(answer, Frame::Response { body, .. } if &body[..] == b"still here"));
+}
+
+#[tokio::test]
+async fn four_gib_length_prefix_is_refused_without_allocating() {
+    let f = start_server(|_| {});
+    let _rx = serve_echo(f.events);
+    let (_endpoint, conn) = raw_peer(f.server.local_addr(), &f.ca).await;
+    let mut s = conn.open_uni().await.unwrap();
+    let mut claim = BytesMut::new();
+    varint::put(&mut claim, 4 << 30);
+    claim.extend_from_slice(&[frame::Kind::Message as u8, 0, 0]);
+    s.write_all(&claim).await.unwrap();
+    let stopped = s.stopped().await.unwrap();
+    assert_eq!(
+        stopped,
+        Some(quinn::VarInt::from_u32(app_code::MESSAGE_TOO_LARGE))
+    );
+    // An oversized request gets an ERROR frame naming the limit.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&claim).await.unwrap();
+    let bytes = recv.read_to_end(4096).await.unwrap();
+    let frame = FrameDecoder::new(1 << 20)
+        .decode(&mut BytesMut::from(&bytes[..]))
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            frame,
+            Frame::Error {
+                code: ErrorCode::MessageTooLarge,
+                ..
+            }
+        ),
+        "{frame:?}"
+    );
+    let answer = raw_request(&conn, b"ok").await;
+    assert!(matches!(answer, Frame::Response { .. }));
+}
+
+#[tokio::test]
+async fn server_sends_and_requests_to_its_clients() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let mut server_events = f.events;
+    let (handler, mut client_events) = event_queue();
+    let c = Client::new(
+        ClientConfig {
+            tls: ClientTls {
+                ca: Some(f.ca.clone()),
+                insecure: false,
+            },
+            ..Default::default()
+        },
+        handler,
+    )
+    .unwrap();
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let server_side = match server_events.recv().await.unwrap() {
+        Event::Connected(conn) => conn,
+        other => panic!("{other:?}"),
+    };
+    // The client answers the server's requests.
+    tokio::spawn(async move {
+        while let Some(ev) = client_events.recv().await {
+            if let Event::Request(req) = ev {
+                let reply = [b"client:".as_slice(), req.body()].concat();
+                let _ = req.respond(Ok(&reply)).await;
+            }
+        }
+    });
+    assert_eq!(f.server.broadcast(b"hello all").unwrap(), 1);
+    assert_eq!(
+        server_side.request(b"hi").await.unwrap(),
+        Bytes::from_static(b"client:hi")
+    );
+    assert_eq!(conn.stats().requests_in, 1);
+}
