@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, watch, Notify};
 /// What the application gets from its connections. Calls come from runtime tasks and must
 /// not block; hand work off (a channel, a batch buffer) and return.
 pub trait Handler: Send + Sync + 'static {
-    /// A server accepted (and negotiated) a new connection.
+    /// A connection finished its handshake (either side). Comes before any other call
+    /// for that connection.
     fn on_connection(&self, _conn: &Connection) {}
     /// Messages read off a channel stream, in order. Called once per received batch.
     fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>);
@@ -287,6 +288,7 @@ impl Connection {
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
         }));
+        conn.0.handler.on_connection(&conn);
         tokio::spawn(conn.clone().write_channel(outbox_rx));
         tokio::spawn(conn.clone().write_control(control_send));
         tokio::spawn(conn.clone().serve(control_recv, control_buf));

@@ -15,6 +15,8 @@ mod transport;
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest};
 pub use events::{event_queue, Event};
+/// The protocol rules (codec, negotiation, limits), for bindings and raw-peer tests.
+pub use quicwire_core as core;
 pub use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
     TransportConfig,

@@ -1,0 +1,91 @@
+//! Everything Rust has for JavaScript goes through one inbox: events are appended under a
+//! lock, and the first event after a drain wakes JS with one threadsafe-function call. JS
+//! then takes the whole batch (`takeEvents`): one boundary crossing for many messages.
+//!
+//! Layout: `data` holds bodies and texts back to back; `meta` holds, per event, seven
+//! numbers: `[kind, a, b, c, d, offset, length]`, offset/length pointing into `data`.
+
+use std::sync::Mutex;
+
+use napi::bindgen_prelude::{Buffer, Float64Array, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+
+/// Event kinds (mirrored in ts/native.ts).
+pub mod kind {
+    /// a = connection, b = server (0 for a client), c = encoding, d = peer maxMessageSize;
+    /// data = peer address.
+    pub const CONNECTION: f64 = 1.0;
+    /// a = connection; data = body.
+    pub const MESSAGE: f64 = 2.0;
+    /// a = connection, b = request handle; data = body.
+    pub const REQUEST: f64 = 3.0;
+    /// a = connection, b = request id; data = body.
+    pub const RESPONSE: f64 = 4.0;
+    /// a = connection, b = request id, c = error code index; data = error text.
+    pub const REQUEST_FAILED: f64 = 5.0;
+    /// a = connection, b = messages delivered so far.
+    pub const ACKED: f64 = 6.0;
+    /// a = connection, c = error code index; data = reason.
+    pub const CLOSED: f64 = 7.0;
+}
+
+pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
+
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    meta: Vec<f64>,
+    wake_pending: bool,
+}
+
+static INBOX: Mutex<Batch> = Mutex::new(Batch {
+    data: Vec::new(),
+    meta: Vec::new(),
+    wake_pending: false,
+});
+static NOTIFY: Mutex<Option<Notify>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn set_notify(notify: Notify) {
+    *lock(&NOTIFY) = Some(notify);
+}
+
+/// Appends events with one lock; wakes JS if nothing is pending.
+pub fn push<'a>(events: impl IntoIterator<Item = ([f64; 5], &'a [u8])>) {
+    let wake = {
+        let mut inbox = lock(&INBOX);
+        for (words, data) in events {
+            let offset = inbox.data.len() as f64;
+            inbox.data.extend_from_slice(data);
+            inbox.meta.extend_from_slice(&words);
+            inbox.meta.push(offset);
+            inbox.meta.push(data.len() as f64);
+        }
+        !std::mem::replace(&mut inbox.wake_pending, true)
+    };
+    if wake {
+        if let Some(notify) = lock(&NOTIFY).as_ref() {
+            notify.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+pub fn push_one(words: [f64; 5], data: &[u8]) {
+    push(std::iter::once((words, data)));
+}
+
+/// Takes everything queued so far.
+pub fn take() -> Option<(Buffer, Float64Array)> {
+    let mut inbox = lock(&INBOX);
+    inbox.wake_pending = false;
+    if inbox.meta.is_empty() {
+        return None;
+    }
+    let data = std::mem::take(&mut inbox.data);
+    let meta = std::mem::take(&mut inbox.meta);
+    Some((Buffer::from(data), Float64Array::new(meta)))
+}

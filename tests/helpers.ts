@@ -1,0 +1,75 @@
+// Shared fixtures: a dev certificate, a server with echo handlers, and cleanup.
+
+import { afterEach, expect } from 'vitest';
+import {
+  type Connection,
+  generateDevCert,
+  QuicServer,
+  QuicTransport,
+  QuicwireError,
+  type ServerOptions,
+  type TransportOptions,
+} from '../ts/index.js';
+
+export const cert = generateDevCert(['localhost', '127.0.0.1', '::1']);
+
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+/** A server whose request handler echoes, fails on {fail}, and waits on {sleepMs}. */
+export async function echoServer(options: Partial<ServerOptions> = {}): Promise<QuicServer> {
+  const server = await QuicServer.listen({ cert: cert.cert, key: cert.key, ...options });
+  server.onRequest(async (msg) => {
+    const m = msg as { fail?: string; sleepMs?: number };
+    if (m && typeof m === 'object' && m.sleepMs) await sleep(m.sleepMs);
+    if (m && typeof m === 'object' && m.fail) throw new Error(m.fail);
+    return msg;
+  });
+  cleanups.push(() => server.close({ graceful: false }));
+  return server;
+}
+
+export function transport(options: TransportOptions = {}): QuicTransport {
+  const t = new QuicTransport({ ca: cert.cert, ...options });
+  cleanups.push(() => t.close());
+  return t;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Asserts `promise` rejects with a QuicwireError of `code`; returns it. */
+export async function rejectsWith(promise: Promise<unknown>, code: string): Promise<QuicwireError> {
+  const err = await promise.then(
+    () => {
+      throw new Error(`expected ${code}, but it resolved`);
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(QuicwireError);
+  expect((err as QuicwireError).code, (err as Error).message).toBe(code);
+  return err as QuicwireError;
+}
+
+export function throwsWith(fn: () => unknown, code: string): QuicwireError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(QuicwireError);
+    expect((err as QuicwireError).code, (err as Error).message).toBe(code);
+    return err as QuicwireError;
+  }
+  throw new Error(`expected ${code}, but nothing was thrown`);
+}
+
+/** The connection still works both ways: a request round trip and a delivered message. */
+export async function stillWorks(t: QuicTransport, conn: Connection, server: QuicServer) {
+  expect(await t.request(conn, { ok: 1 })).toEqual({ ok: 1 });
+  const got = new Promise((resolve) => server.onMessage((m) => resolve(m)));
+  await t.send(conn, { still: 'alive' });
+  expect(await got).toEqual({ still: 'alive' });
+}

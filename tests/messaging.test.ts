@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { backend, type Connection, initWasm } from '../ts/index.js';
+import { echoServer, rejectsWith, sleep, transport } from './helpers.js';
+
+describe('messaging', () => {
+  it('runs on the selected backend', async () => {
+    await initWasm();
+    await initWasm();
+    expect(backend()).toBe(process.env.QUICWIRE_BACKEND);
+  });
+
+  it('delivers messages in order; send resolves once the server has them', async () => {
+    const server = await echoServer();
+    const got: unknown[] = [];
+    server.onMessage((m) => got.push(m));
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(conn.encoding).toBe('msgpack');
+    await t.send(conn, { type: 'task', id: 1 });
+    expect(got).toEqual([{ type: 'task', id: 1 }]);
+    const batch = Array.from({ length: 500 }, (_, i) => ({ i }));
+    await t.sendBatch(conn, batch);
+    expect(got.slice(1)).toEqual(batch);
+    await t.send(`127.0.0.1:${server.port}`, 'by key');
+    expect(got.at(-1)).toBe('by key');
+  });
+
+  it('answers requests, and a thousand at once on one connection', async () => {
+    const server = await echoServer();
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(await t.request(conn, { op: 'sum', args: [1, 2] })).toEqual({ op: 'sum', args: [1, 2] });
+    const replies = await Promise.all(Array.from({ length: 1000 }, (_, i) => t.request(conn, { i })));
+    expect(replies).toEqual(Array.from({ length: 1000 }, (_, i) => ({ i })));
+    const stats = t.getPoolStats();
+    expect(stats.created).toBe(1);
+    expect(stats.totals.requestsOut).toBe(1001);
+  });
+
+  it('lets the server send, request and broadcast to its clients', async () => {
+    const server = await echoServer();
+    const seen: Connection[] = [];
+    server.onConnection((p) => seen.push(p));
+    const a = transport().onRequest((m) => ({ answeredBy: 'a', m }));
+    const b = transport();
+    const ca = await a.connect('127.0.0.1', server.port);
+    while (seen.length < 1) await sleep(5);
+    const cb = await b.connect('127.0.0.1', server.port);
+    while (seen.length < 2) await sleep(5);
+    const [peerA, peerB] = seen as [Connection, Connection];
+    expect(server.peers()).toHaveLength(2);
+    await server.broadcast({ hello: 'all' });
+    expect(await a.receive(ca)).toEqual({ hello: 'all' });
+    expect(await b.receive(cb, { timeoutMs: 5000 })).toEqual({ hello: 'all' });
+    expect(await peerA.request(7)).toEqual({ answeredBy: 'a', m: 7 });
+    // b registered no request handler: its answer is a remote error, not a hang.
+    await rejectsWith(peerB.request(8), 'ERR_REMOTE');
+    // Messages to a client can also be read as an async iterator.
+    const iterated: unknown[] = [];
+    const done = (async () => {
+      for await (const m of cb) {
+        iterated.push(m);
+        if (iterated.length === 3) break;
+      }
+    })();
+    await peerB.sendBatch([1, 2, 3]);
+    await done;
+    expect(iterated).toEqual([1, 2, 3]);
+  });
+
+  it('speaks json and raw when asked', async () => {
+    const server = await echoServer();
+    const json = transport({ encoding: 'json' });
+    const cj = await json.connect('127.0.0.1', server.port);
+    expect(cj.encoding).toBe('json');
+    expect(await json.request(cj, { a: [1, 'x'] })).toEqual({ a: [1, 'x'] });
+    const raw = transport({ encoding: 'raw' });
+    const cr = await raw.connect('127.0.0.1', server.port);
+    const bytes = new Uint8Array([0, 1, 2, 255]);
+    expect(Array.from((await raw.request(cr, bytes)) as Uint8Array)).toEqual([0, 1, 2, 255]);
+  });
+
+  it('works over IPv6 loopback', async () => {
+    const server = await echoServer({ host: '::1' });
+    const t = transport();
+    const conn = await t.connect('::1', server.port);
+    expect(conn.peer).toBe(`[::1]:${server.port}`);
+    expect(await t.request(`[::1]:${server.port}`, 'v6')).toBe('v6');
+  });
+
+  it('carries an 8 MiB payload', async () => {
+    const server = await echoServer({ maxMessageSize: 16 << 20 });
+    const t = transport({ maxMessageSize: 16 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const big = new Uint8Array(8 << 20).map((_, i) => i % 251);
+    const back = (await t.request(conn, big)) as Uint8Array;
+    expect(back.length).toBe(big.length);
+    expect(Buffer.compare(Buffer.from(back), Buffer.from(big))).toBe(0);
+  });
+
+  it('reports server stats', async () => {
+    const server = await echoServer();
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    await t.request(conn, 1);
+    await t.send(conn, 2);
+    const s = server.stats();
+    expect(s.connections).toBe(1);
+    expect(s.accepted).toBe(1);
+    expect(s.totals.requestsIn).toBe(1);
+    expect(s.totals.messagesIn).toBe(1);
+  });
+});

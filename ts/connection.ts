@@ -1,0 +1,348 @@
+// One quicwire connection as JS sees it, on either side: a client's pooled connection or a
+// server's peer. Sends resolve when the peer's application has the message (delivery ACKs);
+// unacknowledged bytes are bounded by high/low watermarks.
+
+import { decode, encode } from './codec.js';
+import { Op } from './engine.js';
+import { invalidArgument, QuicwireError } from './errors.js';
+import type { Hub } from './hub.js';
+import type { Encoding, ReceiveOptions, RequestOptions } from './types.js';
+
+export type MessageHandler = (message: unknown, connection: Connection) => void;
+export type RequestHandler = (message: unknown, connection: Connection) => unknown;
+
+/** The transport or server a connection belongs to. */
+export interface Owner {
+  readonly isServer: boolean;
+  /** Unacknowledged bytes per connection before sends wait. */
+  readonly sendBufferHigh: number;
+  readonly messageHandler: MessageHandler | undefined;
+  readonly requestHandler: RequestHandler | undefined;
+  connected(connection: Connection): void;
+  disconnected(connection: Connection, reason: QuicwireError): void;
+  /** Closes this one connection. */
+  closeConnection(connection: Connection): void;
+}
+
+/** Resolves once every message of a send or sendBatch is delivered. */
+interface Delivery {
+  remaining: number;
+  resolve(): void;
+  reject(err: QuicwireError): void;
+}
+
+interface Sent {
+  seq: number;
+  bytes: number;
+  delivery: Delivery;
+}
+
+interface Receiver {
+  resolve(value: unknown): void;
+  reject(err: QuicwireError): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+type Received = { value: unknown } | { error: QuicwireError };
+
+export class Connection implements AsyncIterable<unknown> {
+  /** Engine connection id (unique in this process). */
+  readonly id: number;
+  /** The peer: `host:port` as dialed, or the client's address on a server. */
+  readonly peer: string;
+  /** Negotiated body encoding. */
+  readonly encoding: Encoding;
+  /** The largest body the peer accepts. */
+  readonly peerMaxMessageSize: number;
+
+  readonly #hub: Hub;
+  readonly #owner: Owner;
+  #closed: QuicwireError | undefined;
+  // Sending: messages handed to the engine, in order, until the peer ACKs them.
+  #queued = 0;
+  #unackedBytes = 0;
+  #sent: Sent[] = [];
+  #sentHead = 0;
+  // Sends held back while the window is full.
+  #waiting: { body: Uint8Array; delivery: Delivery }[] = [];
+  #waitingBytes = 0;
+  // Receiving.
+  #inbox: Received[] = [];
+  #inboxHead = 0;
+  #receivers: Receiver[] = [];
+
+  constructor(
+    hub: Hub,
+    owner: Owner,
+    id: number,
+    encoding: Encoding,
+    peer: string,
+    peerMaxMessageSize: number,
+  ) {
+    this.#hub = hub;
+    this.#owner = owner;
+    this.id = id;
+    this.encoding = encoding;
+    this.peer = peer;
+    this.peerMaxMessageSize = peerMaxMessageSize;
+  }
+
+  /** Why the connection closed, or undefined while open. */
+  get closeReason(): QuicwireError | undefined {
+    return this.#closed;
+  }
+
+  get isOpen(): boolean {
+    return this.#closed === undefined;
+  }
+
+  /** Sends one message; resolves once the peer's application has it. */
+  send(message: unknown): Promise<void> {
+    return this.sendBatch([message]);
+  }
+
+  /** Sends messages in order; resolves once the peer's application has all of them. */
+  sendBatch(messages: readonly unknown[]): Promise<void> {
+    if (!Array.isArray(messages)) {
+      return Promise.reject(invalidArgument('sendBatch takes an array of messages'));
+    }
+    if (messages.length === 0) return Promise.resolve();
+    let bodies: Uint8Array[];
+    try {
+      this.#assertOpen();
+      bodies = messages.map((m) => this.#encode(m));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const delivery: Delivery = { remaining: bodies.length, resolve, reject };
+      for (const body of bodies) this.#enqueue(body, delivery);
+    });
+  }
+
+  /** Sends a request on its own stream; resolves with the peer handler's answer. */
+  async request(message: unknown, options: RequestOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs ?? 0;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
+      throw invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
+    }
+    this.#assertOpen();
+    const body = this.#encode(message);
+    const answer = await this.#hub.request(this, body, timeoutMs);
+    return decode(answer, this.encoding);
+  }
+
+  /** The next message from the peer. */
+  receive(options: ReceiveOptions = {}): Promise<unknown> {
+    const timeoutMs = options.timeoutMs;
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0)) {
+      return Promise.reject(
+        invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`),
+      );
+    }
+    const next = this.#takeReceived();
+    if (next) return 'error' in next ? Promise.reject(next.error) : Promise.resolve(next.value);
+    if (this.#closed) return Promise.reject(this.#closed);
+    return new Promise((resolve, reject) => {
+      const receiver: Receiver = { resolve, reject, timer: undefined };
+      if (timeoutMs !== undefined) {
+        receiver.timer = setTimeout(() => {
+          this.#receivers = this.#receivers.filter((r) => r !== receiver);
+          reject(new QuicwireError('ERR_TIMEOUT', `no message from ${this.peer} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        receiver.timer.unref?.();
+      }
+      this.#receivers.push(receiver);
+    });
+  }
+
+  /** Incoming messages until the connection closes. */
+  async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
+    while (true) {
+      try {
+        yield await this.receive();
+      } catch (err) {
+        if (err instanceof QuicwireError && err.code === 'ERR_CONNECTION_CLOSED') return;
+        throw err;
+      }
+    }
+  }
+
+  /** Closes this connection (pending sends and requests reject). */
+  close(): void {
+    this.#owner.closeConnection(this);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) {
+      throw new QuicwireError('ERR_CONNECTION_CLOSED', this.#closed.message, { cause: this.#closed });
+    }
+  }
+
+  #encode(message: unknown): Uint8Array {
+    const body = encode(message, this.encoding);
+    if (body.length > this.peerMaxMessageSize) {
+      throw new QuicwireError(
+        'ERR_MESSAGE_TOO_LARGE',
+        `message of ${body.length} bytes exceeds ${this.peer}'s maxMessageSize of ${this.peerMaxMessageSize} bytes`,
+      );
+    }
+    return body;
+  }
+
+  #enqueue(body: Uint8Array, delivery: Delivery): void {
+    const high = this.#owner.sendBufferHigh;
+    const fits = this.#unackedBytes === 0 || this.#unackedBytes + body.length <= high;
+    if (this.#waiting.length > 0 || !fits) {
+      if (this.#waitingBytes + body.length > high) {
+        delivery.reject(
+          new QuicwireError(
+            'ERR_FLOW_CONTROL_PAUSED',
+            `${this.peer} is not reading fast enough: ${this.#unackedBytes + this.#waitingBytes} bytes already wait (sendBufferHigh ${high})`,
+          ),
+        );
+        return;
+      }
+      this.#waiting.push({ body, delivery });
+      this.#waitingBytes += body.length;
+      return;
+    }
+    this.#unackedBytes += body.length;
+    this.#hub.queue(Op.Message, this.id, 0, body, 0, {
+      ok: () => {
+        this.#queued += 1;
+        this.#sent.push({ seq: this.#queued, bytes: body.length, delivery });
+      },
+      fail: (err) => {
+        this.#unackedBytes -= body.length;
+        delivery.reject(err);
+      },
+    });
+  }
+
+  /** The engine says the peer has `delivered` of our messages. */
+  acked(delivered: number): void {
+    const sent = this.#sent;
+    let head = this.#sentHead;
+    while (head < sent.length && (sent[head] as Sent).seq <= delivered) {
+      const s = sent[head] as Sent;
+      this.#unackedBytes -= s.bytes;
+      s.delivery.remaining -= 1;
+      if (s.delivery.remaining === 0) s.delivery.resolve();
+      head++;
+    }
+    if (head > 1024 && head * 2 > sent.length) {
+      this.#sent = sent.slice(head);
+      head = 0;
+    }
+    this.#sentHead = head;
+    this.#releaseWaiting();
+  }
+
+  #releaseWaiting(): void {
+    const high = this.#owner.sendBufferHigh;
+    while (this.#waiting.length > 0) {
+      const next = this.#waiting[0] as { body: Uint8Array; delivery: Delivery };
+      if (this.#unackedBytes > 0 && this.#unackedBytes + next.body.length > high) return;
+      this.#waiting.shift();
+      this.#waitingBytes -= next.body.length;
+      this.#enqueue(next.body, next.delivery);
+    }
+  }
+
+  /** A message arrived from the peer. */
+  delivered(body: Uint8Array): void {
+    let item: Received;
+    try {
+      item = { value: decode(body, this.encoding) };
+    } catch (err) {
+      item = { error: err as QuicwireError };
+    }
+    const handler = this.#owner.messageHandler;
+    if (handler && 'value' in item) {
+      handler(item.value, this);
+      return;
+    }
+    const receiver = this.#receivers.shift();
+    if (receiver) {
+      if (receiver.timer) clearTimeout(receiver.timer);
+      if ('error' in item) receiver.reject(item.error);
+      else receiver.resolve(item.value);
+    } else {
+      this.#inbox.push(item);
+    }
+  }
+
+  #takeReceived(): Received | undefined {
+    if (this.#inboxHead >= this.#inbox.length) return undefined;
+    const item = this.#inbox[this.#inboxHead++];
+    if (this.#inboxHead > 1024 && this.#inboxHead * 2 > this.#inbox.length) {
+      this.#inbox = this.#inbox.slice(this.#inboxHead);
+      this.#inboxHead = 0;
+    }
+    return item;
+  }
+
+  /** A request arrived from the peer: run the owner's handler and answer. */
+  requested(handle: number, body: Uint8Array): void {
+    const hub = this.#hub;
+    const fail = (
+      code: 'ERR_REMOTE' | 'ERR_DECODE' | 'ERR_ENCODE' | 'ERR_MESSAGE_TOO_LARGE',
+      message: string,
+    ) => hub.queue(Op.RespondError, handle, 0, new TextEncoder().encode(message), hub.codeIndex(code));
+    let message: unknown;
+    try {
+      message = decode(body, this.encoding);
+    } catch (err) {
+      fail('ERR_DECODE', (err as Error).message);
+      return;
+    }
+    const handler = this.#owner.requestHandler;
+    if (!handler) {
+      fail('ERR_REMOTE', 'the peer has no request handler (onRequest)');
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(message, this))
+      .then(
+        (reply) => {
+          let answer: Uint8Array;
+          try {
+            answer = encode(reply, this.encoding);
+          } catch (err) {
+            fail('ERR_ENCODE', `the reply could not be encoded: ${(err as Error).message}`);
+            return;
+          }
+          hub.queue(Op.Respond, handle, 0, answer, 0);
+        },
+        (err: unknown) => fail('ERR_REMOTE', err instanceof Error ? err.message : String(err)),
+      );
+  }
+
+  /** The connection is gone: everything pending learns it. */
+  closedBy(reason: QuicwireError): void {
+    if (this.#closed) return;
+    const closed =
+      reason.code === 'ERR_CONNECTION_CLOSED'
+        ? reason
+        : new QuicwireError('ERR_CONNECTION_CLOSED', reason.message, { cause: reason });
+    this.#closed = closed;
+    const undelivered = (what: string) =>
+      new QuicwireError('ERR_CONNECTION_CLOSED', `${closed.message}; ${what} may not have been delivered`, {
+        cause: reason,
+      });
+    for (let i = this.#sentHead; i < this.#sent.length; i++) {
+      (this.#sent[i] as Sent).delivery.reject(undelivered('message'));
+    }
+    this.#sent = [];
+    this.#sentHead = 0;
+    for (const w of this.#waiting) w.delivery.reject(undelivered('message'));
+    this.#waiting = [];
+    for (const r of this.#receivers) {
+      if (r.timer) clearTimeout(r.timer);
+      r.reject(closed);
+    }
+    this.#receivers = [];
+    this.#owner.disconnected(this, closed);
+  }
+}

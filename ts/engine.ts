@@ -1,0 +1,107 @@
+// The contract between the facade and a backend (the napi addon today, the wasm engine
+// next). A backend moves bytes; the facade owns encodings, promises and batching.
+
+import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
+
+export interface EngineTransportOptions {
+  maxMessageSize?: number;
+  maxConcurrentStreams?: number;
+  idleTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxConnections?: number;
+  keepAliveMs?: number;
+}
+
+export interface EngineClientOptions {
+  transport: EngineTransportOptions;
+  ca?: string;
+  insecure?: boolean;
+  encodings: string[];
+}
+
+export interface EngineServerOptions {
+  transport: EngineTransportOptions;
+  host: string;
+  port: number;
+  cert: string;
+  key: string;
+  encodings: string[];
+}
+
+export interface ConnectionInfo {
+  id: number;
+  encoding: string;
+  peer: string;
+  peerMaxMessageSize: number;
+}
+
+export interface ServerInfo {
+  id: number;
+  host: string;
+  port: number;
+}
+
+export interface EventBatch {
+  data: Uint8Array;
+  meta: Float64Array;
+}
+
+export interface WriteFailure {
+  op: number;
+  error: string;
+}
+
+/** Event kinds in `EventBatch.meta` (seven numbers each: kind, a, b, c, d, offset, length). */
+export const Event = {
+  /** a = connection, b = server (0: client side), d = peer maxMessageSize; data = "encoding peer". */
+  Connection: 1,
+  /** a = connection; data = body. */
+  Message: 2,
+  /** a = connection, b = request handle; data = body. */
+  Request: 3,
+  /** a = connection, b = request id; data = body. */
+  Response: 4,
+  /** a = connection, b = request id, c = error code index; data = text. */
+  RequestFailed: 5,
+  /** a = connection, b = messages delivered so far. */
+  Acked: 6,
+  /** a = connection, c = error code index; data = reason. */
+  Closed: 7,
+} as const;
+export const EVENT_WORDS = 7;
+
+/** Ops of `Engine.write` (five numbers each: op, target, id, length, extra). */
+export const Op = {
+  /** target = connection. */
+  Message: 1,
+  /** target = connection, id = request id, extra = timeout ms (0: default). */
+  Request: 2,
+  /** target = request handle. */
+  Respond: 3,
+  /** target = request handle, extra = error code index; body = text. */
+  RespondError: 4,
+} as const;
+export const OP_WORDS = 5;
+
+export interface Engine {
+  readonly name: 'native' | 'wasm';
+  /** Error codes, indexed by the numbers in events. */
+  errorCodes(): string[];
+  /** Registers the callback the engine calls when events are waiting. */
+  startEvents(notify: () => void): void;
+  takeEvents(): EventBatch | null;
+  /** Runs a batch of ops; returns the failed ones. */
+  write(data: Uint8Array, ops: Float64Array): WriteFailure[];
+  createClient(options: EngineClientOptions): number;
+  connect(client: number, host: string, port: number): Promise<ConnectionInfo>;
+  disconnect(connection: number): void;
+  poolStats(client: number): PoolStats;
+  closeClient(client: number): Promise<void>;
+  listen(options: EngineServerOptions): ServerInfo;
+  serverStats(server: number): ServerStats;
+  closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;
+  generateDevCert(names: string[]): DevCert;
+}
+
+export type { ConnectionStats };

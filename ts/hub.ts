@@ -1,0 +1,231 @@
+// One hub per process: it batches everything JS sends into one engine call per tick and
+// dispatches everything the engine received, one batch per wake-up.
+
+import type { Connection, Owner } from './connection.js';
+import type { Engine, EventBatch } from './engine.js';
+import { EVENT_WORDS, Event, Op } from './engine.js';
+import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
+import type { Encoding } from './types.js';
+
+/** What to tell when an op of the current batch is done. */
+interface OpResult {
+  ok(): void;
+  fail(err: QuicwireError): void;
+}
+
+interface PendingRequest {
+  connection: Connection;
+  resolve(body: Uint8Array): void;
+  reject(err: QuicwireError): void;
+}
+
+const text = new TextDecoder();
+const noop = () => {};
+
+export class Hub {
+  readonly engine: Engine;
+  readonly #codes: string[];
+  #buf = new Uint8Array(1 << 16);
+  #len = 0;
+  #ops: number[] = [];
+  #results: (OpResult | undefined)[] = [];
+  #scheduled = false;
+  readonly #connections = new Map<number, Connection>();
+  readonly #owners = new Map<number, Owner>();
+  readonly #requests = new Map<number, PendingRequest>();
+  #nextRequest = 1;
+  #keepAlive: ReturnType<typeof setInterval> | undefined;
+
+  constructor(engine: Engine, makeConnection: ConnectionFactory) {
+    this.engine = engine;
+    this.#codes = engine.errorCodes();
+    this.#makeConnection = makeConnection;
+    engine.startEvents(() => this.#drain());
+  }
+
+  readonly #makeConnection: ConnectionFactory;
+
+  /** Index of an error code in the engine's table (for ERROR answers). */
+  codeIndex(code: ErrorCode): number {
+    return Math.max(0, this.#codes.indexOf(code));
+  }
+
+  addOwner(handle: number, owner: Owner): void {
+    this.#owners.set(handle, owner);
+    this.#updateKeepAlive();
+  }
+
+  removeOwner(handle: number): void {
+    this.#owners.delete(handle);
+    this.#updateKeepAlive();
+  }
+
+  /** The Connection object for an engine connection, created on first sight. */
+  attach(id: number, owner: Owner, encoding: string, peer: string, peerMaxMessageSize: number): Connection {
+    let conn = this.#connections.get(id);
+    if (!conn) {
+      conn = this.#makeConnection(this, owner, id, encoding as Encoding, peer, peerMaxMessageSize);
+      this.#connections.set(id, conn);
+      owner.connected(conn);
+      this.#updateKeepAlive();
+    }
+    return conn;
+  }
+
+  /** Queues an op for the next flush. `body` is copied now, so callers may reuse it. */
+  queue(op: number, target: number, id: number, body: Uint8Array, extra: number, result?: OpResult) {
+    const need = this.#len + body.length;
+    if (need > this.#buf.length) {
+      const grown = new Uint8Array(Math.max(need, this.#buf.length * 2));
+      grown.set(this.#buf.subarray(0, this.#len));
+      this.#buf = grown;
+    }
+    this.#buf.set(body, this.#len);
+    this.#len = need;
+    this.#ops.push(op, target, id, body.length, extra);
+    this.#results.push(result);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Starts a request; resolves with the raw answer body. */
+  request(connection: Connection, body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const id = this.#nextRequest++;
+    return new Promise((resolve, reject) => {
+      this.#requests.set(id, { connection, resolve, reject });
+      this.queue(Op.Request, connection.id, id, body, timeoutMs, {
+        ok: noop,
+        fail: (err) => {
+          this.#requests.delete(id);
+          reject(err);
+        },
+      });
+    });
+  }
+
+  /** Hands the queued ops to the engine in one call. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#ops.length === 0) return;
+    const data = this.#buf.subarray(0, this.#len);
+    const ops = Float64Array.from(this.#ops);
+    const results = this.#results;
+    // Fresh buffer: the engine copied what it needed, but results may queue more ops.
+    this.#buf = new Uint8Array(Math.max(1 << 16, this.#len));
+    this.#len = 0;
+    this.#ops = [];
+    this.#results = [];
+    let failures: { op: number; error: string }[];
+    try {
+      failures = this.engine.write(data, ops);
+    } catch (err) {
+      const e = fromEngine(err);
+      for (const r of results) r?.fail(e);
+      return;
+    }
+    const failed = new Map<number, QuicwireError>();
+    for (const f of failures) failed.set(f.op, fromEngine(new Error(f.error)));
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i];
+      if (!r) continue;
+      const err = failed.get(i);
+      if (err) r.fail(err);
+      else r.ok();
+    }
+  }
+
+  #drain(): void {
+    let batch = this.engine.takeEvents();
+    while (batch) {
+      this.#dispatch(batch);
+      batch = this.engine.takeEvents();
+    }
+  }
+
+  #dispatch({ data, meta }: EventBatch): void {
+    for (let i = 0; i < meta.length; i += EVENT_WORDS) {
+      const kind = meta[i];
+      const a = meta[i + 1] as number;
+      const b = meta[i + 2] as number;
+      const c = meta[i + 3] as number;
+      const d = meta[i + 4] as number;
+      const off = meta[i + 5] as number;
+      const body = data.subarray(off, off + (meta[i + 6] as number));
+      switch (kind) {
+        case Event.Connection: {
+          const owner = this.#owners.get(b);
+          if (!owner) break;
+          const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
+          this.attach(a, owner, encoding, peer, d);
+          break;
+        }
+        case Event.Message:
+          this.#connections.get(a)?.delivered(body);
+          break;
+        case Event.Request:
+          this.#connections.get(a)?.requested(b, body);
+          break;
+        case Event.Response: {
+          const r = this.#requests.get(b);
+          if (r) {
+            this.#requests.delete(b);
+            r.resolve(body);
+          }
+          break;
+        }
+        case Event.RequestFailed: {
+          const r = this.#requests.get(b);
+          if (r) {
+            this.#requests.delete(b);
+            r.reject(this.#error(c, body));
+          }
+          break;
+        }
+        case Event.Acked:
+          this.#connections.get(a)?.acked(b);
+          break;
+        case Event.Closed: {
+          const conn = this.#connections.get(a);
+          if (conn) {
+            this.#connections.delete(a);
+            conn.closedBy(this.#error(c, body));
+            this.#updateKeepAlive();
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  #error(codeIndex: number, body: Uint8Array): QuicwireError {
+    const code = (this.#codes[codeIndex] ?? 'ERR_INTERNAL') as ErrorCode;
+    return new QuicwireError(code, text.decode(body));
+  }
+
+  /** Open servers and connections keep the process alive, as sockets do. */
+  #updateKeepAlive(): void {
+    const busy = this.#owners.size > 0 && (this.#connections.size > 0 || this.#hasServer());
+    if (busy && !this.#keepAlive) {
+      this.#keepAlive = setInterval(noop, 1 << 30);
+    } else if (!busy && this.#keepAlive) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
+  }
+
+  #hasServer(): boolean {
+    for (const o of this.#owners.values()) if (o.isServer) return true;
+    return false;
+  }
+}
+
+export type ConnectionFactory = (
+  hub: Hub,
+  owner: Owner,
+  id: number,
+  encoding: Encoding,
+  peer: string,
+  peerMaxMessageSize: number,
+) => Connection;

@@ -1,0 +1,154 @@
+// The server: QuicServer accepts connections and hands their messages and requests to
+// handlers; each client appears as a Connection (a "peer") that can send and request too.
+
+import { getHub } from './backend.js';
+import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
+import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
+import type { Hub } from './hub.js';
+import {
+  checkEncoding,
+  checkInteger,
+  checkKeys,
+  checkObject,
+  checkString,
+  engineLimits,
+  LIMIT_KEYS,
+  sendBufferHigh,
+} from './options.js';
+import type { CloseOptions, ServerOptions, ServerStats } from './types.js';
+
+const KEYS = [...LIMIT_KEYS, 'host', 'port', 'cert', 'key', 'encodings', 'sendBufferHigh'];
+
+export type ConnectionHandler = (peer: Connection) => void;
+export type DisconnectHandler = (peer: Connection, reason: QuicwireError) => void;
+
+export class QuicServer implements Owner {
+  readonly isServer = true;
+  readonly sendBufferHigh: number;
+  /** The bound address and port (the real one when `port: 0` was asked). */
+  readonly host: string;
+  readonly port: number;
+  readonly #hub: Hub;
+  readonly #handle: number;
+  #closed = false;
+  #messageHandler: MessageHandler | undefined;
+  #requestHandler: RequestHandler | undefined;
+  #connectionHandler: ConnectionHandler | undefined;
+  #disconnectHandler: DisconnectHandler | undefined;
+  readonly #peers = new Set<Connection>();
+
+  private constructor(hub: Hub, handle: number, host: string, port: number, high: number) {
+    this.#hub = hub;
+    this.#handle = handle;
+    this.host = host;
+    this.port = port;
+    this.sendBufferHigh = high;
+  }
+
+  /** Binds a UDP port and starts accepting QUIC connections. */
+  static async listen(options: ServerOptions): Promise<QuicServer> {
+    checkObject('QuicServer.listen options', options);
+    checkKeys('QuicServer.listen', options, KEYS);
+    const host = checkString('host', options.host ?? '127.0.0.1');
+    const port = checkInteger('port', options.port ?? 0, 0xffff_ffff);
+    const cert = checkString('cert', options.cert);
+    const key = checkString('key', options.key);
+    const encodings = options.encodings ?? ['msgpack', 'json', 'raw'];
+    if (!Array.isArray(encodings) || encodings.length === 0) {
+      throw invalidArgument('encodings must be a non-empty array');
+    }
+    for (const [i, e] of encodings.entries()) checkEncoding(`encodings[${i}]`, e);
+    const high = sendBufferHigh(options.sendBufferHigh);
+    const hub = getHub();
+    let info: ReturnType<Hub['engine']['listen']>;
+    try {
+      info = hub.engine.listen({ transport: engineLimits(options), host, port, cert, key, encodings });
+    } catch (err) {
+      throw fromEngine(err);
+    }
+    const server = new QuicServer(hub, info.id, info.host, info.port, high);
+    hub.addOwner(info.id, server);
+    return server;
+  }
+
+  get messageHandler(): MessageHandler | undefined {
+    return this.#messageHandler;
+  }
+
+  get requestHandler(): RequestHandler | undefined {
+    return this.#requestHandler;
+  }
+
+  /** Handles messages from clients. Without a handler they queue for `peer.receive()`. */
+  onMessage(handler: MessageHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
+    this.#messageHandler = handler;
+    return this;
+  }
+
+  /** Answers requests; the return value (or promise) is the reply, a throw is ERR_REMOTE. */
+  onRequest(handler: RequestHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
+    this.#requestHandler = handler;
+    return this;
+  }
+
+  onConnection(handler: ConnectionHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onConnection takes a function');
+    this.#connectionHandler = handler;
+    return this;
+  }
+
+  onDisconnect(handler: DisconnectHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onDisconnect takes a function');
+    this.#disconnectHandler = handler;
+    return this;
+  }
+
+  /** Connected clients. */
+  peers(): Connection[] {
+    return [...this.#peers];
+  }
+
+  /** Sends `message` to every connected client; resolves when all have it. */
+  async broadcast(message: unknown): Promise<void> {
+    this.#assertOpen();
+    await Promise.all(this.peers().map((p) => p.send(message)));
+  }
+
+  stats(): ServerStats {
+    this.#assertOpen();
+    return this.#hub.engine.serverStats(this.#handle);
+  }
+
+  /** Stops accepting. Graceful (default): GOAWAY, open requests may finish (up to timeoutMs). */
+  async close(options: CloseOptions = {}): Promise<void> {
+    checkObject('close options', options);
+    checkKeys('close', options, ['graceful', 'timeoutMs']);
+    const timeoutMs = checkInteger('timeoutMs', options.timeoutMs ?? 5000);
+    if (this.#closed) return;
+    this.#closed = true;
+    // Flush answers already queued so graceful close can deliver them.
+    this.#hub.flush();
+    await this.#hub.engine.closeServer(this.#handle, options.graceful ?? true, timeoutMs);
+    this.#hub.removeOwner(this.#handle);
+  }
+
+  connected(peer: Connection): void {
+    this.#peers.add(peer);
+    this.#connectionHandler?.(peer);
+  }
+
+  disconnected(peer: Connection, reason: QuicwireError): void {
+    this.#peers.delete(peer);
+    this.#disconnectHandler?.(peer, reason);
+  }
+
+  closeConnection(peer: Connection): void {
+    this.#hub.engine.disconnect(peer.id);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'the server is closed');
+  }
+}

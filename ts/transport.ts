@@ -1,0 +1,181 @@
+// The client: QuicTransport keeps a pool of connections keyed by "host:port".
+
+import { getHub } from './backend.js';
+import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
+import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
+import type { Hub } from './hub.js';
+import {
+  checkEncoding,
+  checkInteger,
+  checkKeys,
+  checkObject,
+  checkString,
+  engineLimits,
+  LIMIT_KEYS,
+  sendBufferHigh,
+  warnInsecure,
+} from './options.js';
+import type { PoolStats, ReceiveOptions, RequestOptions, TransportOptions } from './types.js';
+
+const KEYS = [
+  ...LIMIT_KEYS,
+  'ca',
+  'insecure',
+  'encoding',
+  'maxConnections',
+  'idleTimeoutMs',
+  'connectTimeoutMs',
+  'sendBufferHigh',
+];
+
+/** A connection, or its pool key "host:port" (connected on demand). */
+export type Target = Connection | string;
+
+export class QuicTransport implements Owner {
+  readonly isServer = false;
+  readonly sendBufferHigh: number;
+  readonly #hub: Hub;
+  readonly #handle: number;
+  #closed = false;
+  #messageHandler: MessageHandler | undefined;
+  #requestHandler: RequestHandler | undefined;
+  readonly #connections = new Set<Connection>();
+
+  constructor(options: TransportOptions = {}) {
+    checkObject('QuicTransport options', options);
+    checkKeys('QuicTransport', options, KEYS);
+    if (options.ca !== undefined) checkString('ca', options.ca);
+    if (options.insecure !== undefined && typeof options.insecure !== 'boolean') {
+      throw invalidArgument('insecure must be a boolean');
+    }
+    if (options.insecure) warnInsecure();
+    const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
+    this.sendBufferHigh = sendBufferHigh(options.sendBufferHigh);
+    this.#hub = getHub();
+    try {
+      this.#handle = this.#hub.engine.createClient({
+        transport: engineLimits(options),
+        ...(options.ca !== undefined && { ca: options.ca }),
+        insecure: options.insecure ?? false,
+        encodings: [encoding],
+      });
+    } catch (err) {
+      throw fromEngine(err);
+    }
+    this.#hub.addOwner(this.#handle, this);
+  }
+
+  get messageHandler(): MessageHandler | undefined {
+    return this.#messageHandler;
+  }
+
+  get requestHandler(): RequestHandler | undefined {
+    return this.#requestHandler;
+  }
+
+  /** Handles every message servers send (instead of queueing them for `receive`). */
+  onMessage(handler: MessageHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
+    this.#messageHandler = handler;
+    return this;
+  }
+
+  /** Answers requests servers send; the return value (or promise) is the reply. */
+  onRequest(handler: RequestHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
+    this.#requestHandler = handler;
+    return this;
+  }
+
+  /** The pooled connection to host:port: reused when open, one handshake for concurrent calls. */
+  async connect(host: string, port: number): Promise<Connection> {
+    this.#assertOpen();
+    checkString('host', host);
+    checkInteger('port', port, 0xffff_ffff);
+    let info: Awaited<ReturnType<Hub['engine']['connect']>>;
+    try {
+      info = await this.#hub.engine.connect(this.#handle, host, port);
+    } catch (err) {
+      throw fromEngine(err);
+    }
+    return this.#hub.attach(info.id, this, info.encoding, info.peer, info.peerMaxMessageSize);
+  }
+
+  /** Sends one message; resolves once the peer's application has it. */
+  async send(target: Target, message: unknown): Promise<void> {
+    return (await this.#resolve(target)).send(message);
+  }
+
+  /** Sends messages in order over one channel; resolves once all were delivered. */
+  async sendBatch(target: Target, messages: readonly unknown[]): Promise<void> {
+    return (await this.#resolve(target)).sendBatch(messages);
+  }
+
+  /** A request on its own stream; resolves with the server handler's answer. */
+  async request(target: Target, message: unknown, options?: RequestOptions): Promise<unknown> {
+    return (await this.#resolve(target)).request(message, options);
+  }
+
+  /** The next message the server sent on this connection. */
+  async receive(target: Target, options?: ReceiveOptions): Promise<unknown> {
+    return (await this.#resolve(target)).receive(options);
+  }
+
+  /** Incoming messages of a connection, as an async iterator. */
+  messages(connection: Connection): AsyncIterable<unknown> {
+    return connection;
+  }
+
+  getPoolStats(): PoolStats {
+    this.#assertOpen();
+    return this.#hub.engine.poolStats(this.#handle);
+  }
+
+  /** Closes one connection and drops it from the pool. */
+  async disconnect(target: Target): Promise<void> {
+    const conn = typeof target === 'string' ? this.#findByKey(target) : target;
+    if (conn) this.closeConnection(conn);
+  }
+
+  /** Closes every connection; later calls reject with ERR_CONNECTION_CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#hub.engine.closeClient(this.#handle);
+    this.#hub.removeOwner(this.#handle);
+  }
+
+  connected(connection: Connection): void {
+    this.#connections.add(connection);
+  }
+
+  disconnected(connection: Connection): void {
+    this.#connections.delete(connection);
+  }
+
+  closeConnection(connection: Connection): void {
+    this.#hub.engine.disconnect(connection.id);
+  }
+
+  #findByKey(key: string): Connection | undefined {
+    for (const c of this.#connections) if (c.peer === key && c.isOpen) return c;
+    return undefined;
+  }
+
+  async #resolve(target: Target): Promise<Connection> {
+    this.#assertOpen();
+    if (typeof target !== 'string') {
+      if (target === null || typeof target !== 'object' || typeof target.send !== 'function') {
+        throw invalidArgument('target must be a Connection or a "host:port" string');
+      }
+      return target;
+    }
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(target);
+    if (!m) throw invalidArgument(`invalid address ${JSON.stringify(target)}: expected host:port`);
+    return this.connect((m[1] ?? m[2]) as string, Number(m[3]));
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'the transport is closed');
+  }
+}

@@ -1,0 +1,113 @@
+// Public option and stats types.
+
+/** How message bodies are encoded on the wire. `raw` sends Uint8Array as is. */
+export type Encoding = 'msgpack' | 'json' | 'raw';
+
+/** Limits and timers shared by clients and servers. */
+export interface LimitOptions {
+  /** Largest message, request or response body accepted, in bytes (default 1 MiB). */
+  maxMessageSize?: number;
+  /** Concurrent requests (bidirectional streams) the peer may open (default 1000). */
+  maxConcurrentStreams?: number;
+  /** QUIC keep-alive interval; a silent peer is dropped after three (default 5000). */
+  keepAliveMs?: number;
+  /** Default timeout of `request` (default 30000). */
+  requestTimeoutMs?: number;
+}
+
+export interface TransportOptions extends LimitOptions {
+  /** Trusted CA certificate(s), PEM. Without it the system roots are used. */
+  ca?: string;
+  /** Skip certificate verification. Development only; warns once. */
+  insecure?: boolean;
+  /** Encoding to offer the server (default 'msgpack'). */
+  encoding?: Encoding;
+  /** Most pooled connections (default 64). */
+  maxConnections?: number;
+  /** Close a pooled connection unused for this long (default 30000). */
+  idleTimeoutMs?: number;
+  /** Give up a connect after this long with ERR_CONNECT_TIMEOUT (default 5000). */
+  connectTimeoutMs?: number;
+  /** Unacknowledged bytes per connection before `send` waits (default 8 MiB); queued
+   *  bytes beyond twice this reject with ERR_FLOW_CONTROL_PAUSED. */
+  sendBufferHigh?: number;
+}
+
+export interface ServerOptions extends LimitOptions {
+  /** IP address to bind (default '127.0.0.1'; '::' or '0.0.0.0' for all). */
+  host?: string;
+  /** UDP port; 0 (default) picks a free one, see `server.port`. */
+  port?: number;
+  /** Certificate chain (PEM). */
+  cert: string;
+  /** Private key (PEM). */
+  key: string;
+  /** Encodings accepted (default all three). */
+  encodings?: Encoding[];
+  /** Unacknowledged bytes per peer before `peer.send` waits (default 8 MiB). */
+  sendBufferHigh?: number;
+}
+
+export interface RequestOptions {
+  /** Reject with ERR_TIMEOUT when no answer came within this many ms. */
+  timeoutMs?: number;
+}
+
+export interface ReceiveOptions {
+  /** Reject with ERR_TIMEOUT when no message came within this many ms. */
+  timeoutMs?: number;
+}
+
+export interface CloseOptions {
+  /** Send GOAWAY and let open requests finish (default true). */
+  graceful?: boolean;
+  /** Longest wait for open requests when graceful (default 5000). */
+  timeoutMs?: number;
+}
+
+export interface ConnectionStats {
+  /** `host:port` dialed (client) or the client's address (server). */
+  peer: string;
+  messagesOut: number;
+  messagesIn: number;
+  requestsOut: number;
+  requestsIn: number;
+  bytesOut: number;
+  bytesIn: number;
+  streamsOpen: number;
+  rttMs: number;
+  lostPackets: number;
+  udpTx: number;
+  udpRx: number;
+}
+
+export interface PoolStats {
+  /** Connections with messages or requests in flight. */
+  active: number;
+  /** Open connections with nothing in flight. */
+  idle: number;
+  /** Connections established so far. */
+  created: number;
+  /** `connect` calls answered by an existing or in-progress connection. */
+  reused: number;
+  /** Connections closed by the pool (idle timeout, LRU eviction). */
+  evicted: number;
+  /** Connection attempts that failed. */
+  failed: number;
+  totals: ConnectionStats;
+  connections: ConnectionStats[];
+}
+
+export interface ServerStats {
+  connections: number;
+  accepted: number;
+  rejected: number;
+  totals: ConnectionStats;
+}
+
+export interface DevCert {
+  /** Certificate (PEM): the server's `cert`, and the clients' `ca`. */
+  cert: string;
+  /** Private key (PEM). */
+  key: string;
+}

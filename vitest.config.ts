@@ -1,0 +1,19 @@
+import { defineConfig } from 'vitest/config';
+
+// One project per backend: the same suites run against each (QUICWIRE_BACKEND picks it).
+const backends = (process.env.QUICWIRE_BACKENDS ?? 'native').split(',');
+
+export default defineConfig({
+  test: {
+    projects: backends.map((backend) => ({
+      test: {
+        name: backend,
+        include: ['tests/**/*.test.ts'],
+        env: { QUICWIRE_BACKEND: backend },
+        pool: 'forks',
+        testTimeout: 30_000,
+        hookTimeout: 30_000,
+      },
+    })),
+  },
+});
