@@ -1,11 +1,15 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // One project per backend: the same suites run against each (QUICWIRE_BACKEND picks it).
 const backends = (process.env.QUICWIRE_BACKENDS ?? 'native').split(',');
 
 export default defineConfig({
+  // Examples import the package by name, as users do.
+  resolve: { alias: { quicwire: fileURLToPath(new URL('./ts/index.ts', import.meta.url)) } },
   test: {
     projects: backends.map((backend) => ({
+      extends: true,
       test: {
         name: backend,
         include: ['tests/**/*.test.ts'],

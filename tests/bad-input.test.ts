@@ -3,7 +3,8 @@
 import { createSocket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { generateDevCert, QuicServer, QuicTransport } from '../ts/index.js';
+import { fromEngine } from '../ts/errors.js';
+import { generateDevCert, QuicServer, QuicTransport, type QuicwireError } from '../ts/index.js';
 import { cert, echoServer, rejectsWith, sleep, stillWorks, throwsWith, transport } from './helpers.js';
 
 async function setup(options: Parameters<typeof transport>[0] = {}) {
@@ -166,7 +167,33 @@ describe('bad input', () => {
     const { server, t, conn } = await setup();
     const require = createRequire(import.meta.url);
     const addon = require('../crates/quicwire-node/index.cjs') as { debugPanic(): void };
-    expect(() => addon.debugPanic()).toThrow(/panic/i);
+    let caught: unknown;
+    try {
+      addon.debugPanic();
+    } catch (err) {
+      caught = fromEngine(err);
+    }
+    expect((caught as QuicwireError).code).toBe('ERR_INTERNAL');
+    expect((caught as QuicwireError).message).toMatch(/panic/i);
     await stillWorks(t, conn, server);
+  });
+});
+
+describe('tls options', () => {
+  it('insecure: true connects without a CA and warns once per process', async () => {
+    const server = await echoServer();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const a = transport({ ca: undefined as never, insecure: true });
+      const b = transport({ insecure: true });
+      expect(await a.request(`127.0.0.1:${server.port}`, 'no ca')).toBe('no ca');
+      expect(await b.request(`127.0.0.1:${server.port}`, 'again')).toBe('again');
+      await sleep(10);
+      expect(warnings.filter((w) => w.includes('NOT verified'))).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });

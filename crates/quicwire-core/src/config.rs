@@ -20,8 +20,6 @@ pub struct TransportConfig {
     pub max_connections: u32,
     /// QUIC keep-alive interval; the QUIC idle timeout is three of these (default 5 s).
     pub keep_alive_ms: u64,
-    /// Bytes a connection may queue for sending before `send` waits for the peer (default 8 MiB).
-    pub send_buffer_high: u64,
 }
 
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -38,7 +36,6 @@ impl Default for TransportConfig {
             request_timeout_ms: 30_000,
             max_connections: 64,
             keep_alive_ms: 5_000,
-            send_buffer_high: 8 << 20,
         }
     }
 }
@@ -63,7 +60,6 @@ impl TransportConfig {
         range("requestTimeoutMs", self.request_timeout_ms, 1, day)?;
         range("maxConnections", self.max_connections.into(), 1, 1 << 20)?;
         range("keepAliveMs", self.keep_alive_ms, 1, day)?;
-        range("sendBufferHigh", self.send_buffer_high, 1024, 1 << 34)?;
         Ok(())
     }
 }

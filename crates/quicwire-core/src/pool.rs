@@ -106,8 +106,18 @@ impl<C> PoolTable<C> {
         }
     }
 
-    /// The live connection for `key`, marked as just used.
-    pub fn checkout(&mut self, key: &PoolKey, now: Duration) -> Option<&C> {
+    /// The pooled connection for `key`, marked as just used, if `usable` says it still is;
+    /// an unusable one (closed, going away) is dropped so the caller dials anew.
+    pub fn checkout(
+        &mut self,
+        key: &PoolKey,
+        now: Duration,
+        usable: impl Fn(&C) -> bool,
+    ) -> Option<&C> {
+        if !usable(&self.slots.get(key)?.conn) {
+            self.slots.remove(key);
+            return None;
+        }
         let slot = self.slots.get_mut(key)?;
         slot.last_used = now;
         self.counters.reused += 1;
@@ -263,12 +273,15 @@ mod tests {
     #[test]
     fn reuses_and_counts() {
         let mut t = PoolTable::new(4);
-        assert!(t.checkout(&key(1), ms(0)).is_none());
+        assert!(t.checkout(&key(1), ms(0), |_| true).is_none());
         assert!(t.begin_dial(&key(1), |_| true).unwrap().is_none());
         t.finish_dial(key(1), Some("c1"), ms(0));
-        assert_eq!(t.checkout(&key(1), ms(5)), Some(&"c1"));
+        assert_eq!(t.checkout(&key(1), ms(5), |_| true), Some(&"c1"));
         let c = t.counters();
         assert_eq!((c.created, c.reused), (1, 1));
+        // A dead connection is dropped, not counted as reuse.
+        assert!(t.checkout(&key(1), ms(6), |_| false).is_none());
+        assert_eq!((t.len(), t.counters().reused), (0, 1));
     }
 
     #[test]

@@ -54,7 +54,6 @@ fn transport(o: &TransportOptions) -> Result<TransportConfig> {
             .map_or(d.request_timeout_ms, |v| v as u64),
         max_connections: o.max_connections.unwrap_or(d.max_connections),
         keep_alive_ms: o.keep_alive_ms.map_or(d.keep_alive_ms, |v| v as u64),
-        ..d
     };
     cfg.validate()?;
     Ok(cfg)

@@ -109,11 +109,9 @@ impl Client {
             if state.closed {
                 return Err(Error::closed("client is closed"));
             }
-            if let Some(conn) = state.table.checkout(key, now()) {
-                if !conn.is_closed() && !conn.is_going_away() {
-                    return Ok(conn.clone());
-                }
-                state.table.take(key);
+            let usable = |c: &Connection| !c.is_closed() && !c.is_going_away();
+            if let Some(conn) = state.table.checkout(key, now(), usable) {
+                return Ok(conn.clone());
             }
             let (tx, rx) = oneshot::channel();
             if let Some(waiters) = state.dialing.get_mut(key) {
