@@ -1,7 +1,6 @@
 // Backend selection. Native (the napi addon) is the default; the wasm engine is the next
 // backend (QUICWIRE_BACKEND=wasm selects it once built).
 
-import { Connection } from './connection.js';
 import type { Engine } from './engine.js';
 import { QuicwireError } from './errors.js';
 import { Hub } from './hub.js';
@@ -22,7 +21,7 @@ function loadEngine(): Engine {
 
 /** The process-wide hub over the selected engine, loaded on first use. */
 export function getHub(): Hub {
-  hub ??= new Hub(loadEngine(), (...args) => new Connection(...args));
+  hub ??= new Hub(loadEngine());
   return hub;
 }
 

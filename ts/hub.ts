@@ -1,7 +1,7 @@
 // One hub per process: it batches everything JS sends into one engine call per tick and
 // dispatches everything the engine received, one batch per wake-up.
 
-import type { Connection, Owner } from './connection.js';
+import { Connection, type Owner } from './connection.js';
 import type { Engine, EventBatch } from './engine.js';
 import { EVENT_WORDS, Event, Op } from './engine.js';
 import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
@@ -36,14 +36,11 @@ export class Hub {
   #nextRequest = 1;
   #keepAlive: ReturnType<typeof setInterval> | undefined;
 
-  constructor(engine: Engine, makeConnection: ConnectionFactory) {
+  constructor(engine: Engine) {
     this.engine = engine;
     this.#codes = engine.errorCodes();
-    this.#makeConnection = makeConnection;
     engine.startEvents(() => this.#drain());
   }
-
-  readonly #makeConnection: ConnectionFactory;
 
   /** Index of an error code in the engine's table (for ERROR answers). */
   codeIndex(code: ErrorCode): number {
@@ -64,7 +61,7 @@ export class Hub {
   attach(id: number, owner: Owner, encoding: string, peer: string, peerMaxMessageSize: number): Connection {
     let conn = this.#connections.get(id);
     if (!conn) {
-      conn = this.#makeConnection(this, owner, id, encoding as Encoding, peer, peerMaxMessageSize);
+      conn = new Connection(this, owner, id, encoding as Encoding, peer, peerMaxMessageSize);
       this.#connections.set(id, conn);
       owner.connected(conn);
       this.#updateKeepAlive();
@@ -220,12 +217,3 @@ export class Hub {
     return false;
   }
 }
-
-export type ConnectionFactory = (
-  hub: Hub,
-  owner: Owner,
-  id: number,
-  encoding: Encoding,
-  peer: string,
-  peerMaxMessageSize: number,
-) => Connection;

@@ -2,7 +2,8 @@
 // handlers; each client appears as a Connection (a "peer") that can send and request too.
 
 import { getHub } from './backend.js';
-import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
+import type { Connection } from './connection.js';
+import { Endpoint } from './endpoint.js';
 import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
 import type { Hub } from './hub.js';
 import {
@@ -22,7 +23,7 @@ const KEYS = [...LIMIT_KEYS, 'host', 'port', 'cert', 'key', 'encodings', 'sendBu
 export type ConnectionHandler = (peer: Connection) => void;
 export type DisconnectHandler = (peer: Connection, reason: QuicwireError) => void;
 
-export class QuicServer implements Owner {
+export class QuicServer extends Endpoint {
   readonly isServer = true;
   readonly sendBufferHigh: number;
   /** The bound address and port (the real one when `port: 0` was asked). */
@@ -31,13 +32,12 @@ export class QuicServer implements Owner {
   readonly #hub: Hub;
   readonly #handle: number;
   #closed = false;
-  #messageHandler: MessageHandler | undefined;
-  #requestHandler: RequestHandler | undefined;
   #connectionHandler: ConnectionHandler | undefined;
   #disconnectHandler: DisconnectHandler | undefined;
   readonly #peers = new Set<Connection>();
 
   private constructor(hub: Hub, handle: number, host: string, port: number, high: number) {
+    super();
     this.#hub = hub;
     this.#handle = handle;
     this.host = host;
@@ -69,28 +69,6 @@ export class QuicServer implements Owner {
     const server = new QuicServer(hub, info.id, info.host, info.port, high);
     hub.addOwner(info.id, server);
     return server;
-  }
-
-  get messageHandler(): MessageHandler | undefined {
-    return this.#messageHandler;
-  }
-
-  get requestHandler(): RequestHandler | undefined {
-    return this.#requestHandler;
-  }
-
-  /** Handles messages from clients. Without a handler they queue for `peer.receive()`. */
-  onMessage(handler: MessageHandler): this {
-    if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
-    this.#messageHandler = handler;
-    return this;
-  }
-
-  /** Answers requests; the return value (or promise) is the reply, a throw is ERR_REMOTE. */
-  onRequest(handler: RequestHandler): this {
-    if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
-    this.#requestHandler = handler;
-    return this;
   }
 
   onConnection(handler: ConnectionHandler): this {

@@ -1,7 +1,8 @@
 // The client: QuicTransport keeps a pool of connections keyed by "host:port".
 
 import { getHub } from './backend.js';
-import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
+import type { Connection } from './connection.js';
+import { Endpoint } from './endpoint.js';
 import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
 import type { Hub } from './hub.js';
 import {
@@ -31,14 +32,12 @@ const KEYS = [
 /** A connection, or its pool key "host:port" (connected on demand). */
 export type Target = Connection | string;
 
-export class QuicTransport implements Owner {
+export class QuicTransport extends Endpoint {
   readonly isServer = false;
   readonly sendBufferHigh: number;
   readonly #hub: Hub;
   readonly #handle: number;
   #closed = false;
-  #messageHandler: MessageHandler | undefined;
-  #requestHandler: RequestHandler | undefined;
   readonly #connections = new Set<Connection>();
 
   constructor(options: TransportOptions = {}) {
@@ -50,6 +49,7 @@ export class QuicTransport implements Owner {
     }
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
+    super();
     this.sendBufferHigh = sendBufferHigh(options.sendBufferHigh);
     this.#hub = getHub();
     try {
@@ -63,28 +63,6 @@ export class QuicTransport implements Owner {
       throw fromEngine(err);
     }
     this.#hub.addOwner(this.#handle, this);
-  }
-
-  get messageHandler(): MessageHandler | undefined {
-    return this.#messageHandler;
-  }
-
-  get requestHandler(): RequestHandler | undefined {
-    return this.#requestHandler;
-  }
-
-  /** Handles every message servers send (instead of queueing them for `receive`). */
-  onMessage(handler: MessageHandler): this {
-    if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
-    this.#messageHandler = handler;
-    return this;
-  }
-
-  /** Answers requests servers send; the return value (or promise) is the reply. */
-  onRequest(handler: RequestHandler): this {
-    if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
-    this.#requestHandler = handler;
-    return this;
   }
 
   /** The pooled connection to host:port: reused when open, one handshake for concurrent calls. */
