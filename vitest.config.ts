@@ -8,6 +8,10 @@ export default defineConfig({
   // Examples import the package by name, as users do.
   resolve: { alias: { quicwire: fileURLToPath(new URL('./ts/index.ts', import.meta.url)) } },
   test: {
+    // Under CI a JSON report too: .ci/run prints its totals as a plain summary line.
+    reporters: process.env.CI
+      ? ['default', ['json', { outputFile: 'target/vitest-report.json' }]]
+      : ['default'],
     projects: backends.map((backend) => ({
       extends: true,
       test: {

@@ -9,7 +9,11 @@ pub mod error;
 pub mod frame;
 pub mod hello;
 pub mod pool;
+#[cfg(feature = "quic")]
+pub mod quic;
 pub mod stats;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod varint;
 
 pub use config::TransportConfig;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
+pub(crate) use quicwire_core::quic::connection_error;
 use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Result, Welcome, PROTOCOL_VERSION,
 };
@@ -906,35 +907,4 @@ fn reset_error(code: u64, peer: &str) -> Error {
         ErrorCode::StreamReset,
         format!("{peer} reset the stream (application code {code})"),
     )
-}
-
-/// Maps why a QUIC connection ended to a quicwire error.
-pub(crate) fn connection_error(e: &quinn::ConnectionError, peer: &str) -> Error {
-    use quinn::ConnectionError as C;
-    let is_crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
-    match e {
-        C::ApplicationClosed(close) => {
-            let reason = String::from_utf8_lossy(&close.reason);
-            if close.error_code.into_inner() == u64::from(app_code::NEGOTIATION) {
-                Error::new(
-                    ErrorCode::Negotiation,
-                    format!("{peer} refused the HELLO: {reason}"),
-                )
-            } else {
-                Error::closed(format!("{peer} closed the connection ({reason})"))
-            }
-        }
-        C::TransportError(t) if is_crypto(t.code) => Error::new(
-            ErrorCode::Tls,
-            format!("TLS handshake with {peer} failed: {t}"),
-        ),
-        C::ConnectionClosed(c) if is_crypto(c.error_code) => Error::new(
-            ErrorCode::Tls,
-            format!("{peer} rejected the TLS handshake: {c}"),
-        ),
-        C::LocallyClosed => Error::closed(format!("connection to {peer} was closed")),
-        C::TimedOut => Error::closed(format!("connection to {peer} timed out (peer silent)")),
-        C::Reset => Error::closed(format!("{peer} reset the connection")),
-        other => Error::closed(format!("connection to {peer} failed: {other}")),
-    }
 }

@@ -1,0 +1,332 @@
+//! quicwire's engine in WebAssembly: quinn-proto state machines driven from JavaScript.
+//!
+//! There are no sockets or clocks in here. JS feeds every datagram received in a tick with
+//! one `receive` call, sends everything `transmits` returns, and calls `onTimeout` once
+//! `nextTimeoutMs` has passed. TLS, limits and error codes come from quicwire-core, exactly
+//! as on the native backend.
+
+// wasm-bindgen types hold JS-facing data; Debug would only add code size to the module.
+#![allow(missing_debug_implementations)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use quicwire_core::quic::connection_error;
+use quicwire_core::tls::{self, ClientTls, ServerTls};
+use quicwire_core::{Error, ErrorCode, TransportConfig};
+use quinn_proto::{
+    ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
+    ServerConfig, VarInt,
+};
+use wasm_bindgen::prelude::*;
+use web_time::{Duration, Instant};
+
+/// Event kinds, the same numbers the native inbox uses (ts/engine.ts).
+mod kind {
+    pub const CONNECTION: f64 = 1.0;
+    pub const CLOSED: f64 = 7.0;
+}
+
+/// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
+fn js_error(e: Error) -> JsError {
+    JsError::new(&format!("{}: {}", e.code.as_str(), e.message))
+}
+
+fn invalid(message: String) -> JsError {
+    js_error(Error::invalid_argument(message))
+}
+
+/// Error codes indexed by the numbers events carry.
+#[wasm_bindgen(js_name = errorCodes)]
+pub fn error_codes() -> Vec<String> {
+    ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
+}
+
+/// A self-signed certificate for development (`cert`, `key` in PEM).
+#[wasm_bindgen(getter_with_clone)]
+pub struct DevCert {
+    pub cert: String,
+    pub key: String,
+}
+
+#[wasm_bindgen(js_name = generateDevCert)]
+pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsError> {
+    let c = tls::generate_dev_cert(&names).map_err(js_error)?;
+    Ok(DevCert {
+        cert: c.cert,
+        key: c.key,
+    })
+}
+
+/// Datagrams to send: `data` back to back, `lens[i]` bytes each, to `addrs[i]`.
+#[wasm_bindgen(getter_with_clone)]
+pub struct Transmits {
+    pub data: Vec<u8>,
+    pub lens: Vec<u32>,
+    pub addrs: Vec<String>,
+}
+
+fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>, Error> {
+    let mut t = quinn_proto::TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
+        .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
+        .max_idle_timeout(Some(
+            quinn_proto::IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms * 3))
+                .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
+        ));
+    Ok(Arc::new(t))
+}
+
+/// One QUIC endpoint (a client or a server) and its connections.
+#[wasm_bindgen]
+pub struct Engine {
+    endpoint: Endpoint,
+    client_config: Option<ClientConfig>,
+    connections: HashMap<ConnectionHandle, Connection>,
+    /// Pending events, seven numbers each: kind, connection, b, c, d, text offset, length.
+    events: Vec<f64>,
+    text: Vec<u8>,
+    out: Transmits,
+    buf: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`.
+    pub fn client(ca: Option<String>, insecure: bool) -> Result<Engine, JsError> {
+        let cfg = TransportConfig::default();
+        let crypto = tls::client_config(&ClientTls { ca, insecure }, Vec::new).map_err(js_error)?;
+        let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
+        let mut client_config = ClientConfig::new(Arc::new(crypto));
+        client_config.transport_config(transport(&cfg).map_err(js_error)?);
+        Ok(Self::new(None, Some(client_config)))
+    }
+
+    /// A server endpoint with this certificate chain and key (PEM).
+    pub fn server(cert: String, key: String) -> Result<Engine, JsError> {
+        let cfg = TransportConfig::default();
+        let crypto = tls::server_config(&ServerTls { cert, key }).map_err(js_error)?;
+        let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
+        let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(transport(&cfg).map_err(js_error)?);
+        Ok(Self::new(Some(Arc::new(server_config)), None))
+    }
+
+    fn new(server: Option<Arc<ServerConfig>>, client_config: Option<ClientConfig>) -> Engine {
+        let endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), server, true, None);
+        Engine {
+            endpoint,
+            client_config,
+            connections: HashMap::new(),
+            events: Vec::new(),
+            text: Vec::new(),
+            out: Transmits {
+                data: Vec::new(),
+                lens: Vec::new(),
+                addrs: Vec::new(),
+            },
+            buf: Vec::new(),
+        }
+    }
+
+    /// Starts a handshake with `addr` ("ip:port"), checking the certificate against
+    /// `server_name`. Returns the connection id.
+    pub fn connect(&mut self, addr: &str, server_name: &str) -> Result<u32, JsError> {
+        let remote: SocketAddr = addr
+            .parse()
+            .map_err(|_| invalid(format!("invalid address {addr:?}: expected ip:port")))?;
+        let config = self
+            .client_config
+            .clone()
+            .ok_or_else(|| invalid("this engine is a server; it cannot connect".into()))?;
+        let (handle, conn) = self
+            .endpoint
+            .connect(Instant::now(), config, remote, server_name)
+            .map_err(|e| invalid(format!("cannot connect to {addr}: {e}")))?;
+        self.connections.insert(handle, conn);
+        self.drive();
+        Ok(handle.0 as u32)
+    }
+
+    /// Feeds the datagrams received since the last call: `data` back to back, `lens[i]`
+    /// bytes each, from `addrs[i]`.
+    pub fn receive(&mut self, data: &[u8], lens: &[u32], addrs: Vec<String>) {
+        let now = Instant::now();
+        let mut offset = 0usize;
+        for (len, addr) in lens.iter().zip(addrs) {
+            let end = offset + *len as usize;
+            let (Some(datagram), Ok(remote)) = (data.get(offset..end), addr.parse::<SocketAddr>())
+            else {
+                break;
+            };
+            offset = end;
+            let event = self.endpoint.handle(
+                now,
+                remote,
+                None,
+                None,
+                BytesMut::from(datagram),
+                &mut self.buf,
+            );
+            match event {
+                Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                    if let Some(conn) = self.connections.get_mut(&handle) {
+                        conn.handle_event(event);
+                    }
+                }
+                Some(DatagramEvent::NewConnection(incoming)) => {
+                    let mut response = Vec::new();
+                    match self.endpoint.accept(incoming, now, &mut response, None) {
+                        Ok((handle, conn)) => {
+                            self.connections.insert(handle, conn);
+                        }
+                        Err(e) => {
+                            if let Some(t) = e.response {
+                                push_transmit(&mut self.out, &response[..t.size], t.destination);
+                            }
+                        }
+                    }
+                }
+                Some(DatagramEvent::Response(t)) => {
+                    push_transmit(&mut self.out, &self.buf[..t.size], t.destination);
+                }
+                None => {}
+            }
+        }
+        self.drive();
+    }
+
+    /// Everything ready to send now, in one call.
+    pub fn transmits(&mut self) -> Transmits {
+        let now = Instant::now();
+        for conn in self.connections.values_mut() {
+            self.buf.clear();
+            while let Some(t) = conn.poll_transmit(now, 1, &mut self.buf) {
+                push_transmit(&mut self.out, &self.buf[..t.size], t.destination);
+                self.buf.clear();
+            }
+        }
+        std::mem::replace(
+            &mut self.out,
+            Transmits {
+                data: Vec::new(),
+                lens: Vec::new(),
+                addrs: Vec::new(),
+            },
+        )
+    }
+
+    /// Milliseconds until `onTimeout` is due, or -1 when no timer is armed.
+    #[wasm_bindgen(js_name = nextTimeoutMs)]
+    pub fn next_timeout_ms(&mut self) -> f64 {
+        let now = Instant::now();
+        self.connections
+            .values_mut()
+            .filter_map(|c| c.poll_timeout())
+            .min()
+            .map_or(-1.0, |t| {
+                t.saturating_duration_since(now).as_secs_f64() * 1000.0
+            })
+    }
+
+    /// Runs the timers that are due.
+    #[wasm_bindgen(js_name = onTimeout)]
+    pub fn on_timeout(&mut self) {
+        let now = Instant::now();
+        for conn in self.connections.values_mut() {
+            if conn.poll_timeout().is_some_and(|t| t <= now) {
+                conn.handle_timeout(now);
+            }
+        }
+        self.drive();
+    }
+
+    /// Events since the last call: seven numbers each (kind, connection, b, c, d, text
+    /// offset, text length), texts in `takeEventText`.
+    #[wasm_bindgen(js_name = takeEvents)]
+    pub fn take_events(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.events)
+    }
+
+    #[wasm_bindgen(js_name = takeEventText)]
+    pub fn take_event_text(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.text)
+    }
+
+    /// Closes a connection now.
+    pub fn close(&mut self, connection: u32, reason: &str) {
+        let handle = ConnectionHandle(connection as usize);
+        if let Some(conn) = self.connections.get_mut(&handle) {
+            conn.close(
+                Instant::now(),
+                VarInt::from_u32(0),
+                reason.as_bytes().to_vec().into(),
+            );
+        }
+        self.drive();
+    }
+
+    /// Open connections.
+    #[wasm_bindgen(js_name = connectionCount)]
+    pub fn connection_count(&self) -> u32 {
+        self.connections.len() as u32
+    }
+}
+
+impl Engine {
+    /// Moves events between the endpoint and its connections until both are quiet, and
+    /// turns connection events into JS events.
+    fn drive(&mut self) {
+        let Engine {
+            endpoint,
+            connections,
+            events,
+            text,
+            ..
+        } = self;
+        let mut drained = Vec::new();
+        for (handle, conn) in connections.iter_mut() {
+            while let Some(event) = conn.poll_endpoint_events() {
+                if let Some(back) = endpoint.handle_event(*handle, event) {
+                    conn.handle_event(back);
+                }
+            }
+            while let Some(event) = conn.poll() {
+                let id = handle.0 as f64;
+                match event {
+                    Event::Connected => {
+                        events.extend_from_slice(&[kind::CONNECTION, id, 0.0, 0.0, 0.0, 0.0, 0.0]);
+                    }
+                    Event::ConnectionLost { reason } => {
+                        let err = connection_error(&reason, &conn.remote_address().to_string());
+                        let offset = text.len() as f64;
+                        text.extend_from_slice(err.message.as_bytes());
+                        let code = f64::from(err.code as u16);
+                        let len = err.message.len() as f64;
+                        events.extend_from_slice(&[kind::CLOSED, id, 0.0, code, 0.0, offset, len]);
+                    }
+                    _ => {}
+                }
+            }
+            if conn.is_drained() {
+                drained.push(*handle);
+            }
+        }
+        for handle in drained {
+            connections.remove(&handle);
+        }
+    }
+}
+
+fn push_transmit(out: &mut Transmits, datagram: &[u8], to: SocketAddr) {
+    out.data.extend_from_slice(datagram);
+    out.lens.push(datagram.len() as u32);
+    out.addrs.push(to.to_string());
+}
