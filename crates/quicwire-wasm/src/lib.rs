@@ -8,6 +8,8 @@
 // wasm-bindgen types hold JS-facing data; Debug would only add code size to the module.
 #![allow(missing_debug_implementations)]
 
+mod session;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +17,12 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
-use quicwire_core::{Error, ErrorCode, TransportConfig};
+use quicwire_core::{Encoding, Error, ErrorCode, TransportConfig};
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
     ServerConfig, VarInt,
 };
+use session::{Outcome, Params, Session};
 use wasm_bindgen::prelude::*;
 use web_time::{Duration, Instant};
 
@@ -82,12 +85,31 @@ fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>,
     Ok(Arc::new(t))
 }
 
+fn encodings(names: Vec<String>, default: &[Encoding]) -> Result<Vec<Encoding>, JsError> {
+    if names.is_empty() {
+        return Ok(default.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| Encoding::parse(n).map_err(js_error))
+        .collect()
+}
+
+/// A connection and its quicwire session.
+struct Conn {
+    quic: Connection,
+    session: Session,
+    /// Its close was already reported (a failed negotiation says why itself).
+    reported: bool,
+}
+
 /// One QUIC endpoint (a client or a server) and its connections.
 #[wasm_bindgen]
 pub struct Engine {
     endpoint: Endpoint,
     client_config: Option<ClientConfig>,
-    connections: HashMap<ConnectionHandle, Connection>,
+    params: Params,
+    connections: HashMap<ConnectionHandle, Conn>,
     /// Pending events, seven numbers each: kind, connection, b, c, d, text offset, length.
     events: Vec<f64>,
     text: Vec<u8>,
@@ -97,33 +119,59 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`.
-    pub fn client(ca: Option<String>, insecure: bool) -> Result<Engine, JsError> {
+    /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
+    /// `encodings` (preferred first; empty: msgpack).
+    pub fn client(
+        ca: Option<String>,
+        insecure: bool,
+        encodings_offered: Vec<String>,
+    ) -> Result<Engine, JsError> {
         let cfg = TransportConfig::default();
+        let encodings = encodings(encodings_offered, &[Encoding::Msgpack])?;
         let crypto = tls::client_config(&ClientTls { ca, insecure }, Vec::new).map_err(js_error)?;
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
         client_config.transport_config(transport(&cfg).map_err(js_error)?);
-        Ok(Self::new(None, Some(client_config)))
+        Ok(Self::new(None, Some(client_config), &cfg, encodings))
     }
 
-    /// A server endpoint with this certificate chain and key (PEM).
-    pub fn server(cert: String, key: String) -> Result<Engine, JsError> {
+    /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
+    /// (empty: all).
+    pub fn server(
+        cert: String,
+        key: String,
+        encodings_accepted: Vec<String>,
+    ) -> Result<Engine, JsError> {
         let cfg = TransportConfig::default();
+        let encodings = encodings(encodings_accepted, &Encoding::ALL)?;
         let crypto = tls::server_config(&ServerTls { cert, key }).map_err(js_error)?;
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(transport(&cfg).map_err(js_error)?);
-        Ok(Self::new(Some(Arc::new(server_config)), None))
+        Ok(Self::new(
+            Some(Arc::new(server_config)),
+            None,
+            &cfg,
+            encodings,
+        ))
     }
 
-    fn new(server: Option<Arc<ServerConfig>>, client_config: Option<ClientConfig>) -> Engine {
+    fn new(
+        server: Option<Arc<ServerConfig>>,
+        client_config: Option<ClientConfig>,
+        cfg: &TransportConfig,
+        encodings: Vec<Encoding>,
+    ) -> Engine {
         let endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), server, true, None);
         Engine {
             endpoint,
             client_config,
+            params: Params {
+                max_message_size: cfg.max_message_size,
+                encodings,
+            },
             connections: HashMap::new(),
             events: Vec::new(),
             text: Vec::new(),
@@ -150,7 +198,7 @@ impl Engine {
             .endpoint
             .connect(Instant::now(), config, remote, server_name)
             .map_err(|e| invalid(format!("cannot connect to {addr}: {e}")))?;
-        self.connections.insert(handle, conn);
+        self.insert(handle, conn, true);
         self.drive();
         Ok(handle.0 as u32)
     }
@@ -178,15 +226,13 @@ impl Engine {
             match event {
                 Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                     if let Some(conn) = self.connections.get_mut(&handle) {
-                        conn.handle_event(event);
+                        conn.quic.handle_event(event);
                     }
                 }
                 Some(DatagramEvent::NewConnection(incoming)) => {
                     let mut response = Vec::new();
                     match self.endpoint.accept(incoming, now, &mut response, None) {
-                        Ok((handle, conn)) => {
-                            self.connections.insert(handle, conn);
-                        }
+                        Ok((handle, conn)) => self.insert(handle, conn, false),
                         Err(e) => {
                             if let Some(t) = e.response {
                                 push_transmit(&mut self.out, &response[..t.size], t.destination);
@@ -208,7 +254,7 @@ impl Engine {
         let now = Instant::now();
         for conn in self.connections.values_mut() {
             self.buf.clear();
-            while let Some(t) = conn.poll_transmit(now, 1, &mut self.buf) {
+            while let Some(t) = conn.quic.poll_transmit(now, 1, &mut self.buf) {
                 push_transmit(&mut self.out, &self.buf[..t.size], t.destination);
                 self.buf.clear();
             }
@@ -229,7 +275,7 @@ impl Engine {
         let now = Instant::now();
         self.connections
             .values_mut()
-            .filter_map(|c| c.poll_timeout())
+            .filter_map(|c| c.quic.poll_timeout())
             .min()
             .map_or(-1.0, |t| {
                 t.saturating_duration_since(now).as_secs_f64() * 1000.0
@@ -241,8 +287,8 @@ impl Engine {
     pub fn on_timeout(&mut self) {
         let now = Instant::now();
         for conn in self.connections.values_mut() {
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
-                conn.handle_timeout(now);
+            if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
+                conn.quic.handle_timeout(now);
             }
         }
         self.drive();
@@ -264,7 +310,7 @@ impl Engine {
     pub fn close(&mut self, connection: u32, reason: &str) {
         let handle = ConnectionHandle(connection as usize);
         if let Some(conn) = self.connections.get_mut(&handle) {
-            conn.close(
+            conn.quic.close(
                 Instant::now(),
                 VarInt::from_u32(0),
                 reason.as_bytes().to_vec().into(),
@@ -281,8 +327,20 @@ impl Engine {
 }
 
 impl Engine {
-    /// Moves events between the endpoint and its connections until both are quiet, and
-    /// turns connection events into JS events.
+    fn insert(&mut self, handle: ConnectionHandle, quic: Connection, is_client: bool) {
+        let session = Session::new(is_client, self.params.clone());
+        self.connections.insert(
+            handle,
+            Conn {
+                quic,
+                session,
+                reported: false,
+            },
+        );
+    }
+
+    /// Moves events between the endpoint and its connections until both are quiet, lets
+    /// each session make progress, and turns what happened into JS events.
     fn drive(&mut self) {
         let Engine {
             endpoint,
@@ -293,29 +351,54 @@ impl Engine {
         } = self;
         let mut drained = Vec::new();
         for (handle, conn) in connections.iter_mut() {
-            while let Some(event) = conn.poll_endpoint_events() {
+            while let Some(event) = conn.quic.poll_endpoint_events() {
                 if let Some(back) = endpoint.handle_event(*handle, event) {
-                    conn.handle_event(back);
+                    conn.quic.handle_event(back);
                 }
             }
-            while let Some(event) = conn.poll() {
-                let id = handle.0 as f64;
-                match event {
+            let id = handle.0 as f64;
+            let peer = conn.quic.remote_address().to_string();
+            while let Some(event) = conn.quic.poll() {
+                let outcome = match event {
                     Event::Connected => {
-                        events.extend_from_slice(&[kind::CONNECTION, id, 0.0, 0.0, 0.0, 0.0, 0.0]);
+                        conn.session.on_connected(&mut conn.quic);
+                        None
                     }
-                    Event::ConnectionLost { reason } => {
-                        let err = connection_error(&reason, &conn.remote_address().to_string());
+                    Event::Stream(_) => conn.session.on_stream(&mut conn.quic),
+                    Event::ConnectionLost { reason } if !conn.reported => {
+                        Some(Outcome::Failed(connection_error(&reason, &peer)))
+                    }
+                    _ => None,
+                };
+                match outcome {
+                    Some(Outcome::Ready(welcome)) => {
+                        let offset = text.len() as f64;
+                        let label = format!("{} {peer}", welcome.encoding.as_str());
+                        text.extend_from_slice(label.as_bytes());
+                        let limit = welcome.max_message_size as f64;
+                        let len = label.len() as f64;
+                        events.extend_from_slice(&[
+                            kind::CONNECTION,
+                            id,
+                            0.0,
+                            0.0,
+                            limit,
+                            offset,
+                            len,
+                        ]);
+                    }
+                    Some(Outcome::Failed(err)) => {
+                        conn.reported = true;
                         let offset = text.len() as f64;
                         text.extend_from_slice(err.message.as_bytes());
                         let code = f64::from(err.code as u16);
                         let len = err.message.len() as f64;
                         events.extend_from_slice(&[kind::CLOSED, id, 0.0, code, 0.0, offset, len]);
                     }
-                    _ => {}
+                    None => {}
                 }
             }
-            if conn.is_drained() {
+            if conn.quic.is_drained() {
                 drained.push(*handle);
             }
         }
