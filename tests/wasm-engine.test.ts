@@ -23,12 +23,84 @@ interface Seen {
   serverText: string;
 }
 
-function events(engine: Engine): { list: number[][]; text: string } {
+/** The engine's events; `text` is every body and text they carry, concatenated. */
+function events(engine: Engine): { list: number[][]; text: string; bodies: Uint8Array[] } {
   const flat = engine.takeEvents();
+  const data = engine.takeEventData();
   const list: number[][] = [];
-  for (let i = 0; i < flat.length; i += 7) list.push(Array.from(flat.subarray(i, i + 7)));
-  return { list, text: new TextDecoder().decode(engine.takeEventText()) };
+  const bodies: Uint8Array[] = [];
+  for (let i = 0; i < flat.length; i += 7) {
+    const e = Array.from(flat.subarray(i, i + 7));
+    list.push(e);
+    bodies.push(data.subarray(e[5] as number, (e[5] as number) + (e[6] as number)));
+  }
+  return { list, text: new TextDecoder().decode(data), bodies };
 }
+
+const MESSAGE = 2;
+const REQUEST = 3;
+const RESPONSE = 4;
+const REQUEST_FAILED = 5;
+const ACKED = 6;
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+/** Encodes ops for `write`: [op, target, id, body, extra] each. */
+function ops(list: [number, number, number, string, number][]): [Uint8Array, Float64Array] {
+  const bodies = list.map((o) => utf8.encode(o[3]));
+  const data = new Uint8Array(bodies.reduce((n, b) => n + b.length, 0));
+  let offset = 0;
+  for (const b of bodies) {
+    data.set(b, offset);
+    offset += b.length;
+  }
+  const words = list.flatMap((o, i) => [o[0], o[1], o[2], (bodies[i] as Uint8Array).length, o[4]]);
+  return [data, Float64Array.from(words)];
+}
+
+/** A connected client/server pair with their connection ids. */
+function connectedPair() {
+  const server = Engine.server(cert.cert, cert.key, []);
+  const client = Engine.client(cert.cert, false, ['json']);
+  const id = client.connect(SERVER, 'localhost');
+  const seen = pump(client, server);
+  const serverId = seen.server.find((e) => e[0] === CONNECTION)?.[1] as number;
+  return { server, client, id, serverId };
+}
+
+/** Pumps and collects bodies of each event kind. */
+function exchange(client: Engine, server: Engine) {
+  const got = { client: [] as [number[], string][], server: [] as [number[], string][] };
+  for (let round = 0; round < 100; round++) {
+    const c = client.transmits();
+    if (c.lens.length > 0)
+      server.receive(
+        c.data,
+        c.lens,
+        c.addrs.map(() => CLIENT),
+      );
+    const s = server.transmits();
+    if (s.lens.length > 0)
+      client.receive(
+        s.data,
+        s.lens,
+        s.addrs.map(() => SERVER),
+      );
+    for (const [side, engine] of [
+      ['client', client],
+      ['server', server],
+    ] as const) {
+      const e = events(engine);
+      e.list.forEach((ev, i) => {
+        got[side].push([ev, text.decode(e.bodies[i])]);
+      });
+    }
+    if (c.lens.length === 0 && s.lens.length === 0) break;
+  }
+  return got;
+}
+
+const cert = generateDevCert(['localhost', '127.0.0.1']);
 
 /** Passes datagrams between the two engines until both are quiet. */
 function pump(client: Engine, server: Engine): Seen {
@@ -62,8 +134,6 @@ function pump(client: Engine, server: Engine): Seen {
 }
 
 describe('wasm engine (quinn-proto in WebAssembly)', () => {
-  const cert = generateDevCert(['localhost', '127.0.0.1']);
-
   it('completes a verified TLS 1.3 handshake', () => {
     const server = Engine.server(cert.cert, cert.key, []);
     const client = Engine.client(cert.cert, false, []);
@@ -102,6 +172,76 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(errorCodes()[closed?.[3] as number]).toBe('ERR_TLS');
+  });
+
+  it('delivers messages in order both ways and acknowledges them', () => {
+    const { server, client, id, serverId } = connectedPair();
+    expect(client.write(...ops([1, 2, 3].map((n) => [1, id, 0, `m${n}`, 0]))).ops.length).toBe(0);
+    expect(server.write(...ops([[1, serverId, 0, 'to client', 0]])).ops.length).toBe(0);
+    const got = exchange(client, server);
+    const atServer = got.server.filter(([e]) => e[0] === MESSAGE).map(([, b]) => b);
+    expect(atServer).toEqual(['m1', 'm2', 'm3']);
+    expect(got.client.filter(([e]) => e[0] === MESSAGE).map(([, b]) => b)).toEqual(['to client']);
+    // ACKs: the client learns all three arrived, the server its one.
+    const acked = got.client.filter(([e]) => e[0] === ACKED).map(([e]) => e[2]);
+    expect(acked.at(-1)).toBe(3);
+    expect(
+      got.server
+        .filter(([e]) => e[0] === ACKED)
+        .map(([e]) => e[2])
+        .at(-1),
+    ).toBe(1);
+  });
+
+  it('answers requests, passes remote errors, and times out', async () => {
+    const { server, client, id } = connectedPair();
+    client.write(
+      ...ops([
+        [2, id, 11, '{"q":1}', 0],
+        [2, id, 12, '{"q":2}', 0],
+      ]),
+    );
+    let got = exchange(client, server);
+    // Each request has its own stream: they arrive independently, in any order.
+    const requests = got.server.filter(([e]) => e[0] === REQUEST).sort((a, b) => a[1].localeCompare(b[1]));
+    expect(requests.map(([, b]) => b)).toEqual(['{"q":1}', '{"q":2}']);
+    const [first, second] = requests.map(([e]) => e[2] as number);
+    server.write(
+      ...ops([
+        [3, first as number, 0, '{"a":1}', 0],
+        [4, second as number, 0, 'handler failed', errorCodes().indexOf('ERR_REMOTE')],
+      ]),
+    );
+    got = exchange(client, server);
+    expect(got.client.find(([e]) => e[0] === RESPONSE && e[2] === 11)?.[1]).toBe('{"a":1}');
+    const failed = got.client.find(([e]) => e[0] === REQUEST_FAILED && e[2] === 12);
+    expect(errorCodes()[failed?.[0][3] as number]).toBe('ERR_REMOTE');
+    expect(failed?.[1]).toBe('handler failed');
+    // An answer can be given only once.
+    expect(server.write(...ops([[3, first as number, 0, 'again', 0]])).errors[0]).toMatch(
+      /^ERR_INVALID_ARGUMENT/,
+    );
+    // No answer within 20 ms: ERR_TIMEOUT once the engine's timer runs.
+    client.write(...ops([[2, id, 13, 'slow', 20]]));
+    exchange(client, server);
+    await sleep(40);
+    client.onTimeout();
+    const timedOut = events(client).list.find((e) => e[0] === REQUEST_FAILED && e[2] === 13);
+    expect(errorCodes()[timedOut?.[3] as number]).toBe('ERR_TIMEOUT');
+  });
+
+  it('rejects writes to unknown connections and oversized messages', () => {
+    const { client, id } = connectedPair();
+    const failures = client.write(
+      ...ops([
+        [1, 999, 0, 'nobody', 0],
+        [1, id, 0, 'x'.repeat((1 << 20) + 1), 0],
+        [1, id, 0, 'fine', 0],
+      ]),
+    );
+    expect(Array.from(failures.ops)).toEqual([0, 1]);
+    expect(failures.errors[0]).toMatch(/^ERR_CONNECTION_CLOSED/);
+    expect(failures.errors[1]).toMatch(/^ERR_MESSAGE_TOO_LARGE/);
   });
 
   it('closes with ERR_NEGOTIATION when no encoding is common', () => {

@@ -29,8 +29,23 @@ use web_time::{Duration, Instant};
 /// Event kinds, the same numbers the native inbox uses (ts/engine.ts).
 mod kind {
     pub const CONNECTION: f64 = 1.0;
+    pub const MESSAGE: f64 = 2.0;
+    pub const REQUEST: f64 = 3.0;
+    pub const RESPONSE: f64 = 4.0;
+    pub const REQUEST_FAILED: f64 = 5.0;
+    pub const ACKED: f64 = 6.0;
     pub const CLOSED: f64 = 7.0;
 }
+
+/// Ops of `write`, the same layout as the native addon's: five numbers each,
+/// `[op, target, id, length, extra]`, bodies back to back.
+mod op {
+    pub const MESSAGE: u32 = 1;
+    pub const REQUEST: u32 = 2;
+    pub const RESPOND: u32 = 3;
+    pub const RESPOND_ERROR: u32 = 4;
+}
+const OP_WORDS: usize = 5;
 
 /// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
 fn js_error(e: Error) -> JsError {
@@ -64,6 +79,13 @@ pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsError> {
         cert: c.cert,
         key: c.key,
     })
+}
+
+/// Ops of a `write` that failed, with `"<CODE>: <message>"` for each.
+#[wasm_bindgen(getter_with_clone)]
+pub struct WriteFailures {
+    pub ops: Vec<u32>,
+    pub errors: Vec<String>,
 }
 
 /// Datagrams to send: `data` back to back, `lens[i]` bytes each, to `addrs[i]`.
@@ -110,9 +132,12 @@ pub struct Engine {
     client_config: Option<ClientConfig>,
     params: Params,
     connections: HashMap<ConnectionHandle, Conn>,
-    /// Pending events, seven numbers each: kind, connection, b, c, d, text offset, length.
+    /// Requests from peers waiting for an answer: handle -> (connection, stream).
+    responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
+    next_handle: u32,
+    /// Pending events, seven numbers each: kind, connection, b, c, d, data offset, length.
     events: Vec<f64>,
-    text: Vec<u8>,
+    data: Vec<u8>,
     out: Transmits,
     buf: Vec<u8>,
 }
@@ -171,10 +196,13 @@ impl Engine {
             params: Params {
                 max_message_size: cfg.max_message_size,
                 encodings,
+                request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             },
             connections: HashMap::new(),
+            responders: HashMap::new(),
+            next_handle: 1,
             events: Vec::new(),
-            text: Vec::new(),
+            data: Vec::new(),
             out: Transmits {
                 data: Vec::new(),
                 lens: Vec::new(),
@@ -275,7 +303,8 @@ impl Engine {
         let now = Instant::now();
         self.connections
             .values_mut()
-            .filter_map(|c| c.quic.poll_timeout())
+            .flat_map(|c| [c.quic.poll_timeout(), c.session.next_deadline()])
+            .flatten()
             .min()
             .map_or(-1.0, |t| {
                 t.saturating_duration_since(now).as_secs_f64() * 1000.0
@@ -286,24 +315,101 @@ impl Engine {
     #[wasm_bindgen(js_name = onTimeout)]
     pub fn on_timeout(&mut self) {
         let now = Instant::now();
-        for conn in self.connections.values_mut() {
+        let mut expired = Vec::new();
+        for (handle, conn) in self.connections.iter_mut() {
             if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
                 conn.quic.handle_timeout(now);
             }
+            let mut out = Vec::new();
+            conn.session.expire(&mut conn.quic, now, &mut out);
+            expired.extend(out.into_iter().map(|o| (*handle, o)));
+        }
+        for (handle, outcome) in expired {
+            self.report(handle, outcome);
         }
         self.drive();
     }
 
-    /// Events since the last call: seven numbers each (kind, connection, b, c, d, text
-    /// offset, text length), texts in `takeEventText`.
+    /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
+    /// offset, data length); bodies and texts in `takeEventData`.
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.events)
     }
 
-    #[wasm_bindgen(js_name = takeEventText)]
-    pub fn take_event_text(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.text)
+    #[wasm_bindgen(js_name = takeEventData)]
+    pub fn take_event_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
+    }
+
+    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
+    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> WriteFailures {
+        let now = Instant::now();
+        let mut failures = WriteFailures {
+            ops: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut fail = |i: usize, e: Error| {
+            failures.ops.push(i as u32);
+            failures
+                .errors
+                .push(format!("{}: {}", e.code.as_str(), e.message));
+        };
+        let mut offset = 0usize;
+        for (i, words) in ops.chunks_exact(OP_WORDS).enumerate() {
+            let (code, target, id, len, extra) = (
+                words[0] as u32,
+                words[1],
+                words[2],
+                words[3] as usize,
+                words[4],
+            );
+            let Some(body) = data.get(offset..offset + len) else {
+                fail(
+                    i,
+                    Error::new(ErrorCode::Internal, "op list overruns its data"),
+                );
+                break;
+            };
+            offset += len;
+            let result = match code {
+                op::MESSAGE => self.conn(target).and_then(|c| {
+                    let limit = c.session.peer_limit().unwrap_or(0);
+                    let mut frames = BytesMut::new();
+                    quicwire_core::frame::put_message(&mut frames, body, limit)?;
+                    c.session.send_frames(&mut c.quic, &frames, 1)
+                }),
+                op::REQUEST => self.conn(target).and_then(|c| {
+                    let timeout = (extra > 0.0).then(|| Duration::from_millis(extra as u64));
+                    let body = bytes::Bytes::copy_from_slice(body);
+                    c.session.request(&mut c.quic, id, body, timeout, now)
+                }),
+                op::RESPOND | op::RESPOND_ERROR => match self.responders.remove(&(target as u32)) {
+                    None => Err(Error::invalid_argument("this request was already answered")),
+                    Some((handle, stream, wire_id)) => {
+                        let answer = if code == op::RESPOND {
+                            Ok(body)
+                        } else {
+                            let code = ErrorCode::from_wire(extra as u64);
+                            Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
+                        };
+                        if let Some(c) = self.connections.get_mut(&handle) {
+                            c.session.respond(&mut c.quic, stream, wire_id, answer);
+                        }
+                        Ok(())
+                    }
+                },
+                other => Err(Error::new(
+                    ErrorCode::Internal,
+                    format!("unknown op {other}"),
+                )),
+            };
+            if let Err(e) = result {
+                fail(i, e);
+            }
+        }
+        self.drive();
+        failures
     }
 
     /// Closes a connection now.
@@ -327,6 +433,68 @@ impl Engine {
 }
 
 impl Engine {
+    fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
+        self.connections
+            .get_mut(&ConnectionHandle(id as usize))
+            .ok_or_else(|| Error::closed(format!("connection {id} is closed")))
+    }
+
+    /// Appends one event for `handle`.
+    fn report(&mut self, handle: ConnectionHandle, outcome: Outcome) {
+        let id = handle.0 as f64;
+        let peer = self
+            .connections
+            .get(&handle)
+            .map(|c| c.quic.remote_address().to_string())
+            .unwrap_or_default();
+        let (words, bytes): ([f64; 4], Vec<u8>) = match outcome {
+            Outcome::Ready(w) => {
+                let label = format!("{} {peer}", w.encoding.as_str());
+                (
+                    [kind::CONNECTION, 0.0, 0.0, w.max_message_size as f64],
+                    label.into_bytes(),
+                )
+            }
+            Outcome::Failed(e) => {
+                if let Some(c) = self.connections.get_mut(&handle) {
+                    c.reported = true;
+                }
+                (
+                    [kind::CLOSED, 0.0, f64::from(e.code as u16), 0.0],
+                    e.message.into_bytes(),
+                )
+            }
+            Outcome::Message(body) => ([kind::MESSAGE, 0.0, 0.0, 0.0], body.to_vec()),
+            Outcome::Request {
+                stream,
+                wire_id,
+                body,
+            } => {
+                let h = self.next_handle;
+                self.next_handle = self.next_handle.wrapping_add(1).max(1);
+                self.responders.insert(h, (handle, stream, wire_id));
+                ([kind::REQUEST, f64::from(h), 0.0, 0.0], body.to_vec())
+            }
+            Outcome::Response { id: rid, body } => ([kind::RESPONSE, rid, 0.0, 0.0], body.to_vec()),
+            Outcome::RequestFailed { id: rid, error } => (
+                [kind::REQUEST_FAILED, rid, f64::from(error.code as u16), 0.0],
+                error.message.into_bytes(),
+            ),
+            Outcome::Acked(n) => ([kind::ACKED, n as f64, 0.0, 0.0], Vec::new()),
+        };
+        let offset = self.data.len() as f64;
+        self.data.extend_from_slice(&bytes);
+        self.events.extend_from_slice(&[
+            words[0],
+            id,
+            words[1],
+            words[2],
+            words[3],
+            offset,
+            bytes.len() as f64,
+        ]);
+    }
+
     fn insert(&mut self, handle: ConnectionHandle, quic: Connection, is_client: bool) {
         let session = Session::new(is_client, self.params.clone());
         self.connections.insert(
@@ -340,70 +508,49 @@ impl Engine {
     }
 
     /// Moves events between the endpoint and its connections until both are quiet, lets
-    /// each session make progress, and turns what happened into JS events.
+    /// each session make progress, and reports what happened.
     fn drive(&mut self) {
-        let Engine {
-            endpoint,
-            connections,
-            events,
-            text,
-            ..
-        } = self;
+        let mut reports = Vec::new();
         let mut drained = Vec::new();
-        for (handle, conn) in connections.iter_mut() {
+        for (handle, conn) in self.connections.iter_mut() {
             while let Some(event) = conn.quic.poll_endpoint_events() {
-                if let Some(back) = endpoint.handle_event(*handle, event) {
+                if let Some(back) = self.endpoint.handle_event(*handle, event) {
                     conn.quic.handle_event(back);
                 }
             }
-            let id = handle.0 as f64;
             let peer = conn.quic.remote_address().to_string();
+            let mut out = Vec::new();
+            let mut streams = false;
             while let Some(event) = conn.quic.poll() {
-                let outcome = match event {
+                match event {
                     Event::Connected => {
                         conn.session.on_connected(&mut conn.quic);
-                        None
+                        streams = true;
                     }
-                    Event::Stream(_) => conn.session.on_stream(&mut conn.quic),
+                    Event::Stream(_) => streams = true,
                     Event::ConnectionLost { reason } if !conn.reported => {
-                        Some(Outcome::Failed(connection_error(&reason, &peer)))
-                    }
-                    _ => None,
-                };
-                match outcome {
-                    Some(Outcome::Ready(welcome)) => {
-                        let offset = text.len() as f64;
-                        let label = format!("{} {peer}", welcome.encoding.as_str());
-                        text.extend_from_slice(label.as_bytes());
-                        let limit = welcome.max_message_size as f64;
-                        let len = label.len() as f64;
-                        events.extend_from_slice(&[
-                            kind::CONNECTION,
-                            id,
-                            0.0,
-                            0.0,
-                            limit,
-                            offset,
-                            len,
-                        ]);
-                    }
-                    Some(Outcome::Failed(err)) => {
+                        let err = connection_error(&reason, &peer);
+                        conn.session.fail_all(&err, &mut out);
+                        out.push(Outcome::Failed(err));
                         conn.reported = true;
-                        let offset = text.len() as f64;
-                        text.extend_from_slice(err.message.as_bytes());
-                        let code = f64::from(err.code as u16);
-                        let len = err.message.len() as f64;
-                        events.extend_from_slice(&[kind::CLOSED, id, 0.0, code, 0.0, offset, len]);
                     }
-                    None => {}
+                    _ => {}
                 }
             }
+            if streams && !conn.reported {
+                conn.session.on_streams(&mut conn.quic, &mut out);
+            }
+            reports.extend(out.into_iter().map(|o| (*handle, o)));
             if conn.quic.is_drained() {
                 drained.push(*handle);
             }
         }
+        for (handle, outcome) in reports {
+            self.report(handle, outcome);
+        }
         for handle in drained {
-            connections.remove(&handle);
+            self.connections.remove(&handle);
+            self.responders.retain(|_, (h, _, _)| *h != handle);
         }
     }
 }

@@ -1,12 +1,19 @@
-//! The quicwire session on one quinn-proto connection, sans I/O: the control stream's
-//! HELLO/WELCOME exchange. Frames and negotiation rules come from quicwire-core; this
-//! module only moves their bytes through quinn-proto's streams.
+//! The quicwire session on one quinn-proto connection, sans I/O. Frames, negotiation and
+//! limits come from quicwire-core; this module only moves their bytes through quinn-proto's
+//! streams, the same shape as the native runtime:
+//! - the client's first bidirectional stream is the control stream: HELLO/WELCOME, then
+//!   ACK and GOAWAY frames;
+//! - each side sends messages on one unidirectional channel stream; the receiver ACKs
+//!   them once handed to the application;
+//! - every request has its own bidirectional stream.
 
-use bytes::BytesMut;
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 use quicwire_core::{app_code, Encoding, Error, ErrorCode, Hello, Welcome, PROTOCOL_VERSION};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
-use web_time::Instant;
+use web_time::{Duration, Instant};
 
 /// Read at most this much of a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -15,25 +22,73 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) struct Params {
     pub max_message_size: u64,
     pub encodings: Vec<Encoding>,
+    pub request_timeout: Duration,
 }
 
-/// What a session asks its engine to report.
+/// What a session reports to its engine.
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// Negotiated: the connection is ready.
     Ready(Welcome),
-    /// Negotiation failed; the connection is being closed with this error.
+    /// The connection is being closed with this error.
     Failed(Error),
+    Message(Bytes),
+    /// A request to answer with [`Session::respond`]; `stream` is its handle.
+    Request {
+        stream: StreamId,
+        wire_id: u64,
+        body: Bytes,
+    },
+    Response {
+        id: f64,
+        body: Bytes,
+    },
+    RequestFailed {
+        id: f64,
+        error: Error,
+    },
+    /// The peer's application has this many of our messages.
+    Acked(u64),
+}
+
+/// A request we sent, waiting for its answer.
+#[derive(Debug)]
+struct Outgoing {
+    id: f64,
+    wire_id: u64,
+    answer: BytesMut,
+    deadline: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    finish: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Session {
     is_client: bool,
     params: Params,
+    /// Set once WELCOME is sent or received.
+    welcome: Option<Welcome>,
     control: Option<StreamId>,
     control_in: BytesMut,
-    control_out: Vec<u8>,
-    ready: bool,
+    channel: Option<StreamId>,
+    /// Messages queued on our channel so far.
+    queued: u64,
+    acked: u64,
+    /// Peer channels: bytes not yet decoded and messages delivered.
+    channels_in: HashMap<StreamId, (BytesMut, u64)>,
+    acks_due: Vec<(u64, u64)>,
+    requests_out: HashMap<StreamId, Outgoing>,
+    /// Requests not yet on a stream (the peer's stream limit was reached).
+    requests_waiting: VecDeque<(f64, Bytes, Instant)>,
+    next_wire_id: u64,
+    requests_in: HashMap<StreamId, BytesMut>,
+    /// Bytes waiting for flow control, per stream (FIN after them when `finish`).
+    pending: HashMap<StreamId, Pending>,
+    going_away: bool,
 }
 
 impl Session {
@@ -41,10 +96,20 @@ impl Session {
         Session {
             is_client,
             params,
+            welcome: None,
             control: None,
             control_in: BytesMut::new(),
-            control_out: Vec::new(),
-            ready: false,
+            channel: None,
+            queued: 0,
+            acked: 0,
+            channels_in: HashMap::new(),
+            acks_due: Vec::new(),
+            requests_out: HashMap::new(),
+            requests_waiting: VecDeque::new(),
+            next_wire_id: 1,
+            requests_in: HashMap::new(),
+            pending: HashMap::new(),
+            going_away: false,
         }
     }
 
@@ -66,43 +131,202 @@ impl Session {
                 max_message_size: self.params.max_message_size,
             },
         );
-        self.control_out.extend_from_slice(&out);
-        self.flush(conn);
+        self.write(conn, id, &out, false);
     }
 
-    /// A stream became readable, writable or was opened: make progress on the control
-    /// stream. Returns the negotiation's outcome once it is known.
-    pub fn on_stream(&mut self, conn: &mut Connection) -> Option<Outcome> {
+    fn usable(&self) -> Result<Welcome, Error> {
+        if self.going_away {
+            return Err(Error::closed("the peer is going away (GOAWAY received)"));
+        }
+        self.welcome
+            .ok_or_else(|| Error::closed("the connection is not ready yet"))
+    }
+
+    /// Queues MESSAGE frames (built against the peer's limit) on our channel stream.
+    pub fn send_frames(
+        &mut self,
+        conn: &mut Connection,
+        frames: &[u8],
+        count: u64,
+    ) -> Result<(), Error> {
+        self.usable()?;
+        let id = match self.channel {
+            Some(id) => id,
+            None => {
+                let id = conn.streams().open(Dir::Uni).ok_or_else(|| {
+                    Error::new(ErrorCode::FlowControlPaused, "no stream for the channel")
+                })?;
+                self.channel = Some(id);
+                id
+            }
+        };
+        self.queued += count;
+        self.write(conn, id, frames, false);
+        Ok(())
+    }
+
+    /// The largest body the peer accepts.
+    pub fn peer_limit(&self) -> Option<u64> {
+        self.welcome.map(|w| w.max_message_size)
+    }
+
+    /// Starts a request; its answer comes back as `Response` or `RequestFailed` with `id`.
+    pub fn request(
+        &mut self,
+        conn: &mut Connection,
+        id: f64,
+        body: Bytes,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let welcome = self.usable()?;
+        if body.len() as u64 > welcome.max_message_size {
+            return Err(Error::too_large(
+                body.len() as u64,
+                welcome.max_message_size,
+            ));
+        }
+        let deadline = now + timeout.unwrap_or(self.params.request_timeout);
+        self.requests_waiting.push_back((id, body, deadline));
+        self.start_requests(conn);
+        Ok(())
+    }
+
+    fn start_requests(&mut self, conn: &mut Connection) {
+        while let Some((id, body, deadline)) = self.requests_waiting.pop_front() {
+            let Some(stream) = conn.streams().open(Dir::Bi) else {
+                self.requests_waiting.push_front((id, body, deadline));
+                return;
+            };
+            let wire_id = self.next_wire_id;
+            self.next_wire_id += 1;
+            let mut out = BytesMut::new();
+            // Size was checked in `request`.
+            let _ = frame::put_request(&mut out, wire_id, &body, u64::MAX);
+            self.write(conn, stream, &out, true);
+            self.requests_out.insert(
+                stream,
+                Outgoing {
+                    id,
+                    wire_id,
+                    answer: BytesMut::new(),
+                    deadline,
+                },
+            );
+        }
+    }
+
+    /// Answers the request read from `stream`.
+    pub fn respond(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        wire_id: u64,
+        answer: Result<&[u8], Error>,
+    ) {
+        let limit = self.peer_limit().unwrap_or(0);
+        let mut out = BytesMut::new();
+        match answer {
+            Ok(body) => {
+                if let Err(e) = frame::put_response(&mut out, wire_id, body, limit) {
+                    let text = format!("response: {}", e.message);
+                    frame::put_error(&mut out, wire_id, e.code, &text);
+                }
+            }
+            Err(e) => frame::put_error(&mut out, wire_id, e.code, &e.message),
+        }
+        self.write(conn, id, &out, true);
+    }
+
+    /// The earliest request deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let waiting = self.requests_waiting.iter().map(|r| r.2);
+        self.requests_out
+            .values()
+            .map(|r| r.deadline)
+            .chain(waiting)
+            .min()
+    }
+
+    /// Fails requests past their deadline (their streams are reset).
+    pub fn expire(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+        let late: Vec<StreamId> = self
+            .requests_out
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for stream in late {
+            if let Some(r) = self.requests_out.remove(&stream) {
+                let _ = conn
+                    .send_stream(stream)
+                    .reset(VarInt::from_u32(app_code::CANCELLED));
+                let _ = conn
+                    .recv_stream(stream)
+                    .stop(VarInt::from_u32(app_code::CANCELLED));
+                self.pending.remove(&stream);
+                out.push(timeout(r.id, &r.deadline, now));
+            }
+        }
+        while self.requests_waiting.front().is_some_and(|r| r.2 <= now) {
+            if let Some((id, _, deadline)) = self.requests_waiting.pop_front() {
+                out.push(timeout(id, &deadline, now));
+            }
+        }
+    }
+
+    /// Something happened on the streams: make all the progress possible.
+    pub fn on_streams(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+        if self.welcome.is_none() {
+            self.negotiate(conn, out);
+            if self.welcome.is_none() {
+                return;
+            }
+        }
+        self.flush_all(conn);
+        self.start_requests(conn);
+        self.read_control(conn, out);
+        while let Some(id) = conn.streams().accept(Dir::Uni) {
+            self.channels_in.insert(id, (BytesMut::new(), 0));
+        }
+        while let Some(id) = conn.streams().accept(Dir::Bi) {
+            self.requests_in.insert(id, BytesMut::new());
+        }
+        self.read_channels(conn, out);
+        self.read_requests_in(conn, out);
+        self.read_answers(conn, out);
+        self.write_acks(conn);
+    }
+
+    fn negotiate(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
         if self.control.is_none() && !self.is_client {
             // The client's first bidirectional stream is the control stream.
             self.control = conn.streams().accept(Dir::Bi);
         }
-        let id = self.control?;
-        self.flush(conn);
-        if self.ready {
-            return None;
-        }
+        let Some(id) = self.control else { return };
+        self.flush(conn, id);
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
-            return Some(self.fail(conn, e));
+            out.push(self.fail(conn, e));
+            return;
         }
         let decoder = FrameDecoder::new(self.params.max_message_size);
         match decoder.decode(&mut self.control_in) {
-            Ok(None) => None,
+            Ok(None) => {}
             Ok(Some(Frame::Hello(hello))) if !self.is_client => {
                 match hello.negotiate(&self.params.encodings, self.params.max_message_size) {
                     Ok(welcome) => {
-                        let mut out = BytesMut::new();
-                        frame::put_welcome(&mut out, &welcome);
-                        self.control_out.extend_from_slice(&out);
-                        self.flush(conn);
-                        self.ready = true;
+                        let mut bytes = BytesMut::new();
+                        frame::put_welcome(&mut bytes, &welcome);
+                        self.write(conn, id, &bytes, false);
                         // What we may send is bounded by the client's limit.
-                        Some(Outcome::Ready(Welcome {
+                        let ours = Welcome {
                             max_message_size: hello.max_message_size,
                             ..welcome
-                        }))
+                        };
+                        self.welcome = Some(ours);
+                        out.push(Outcome::Ready(ours));
                     }
-                    Err(e) => Some(self.fail(conn, e)),
+                    Err(e) => out.push(self.fail(conn, e)),
                 }
             }
             Ok(Some(Frame::Welcome(welcome))) if self.is_client => {
@@ -116,16 +340,189 @@ impl Session {
                             welcome.encoding
                         ),
                     );
-                    return Some(self.fail(conn, e));
+                    out.push(self.fail(conn, e));
+                    return;
                 }
-                self.ready = true;
-                Some(Outcome::Ready(welcome))
+                self.welcome = Some(welcome);
+                out.push(Outcome::Ready(welcome));
             }
-            Ok(Some(other)) => Some(self.fail(
-                conn,
-                Error::protocol(format!("unexpected {other:?} during HELLO")),
-            )),
-            Err(e) => Some(self.fail(conn, e)),
+            Ok(Some(other)) => {
+                let e = Error::protocol(format!("unexpected {other:?} during HELLO"));
+                out.push(self.fail(conn, e));
+            }
+            Err(e) => out.push(self.fail(conn, e)),
+        }
+    }
+
+    fn read_control(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+        let Some(id) = self.control else { return };
+        if let Err(e) = read_into(conn, id, &mut self.control_in) {
+            out.push(self.fail(conn, e));
+            return;
+        }
+        let decoder = FrameDecoder::new(self.params.max_message_size);
+        loop {
+            match decoder.decode(&mut self.control_in) {
+                Ok(None) => return,
+                Ok(Some(Frame::Ack { stream, count })) => {
+                    let ours = self.channel.map(|c| c.index());
+                    if ours == Some(stream) && count > self.acked && count <= self.queued {
+                        self.acked = count;
+                        out.push(Outcome::Acked(count));
+                    }
+                }
+                Ok(Some(Frame::GoAway)) => self.going_away = true,
+                Ok(Some(other)) => {
+                    let e = Error::protocol(format!("unexpected {other:?} on the control stream"));
+                    out.push(self.fail(conn, e));
+                    return;
+                }
+                Err(e) => {
+                    out.push(self.fail(conn, e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_channels(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+        let decoder = FrameDecoder::new(self.params.max_message_size);
+        let mut broken = Vec::new();
+        for (id, (buf, delivered)) in self.channels_in.iter_mut() {
+            let before = *delivered;
+            let failure = match read_into(conn, *id, buf) {
+                Err(_) => {
+                    broken.push(*id);
+                    continue;
+                }
+                Ok(_) => loop {
+                    match decoder.decode(buf) {
+                        Ok(Some(Frame::Message(body))) => {
+                            *delivered += 1;
+                            out.push(Outcome::Message(body));
+                        }
+                        Ok(None) => break None,
+                        Ok(Some(other)) => {
+                            break Some(Error::protocol(format!("{other:?} on a channel stream")))
+                        }
+                        Err(e) => break Some(e),
+                    }
+                },
+            };
+            if *delivered > before {
+                upsert(&mut self.acks_due, id.index(), *delivered);
+            }
+            if let Some(e) = failure {
+                // Only this stream is broken: stop it, keep the connection.
+                let _ = conn.recv_stream(*id).stop(VarInt::from_u32(stop_code(&e)));
+                broken.push(*id);
+            }
+        }
+        for id in broken {
+            self.channels_in.remove(&id);
+        }
+    }
+
+    fn read_requests_in(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+        let decoder = FrameDecoder::new(self.params.max_message_size);
+        let mut done = Vec::new();
+        let mut answers = Vec::new();
+        for (id, buf) in self.requests_in.iter_mut() {
+            let read = read_into(conn, *id, buf);
+            match read.and_then(|_| decoder.decode(buf)) {
+                Ok(None) => {}
+                Ok(Some(Frame::Request { id: wire_id, body })) => {
+                    done.push(*id);
+                    out.push(Outcome::Request {
+                        stream: *id,
+                        wire_id,
+                        body,
+                    });
+                }
+                Ok(Some(_)) => {
+                    done.push(*id);
+                    let _ = conn
+                        .send_stream(*id)
+                        .reset(VarInt::from_u32(app_code::PROTOCOL));
+                    let _ = conn
+                        .recv_stream(*id)
+                        .stop(VarInt::from_u32(app_code::PROTOCOL));
+                }
+                Err(e) => {
+                    // Tell the requester why, then stop reading the rest of its body.
+                    done.push(*id);
+                    let _ = conn.recv_stream(*id).stop(VarInt::from_u32(stop_code(&e)));
+                    answers.push((*id, e));
+                }
+            }
+        }
+        for id in done {
+            self.requests_in.remove(&id);
+        }
+        for (id, e) in answers {
+            let mut bytes = BytesMut::new();
+            frame::put_error(&mut bytes, 0, e.code, &e.message);
+            self.write(conn, id, &bytes, true);
+        }
+    }
+
+    fn read_answers(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+        let decoder = FrameDecoder::new(self.params.max_message_size);
+        let mut done = Vec::new();
+        for (id, r) in self.requests_out.iter_mut() {
+            let outcome = match read_into(conn, *id, &mut r.answer) {
+                Err(e) => Some(Err(e)),
+                Ok(finished) => match decoder.decode(&mut r.answer) {
+                    Ok(Some(Frame::Response { id: wire, body })) if wire == r.wire_id => {
+                        Some(Ok(body))
+                    }
+                    Ok(Some(Frame::Error { code, text, .. })) => Some(Err(Error::new(code, text))),
+                    Ok(Some(other)) => Some(Err(Error::protocol(format!("answer was {other:?}")))),
+                    Ok(None) if finished => Some(Err(Error::new(
+                        ErrorCode::StreamReset,
+                        "the peer closed the request's stream without answering",
+                    ))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                },
+            };
+            match outcome {
+                Some(Ok(body)) => out.push(Outcome::Response { id: r.id, body }),
+                Some(Err(error)) => out.push(Outcome::RequestFailed { id: r.id, error }),
+                None => continue,
+            }
+            done.push(*id);
+        }
+        for id in done {
+            self.requests_out.remove(&id);
+        }
+    }
+
+    fn write_acks(&mut self, conn: &mut Connection) {
+        let Some(control) = self.control else { return };
+        if self.acks_due.is_empty() {
+            return;
+        }
+        let mut bytes = BytesMut::new();
+        for (stream, count) in self.acks_due.drain(..) {
+            frame::put_ack(&mut bytes, stream, count);
+        }
+        self.write(conn, control, &bytes, false);
+    }
+
+    /// Every request in flight fails with `error` (the connection is gone).
+    pub fn fail_all(&mut self, error: &Error, out: &mut Vec<Outcome>) {
+        for (_, r) in self.requests_out.drain() {
+            out.push(Outcome::RequestFailed {
+                id: r.id,
+                error: error.clone(),
+            });
+        }
+        for (id, _, _) in self.requests_waiting.drain(..) {
+            out.push(Outcome::RequestFailed {
+                id,
+                error: error.clone(),
+            });
         }
     }
 
@@ -143,37 +540,92 @@ impl Session {
         Outcome::Failed(e)
     }
 
-    /// Writes as much pending control data as flow control allows.
-    fn flush(&mut self, conn: &mut Connection) {
-        let Some(id) = self.control else { return };
-        while !self.control_out.is_empty() {
-            match conn.send_stream(id).write(&self.control_out) {
+    /// Writes `bytes` on `id` now as far as flow control allows, the rest later.
+    fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: &[u8], finish: bool) {
+        let pending = self.pending.entry(id).or_default();
+        pending.bytes.extend_from_slice(bytes);
+        pending.finish |= finish;
+        self.flush(conn, id);
+    }
+
+    fn flush(&mut self, conn: &mut Connection, id: StreamId) {
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return;
+        };
+        while !pending.bytes.is_empty() {
+            match conn.send_stream(id).write(&pending.bytes) {
                 Ok(n) => {
-                    self.control_out.drain(..n);
+                    pending.bytes.drain(..n);
                 }
-                Err(_) => return,
+                Err(quinn_proto::WriteError::Blocked) => return,
+                Err(_) => {
+                    self.pending.remove(&id);
+                    return;
+                }
             }
+        }
+        if pending.finish {
+            let _ = conn.send_stream(id).finish();
+        }
+        self.pending.remove(&id);
+    }
+
+    fn flush_all(&mut self, conn: &mut Connection) {
+        let ids: Vec<StreamId> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.flush(conn, id);
         }
     }
 }
 
-/// Appends whatever `id` has buffered to `buf`.
-fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<(), Error> {
+fn timeout(id: f64, deadline: &Instant, now: Instant) -> Outcome {
+    let _ = (deadline, now);
+    Outcome::RequestFailed {
+        id,
+        error: Error::new(ErrorCode::Timeout, "no response within the request timeout"),
+    }
+}
+
+fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
+    match list.iter_mut().find(|(s, _)| *s == stream) {
+        Some(entry) => entry.1 = count,
+        None => list.push((stream, count)),
+    }
+}
+
+fn stop_code(e: &Error) -> u32 {
+    if e.code == ErrorCode::MessageTooLarge {
+        app_code::MESSAGE_TOO_LARGE
+    } else {
+        app_code::PROTOCOL
+    }
+}
+
+/// Appends whatever `id` has buffered to `buf`; `Ok(true)` once the stream has ended.
+fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<bool, Error> {
     let mut stream = conn.recv_stream(id);
     let mut chunks = match stream.read(true) {
         Ok(c) => c,
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(false),
     };
     let result = loop {
         match chunks.next(READ_CHUNK) {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) => break Ok(()),
-            Err(quinn_proto::ReadError::Blocked) => break Ok(()),
+            Ok(None) => break Ok(true),
+            Err(quinn_proto::ReadError::Blocked) => break Ok(false),
             Err(quinn_proto::ReadError::Reset(code)) => {
-                break Err(Error::new(
-                    ErrorCode::StreamReset,
-                    format!("control stream reset by the peer (code {code})"),
-                ))
+                let code = code.into_inner();
+                break Err(if code == u64::from(app_code::MESSAGE_TOO_LARGE) {
+                    Error::new(
+                        ErrorCode::MessageTooLarge,
+                        "the peer refused a frame over its maxMessageSize",
+                    )
+                } else {
+                    Error::new(
+                        ErrorCode::StreamReset,
+                        format!("the peer reset the stream (code {code})"),
+                    )
+                });
             }
         }
     };
