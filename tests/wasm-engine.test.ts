@@ -60,9 +60,9 @@ function ops(list: [number, number, number, string, number][]): [Uint8Array, Flo
 
 /** A connected client/server pair with their connection ids. */
 function connectedPair() {
-  const server = Engine.server(cert.cert, cert.key, []);
-  const client = Engine.client(cert.cert, false, ['json']);
-  const id = client.connect(SERVER, 'localhost');
+  const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+  const client = Engine.client(cert.cert, false, ['json'], NO_LIMITS);
+  const id = client.connect('localhost', 50002, SERVER);
   const seen = pump(client, server);
   const serverId = seen.server.find((e) => e[0] === CONNECTION)?.[1] as number;
   return { server, client, id, serverId };
@@ -101,6 +101,7 @@ function exchange(client: Engine, server: Engine) {
 }
 
 const cert = generateDevCert(['localhost', '127.0.0.1']);
+const NO_LIMITS = new Float64Array(0);
 
 /** Passes datagrams between the two engines until both are quiet. */
 function pump(client: Engine, server: Engine): Seen {
@@ -135,14 +136,14 @@ function pump(client: Engine, server: Engine): Seen {
 
 describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('completes a verified TLS 1.3 handshake', () => {
-    const server = Engine.server(cert.cert, cert.key, []);
-    const client = Engine.client(cert.cert, false, []);
-    const id = client.connect(SERVER, 'localhost');
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
+    const id = client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
     // CONNECTION comes once TLS is done and HELLO/WELCOME agreed on an encoding.
     const connected = seen.client.find((e) => e[0] === CONNECTION && e[1] === id);
     expect(connected?.[4], "the server's maxMessageSize").toBe(1 << 20);
-    expect(seen.clientText).toBe(`msgpack ${SERVER}`);
+    expect(seen.clientText).toBe('msgpack localhost:50002');
     expect(seen.server.some((e) => e[0] === CONNECTION)).toBe(true);
     expect(seen.serverText).toBe(`msgpack ${CLIENT}`);
     expect(client.connectionCount()).toBe(1);
@@ -154,9 +155,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
 
   it('rejects an untrusted certificate with ERR_TLS', () => {
     const other = generateDevCert(['localhost']);
-    const server = Engine.server(cert.cert, cert.key, []);
-    const client = Engine.client(other.cert, false, []);
-    client.connect(SERVER, 'localhost');
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const client = Engine.client(other.cert, false, [], NO_LIMITS);
+    client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(closed, 'the client saw its handshake fail').toBeDefined();
@@ -166,9 +167,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('rejects a certificate for another name with ERR_TLS', () => {
-    const server = Engine.server(cert.cert, cert.key, []);
-    const client = Engine.client(cert.cert, false, []);
-    client.connect(SERVER, 'example.test');
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
+    client.connect('example.test', 50002, SERVER);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(errorCodes()[closed?.[3] as number]).toBe('ERR_TLS');
@@ -245,9 +246,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('closes with ERR_NEGOTIATION when no encoding is common', () => {
-    const server = Engine.server(cert.cert, cert.key, ['json']);
-    const client = Engine.client(cert.cert, false, ['raw']);
-    client.connect(SERVER, 'localhost');
+    const server = Engine.server(cert.cert, cert.key, ['json'], NO_LIMITS);
+    const client = Engine.client(cert.cert, false, ['raw'], NO_LIMITS);
+    client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
     const clientClosed = seen.client.find((e) => e[0] === CLOSED);
     const serverClosed = seen.server.find((e) => e[0] === CLOSED);
@@ -261,7 +262,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const server = await QuicServer.listen({ cert: cert.cert, key: cert.key });
     const socket = createSocket('udp4');
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-    const client = Engine.client(cert.cert, false, ['json']);
+    const client = Engine.client(cert.cert, false, ['json'], NO_LIMITS);
     const seen: number[][] = [];
     let label = '';
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -292,11 +293,11 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       step();
     });
     try {
-      client.connect(`127.0.0.1:${server.port}`, 'localhost');
+      client.connect('localhost', server.port, `127.0.0.1:${server.port}`);
       step();
       for (let i = 0; i < 200 && !seen.some((e) => e[0] === CONNECTION); i++) await sleep(10);
       expect(seen.some((e) => e[0] === CONNECTION)).toBe(true);
-      expect(label).toBe(`json 127.0.0.1:${server.port}`);
+      expect(label).toBe(`json localhost:${server.port}`);
       for (let i = 0; i < 100 && server.peers().length === 0; i++) await sleep(10);
       expect(server.peers()[0]?.encoding).toBe('json');
     } finally {
@@ -307,11 +308,13 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('reports bad arguments as ERR_INVALID_ARGUMENT', () => {
-    const client = Engine.client(cert.cert, false, []);
-    expect(() => client.connect('not an address', 'localhost')).toThrow(/^ERR_INVALID_ARGUMENT/);
-    expect(() => Engine.client('not pem', false, [])).toThrow(/^ERR_INVALID_ARGUMENT/);
-    expect(() => Engine.client(cert.cert, false, ['xml'])).toThrow(/^ERR_INVALID_ARGUMENT/);
-    expect(() => Engine.server('x', 'y', [])).toThrow(/^ERR_INVALID_ARGUMENT/);
+    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
+    expect(() => client.connect('localhost', 1, 'not an address')).toThrow(/^ERR_INVALID_ARGUMENT/);
+    expect(() => client.connect('bad host!', 1, SERVER)).toThrow(/^ERR_INVALID_ARGUMENT/);
+    expect(() => Engine.client(cert.cert, false, [], new Float64Array([0]))).toThrow(/maxMessageSize/);
+    expect(() => Engine.client('not pem', false, [], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
+    expect(() => Engine.client(cert.cert, false, ['xml'], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
+    expect(() => Engine.server('x', 'y', [], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
     expect(() => generateDevCert([])).toThrow(/^ERR_INVALID_ARGUMENT/);
   });
 });

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
-use quicwire_core::{Encoding, Error, ErrorCode, TransportConfig};
+use quicwire_core::{app_code, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig};
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
     ServerConfig, VarInt,
@@ -96,6 +96,28 @@ pub struct Transmits {
     pub addrs: Vec<String>,
 }
 
+/// Options as numbers, in this order (NaN: the default); ranges are core's to check:
+/// maxMessageSize, maxConcurrentStreams, idleTimeoutMs, connectTimeoutMs,
+/// requestTimeoutMs, maxConnections, keepAliveMs.
+fn transport_config(limits: &[f64]) -> Result<TransportConfig, JsError> {
+    let d = TransportConfig::default();
+    let get = |i: usize, default: u64| match limits.get(i) {
+        Some(v) if v.is_finite() => *v as u64,
+        _ => default,
+    };
+    let cfg = TransportConfig {
+        max_message_size: get(0, d.max_message_size),
+        max_concurrent_streams: get(1, d.max_concurrent_streams.into()).min(u32::MAX.into()) as u32,
+        idle_timeout_ms: get(2, d.idle_timeout_ms),
+        connect_timeout_ms: get(3, d.connect_timeout_ms),
+        request_timeout_ms: get(4, d.request_timeout_ms),
+        max_connections: get(5, d.max_connections.into()).min(u32::MAX.into()) as u32,
+        keep_alive_ms: get(6, d.keep_alive_ms),
+    };
+    cfg.validate().map_err(js_error)?;
+    Ok(cfg)
+}
+
 fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>, Error> {
     let mut t = quinn_proto::TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
@@ -103,7 +125,11 @@ fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>,
         .max_idle_timeout(Some(
             quinn_proto::IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms * 3))
                 .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
-        ));
+        ))
+        // Windows sized for loopback and LAN bulk transfer, as on native.
+        .stream_receive_window(VarInt::from_u32(8 << 20))
+        .receive_window(VarInt::from_u32(32 << 20))
+        .send_window(32 << 20);
     Ok(Arc::new(t))
 }
 
@@ -121,6 +147,10 @@ fn encodings(names: Vec<String>, default: &[Encoding]) -> Result<Vec<Encoding>, 
 struct Conn {
     quic: Connection,
     session: Session,
+    /// `host:port` as dialed (client) or the peer's address (server).
+    peer: String,
+    /// Its pool key (client side).
+    key: Option<PoolKey>,
     /// Its close was already reported (a failed negotiation says why itself).
     reported: bool,
 }
@@ -130,7 +160,15 @@ struct Conn {
 pub struct Engine {
     endpoint: Endpoint,
     client_config: Option<ClientConfig>,
+    cfg: TransportConfig,
     params: Params,
+    epoch: Instant,
+    pool: PoolTable<ConnectionHandle>,
+    /// Handshakes under way: their key and deadline.
+    dials: HashMap<ConnectionHandle, (PoolKey, Instant)>,
+    next_sweep: Instant,
+    accepted: u64,
+    rejected: u64,
     connections: HashMap<ConnectionHandle, Conn>,
     /// Requests from peers waiting for an answer: handle -> (connection, stream).
     responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
@@ -150,8 +188,9 @@ impl Engine {
         ca: Option<String>,
         insecure: bool,
         encodings_offered: Vec<String>,
+        limits: &[f64],
     ) -> Result<Engine, JsError> {
-        let cfg = TransportConfig::default();
+        let cfg = transport_config(limits)?;
         let encodings = encodings(encodings_offered, &[Encoding::Msgpack])?;
         let crypto = tls::client_config(&ClientTls { ca, insecure }, Vec::new).map_err(js_error)?;
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
@@ -167,8 +206,9 @@ impl Engine {
         cert: String,
         key: String,
         encodings_accepted: Vec<String>,
+        limits: &[f64],
     ) -> Result<Engine, JsError> {
-        let cfg = TransportConfig::default();
+        let cfg = transport_config(limits)?;
         let encodings = encodings(encodings_accepted, &Encoding::ALL)?;
         let crypto = tls::server_config(&ServerTls { cert, key }).map_err(js_error)?;
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
@@ -190,9 +230,17 @@ impl Engine {
         encodings: Vec<Encoding>,
     ) -> Engine {
         let endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), server, true, None);
+        let now = Instant::now();
         Engine {
             endpoint,
             client_config,
+            cfg: cfg.clone(),
+            epoch: now,
+            pool: PoolTable::new(cfg.max_connections),
+            dials: HashMap::new(),
+            next_sweep: now,
+            accepted: 0,
+            rejected: 0,
             params: Params {
                 max_message_size: cfg.max_message_size,
                 encodings,
@@ -212,9 +260,11 @@ impl Engine {
         }
     }
 
-    /// Starts a handshake with `addr` ("ip:port"), checking the certificate against
-    /// `server_name`. Returns the connection id.
-    pub fn connect(&mut self, addr: &str, server_name: &str) -> Result<u32, JsError> {
+    /// The pooled connection to `host:port` (an open one, or one being dialed), or a new
+    /// handshake with `addr` (the resolved "ip:port"), checking the certificate against
+    /// `host`. Returns the connection id; it is ready once CONNECTION is reported.
+    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<u32, JsError> {
+        let key = PoolKey::new(host, port as i64).map_err(js_error)?;
         let remote: SocketAddr = addr
             .parse()
             .map_err(|_| invalid(format!("invalid address {addr:?}: expected ip:port")))?;
@@ -222,13 +272,126 @@ impl Engine {
             .client_config
             .clone()
             .ok_or_else(|| invalid("this engine is a server; it cannot connect".into()))?;
-        let (handle, conn) = self
-            .endpoint
-            .connect(Instant::now(), config, remote, server_name)
-            .map_err(|e| invalid(format!("cannot connect to {addr}: {e}")))?;
-        self.insert(handle, conn, true);
+        let now = Instant::now();
+        let since = now - self.epoch;
+        let conns = &self.connections;
+        let usable = |h: &ConnectionHandle| {
+            conns
+                .get(h)
+                .is_some_and(|c| !c.reported && !c.session.is_going_away())
+        };
+        if let Some(handle) = self.pool.checkout(&key, since, usable) {
+            return Ok(handle.0 as u32);
+        }
+        if let Some((handle, _)) = self.dials.iter().find(|(_, (k, _))| *k == key) {
+            let id = handle.0 as u32;
+            self.pool.note_joined_dial();
+            return Ok(id);
+        }
+        let is_idle = |h: &ConnectionHandle| conns.get(h).is_none_or(|c| c.session.is_idle());
+        let evicted = self.pool.begin_dial(&key, is_idle).map_err(js_error)?;
+        if let Some((_, handle)) = evicted {
+            self.close_handle(handle, app_code::EVICTED, "evicted from the pool");
+        }
+        let (handle, conn) = match self.endpoint.connect(now, config, remote, host) {
+            Ok(v) => v,
+            Err(e) => {
+                self.pool.finish_dial(key.clone(), None, since);
+                return Err(invalid(format!("cannot connect to {key}: {e}")));
+            }
+        };
+        let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
+        self.insert(handle, conn, true, key.to_string(), Some(key.clone()));
+        self.dials.insert(handle, (key, deadline));
         self.drive();
         Ok(handle.0 as u32)
+    }
+
+    /// Closes a connection and drops it from the pool.
+    pub fn disconnect(&mut self, connection: u32) {
+        let handle = ConnectionHandle(connection as usize);
+        self.close_handle(handle, app_code::NO_ERROR, "disconnect");
+        self.drive();
+    }
+
+    /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
+    #[wasm_bindgen(js_name = goAway)]
+    pub fn go_away(&mut self) {
+        self.endpoint.set_server_config(None);
+        for conn in self.connections.values_mut() {
+            conn.session.go_away(&mut conn.quic);
+        }
+        self.drive();
+    }
+
+    /// Requests from peers still being read or answered.
+    pub fn serving(&self) -> u32 {
+        self.connections
+            .values()
+            .map(|c| c.session.serving() as u32)
+            .sum()
+    }
+
+    /// Closes every connection.
+    #[wasm_bindgen(js_name = closeAll)]
+    pub fn close_all(&mut self, reason: &str) {
+        let code = if self.client_config.is_some() {
+            app_code::NO_ERROR
+        } else {
+            app_code::SHUTDOWN
+        };
+        let handles: Vec<ConnectionHandle> = self.connections.keys().copied().collect();
+        for handle in handles {
+            self.close_handle(handle, code, reason);
+        }
+        self.drive();
+    }
+
+    /// Pool and traffic figures as JSON: counters, and per open connection its stats.
+    pub fn stats(&self) -> String {
+        let c = self.pool.counters();
+        let mut conns = Vec::new();
+        let open = self
+            .connections
+            .values()
+            .filter(|c| !c.reported && c.session.is_ready());
+        for conn in open {
+            let q = conn.quic.stats();
+            let n = conn.session.counters;
+            conns.push(format!(
+                concat!(
+                    "{{\"peer\":{:?},\"idle\":{},\"messagesOut\":{},\"messagesIn\":{},",
+                    "\"requestsOut\":{},\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},",
+                    "\"streamsOpen\":{},\"rttMs\":{},\"lostPackets\":{},\"udpTx\":{},\"udpRx\":{}}}"
+                ),
+                conn.peer,
+                conn.session.is_idle(),
+                n.messages_out,
+                n.messages_in,
+                n.requests_out,
+                n.requests_in,
+                n.bytes_out,
+                n.bytes_in,
+                conn.session.streams_open(),
+                q.path.rtt.as_secs_f64() * 1000.0,
+                q.path.lost_packets,
+                q.udp_tx.datagrams,
+                q.udp_rx.datagrams,
+            ));
+        }
+        format!(
+            concat!(
+                "{{\"created\":{},\"reused\":{},\"evicted\":{},\"failed\":{},",
+                "\"accepted\":{},\"rejected\":{},\"connections\":[{}]}}"
+            ),
+            c.created,
+            c.reused,
+            c.evicted,
+            c.failed,
+            self.accepted,
+            self.rejected,
+            conns.join(",")
+        )
     }
 
     /// Feeds the datagrams received since the last call: `data` back to back, `lens[i]`
@@ -260,7 +423,10 @@ impl Engine {
                 Some(DatagramEvent::NewConnection(incoming)) => {
                     let mut response = Vec::new();
                     match self.endpoint.accept(incoming, now, &mut response, None) {
-                        Ok((handle, conn)) => self.insert(handle, conn, false),
+                        Ok((handle, conn)) => {
+                            let peer = remote.to_string();
+                            self.insert(handle, conn, false, peer, None);
+                        }
                         Err(e) => {
                             if let Some(t) = e.response {
                                 push_transmit(&mut self.out, &response[..t.size], t.destination);
@@ -305,6 +471,8 @@ impl Engine {
             .values_mut()
             .flat_map(|c| [c.quic.poll_timeout(), c.session.next_deadline()])
             .flatten()
+            .chain(self.dials.values().map(|d| d.1))
+            .chain((!self.pool.is_empty()).then_some(self.next_sweep))
             .min()
             .map_or(-1.0, |t| {
                 t.saturating_duration_since(now).as_secs_f64() * 1000.0
@@ -326,6 +494,24 @@ impl Engine {
         }
         for (handle, outcome) in expired {
             self.report(handle, outcome);
+        }
+        let late: Vec<(ConnectionHandle, PoolKey)> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.1 <= now)
+            .map(|(h, d)| (*h, d.0.clone()))
+            .collect();
+        for (handle, key) in late {
+            let ms = self.cfg.connect_timeout_ms;
+            let e = Error::new(
+                ErrorCode::ConnectTimeout,
+                format!("no QUIC handshake with {key} within {ms} ms"),
+            );
+            self.report(handle, Outcome::Failed(e));
+            self.close_handle(handle, app_code::NO_ERROR, "connect timeout");
+        }
+        if self.next_sweep <= now {
+            self.sweep(now);
         }
         self.drive();
     }
@@ -445,8 +631,39 @@ impl Engine {
         let peer = self
             .connections
             .get(&handle)
-            .map(|c| c.quic.remote_address().to_string())
+            .map(|c| c.peer.clone())
             .unwrap_or_default();
+        let since = Instant::now() - self.epoch;
+        match &outcome {
+            Outcome::Ready(_) => {
+                if let Some((key, _)) = self.dials.remove(&handle) {
+                    self.pool.finish_dial(key, Some(handle), since);
+                    if self.next_sweep <= self.epoch + since {
+                        self.next_sweep = self.epoch + since + self.sweep_period();
+                    }
+                } else if self.client_config.is_none() {
+                    self.accepted += 1;
+                }
+            }
+            Outcome::Failed(_) => {
+                if let Some((key, _)) = self.dials.remove(&handle) {
+                    self.pool.finish_dial(key, None, since);
+                }
+                if let Some(key) = self.connections.get(&handle).and_then(|c| c.key.clone()) {
+                    if self.pool.iter().any(|(k, h)| *k == key && *h == handle) {
+                        self.pool.take(&key);
+                    }
+                }
+                let ready = self
+                    .connections
+                    .get(&handle)
+                    .is_some_and(|c| c.session.is_ready());
+                if self.client_config.is_none() && !ready {
+                    self.rejected += 1;
+                }
+            }
+            _ => {}
+        }
         let (words, bytes): ([f64; 4], Vec<u8>) = match outcome {
             Outcome::Ready(w) => {
                 let label = format!("{} {peer}", w.encoding.as_str());
@@ -456,9 +673,13 @@ impl Engine {
                 )
             }
             Outcome::Failed(e) => {
-                if let Some(c) = self.connections.get_mut(&handle) {
-                    c.reported = true;
+                let Some(c) = self.connections.get_mut(&handle) else {
+                    return;
+                };
+                if c.reported {
+                    return;
                 }
+                c.reported = true;
                 (
                     [kind::CLOSED, 0.0, f64::from(e.code as u16), 0.0],
                     e.message.into_bytes(),
@@ -495,16 +716,64 @@ impl Engine {
         ]);
     }
 
-    fn insert(&mut self, handle: ConnectionHandle, quic: Connection, is_client: bool) {
+    fn insert(
+        &mut self,
+        handle: ConnectionHandle,
+        quic: Connection,
+        is_client: bool,
+        peer: String,
+        key: Option<PoolKey>,
+    ) {
         let session = Session::new(is_client, self.params.clone());
         self.connections.insert(
             handle,
             Conn {
                 quic,
                 session,
+                peer,
+                key,
                 reported: false,
             },
         );
+    }
+
+    /// Closes a connection (its CLOSED event follows) and forgets it in the pool.
+    fn close_handle(&mut self, handle: ConnectionHandle, code: u32, reason: &str) {
+        let Some(conn) = self.connections.get_mut(&handle) else {
+            return;
+        };
+        if let Some(key) = &conn.key {
+            if self.pool.iter().any(|(k, h)| k == key && *h == handle) {
+                self.pool.take(key);
+            }
+        }
+        let reason = reason.as_bytes().to_vec().into();
+        conn.quic
+            .close(Instant::now(), VarInt::from_u32(code), reason);
+    }
+
+    fn sweep_period(&self) -> Duration {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Closes pooled connections idle for idle_timeout and plans the next sweep.
+    fn sweep(&mut self, now: Instant) {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        self.next_sweep = now + self.sweep_period();
+        let conns = &self.connections;
+        let expired = self.pool.expire(now - self.epoch, idle, |h| {
+            conns
+                .get(h)
+                .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
+        });
+        for (_, handle) in expired {
+            if let Some(conn) = self.connections.get_mut(&handle) {
+                let reason = b"idle timeout".to_vec().into();
+                conn.quic
+                    .close(now, VarInt::from_u32(app_code::EVICTED), reason);
+            }
+        }
     }
 
     /// Moves events between the endpoint and its connections until both are quiet, lets
@@ -532,7 +801,6 @@ impl Engine {
                         let err = connection_error(&reason, &peer);
                         conn.session.fail_all(&err, &mut out);
                         out.push(Outcome::Failed(err));
-                        conn.reported = true;
                     }
                     _ => {}
                 }

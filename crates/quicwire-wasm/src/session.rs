@@ -86,9 +86,25 @@ pub(crate) struct Session {
     requests_waiting: VecDeque<(f64, Bytes, Instant)>,
     next_wire_id: u64,
     requests_in: HashMap<StreamId, BytesMut>,
+    /// Requests handed to the application and not answered yet.
+    answering: usize,
     /// Bytes waiting for flow control, per stream (FIN after them when `finish`).
     pending: HashMap<StreamId, Pending>,
     going_away: bool,
+    goaway_sent: bool,
+    pub last_active: Instant,
+    pub counters: Counters,
+}
+
+/// Traffic counters of one connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub messages_out: u64,
+    pub messages_in: u64,
+    pub requests_out: u64,
+    pub requests_in: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
 }
 
 impl Session {
@@ -108,9 +124,52 @@ impl Session {
             requests_waiting: VecDeque::new(),
             next_wire_id: 1,
             requests_in: HashMap::new(),
+            answering: 0,
             pending: HashMap::new(),
             going_away: false,
+            goaway_sent: false,
+            last_active: Instant::now(),
+            counters: Counters::default(),
         }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.welcome.is_some()
+    }
+
+    pub fn is_going_away(&self) -> bool {
+        self.going_away
+    }
+
+    /// Nothing in flight: no open request either way, every message acknowledged.
+    pub fn is_idle(&self) -> bool {
+        self.requests_out.is_empty()
+            && self.requests_waiting.is_empty()
+            && self.requests_in.is_empty()
+            && self.answering == 0
+            && self.acked >= self.queued
+    }
+
+    /// Requests from the peer still being read or answered.
+    pub fn serving(&self) -> usize {
+        self.requests_in.len() + self.answering
+    }
+
+    /// Streams open now: our channel and requests in flight.
+    pub fn streams_open(&self) -> u64 {
+        u64::from(self.channel.is_some()) + (self.requests_out.len() + self.serving()) as u64
+    }
+
+    /// Asks the peer to start nothing new here (a closing server).
+    pub fn go_away(&mut self, conn: &mut Connection) {
+        let Some(control) = self.control else { return };
+        if self.goaway_sent || self.welcome.is_none() {
+            return;
+        }
+        self.goaway_sent = true;
+        let mut bytes = BytesMut::new();
+        frame::put_goaway(&mut bytes);
+        self.write(conn, control, &bytes, false);
     }
 
     /// TLS is done. A client opens the control stream and offers HELLO.
@@ -161,6 +220,9 @@ impl Session {
             }
         };
         self.queued += count;
+        self.counters.messages_out += count;
+        self.counters.bytes_out += frames.len() as u64;
+        self.last_active = Instant::now();
         self.write(conn, id, frames, false);
         Ok(())
     }
@@ -187,6 +249,9 @@ impl Session {
             ));
         }
         let deadline = now + timeout.unwrap_or(self.params.request_timeout);
+        self.counters.requests_out += 1;
+        self.counters.bytes_out += body.len() as u64;
+        self.last_active = now;
         self.requests_waiting.push_back((id, body, deadline));
         self.start_requests(conn);
         Ok(())
@@ -225,6 +290,7 @@ impl Session {
         answer: Result<&[u8], Error>,
     ) {
         let limit = self.peer_limit().unwrap_or(0);
+        self.answering = self.answering.saturating_sub(1);
         let mut out = BytesMut::new();
         match answer {
             Ok(body) => {
@@ -399,6 +465,9 @@ impl Session {
                     match decoder.decode(buf) {
                         Ok(Some(Frame::Message(body))) => {
                             *delivered += 1;
+                            self.counters.messages_in += 1;
+                            self.counters.bytes_in += body.len() as u64;
+                            self.last_active = Instant::now();
                             out.push(Outcome::Message(body));
                         }
                         Ok(None) => break None,
@@ -433,6 +502,10 @@ impl Session {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);
+                    self.answering += 1;
+                    self.counters.requests_in += 1;
+                    self.counters.bytes_in += body.len() as u64;
+                    self.last_active = Instant::now();
                     out.push(Outcome::Request {
                         stream: *id,
                         wire_id,
@@ -487,7 +560,10 @@ impl Session {
                 },
             };
             match outcome {
-                Some(Ok(body)) => out.push(Outcome::Response { id: r.id, body }),
+                Some(Ok(body)) => {
+                    self.counters.bytes_in += body.len() as u64;
+                    out.push(Outcome::Response { id: r.id, body })
+                }
                 Some(Err(error)) => out.push(Outcome::RequestFailed { id: r.id, error }),
                 None => continue,
             }
