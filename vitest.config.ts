@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // One project per backend: the same suites run against each (QUICWIRE_BACKEND picks it).
-const backends = (process.env.QUICWIRE_BACKENDS ?? 'native').split(',');
+const backends = (process.env.QUICWIRE_BACKENDS ?? 'native,wasm').split(',');
 
 export default defineConfig({
   // Examples import the package by name, as users do.
@@ -17,6 +17,8 @@ export default defineConfig({
       test: {
         name: backend,
         include: ['tests/**/*.test.ts'],
+        // The engine-level wasm tests drive pkg/ directly (against the native server).
+        exclude: backend === 'native' ? [] : ['tests/wasm-engine.test.ts'],
         env: { QUICWIRE_BACKEND: backend },
         pool: 'forks',
         testTimeout: 30_000,

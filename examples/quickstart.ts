@@ -1,6 +1,7 @@
 // The README's example, kept runnable: `npx tsx examples/quickstart.ts`.
-import { generateDevCert, QuicServer, QuicTransport } from 'quicwire';
+import { generateDevCert, initWasm, QuicServer, QuicTransport } from 'quicwire';
 
+await initWasm(); // loads the wasm engine when that is the backend; a no-op on native
 const { cert, key } = generateDevCert(); // self-signed, for localhost/127.0.0.1/::1
 const server = await QuicServer.listen({ host: '127.0.0.1', port: 0, cert, key });
 server.onMessage((msg, peer) => console.log('from', peer.peer, msg));

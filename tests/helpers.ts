@@ -4,12 +4,16 @@ import { afterEach, expect } from 'vitest';
 import {
   type Connection,
   generateDevCert,
+  initWasm,
   QuicServer,
   QuicTransport,
   QuicwireError,
   type ServerOptions,
   type TransportOptions,
 } from '../ts/index.js';
+
+// The wasm backend loads asynchronously; with native this resolves at once.
+await initWasm();
 
 export const cert = generateDevCert(['localhost', '127.0.0.1', '::1']);
 

@@ -1,22 +1,41 @@
-// Backend selection. Native (the napi addon) is the default; the wasm engine is the next
-// backend (QUICWIRE_BACKEND=wasm selects it once built).
+// Backend selection. QUICWIRE_BACKEND=native|wasm picks one; without it the native addon
+// is used and the wasm engine is the fallback when no native binary loads (after
+// `initWasm()`, since loading WebAssembly is asynchronous).
 
 import type { Engine } from './engine.js';
 import { QuicwireError } from './errors.js';
 import { Hub } from './hub.js';
 import { loadNative } from './native.js';
+import { loadWasm, type WasmBackend } from './wasm.js';
+
+type BackendName = 'native' | 'wasm';
 
 let hub: Hub | undefined;
+let wasm: WasmBackend | undefined;
+
+function wanted(): BackendName | undefined {
+  const v = process.env.QUICWIRE_BACKEND;
+  if (v === undefined || v === '') return undefined;
+  if (v !== 'native' && v !== 'wasm') {
+    throw new QuicwireError('ERR_INVALID_ARGUMENT', `QUICWIRE_BACKEND must be native or wasm, got ${v}`);
+  }
+  return v;
+}
 
 function loadEngine(): Engine {
-  const wanted = process.env.QUICWIRE_BACKEND ?? 'native';
-  if (wanted !== 'native') {
-    throw new QuicwireError(
-      'ERR_BACKEND_UNAVAILABLE',
-      `QUICWIRE_BACKEND=${wanted}: this build has only the native backend`,
-    );
+  const name = wanted();
+  if (name === 'wasm') {
+    if (!wasm)
+      throw new QuicwireError('ERR_NOT_INITIALIZED', 'QUICWIRE_BACKEND=wasm: call `await initWasm()` first');
+    return wasm;
   }
-  return loadNative();
+  try {
+    return loadNative();
+  } catch (err) {
+    if (name === undefined && wasm) return wasm;
+    const hint = name === undefined ? '; `await initWasm()` enables the wasm engine as a fallback' : '';
+    throw new QuicwireError('ERR_BACKEND_UNAVAILABLE', `${(err as Error).message}${hint}`, { cause: err });
+  }
 }
 
 /** The process-wide hub over the selected engine, loaded on first use. */
@@ -25,12 +44,27 @@ export function getHub(): Hub {
   return hub;
 }
 
-/** Which backend is in use: 'native' (or 'wasm'). */
-export function backend(): 'native' | 'wasm' {
+/** Which backend is in use. */
+export function backend(): BackendName {
   return getHub().engine.name;
 }
 
-/** Prepares the wasm backend; with the native backend it resolves at once. Idempotent. */
-export async function initWasm(_input?: unknown): Promise<void> {
-  getHub();
+/**
+ * Loads the wasm engine when it is (or may become) the backend: always with
+ * QUICWIRE_BACKEND=wasm, as the fallback when the native addon does not load, and not at
+ * all when native is in use. Idempotent; concurrent calls share one load. `input` is where
+ * the .wasm is: a path, URL, bytes or a compiled WebAssembly.Module (for bundlers).
+ */
+export async function initWasm(input?: string | URL | BufferSource | WebAssembly.Module): Promise<void> {
+  const name = wanted();
+  if (name === 'native') return;
+  if (name === undefined) {
+    try {
+      loadNative();
+      return;
+    } catch {
+      // No native addon: the wasm engine will serve.
+    }
+  }
+  wasm ??= await loadWasm(input);
 }

@@ -60,9 +60,9 @@ export class QuicServer extends Endpoint {
     for (const [i, e] of encodings.entries()) checkEncoding(`encodings[${i}]`, e);
     const high = sendBufferHigh(options.sendBufferHigh);
     const hub = getHub();
-    let info: ReturnType<Hub['engine']['listen']>;
+    let info: Awaited<ReturnType<Hub['engine']['listen']>>;
     try {
-      info = hub.engine.listen({ transport: engineLimits(options), host, port, cert, key, encodings });
+      info = await hub.engine.listen({ transport: engineLimits(options), host, port, cert, key, encodings });
     } catch (err) {
       throw fromEngine(err);
     }

@@ -65,6 +65,14 @@ pub fn error_codes() -> Vec<String> {
         .collect()
 }
 
+/// Checks `host:port` with the pool's rules and returns its key (`host:port`).
+#[wasm_bindgen(js_name = poolKey)]
+pub fn pool_key(host: &str, port: f64) -> Result<String, JsError> {
+    PoolKey::new(host, port as i64)
+        .map(|k| k.to_string())
+        .map_err(js_error)
+}
+
 /// A self-signed certificate for development (`cert`, `key` in PEM).
 #[wasm_bindgen(getter_with_clone)]
 pub struct DevCert {
@@ -622,6 +630,7 @@ impl Engine {
     fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
         self.connections
             .get_mut(&ConnectionHandle(id as usize))
+            .filter(|c| !c.reported)
             .ok_or_else(|| Error::closed(format!("connection {id} is closed")))
     }
 
@@ -737,19 +746,22 @@ impl Engine {
         );
     }
 
-    /// Closes a connection (its CLOSED event follows) and forgets it in the pool.
+    /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
+    /// asked for) and forgets it in the pool.
     fn close_handle(&mut self, handle: ConnectionHandle, code: u32, reason: &str) {
         let Some(conn) = self.connections.get_mut(&handle) else {
             return;
         };
-        if let Some(key) = &conn.key {
-            if self.pool.iter().any(|(k, h)| k == key && *h == handle) {
-                self.pool.take(key);
-            }
-        }
-        let reason = reason.as_bytes().to_vec().into();
+        let bytes = reason.as_bytes().to_vec().into();
         conn.quic
-            .close(Instant::now(), VarInt::from_u32(code), reason);
+            .close(Instant::now(), VarInt::from_u32(code), bytes);
+        let mut out = Vec::new();
+        let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
+        conn.session.fail_all(&err, &mut out);
+        out.push(Outcome::Failed(err));
+        for outcome in out {
+            self.report(handle, outcome);
+        }
     }
 
     fn sweep_period(&self) -> Duration {
@@ -768,11 +780,7 @@ impl Engine {
                 .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
         });
         for (_, handle) in expired {
-            if let Some(conn) = self.connections.get_mut(&handle) {
-                let reason = b"idle timeout".to_vec().into();
-                conn.quic
-                    .close(now, VarInt::from_u32(app_code::EVICTED), reason);
-            }
+            self.close_handle(handle, app_code::EVICTED, "idle timeout");
         }
     }
 
@@ -790,6 +798,7 @@ impl Engine {
             let peer = conn.quic.remote_address().to_string();
             let mut out = Vec::new();
             let mut streams = false;
+            let mut lost = None;
             while let Some(event) = conn.quic.poll() {
                 match event {
                     Event::Connected => {
@@ -797,16 +806,18 @@ impl Engine {
                         streams = true;
                     }
                     Event::Stream(_) => streams = true,
-                    Event::ConnectionLost { reason } if !conn.reported => {
-                        let err = connection_error(&reason, &peer);
-                        conn.session.fail_all(&err, &mut out);
-                        out.push(Outcome::Failed(err));
-                    }
+                    Event::ConnectionLost { reason } => lost = Some(reason),
                     _ => {}
                 }
             }
+            // Take what already arrived (an answer, then the close) before the loss.
             if streams && !conn.reported {
                 conn.session.on_streams(&mut conn.quic, &mut out);
+            }
+            if let Some(reason) = lost.filter(|_| !conn.reported) {
+                let err = connection_error(&reason, &peer);
+                conn.session.fail_all(&err, &mut out);
+                out.push(Outcome::Failed(err));
             }
             reports.extend(out.into_iter().map(|o| (*handle, o)));
             if conn.quic.is_drained() {

@@ -58,6 +58,7 @@ struct Outgoing {
     wire_id: u64,
     answer: BytesMut,
     deadline: Instant,
+    timeout: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +84,7 @@ pub(crate) struct Session {
     acks_due: Vec<(u64, u64)>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
-    requests_waiting: VecDeque<(f64, Bytes, Instant)>,
+    requests_waiting: VecDeque<(f64, Bytes, Instant, Duration)>,
     next_wire_id: u64,
     requests_in: HashMap<StreamId, BytesMut>,
     /// Requests handed to the application and not answered yet.
@@ -248,19 +249,21 @@ impl Session {
                 welcome.max_message_size,
             ));
         }
-        let deadline = now + timeout.unwrap_or(self.params.request_timeout);
+        let limit = timeout.unwrap_or(self.params.request_timeout);
+        let deadline = now + limit;
         self.counters.requests_out += 1;
         self.counters.bytes_out += body.len() as u64;
         self.last_active = now;
-        self.requests_waiting.push_back((id, body, deadline));
+        self.requests_waiting.push_back((id, body, deadline, limit));
         self.start_requests(conn);
         Ok(())
     }
 
     fn start_requests(&mut self, conn: &mut Connection) {
-        while let Some((id, body, deadline)) = self.requests_waiting.pop_front() {
+        while let Some((id, body, deadline, limit)) = self.requests_waiting.pop_front() {
             let Some(stream) = conn.streams().open(Dir::Bi) else {
-                self.requests_waiting.push_front((id, body, deadline));
+                self.requests_waiting
+                    .push_front((id, body, deadline, limit));
                 return;
             };
             let wire_id = self.next_wire_id;
@@ -276,6 +279,7 @@ impl Session {
                     wire_id,
                     answer: BytesMut::new(),
                     deadline,
+                    timeout: limit,
                 },
             );
         }
@@ -331,12 +335,12 @@ impl Session {
                     .recv_stream(stream)
                     .stop(VarInt::from_u32(app_code::CANCELLED));
                 self.pending.remove(&stream);
-                out.push(timeout(r.id, &r.deadline, now));
+                out.push(timeout(r.id, r.timeout));
             }
         }
         while self.requests_waiting.front().is_some_and(|r| r.2 <= now) {
-            if let Some((id, _, deadline)) = self.requests_waiting.pop_front() {
-                out.push(timeout(id, &deadline, now));
+            if let Some((id, _, _, limit)) = self.requests_waiting.pop_front() {
+                out.push(timeout(id, limit));
             }
         }
     }
@@ -594,7 +598,7 @@ impl Session {
                 error: error.clone(),
             });
         }
-        for (id, _, _) in self.requests_waiting.drain(..) {
+        for (id, ..) in self.requests_waiting.drain(..) {
             out.push(Outcome::RequestFailed {
                 id,
                 error: error.clone(),
@@ -654,11 +658,13 @@ impl Session {
     }
 }
 
-fn timeout(id: f64, deadline: &Instant, now: Instant) -> Outcome {
-    let _ = (deadline, now);
+fn timeout(id: f64, timeout: Duration) -> Outcome {
     Outcome::RequestFailed {
         id,
-        error: Error::new(ErrorCode::Timeout, "no response within the request timeout"),
+        error: Error::new(
+            ErrorCode::Timeout,
+            format!("no response within {} ms", timeout.as_millis()),
+        ),
     }
 }
 

@@ -1,0 +1,510 @@
+// The wasm backend: the engine from pkg/ (quinn-proto + quicwire-core in WebAssembly),
+// driven over node:dgram. Every datagram received in a tick enters wasm in one call, all
+// transmits come back in one call, and one timer follows the engine's next deadline.
+
+import { createSocket, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import type * as Wasm from '../pkg/quicwire_wasm.js';
+import type {
+  ConnectionInfo,
+  Engine,
+  EngineClientOptions,
+  EngineServerOptions,
+  EngineTransportOptions,
+  EventBatch,
+  ServerInfo,
+  WriteFailure,
+} from './engine.js';
+import { EVENT_WORDS, Event, OP_WORDS } from './engine.js';
+import { fromEngine, QuicwireError } from './errors.js';
+import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
+
+type WasmModule = typeof Wasm;
+
+/** Connection ids and request handles are `slot * SLOT + local id`, unique per process. */
+const SLOT = 2 ** 21;
+const text = new TextDecoder();
+
+function limits(t: EngineTransportOptions): Float64Array {
+  const v = (x: number | undefined) => x ?? Number.NaN;
+  return Float64Array.from([
+    v(t.maxMessageSize),
+    v(t.maxConcurrentStreams),
+    v(t.idleTimeoutMs),
+    v(t.connectTimeoutMs),
+    v(t.requestTimeoutMs),
+    v(t.maxConnections),
+    v(t.keepAliveMs),
+  ]);
+}
+
+function splitAddr(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+  return [host, Number(addr.slice(i + 1))];
+}
+
+interface Waiter {
+  resolve(info: ConnectionInfo): void;
+  reject(err: QuicwireError): void;
+}
+
+/** One wasm engine (a client or a server) with its sockets and timer. */
+class Slot {
+  readonly sockets: { 4?: Socket; 6?: Socket } = {};
+  timer: ReturnType<typeof setTimeout> | undefined;
+  readonly inbox: { chunks: Uint8Array[]; lens: number[]; addrs: string[] } = {
+    chunks: [],
+    lens: [],
+    addrs: [],
+  };
+  receiving = false;
+  readonly ready = new Map<number, ConnectionInfo>();
+  readonly waiters = new Map<number, Waiter[]>();
+  /** Resolved once no request is being served (graceful close). */
+  drained: (() => void) | undefined;
+  closed = false;
+
+  constructor(
+    readonly id: number,
+    readonly engine: Wasm.Engine,
+  ) {}
+}
+
+export class WasmBackend implements Engine {
+  readonly name = 'wasm' as const;
+  readonly #wasm: WasmModule;
+  readonly #slots = new Map<number, Slot>();
+  #nextSlot = 1;
+  #notify: () => void = () => {};
+  #meta: number[] = [];
+  #data: Uint8Array[] = [];
+  #dataLen = 0;
+  #notifyScheduled = false;
+
+  constructor(wasm: WasmModule) {
+    this.#wasm = wasm;
+  }
+
+  errorCodes(): string[] {
+    return this.#wasm.errorCodes();
+  }
+
+  startEvents(notify: () => void): void {
+    this.#notify = notify;
+  }
+
+  takeEvents(): EventBatch | null {
+    if (this.#meta.length === 0) return null;
+    const data = new Uint8Array(this.#dataLen);
+    let offset = 0;
+    for (const chunk of this.#data) {
+      data.set(chunk, offset);
+      offset += chunk.length;
+    }
+    const meta = Float64Array.from(this.#meta);
+    this.#meta = [];
+    this.#data = [];
+    this.#dataLen = 0;
+    return { data, meta };
+  }
+
+  #emit(kind: number, a: number, b: number, c: number, d: number, body: Uint8Array): void {
+    this.#meta.push(kind, a, b, c, d, this.#dataLen, body.length);
+    this.#data.push(body);
+    this.#dataLen += body.length;
+    if (!this.#notifyScheduled) {
+      this.#notifyScheduled = true;
+      setImmediate(() => {
+        this.#notifyScheduled = false;
+        this.#notify();
+      });
+    }
+  }
+
+  #slot(id: number): Slot {
+    const slot = this.#slots.get(Math.floor(id / SLOT)) ?? this.#slots.get(id);
+    if (!slot || slot.closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'this endpoint is closed');
+    return slot;
+  }
+
+  #add(engine: Wasm.Engine): Slot {
+    const slot = new Slot(this.#nextSlot++, engine);
+    this.#slots.set(slot.id, slot);
+    return slot;
+  }
+
+  write(data: Uint8Array, ops: Float64Array): WriteFailure[] {
+    // Split the batch per engine, keeping each op's index for failures.
+    const perSlot = new Map<Slot, { ops: number[]; bodies: Uint8Array[]; index: number[] }>();
+    const failures: WriteFailure[] = [];
+    let offset = 0;
+    for (let i = 0, n = 0; i < ops.length; i += OP_WORDS, n++) {
+      const [op, target, id, len, extra] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
+      const body = data.subarray(offset, offset + (len as number));
+      offset += len as number;
+      const slot = this.#slots.get(Math.floor((target as number) / SLOT));
+      if (!slot || slot.closed) {
+        failures.push({ op: n, error: 'ERR_CONNECTION_CLOSED: the connection is closed' });
+        continue;
+      }
+      let batch = perSlot.get(slot);
+      if (!batch) {
+        batch = { ops: [], bodies: [], index: [] };
+        perSlot.set(slot, batch);
+      }
+      batch.ops.push(op as number, (target as number) % SLOT, id as number, len as number, extra as number);
+      batch.bodies.push(body);
+      batch.index.push(n);
+    }
+    for (const [slot, batch] of perSlot) {
+      const size = batch.bodies.reduce((s, b) => s + b.length, 0);
+      const bytes = new Uint8Array(size);
+      let at = 0;
+      for (const b of batch.bodies) {
+        bytes.set(b, at);
+        at += b.length;
+      }
+      const failed = slot.engine.write(bytes, Float64Array.from(batch.ops));
+      failed.ops.forEach((op, k) => {
+        failures.push({ op: batch.index[op] as number, error: failed.errors[k] as string });
+      });
+      this.#step(slot);
+    }
+    return failures;
+  }
+
+  createClient(options: EngineClientOptions): number {
+    const engine = this.#call(() =>
+      this.#wasm.Engine.client(
+        options.ca,
+        options.insecure ?? false,
+        options.encodings,
+        limits(options.transport),
+      ),
+    );
+    return this.#add(engine).id * SLOT;
+  }
+
+  async connect(client: number, host: string, port: number): Promise<ConnectionInfo> {
+    const slot = this.#slot(client);
+    // The pool's rules first: a bad host fails before any DNS lookup.
+    this.#call(() => this.#wasm.poolKey(host, port));
+    let address = host.replace(/^\[|\]$/g, '');
+    let family = isIP(address);
+    if (family === 0) {
+      try {
+        const found = await lookup(host);
+        address = found.address;
+        family = found.family;
+      } catch (err) {
+        throw new QuicwireError('ERR_IO', `cannot resolve ${host}: ${String(err)}`, { cause: err });
+      }
+    }
+    await this.#socket(slot, family === 6 ? 6 : 4);
+    const addr = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+    const local = this.#call(() => slot.engine.connect(host, port, addr));
+    this.#step(slot);
+    const ready = slot.ready.get(local);
+    if (ready) return ready;
+    return new Promise((resolve, reject) => {
+      const list = slot.waiters.get(local) ?? [];
+      list.push({ resolve, reject });
+      slot.waiters.set(local, list);
+    });
+  }
+
+  disconnect(connection: number): void {
+    const slot = this.#slots.get(Math.floor(connection / SLOT));
+    if (!slot || slot.closed) return;
+    slot.engine.disconnect(connection % SLOT);
+    this.#step(slot);
+  }
+
+  poolStats(client: number): PoolStats {
+    const s = this.#stats(this.#slot(client));
+    const idle = s.connections.filter((c) => c.idle).length;
+    return {
+      active: s.connections.length - idle,
+      idle,
+      created: s.created,
+      reused: s.reused,
+      evicted: s.evicted,
+      failed: s.failed,
+      totals: totals(s.connections),
+      connections: s.connections.map(({ idle: _, ...c }) => c).sort((a, b) => a.peer.localeCompare(b.peer)),
+    };
+  }
+
+  async closeClient(client: number): Promise<void> {
+    const slot = this.#slots.get(Math.floor(client / SLOT));
+    if (!slot || slot.closed) return;
+    slot.engine.closeAll('client closed');
+    this.#step(slot);
+    this.#shutdown(slot);
+  }
+
+  async listen(options: EngineServerOptions): Promise<ServerInfo> {
+    const family = isIP(options.host);
+    if (family === 0) {
+      throw new QuicwireError(
+        'ERR_INVALID_ARGUMENT',
+        `host must be an IP address to listen on (e.g. 127.0.0.1 or ::1), got ${JSON.stringify(options.host)}`,
+      );
+    }
+    if (options.port > 65535) {
+      throw new QuicwireError(
+        'ERR_INVALID_ARGUMENT',
+        `port must be between 0 and 65535, got ${options.port}`,
+      );
+    }
+    const engine = this.#call(() =>
+      this.#wasm.Engine.server(options.cert, options.key, options.encodings, limits(options.transport)),
+    );
+    const slot = this.#add(engine);
+    const socket = await this.#socket(slot, family === 6 ? 6 : 4, options.host, options.port);
+    return { id: slot.id * SLOT, host: options.host, port: socket.address().port };
+  }
+
+  serverStats(server: number): ServerStats {
+    const s = this.#stats(this.#slot(server));
+    return {
+      connections: s.connections.length,
+      accepted: s.accepted,
+      rejected: s.rejected,
+      totals: totals(s.connections),
+    };
+  }
+
+  async closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void> {
+    const slot = this.#slots.get(Math.floor(server / SLOT));
+    if (!slot || slot.closed) return;
+    if (graceful) {
+      slot.engine.goAway();
+      this.#step(slot);
+      if (slot.engine.serving() > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          slot.drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    }
+    slot.engine.closeAll('server closing');
+    this.#step(slot);
+    this.#shutdown(slot);
+  }
+
+  generateDevCert(names: string[]): DevCert {
+    const c = this.#call(() => this.#wasm.generateDevCert(names));
+    return { cert: c.cert, key: c.key };
+  }
+
+  /** Runs an engine call, turning its "ERR_X: message" errors into QuicwireErrors. */
+  #call<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      throw fromEngine(err);
+    }
+  }
+
+  #stats(slot: Slot) {
+    return JSON.parse(slot.engine.stats()) as {
+      created: number;
+      reused: number;
+      evicted: number;
+      failed: number;
+      accepted: number;
+      rejected: number;
+      connections: (ConnectionStats & { idle: boolean })[];
+    };
+  }
+
+  /** The slot's UDP socket for an address family, bound on first use. */
+  async #socket(slot: Slot, family: 4 | 6, host?: string, port = 0): Promise<Socket> {
+    const existing = slot.sockets[family];
+    if (existing) return existing;
+    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    slot.sockets[family] = socket;
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) =>
+        reject(
+          new QuicwireError('ERR_IO', `cannot bind UDP ${host ?? 'any'}:${port}: ${err.message}`, {
+            cause: err,
+          }),
+        ),
+      );
+      socket.bind(port, host ?? (family === 6 ? '::' : '0.0.0.0'), () => resolve());
+    });
+    socket.on('error', () => {});
+    socket.on('message', (msg, from) => {
+      slot.inbox.chunks.push(msg);
+      slot.inbox.lens.push(msg.length);
+      slot.inbox.addrs.push(
+        from.family === 'IPv6' ? `[${from.address}]:${from.port}` : `${from.address}:${from.port}`,
+      );
+      if (!slot.receiving) {
+        slot.receiving = true;
+        setImmediate(() => this.#receive(slot));
+      }
+    });
+    // Open connections keep the process alive through the hub, not through sockets.
+    socket.unref();
+    return socket;
+  }
+
+  /** Everything received since the last tick, in one call. */
+  #receive(slot: Slot): void {
+    slot.receiving = false;
+    if (slot.closed) return;
+    const { chunks, lens, addrs } = slot.inbox;
+    if (lens.length === 0) return;
+    const data = Buffer.concat(chunks);
+    slot.inbox.chunks = [];
+    slot.inbox.lens = [];
+    slot.inbox.addrs = [];
+    slot.engine.receive(data, Uint32Array.from(lens), addrs);
+    this.#step(slot);
+  }
+
+  /** Sends what the engine has, reports its events, and follows its timer. */
+  #step(slot: Slot): void {
+    if (slot.closed) return;
+    const t = slot.engine.transmits();
+    const data = t.data;
+    const lens = t.lens;
+    const addrs = t.addrs;
+    let offset = 0;
+    for (let i = 0; i < lens.length; i++) {
+      const len = lens[i] as number;
+      const [host, port] = splitAddr(addrs[i] as string);
+      const socket = slot.sockets[isIP(host) === 6 ? 6 : 4];
+      socket?.send(data.subarray(offset, offset + len), port, host);
+      offset += len;
+    }
+    this.#events(slot);
+    clearTimeout(slot.timer);
+    const ms = slot.engine.nextTimeoutMs();
+    if (ms >= 0) {
+      slot.timer = setTimeout(() => {
+        if (slot.closed) return;
+        slot.engine.onTimeout();
+        this.#step(slot);
+      }, ms);
+      slot.timer.unref();
+    }
+    if (slot.drained && slot.engine.serving() === 0) {
+      const done = slot.drained;
+      slot.drained = undefined;
+      done();
+    }
+  }
+
+  #events(slot: Slot): void {
+    const meta = slot.engine.takeEvents();
+    if (meta.length === 0) return;
+    const data = slot.engine.takeEventData();
+    const base = slot.id * SLOT;
+    for (let i = 0; i < meta.length; i += EVENT_WORDS) {
+      const kind = meta[i] as number;
+      const local = meta[i + 1] as number;
+      let b = meta[i + 2] as number;
+      const c = meta[i + 3] as number;
+      const d = meta[i + 4] as number;
+      const off = meta[i + 5] as number;
+      const body = data.slice(off, off + (meta[i + 6] as number));
+      if (kind === Event.Connection) {
+        b = base; // the owner: this client or server
+        const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
+        const info = { id: base + local, encoding, peer, peerMaxMessageSize: d };
+        slot.ready.set(local, info);
+        for (const w of slot.waiters.get(local) ?? []) w.resolve(info);
+        slot.waiters.delete(local);
+      } else if (kind === Event.Closed) {
+        slot.ready.delete(local);
+        const waiting = slot.waiters.get(local);
+        if (waiting) {
+          const codes = this.#wasm.errorCodes();
+          const err = new QuicwireError((codes[c] ?? 'ERR_INTERNAL') as never, text.decode(body));
+          for (const w of waiting) w.reject(err);
+          slot.waiters.delete(local);
+        }
+      } else if (kind === Event.Request) {
+        b = base + b; // a handle the facade answers with
+      }
+      this.#emit(kind, base + local, b, c, d, body);
+    }
+  }
+
+  #shutdown(slot: Slot): void {
+    slot.closed = true;
+    clearTimeout(slot.timer);
+    // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
+    setTimeout(() => {
+      slot.sockets[4]?.close();
+      slot.sockets[6]?.close();
+      this.#slots.delete(slot.id);
+    }, 50).unref();
+  }
+}
+
+function totals(connections: ConnectionStats[]): ConnectionStats {
+  const t: ConnectionStats = {
+    peer: '',
+    messagesOut: 0,
+    messagesIn: 0,
+    requestsOut: 0,
+    requestsIn: 0,
+    bytesOut: 0,
+    bytesIn: 0,
+    streamsOpen: 0,
+    rttMs: 0,
+    lostPackets: 0,
+    udpTx: 0,
+    udpRx: 0,
+  };
+  for (const c of connections) {
+    t.messagesOut += c.messagesOut;
+    t.messagesIn += c.messagesIn;
+    t.requestsOut += c.requestsOut;
+    t.requestsIn += c.requestsIn;
+    t.bytesOut += c.bytesOut;
+    t.bytesIn += c.bytesIn;
+    t.streamsOpen += c.streamsOpen;
+    t.rttMs = Math.max(t.rttMs, c.rttMs);
+    t.lostPackets += c.lostPackets;
+    t.udpTx += c.udpTx;
+    t.udpRx += c.udpRx;
+  }
+  return t;
+}
+
+let loading: Promise<WasmBackend> | undefined;
+
+/** Loads pkg/ once: from `input` (path, URL, bytes or WebAssembly.Module) or its default place. */
+export function loadWasm(input?: string | URL | BufferSource | WebAssembly.Module): Promise<WasmBackend> {
+  loading ??= (async () => {
+    try {
+      const wasm = (await import('../pkg/quicwire_wasm.js')) as WasmModule;
+      let source: BufferSource | WebAssembly.Module;
+      if (input instanceof WebAssembly.Module || ArrayBuffer.isView(input) || input instanceof ArrayBuffer) {
+        source = input;
+      } else {
+        source = await readFile(input ?? new URL('../pkg/quicwire_wasm_bg.wasm', import.meta.url));
+      }
+      await wasm.default({ module_or_path: source });
+      return new WasmBackend(wasm);
+    } catch (err) {
+      loading = undefined;
+      throw new QuicwireError('ERR_BACKEND_UNAVAILABLE', `the wasm engine did not load: ${String(err)}`, {
+        cause: err,
+      });
+    }
+  })();
+  return loading;
+}
