@@ -25,6 +25,9 @@ install wasm-pack 0.15.1 wasm-pack
 
 (
   eval "$("$tools/wasm-toolchain.sh" --print-env)"
+  # wasm-opt from npm's binaryen (pinned in package.json): Debian's wasm-opt 108 corrupts the
+  # externref table that wasm-bindgen emits.
+  export PATH="$PWD/node_modules/.bin:$PATH"
   # shellcheck disable=SC2086 # WASM_CARGO_ARGS is a list of arguments or empty
   wasm-pack build crates/quicwire-wasm --mode force --target web --release \
     --out-dir ../../pkg --out-name quicwire_wasm --no-pack \

@@ -1,7 +1,9 @@
 // quicwire demo: one server and 8 agents exchanging messages and requests over QUIC on
 // loopback for a few seconds (`--seconds N`), then throughput, latency and pool stats.
 
-import { generateDevCert, QuicServer, QuicTransport } from '../ts/index.js';
+import { backend, generateDevCert, initWasm, QuicServer, QuicTransport } from '../ts/index.js';
+
+await initWasm(); // QUICWIRE_BACKEND=wasm npm run demo runs it on the wasm engine
 
 const AGENTS = 8;
 const IN_FLIGHT = 32;
@@ -32,7 +34,9 @@ const ticker = setInterval(
   100,
 );
 
-console.log(`quicwire demo: server on 127.0.0.1:${server.port}, ${AGENTS} agents, ${seconds} s`);
+console.log(
+  `quicwire demo (${backend()} backend): server on 127.0.0.1:${server.port}, ${AGENTS} agents, ${seconds} s`,
+);
 
 const deadline = performance.now() + seconds * 1000;
 const latencies: number[] = [];

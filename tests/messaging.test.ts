@@ -4,9 +4,12 @@ import { echoServer, rejectsWith, sleep, transport } from './helpers.js';
 
 describe('messaging', () => {
   it('runs on the selected backend', async () => {
-    await initWasm();
-    await initWasm();
+    await Promise.all([initWasm(), initWasm()]);
     expect(backend()).toBe(process.env.QUICWIRE_BACKEND);
+    // The option names the backend too; asking for the other one once in use is an error.
+    await initWasm(undefined, { backend: backend() });
+    const other = backend() === 'native' ? 'wasm' : 'native';
+    await rejectsWith(initWasm(undefined, { backend: other }), 'ERR_INVALID_ARGUMENT');
   });
 
   it('delivers messages in order; send resolves once the server has them', async () => {

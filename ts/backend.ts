@@ -12,8 +12,11 @@ type BackendName = 'native' | 'wasm';
 
 let hub: Hub | undefined;
 let wasm: WasmBackend | undefined;
+/** Chosen with `initWasm(input, { backend })`; wins over QUICWIRE_BACKEND. */
+let chosen: BackendName | undefined;
 
 function wanted(): BackendName | undefined {
+  if (chosen) return chosen;
   const v = process.env.QUICWIRE_BACKEND;
   if (v === undefined || v === '') return undefined;
   if (v !== 'native' && v !== 'wasm') {
@@ -51,11 +54,24 @@ export function backend(): BackendName {
 
 /**
  * Loads the wasm engine when it is (or may become) the backend: always with
- * QUICWIRE_BACKEND=wasm, as the fallback when the native addon does not load, and not at
+ * QUICWIRE_BACKEND=wasm or `{ backend: 'wasm' }` (which wins over the variable), as the fallback when the native addon does not load, and not at
  * all when native is in use. Idempotent; concurrent calls share one load. `input` is where
  * the .wasm is: a path, URL, bytes or a compiled WebAssembly.Module (for bundlers).
  */
-export async function initWasm(input?: string | URL | BufferSource | WebAssembly.Module): Promise<void> {
+export async function initWasm(
+  input?: string | URL | BufferSource | WebAssembly.Module,
+  options: { backend?: BackendName } = {},
+): Promise<void> {
+  const pick = options.backend;
+  if (pick !== undefined) {
+    if (pick !== 'native' && pick !== 'wasm') {
+      throw new QuicwireError('ERR_INVALID_ARGUMENT', `backend must be native or wasm, got ${String(pick)}`);
+    }
+    if (hub && hub.engine.name !== pick) {
+      throw new QuicwireError('ERR_INVALID_ARGUMENT', `the ${hub.engine.name} backend is already in use`);
+    }
+    chosen = pick;
+  }
   const name = wanted();
   if (name === 'native') return;
   if (name === undefined) {
