@@ -52,7 +52,8 @@ export interface WriteFailure {
   error: string;
 }
 
-/** Event kinds in `EventBatch.meta` (seven numbers each: kind, a, b, c, d, offset, length). */
+/** Event kinds in `EventBatch.meta` (seven numbers each: kind, a, b, c, d, offset, length);
+ *  the numbers are defined in quicwire-core (`batch::event`). */
 export const Event = {
   /** a = connection, b = server (0: client side), d = peer maxMessageSize; data = "encoding peer". */
   Connection: 1,
@@ -71,7 +72,8 @@ export const Event = {
 } as const;
 export const EVENT_WORDS = 7;
 
-/** Ops of `Engine.write` (five numbers each: op, target, id, length, extra). */
+/** Ops of `Engine.write` (five numbers each: op, target, id, length, extra); defined in
+ *  quicwire-core (`batch::op`). */
 export const Op = {
   /** target = connection. */
   Message: 1,

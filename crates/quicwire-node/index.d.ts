@@ -126,7 +126,7 @@ export interface TransportOptions {
   keepAliveMs?: number
 }
 
-/** Carries out a batch of ops; returns the ones that failed (the rest succeeded). */
+/** Carries out a batch of ops (layout in `quicwire_core::batch`); returns the failed ones. */
 export declare function write(data: Buffer, ops: Float64Array): Array<WriteFailure>
 
 export interface WriteFailure {

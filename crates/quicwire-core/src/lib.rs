@@ -4,6 +4,7 @@
 //! error codes live here so that the native runtime (`quicwire`) and the wasm engine apply
 //! exactly the same rules. Nothing here touches a socket, a clock or a thread.
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod frame;

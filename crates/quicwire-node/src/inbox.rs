@@ -11,25 +11,6 @@ use napi::bindgen_prelude::{Buffer, Float64Array, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 
-/// Event kinds (mirrored in ts/native.ts).
-pub mod kind {
-    /// a = connection, b = server (0 for a client), c = encoding, d = peer maxMessageSize;
-    /// data = peer address.
-    pub const CONNECTION: f64 = 1.0;
-    /// a = connection; data = body.
-    pub const MESSAGE: f64 = 2.0;
-    /// a = connection, b = request handle; data = body.
-    pub const REQUEST: f64 = 3.0;
-    /// a = connection, b = request id; data = body.
-    pub const RESPONSE: f64 = 4.0;
-    /// a = connection, b = request id, c = error code index; data = error text.
-    pub const REQUEST_FAILED: f64 = 5.0;
-    /// a = connection, b = messages delivered so far.
-    pub const ACKED: f64 = 6.0;
-    /// a = connection, c = error code index; data = reason.
-    pub const CLOSED: f64 = 7.0;
-}
-
 pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
 #[derive(Default)]

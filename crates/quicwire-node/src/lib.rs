@@ -25,16 +25,13 @@ use quicwire::{
     Client, Connection, ConnectionStats, Error, ErrorCode, Handler, IncomingRequest, Server,
 };
 
-use inbox::kind;
 pub use options::{ClientOptions, ServerOptions, TransportOptions};
+use quicwire::core::batch::{self, event as kind};
 
 /// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`, which the
 /// facade turns into a `QuicwireError` with that code.
 fn js_error(e: Error) -> napi::Error {
-    napi::Error::new(
-        Status::GenericFailure,
-        format!("{}: {}", e.code.as_str(), e.message),
-    )
+    napi::Error::new(Status::GenericFailure, batch::error_text(&e))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -153,20 +150,6 @@ pub fn take_events() -> Option<EventBatch> {
     inbox::take().map(|(data, meta)| EventBatch { data, meta })
 }
 
-/// Ops of `write` (mirrored in ts/native.ts): five numbers each,
-/// `[op, target, id, length, extra]`; bodies are back to back in `data`.
-mod op {
-    /// target = connection.
-    pub const MESSAGE: u32 = 1;
-    /// target = connection, id = request id, extra = timeout ms (0: the default).
-    pub const REQUEST: u32 = 2;
-    /// target = request handle.
-    pub const RESPOND: u32 = 3;
-    /// target = request handle, extra = error code index; body = error text.
-    pub const RESPOND_ERROR: u32 = 4;
-}
-const OP_WORDS: usize = 5;
-
 #[napi(object)]
 pub struct WriteFailure {
     /// Index of the failed op.
@@ -183,41 +166,32 @@ struct Outgoing {
     ops: Vec<u32>,
 }
 
-/// Carries out a batch of ops; returns the ones that failed (the rest succeeded).
+/// Carries out a batch of ops (layout in `quicwire_core::batch`); returns the failed ones.
 #[napi(catch_unwind)]
 pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
-    let data: &[u8] = &data;
     let mut failures = Vec::new();
-    let mut fail = |op: usize, e: Error| {
+    let mut fail = |op: usize, e: &Error| {
         failures.push(WriteFailure {
             op: op as u32,
-            error: format!("{}: {}", e.code.as_str(), e.message),
+            error: batch::error_text(e),
         })
     };
     let mut outgoing: Vec<Outgoing> = Vec::new();
-    let mut offset = 0usize;
-    for (i, words) in ops.chunks_exact(OP_WORDS).enumerate() {
-        let (code, target, id, len, extra) = (
-            words[0] as u32,
-            words[1],
-            words[2],
-            words[3] as usize,
-            words[4],
-        );
-        let Some(body) = data.get(offset..offset + len) else {
-            fail(
-                i,
-                Error::new(ErrorCode::Internal, "op list overruns its data"),
-            );
-            break;
+    for op in batch::ops(&data, &ops) {
+        let op = match op {
+            Ok(op) => op,
+            Err((i, e)) => {
+                fail(i, &e);
+                break;
+            }
         };
-        offset += len;
-        match code {
-            op::MESSAGE => {
+        let (i, target, id, body) = (op.index, op.target, op.id, op.body);
+        match op.code {
+            batch::op::MESSAGE => {
                 let conn = match connection(target) {
                     Ok(c) => c,
                     Err(e) => {
-                        fail(i, e);
+                        fail(i, &e);
                         continue;
                     }
                 };
@@ -241,18 +215,17 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
                         o.bytes += body.len() as u64;
                         o.ops.push(i as u32);
                     }
-                    Err(e) => fail(i, e),
+                    Err(e) => fail(i, &e),
                 }
             }
-            op::REQUEST => match connection(target) {
+            batch::op::REQUEST => match connection(target) {
                 Ok(conn) => {
                     let body = Bytes::copy_from_slice(body);
+                    let timeout = (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64));
                     spawn(async move {
-                        let answer = if extra > 0.0 {
-                            conn.request_with_timeout(&body, Duration::from_millis(extra as u64))
-                                .await
-                        } else {
-                            conn.request(&body).await
+                        let answer = match timeout {
+                            Some(t) => conn.request_with_timeout(&body, t).await,
+                            None => conn.request(&body).await,
                         };
                         let cid = conn.id() as f64;
                         match answer {
@@ -271,18 +244,18 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
                     e.message.as_bytes(),
                 ),
             },
-            op::RESPOND | op::RESPOND_ERROR => {
+            batch::op::RESPOND | batch::op::RESPOND_ERROR => {
                 let Some(request) = with_map(&REQUESTS, |m| m.remove(&(target as u32))) else {
                     fail(
                         i,
-                        Error::invalid_argument("this request was already answered"),
+                        &Error::invalid_argument("this request was already answered"),
                     );
                     continue;
                 };
-                let answer = if code == op::RESPOND {
+                let answer = if op.code == batch::op::RESPOND {
                     Ok(Bytes::copy_from_slice(body))
                 } else {
-                    let code = ErrorCode::from_wire(extra as u64);
+                    let code = ErrorCode::from_wire(op.extra as u64);
                     Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
                 };
                 spawn(async move {
@@ -294,14 +267,14 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
             }
             other => fail(
                 i,
-                Error::new(ErrorCode::Internal, format!("unknown op {other}")),
+                &Error::new(ErrorCode::Internal, format!("unknown op {other}")),
             ),
         }
     }
     for o in outgoing {
         if let Err(e) = o.conn.enqueue_frames(o.frames.freeze(), o.count, o.bytes) {
             for op in o.ops {
-                fail(op as usize, e.clone());
+                fail(op as usize, &e);
             }
         }
     }

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use quicwire_core::batch::{self, event as kind};
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{app_code, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig};
@@ -26,30 +27,9 @@ use session::{Outcome, Params, Session};
 use wasm_bindgen::prelude::*;
 use web_time::{Duration, Instant};
 
-/// Event kinds, the same numbers the native inbox uses (ts/engine.ts).
-mod kind {
-    pub const CONNECTION: f64 = 1.0;
-    pub const MESSAGE: f64 = 2.0;
-    pub const REQUEST: f64 = 3.0;
-    pub const RESPONSE: f64 = 4.0;
-    pub const REQUEST_FAILED: f64 = 5.0;
-    pub const ACKED: f64 = 6.0;
-    pub const CLOSED: f64 = 7.0;
-}
-
-/// Ops of `write`, the same layout as the native addon's: five numbers each,
-/// `[op, target, id, length, extra]`, bodies back to back.
-mod op {
-    pub const MESSAGE: u32 = 1;
-    pub const REQUEST: u32 = 2;
-    pub const RESPOND: u32 = 3;
-    pub const RESPOND_ERROR: u32 = 4;
-}
-const OP_WORDS: usize = 5;
-
 /// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
 fn js_error(e: Error) -> JsError {
-    JsError::new(&format!("{}: {}", e.code.as_str(), e.message))
+    JsError::new(&batch::error_text(&e))
 }
 
 fn invalid(message: String) -> JsError {
@@ -545,54 +525,47 @@ impl Engine {
         };
         let mut fail = |i: usize, e: Error| {
             failures.ops.push(i as u32);
-            failures
-                .errors
-                .push(format!("{}: {}", e.code.as_str(), e.message));
+            failures.errors.push(batch::error_text(&e));
         };
-        let mut offset = 0usize;
-        for (i, words) in ops.chunks_exact(OP_WORDS).enumerate() {
-            let (code, target, id, len, extra) = (
-                words[0] as u32,
-                words[1],
-                words[2],
-                words[3] as usize,
-                words[4],
-            );
-            let Some(body) = data.get(offset..offset + len) else {
-                fail(
-                    i,
-                    Error::new(ErrorCode::Internal, "op list overruns its data"),
-                );
-                break;
+        for op in batch::ops(data, ops) {
+            let op = match op {
+                Ok(op) => op,
+                Err((i, e)) => {
+                    fail(i, e);
+                    break;
+                }
             };
-            offset += len;
+            let (i, code, target, id, body, extra) =
+                (op.index, op.code, op.target, op.id, op.body, op.extra);
             let result = match code {
-                op::MESSAGE => self.conn(target).and_then(|c| {
+                batch::op::MESSAGE => self.conn(target).and_then(|c| {
                     let limit = c.session.peer_limit().unwrap_or(0);
                     let mut frames = BytesMut::new();
                     quicwire_core::frame::put_message(&mut frames, body, limit)?;
                     c.session.send_frames(&mut c.quic, &frames, 1)
                 }),
-                op::REQUEST => self.conn(target).and_then(|c| {
+                batch::op::REQUEST => self.conn(target).and_then(|c| {
                     let timeout = (extra > 0.0).then(|| Duration::from_millis(extra as u64));
                     let body = bytes::Bytes::copy_from_slice(body);
                     c.session.request(&mut c.quic, id, body, timeout, now)
                 }),
-                op::RESPOND | op::RESPOND_ERROR => match self.responders.remove(&(target as u32)) {
-                    None => Err(Error::invalid_argument("this request was already answered")),
-                    Some((handle, stream, wire_id)) => {
-                        let answer = if code == op::RESPOND {
-                            Ok(body)
-                        } else {
-                            let code = ErrorCode::from_wire(extra as u64);
-                            Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
-                        };
-                        if let Some(c) = self.connections.get_mut(&handle) {
-                            c.session.respond(&mut c.quic, stream, wire_id, answer);
+                batch::op::RESPOND | batch::op::RESPOND_ERROR => {
+                    match self.responders.remove(&(target as u32)) {
+                        None => Err(Error::invalid_argument("this request was already answered")),
+                        Some((handle, stream, wire_id)) => {
+                            let answer = if code == batch::op::RESPOND {
+                                Ok(body)
+                            } else {
+                                let code = ErrorCode::from_wire(extra as u64);
+                                Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
+                            };
+                            if let Some(c) = self.connections.get_mut(&handle) {
+                                c.session.respond(&mut c.quic, stream, wire_id, answer);
+                            }
+                            Ok(())
                         }
-                        Ok(())
                     }
-                },
+                }
                 other => Err(Error::new(
                     ErrorCode::Internal,
                     format!("unknown op {other}"),

@@ -1,0 +1,116 @@
+//! The batched boundary between an engine and JavaScript, the same for every binding: JS
+//! hands over many ops in one call (`data` holds their bodies back to back, `words` five
+//! numbers per op), and the engine hands back many events in one call (seven numbers each:
+//! `[kind, connection, b, c, d, offset, length]`, offset/length into a data buffer).
+
+use crate::error::{Error, ErrorCode};
+
+pub const OP_WORDS: usize = 5;
+pub const EVENT_WORDS: usize = 7;
+
+/// Op codes: `[op, target, id, length, extra]`.
+pub mod op {
+    /// target = connection; body = message.
+    pub const MESSAGE: u32 = 1;
+    /// target = connection, id = request id, extra = timeout ms (0: the default).
+    pub const REQUEST: u32 = 2;
+    /// target = request handle; body = answer.
+    pub const RESPOND: u32 = 3;
+    /// target = request handle, extra = error code number; body = error text.
+    pub const RESPOND_ERROR: u32 = 4;
+}
+
+/// Event kinds (mirrored in ts/engine.ts).
+pub mod event {
+    /// b = owner (client or server handle), d = peer maxMessageSize; data = "encoding peer".
+    pub const CONNECTION: f64 = 1.0;
+    /// data = body.
+    pub const MESSAGE: f64 = 2.0;
+    /// b = request handle; data = body.
+    pub const REQUEST: f64 = 3.0;
+    /// b = request id; data = body.
+    pub const RESPONSE: f64 = 4.0;
+    /// b = request id, c = error code number; data = text.
+    pub const REQUEST_FAILED: f64 = 5.0;
+    /// b = messages delivered so far.
+    pub const ACKED: f64 = 6.0;
+    /// c = error code number; data = reason.
+    pub const CLOSED: f64 = 7.0;
+}
+
+/// One op of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// Position in the batch (failures name it).
+    pub index: usize,
+    pub code: u32,
+    pub target: f64,
+    pub id: f64,
+    pub body: &'a [u8],
+    pub extra: f64,
+}
+
+/// The ops of a batch, in order; an op whose body overruns `data` ends it with an error.
+pub fn ops<'a>(
+    data: &'a [u8],
+    words: &'a [f64],
+) -> impl Iterator<Item = Result<Op<'a>, (usize, Error)>> + 'a {
+    let mut offset = 0usize;
+    let mut broken = false;
+    words
+        .chunks_exact(OP_WORDS)
+        .enumerate()
+        .map_while(move |(index, w)| {
+            if broken {
+                return None;
+            }
+            let len = w[3] as usize;
+            let Some(body) = offset
+                .checked_add(len)
+                .and_then(|end| data.get(offset..end))
+            else {
+                broken = true;
+                return Some(Err((
+                    index,
+                    Error::new(ErrorCode::Internal, "op list overruns its data"),
+                )));
+            };
+            offset += len;
+            Some(Ok(Op {
+                index,
+                code: w[0] as u32,
+                target: w[1],
+                id: w[2],
+                body,
+                extra: w[4],
+            }))
+        })
+}
+
+/// `"<CODE>: <message>"`: how an error crosses into JS, where the facade reads the code.
+pub fn error_text(e: &Error) -> String {
+    format!("{}: {}", e.code.as_str(), e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_bodies_and_stops_at_an_overrun() {
+        let data = b"abcdef";
+        let words = [
+            1.0, 7.0, 0.0, 2.0, 0.0, 2.0, 7.0, 9.0, 4.0, 5.0, 1.0, 7.0, 0.0, 99.0, 0.0,
+        ];
+        let got: Vec<_> = ops(data, &words).collect();
+        assert_eq!(got.len(), 3);
+        let a = got[0].as_ref().unwrap();
+        assert_eq!((a.code, a.body), (op::MESSAGE, &b"ab"[..]));
+        let b = got[1].as_ref().unwrap();
+        assert_eq!(
+            (b.code, b.id, b.body, b.extra),
+            (op::REQUEST, 9.0, &b"cdef"[..], 5.0)
+        );
+        assert_eq!(got[2].as_ref().unwrap_err().0, 2);
+    }
+}
