@@ -106,21 +106,20 @@ export class Hub {
   flush(): void {
     this.#scheduled = false;
     if (this.#ops.length === 0) return;
-    const data = this.#buf.subarray(0, this.#len);
     const ops = Float64Array.from(this.#ops);
     const results = this.#results;
-    // Fresh buffer: the engine copied what it needed, but results may queue more ops.
-    this.#buf = new Uint8Array(Math.max(1 << 16, this.#len));
-    this.#len = 0;
     this.#ops = [];
     this.#results = [];
     let failures: { op: number; error: string }[];
     try {
-      failures = this.engine.write(data, ops);
+      // Both engines copy what they keep before write returns, so the buffer is reused.
+      failures = this.engine.write(this.#buf.subarray(0, this.#len), ops);
     } catch (err) {
       const e = fromEngine(err);
       for (const r of results) r?.fail(e);
       return;
+    } finally {
+      this.#len = 0;
     }
     const failed = new Map<number, QuicwireError>();
     for (const f of failures) failed.set(f.op, fromEngine(new Error(f.error)));

@@ -21,7 +21,7 @@ use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{app_code, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig};
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
-    ServerConfig, VarInt,
+    ServerConfig, StreamEvent, VarInt,
 };
 use session::{Outcome, Params, Session};
 use wasm_bindgen::prelude::*;
@@ -776,6 +776,10 @@ impl Engine {
                 match event {
                     Event::Connected => {
                         conn.session.on_connected(&mut conn.quic);
+                        streams = true;
+                    }
+                    Event::Stream(StreamEvent::Finished { id }) => {
+                        conn.session.on_finished(id);
                         streams = true;
                     }
                     Event::Stream(_) => streams = true,

@@ -7,7 +7,7 @@
 //!   them once handed to the application;
 //! - every request has its own bidirectional stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
@@ -89,6 +89,8 @@ pub(crate) struct Session {
     requests_in: HashMap<StreamId, BytesMut>,
     /// Requests handed to the application and not answered yet.
     answering: usize,
+    /// Answers sent but not yet acknowledged by the peer (graceful close waits for them).
+    responding: HashSet<StreamId>,
     /// Bytes waiting for flow control, per stream (FIN after them when `finish`).
     pending: HashMap<StreamId, Pending>,
     going_away: bool,
@@ -126,6 +128,7 @@ impl Session {
             next_wire_id: 1,
             requests_in: HashMap::new(),
             answering: 0,
+            responding: HashSet::new(),
             pending: HashMap::new(),
             going_away: false,
             goaway_sent: false,
@@ -153,7 +156,12 @@ impl Session {
 
     /// Requests from the peer still being read or answered.
     pub fn serving(&self) -> usize {
-        self.requests_in.len() + self.answering
+        self.requests_in.len() + self.answering + self.responding.len()
+    }
+
+    /// All of a stream's data reached the peer.
+    pub fn on_finished(&mut self, id: StreamId) {
+        self.responding.remove(&id);
     }
 
     /// Streams open now: our channel and requests in flight.
@@ -305,6 +313,7 @@ impl Session {
             }
             Err(e) => frame::put_error(&mut out, wire_id, e.code, &e.message),
         }
+        self.responding.insert(id);
         self.write(conn, id, &out, true);
     }
 

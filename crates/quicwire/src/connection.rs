@@ -102,6 +102,8 @@ struct Shared {
     goaway_received: AtomicBool,
     next_request: AtomicU64,
     in_flight: AtomicU64,
+    /// Signalled when `in_flight` drops to zero (graceful shutdown waits on it).
+    quiet: Notify,
     last_active_ms: AtomicU64,
     closed: OnceLock<Error>,
     closed_notify: Notify,
@@ -279,6 +281,7 @@ impl Connection {
             goaway_received: AtomicBool::new(false),
             next_request: AtomicU64::new(1),
             in_flight: AtomicU64::new(0),
+            quiet: Notify::new(),
             last_active_ms: AtomicU64::new(now_ms()),
             closed: OnceLock::new(),
             closed_notify: Notify::new(),
@@ -496,6 +499,20 @@ impl Connection {
     /// Open requests (both directions).
     pub fn in_flight(&self) -> u64 {
         self.0.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no request is open on this connection (or it is closed).
+    pub async fn quiet(&self) {
+        loop {
+            let notified = self.0.quiet.notified();
+            if self.in_flight() == 0 || self.is_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closed() => return,
+            }
+        }
     }
 
     /// Closes the connection now; everything pending on it fails with ERR_CONNECTION_CLOSED.
@@ -773,7 +790,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.quiet.notify_waiters();
+        }
     }
 }
 
@@ -848,6 +867,9 @@ impl IncomingRequest {
             .await
             .map_err(|e| write_error(&e, &peer))?;
         let _ = send.finish();
+        // Stay in flight until the peer has the whole answer, so a graceful close that
+        // waits for in-flight requests never cuts an answer off.
+        let _ = send.stopped().await;
         Ok(())
     }
 }

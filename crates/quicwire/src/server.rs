@@ -193,8 +193,8 @@ impl Server {
                 conn.go_away();
             }
             let drained = async {
-                while conns.iter().any(|c| !c.is_closed() && c.in_flight() > 0) {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                for conn in &conns {
+                    conn.quiet().await;
                 }
             };
             let _ = tokio::time::timeout(timeout, drained).await;
