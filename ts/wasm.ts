@@ -233,7 +233,7 @@ export class WasmBackend implements Engine {
       reused: s.reused,
       evicted: s.evicted,
       failed: s.failed,
-      totals: totals(s.connections),
+      totals: s.totals,
       connections: s.connections.map(({ idle: _, ...c }) => c).sort((a, b) => a.peer.localeCompare(b.peer)),
     };
   }
@@ -274,7 +274,7 @@ export class WasmBackend implements Engine {
       connections: s.connections.length,
       accepted: s.accepted,
       rejected: s.rejected,
-      totals: totals(s.connections),
+      totals: s.totals,
     };
   }
 
@@ -321,6 +321,7 @@ export class WasmBackend implements Engine {
       failed: number;
       accepted: number;
       rejected: number;
+      totals: ConnectionStats;
       connections: (ConnectionStats & { idle: boolean })[];
     };
   }
@@ -451,37 +452,6 @@ export class WasmBackend implements Engine {
       this.#slots.delete(slot.id);
     }, 50).unref();
   }
-}
-
-function totals(connections: ConnectionStats[]): ConnectionStats {
-  const t: ConnectionStats = {
-    peer: '',
-    messagesOut: 0,
-    messagesIn: 0,
-    requestsOut: 0,
-    requestsIn: 0,
-    bytesOut: 0,
-    bytesIn: 0,
-    streamsOpen: 0,
-    rttMs: 0,
-    lostPackets: 0,
-    udpTx: 0,
-    udpRx: 0,
-  };
-  for (const c of connections) {
-    t.messagesOut += c.messagesOut;
-    t.messagesIn += c.messagesIn;
-    t.requestsOut += c.requestsOut;
-    t.requestsIn += c.requestsIn;
-    t.bytesOut += c.bytesOut;
-    t.bytesIn += c.bytesIn;
-    t.streamsOpen += c.streamsOpen;
-    t.rttMs = Math.max(t.rttMs, c.rttMs);
-    t.lostPackets += c.lostPackets;
-    t.udpTx += c.udpTx;
-    t.udpRx += c.udpRx;
-  }
-  return t;
 }
 
 let loading: Promise<WasmBackend> | undefined;

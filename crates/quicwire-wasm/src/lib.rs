@@ -18,7 +18,9 @@ use bytes::BytesMut;
 use quicwire_core::batch::{self, event as kind};
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
-use quicwire_core::{app_code, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig};
+use quicwire_core::{
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig,
+};
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
     ServerConfig, StreamEvent, VarInt,
@@ -335,9 +337,11 @@ impl Engine {
         self.drive();
     }
 
-    /// Pool and traffic figures as JSON: counters, and per open connection its stats.
+    /// Pool and traffic figures as JSON: counters, totals (core's `accumulate`) and per
+    /// open connection its stats.
     pub fn stats(&self) -> String {
         let c = self.pool.counters();
+        let mut totals = ConnectionStats::default();
         let mut conns = Vec::new();
         let open = self
             .connections
@@ -345,32 +349,22 @@ impl Engine {
             .filter(|c| !c.reported && c.session.is_ready());
         for conn in open {
             let q = conn.quic.stats();
-            let n = conn.session.counters;
-            conns.push(format!(
-                concat!(
-                    "{{\"peer\":{:?},\"idle\":{},\"messagesOut\":{},\"messagesIn\":{},",
-                    "\"requestsOut\":{},\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},",
-                    "\"streamsOpen\":{},\"rttMs\":{},\"lostPackets\":{},\"udpTx\":{},\"udpRx\":{}}}"
-                ),
-                conn.peer,
-                conn.session.is_idle(),
-                n.messages_out,
-                n.messages_in,
-                n.requests_out,
-                n.requests_in,
-                n.bytes_out,
-                n.bytes_in,
-                conn.session.streams_open(),
-                q.path.rtt.as_secs_f64() * 1000.0,
-                q.path.lost_packets,
-                q.udp_tx.datagrams,
-                q.udp_rx.datagrams,
-            ));
+            let s = ConnectionStats {
+                peer: conn.peer.clone(),
+                streams_open: conn.session.streams_open(),
+                rtt_ms: q.path.rtt.as_secs_f64() * 1000.0,
+                lost_packets: q.path.lost_packets,
+                udp_tx: q.udp_tx.datagrams,
+                udp_rx: q.udp_rx.datagrams,
+                ..conn.session.counters.clone()
+            };
+            totals.accumulate(&s);
+            conns.push(stats_json(&s, Some(conn.session.is_idle())));
         }
         format!(
             concat!(
                 "{{\"created\":{},\"reused\":{},\"evicted\":{},\"failed\":{},",
-                "\"accepted\":{},\"rejected\":{},\"connections\":[{}]}}"
+                "\"accepted\":{},\"rejected\":{},\"totals\":{},\"connections\":[{}]}}"
             ),
             c.created,
             c.reused,
@@ -378,6 +372,7 @@ impl Engine {
             c.failed,
             self.accepted,
             self.rejected,
+            stats_json(&totals, None),
             conns.join(",")
         )
     }
@@ -809,6 +804,31 @@ impl Engine {
             self.responders.retain(|_, (h, _, _)| *h != handle);
         }
     }
+}
+
+/// One connection's figures as a JSON object (the facade's ConnectionStats shape).
+fn stats_json(s: &ConnectionStats, idle: Option<bool>) -> String {
+    let idle = idle.map_or(String::new(), |i| format!("\"idle\":{i},"));
+    format!(
+        concat!(
+            "{{{}\"peer\":{:?},\"messagesOut\":{},\"messagesIn\":{},\"requestsOut\":{},",
+            "\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},\"streamsOpen\":{},",
+            "\"rttMs\":{},\"lostPackets\":{},\"udpTx\":{},\"udpRx\":{}}}"
+        ),
+        idle,
+        s.peer,
+        s.messages_out,
+        s.messages_in,
+        s.requests_out,
+        s.requests_in,
+        s.bytes_out,
+        s.bytes_in,
+        s.streams_open,
+        s.rtt_ms,
+        s.lost_packets,
+        s.udp_tx,
+        s.udp_rx,
+    )
 }
 
 fn push_transmit(out: &mut Transmits, datagram: &[u8], to: SocketAddr) {

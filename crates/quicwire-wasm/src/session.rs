@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
-use quicwire_core::{app_code, Encoding, Error, ErrorCode, Hello, Welcome, PROTOCOL_VERSION};
+use quicwire_core::{
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Welcome, PROTOCOL_VERSION,
+};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
 
@@ -96,18 +98,8 @@ pub(crate) struct Session {
     going_away: bool,
     goaway_sent: bool,
     pub last_active: Instant,
-    pub counters: Counters,
-}
-
-/// Traffic counters of one connection.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Counters {
-    pub messages_out: u64,
-    pub messages_in: u64,
-    pub requests_out: u64,
-    pub requests_in: u64,
-    pub bytes_out: u64,
-    pub bytes_in: u64,
+    /// Traffic counters (the path figures are filled in when stats are read).
+    pub counters: ConnectionStats,
 }
 
 impl Session {
@@ -133,7 +125,7 @@ impl Session {
             going_away: false,
             goaway_sent: false,
             last_active: Instant::now(),
-            counters: Counters::default(),
+            counters: ConnectionStats::default(),
         }
     }
 
