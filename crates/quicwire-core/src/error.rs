@@ -148,6 +148,31 @@ pub mod app_code {
     pub const SHUTDOWN: u32 = 5;
     /// The idle pool evicted the connection.
     pub const EVICTED: u32 = 6;
+
+    use super::{Error, ErrorCode};
+
+    /// The code to stop or reset a stream with when reading it failed with `e`.
+    pub fn for_stream_error(e: &Error) -> u32 {
+        if e.code == ErrorCode::MessageTooLarge {
+            MESSAGE_TOO_LARGE
+        } else {
+            PROTOCOL
+        }
+    }
+
+    /// What it means when `peer` stopped or reset a stream with `code`.
+    pub fn stream_error(code: u64, peer: &str) -> Error {
+        if code == u64::from(MESSAGE_TOO_LARGE) {
+            return Error::new(
+                ErrorCode::MessageTooLarge,
+                format!("{peer} rejected a frame over its maxMessageSize"),
+            );
+        }
+        Error::new(
+            ErrorCode::StreamReset,
+            format!("{peer} reset the stream (application code {code})"),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -488,7 +488,9 @@ impl Session {
             }
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
-                let _ = conn.recv_stream(*id).stop(VarInt::from_u32(stop_code(&e)));
+                let _ = conn
+                    .recv_stream(*id)
+                    .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
                 broken.push(*id);
             }
         }
@@ -529,7 +531,9 @@ impl Session {
                 Err(e) => {
                     // Tell the requester why, then stop reading the rest of its body.
                     done.push(*id);
-                    let _ = conn.recv_stream(*id).stop(VarInt::from_u32(stop_code(&e)));
+                    let _ = conn
+                        .recv_stream(*id)
+                        .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
                     answers.push((*id, e));
                 }
             }
@@ -676,14 +680,6 @@ fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
     }
 }
 
-fn stop_code(e: &Error) -> u32 {
-    if e.code == ErrorCode::MessageTooLarge {
-        app_code::MESSAGE_TOO_LARGE
-    } else {
-        app_code::PROTOCOL
-    }
-}
-
 /// Appends whatever `id` has buffered to `buf`; `Ok(true)` once the stream has ended.
 fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<bool, Error> {
     let mut stream = conn.recv_stream(id);
@@ -697,18 +693,7 @@ fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<
             Ok(None) => break Ok(true),
             Err(quinn_proto::ReadError::Blocked) => break Ok(false),
             Err(quinn_proto::ReadError::Reset(code)) => {
-                let code = code.into_inner();
-                break Err(if code == u64::from(app_code::MESSAGE_TOO_LARGE) {
-                    Error::new(
-                        ErrorCode::MessageTooLarge,
-                        "the peer refused a frame over its maxMessageSize",
-                    )
-                } else {
-                    Error::new(
-                        ErrorCode::StreamReset,
-                        format!("the peer reset the stream (code {code})"),
-                    )
-                });
+                break Err(app_code::stream_error(code.into_inner(), "the peer"));
             }
         }
     };

@@ -713,7 +713,7 @@ impl Connection {
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
                 tracing::debug!(peer = %self.0.peer, error = %e, "rejecting channel stream");
-                let _ = recv.stop(stop_code(&e).into());
+                let _ = recv.stop(app_code::for_stream_error(&e).into());
                 return;
             }
         }
@@ -760,7 +760,7 @@ impl Connection {
                 frame::put_error(&mut out, 0, e.code, &e.message);
                 let _ = send.write_chunk(out.freeze()).await;
                 let _ = send.finish();
-                let _ = recv.stop(stop_code(&e).into());
+                let _ = recv.stop(app_code::for_stream_error(&e).into());
             }
         }
     }
@@ -768,14 +768,6 @@ impl Connection {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn stop_code(e: &Error) -> u32 {
-    if e.code == ErrorCode::MessageTooLarge {
-        app_code::MESSAGE_TOO_LARGE
-    } else {
-        app_code::PROTOCOL
-    }
 }
 
 /// Counts an open request for `is_idle`, `in_flight` and graceful shutdown.
@@ -904,7 +896,7 @@ async fn read_frame(
 
 fn read_error(e: &quinn::ReadError, peer: &str) -> Error {
     match e {
-        quinn::ReadError::Reset(code) => reset_error(code.into_inner(), peer),
+        quinn::ReadError::Reset(code) => app_code::stream_error(code.into_inner(), peer),
         quinn::ReadError::ConnectionLost(c) => connection_error(c, peer),
         other => Error::new(ErrorCode::StreamReset, format!("stream to {peer}: {other}")),
     }
@@ -912,21 +904,8 @@ fn read_error(e: &quinn::ReadError, peer: &str) -> Error {
 
 fn write_error(e: &quinn::WriteError, peer: &str) -> Error {
     match e {
-        quinn::WriteError::Stopped(code) => reset_error(code.into_inner(), peer),
+        quinn::WriteError::Stopped(code) => app_code::stream_error(code.into_inner(), peer),
         quinn::WriteError::ConnectionLost(c) => connection_error(c, peer),
         other => Error::new(ErrorCode::StreamReset, format!("stream to {peer}: {other}")),
     }
-}
-
-fn reset_error(code: u64, peer: &str) -> Error {
-    if code == u64::from(app_code::MESSAGE_TOO_LARGE) {
-        return Error::new(
-            ErrorCode::MessageTooLarge,
-            format!("{peer} rejected a frame over its maxMessageSize"),
-        );
-    }
-    Error::new(
-        ErrorCode::StreamReset,
-        format!("{peer} reset the stream (application code {code})"),
-    )
 }
