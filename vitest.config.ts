@@ -12,18 +12,31 @@ export default defineConfig({
     reporters: process.env.CI
       ? ['default', ['json', { outputFile: 'target/vitest-report.json' }]]
       : ['default'],
-    projects: backends.map((backend) => ({
-      extends: true,
-      test: {
-        name: backend,
-        include: ['tests/**/*.test.ts'],
-        // The engine-level wasm tests drive pkg/ directly (against the native server).
-        exclude: backend === 'native' ? [] : ['tests/wasm-engine.test.ts'],
-        env: { QUICWIRE_BACKEND: backend },
-        pool: 'forks',
-        testTimeout: 30_000,
-        hookTimeout: 30_000,
+    projects: [
+      ...backends.map((backend) => ({
+        extends: true,
+        test: {
+          name: backend,
+          include: ['tests/*.test.ts'],
+          // The engine-level wasm tests drive pkg/ directly (against the native server).
+          exclude: backend === 'native' ? [] : ['tests/wasm-engine.test.ts'],
+          env: { QUICWIRE_BACKEND: backend },
+          pool: 'forks',
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      })),
+      // What users install and run (browser bundle, CLI, examples): once, on the default backend.
+      {
+        extends: true,
+        test: {
+          name: 'shipping',
+          include: ['tests/shipping/*.test.ts'],
+          pool: 'forks',
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
       },
-    })),
+    ],
   },
 });

@@ -1,11 +1,11 @@
-// Backend selection. QUICWIRE_BACKEND=native|wasm picks one; without it the native addon
-// is used and the wasm engine is the fallback when no native binary loads (after
-// `initWasm()`, since loading WebAssembly is asynchronous).
+// Backend selection. QUICWIRE_BACKEND=native|wasm (or `initWasm(input, { backend })`) picks
+// one. Without a choice the native addon is used, and the wasm engine is the fallback when
+// no native binary loads (after `initWasm()`, since loading WebAssembly is asynchronous).
 
 import type { Engine } from './engine.js';
 import { QuicwireError } from './errors.js';
 import { Hub } from './hub.js';
-import { loadNative } from './native.js';
+import { type DatagramNetwork, platform, type WasmInput } from './platform.js';
 import { loadWasm, type WasmBackend } from './wasm.js';
 
 type BackendName = 'native' | 'wasm';
@@ -17,7 +17,7 @@ let chosen: BackendName | undefined;
 
 function wanted(): BackendName | undefined {
   if (chosen) return chosen;
-  const v = process.env.QUICWIRE_BACKEND;
+  const v = platform().env('QUICWIRE_BACKEND');
   if (v === undefined || v === '') return undefined;
   if (v !== 'native' && v !== 'wasm') {
     throw new QuicwireError('ERR_INVALID_ARGUMENT', `QUICWIRE_BACKEND must be native or wasm, got ${v}`);
@@ -29,14 +29,18 @@ function loadEngine(): Engine {
   const name = wanted();
   if (name === 'wasm') {
     if (!wasm)
-      throw new QuicwireError('ERR_NOT_INITIALIZED', 'QUICWIRE_BACKEND=wasm: call `await initWasm()` first');
+      throw new QuicwireError(
+        'ERR_NOT_INITIALIZED',
+        'the wasm backend is chosen: call `await initWasm()` first',
+      );
     return wasm;
   }
   try {
-    return loadNative();
+    return platform().loadNative();
   } catch (err) {
     if (name === undefined && wasm) return wasm;
-    const hint = name === undefined ? '; `await initWasm()` enables the wasm engine as a fallback' : '';
+    const hint =
+      name === undefined ? '\n  - wasm: not loaded; `await initWasm()` enables it as the fallback' : '';
     throw new QuicwireError('ERR_BACKEND_UNAVAILABLE', `${(err as Error).message}${hint}`, { cause: err });
   }
 }
@@ -52,16 +56,20 @@ export function backend(): BackendName {
   return getHub().engine.name;
 }
 
+export interface InitWasmOptions {
+  /** Pick a backend; wins over QUICWIRE_BACKEND. */
+  backend?: BackendName;
+  /** Where the wasm engine's datagrams go (default: UDP in Node, a MemoryNetwork in browsers). */
+  network?: DatagramNetwork;
+}
+
 /**
  * Loads the wasm engine when it is (or may become) the backend: always with
- * QUICWIRE_BACKEND=wasm or `{ backend: 'wasm' }` (which wins over the variable), as the fallback when the native addon does not load, and not at
- * all when native is in use. Idempotent; concurrent calls share one load. `input` is where
- * the .wasm is: a path, URL, bytes or a compiled WebAssembly.Module (for bundlers).
+ * QUICWIRE_BACKEND=wasm or `{ backend: 'wasm' }`, as the fallback when the native addon does
+ * not load, and not at all when native is in use. Idempotent; concurrent calls share one
+ * load. `input` is where the .wasm is: a path, URL, bytes or a compiled WebAssembly.Module.
  */
-export async function initWasm(
-  input?: string | URL | BufferSource | WebAssembly.Module,
-  options: { backend?: BackendName } = {},
-): Promise<void> {
+export async function initWasm(input?: WasmInput, options: InitWasmOptions = {}): Promise<void> {
   const pick = options.backend;
   if (pick !== undefined) {
     if (pick !== 'native' && pick !== 'wasm') {
@@ -74,13 +82,23 @@ export async function initWasm(
   }
   const name = wanted();
   if (name === 'native') return;
+  let nativeError: unknown;
   if (name === undefined) {
     try {
-      loadNative();
+      platform().loadNative();
       return;
-    } catch {
-      // No native addon: the wasm engine will serve.
+    } catch (err) {
+      nativeError = err; // No native addon: the wasm engine will serve.
     }
   }
-  wasm ??= await loadWasm(input);
+  try {
+    wasm ??= await loadWasm(input, options.network);
+  } catch (err) {
+    if (nativeError === undefined) throw err;
+    throw new QuicwireError(
+      'ERR_BACKEND_UNAVAILABLE',
+      `${(nativeError as Error).message}\n  - wasm: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 }

@@ -5,6 +5,7 @@ import { Connection, type Owner } from './connection.js';
 import type { Engine, EventBatch } from './engine.js';
 import { EVENT_WORDS, Event, Op } from './engine.js';
 import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
+import { soon } from './platform.js';
 import type { Encoding } from './types.js';
 
 /** What to tell when an op of the current batch is done. */
@@ -35,6 +36,7 @@ export class Hub {
   readonly #requests = new Map<number, PendingRequest>();
   #nextRequest = 1;
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #holds = 0;
 
   constructor(engine: Engine) {
     this.engine = engine;
@@ -83,7 +85,7 @@ export class Hub {
     this.#results.push(result);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(() => this.flush());
+      soon(() => this.flush());
     }
   }
 
@@ -200,9 +202,22 @@ export class Hub {
     return new QuicwireError(code, text.decode(body));
   }
 
+  /** Keeps the process alive while `work` is in flight (a handshake has no connection yet). */
+  async hold<T>(work: Promise<T>): Promise<T> {
+    this.#holds++;
+    this.#updateKeepAlive();
+    try {
+      return await work;
+    } finally {
+      this.#holds--;
+      this.#updateKeepAlive();
+    }
+  }
+
   /** Open servers and connections keep the process alive, as sockets do. */
   #updateKeepAlive(): void {
-    const busy = this.#owners.size > 0 && (this.#connections.size > 0 || this.#hasServer());
+    const busy =
+      this.#holds > 0 || (this.#owners.size > 0 && (this.#connections.size > 0 || this.#hasServer()));
     if (busy && !this.#keepAlive) {
       this.#keepAlive = setInterval(noop, 1 << 30);
     } else if (!busy && this.#keepAlive) {

@@ -3,6 +3,7 @@
 
 import type { EngineTransportOptions } from './engine.js';
 import { invalidArgument } from './errors.js';
+import { platform } from './platform.js';
 import type { Encoding, LimitOptions } from './types.js';
 
 const ENCODINGS: readonly Encoding[] = ['msgpack', 'json', 'raw'];
@@ -80,7 +81,5 @@ let warnedInsecure = false;
 export function warnInsecure(): void {
   if (warnedInsecure) return;
   warnedInsecure = true;
-  process.emitWarning('quicwire: insecure: true, server certificates are NOT verified', {
-    code: 'QUICWIRE_INSECURE',
-  });
+  platform().warn('quicwire: insecure: true, server certificates are NOT verified', 'QUICWIRE_INSECURE');
 }

@@ -72,7 +72,7 @@ export class QuicTransport extends Endpoint {
     checkInteger('port', port, 0xffff_ffff);
     let info: Awaited<ReturnType<Hub['engine']['connect']>>;
     try {
-      info = await this.#hub.engine.connect(this.#handle, host, port);
+      info = await this.#hub.hold(this.#hub.engine.connect(this.#handle, host, port));
     } catch (err) {
       throw fromEngine(err);
     }

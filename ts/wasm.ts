@@ -1,11 +1,8 @@
 // The wasm backend: the engine from pkg/ (quinn-proto + quicwire-core in WebAssembly),
-// driven over node:dgram. Every datagram received in a tick enters wasm in one call, all
-// transmits come back in one call, and one timer follows the engine's next deadline.
+// driven over the platform's datagram network (UDP in Node, memory in a browser). Every
+// datagram received in a tick enters wasm in one call, all transmits come back in one call,
+// and one timer follows the engine's next deadline.
 
-import { createSocket, type Socket } from 'node:dgram';
-import { lookup } from 'node:dns/promises';
-import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import type * as Wasm from '../pkg/quicwire_wasm.js';
 import type {
   ConnectionInfo,
@@ -19,6 +16,15 @@ import type {
 } from './engine.js';
 import { EVENT_WORDS, Event, OP_WORDS } from './engine.js';
 import { fromEngine, QuicwireError } from './errors.js';
+import {
+  type DatagramNetwork,
+  type DatagramSocket,
+  ipFamily,
+  platform,
+  soon,
+  unref,
+  type WasmInput,
+} from './platform.js';
 import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
 
 type WasmModule = typeof Wasm;
@@ -40,12 +46,6 @@ function limits(t: EngineTransportOptions): Float64Array {
   ]);
 }
 
-function splitAddr(addr: string): [string, number] {
-  const i = addr.lastIndexOf(':');
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
-  return [host, Number(addr.slice(i + 1))];
-}
-
 interface Waiter {
   resolve(info: ConnectionInfo): void;
   reject(err: QuicwireError): void;
@@ -53,7 +53,9 @@ interface Waiter {
 
 /** One wasm engine (a client or a server) with its sockets and timer. */
 class Slot {
-  readonly sockets: { 4?: Socket; 6?: Socket } = {};
+  /** One socket per address family, bound on first use. */
+  readonly sockets: { 4?: Promise<DatagramSocket>; 6?: Promise<DatagramSocket> } = {};
+  readonly bound: { 4?: DatagramSocket; 6?: DatagramSocket } = {};
   timer: ReturnType<typeof setTimeout> | undefined;
   readonly inbox: { chunks: Uint8Array[]; lens: number[]; addrs: string[] } = {
     chunks: [],
@@ -76,6 +78,7 @@ class Slot {
 export class WasmBackend implements Engine {
   readonly name = 'wasm' as const;
   readonly #wasm: WasmModule;
+  readonly #network: DatagramNetwork;
   readonly #slots = new Map<number, Slot>();
   #nextSlot = 1;
   #notify: () => void = () => {};
@@ -84,8 +87,9 @@ export class WasmBackend implements Engine {
   #dataLen = 0;
   #notifyScheduled = false;
 
-  constructor(wasm: WasmModule) {
+  constructor(wasm: WasmModule, network: DatagramNetwork) {
     this.#wasm = wasm;
+    this.#network = network;
   }
 
   errorCodes(): string[] {
@@ -117,7 +121,7 @@ export class WasmBackend implements Engine {
     this.#dataLen += body.length;
     if (!this.#notifyScheduled) {
       this.#notifyScheduled = true;
-      setImmediate(() => {
+      soon(() => {
         this.#notifyScheduled = false;
         this.#notify();
       });
@@ -192,18 +196,8 @@ export class WasmBackend implements Engine {
     const slot = this.#slot(client);
     // The pool's rules first: a bad host fails before any DNS lookup.
     this.#call(() => this.#wasm.poolKey(host, port));
-    let address = host.replace(/^\[|\]$/g, '');
-    let family = isIP(address);
-    if (family === 0) {
-      try {
-        const found = await lookup(host);
-        address = found.address;
-        family = found.family;
-      } catch (err) {
-        throw new QuicwireError('ERR_IO', `cannot resolve ${host}: ${String(err)}`, { cause: err });
-      }
-    }
-    await this.#socket(slot, family === 6 ? 6 : 4);
+    const { address, family } = await this.#network.resolve(host);
+    await this.#socket(slot, family);
     const addr = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
     const local = this.#call(() => slot.engine.connect(host, port, addr));
     this.#step(slot);
@@ -247,7 +241,7 @@ export class WasmBackend implements Engine {
   }
 
   async listen(options: EngineServerOptions): Promise<ServerInfo> {
-    const family = isIP(options.host);
+    const family = ipFamily(options.host);
     if (family === 0) {
       throw new QuicwireError(
         'ERR_INVALID_ARGUMENT',
@@ -264,8 +258,8 @@ export class WasmBackend implements Engine {
       this.#wasm.Engine.server(options.cert, options.key, options.encodings, limits(options.transport)),
     );
     const slot = this.#add(engine);
-    const socket = await this.#socket(slot, family === 6 ? 6 : 4, options.host, options.port);
-    return { id: slot.id * SLOT, host: options.host, port: socket.address().port };
+    const socket = await this.#socket(slot, family, options.host, options.port);
+    return { id: slot.id * SLOT, host: options.host, port: socket.port };
   }
 
   serverStats(server: number): ServerStats {
@@ -326,37 +320,23 @@ export class WasmBackend implements Engine {
     };
   }
 
-  /** The slot's UDP socket for an address family, bound on first use. */
-  async #socket(slot: Slot, family: 4 | 6, host?: string, port = 0): Promise<Socket> {
-    const existing = slot.sockets[family];
-    if (existing) return existing;
-    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
-    slot.sockets[family] = socket;
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', (err) =>
-        reject(
-          new QuicwireError('ERR_IO', `cannot bind UDP ${host ?? 'any'}:${port}: ${err.message}`, {
-            cause: err,
-          }),
-        ),
-      );
-      socket.bind(port, host ?? (family === 6 ? '::' : '0.0.0.0'), () => resolve());
-    });
-    socket.on('error', () => {});
-    socket.on('message', (msg, from) => {
-      slot.inbox.chunks.push(msg);
-      slot.inbox.lens.push(msg.length);
-      slot.inbox.addrs.push(
-        from.family === 'IPv6' ? `[${from.address}]:${from.port}` : `${from.address}:${from.port}`,
-      );
-      if (!slot.receiving) {
-        slot.receiving = true;
-        setImmediate(() => this.#receive(slot));
-      }
-    });
-    // Open connections keep the process alive through the hub, not through sockets.
-    socket.unref();
-    return socket;
+  /** The slot's socket for an address family, bound on first use. */
+  #socket(slot: Slot, family: 4 | 6, host?: string, port = 0): Promise<DatagramSocket> {
+    slot.sockets[family] ??= this.#network
+      .bind(family, host, port, (data, from) => {
+        slot.inbox.chunks.push(data);
+        slot.inbox.lens.push(data.length);
+        slot.inbox.addrs.push(from);
+        if (!slot.receiving) {
+          slot.receiving = true;
+          soon(() => this.#receive(slot));
+        }
+      })
+      .then((socket) => {
+        slot.bound[family] = socket;
+        return socket;
+      });
+    return slot.sockets[family];
   }
 
   /** Everything received since the last tick, in one call. */
@@ -365,7 +345,7 @@ export class WasmBackend implements Engine {
     if (slot.closed) return;
     const { chunks, lens, addrs } = slot.inbox;
     if (lens.length === 0) return;
-    const data = Buffer.concat(chunks);
+    const data = concat(chunks, lens);
     slot.inbox.chunks = [];
     slot.inbox.lens = [];
     slot.inbox.addrs = [];
@@ -383,9 +363,8 @@ export class WasmBackend implements Engine {
     let offset = 0;
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i] as number;
-      const [host, port] = splitAddr(addrs[i] as string);
-      const socket = slot.sockets[isIP(host) === 6 ? 6 : 4];
-      socket?.send(data.subarray(offset, offset + len), port, host);
+      const to = addrs[i] as string;
+      slot.bound[to.startsWith('[') ? 6 : 4]?.send(data.subarray(offset, offset + len), to);
       offset += len;
     }
     this.#events(slot);
@@ -397,7 +376,7 @@ export class WasmBackend implements Engine {
         slot.engine.onTimeout();
         this.#step(slot);
       }, ms);
-      slot.timer.unref();
+      unref(slot.timer);
     }
     if (slot.drained && slot.engine.serving() === 0) {
       const done = slot.drained;
@@ -446,29 +425,35 @@ export class WasmBackend implements Engine {
     slot.closed = true;
     clearTimeout(slot.timer);
     // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
-    setTimeout(() => {
-      slot.sockets[4]?.close();
-      slot.sockets[6]?.close();
-      this.#slots.delete(slot.id);
-    }, 50).unref();
+    unref(
+      setTimeout(() => {
+        slot.bound[4]?.close();
+        slot.bound[6]?.close();
+        this.#slots.delete(slot.id);
+      }, 50),
+    );
   }
+}
+
+function concat(chunks: Uint8Array[], lens: number[]): Uint8Array {
+  const out = new Uint8Array(lens.reduce((a, b) => a + b, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 let loading: Promise<WasmBackend> | undefined;
 
-/** Loads pkg/ once: from `input` (path, URL, bytes or WebAssembly.Module) or its default place. */
-export function loadWasm(input?: string | URL | BufferSource | WebAssembly.Module): Promise<WasmBackend> {
+/** Loads pkg/ once, from `input` (path, URL, bytes or WebAssembly.Module) or its default place. */
+export function loadWasm(input?: WasmInput, network?: DatagramNetwork): Promise<WasmBackend> {
   loading ??= (async () => {
     try {
       const wasm = (await import('../pkg/quicwire_wasm.js')) as WasmModule;
-      let source: BufferSource | WebAssembly.Module;
-      if (input instanceof WebAssembly.Module || ArrayBuffer.isView(input) || input instanceof ArrayBuffer) {
-        source = input;
-      } else {
-        source = await readFile(input ?? new URL('../pkg/quicwire_wasm_bg.wasm', import.meta.url));
-      }
-      await wasm.default({ module_or_path: source });
-      return new WasmBackend(wasm);
+      await wasm.default({ module_or_path: await platform().wasmSource(input) });
+      return new WasmBackend(wasm, network ?? platform().network);
     } catch (err) {
       loading = undefined;
       throw new QuicwireError('ERR_BACKEND_UNAVAILABLE', `the wasm engine did not load: ${String(err)}`, {

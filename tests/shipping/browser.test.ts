@@ -1,0 +1,101 @@
+// The browser bundle in headless Chromium: the page loads dist/browser/quicwire.js, runs
+// initWasm, and two wasm engines complete a QUIC handshake and exchange messages in memory.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { extname, join, normalize } from 'node:path';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = new URL('../..', import.meta.url).pathname;
+const CHROMIUM = process.env.QUICWIRE_CHROMIUM ?? '/usr/bin/chromium';
+// .ci/run installs Chromium and sets QUICWIRE_REQUIRE_CHROMIUM=1, so there it cannot skip.
+const haveChromium = existsSync(CHROMIUM) || process.env.QUICWIRE_REQUIRE_CHROMIUM === '1';
+if (!haveChromium)
+  console.warn(`browser bundle test skipped: no Chromium at ${CHROMIUM} (set QUICWIRE_CHROMIUM)`);
+const TYPES: Record<string, string> = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.map': 'application/json',
+};
+
+let server: Server;
+let base: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  if (!existsSync(join(root, 'dist/browser/quicwire.js'))) {
+    throw new Error('dist/browser/quicwire.js is missing: run `npm run build` first');
+  }
+  // Static files from examples/, dist/ and pkg/ only, on loopback.
+  server = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    const file = join(root, path.endsWith('/') ? `${path}index.html` : path);
+    if (!/^\/(examples|dist|pkg)\//.test(path) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function runPage(query: string) {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  await page.goto(`${base}/examples/browser/${query}`);
+  const result = await page.evaluate(
+    () => (window as unknown as { quicwireResult: Promise<unknown> }).quicwireResult,
+  );
+  const log = await page.locator('#log').textContent();
+  await page.close();
+  return { result: result as Record<string, unknown>, errors, log };
+}
+
+describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
+  it('loads the .wasm beside the bundle and runs a handshake and an exchange in the page', async () => {
+    const { result, errors, log } = await runPage('');
+    expect(errors).toEqual([]);
+    expect(result.error).toBeUndefined();
+    expect(result).toMatchObject({
+      backend: 'wasm',
+      delivered: 1000,
+      inOrder: true,
+      reply: { echo: { hello: 'from the page' }, at: 'server' },
+      created: 1,
+    });
+    expect(result.rttMs).toBeGreaterThanOrEqual(0);
+    expect(log).toContain('1000 messages delivered');
+  });
+
+  it('takes the .wasm URL passed to initWasm explicitly', async () => {
+    // pkg/'s copy, not the one beside the bundle; a URL with nothing behind it must then fail.
+    const { result } = await runPage('?wasm=/pkg/quicwire_wasm_bg.wasm');
+    expect(result).toMatchObject({ backend: 'wasm', delivered: 1000 });
+    const missing = await runPage('?wasm=/dist/browser/nothing-here.wasm');
+    expect(String(missing.result.error)).toMatch(/^ERR_BACKEND_UNAVAILABLE .*wasm/);
+  });
+});

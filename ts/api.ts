@@ -1,0 +1,30 @@
+// The public API, the same in every runtime; ts/index.ts (Node) and ts/browser.ts add the
+// platform underneath it.
+
+export { backend, type InitWasmOptions, initWasm } from './backend.js';
+export type { MessageHandler, RequestHandler } from './connection.js';
+export { Connection } from './connection.js';
+export { type ErrorCode, QuicwireError } from './errors.js';
+export { MemoryNetwork } from './memory.js';
+export type { DatagramNetwork, DatagramSocket } from './platform.js';
+export type { ConnectionHandler, DisconnectHandler } from './server.js';
+export { QuicServer } from './server.js';
+export type { Target } from './transport.js';
+export { QuicTransport } from './transport.js';
+export type * from './types.js';
+
+import { getHub } from './backend.js';
+import { fromEngine } from './errors.js';
+import type { DevCert } from './types.js';
+
+/** A self-signed certificate for local development: use `cert` as the server's cert and the clients' `ca`. */
+export function generateDevCert(names: string[] = ['localhost', '127.0.0.1', '::1']): DevCert {
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
+    throw fromEngine(new Error('ERR_INVALID_ARGUMENT: names must be an array of strings'));
+  }
+  try {
+    return getHub().engine.generateDevCert(names);
+  } catch (err) {
+    throw fromEngine(err);
+  }
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env node
+// The `quicwire` command: serve, send, request, bench and cert, over the public API.
+// Exit codes: 0 done, 1 the operation failed (network, TLS, timeout), 2 bad usage.
+
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import { backend, generateDevCert, initWasm, QuicServer, QuicTransport, QuicwireError } from './index.js';
+
+const HELP = `quicwire: QUIC message transport (TLS 1.3, one stream per request, pooled connections)
+
+Usage:
+  quicwire serve [--host H] [--port P] (--dev-cert | --cert FILE --key FILE) [--quiet]
+      Listen; print each message received as a JSON line; answer requests with their body.
+  quicwire send <host:port> <json> [--count N] [--ca FILE | --insecure]
+      Send a message; exits once the server has it.
+  quicwire request <host:port> <json> [--timeout MS] [--ca FILE | --insecure]
+      Send a request and print the reply as JSON.
+  quicwire bench <host:port> [--streams N] [--duration S] [--size BYTES] [--ca FILE | --insecure]
+      N requests in flight for S seconds against a \`quicwire serve\`; prints a summary table.
+  quicwire cert --out DIR [--name NAME]...
+      Write a self-signed certificate (cert.pem, key.pem) for local development.
+
+Options:
+  --backend native|wasm   the engine (default: the native addon, else wasm)
+  -h, --help              this text
+  -v, --version           the version
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+
+Example:
+  quicwire serve --port 4433 --dev-cert        # prints the certificate path for --ca
+  quicwire request 127.0.0.1:4433 '{"hello":"world"}' --ca /tmp/quicwire-.../cert.pem`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'dev-cert': { type: 'boolean' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  quiet: { type: 'boolean' },
+  ca: { type: 'string' },
+  insecure: { type: 'boolean' },
+  count: { type: 'string' },
+  timeout: { type: 'string' },
+  streams: { type: 'string' },
+  duration: { type: 'string' },
+  size: { type: 'string' },
+  out: { type: 'string' },
+  name: { type: 'string', multiple: true },
+  backend: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+type Flags = ReturnType<typeof parse>['values'];
+
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function integer(name: string, value: string | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer >= ${min}, got ${value}`);
+  return n;
+}
+
+function target(value: string | undefined): { host: string; port: number } {
+  if (!value) throw new UsageError('missing <host:port>, e.g. 127.0.0.1:4433');
+  const i = value.lastIndexOf(':');
+  const host = value.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(value.slice(i + 1));
+  if (i <= 0 || !host || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError(`expected <host:port> such as 127.0.0.1:4433 or [::1]:4433, got ${value}`);
+  }
+  return { host, port };
+}
+
+function json(value: string | undefined): unknown {
+  if (value === undefined) throw new UsageError(`missing <json>, e.g. '{"hello":"world"}'`);
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new UsageError(
+      `<json> is not valid JSON (${(err as Error).message}); quote it for your shell: '{"hello":"world"}'`,
+    );
+  }
+}
+
+function readPem(flag: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--${flag} ${path}: ${(err as Error).message}`);
+  }
+}
+
+function client(flags: Flags): QuicTransport {
+  if (flags.insecure && flags.ca) throw new UsageError('use --ca or --insecure, not both');
+  return new QuicTransport({
+    ...(flags.ca ? { ca: readPem('ca', flags.ca) } : {}),
+    ...(flags.insecure ? { insecure: true } : {}),
+  });
+}
+
+async function serve(flags: Flags): Promise<number> {
+  let cert: string;
+  let key: string;
+  if (flags['dev-cert']) {
+    if (flags.cert || flags.key) throw new UsageError('use --dev-cert or --cert/--key, not both');
+    ({ cert, key } = generateDevCert(['localhost', '127.0.0.1', '::1']));
+    const dir = mkdtempSync(join(tmpdir(), 'quicwire-'));
+    writeFileSync(join(dir, 'cert.pem'), cert);
+    console.error(`dev certificate: ${join(dir, 'cert.pem')} (pass it to clients as --ca)`);
+  } else if (flags.cert && flags.key) {
+    cert = readPem('cert', flags.cert);
+    key = readPem('key', flags.key);
+  } else {
+    throw new UsageError(
+      'serve needs a certificate: --dev-cert, or --cert FILE --key FILE (see `quicwire cert`)',
+    );
+  }
+  const server = await QuicServer.listen({
+    host: flags.host ?? '127.0.0.1',
+    port: integer('port', flags.port, 4433, 0),
+    cert,
+    key,
+  });
+  let messages = 0;
+  let requests = 0;
+  server.onMessage((message, peer) => {
+    messages++;
+    if (!flags.quiet) console.log(JSON.stringify({ from: peer.peer, message }));
+  });
+  server.onRequest((message) => {
+    requests++;
+    return message;
+  });
+  console.error(
+    `listening on ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port} (${backend()} engine); Ctrl-C stops`,
+  );
+  await new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+  await server.close({ graceful: true });
+  // Counted here: the server's stats cover the connections open now, not the ones gone.
+  console.error(`closed after ${messages} messages and ${requests} requests`);
+  return 0;
+}
+
+async function send(flags: Flags, args: string[]): Promise<number> {
+  const { host, port } = target(args[0]);
+  const message = json(args[1]);
+  const count = integer('count', flags.count, 1);
+  const t = client(flags);
+  try {
+    const conn = await t.connect(host, port);
+    await t.sendBatch(
+      conn,
+      Array.from({ length: count }, () => message),
+    );
+    console.error(`delivered ${count} message${count === 1 ? '' : 's'} to ${host}:${port}`);
+  } finally {
+    await t.close();
+  }
+  return 0;
+}
+
+async function request(flags: Flags, args: string[]): Promise<number> {
+  const { host, port } = target(args[0]);
+  const message = json(args[1]);
+  const timeoutMs = integer('timeout', flags.timeout, 10_000);
+  const t = client(flags);
+  try {
+    const reply = await t.request(`${host.includes(':') ? `[${host}]` : host}:${port}`, message, {
+      timeoutMs,
+    });
+    console.log(JSON.stringify(reply));
+  } finally {
+    await t.close();
+  }
+  return 0;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0
+    ? 0
+    : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number);
+}
+
+async function bench(flags: Flags, args: string[]): Promise<number> {
+  const { host, port } = target(args[0]);
+  const streams = integer('streams', flags.streams, 32);
+  const seconds = integer('duration', flags.duration, 10);
+  const size = integer('size', flags.size, 1024, 0);
+  const payload = new Uint8Array(size).fill(7);
+  const t = client(flags);
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: unknown;
+  try {
+    const conn = await t.connect(host, port);
+    const started = performance.now();
+    const end = started + seconds * 1000;
+    const bar = new SingleBar({
+      format: 'bench [{bar}] {value}s/{total}s | {requests} requests | {rate} req/s | p50 {p50} ms',
+      hideCursor: true,
+      // A live line on a terminal; one line per second otherwise (CI logs, pipes).
+      noTTYOutput: true,
+      notTTYSchedule: 1000,
+    });
+    bar.start(seconds, 0, { requests: 0, rate: 0, p50: 0 });
+    const progress = setInterval(() => {
+      const elapsed = (performance.now() - started) / 1000;
+      const recent = latencies.slice(-2000).sort((a, b) => a - b);
+      bar.update(Math.min(seconds, Math.floor(elapsed)), {
+        requests: latencies.length,
+        rate: Math.round(latencies.length / elapsed),
+        p50: percentile(recent, 0.5).toFixed(2),
+      });
+    }, 250);
+    await Promise.all(
+      Array.from({ length: streams }, async () => {
+        while (performance.now() < end) {
+          const t0 = performance.now();
+          try {
+            await conn.request(payload);
+            latencies.push(performance.now() - t0);
+          } catch (err) {
+            errors++;
+            firstError ??= err;
+            if (!conn.isOpen) return;
+          }
+        }
+      }),
+    );
+    clearInterval(progress);
+    bar.update(seconds);
+    bar.stop();
+    const elapsed = (performance.now() - started) / 1000;
+    const sorted = latencies.sort((a, b) => a - b);
+    const rows: [string, string][] = [
+      ['backend', backend()],
+      ['streams in flight', String(streams)],
+      ['payload', `${size} B`],
+      ['requests', String(sorted.length)],
+      ['requests/s', (sorted.length / elapsed).toFixed(0)],
+      ['MB/s (both ways)', ((2 * sorted.length * size) / elapsed / 1e6).toFixed(2)],
+      ['p50 ms', percentile(sorted, 0.5).toFixed(3)],
+      ['p99 ms', percentile(sorted, 0.99).toFixed(3)],
+      ['max ms', (sorted.at(-1) ?? 0).toFixed(3)],
+      ['errors', String(errors)],
+    ];
+    const width = Math.max(...rows.map(([k]) => k.length));
+    for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+  } finally {
+    await t.close();
+  }
+  if (errors > 0) throw firstError;
+  return 0;
+}
+
+function cert(flags: Flags): number {
+  if (!flags.out) throw new UsageError('cert needs --out DIR');
+  const names = flags.name ?? ['localhost', '127.0.0.1', '::1'];
+  const dev = generateDevCert(names);
+  const dir = resolve(flags.out);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'cert.pem'), dev.cert);
+  writeFileSync(join(dir, 'key.pem'), dev.key, { mode: 0o600 });
+  console.log(`wrote ${join(dir, 'cert.pem')} and ${join(dir, 'key.pem')} for ${names.join(', ')}`);
+  console.log(`serve with: quicwire serve --cert ${join(dir, 'cert.pem')} --key ${join(dir, 'key.pem')}`);
+  console.log(`trust with: --ca ${join(dir, 'cert.pem')}`);
+  return 0;
+}
+
+/** What to do about an error, beyond its message. */
+function advice(err: QuicwireError): string {
+  switch (err.code) {
+    case 'ERR_TLS':
+      return "the server's certificate was not trusted: pass --ca with its certificate (`quicwire serve --dev-cert` prints the path), or --insecure to skip the check while testing";
+    case 'ERR_CONNECT_TIMEOUT':
+    case 'ERR_CONNECTION_CLOSED':
+      return 'is `quicwire serve` running at that address and port? QUIC is UDP: check firewalls for UDP too';
+    case 'ERR_BACKEND_UNAVAILABLE':
+      return 'reinstall quicwire for this platform, or pass --backend wasm';
+    default:
+      return '';
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values: flags, positionals } = parse(argv);
+  if (flags.version) {
+    const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+    console.log(pkg.version);
+    return 0;
+  }
+  const [command, ...args] = positionals;
+  if (flags.help || command === undefined || command === 'help') {
+    console.log(HELP);
+    return command === undefined && !flags.help ? 2 : 0;
+  }
+  if (flags.backend !== undefined && flags.backend !== 'native' && flags.backend !== 'wasm') {
+    throw new UsageError(`--backend must be native or wasm, got ${flags.backend}`);
+  }
+  await initWasm(undefined, flags.backend ? { backend: flags.backend } : {});
+  switch (command) {
+    case 'serve':
+      return serve(flags);
+    case 'send':
+      return send(flags, args);
+    case 'request':
+      return request(flags, args);
+    case 'bench':
+      return bench(flags, args);
+    case 'cert':
+      return cert(flags);
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+/** Exits once stdout and stderr are flushed: writes to pipes are asynchronous in Node. */
+function exit(code: number): void {
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`quicwire: ${err.message}\nRun \`quicwire --help\` for usage.`);
+      return exit(2);
+    }
+    if (err instanceof QuicwireError) {
+      const hint = advice(err);
+      console.error(`quicwire: ${err.code}: ${err.message}${hint ? `\n  ${hint}` : ''}`);
+    } else {
+      console.error(`quicwire: ${String(err)}`);
+    }
+    exit(1);
+  },
+);

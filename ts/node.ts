@@ -1,0 +1,67 @@
+// The Node.js platform (also Deno and Bun through their node: modules): UDP sockets from
+// node:dgram, the napi addon (ts/native.ts), the .wasm read from disk.
+
+import { createSocket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
+import { QuicwireError } from './errors.js';
+import { loadNative } from './native.js';
+import type { DatagramNetwork, DatagramSocket, Platform, WasmInput } from './platform.js';
+
+const udp: DatagramNetwork = {
+  async resolve(host) {
+    try {
+      const found = await lookup(host);
+      return { address: found.address, family: found.family === 6 ? 6 : 4 };
+    } catch (err) {
+      throw new QuicwireError('ERR_IO', `cannot resolve ${host}: ${String(err)}`, { cause: err });
+    }
+  },
+
+  async bind(family, host, port, receive): Promise<DatagramSocket> {
+    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) =>
+        reject(
+          new QuicwireError('ERR_IO', `cannot bind UDP ${host ?? 'any'}:${port}: ${err.message}`, {
+            cause: err,
+          }),
+        ),
+      );
+      socket.bind(port, host ?? (family === 6 ? '::' : '0.0.0.0'), () => resolve());
+    });
+    // A send error (say, ICMP unreachable) is QUIC's to handle through loss and timeouts.
+    socket.on('error', () => {});
+    socket.on('message', (msg, from) => {
+      receive(
+        msg,
+        from.family === 'IPv6' ? `[${from.address}]:${from.port}` : `${from.address}:${from.port}`,
+      );
+    });
+    // Open connections keep the process alive through the hub, not through sockets.
+    socket.unref();
+    return {
+      port: socket.address().port,
+      send(data, to) {
+        const i = to.lastIndexOf(':');
+        socket.send(data, Number(to.slice(i + 1)), to.slice(0, i).replace(/^\[|\]$/g, ''));
+      },
+      close() {
+        socket.close();
+      },
+    };
+  },
+};
+
+export const nodePlatform: Platform = {
+  loadNative,
+  network: udp,
+  async wasmSource(input: WasmInput | undefined) {
+    if (input instanceof WebAssembly.Module || ArrayBuffer.isView(input) || input instanceof ArrayBuffer) {
+      return input;
+    }
+    return readFile(input ?? new URL('../pkg/quicwire_wasm_bg.wasm', import.meta.url));
+  },
+  env: (name) => process.env[name],
+  warn: (message, code) => process.emitWarning(message, { code }),
+};
