@@ -1,0 +1,89 @@
+// quicwire itself, with the raw-bytes encoding: messages on the connection's channel stream,
+// each request on its own stream, bulk as 64 KiB messages (send resolves on delivery).
+import { initWasm, QuicServer, QuicTransport } from '../../ts/index.js';
+import { readU64, u64 } from '../framing.js';
+import type { BenchClient, Transport } from '../types.js';
+
+/** A one-byte request body asks the server for its counters. */
+const COUNT = Uint8Array.of(0xc0);
+
+export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack' = 'raw'): Transport {
+  const suffix = encoding === 'raw' ? '' : ` ${encoding}`;
+  return {
+    name: `quicwire-${backend}${suffix}`,
+    describe: `quicwire ${backend} engine (quinn${backend === 'wasm' ? '-proto in WebAssembly' : ' via napi-rs'}), ${encoding} bodies`,
+    async listen(tls) {
+      await initWasm(undefined, { backend });
+      const server = await QuicServer.listen({
+        host: '127.0.0.1',
+        port: 0,
+        cert: tls.cert,
+        key: tls.key,
+        maxMessageSize: 1 << 20,
+        maxConcurrentStreams: 1000,
+      });
+      let messages = 0;
+      server.onMessage(() => {
+        messages++;
+      });
+      server.onRequest((body) => {
+        const b = body as Uint8Array;
+        return b.length === 1 && b[0] === 0xc0 ? u64(messages) : body;
+      });
+      return { port: server.port, close: () => server.close({ graceful: false }) };
+    },
+    async connect(port, tls): Promise<BenchClient> {
+      await initWasm(undefined, { backend });
+      const t = new QuicTransport({ ca: tls.cert, encoding, maxMessageSize: 1 << 20 });
+      const conn = await t.connect('127.0.0.1', port);
+      // Messages sent in the same tick go out as one sendBatch (one promise, resolved on
+      // delivery of all); a window of undelivered messages bounds memory.
+      const WINDOW = 65_536;
+      let batch: Uint8Array[] = [];
+      let inFlight = 0;
+      let wake: (() => void) | undefined;
+      const settled = (n: number) => () => {
+        inFlight -= n;
+        if (wake && inFlight < WINDOW / 2) {
+          wake();
+          wake = undefined;
+        }
+      };
+      const ship = () => {
+        const messages = batch;
+        batch = [];
+        conn.sendBatch(messages).then(settled(messages.length), settled(messages.length));
+      };
+      return {
+        send(payload) {
+          if (batch.length === 0) setImmediate(ship);
+          batch.push(payload);
+          inFlight++;
+          if (inFlight < WINDOW) return undefined;
+          return new Promise<void>((r) => {
+            wake = r;
+          });
+        },
+        async flush() {
+          while (inFlight > 0) {
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+          }
+        },
+        request: (payload) => conn.request(payload) as Promise<Uint8Array>,
+        async bulk(chunk, count) {
+          // Delivery of the last chunk means every one before it was delivered (one ordered stream).
+          const pending: Promise<void>[] = [];
+          for (let i = 0; i < count; i++) {
+            pending.push(conn.send(chunk));
+            if (pending.length >= 128) await pending.shift();
+          }
+          await Promise.all(pending);
+        },
+        received: async () => readU64((await conn.request(COUNT)) as Uint8Array),
+        close: () => t.close(),
+      };
+    },
+  };
+}

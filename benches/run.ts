@@ -1,0 +1,241 @@
+// `npm run bench`: every transport through every scenario, server and client each in their
+// own process on 127.0.0.1, 3 runs each, medians kept. Writes benches/results/latest.json and
+// one SVG chart per scenario under docs/, and prints the table with the target ratios.
+//
+//   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b]
+//
+// --quick runs every scenario for a moment (CI: the harness must not rot) and writes
+// benches/results/quick.json instead.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import { generateDevCert } from '../ts/index.js';
+import { barChart } from './chart.js';
+import type { Figures } from './scenarios.js';
+import { transports } from './transports.js';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    only: { type: 'string' },
+    scenarios: { type: 'string' },
+  },
+});
+const quick = args.quick ?? false;
+const runs = Number(args.runs ?? (quick ? 1 : 3));
+const names = args.only ? args.only.split(',') : Object.keys(transports);
+const SCENARIOS = {
+  bulk: {
+    metric: 'mbPerSec',
+    unit: 'MB/s',
+    title: 'Bulk: 256 MiB on one stream in 64 KiB chunks',
+    higher: true,
+  },
+  small: {
+    metric: 'messagesPerSec',
+    unit: 'msg/s',
+    title: '64 B messages delivered per second, one connection',
+    higher: true,
+  },
+  pingpong: {
+    metric: 'p50us',
+    unit: 'µs',
+    title: 'Ping-pong 1 KiB: p50 latency (lower is better)',
+    higher: false,
+  },
+  concurrency: {
+    metric: 'requestsPerSec',
+    unit: 'req/s',
+    title: '100 requests in flight on one connection',
+    higher: true,
+  },
+  setup: {
+    metric: 'p50ms',
+    unit: 'ms',
+    title: 'New connection to first reply: p50 (lower is better)',
+    higher: false,
+  },
+  memory: {
+    metric: 'serverKiBPerConn',
+    unit: 'KiB',
+    title: 'Server memory per idle connection (lower is better)',
+    higher: false,
+  },
+} as const;
+type Scenario = keyof typeof SCENARIOS;
+const scenarios = (args.scenarios ? args.scenarios.split(',') : Object.keys(SCENARIOS)) as Scenario[];
+const root = new URL('..', import.meta.url).pathname;
+const here = new URL('.', import.meta.url).pathname;
+
+const tls = generateDevCert(['localhost', '127.0.0.1']);
+const env = { ...process.env, BENCH_CERT: tls.cert, BENCH_KEY: tls.key, QUICWIRE_BACKEND: '' };
+
+function node(script: string, argv: string[]): ChildProcess {
+  return spawn(process.execPath, ['--expose-gc', '--import', 'tsx', `${here}${script}`, ...argv], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+function firstLine(child: ChildProcess, match: RegExp, timeoutMs: number, what: string): Promise<string> {
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: no answer in ${timeoutMs} ms`)), timeoutMs);
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      if (match.test(line)) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
+}
+
+async function runOnce(name: string, scenario: Scenario): Promise<Figures> {
+  const server = node('server.ts', [name]);
+  try {
+    const ready = await firstLine(server, /^READY \d+$/, 30_000, `${name} server`);
+    const port = ready.split(' ')[1] as string;
+    const client = node('client.ts', [
+      name,
+      scenario,
+      port,
+      String(server.pid),
+      ...(quick ? ['--quick'] : []),
+    ]);
+    try {
+      const line = await firstLine(client, /^\{/, quick ? 60_000 : 180_000, `${name} ${scenario}`);
+      return JSON.parse(line) as Figures;
+    } finally {
+      client.kill('SIGKILL');
+    }
+  } finally {
+    server.kill('SIGTERM');
+    setTimeout(() => server.kill('SIGKILL'), 2000).unref();
+  }
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+}
+
+type Result = { median: Figures; runs: Figures[] } | { error: string };
+const results: Record<string, Record<string, Result>> = {};
+const bar = new SingleBar({
+  format: 'bench [{bar}] {value}/{total} | {task}',
+  hideCursor: true,
+  noTTYOutput: true,
+  notTTYSchedule: 5000,
+});
+bar.start(scenarios.length * names.length * runs, 0, { task: 'starting' });
+for (const scenario of scenarios) {
+  results[scenario] = {};
+  for (const name of names) {
+    const done: Figures[] = [];
+    let error: string | undefined;
+    for (let r = 0; r < runs && !error; r++) {
+      bar.update({ task: `${scenario} · ${name} · run ${r + 1}/${runs}` });
+      try {
+        done.push(await runOnce(name, scenario));
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      bar.increment();
+    }
+    const keys = Object.keys(done[0] ?? {});
+    (results[scenario] as Record<string, Result>)[name] = error
+      ? { error }
+      : {
+          median: Object.fromEntries(keys.map((k) => [k, median(done.map((f) => f[k] as number))])),
+          runs: done,
+        };
+  }
+}
+bar.stop();
+
+// ---- report ----
+const version = (pkg: string) => {
+  try {
+    return (
+      JSON.parse(readFileSync(`${root}node_modules/${pkg}/package.json`, 'utf8')) as { version: string }
+    ).version;
+  } catch {
+    return 'unknown';
+  }
+};
+const machine = {
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  os: `${process.platform} ${process.arch}`,
+  node: process.version,
+};
+const versions = {
+  quicwire: (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version,
+  '@matrixai/quic': version('@matrixai/quic'),
+  '@chainsafe/libp2p-quic': version('@chainsafe/libp2p-quic'),
+  ws: version('ws'),
+};
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const report = { date: new Date().toISOString(), command, quick, runs, machine, versions, results };
+mkdirSync(`${here}results`, { recursive: true });
+const out = `${here}results/${quick ? 'quick' : 'latest'}.json`;
+writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+
+const get = (scenario: Scenario, name: string, metric: string): number | undefined => {
+  const r = results[scenario]?.[name];
+  return r && 'median' in r ? r.median[metric] : undefined;
+};
+console.log(`\n${command} · ${machine.cpus} × ${machine.cpu} · Node ${machine.node}\n`);
+for (const scenario of scenarios) {
+  const { metric, unit, title } = SCENARIOS[scenario];
+  console.log(title);
+  const base = get(scenario, 'node-tls', metric);
+  for (const name of names) {
+    const r = results[scenario]?.[name];
+    if (!r) continue;
+    if ('error' in r) {
+      console.log(`  ${name.padEnd(24)} failed: ${r.error}`);
+      continue;
+    }
+    const v = r.median[metric] as number;
+    const ratio = base ? ` (${(v / base).toFixed(2)}× node-tls)` : '';
+    const extra = Object.entries(r.median)
+      .filter(([k]) => k !== metric)
+      .map(([k, x]) => `${k} ${Number(x).toFixed(1)}`)
+      .join(', ');
+    console.log(
+      `  ${name.padEnd(24)} ${v.toFixed(1).padStart(12)} ${unit}${ratio}${extra ? `  [${extra}]` : ''}`,
+    );
+  }
+}
+console.log(`\nwrote ${out}`);
+
+if (!quick) {
+  mkdirSync(`${root}docs`, { recursive: true });
+  for (const scenario of scenarios) {
+    const { metric, unit, title } = SCENARIOS[scenario];
+    const bars = names
+      .map((name) => ({
+        label: name,
+        value: get(scenario, name, metric) ?? 0,
+        highlight: name.startsWith('quicwire'),
+      }))
+      .filter((b) => b.value > 0);
+    const note = `${command} · ${machine.cpus} × ${machine.cpu} · Node ${machine.node} · median of ${runs} · ${report.date.slice(0, 10)}`;
+    writeFileSync(`${root}docs/bench-${scenario}.svg`, barChart(title, unit, bars, note));
+  }
+  console.log('wrote docs/bench-*.svg');
+}
+process.exit(0);

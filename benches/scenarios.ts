@@ -1,0 +1,165 @@
+// The six scenarios, run in the client process against a server process. Every transport
+// gets the same payloads. Each returns its figures; the harness keeps the median of runs.
+import { readFileSync } from 'node:fs';
+import type { BenchClient, Tls, Transport } from './types.js';
+
+export interface Sizes {
+  bulkBytes: number;
+  smallSeconds: number;
+  pingPongs: number;
+  concurrentTotal: number;
+  setups: number;
+  idleConnections: number;
+}
+
+export const FULL: Sizes = {
+  bulkBytes: 256 << 20,
+  smallSeconds: 5,
+  pingPongs: 2000,
+  concurrentTotal: 20_000,
+  setups: 200,
+  idleConnections: 500,
+};
+
+/** `--quick`: every scenario for a moment, so the harness never rots (CI runs this). */
+export const QUICK: Sizes = {
+  bulkBytes: 4 << 20,
+  smallSeconds: 0.3,
+  pingPongs: 50,
+  concurrentTotal: 500,
+  setups: 5,
+  idleConnections: 10,
+};
+
+export type Figures = Record<string, number>;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
+}
+
+/** Resident set size of a process, in bytes (Linux /proc). */
+export function rss(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  return Number(line?.[1] ?? 0) * 1024;
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function bulk(c: BenchClient, s: Sizes): Promise<Figures> {
+  const chunk = new Uint8Array(65_536).fill(1);
+  const count = s.bulkBytes / chunk.length;
+  const t0 = performance.now();
+  await c.bulk(chunk, count);
+  const seconds = (performance.now() - t0) / 1000;
+  return { mbPerSec: s.bulkBytes / 1e6 / seconds };
+}
+
+export async function small(c: BenchClient, s: Sizes): Promise<Figures> {
+  const payload = new Uint8Array(64).fill(2);
+  const before = await c.received();
+  const t0 = performance.now();
+  const end = t0 + s.smallSeconds * 1000;
+  let sent = 0;
+  while (performance.now() < end) {
+    for (let i = 0; i < 256; i++) {
+      const wait = c.send(payload);
+      sent++;
+      if (wait) await wait;
+    }
+  }
+  await c.flush();
+  // Delivered means counted by the server: wait until it has every one (at most 30 s).
+  let received = (await c.received()) - before;
+  while (received < sent && performance.now() - t0 < 30_000) {
+    await sleep(1);
+    received = (await c.received()) - before;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { messagesPerSec: received / seconds, sent, lost: sent - received };
+}
+
+export async function pingPong(c: BenchClient, s: Sizes): Promise<Figures> {
+  const payload = new Uint8Array(1024).fill(3);
+  for (let i = 0; i < Math.max(20, s.pingPongs / 10); i++) await c.request(payload);
+  const times: number[] = [];
+  for (let i = 0; i < s.pingPongs; i++) {
+    const t0 = performance.now();
+    const echo = await c.request(payload);
+    times.push((performance.now() - t0) * 1000);
+    if (echo.length !== payload.length) throw new Error(`echo of ${echo.length} bytes`);
+  }
+  times.sort((a, b) => a - b);
+  return { p50us: percentile(times, 0.5), p99us: percentile(times, 0.99) };
+}
+
+export async function concurrency(c: BenchClient, s: Sizes): Promise<Figures> {
+  const payload = new Uint8Array(1024).fill(4);
+  const times: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 100 }, async () => {
+      while (next++ < s.concurrentTotal) {
+        const r0 = performance.now();
+        await c.request(payload);
+        times.push((performance.now() - r0) * 1000);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  times.sort((a, b) => a - b);
+  return {
+    requestsPerSec: times.length / seconds,
+    p50us: percentile(times, 0.5),
+    p99us: percentile(times, 0.99),
+  };
+}
+
+export async function setup(t: Transport, port: number, tls: Tls, s: Sizes): Promise<Figures> {
+  const payload = new Uint8Array(1024).fill(5);
+  const times: number[] = [];
+  for (let i = 0; i < s.setups + 3; i++) {
+    const t0 = performance.now();
+    const c = await t.connect(port, tls);
+    await c.request(payload);
+    const ms = performance.now() - t0;
+    if (i >= 3) times.push(ms); // the first few warm up code paths, not the network
+    await c.close();
+  }
+  times.sort((a, b) => a - b);
+  return { p50ms: percentile(times, 0.5), p99ms: percentile(times, 0.99) };
+}
+
+export async function memory(
+  t: Transport,
+  port: number,
+  tls: Tls,
+  serverPid: number,
+  s: Sizes,
+): Promise<Figures> {
+  const payload = new Uint8Array(16);
+  // One connection first, so both baselines include the transport's fixed costs.
+  const first = await t.connect(port, tls);
+  await first.request(payload);
+  await sleep(500);
+  globalThis.gc?.();
+  const server0 = rss(serverPid);
+  const client0 = process.memoryUsage().rss;
+  const clients: BenchClient[] = [];
+  for (let i = 0; i < s.idleConnections; i++) {
+    const c = await t.connect(port, tls);
+    await c.request(payload); // established and used once, then idle
+    clients.push(c);
+    if (i % 50 === 0) await tick();
+  }
+  await sleep(1000);
+  globalThis.gc?.();
+  const n = s.idleConnections;
+  const figures = {
+    serverKiBPerConn: (rss(serverPid) - server0) / n / 1024,
+    clientKiBPerConn: (process.memoryUsage().rss - client0) / n / 1024,
+  };
+  for (const c of [first, ...clients]) await c.close();
+  return figures;
+}
