@@ -18,8 +18,9 @@ export interface BenchClient {
   flush(): Promise<void>;
   /** A request on its own stream where the transport has streams; resolves with the echo. */
   request(payload: Uint8Array): Promise<Uint8Array>;
-  /** Sends `count` chunks on one stream; resolves once the server confirms every byte. */
-  bulk(chunk: Uint8Array, count: number): Promise<void>;
+  /** Sends up to `count` chunks on one stream, stopping early once `until` (a
+   *  performance.now() time) passes; resolves with the chunks the server confirmed. */
+  bulk(chunk: Uint8Array, count: number, until: number): Promise<number>;
   /** How many messages the server has received on this connection so far. */
   received(): Promise<number>;
   close(): Promise<void>;

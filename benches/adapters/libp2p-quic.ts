@@ -128,16 +128,23 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
         await last;
       },
       request: (payload) => ask(conn, Kind.Request, payload),
-      async bulk(chunk, count) {
+      async bulk(chunk, count, until) {
         const stream = await conn.outboundStream();
-        for (let i = 0; i < count; i++) await stream.write(frame(Kind.Bulk, 0, chunk));
+        const framed = frame(Kind.Bulk, 0, chunk);
+        let sent = 0;
+        while (sent < count && performance.now() < until) {
+          sent++;
+          await stream.write(framed);
+        }
         await stream.write(frame(Kind.BulkDone, 0, new Uint8Array(0)));
         await stream.finishWrite();
         let total = 0;
         await pump(stream, (_k, _id, p) => {
           total = readU64(p);
         });
-        if (total !== chunk.length * count) throw new Error(`bulk: server counted ${total} bytes`);
+        if (total !== chunk.length * sent)
+          throw new Error(`bulk: server counted ${total} of ${chunk.length * sent} bytes`);
+        return sent;
       },
       received: async () => {
         await writer.flush();

@@ -108,17 +108,24 @@ export const matrixaiQuic: Transport = {
       send: (payload) => writer.push(frame(Kind.Message, 0, payload)),
       flush: () => writer.flush(),
       request: (payload) => ask(conn, Kind.Request, payload),
-      async bulk(chunk, count) {
+      async bulk(chunk, count, until) {
         const stream = conn.newStream('bidi');
         const w = stream.writable.getWriter();
-        for (let i = 0; i < count; i++) await w.write(frame(Kind.Bulk, 0, chunk));
+        const framed = frame(Kind.Bulk, 0, chunk);
+        let sent = 0;
+        while (sent < count && performance.now() < until) {
+          sent++;
+          await w.write(framed);
+        }
         await w.write(frame(Kind.BulkDone, 0, new Uint8Array(0)));
         await w.close();
         let total = 0;
         await pump(stream, (_k, _id, p) => {
           total = readU64(p);
         });
-        if (total !== chunk.length * count) throw new Error(`bulk: server counted ${total} bytes`);
+        if (total !== chunk.length * sent)
+          throw new Error(`bulk: server counted ${total} of ${chunk.length * sent} bytes`);
+        return sent;
       },
       received: async () => {
         await writer.flush();

@@ -22,9 +22,15 @@ export function frameClient(
     send: (payload) => (write(frame(Kind.Message, 0, payload)) ? undefined : drain()),
     flush: async () => {},
     request: (payload) => ask(Kind.Request, payload),
-    async bulk(chunk, count) {
-      for (let i = 0; i < count; i++) if (!write(frame(Kind.Bulk, 0, chunk))) await drain();
-      await ask(Kind.BulkDone, new Uint8Array(0));
+    async bulk(chunk, count, until) {
+      const framed = frame(Kind.Bulk, 0, chunk);
+      let sent = 0;
+      while (sent < count && performance.now() < until) {
+        sent++;
+        if (!write(framed)) await drain();
+      }
+      const confirmed = readU64(await ask(Kind.BulkDone, new Uint8Array(0)));
+      return confirmed / chunk.length;
     },
     received: async () => readU64(await ask(Kind.Count, new Uint8Array(0))),
     close,

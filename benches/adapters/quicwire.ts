@@ -72,14 +72,17 @@ export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack'
           }
         },
         request: (payload) => conn.request(payload) as Promise<Uint8Array>,
-        async bulk(chunk, count) {
-          // Delivery of the last chunk means every one before it was delivered (one ordered stream).
+        async bulk(chunk, count, until) {
+          // Messages on one ordered stream; each send resolves once that chunk was delivered.
           const pending: Promise<void>[] = [];
-          for (let i = 0; i < count; i++) {
+          let sent = 0;
+          while (sent < count && performance.now() < until) {
             pending.push(conn.send(chunk));
+            sent++;
             if (pending.length >= 128) await pending.shift();
           }
           await Promise.all(pending);
+          return sent;
         },
         received: async () => readU64((await conn.request(COUNT)) as Uint8Array),
         close: () => t.close(),
