@@ -2,10 +2,11 @@
 // own process on 127.0.0.1, 3 runs each, medians kept. Writes benches/results/latest.json and
 // one SVG chart per scenario under docs/, and prints the table with the target ratios.
 //
-//   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b]
+//   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b] [--report]
 //
 // --quick runs every scenario for a moment (CI: the harness must not rot) and writes
-// benches/results/quick.json instead.
+// benches/results/quick.json instead. --report re-renders the table, the charts and the
+// README block from benches/results/latest.json without measuring.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -23,6 +24,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string' },
     only: { type: 'string' },
     scenarios: { type: 'string' },
+    report: { type: 'boolean', default: false },
   },
 });
 const quick = args.quick ?? false;
@@ -131,79 +133,109 @@ function median(values: number[]): number {
 }
 
 type Result = { median: Figures; runs: Figures[] } | { error: string };
-const results: Record<string, Record<string, Result>> = {};
-const bar = new SingleBar({
-  format: 'bench [{bar}] {value}/{total} | {task}',
-  hideCursor: true,
-  noTTYOutput: true,
-  notTTYSchedule: 5000,
-});
-bar.start(scenarios.length * names.length * runs, 0, { task: 'starting' });
-for (const scenario of scenarios) {
-  results[scenario] = {};
-  for (const name of names) {
-    const done: Figures[] = [];
-    let error: string | undefined;
-    for (let r = 0; r < runs && !error; r++) {
-      bar.update({ task: `${scenario} · ${name} · run ${r + 1}/${runs}` });
-      try {
-        done.push(await runOnce(name, scenario));
-      } catch (err) {
-        error = (err as Error).message;
-      }
-      bar.increment();
-    }
-    const keys = Object.keys(done[0] ?? {});
-    (results[scenario] as Record<string, Result>)[name] = error
-      ? { error }
-      : {
-          median: Object.fromEntries(keys.map((k) => [k, median(done.map((f) => f[k] as number))])),
-          runs: done,
-        };
-  }
-}
-bar.stop();
 
-// ---- report ----
-const version = (pkg: string) => {
-  try {
-    return (
-      JSON.parse(readFileSync(`${root}node_modules/${pkg}/package.json`, 'utf8')) as { version: string }
-    ).version;
-  } catch {
-    return 'unknown';
+interface Report {
+  date: string;
+  command: string;
+  quick: boolean;
+  runs: number;
+  machine: { cpus: number; cpu: string; memoryGiB: number; os: string; node: string };
+  versions: Record<string, string>;
+  names: string[];
+  scenarios: Scenario[];
+  results: Record<string, Record<string, Result>>;
+}
+
+async function measure(): Promise<Report> {
+  const results: Record<string, Record<string, Result>> = {};
+  const bar = new SingleBar({
+    format: 'bench [{bar}] {value}/{total} | {task}',
+    hideCursor: true,
+    noTTYOutput: true,
+    notTTYSchedule: 5000,
+  });
+  bar.start(scenarios.length * names.length * runs, 0, { task: 'starting' });
+  for (const scenario of scenarios) {
+    const row: Record<string, Result> = {};
+    results[scenario] = row;
+    for (const name of names) {
+      const done: Figures[] = [];
+      let error: string | undefined;
+      for (let r = 0; r < runs && !error; r++) {
+        bar.update({ task: `${scenario} · ${name} · run ${r + 1}/${runs}` });
+        try {
+          done.push(await runOnce(name, scenario));
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        bar.increment();
+      }
+      const keys = Object.keys(done[0] ?? {});
+      row[name] = error
+        ? { error }
+        : {
+            median: Object.fromEntries(keys.map((k) => [k, median(done.map((f) => f[k] as number))])),
+            runs: done,
+          };
+    }
   }
-};
-const machine = {
-  cpus: cpus().length,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  memoryGiB: Math.round(totalmem() / 2 ** 30),
-  os: `${process.platform} ${process.arch}`,
-  node: process.version,
-};
-const versions = {
-  quicwire: (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version,
-  '@matrixai/quic': version('@matrixai/quic'),
-  '@chainsafe/libp2p-quic': version('@chainsafe/libp2p-quic'),
-  ws: version('ws'),
-};
-const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-const report = { date: new Date().toISOString(), command, quick, runs, machine, versions, results };
-mkdirSync(`${here}results`, { recursive: true });
-const out = `${here}results/${quick ? 'quick' : 'latest'}.json`;
-writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  bar.stop();
+  const version = (pkg: string) => {
+    try {
+      return (
+        JSON.parse(readFileSync(`${root}node_modules/${pkg}/package.json`, 'utf8')) as { version: string }
+      ).version;
+    } catch {
+      return 'unknown';
+    }
+  };
+  return {
+    date: new Date().toISOString(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    quick,
+    runs,
+    machine: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      os: `${process.platform} ${process.arch}`,
+      node: process.version,
+    },
+    versions: {
+      quicwire: (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version,
+      '@matrixai/quic': version('@matrixai/quic'),
+      '@chainsafe/libp2p-quic': version('@chainsafe/libp2p-quic'),
+      ws: version('ws'),
+    },
+    names,
+    scenarios,
+    results,
+  };
+}
+
+const latest = `${here}results/latest.json`;
+const report: Report = args.report ? (JSON.parse(readFileSync(latest, 'utf8')) as Report) : await measure();
+if (!args.report) {
+  mkdirSync(`${here}results`, { recursive: true });
+  const out = quick ? `${here}results/quick.json` : latest;
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`wrote ${out}`);
+}
 
 const get = (scenario: Scenario, name: string, metric: string): number | undefined => {
-  const r = results[scenario]?.[name];
+  const r = report.results[scenario]?.[name];
   return r && 'median' in r ? r.median[metric] : undefined;
 };
-console.log(`\n${command} · ${machine.cpus} × ${machine.cpu} · Node ${machine.node}\n`);
-for (const scenario of scenarios) {
+const { machine } = report;
+const where = `${machine.cpus} × ${machine.cpu} · Node ${machine.node}`;
+
+console.log(`\n${report.command} · ${where}\n`);
+for (const scenario of report.scenarios) {
   const { metric, unit, title } = SCENARIOS[scenario];
   console.log(title);
   const base = get(scenario, 'node-tls', metric);
-  for (const name of names) {
-    const r = results[scenario]?.[name];
+  for (const name of report.names) {
+    const r = report.results[scenario]?.[name];
     if (!r) continue;
     if ('error' in r) {
       console.log(`  ${name.padEnd(24)} failed: ${r.error}`);
@@ -220,22 +252,70 @@ for (const scenario of scenarios) {
     );
   }
 }
-console.log(`\nwrote ${out}`);
 
-if (!quick) {
+if (!report.quick) {
   mkdirSync(`${root}docs`, { recursive: true });
-  for (const scenario of scenarios) {
+  for (const scenario of report.scenarios) {
     const { metric, unit, title } = SCENARIOS[scenario];
-    const bars = names
+    const bars = report.names
       .map((name) => ({
         label: name,
         value: get(scenario, name, metric) ?? 0,
         highlight: name.startsWith('quicwire'),
       }))
       .filter((b) => b.value > 0);
-    const note = `${command} · ${machine.cpus} × ${machine.cpu} · Node ${machine.node} · median of ${runs} · ${report.date.slice(0, 10)}`;
+    const note = `${report.command} · ${where} · median of ${report.runs} · ${report.date.slice(0, 10)}`;
     writeFileSync(`${root}docs/bench-${scenario}.svg`, barChart(title, unit, bars, note));
   }
-  console.log('wrote docs/bench-*.svg');
+  writeReadme();
+  console.log('wrote docs/bench-*.svg and the Performance table in README.md');
 }
 process.exit(0);
+
+/** Replaces the README's generated block (between the bench markers) with this run's table. */
+function writeReadme(): void {
+  const fmt = (v: number | undefined) =>
+    v === undefined
+      ? 'failed'
+      : v >= 1000
+        ? Math.round(v).toLocaleString('en-US')
+        : v >= 10
+          ? v.toFixed(1)
+          : v.toFixed(2);
+  const cols: [Scenario, string, string][] = [
+    ['bulk', 'mbPerSec', 'bulk MB/s'],
+    ['small', 'messagesPerSec', '64 B msgs/s'],
+    ['pingpong', 'p50us', 'ping-pong p50 µs'],
+    ['pingpong', 'p99us', 'p99 µs'],
+    ['concurrency', 'requestsPerSec', '100 in flight req/s'],
+    ['concurrency', 'p99us', 'p99 µs'],
+    ['setup', 'p50ms', 'setup p50 ms'],
+    ['memory', 'serverKiBPerConn', 'server KiB/conn'],
+    ['memory', 'clientKiBPerConn', 'client KiB/conn'],
+  ];
+  const shown = cols.filter(([sc]) => report.scenarios.includes(sc));
+  const versions = Object.entries(report.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const block = [
+    '<!-- bench:start (generated by npm run bench; edits here are overwritten) -->',
+    `Measured with \`${report.command}\` on ${where}, ${machine.memoryGiB} GiB, ${machine.os}, ${report.date.slice(0, 10)}: median of ${report.runs} runs, server and client in their own processes on 127.0.0.1. Versions: ${versions}. Every figure: \`benches/results/latest.json\`.`,
+    '',
+    `| transport | ${shown.map((c) => c[2]).join(' | ')} |`,
+    `| --- | ${shown.map(() => '---:').join(' | ')} |`,
+    ...report.names.map(
+      (name) => `| ${name} | ${shown.map(([sc, m]) => fmt(get(sc, name, m))).join(' | ')} |`,
+    ),
+    '',
+    ...report.scenarios.map((sc) => `![${SCENARIOS[sc].title}](docs/bench-${sc}.svg)`),
+    '<!-- bench:end -->',
+  ].join('\n');
+  const readme = readFileSync(`${root}README.md`, 'utf8');
+  const start = readme.indexOf('<!-- bench:start');
+  const end = readme.indexOf('<!-- bench:end -->');
+  if (start < 0 || end < 0) throw new Error('README.md has no bench markers');
+  writeFileSync(
+    `${root}README.md`,
+    readme.slice(0, start) + block + readme.slice(end + '<!-- bench:end -->'.length),
+  );
+}
