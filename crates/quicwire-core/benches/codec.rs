@@ -21,6 +21,9 @@ struct Task {
     payload: Vec<u8>,
 }
 
+/// Turns a message into a body.
+type Encoder = fn(&Task) -> Vec<u8>;
+
 fn task(size: usize) -> Task {
     Task {
         id: 42,
@@ -63,7 +66,7 @@ fn encodings(c: &mut Criterion) {
     for size in SIZES {
         let value = task(size);
         g.throughput(Throughput::Bytes(size as u64));
-        let encoders: [(&str, fn(&Task) -> Vec<u8>); 3] = [
+        let encoders: [(&str, Encoder); 3] = [
             ("raw", |t| t.payload.clone()),
             ("msgpack", |t| rmp_serde::to_vec_named(t).unwrap()),
             ("json", |t| serde_json::to_vec(t).unwrap()),
