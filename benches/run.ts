@@ -5,7 +5,8 @@
 //   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b] [--report]
 //
 // --quick runs every scenario for a moment (CI: the harness must not rot) and writes
-// benches/results/quick.json instead. --report re-renders the table, the charts and the
+// benches/results/quick.json instead; a run narrowed by --only or --scenarios writes
+// benches/results/partial.json and leaves the charts and README alone. --report re-renders the table, the charts and the
 // README block from benches/results/latest.json without measuring.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { generateDevCert } from '../ts/index.js';
+import { generateDevCert } from '../dist/index.js';
 import { barChart } from './chart.js';
 import type { Figures } from './scenarios.js';
 import { transports } from './transports.js';
@@ -214,10 +215,12 @@ async function measure(): Promise<Report> {
 }
 
 const latest = `${here}results/latest.json`;
+// A run narrowed with --only or --scenarios never replaces the full results, charts or README.
+const partial = Boolean(args.only || args.scenarios);
 const report: Report = args.report ? (JSON.parse(readFileSync(latest, 'utf8')) as Report) : await measure();
 if (!args.report) {
   mkdirSync(`${here}results`, { recursive: true });
-  const out = quick ? `${here}results/quick.json` : latest;
+  const out = quick ? `${here}results/quick.json` : partial ? `${here}results/partial.json` : latest;
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`wrote ${out}`);
 }
@@ -253,7 +256,7 @@ for (const scenario of report.scenarios) {
   }
 }
 
-if (!report.quick) {
+if (!report.quick && !(partial && !args.report)) {
   mkdirSync(`${root}docs`, { recursive: true });
   for (const scenario of report.scenarios) {
     const { metric, unit, title } = SCENARIOS[scenario];

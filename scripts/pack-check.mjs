@@ -11,7 +11,10 @@ try {
   server.onRequest((msg) => ({ sum: msg.args[0] + msg.args[1] }));
   const client = new QuicTransport({ ca: cert });
   const conn = await client.connect('127.0.0.1', server.port);
-  await client.sendBatch(conn, Array.from({ length: 100 }, (_, i) => ({ i })));
+  await client.sendBatch(
+    conn,
+    Array.from({ length: 100 }, (_, i) => ({ i })),
+  );
   const reply = await client.request(conn, { args: [1, 2] });
   await client.close();
   await server.close();

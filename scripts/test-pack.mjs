@@ -49,7 +49,11 @@ function pathWithoutRust(shims) {
   mkdirSync(shims);
   for (const tool of ['cargo', 'rustc', 'rustup']) {
     const marker = join(shims, 'rust-was-called');
-    writeFileSync(join(shims, tool), `#!/bin/sh\necho "${tool} $*" >> '${marker}'\necho '${tool}: not available in test:pack' >&2\nexit 127\n`, { mode: 0o755 });
+    writeFileSync(
+      join(shims, tool),
+      `#!/bin/sh\necho "${tool} $*" >> '${marker}'\necho '${tool}: not available in test:pack' >&2\nexit 127\n`,
+      { mode: 0o755 },
+    );
   }
   return [shims, ...kept].join(delimiter);
 }
@@ -57,7 +61,12 @@ function pathWithoutRust(shims) {
 const target = triple();
 const binary = `quicwire.${target}.node`;
 const platformDir = join(root, 'npm', target);
-for (const need of ['dist/index.js', 'dist/browser/quicwire.js', 'pkg/quicwire_wasm_bg.wasm', `crates/quicwire-node/${binary}`]) {
+for (const need of [
+  'dist/index.js',
+  'dist/browser/quicwire.js',
+  'pkg/quicwire_wasm_bg.wasm',
+  `crates/quicwire-node/${binary}`,
+]) {
   if (!existsSync(join(root, need))) throw new Error(`${need} is missing: run \`npm run build\` first`);
 }
 
@@ -89,7 +98,9 @@ try {
     if (result.backend !== expected || result.delivered !== 100 || result.reply?.sum !== 3) {
       throw new Error(`${label}: unexpected result ${out}`);
     }
-    console.log(`ok ${label}: ${result.backend}, ${result.delivered} messages, reply ${JSON.stringify(result.reply)}`);
+    console.log(
+      `ok ${label}: ${result.backend}, ${result.delivered} messages, reply ${JSON.stringify(result.reply)}`,
+    );
   };
   check('native from the platform package', {}, 'native');
   check('wasm (QUICWIRE_BACKEND=wasm)', { QUICWIRE_BACKEND: 'wasm' }, 'wasm');
@@ -101,13 +112,21 @@ try {
   check('wasm fallback with no native binary', {}, 'wasm');
   const out = run('node', ['check.mjs', '--no-init'], { cwd: app, env });
   const error = JSON.parse(out.trim().split('\n').pop()).error;
-  if (!/^ERR_BACKEND_UNAVAILABLE/.test(error) || !error.includes(`quicwire-${target}`) || !error.includes('initWasm')) {
+  if (
+    !/^ERR_BACKEND_UNAVAILABLE/.test(error) ||
+    !error.includes(`quicwire-${target}`) ||
+    !error.includes('initWasm')
+  ) {
     throw new Error(`the loader error does not list what it tried: ${error}`);
   }
   console.log(`ok the missing binary is reported:\n${error}`);
   renameSync(`${installed}.away`, installed);
 
-  const help = run(join(app, 'node_modules/.bin', process.platform === 'win32' ? 'quicwire.cmd' : 'quicwire'), ['--help'], { cwd: app, env });
+  const help = run(
+    join(app, 'node_modules/.bin', process.platform === 'win32' ? 'quicwire.cmd' : 'quicwire'),
+    ['--help'],
+    { cwd: app, env },
+  );
   if (!help.includes('quicwire serve')) throw new Error(`the installed CLI's --help is wrong:\n${help}`);
   console.log('ok the installed `quicwire` command runs');
   if (existsSync(join(shims, 'rust-was-called'))) {

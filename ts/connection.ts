@@ -31,12 +31,6 @@ interface Delivery {
   reject(err: QuicwireError): void;
 }
 
-interface Sent {
-  seq: number;
-  bytes: number;
-  delivery: Delivery;
-}
-
 interface Receiver {
   resolve(value: unknown): void;
   reject(err: QuicwireError): void;
@@ -58,11 +52,33 @@ export class Connection implements AsyncIterable<unknown> {
   readonly #hub: Hub;
   readonly #owner: Owner;
   #closed: QuicwireError | undefined;
-  // Sending: messages handed to the engine, in order, until the peer ACKs them.
+  // Sending, per message and without a per-message object (the small-message hot path):
+  // queued in the hub (#pend*, until the engine takes them), then handed to the engine
+  // (#sent*, until the peer ACKs them). #queued is the seq of the newest #sent entry.
   #queued = 0;
   #unackedBytes = 0;
-  #sent: Sent[] = [];
+  #pendBytes: number[] = [];
+  #pendDelivery: Delivery[] = [];
+  #pendHead = 0;
+  #sentBytes: number[] = [];
+  #sentDelivery: Delivery[] = [];
   #sentHead = 0;
+  /** The hub reports each queued message's fate here, in queue order. */
+  readonly #handedOff = {
+    ok: () => {
+      const i = this.#pendHead++;
+      this.#queued += 1;
+      this.#sentBytes.push(this.#pendBytes[i] as number);
+      this.#sentDelivery.push(this.#pendDelivery[i] as Delivery);
+      this.#compactPending();
+    },
+    fail: (err: QuicwireError) => {
+      const i = this.#pendHead++;
+      this.#unackedBytes -= this.#pendBytes[i] as number;
+      (this.#pendDelivery[i] as Delivery).reject(err);
+      this.#compactPending();
+    },
+  };
   // Sends held back while the window is full.
   #waiting: { body: Uint8Array; delivery: Delivery }[] = [];
   #waitingBytes = 0;
@@ -208,31 +224,40 @@ export class Connection implements AsyncIterable<unknown> {
       return;
     }
     this.#unackedBytes += body.length;
-    this.#hub.queue(Op.Message, this.id, 0, body, 0, {
-      ok: () => {
-        this.#queued += 1;
-        this.#sent.push({ seq: this.#queued, bytes: body.length, delivery });
-      },
-      fail: (err) => {
-        this.#unackedBytes -= body.length;
-        delivery.reject(err);
-      },
-    });
+    this.#pendBytes.push(body.length);
+    this.#pendDelivery.push(delivery);
+    this.#hub.queue(Op.Message, this.id, 0, body, 0, this.#handedOff);
+  }
+
+  #compactPending(): void {
+    if (this.#pendHead === this.#pendBytes.length) {
+      this.#pendBytes.length = 0;
+      this.#pendDelivery.length = 0;
+      this.#pendHead = 0;
+    }
   }
 
   /** The engine says the peer has `delivered` of our messages. */
   acked(delivered: number): void {
-    const sent = this.#sent;
+    const bytes = this.#sentBytes;
+    const deliveries = this.#sentDelivery;
     let head = this.#sentHead;
-    while (head < sent.length && (sent[head] as Sent).seq <= delivered) {
-      const s = sent[head] as Sent;
-      this.#unackedBytes -= s.bytes;
-      s.delivery.remaining -= 1;
-      if (s.delivery.remaining === 0) s.delivery.resolve();
+    // The entry at index i has seq #queued - (length - 1 - i).
+    const end = Math.min(bytes.length, bytes.length - (this.#queued - delivered));
+    while (head < end) {
+      this.#unackedBytes -= bytes[head] as number;
+      const d = deliveries[head] as Delivery;
+      d.remaining -= 1;
+      if (d.remaining === 0) d.resolve();
       head++;
     }
-    if (head > 1024 && head * 2 > sent.length) {
-      this.#sent = sent.slice(head);
+    if (head === bytes.length) {
+      bytes.length = 0;
+      deliveries.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > bytes.length) {
+      this.#sentBytes = bytes.slice(head);
+      this.#sentDelivery = deliveries.slice(head);
       head = 0;
     }
     this.#sentHead = head;
@@ -331,10 +356,11 @@ export class Connection implements AsyncIterable<unknown> {
       new QuicwireError('ERR_CONNECTION_CLOSED', `${closed.message}; ${what} may not have been delivered`, {
         cause: reason,
       });
-    for (let i = this.#sentHead; i < this.#sent.length; i++) {
-      (this.#sent[i] as Sent).delivery.reject(undelivered('message'));
+    for (let i = this.#sentHead; i < this.#sentDelivery.length; i++) {
+      (this.#sentDelivery[i] as Delivery).reject(undelivered('message'));
     }
-    this.#sent = [];
+    this.#sentBytes = [];
+    this.#sentDelivery = [];
     this.#sentHead = 0;
     for (const w of this.#waiting) w.delivery.reject(undelivered('message'));
     this.#waiting = [];

@@ -3,7 +3,7 @@
 
 import { Connection, type Owner } from './connection.js';
 import type { Engine, EventBatch } from './engine.js';
-import { EVENT_WORDS, Event, Op } from './engine.js';
+import { EVENT_WORDS, Event, OP_WORDS, Op } from './engine.js';
 import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
 import { soon } from './platform.js';
 import type { Encoding } from './types.js';
@@ -28,7 +28,9 @@ export class Hub {
   readonly #codes: string[];
   #buf = new Uint8Array(1 << 16);
   #len = 0;
-  #ops: number[] = [];
+  /** Queued ops, OP_WORDS numbers each, written in place (no array of boxed numbers). */
+  #ops = new Float64Array(OP_WORDS * 1024);
+  #opsLen = 0;
   #results: (OpResult | undefined)[] = [];
   #scheduled = false;
   readonly #connections = new Map<number, Connection>();
@@ -81,7 +83,19 @@ export class Hub {
     }
     this.#buf.set(body, this.#len);
     this.#len = need;
-    this.#ops.push(op, target, id, body.length, extra);
+    if (this.#opsLen + OP_WORDS > this.#ops.length) {
+      const grown = new Float64Array(this.#ops.length * 2);
+      grown.set(this.#ops);
+      this.#ops = grown;
+    }
+    const ops = this.#ops;
+    const at = this.#opsLen;
+    ops[at] = op;
+    ops[at + 1] = target;
+    ops[at + 2] = id;
+    ops[at + 3] = body.length;
+    ops[at + 4] = extra;
+    this.#opsLen = at + OP_WORDS;
     this.#results.push(result);
     if (!this.#scheduled) {
       this.#scheduled = true;
@@ -107,14 +121,14 @@ export class Hub {
   /** Hands the queued ops to the engine in one call. */
   flush(): void {
     this.#scheduled = false;
-    if (this.#ops.length === 0) return;
-    const ops = Float64Array.from(this.#ops);
+    if (this.#opsLen === 0) return;
+    // Engines copy what they keep before write returns, so both buffers are reused.
+    const ops = this.#ops.subarray(0, this.#opsLen);
     const results = this.#results;
-    this.#ops = [];
+    this.#opsLen = 0;
     this.#results = [];
     let failures: { op: number; error: string }[];
     try {
-      // Both engines copy what they keep before write returns, so the buffer is reused.
       failures = this.engine.write(this.#buf.subarray(0, this.#len), ops);
     } catch (err) {
       const e = fromEngine(err);

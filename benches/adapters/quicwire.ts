@@ -1,6 +1,7 @@
 // quicwire itself, with the raw-bytes encoding: messages on the connection's channel stream,
 // each request on its own stream, bulk as 64 KiB messages (send resolves on delivery).
-import { initWasm, QuicServer, QuicTransport } from '../../ts/index.js';
+// The built package (dist/), as users run it: not the TypeScript sources through tsx.
+import { initWasm, QuicServer, QuicTransport } from '../../dist/index.js';
 import { readU64, u64 } from '../framing.js';
 import type { BenchClient, Transport } from '../types.js';
 

@@ -123,3 +123,37 @@ mod tests {
         assert_eq!(validate_port(443, false).unwrap(), 443);
     }
 }
+
+/// Request streams a connection is credited with at first. Every credited stream costs the
+/// connection a slot in quinn (about 80 bytes each way), so an idle connection with the
+/// full `max_concurrent_streams` of 1000 weighs ~80 KiB more; credit instead grows with use.
+pub const INITIAL_STREAM_CREDIT: u32 = 32;
+
+/// The request-stream limit a connection starts with.
+pub fn initial_stream_credit(max: u32) -> u32 {
+    max.min(INITIAL_STREAM_CREDIT)
+}
+
+/// The raised limit once `open` requests are in progress under `limit`: doubled when half
+/// is in use, never above `max`. `None` while there is room.
+pub fn grown_stream_credit(limit: u32, open: u64, max: u32) -> Option<u32> {
+    if limit >= max || open.saturating_mul(2) < u64::from(limit) {
+        return None;
+    }
+    Some(limit.saturating_mul(2).min(max))
+}
+
+#[cfg(test)]
+mod stream_credit_tests {
+    use super::*;
+
+    #[test]
+    fn credit_starts_small_and_doubles_up_to_the_limit() {
+        assert_eq!(initial_stream_credit(1000), 32);
+        assert_eq!(initial_stream_credit(8), 8);
+        assert_eq!(grown_stream_credit(32, 15, 1000), None);
+        assert_eq!(grown_stream_credit(32, 16, 1000), Some(64));
+        assert_eq!(grown_stream_credit(512, 300, 1000), Some(1000));
+        assert_eq!(grown_stream_credit(1000, 1000, 1000), None);
+    }
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use quicwire_core::batch::{self, event as kind};
+use quicwire_core::config::initial_stream_credit;
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{
@@ -110,16 +111,19 @@ fn transport_config(limits: &[f64]) -> Result<TransportConfig, JsError> {
 
 fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>, Error> {
     let mut t = quinn_proto::TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(cfg.max_concurrent_streams))
-        .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
-        .max_idle_timeout(Some(
-            quinn_proto::IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms * 3))
-                .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
-        ))
-        // Windows sized for loopback and LAN bulk transfer, as on native.
-        .stream_receive_window(VarInt::from_u32(8 << 20))
-        .receive_window(VarInt::from_u32(32 << 20))
-        .send_window(32 << 20);
+    // Credit starts small and grows with use (Session's accept loop).
+    t.max_concurrent_bidi_streams(VarInt::from_u32(initial_stream_credit(
+        cfg.max_concurrent_streams,
+    )))
+    .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
+    .max_idle_timeout(Some(
+        quinn_proto::IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms * 3))
+            .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
+    ))
+    // Windows sized for loopback and LAN bulk transfer, as on native.
+    .stream_receive_window(VarInt::from_u32(8 << 20))
+    .receive_window(VarInt::from_u32(32 << 20))
+    .send_window(32 << 20);
     Ok(Arc::new(t))
 }
 
@@ -235,6 +239,7 @@ impl Engine {
                 max_message_size: cfg.max_message_size,
                 encodings,
                 request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+                max_streams: cfg.max_concurrent_streams,
             },
             connections: HashMap::new(),
             responders: HashMap::new(),

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
+use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Welcome, PROTOCOL_VERSION,
@@ -25,6 +26,8 @@ pub(crate) struct Params {
     pub max_message_size: u64,
     pub encodings: Vec<Encoding>,
     pub request_timeout: Duration,
+    /// The most requests the peer may have in progress at once (stream credit grows to it).
+    pub max_streams: u32,
 }
 
 /// What a session reports to its engine.
@@ -89,6 +92,8 @@ pub(crate) struct Session {
     requests_waiting: VecDeque<(f64, Bytes, Instant, Duration)>,
     next_wire_id: u64,
     requests_in: HashMap<StreamId, BytesMut>,
+    /// Request streams the peer may open now (grows with use up to `params.max_streams`).
+    stream_limit: u32,
     /// Requests handed to the application and not answered yet.
     answering: usize,
     /// Answers sent but not yet acknowledged by the peer (graceful close waits for them).
@@ -104,6 +109,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub fn new(is_client: bool, params: Params) -> Self {
+        let stream_limit = initial_stream_credit(params.max_streams);
         Session {
             is_client,
             params,
@@ -119,6 +125,7 @@ impl Session {
             requests_waiting: VecDeque::new(),
             next_wire_id: 1,
             requests_in: HashMap::new(),
+            stream_limit,
             answering: 0,
             responding: HashSet::new(),
             pending: HashMap::new(),
@@ -362,6 +369,14 @@ impl Session {
         }
         while let Some(id) = conn.streams().accept(Dir::Bi) {
             self.requests_in.insert(id, BytesMut::new());
+            // Half the credit in use: double it (an idle connection stays small).
+            let open = self.serving() as u64;
+            if let Some(next) =
+                grown_stream_credit(self.stream_limit, open, self.params.max_streams)
+            {
+                self.stream_limit = next;
+                conn.set_max_concurrent_streams(Dir::Bi, VarInt::from_u32(next));
+            }
         }
         self.read_channels(conn, out);
         self.read_requests_in(conn, out);

@@ -244,6 +244,7 @@ impl Shared {
                 max_message_size: self.config.transport.max_message_size,
                 encodings: self.config.encodings.clone(),
                 request_timeout: Duration::from_millis(self.config.transport.request_timeout_ms),
+                max_streams: self.config.transport.max_concurrent_streams,
             };
             Connection::client_handshake(quic, peer, params, self.handler.clone()).await
         };

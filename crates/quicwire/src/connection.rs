@@ -6,11 +6,12 @@
 //! bidirectional stream. The receiver ACKs messages once they are handed to its
 //! application, which is when a `send` counts as delivered.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 pub(crate) use quicwire_core::quic::connection_error;
 use quicwire_core::{
@@ -61,6 +62,8 @@ pub(crate) struct SessionParams {
     /// Encodings this side speaks, preferred first.
     pub encodings: Vec<Encoding>,
     pub request_timeout: Duration,
+    /// The most requests the peer may have in progress at once (stream credit grows to it).
+    pub max_streams: u32,
 }
 
 /// A negotiated quicwire connection. Cheap to clone; all clones are the same connection.
@@ -102,6 +105,9 @@ struct Shared {
     goaway_received: AtomicBool,
     next_request: AtomicU64,
     in_flight: AtomicU64,
+    /// Request streams the peer may open now, and the most it may ever get.
+    stream_limit: AtomicU32,
+    max_streams: u32,
     /// Signalled when `in_flight` drops to zero (graceful shutdown waits on it).
     quiet: Notify,
     last_active_ms: AtomicU64,
@@ -281,6 +287,8 @@ impl Connection {
             goaway_received: AtomicBool::new(false),
             next_request: AtomicU64::new(1),
             in_flight: AtomicU64::new(0),
+            stream_limit: AtomicU32::new(initial_stream_credit(params.max_streams)),
+            max_streams: params.max_streams,
             quiet: Notify::new(),
             last_active_ms: AtomicU64::new(now_ms()),
             closed: OnceLock::new(),
@@ -627,7 +635,12 @@ impl Connection {
                     Err(e) => break connection_error(&e, &self.0.peer),
                 },
                 r = self.0.quic.accept_bi() => match r {
-                    Ok((send, recv)) => { tokio::spawn(self.clone().read_request(send, recv)); }
+                    Ok((send, recv)) => {
+                        // Counted from here, so a burst of requests still being read grows the credit.
+                        let guard = InFlight::new(&self);
+                        self.grow_stream_credit();
+                        tokio::spawn(self.clone().read_request(send, recv, guard));
+                    }
                     Err(e) => break connection_error(&e, &self.0.peer),
                 },
                 r = read_frame(&mut control, &decoder, &mut control_buf, &self.0.peer), if control_open => {
@@ -653,6 +666,17 @@ impl Connection {
         if self.0.closed.set(reason.clone()).is_ok() {
             self.0.closed_notify.notify_waiters();
             self.0.handler.on_closed(&self, &reason);
+        }
+    }
+
+    /// Raises the peer's request-stream credit once half of it is in use.
+    fn grow_stream_credit(&self) {
+        let limit = self.0.stream_limit.load(Ordering::Relaxed);
+        if let Some(next) = grown_stream_credit(limit, self.in_flight(), self.0.max_streams) {
+            self.0.stream_limit.store(next, Ordering::Relaxed);
+            self.0
+                .quic
+                .set_max_concurrent_bi_streams(quinn::VarInt::from_u32(next));
         }
     }
 
@@ -730,7 +754,12 @@ impl Connection {
     }
 
     /// Reads one REQUEST off a fresh bidi stream and hands it to the handler.
-    async fn read_request(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    async fn read_request(
+        self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        guard: InFlight,
+    ) {
         let decoder = FrameDecoder::new(self.0.local_limit);
         let mut buf = BytesMut::new();
         match read_frame(&mut recv, &decoder, &mut buf, &self.0.peer).await {
@@ -740,7 +769,6 @@ impl Connection {
                     .bytes_in
                     .fetch_add(body.len() as u64, Ordering::Relaxed);
                 self.touch();
-                let guard = InFlight::new(&self);
                 let handler = self.0.handler.clone();
                 handler.on_request(IncomingRequest {
                     conn: self,

@@ -140,6 +140,7 @@ impl Server {
             max_message_size: config.transport.max_message_size,
             encodings: config.encodings.clone(),
             request_timeout: Duration::from_millis(config.transport.request_timeout_ms),
+            max_streams: config.transport.max_concurrent_streams,
         };
         tokio::spawn(accept_loop(shared.clone(), params, handler));
         Ok(Server(shared))
