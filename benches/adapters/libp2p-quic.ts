@@ -74,6 +74,8 @@ async function ask(conn: NapiConnection, kind: number, payload: Uint8Array): Pro
   return answer;
 }
 
+let client: InstanceType<Napi['Client']> | undefined;
+
 /** `coalesce`: frames written while a write is in flight join the next write. Without it,
  *  one awaited napi write per message, as a plain stream sink does. */
 export const libp2pQuic = (coalesce: boolean): Transport => ({
@@ -112,7 +114,8 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
     };
   },
   async connect(port): Promise<BenchClient> {
-    const client = new napi.Client(await config(), 0);
+    // One napi Client (a quinn endpoint) per process, as libp2p's transport keeps one.
+    client ??= new napi.Client(await config(), 0);
     const conn = await client.outboundConnection('127.0.0.1', port);
     const messages = await conn.outboundStream();
     const writer = new CoalescingWriter((d) => messages.write(d));

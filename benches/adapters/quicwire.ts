@@ -9,6 +9,10 @@ import type { BenchClient, Transport } from '../types.js';
 const COUNT = Uint8Array.of(0xc0);
 
 export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack' = 'raw'): Transport {
+  // An application keeps one QuicTransport; its pool holds one connection per host:port, so
+  // a second live connection to the same server (the memory scenario) needs its own.
+  let shared: QuicTransport | undefined;
+  let sharedBusy = false;
   const suffix = encoding === 'raw' ? '' : ` ${encoding}`;
   return {
     name: `quicwire-${backend}${suffix}`,
@@ -35,7 +39,11 @@ export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack'
     },
     async connect(port, tls): Promise<BenchClient> {
       await initWasm(undefined, { backend });
-      const t = new QuicTransport({ ca: tls.cert, encoding, maxMessageSize: 1 << 20 });
+      const options = { ca: tls.cert, encoding, maxMessageSize: 1 << 20 };
+      const own = sharedBusy;
+      shared ??= new QuicTransport(options);
+      const t = own ? new QuicTransport(options) : shared;
+      sharedBusy ||= !own;
       const conn = await t.connect('127.0.0.1', port);
       // Messages sent in the same tick go out as one sendBatch (one promise, resolved on
       // delivery of all); a window of undelivered messages bounds memory.
@@ -86,7 +94,12 @@ export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack'
           return sent;
         },
         received: async () => readU64((await conn.request(COUNT)) as Uint8Array),
-        close: () => t.close(),
+        async close() {
+          if (own) return t.close();
+          // A new connection next time, on the same endpoint (as in an application).
+          await t.disconnect(conn);
+          sharedBusy = false;
+        },
       };
     },
   };
