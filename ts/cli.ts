@@ -8,7 +8,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { backend, generateDevCert, initWasm, QuicServer, QuicTransport, QuicwireError } from './index.js';
+import {
+  backend,
+  type Connection,
+  generateDevCert,
+  initWasm,
+  QuicServer,
+  QuicTransport,
+  QuicwireError,
+} from './index.js';
 
 const HELP = `quicwire: QUIC message transport (TLS 1.3, one stream per request, pooled connections)
 
@@ -160,37 +168,36 @@ async function serve(flags: Flags): Promise<number> {
   return 0;
 }
 
-async function send(flags: Flags, args: string[]): Promise<number> {
-  const { host, port } = target(args[0]);
-  const message = json(args[1]);
-  const count = integer('count', flags.count, 1);
+/** Connects to `addr` (host:port) with the TLS flags, runs `use`, and closes. */
+async function withConnection<T>(
+  flags: Flags,
+  addr: string | undefined,
+  use: (conn: Connection) => Promise<T>,
+): Promise<T> {
+  const { host, port } = target(addr);
   const t = client(flags);
   try {
-    const conn = await t.connect(host, port);
-    await t.sendBatch(
-      conn,
-      Array.from({ length: count }, () => message),
-    );
-    console.error(`delivered ${count} message${count === 1 ? '' : 's'} to ${host}:${port}`);
+    return await use(await t.connect(host, port));
   } finally {
     await t.close();
   }
+}
+
+async function send(flags: Flags, args: string[]): Promise<number> {
+  const message = json(args[1]);
+  const count = integer('count', flags.count, 1);
+  await withConnection(flags, args[0], async (conn) => {
+    await conn.sendBatch(Array.from({ length: count }, () => message));
+    console.error(`delivered ${count} message${count === 1 ? '' : 's'} to ${conn.peer}`);
+  });
   return 0;
 }
 
 async function request(flags: Flags, args: string[]): Promise<number> {
-  const { host, port } = target(args[0]);
   const message = json(args[1]);
   const timeoutMs = integer('timeout', flags.timeout, 10_000);
-  const t = client(flags);
-  try {
-    const reply = await t.request(`${host.includes(':') ? `[${host}]` : host}:${port}`, message, {
-      timeoutMs,
-    });
-    console.log(JSON.stringify(reply));
-  } finally {
-    await t.close();
-  }
+  const reply = await withConnection(flags, args[0], (conn) => conn.request(message, { timeoutMs }));
+  console.log(JSON.stringify(reply));
   return 0;
 }
 
@@ -201,17 +208,14 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function bench(flags: Flags, args: string[]): Promise<number> {
-  const { host, port } = target(args[0]);
   const streams = integer('streams', flags.streams, 32);
   const seconds = integer('duration', flags.duration, 10);
   const size = integer('size', flags.size, 1024, 0);
   const payload = new Uint8Array(size).fill(7);
-  const t = client(flags);
   const latencies: number[] = [];
   let errors = 0;
   let firstError: unknown;
-  try {
-    const conn = await t.connect(host, port);
+  await withConnection(flags, args[0], async (conn) => {
     const started = performance.now();
     const end = started + seconds * 1000;
     const bar = new SingleBar({
@@ -265,9 +269,7 @@ async function bench(flags: Flags, args: string[]): Promise<number> {
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
-  } finally {
-    await t.close();
-  }
+  });
   if (errors > 0) throw firstError;
   return 0;
 }

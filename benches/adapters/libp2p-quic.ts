@@ -1,10 +1,11 @@
 // @chainsafe/libp2p-quic 1.1: quinn behind napi-rs, driven through its napi binding directly
 // (no libp2p node). TLS 1.3 with libp2p's certificate scheme (the identity is an Ed25519 key;
-// it cannot take our CA). Messages on one stream, a stream per request, bulk on its own stream.
+// it cannot take our CA).
 import { createRequire } from 'node:module';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
-import { CoalescingWriter, FrameReader, FrameServer, frame, Kind, readU64 } from '../framing.js';
-import type { BenchClient, Transport } from '../types.js';
+import { FrameServer } from '../framing.js';
+import type { Transport } from '../types.js';
+import { type ByteStream, serveStream, streamClient } from './streams.js';
 
 interface NapiStream {
   read(max: number): Promise<Uint8Array | null>;
@@ -29,9 +30,10 @@ interface Napi {
   ) => { outboundConnection(ip: string, port: number): Promise<NapiConnection> };
 }
 
-// The package's own loader (dist/src/napi.js) is ESM without types; load the binding it loads.
+// The package's loader (dist/src/napi.js) is not exported; load the binding it would load.
+const platform = `${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}`;
 const napi = createRequire(import.meta.resolve('@chainsafe/libp2p-quic'))(
-  '@chainsafe/libp2p-quic-linux-x64-gnu',
+  `@chainsafe/libp2p-quic-${platform}`,
 ) as Napi;
 
 async function config(): Promise<object> {
@@ -49,43 +51,23 @@ async function config(): Promise<object> {
   });
 }
 
-const CHUNK = 65_536;
+const byteStream = (s: NapiStream): ByteStream => ({
+  write: (data) => s.write(data),
+  finish: () => s.finishWrite(),
+  read: () => s.read(65_536).catch(() => null),
+});
 
-/** Reads frames from a stream until it ends. */
-async function pump(stream: NapiStream, onFrame: (kind: number, id: number, p: Uint8Array) => void) {
-  const reader = new FrameReader();
-  for (;;) {
-    const chunk = await stream.read(CHUNK).catch(() => null);
-    if (chunk === null) return;
-    reader.push(chunk, onFrame);
-  }
-}
-
-/** One request: a fresh stream, the frame, finish, then read the answer. */
-async function ask(conn: NapiConnection, kind: number, payload: Uint8Array): Promise<Uint8Array> {
-  const stream = await conn.outboundStream();
-  await stream.write(frame(kind, 0, payload));
-  await stream.finishWrite();
-  let answer: Uint8Array | undefined;
-  await pump(stream, (_k, _id, p) => {
-    answer = p;
-  });
-  if (!answer) throw new Error('stream ended without an answer');
-  return answer;
-}
-
+/** One napi Client (a quinn endpoint) per process, as libp2p's transport keeps one. */
 let client: InstanceType<Napi['Client']> | undefined;
 
-/** `coalesce`: frames written while a write is in flight join the next write. Without it,
- *  one awaited napi write per message, as a plain stream sink does. */
+/** `coalesce`: see streamClient. */
 export const libp2pQuic = (coalesce: boolean): Transport => ({
   name: coalesce ? 'libp2p-quic coalesced' : 'libp2p-quic',
   describe: `@chainsafe/libp2p-quic 1.1 (quinn via napi-rs), its napi binding driven directly${coalesce ? ', writes coalesced' : ''}`,
   async listen() {
     const server = new napi.Server(await config(), '127.0.0.1', 0);
-    let open = true;
     void (async () => {
-      while (open) {
+      for (;;) {
         const conn = await server.inboundConnection().catch(() => undefined);
         if (!conn) return;
         const state = new FrameServer();
@@ -93,68 +75,20 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
           for (;;) {
             const stream = await conn.inboundStream().catch(() => undefined);
             if (!stream) return;
-            void pump(stream, (k, id, p) =>
-              state.handle(k, id, p, (f) => {
-                void stream
-                  .write(f)
-                  .then(() => stream.finishWrite())
-                  .catch(() => {});
-              }),
-            );
+            serveStream(byteStream(stream), state);
           }
         })();
       }
     })();
-    return {
-      port: server.port(),
-      close: async () => {
-        open = false;
-        server.abort();
-      },
-    };
+    return { port: server.port(), close: async () => server.abort() };
   },
-  async connect(port): Promise<BenchClient> {
-    // One napi Client (a quinn endpoint) per process, as libp2p's transport keeps one.
+  async connect(port) {
     client ??= new napi.Client(await config(), 0);
     const conn = await client.outboundConnection('127.0.0.1', port);
-    const messages = await conn.outboundStream();
-    const writer = new CoalescingWriter((d) => messages.write(d));
-    let last: Promise<void> = Promise.resolve();
-    return {
-      send: (payload) => {
-        if (coalesce) return writer.push(frame(Kind.Message, 0, payload));
-        last = messages.write(frame(Kind.Message, 0, payload));
-        return last;
-      },
-      flush: async () => {
-        await writer.flush();
-        await last;
-      },
-      request: (payload) => ask(conn, Kind.Request, payload),
-      async bulk(chunk, count, until) {
-        const stream = await conn.outboundStream();
-        const framed = frame(Kind.Bulk, 0, chunk);
-        let sent = 0;
-        while (sent < count && performance.now() < until) {
-          sent++;
-          await stream.write(framed);
-        }
-        await stream.write(frame(Kind.BulkDone, 0, new Uint8Array(0)));
-        await stream.finishWrite();
-        let total = 0;
-        await pump(stream, (_k, _id, p) => {
-          total = readU64(p);
-        });
-        if (total !== chunk.length * sent)
-          throw new Error(`bulk: server counted ${total} of ${chunk.length * sent} bytes`);
-        return sent;
-      },
-      received: async () => {
-        await writer.flush();
-        await last;
-        return readU64(await ask(conn, Kind.Count, new Uint8Array(0)));
-      },
-      close: async () => conn.abort(),
-    };
+    return streamClient(
+      async () => byteStream(await conn.outboundStream()),
+      coalesce,
+      async () => conn.abort(),
+    );
   },
 });
