@@ -289,6 +289,33 @@ async fn tls_failures_are_err_tls() {
 }
 
 #[tokio::test]
+async fn expired_certificate_is_err_tls() {
+    // Valid through 2020 only, otherwise right: trusted as the CA, names localhost and 127.0.0.1.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (handler, _events) = event_queue();
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerConfig::new(ServerTls {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }),
+        handler,
+    )
+    .unwrap();
+    let err = client(&cert.pem(), |_| {})
+        .connect("127.0.0.1", server.local_addr().port())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Tls, "{err}");
+    assert!(err.message.contains("certificate expired"), "{err}");
+}
+
+#[tokio::test]
 async fn closed_port_times_out() {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = socket.local_addr().unwrap().port();
