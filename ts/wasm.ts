@@ -82,9 +82,8 @@ export class WasmBackend implements Engine {
   readonly #slots = new Map<number, Slot>();
   #nextSlot = 1;
   #notify: () => void = () => {};
-  #meta: number[] = [];
-  #data: Uint8Array[] = [];
-  #dataLen = 0;
+  /** Event batches as the engines produced them, waiting for the hub. */
+  #batches: EventBatch[] = [];
   #notifyScheduled = false;
 
   constructor(wasm: WasmModule, network: DatagramNetwork) {
@@ -101,24 +100,12 @@ export class WasmBackend implements Engine {
   }
 
   takeEvents(): EventBatch | null {
-    if (this.#meta.length === 0) return null;
-    const data = new Uint8Array(this.#dataLen);
-    let offset = 0;
-    for (const chunk of this.#data) {
-      data.set(chunk, offset);
-      offset += chunk.length;
-    }
-    const meta = Float64Array.from(this.#meta);
-    this.#meta = [];
-    this.#data = [];
-    this.#dataLen = 0;
-    return { data, meta };
+    return this.#batches.shift() ?? null;
   }
 
-  #emit(kind: number, a: number, b: number, c: number, d: number, body: Uint8Array): void {
-    this.#meta.push(kind, a, b, c, d, this.#dataLen, body.length);
-    this.#data.push(body);
-    this.#dataLen += body.length;
+  /** Queues an engine's event batch (ids already made process-wide) and wakes the hub once. */
+  #emit(batch: EventBatch): void {
+    this.#batches.push(batch);
     if (!this.#notifyScheduled) {
       this.#notifyScheduled = true;
       soon(() => {
@@ -393,13 +380,14 @@ export class WasmBackend implements Engine {
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
       const local = meta[i + 1] as number;
-      let b = meta[i + 2] as number;
       const c = meta[i + 3] as number;
       const d = meta[i + 4] as number;
       const off = meta[i + 5] as number;
-      const body = data.slice(off, off + (meta[i + 6] as number));
+      const body = data.subarray(off, off + (meta[i + 6] as number));
+      // The batch goes to the hub as it is: only the ids change, in place.
+      meta[i + 1] = base + local;
       if (kind === Event.Connection) {
-        b = base; // the owner: this client or server
+        meta[i + 2] = base; // the owner: this client or server
         const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
         const info = { id: base + local, encoding, peer, peerMaxMessageSize: d };
         slot.ready.set(local, info);
@@ -415,10 +403,10 @@ export class WasmBackend implements Engine {
           slot.waiters.delete(local);
         }
       } else if (kind === Event.Request) {
-        b = base + b; // a handle the facade answers with
+        meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
-      this.#emit(kind, base + local, b, c, d, body);
     }
+    this.#emit({ data, meta });
   }
 
   #shutdown(slot: Slot): void {
