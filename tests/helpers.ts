@@ -1,5 +1,7 @@
 // Shared fixtures: a dev certificate, a server with echo handlers, and cleanup.
 
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { afterEach, expect } from 'vitest';
 import {
   type Connection,
@@ -76,4 +78,28 @@ export async function stillWorks(t: QuicTransport, conn: Connection, server: Qui
   const got = new Promise((resolve) => server.onMessage((m) => resolve(m)));
   await t.send(conn, { still: 'alive' });
   expect(await got).toEqual({ still: 'alive' });
+}
+
+/** tests/fixtures/echo-server.ts in its own process; killed after the test. */
+export async function serverProcess(
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number; ca: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'tests/fixtures/echo-server.ts'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return { child, ...JSON.parse(line) };
+}
+
+/** Resolves once `child` has exited. */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
 }

@@ -1,39 +1,17 @@
 // Backends interoperate on the wire: this process's client (one backend) against a server
 // process on the other backend.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Connection } from '../ts/index.js';
-import { transport } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { serverProcess, transport } from './helpers.js';
 
 const here = process.env.QUICWIRE_BACKEND ?? 'native';
 const other = here === 'native' ? 'wasm' : 'native';
-let child: ChildProcess;
-let server: { port: number; ca: string };
-
-beforeAll(async () => {
-  child = spawn(process.execPath, ['--import', 'tsx', 'tests/fixtures/echo-server.ts'], {
-    env: { ...process.env, QUICWIRE_BACKEND: other },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  server = JSON.parse(line);
-});
-
-afterAll(() => {
-  child.kill();
-});
 
 describe(`interop: ${here} client <-> ${other} server`, () => {
-  let conn: Connection;
-
   it('exchanges messages and requests', async () => {
+    const { child, ...server } = await serverProcess({ QUICWIRE_BACKEND: other });
     const t = transport({ ca: server.ca, maxMessageSize: 16 << 20 });
-    conn = await t.connect('127.0.0.1', server.port);
+    const conn = await t.connect('127.0.0.1', server.port);
     await t.sendBatch(
       conn,
       Array.from({ length: 100 }, (_, i) => ({ i })),

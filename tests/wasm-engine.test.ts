@@ -42,6 +42,7 @@ const REQUEST = 3;
 const RESPONSE = 4;
 const REQUEST_FAILED = 5;
 const ACKED = 6;
+const RECEIPT = 8;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
@@ -60,7 +61,7 @@ function ops(list: [number, number, number, string, number][]): [Uint8Array, Flo
 
 /** A connected client/server pair with their connection ids. */
 function connectedPair() {
-  const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+  const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
   const client = Engine.client(cert.cert, false, ['json'], NO_LIMITS);
   const id = client.connect('localhost', 50002, SERVER);
   const seen = pump(client, server);
@@ -81,8 +82,9 @@ function deliver(from: Engine, fromAddr: string, to: Engine, toAddr: string): nu
   return t.lens.length;
 }
 
-/** Passes datagrams between the engines until both are quiet; every event with its body. */
-function exchange(client: Engine, server: Engine) {
+/** Passes datagrams between the engines until both are quiet; every event with its body.
+ *  Received messages are acknowledged as the facade does, unless `acknowledge` is false. */
+function exchange(client: Engine, server: Engine, acknowledge = true) {
   const got = { client: [] as [number[], string][], server: [] as [number[], string][] };
   for (let round = 0; round < 100; round++) {
     const moved = deliver(client, CLIENT, server, SERVER) + deliver(server, SERVER, client, CLIENT);
@@ -94,6 +96,8 @@ function exchange(client: Engine, server: Engine) {
       e.list.forEach((ev, i) => {
         got[side].push([ev, text.decode(e.bodies[i])]);
       });
+      const receipts = e.list.filter((ev) => ev[0] === RECEIPT).flatMap((ev) => ev.slice(1, 4));
+      if (acknowledge && receipts.length > 0) engine.acknowledge(Float64Array.from(receipts));
     }
     if (moved === 0) break;
   }
@@ -116,7 +120,7 @@ function pump(client: Engine, server: Engine): Seen {
 
 describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('completes a verified TLS 1.3 handshake', () => {
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(cert.cert, false, [], NO_LIMITS);
     const id = client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
@@ -135,7 +139,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
 
   it('rejects an untrusted certificate with ERR_TLS', () => {
     const other = generateDevCert(['localhost']);
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(other.cert, false, [], NO_LIMITS);
     client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
@@ -147,12 +151,24 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('rejects a certificate for another name with ERR_TLS', () => {
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS);
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(cert.cert, false, [], NO_LIMITS);
     client.connect('example.test', 50002, SERVER);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(errorCodes()[closed?.[3] as number]).toBe('ERR_TLS');
+  });
+
+  it('acknowledges messages only once the host says the application has them', () => {
+    const { server, client, id } = connectedPair();
+    client.write(...ops([[1, id, 0, 'held', 0]]));
+    const got = exchange(client, server, false);
+    expect(got.server.filter(([e]) => e[0] === MESSAGE).map(([, b]) => b)).toEqual(['held']);
+    expect(got.client.filter(([e]) => e[0] === ACKED)).toEqual([]);
+    const receipt = got.server.find(([e]) => e[0] === RECEIPT)?.[0] as number[];
+    server.acknowledge(Float64Array.from(receipt.slice(1, 4)));
+    const after = exchange(client, server);
+    expect(after.client.filter(([e]) => e[0] === ACKED).map(([e]) => e[2])).toEqual([1]);
   });
 
   it('delivers messages in order both ways and acknowledges them', () => {
@@ -226,7 +242,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('closes with ERR_NEGOTIATION when no encoding is common', () => {
-    const server = Engine.server(cert.cert, cert.key, ['json'], NO_LIMITS);
+    const server = Engine.server(cert.cert, cert.key, ['json'], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(cert.cert, false, ['raw'], NO_LIMITS);
     client.connect('localhost', 50002, SERVER);
     const seen = pump(client, server);
@@ -294,7 +310,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     expect(() => Engine.client(cert.cert, false, [], new Float64Array([0]))).toThrow(/maxMessageSize/);
     expect(() => Engine.client('not pem', false, [], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
     expect(() => Engine.client(cert.cert, false, ['xml'], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
-    expect(() => Engine.server('x', 'y', [], NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
+    expect(() => Engine.server('x', 'y', [], NO_LIMITS, NO_LIMITS)).toThrow(/^ERR_INVALID_ARGUMENT/);
     expect(() => generateDevCert([])).toThrow(/^ERR_INVALID_ARGUMENT/);
   });
 });

@@ -223,6 +223,10 @@ export class Connection implements AsyncIterable<unknown> {
       this.#waitingBytes += body.length;
       return;
     }
+    this.#sendNow(body, delivery);
+  }
+
+  #sendNow(body: Uint8Array, delivery: Delivery): void {
     this.#unackedBytes += body.length;
     this.#pendBytes.push(body.length);
     this.#pendDelivery.push(delivery);
@@ -261,7 +265,7 @@ export class Connection implements AsyncIterable<unknown> {
       head = 0;
     }
     this.#sentHead = head;
-    this.#releaseWaiting();
+    if (this.#waiting.length > 0) this.#releaseWaiting();
   }
 
   #releaseWaiting(): void {
@@ -271,7 +275,7 @@ export class Connection implements AsyncIterable<unknown> {
       if (this.#unackedBytes > 0 && this.#unackedBytes + next.body.length > high) return;
       this.#waiting.shift();
       this.#waitingBytes -= next.body.length;
-      this.#enqueue(next.body, next.delivery);
+      this.#sendNow(next.body, next.delivery);
     }
   }
 

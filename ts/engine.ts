@@ -27,6 +27,9 @@ export interface EngineServerOptions {
   cert: string;
   key: string;
   encodings: string[];
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
+  validateAddresses?: boolean;
 }
 
 export interface ConnectionInfo {
@@ -69,6 +72,9 @@ export const Event = {
   Acked: 6,
   /** a = connection, c = error code index; data = reason. */
   Closed: 7,
+  /** wasm engine only, handled by the wasm backend (the hub skips it): a = connection,
+   *  b = channel stream, c = messages handed over so far, to acknowledge once dispatched. */
+  Receipt: 8,
 } as const;
 export const EVENT_WORDS = 7;
 

@@ -4,6 +4,7 @@
 import { getHub } from './backend.js';
 import type { Connection } from './connection.js';
 import { Endpoint } from './endpoint.js';
+import type { EngineServerOptions } from './engine.js';
 import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
 import type { Hub } from './hub.js';
 import {
@@ -18,7 +19,18 @@ import {
 } from './options.js';
 import type { CloseOptions, ServerOptions, ServerStats } from './types.js';
 
-const KEYS = [...LIMIT_KEYS, 'host', 'port', 'cert', 'key', 'encodings', 'sendBufferHigh'];
+const KEYS = [
+  ...LIMIT_KEYS,
+  'host',
+  'port',
+  'cert',
+  'key',
+  'encodings',
+  'sendBufferHigh',
+  'maxConnections',
+  'maxConnectionsPerIp',
+  'validateAddresses',
+];
 
 export type ConnectionHandler = (peer: Connection) => void;
 export type DisconnectHandler = (peer: Connection, reason: QuicwireError) => void;
@@ -59,10 +71,35 @@ export class QuicServer extends Endpoint {
     }
     for (const [i, e] of encodings.entries()) checkEncoding(`encodings[${i}]`, e);
     const high = sendBufferHigh(options.sendBufferHigh);
+    const admission: Pick<
+      EngineServerOptions,
+      'maxConnections' | 'maxConnectionsPerIp' | 'validateAddresses'
+    > = {};
+    if (options.maxConnections !== undefined)
+      admission.maxConnections = checkInteger('maxConnections', options.maxConnections, 0xffff_ffff);
+    if (options.maxConnectionsPerIp !== undefined)
+      admission.maxConnectionsPerIp = checkInteger(
+        'maxConnectionsPerIp',
+        options.maxConnectionsPerIp,
+        0xffff_ffff,
+      );
+    if (options.validateAddresses !== undefined) {
+      if (typeof options.validateAddresses !== 'boolean')
+        throw invalidArgument('validateAddresses must be a boolean');
+      admission.validateAddresses = options.validateAddresses;
+    }
     const hub = getHub();
     let info: Awaited<ReturnType<Hub['engine']['listen']>>;
     try {
-      info = await hub.engine.listen({ transport: engineLimits(options), host, port, cert, key, encodings });
+      info = await hub.engine.listen({
+        transport: engineLimits(options),
+        host,
+        port,
+        cert,
+        key,
+        encodings,
+        ...admission,
+      });
     } catch (err) {
       throw fromEngine(err);
     }

@@ -46,6 +46,13 @@ export interface ServerOptions extends LimitOptions {
   encodings?: Encoding[];
   /** Unacknowledged bytes per peer before `peer.send` waits (default 8 MiB). */
   sendBufferHigh?: number;
+  /** Connections open at once; more are refused (default 10,000). */
+  maxConnections?: number;
+  /** Connections from one IP address; more are refused (default 1,000). */
+  maxConnectionsPerIp?: number;
+  /** Clients prove their address with a retry token first: one more round trip per
+   * connection, but a spoofed flood costs the server nothing (default false). */
+  validateAddresses?: boolean;
 }
 
 export interface RequestOptions {
@@ -100,8 +107,12 @@ export interface PoolStats {
 
 export interface ServerStats {
   connections: number;
+  /** Connections completed (TLS and HELLO). */
   accepted: number;
+  /** Handshakes that failed (TLS, negotiation). */
   rejected: number;
+  /** Connections refused at `maxConnections` or `maxConnectionsPerIp`. */
+  refused: number;
   totals: ConnectionStats;
 }
 

@@ -83,7 +83,9 @@ export class WasmBackend implements Engine {
   #nextSlot = 1;
   #notify: () => void = () => {};
   /** Event batches as the engines produced them, waiting for the hub. */
-  #batches: EventBatch[] = [];
+  #batches: { batch: EventBatch; slot: Slot; receipts: number[] }[] = [];
+  /** The batch the hub took last: its messages are acknowledged when it asks again. */
+  #handed: { slot: Slot; receipts: number[] } | undefined;
   #notifyScheduled = false;
 
   constructor(wasm: WasmModule, network: DatagramNetwork) {
@@ -99,13 +101,24 @@ export class WasmBackend implements Engine {
     this.#notify = notify;
   }
 
+  // The hub dispatches a batch before it asks for the next one (and asks until there is
+  // none), so asking again means the messages handed before reached the application.
   takeEvents(): EventBatch | null {
-    return this.#batches.shift() ?? null;
+    const handed = this.#handed;
+    this.#handed = undefined;
+    if (handed && handed.receipts.length > 0 && !handed.slot.closed) {
+      handed.slot.engine.acknowledge(Float64Array.from(handed.receipts));
+      this.#step(handed.slot);
+    }
+    const next = this.#batches.shift();
+    if (!next) return null;
+    this.#handed = next;
+    return next.batch;
   }
 
   /** Queues an engine's event batch (ids already made process-wide) and wakes the hub once. */
-  #emit(batch: EventBatch): void {
-    this.#batches.push(batch);
+  #emit(batch: EventBatch, slot: Slot, receipts: number[]): void {
+    this.#batches.push({ batch, slot, receipts });
     if (!this.#notifyScheduled) {
       this.#notifyScheduled = true;
       soon(() => {
@@ -242,7 +255,17 @@ export class WasmBackend implements Engine {
       );
     }
     const engine = this.#call(() =>
-      this.#wasm.Engine.server(options.cert, options.key, options.encodings, limits(options.transport)),
+      this.#wasm.Engine.server(
+        options.cert,
+        options.key,
+        options.encodings,
+        limits(options.transport),
+        Float64Array.from([
+          options.maxConnections ?? Number.NaN,
+          options.maxConnectionsPerIp ?? Number.NaN,
+          options.validateAddresses === undefined ? Number.NaN : Number(options.validateAddresses),
+        ]),
+      ),
     );
     const slot = this.#add(engine);
     const socket = await this.#socket(slot, family, options.host, options.port);
@@ -255,6 +278,7 @@ export class WasmBackend implements Engine {
       connections: s.connections.length,
       accepted: s.accepted,
       rejected: s.rejected,
+      refused: s.refused,
       totals: s.totals,
     };
   }
@@ -302,6 +326,7 @@ export class WasmBackend implements Engine {
       failed: number;
       accepted: number;
       rejected: number;
+      refused: number;
       totals: ConnectionStats;
       connections: (ConnectionStats & { idle: boolean })[];
     };
@@ -377,9 +402,11 @@ export class WasmBackend implements Engine {
     if (meta.length === 0) return;
     const data = slot.engine.takeEventData();
     const base = slot.id * SLOT;
+    const receipts: number[] = [];
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
       const local = meta[i + 1] as number;
+      if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
       const c = meta[i + 3] as number;
       const d = meta[i + 4] as number;
       const off = meta[i + 5] as number;
@@ -406,7 +433,7 @@ export class WasmBackend implements Engine {
         meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
     }
-    this.#emit({ data, meta });
+    this.#emit({ data, meta }, slot, receipts);
   }
 
   #shutdown(slot: Slot): void {

@@ -99,6 +99,10 @@ export interface ServerOptions {
   cert: string
   key: string
   encodings: Array<string>
+  /** Connections open at once (server-wide). */
+  maxConnections?: number
+  maxConnectionsPerIp?: number
+  validateAddresses?: boolean
 }
 
 export declare function serverStats(serverHandle: number): ServerStatsJs
@@ -107,6 +111,7 @@ export interface ServerStatsJs {
   connections: number
   accepted: number
   rejected: number
+  refused: number
   totals: ConnectionStatsJs
 }
 

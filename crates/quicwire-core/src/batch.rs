@@ -36,6 +36,9 @@ pub mod event {
     pub const ACKED: f64 = 6.0;
     /// c = error code number; data = reason.
     pub const CLOSED: f64 = 7.0;
+    /// b = channel stream, c = its messages in this batch and before (wasm engine only: the
+    /// host acknowledges it once the application has them).
+    pub const RECEIPT: f64 = 8.0;
 }
 
 /// One op of a batch.

@@ -4,6 +4,7 @@
 //! error codes live here so that the native runtime (`quicwire`) and the wasm engine apply
 //! exactly the same rules. Nothing here touches a socket, a clock or a thread.
 
+pub mod admission;
 pub mod batch;
 pub mod config;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod stats;
 pub mod tls;
 pub mod varint;
 
+pub use admission::{Admission, Decision, ServerLimits};
 pub use config::TransportConfig;
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};

@@ -28,6 +28,11 @@ pub fn connection_error(e: &ConnectionError, peer: &str) -> Error {
             ErrorCode::Tls,
             format!("{peer} rejected the TLS handshake: {c}"),
         ),
+        C::ConnectionClosed(c) if c.error_code == TransportErrorCode::CONNECTION_REFUSED => {
+            Error::closed(format!(
+                "{peer} refused the connection (it is at its connection limit)"
+            ))
+        }
         C::LocallyClosed => Error::closed(format!("connection to {peer} was closed")),
         C::TimedOut => Error::closed(format!("connection to {peer} timed out (peer silent)")),
         C::Reset => Error::closed(format!("{peer} reset the connection")),

@@ -2,6 +2,10 @@
 //! lock, and the first event after a drain wakes JS with one threadsafe-function call. JS
 //! then takes the whole batch (`takeEvents`): one boundary crossing for many messages.
 //!
+//! Messages are acknowledged to their sender only once JS has them: each `take` first
+//! acknowledges what the previous `take` returned, since JS dispatches a batch before it
+//! asks for the next one (and keeps asking until there is none).
+//!
 //! Layout: `data` holds bodies and texts back to back; `meta` holds, per event, seven
 //! numbers: `[kind, a, b, c, d, offset, length]`, offset/length pointing into `data`.
 
@@ -10,6 +14,7 @@ use std::sync::Mutex;
 use napi::bindgen_prelude::{Buffer, Float64Array, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
+use quicwire::{Connection, Receipt};
 
 pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
 
@@ -17,14 +22,19 @@ pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, tr
 struct Batch {
     data: Vec<u8>,
     meta: Vec<f64>,
+    /// Receipts of the messages in this batch.
+    receipts: Vec<(Connection, Receipt)>,
     wake_pending: bool,
 }
 
 static INBOX: Mutex<Batch> = Mutex::new(Batch {
     data: Vec::new(),
     meta: Vec::new(),
+    receipts: Vec::new(),
     wake_pending: false,
 });
+/// Receipts of the batch JS took last, acknowledged when it comes back for more.
+static HANDED: Mutex<Vec<(Connection, Receipt)>> = Mutex::new(Vec::new());
 static NOTIFY: Mutex<Option<Notify>> = Mutex::new(None);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -35,10 +45,15 @@ pub fn set_notify(notify: Notify) {
     *lock(&NOTIFY) = Some(notify);
 }
 
-/// Appends events with one lock; wakes JS if nothing is pending.
-pub fn push<'a>(events: impl IntoIterator<Item = ([f64; 5], &'a [u8])>) {
+/// Appends events with one lock; wakes JS if nothing is pending. `receipt` comes with a
+/// batch of messages.
+pub fn push<'a>(
+    events: impl IntoIterator<Item = ([f64; 5], &'a [u8])>,
+    receipt: Option<(Connection, Receipt)>,
+) {
     let wake = {
         let mut inbox = lock(&INBOX);
+        inbox.receipts.extend(receipt);
         for (words, data) in events {
             let offset = inbox.data.len() as f64;
             inbox.data.extend_from_slice(data);
@@ -56,16 +71,21 @@ pub fn push<'a>(events: impl IntoIterator<Item = ([f64; 5], &'a [u8])>) {
 }
 
 pub fn push_one(words: [f64; 5], data: &[u8]) {
-    push(std::iter::once((words, data)));
+    push(std::iter::once((words, data)), None);
 }
 
-/// Takes everything queued so far.
+/// Acknowledges the batch taken before, then takes everything queued since.
 pub fn take() -> Option<(Buffer, Float64Array)> {
+    let mut handed = lock(&HANDED);
+    for (conn, receipt) in handed.drain(..) {
+        conn.acknowledge(receipt);
+    }
     let mut inbox = lock(&INBOX);
     inbox.wake_pending = false;
     if inbox.meta.is_empty() {
         return None;
     }
+    std::mem::swap(&mut *handed, &mut inbox.receipts);
     let data = std::mem::take(&mut inbox.data);
     let meta = std::mem::take(&mut inbox.meta);
     Some((Buffer::from(data), Float64Array::new(meta)))

@@ -22,7 +22,8 @@ use napi::Status;
 use napi_derive::napi;
 use quicwire::core::frame;
 use quicwire::{
-    Client, Connection, ConnectionStats, Error, ErrorCode, Handler, IncomingRequest, Server,
+    Client, Connection, ConnectionStats, Error, ErrorCode, Handler, IncomingRequest, Receipt,
+    Server,
 };
 
 pub use options::{ClientOptions, ServerOptions, TransportOptions};
@@ -80,12 +81,13 @@ impl Handler for NodeHandler {
         inbox::push_one(words, text.as_bytes());
     }
 
-    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>) {
+    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt) {
         let id = conn.id() as f64;
         inbox::push(
             messages
                 .iter()
                 .map(|m| ([kind::MESSAGE, id, 0.0, 0.0, 0.0], &m[..])),
+            Some((conn.clone(), receipt)),
         );
     }
 
@@ -450,6 +452,7 @@ pub struct ServerStatsJs {
     pub connections: f64,
     pub accepted: f64,
     pub rejected: f64,
+    pub refused: f64,
     pub totals: ConnectionStatsJs,
 }
 
@@ -462,6 +465,7 @@ pub fn server_stats(server_handle: u32) -> napi::Result<ServerStatsJs> {
         connections: s.connections as f64,
         accepted: s.accepted as f64,
         rejected: s.rejected as f64,
+        refused: s.refused as f64,
         totals: stats_js(&s.totals),
     })
 }

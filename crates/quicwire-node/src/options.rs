@@ -3,7 +3,8 @@
 
 use napi_derive::napi;
 use quicwire::{
-    ClientConfig, ClientTls, Encoding, Result, ServerConfig, ServerTls, TransportConfig,
+    ClientConfig, ClientTls, Encoding, Result, ServerConfig, ServerLimits, ServerTls,
+    TransportConfig,
 };
 
 #[napi(object)]
@@ -38,6 +39,10 @@ pub struct ServerOptions {
     pub cert: String,
     pub key: String,
     pub encodings: Vec<String>,
+    /// Connections open at once (server-wide).
+    pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+    pub validate_addresses: Option<bool>,
 }
 
 fn transport(o: &TransportOptions) -> Result<TransportConfig> {
@@ -85,5 +90,15 @@ pub fn server_config(o: &ServerOptions) -> Result<ServerConfig> {
             key: o.key.clone(),
         },
         encodings: encodings(&o.encodings, &Encoding::ALL)?,
+        limits: server_limits(o),
     })
+}
+
+fn server_limits(o: &ServerOptions) -> ServerLimits {
+    let d = ServerLimits::default();
+    ServerLimits {
+        max_connections: o.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_ip: o.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+        validate_addresses: o.validate_addresses.unwrap_or(d.validate_addresses),
+    }
 }

@@ -20,7 +20,8 @@ use quicwire_core::config::initial_stream_credit;
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolTable, TransportConfig,
+    app_code, Admission, ConnectionStats, Decision, Encoding, Error, ErrorCode, PoolKey, PoolTable,
+    ServerLimits, TransportConfig,
 };
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
@@ -109,6 +110,21 @@ fn transport_config(limits: &[f64]) -> Result<TransportConfig, JsError> {
     Ok(cfg)
 }
 
+/// A server's admission settings: [maxConnections, maxConnectionsPerIp, validateAddresses
+/// (0/1)]; NaN keeps a default.
+fn server_limits(v: &[f64]) -> Result<ServerLimits, JsError> {
+    let d = ServerLimits::default();
+    let get = |i: usize| v.get(i).copied().filter(|x| x.is_finite());
+    let limits = ServerLimits {
+        max_connections: get(0).map_or(d.max_connections, |x| x.min(u32::MAX.into()) as u32),
+        max_connections_per_ip: get(1)
+            .map_or(d.max_connections_per_ip, |x| x.min(u32::MAX.into()) as u32),
+        validate_addresses: get(2).map_or(d.validate_addresses, |x| x != 0.0),
+    };
+    limits.validate().map_err(js_error)?;
+    Ok(limits)
+}
+
 fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>, Error> {
     let mut t = quinn_proto::TransportConfig::default();
     // Credit starts small and grows with use (Session's accept loop).
@@ -163,6 +179,8 @@ pub struct Engine {
     next_sweep: Instant,
     accepted: u64,
     rejected: u64,
+    /// Server: connection caps and address validation.
+    admission: Admission,
     connections: HashMap<ConnectionHandle, Conn>,
     /// Requests from peers waiting for an answer: handle -> (connection, stream).
     responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
@@ -201,20 +219,19 @@ impl Engine {
         key: String,
         encodings_accepted: Vec<String>,
         limits: &[f64],
+        admission: &[f64],
     ) -> Result<Engine, JsError> {
         let cfg = transport_config(limits)?;
+        let server_limits = server_limits(admission)?;
         let encodings = encodings(encodings_accepted, &Encoding::ALL)?;
         let crypto = tls::server_config(&ServerTls { cert, key }).map_err(js_error)?;
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(transport(&cfg).map_err(js_error)?);
-        Ok(Self::new(
-            Some(Arc::new(server_config)),
-            None,
-            &cfg,
-            encodings,
-        ))
+        let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings);
+        engine.admission = Admission::new(server_limits);
+        Ok(engine)
     }
 
     fn new(
@@ -235,6 +252,7 @@ impl Engine {
             next_sweep: now,
             accepted: 0,
             rejected: 0,
+            admission: Admission::default(),
             params: Params {
                 max_message_size: cfg.max_message_size,
                 encodings,
@@ -369,7 +387,7 @@ impl Engine {
         format!(
             concat!(
                 "{{\"created\":{},\"reused\":{},\"evicted\":{},\"failed\":{},",
-                "\"accepted\":{},\"rejected\":{},\"totals\":{},\"connections\":[{}]}}"
+                "\"accepted\":{},\"rejected\":{},\"refused\":{},\"totals\":{},\"connections\":[{}]}}"
             ),
             c.created,
             c.reused,
@@ -377,6 +395,7 @@ impl Engine {
             c.failed,
             self.accepted,
             self.rejected,
+            self.admission.refused(),
             stats_json(&totals, None),
             conns.join(",")
         )
@@ -409,6 +428,26 @@ impl Engine {
                     }
                 }
                 Some(DatagramEvent::NewConnection(incoming)) => {
+                    let validated = incoming.remote_address_validated();
+                    match self.admission.admit(remote.ip(), validated) {
+                        Decision::Accept => {}
+                        Decision::Retry => {
+                            self.buf.clear();
+                            match self.endpoint.retry(incoming, &mut self.buf) {
+                                Ok(t) => {
+                                    push_transmit(&mut self.out, &self.buf[..t.size], t.destination)
+                                }
+                                Err(e) => self.endpoint.ignore(e.into_incoming()),
+                            }
+                            continue;
+                        }
+                        Decision::Refuse => {
+                            self.buf.clear();
+                            let t = self.endpoint.refuse(incoming, &mut self.buf);
+                            push_transmit(&mut self.out, &self.buf[..t.size], t.destination);
+                            continue;
+                        }
+                    }
                     let mut response = Vec::new();
                     match self.endpoint.accept(incoming, now, &mut response, None) {
                         Ok((handle, conn)) => {
@@ -416,6 +455,7 @@ impl Engine {
                             self.insert(handle, conn, false, peer, None);
                         }
                         Err(e) => {
+                            self.admission.release(remote.ip());
                             if let Some(t) = e.response {
                                 push_transmit(&mut self.out, &response[..t.size], t.destination);
                             }
@@ -506,6 +546,18 @@ impl Engine {
 
     /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
     /// offset, data length); bodies and texts in `takeEventData`.
+    /// Acknowledges RECEIPT events the application has dealt with: `receipts` holds
+    /// (connection, stream, delivered) triples.
+    pub fn acknowledge(&mut self, receipts: &[f64]) {
+        for r in receipts.chunks_exact(3) {
+            let handle = ConnectionHandle(r[0] as usize);
+            if let Some(conn) = self.connections.get_mut(&handle) {
+                conn.session
+                    .acknowledge(&mut conn.quic, r[1] as u64, r[2] as u64);
+            }
+        }
+    }
+
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.events)
@@ -684,6 +736,10 @@ impl Engine {
                 error.message.into_bytes(),
             ),
             Outcome::Acked(n) => ([kind::ACKED, n as f64, 0.0, 0.0], Vec::new()),
+            Outcome::Receipt { stream, delivered } => (
+                [kind::RECEIPT, stream as f64, delivered as f64, 0.0],
+                Vec::new(),
+            ),
         };
         let offset = self.data.len() as f64;
         self.data.extend_from_slice(&bytes);
@@ -805,7 +861,13 @@ impl Engine {
             self.report(handle, outcome);
         }
         for handle in drained {
-            self.connections.remove(&handle);
+            if let Some(conn) = self.connections.remove(&handle) {
+                if conn.key.is_none() {
+                    if let Ok(addr) = conn.peer.parse::<SocketAddr>() {
+                        self.admission.release(addr.ip());
+                    }
+                }
+            }
             self.responders.retain(|_, (h, _, _)| *h != handle);
         }
     }

@@ -54,6 +54,12 @@ pub(crate) enum Outcome {
     },
     /// The peer's application has this many of our messages.
     Acked(u64),
+    /// The peer's messages on `stream` up to `delivered` were handed over; acknowledge them
+    /// with [`Session::acknowledge`] once the application has them.
+    Receipt {
+        stream: u64,
+        delivered: u64,
+    },
 }
 
 /// A request we sent, waiting for its answer.
@@ -499,7 +505,10 @@ impl Session {
                 },
             };
             if *delivered > before {
-                upsert(&mut self.acks_due, id.index(), *delivered);
+                out.push(Outcome::Receipt {
+                    stream: id.index(),
+                    delivered: *delivered,
+                });
             }
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
@@ -596,6 +605,12 @@ impl Session {
         for id in done {
             self.requests_out.remove(&id);
         }
+    }
+
+    /// Tells the peer its messages up to `delivered` on `stream` reached the application.
+    pub fn acknowledge(&mut self, conn: &mut Connection, stream: u64, delivered: u64) {
+        upsert(&mut self.acks_due, stream, delivered);
+        self.write_acks(conn);
     }
 
     fn write_acks(&mut self, conn: &mut Connection) {

@@ -25,14 +25,24 @@ pub trait Handler: Send + Sync + 'static {
     /// A connection finished its handshake (either side). Comes before any other call
     /// for that connection.
     fn on_connection(&self, _conn: &Connection) {}
-    /// Messages read off a channel stream, in order. Called once per received batch.
-    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>);
+    /// Messages read off a channel stream, in order. Called once per received batch. The
+    /// sender's `send` resolves only once the handler passes `receipt` to
+    /// [`Connection::acknowledge`]: do so when the application has the messages.
+    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt);
     /// A request to answer with [`IncomingRequest::respond`].
     fn on_request(&self, request: IncomingRequest);
     /// The peer has now received `delivered` of the messages this side sent.
     fn on_acked(&self, _conn: &Connection, _delivered: u64) {}
     /// The connection closed; every later call on it fails with `reason`'s code.
     fn on_closed(&self, _conn: &Connection, _reason: &Error) {}
+}
+
+/// Proof of a received batch: acknowledging it tells the sender that every message of its
+/// channel up to this batch was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    stream: u64,
+    delivered: u64,
 }
 
 /// Chunks read from a stream at once.
@@ -236,7 +246,14 @@ impl Connection {
             Ok((send, recv, buf, welcome))
         };
         let (send, recv, buf, welcome) = match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
-            Ok(r) => r?,
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                // Tell the peer why (a refused negotiation already did).
+                if e.code != ErrorCode::Negotiation {
+                    quic.close(app_code::PROTOCOL.into(), e.message.as_bytes());
+                }
+                return Err(e);
+            }
             Err(_) => {
                 quic.close(app_code::PROTOCOL.into(), b"no HELLO");
                 return Err(Error::protocol(format!("{peer} sent no HELLO")));
@@ -731,8 +748,8 @@ impl Connection {
                 self.0.messages_in.fetch_add(n, Ordering::Relaxed);
                 self.0.bytes_in.fetch_add(bytes, Ordering::Relaxed);
                 self.touch();
-                self.0.handler.on_messages(&self, batch);
-                self.ack_later(stream, delivered);
+                let receipt = Receipt { stream, delivered };
+                self.0.handler.on_messages(&self, batch, receipt);
             }
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
@@ -743,7 +760,9 @@ impl Connection {
         }
     }
 
-    fn ack_later(&self, stream: u64, delivered: u64) {
+    /// Tells the peer that the messages up to `receipt` reached the application.
+    pub fn acknowledge(&self, receipt: Receipt) {
+        let Receipt { stream, delivered } = receipt;
         let mut due = lock(&self.0.acks_due);
         match due.iter_mut().find(|(s, _)| *s == stream) {
             Some(entry) => entry.1 = delivered,
@@ -762,7 +781,22 @@ impl Connection {
     ) {
         let decoder = FrameDecoder::new(self.0.local_limit);
         let mut buf = BytesMut::new();
-        match read_frame(&mut recv, &decoder, &mut buf, &self.0.peer).await {
+        // A stream that never finishes its request must not hold a slot forever.
+        let read = tokio::time::timeout(
+            self.0.request_timeout,
+            read_frame(&mut recv, &decoder, &mut buf, &self.0.peer),
+        );
+        let frame = read.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorCode::Timeout,
+                format!(
+                    "request from {} not received within {} ms",
+                    self.0.peer,
+                    self.0.request_timeout.as_millis()
+                ),
+            ))
+        });
+        match frame {
             Ok(Some(Frame::Request { id, body })) => {
                 self.0.requests_in.fetch_add(1, Ordering::Relaxed);
                 self.0

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::{Connection, Error, Handler, IncomingRequest};
+use crate::{Connection, Error, Handler, IncomingRequest, Receipt};
 
 #[derive(Debug)]
 pub enum Event {
@@ -23,8 +23,11 @@ impl Handler for EventQueue {
     fn on_connection(&self, conn: &Connection) {
         let _ = self.0.send(Event::Connected(conn.clone()));
     }
-    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>) {
-        let _ = self.0.send(Event::Messages(conn.clone(), messages));
+    /// Delivered once queued for the receiver (dropped, if the receiver is gone).
+    fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt) {
+        if self.0.send(Event::Messages(conn.clone(), messages)).is_ok() {
+            conn.acknowledge(receipt);
+        }
     }
     fn on_request(&self, request: IncomingRequest) {
         let _ = self.0.send(Event::Request(request));

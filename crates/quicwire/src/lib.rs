@@ -13,13 +13,13 @@ pub mod tls;
 mod transport;
 
 pub use client::{Client, ClientConfig};
-pub use connection::{Connection, Handler, IncomingRequest};
+pub use connection::{Connection, Handler, IncomingRequest, Receipt};
 pub use events::{event_queue, Event};
 /// The protocol rules (codec, negotiation, limits), for bindings and raw-peer tests.
 pub use quicwire_core as core;
 pub use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
-    TransportConfig,
+    ServerLimits, TransportConfig,
 };
 pub use server::{Server, ServerConfig, ServerStats};
 pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls};

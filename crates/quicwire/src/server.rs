@@ -10,10 +10,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use quicwire_core::frame;
 use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, Result, TransportConfig,
+    app_code, Admission, ConnectionStats, Decision, Encoding, Error, ErrorCode, Result,
+    ServerLimits, TransportConfig,
 };
 
-use crate::connection::{Connection, Handler, IncomingRequest, SessionParams};
+use crate::connection::{Connection, Handler, IncomingRequest, Receipt, SessionParams};
 use crate::tls::{self, ServerTls};
 use crate::transport::quinn_transport;
 
@@ -23,6 +24,8 @@ pub struct ServerConfig {
     pub tls: ServerTls,
     /// Encodings the server accepts (default: all).
     pub encodings: Vec<Encoding>,
+    /// Connection caps and address validation.
+    pub limits: ServerLimits,
 }
 
 impl ServerConfig {
@@ -31,6 +34,7 @@ impl ServerConfig {
             transport: TransportConfig::default(),
             tls,
             encodings: Encoding::ALL.to_vec(),
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -43,6 +47,10 @@ pub struct ServerStats {
     pub accepted: u64,
     /// Handshakes that failed (TLS, negotiation).
     pub rejected: u64,
+    /// Connections refused at a connection limit.
+    pub refused: u64,
+    /// Clients asked to validate their address with a retry token.
+    pub retried: u64,
     /// Sum over open connections.
     pub totals: ConnectionStats,
 }
@@ -65,6 +73,7 @@ struct Shared {
     connections: Mutex<HashMap<u64, Connection>>,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    admission: Mutex<Admission>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,8 +93,8 @@ impl Handler for Registry {
         }
         self.user.on_connection(conn);
     }
-    fn on_messages(&self, conn: &Connection, messages: Vec<bytes::Bytes>) {
-        self.user.on_messages(conn, messages);
+    fn on_messages(&self, conn: &Connection, messages: Vec<bytes::Bytes>, receipt: Receipt) {
+        self.user.on_messages(conn, messages, receipt);
     }
     fn on_request(&self, request: IncomingRequest) {
         self.user.on_request(request);
@@ -110,6 +119,7 @@ impl Server {
         handler: Arc<dyn Handler>,
     ) -> Result<Server> {
         config.transport.validate()?;
+        config.limits.validate()?;
         if config.encodings.is_empty() {
             return Err(Error::invalid_argument(
                 "encodings must list at least one encoding",
@@ -131,6 +141,7 @@ impl Server {
             connections: Mutex::new(HashMap::new()),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            admission: Mutex::new(Admission::new(config.limits)),
         });
         let handler: Arc<dyn Handler> = Arc::new(Registry {
             shared: Arc::downgrade(&shared),
@@ -172,9 +183,15 @@ impl Server {
     }
 
     pub fn stats(&self) -> ServerStats {
+        let (refused, retried) = {
+            let admission = lock(&self.0.admission);
+            (admission.refused(), admission.retried())
+        };
         let mut stats = ServerStats {
             accepted: self.0.accepted.load(Ordering::Relaxed),
             rejected: self.0.rejected.load(Ordering::Relaxed),
+            refused,
+            retried,
             ..Default::default()
         };
         for conn in self.connections() {
@@ -212,28 +229,56 @@ impl Server {
 
 async fn accept_loop(shared: Arc<Shared>, params: SessionParams, handler: Arc<dyn Handler>) {
     while let Some(incoming) = shared.endpoint.accept().await {
+        let ip = incoming.remote_address().ip();
+        let decision = lock(&shared.admission).admit(ip, incoming.remote_address_validated());
+        match decision {
+            Decision::Retry => {
+                // Fails only if this Initial already carried a token we could not use.
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+                continue;
+            }
+            Decision::Refuse => {
+                incoming.refuse();
+                continue;
+            }
+            Decision::Accept => {}
+        }
         let shared = shared.clone();
         let params = params.clone();
         let handler = handler.clone();
         tokio::spawn(async move {
-            let peer = incoming.remote_address();
-            let quic = match incoming.await {
-                Ok(q) => q,
-                Err(e) => {
-                    shared.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "handshake failed");
-                    return;
-                }
-            };
-            match Connection::server_handshake(quic, params, handler).await {
-                Ok(_) => {
-                    shared.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    shared.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "HELLO failed");
-                }
-            }
+            serve_connection(&shared, incoming, params, handler).await;
+            lock(&shared.admission).release(ip);
         });
+    }
+}
+
+/// Handshakes one admitted connection and waits until it ends.
+async fn serve_connection(
+    shared: &Shared,
+    incoming: quinn::Incoming,
+    params: SessionParams,
+    handler: Arc<dyn Handler>,
+) {
+    let peer = incoming.remote_address();
+    let quic = match incoming.await {
+        Ok(q) => q,
+        Err(e) => {
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    match Connection::server_handshake(quic, params, handler).await {
+        Ok(conn) => {
+            shared.accepted.fetch_add(1, Ordering::Relaxed);
+            conn.closed().await;
+        }
+        Err(e) => {
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "HELLO failed");
+        }
     }
 }

@@ -1,87 +1,16 @@
 //! End-to-end tests over real UDP on loopback with real TLS 1.3.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::{client, dev_cert, serve_echo, start_server};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
     Server, ServerConfig, ServerTls,
 };
-use quicwire_core::frame::{self, Frame, FrameDecoder};
-use quicwire_core::{app_code, varint, Hello, PROTOCOL_VERSION};
-use tokio::sync::mpsc::UnboundedReceiver;
-
-struct Fixture {
-    server: Server,
-    ca: String,
-    events: UnboundedReceiver<Event>,
-}
-
-fn dev_cert() -> quicwire::DevCert {
-    generate_dev_cert(&["localhost".into(), "127.0.0.1".into(), "::1".into()]).unwrap()
-}
-
-fn start_server(edit: impl FnOnce(&mut ServerConfig)) -> Fixture {
-    let cert = dev_cert();
-    let mut config = ServerConfig::new(ServerTls {
-        cert: cert.cert.clone(),
-        key: cert.key,
-    });
-    edit(&mut config);
-    let (handler, events) = event_queue();
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config, handler).unwrap();
-    Fixture {
-        server,
-        ca: cert.cert,
-        events,
-    }
-}
-
-/// Echoes requests ("fail" answers an error, "slow" waits 300 ms) and forwards messages.
-fn serve_echo(mut events: UnboundedReceiver<Event>) -> UnboundedReceiver<Bytes> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Messages(_, msgs) => msgs.into_iter().for_each(|m| {
-                    let _ = tx.send(m);
-                }),
-                Event::Request(req) => {
-                    tokio::spawn(async move {
-                        let body = req.body().clone();
-                        if &body[..] == b"fail" {
-                            let err = quicwire::Error::new(ErrorCode::Remote, "handler failed");
-                            let _ = req.respond(Err(err)).await;
-                        } else {
-                            if &body[..] == b"slow" {
-                                tokio::time::sleep(Duration::from_millis(300)).await;
-                            }
-                            let _ = req.respond(Ok(&body)).await;
-                        }
-                    });
-                }
-                _ => {}
-            }
-        }
-    });
-    rx
-}
-
-fn client(ca: &str, edit: impl FnOnce(&mut ClientConfig)) -> Client {
-    let mut config = ClientConfig {
-        tls: ClientTls {
-            ca: Some(ca.to_string()),
-            insecure: false,
-        },
-        ..Default::default()
-    };
-    edit(&mut config);
-    let (handler, _events) = event_queue();
-    Client::new(config, handler).unwrap()
-}
 
 #[tokio::test]
 async fn messages_and_requests_round_trip() {
@@ -397,128 +326,6 @@ async fn abrupt_close_fails_pending_requests() {
         let err = p.await.unwrap().unwrap_err();
         assert_eq!(err.code, ErrorCode::ConnectionClosed, "{err}");
     }
-}
-
-/// A raw quinn client that speaks just enough quicwire to get past HELLO.
-async fn raw_peer(server: SocketAddr, ca: &str) -> (quinn::Endpoint, quinn::Connection) {
-    let tls = quicwire::tls::client_config(&ClientTls {
-        ca: Some(ca.into()),
-        insecure: false,
-    })
-    .unwrap();
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
-        .connect(server, "localhost")
-        .unwrap()
-        .await
-        .unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut out = BytesMut::new();
-    frame::put_hello(
-        &mut out,
-        &Hello {
-            version: PROTOCOL_VERSION,
-            encodings: vec![Encoding::Raw],
-            max_message_size: 1 << 20,
-        },
-    );
-    send.write_all(&out).await.unwrap();
-    let mut buf = BytesMut::new();
-    let decoder = FrameDecoder::new(1 << 20);
-    loop {
-        let chunk = recv.read_chunk(1024, true).await.unwrap().unwrap();
-        buf.extend_from_slice(&chunk.bytes);
-        if let Some(f) = decoder.decode(&mut buf).unwrap() {
-            assert!(matches!(f, Frame::Welcome(_)));
-            break;
-        }
-    }
-    std::mem::forget((send, recv));
-    (endpoint, conn)
-}
-
-async fn raw_request(conn: &quinn::Connection, body: &[u8]) -> Frame {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let mut out = BytesMut::new();
-    frame::put_request(&mut out, 1, body, 1 << 20).unwrap();
-    send.write_all(&out).await.unwrap();
-    send.finish().unwrap();
-    let bytes = recv.read_to_end(1 << 21).await.unwrap();
-    FrameDecoder::new(1 << 20)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap()
-}
-
-#[tokio::test]
-async fn garbage_on_a_stream_resets_that_stream_only() {
-    let f = start_server(|_| {});
-    let _rx = serve_echo(f.events);
-    let (_endpoint, conn) = raw_peer(f.server.local_addr(), &f.ca).await;
-    let mut garbage = conn.open_uni().await.unwrap();
-    garbage.write_all(&[0x05, 0xEE, 1, 2, 3, 4]).await.unwrap();
-    let stopped = garbage.stopped().await.unwrap();
-    assert_eq!(stopped, Some(quinn::VarInt::from_u32(app_code::PROTOCOL)));
-    // A garbage request stream is answered with ERR_PROTOCOL and its reading side stopped...
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(&[0x03, 0x77, 0x00, 0x00]).await.unwrap();
-    let bytes = recv.read_to_end(4096).await.unwrap();
-    let answer = FrameDecoder::new(1024)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(
-            answer,
-            Frame::Error {
-                code: ErrorCode::Protocol,
-                ..
-            }
-        ),
-        "{answer:?}"
-    );
-    // ...and the connection still serves requests.
-    let answer = raw_request(&conn, b"still here").await;
-    assert!(matches!(answer, Frame::Response { body, .. } if &body[..] == b"still here"));
-}
-
-#[tokio::test]
-async fn four_gib_length_prefix_is_refused_without_allocating() {
-    let f = start_server(|_| {});
-    let _rx = serve_echo(f.events);
-    let (_endpoint, conn) = raw_peer(f.server.local_addr(), &f.ca).await;
-    let mut s = conn.open_uni().await.unwrap();
-    let mut claim = BytesMut::new();
-    varint::put(&mut claim, 4 << 30);
-    claim.extend_from_slice(&[frame::Kind::Message as u8, 0, 0]);
-    s.write_all(&claim).await.unwrap();
-    let stopped = s.stopped().await.unwrap();
-    assert_eq!(
-        stopped,
-        Some(quinn::VarInt::from_u32(app_code::MESSAGE_TOO_LARGE))
-    );
-    // An oversized request gets an ERROR frame naming the limit.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    send.write_all(&claim).await.unwrap();
-    let bytes = recv.read_to_end(4096).await.unwrap();
-    let frame = FrameDecoder::new(1 << 20)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(
-            frame,
-            Frame::Error {
-                code: ErrorCode::MessageTooLarge,
-                ..
-            }
-        ),
-        "{frame:?}"
-    );
-    let answer = raw_request(&conn, b"ok").await;
-    assert!(matches!(answer, Frame::Response { .. }));
 }
 
 #[tokio::test]
