@@ -237,7 +237,9 @@ impl FrameDecoder {
             Kind::Error => {
                 let id = take_varint(&mut p, "error id")?;
                 let code = ErrorCode::from_wire(take_varint(&mut p, "error code")?);
-                let text = String::from_utf8_lossy(&p).into_owned();
+                // Invalid UTF-8 grows when replaced (1 byte -> 3): cut again, so a peer's
+                // text is never longer than one we could send. (Found by fuzzing.)
+                let text = truncate_utf8(&String::from_utf8_lossy(&p), MAX_ERROR_TEXT).to_owned();
                 Frame::Error { id, code, text }
             }
             Kind::Ack => {
@@ -452,5 +454,20 @@ mod tests {
             panic!("not an error frame");
         };
         assert!(text.len() <= MAX_ERROR_TEXT && text.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_received_error_text_with_invalid_utf8_stays_within_the_cap() {
+        // Regression (fuzz/regressions/frame_decoder): 1,000 invalid bytes became 3,000.
+        let mut out = BytesMut::new();
+        varint::put(&mut out, 1 + 1 + 1 + 1000);
+        out.put_u8(Kind::Error as u8);
+        out.put_slice(&[0, 14]);
+        out.put_slice(&[0xFF; 1000]);
+        let Frame::Error { text, .. } = &decode_all(&out, 10).unwrap()[0] else {
+            panic!("not an error frame");
+        };
+        assert!(text.len() <= MAX_ERROR_TEXT, "{} bytes", text.len());
+        assert!(text.chars().all(|c| c == char::REPLACEMENT_CHARACTER));
     }
 }

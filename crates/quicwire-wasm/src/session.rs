@@ -97,7 +97,8 @@ pub(crate) struct Session {
     /// Requests not yet on a stream (the peer's stream limit was reached).
     requests_waiting: VecDeque<(f64, Bytes, Instant, Duration)>,
     next_wire_id: u64,
-    requests_in: HashMap<StreamId, BytesMut>,
+    /// Peer requests still being read, with the deadline for the whole request.
+    requests_in: HashMap<StreamId, (BytesMut, Instant)>,
     /// Request streams the peer may open now (grows with use up to `params.max_streams`).
     stream_limit: u32,
     /// Requests handed to the application and not answered yet.
@@ -325,10 +326,12 @@ impl Session {
     /// The earliest request deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         let waiting = self.requests_waiting.iter().map(|r| r.2);
+        let reading = self.requests_in.values().map(|r| r.1);
         self.requests_out
             .values()
             .map(|r| r.deadline)
             .chain(waiting)
+            .chain(reading)
             .min()
     }
 
@@ -357,6 +360,24 @@ impl Session {
                 out.push(timeout(id, limit));
             }
         }
+        // A peer request not fully received in time is answered ERR_TIMEOUT, its slot freed.
+        let stalled: Vec<StreamId> = self
+            .requests_in
+            .iter()
+            .filter(|(_, r)| r.1 <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for stream in stalled {
+            self.requests_in.remove(&stream);
+            let _ = conn
+                .recv_stream(stream)
+                .stop(VarInt::from_u32(app_code::PROTOCOL));
+            let mut bytes = BytesMut::new();
+            let limit = self.params.request_timeout.as_millis();
+            let text = format!("request not received within {limit} ms");
+            frame::put_error(&mut bytes, 0, ErrorCode::Timeout, &text);
+            self.write(conn, stream, &bytes, true);
+        }
     }
 
     /// Something happened on the streams: make all the progress possible.
@@ -374,7 +395,8 @@ impl Session {
             self.channels_in.insert(id, (BytesMut::new(), 0));
         }
         while let Some(id) = conn.streams().accept(Dir::Bi) {
-            self.requests_in.insert(id, BytesMut::new());
+            let deadline = Instant::now() + self.params.request_timeout;
+            self.requests_in.insert(id, (BytesMut::new(), deadline));
             // Half the credit in use: double it (an idle connection stays small).
             let open = self.serving() as u64;
             if let Some(next) =
@@ -527,7 +549,7 @@ impl Session {
         let decoder = FrameDecoder::new(self.params.max_message_size);
         let mut done = Vec::new();
         let mut answers = Vec::new();
-        for (id, buf) in self.requests_in.iter_mut() {
+        for (id, (buf, _)) in self.requests_in.iter_mut() {
             let read = read_into(conn, *id, buf);
             match read.and_then(|_| decoder.decode(buf)) {
                 Ok(None) => {}
