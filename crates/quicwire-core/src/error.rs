@@ -118,6 +118,14 @@ impl Error {
         Self::new(ErrorCode::Protocol, message)
     }
 
+    /// A peer's request stream did not deliver its whole request within `timeout_ms`.
+    pub fn request_not_received(peer: &str, timeout_ms: u128) -> Self {
+        Self::new(
+            ErrorCode::Timeout,
+            format!("request from {peer} not received within {timeout_ms} ms"),
+        )
+    }
+
     pub fn closed(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::ConnectionClosed, message)
     }

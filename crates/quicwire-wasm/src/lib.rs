@@ -862,10 +862,8 @@ impl Engine {
         }
         for handle in drained {
             if let Some(conn) = self.connections.remove(&handle) {
-                if conn.key.is_none() {
-                    if let Ok(addr) = conn.peer.parse::<SocketAddr>() {
-                        self.admission.release(addr.ip());
-                    }
+                if self.client_config.is_none() {
+                    self.admission.release(conn.quic.remote_address().ip());
                 }
             }
             self.responders.retain(|_, (h, _, _)| *h != handle);

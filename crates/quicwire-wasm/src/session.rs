@@ -367,15 +367,15 @@ impl Session {
             .filter(|(_, r)| r.1 <= now)
             .map(|(s, _)| *s)
             .collect();
+        let peer = conn.remote_address().to_string();
         for stream in stalled {
             self.requests_in.remove(&stream);
+            let e = Error::request_not_received(&peer, self.params.request_timeout.as_millis());
             let _ = conn
                 .recv_stream(stream)
-                .stop(VarInt::from_u32(app_code::PROTOCOL));
+                .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
             let mut bytes = BytesMut::new();
-            let limit = self.params.request_timeout.as_millis();
-            let text = format!("request not received within {limit} ms");
-            frame::put_error(&mut bytes, 0, ErrorCode::Timeout, &text);
+            frame::put_error(&mut bytes, 0, e.code, &e.message);
             self.write(conn, stream, &bytes, true);
         }
     }

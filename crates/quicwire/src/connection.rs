@@ -787,14 +787,8 @@ impl Connection {
             read_frame(&mut recv, &decoder, &mut buf, &self.0.peer),
         );
         let frame = read.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorCode::Timeout,
-                format!(
-                    "request from {} not received within {} ms",
-                    self.0.peer,
-                    self.0.request_timeout.as_millis()
-                ),
-            ))
+            let ms = self.0.request_timeout.as_millis();
+            Err(Error::request_not_received(&self.0.peer, ms))
         });
         match frame {
             Ok(Some(Frame::Request { id, body })) => {

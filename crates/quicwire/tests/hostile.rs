@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{client, raw_peer, raw_quic, raw_request, serve_echo, start_server};
+use common::{client, raw_peer, raw_quic, raw_request, read_answer, serve_echo, start_server};
 use quicwire::ErrorCode;
-use quicwire_core::frame::{self, Frame, FrameDecoder};
+use quicwire_core::frame::{self, Frame};
 use quicwire_core::{app_code, varint};
 
 #[tokio::test]
@@ -24,11 +24,7 @@ async fn garbage_on_a_stream_resets_that_stream_only() {
     // A garbage request stream is answered with ERR_PROTOCOL and its reading side stopped...
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&[0x03, 0x77, 0x00, 0x00]).await.unwrap();
-    let bytes = recv.read_to_end(4096).await.unwrap();
-    let answer = FrameDecoder::new(1024)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap();
+    let answer = read_answer(&mut recv).await;
     assert!(
         matches!(
             answer,
@@ -62,11 +58,7 @@ async fn four_gib_length_prefix_is_refused_without_allocating() {
     // An oversized request gets an ERROR frame naming the limit.
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(&claim).await.unwrap();
-    let bytes = recv.read_to_end(4096).await.unwrap();
-    let frame = FrameDecoder::new(1 << 20)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap();
+    let frame = read_answer(&mut recv).await;
     assert!(
         matches!(
             frame,
@@ -157,11 +149,7 @@ async fn a_stream_flood_hits_the_limit_and_stalled_streams_time_out() {
     // After requestTimeoutMs each stalled stream is answered ERR_TIMEOUT and the server
     // holds no work for it any more.
     let (_send, mut recv) = stalled.pop().unwrap();
-    let bytes = recv.read_to_end(4096).await.unwrap();
-    let answer = FrameDecoder::new(4096)
-        .decode(&mut BytesMut::from(&bytes[..]))
-        .unwrap()
-        .unwrap();
+    let answer = read_answer(&mut recv).await;
     assert!(
         matches!(
             answer,

@@ -136,6 +136,11 @@ pub async fn raw_request(conn: &quinn::Connection, body: &[u8]) -> Frame {
     frame::put_request(&mut out, 1, body, 1 << 20).unwrap();
     send.write_all(&out).await.unwrap();
     send.finish().unwrap();
+    read_answer(&mut recv).await
+}
+
+/// Reads a stream to its end and decodes the one frame on it (an answer or an ERROR).
+pub async fn read_answer(recv: &mut quinn::RecvStream) -> Frame {
     let bytes = recv.read_to_end(1 << 21).await.unwrap();
     FrameDecoder::new(1 << 20)
         .decode(&mut BytesMut::from(&bytes[..]))
