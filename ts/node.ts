@@ -32,19 +32,34 @@ const udp: DatagramNetwork = {
     });
     // A send error (say, ICMP unreachable) is QUIC's to handle through loss and timeouts.
     socket.on('error', () => {});
-    socket.on('message', (msg, from) => {
-      receive(
-        msg,
-        from.family === 'IPv6' ? `[${from.address}]:${from.port}` : `${from.address}:${from.port}`,
-      );
+    // Datagrams mostly come from the same peer: format its address once, not per datagram.
+    let fromAddress = '';
+    let fromPort = -1;
+    let from = '';
+    socket.on('message', (msg, rinfo) => {
+      if (rinfo.port !== fromPort || rinfo.address !== fromAddress) {
+        fromAddress = rinfo.address;
+        fromPort = rinfo.port;
+        from = rinfo.family === 'IPv6' ? `[${fromAddress}]:${fromPort}` : `${fromAddress}:${fromPort}`;
+      }
+      receive(msg, from);
     });
     // Open connections keep the process alive through the hub, not through sockets.
     socket.unref();
+    let lastTo = '';
+    let toHost = '';
+    let toPort = 0;
     return {
       port: socket.address().port,
       send(data, to) {
-        const i = to.lastIndexOf(':');
-        socket.send(data, Number(to.slice(i + 1)), to.slice(0, i).replace(/^\[|\]$/g, ''));
+        // Likewise, parse "ip:port" / "[ip]:port" once per peer.
+        if (to !== lastTo) {
+          const i = to.lastIndexOf(':');
+          lastTo = to;
+          toHost = to.slice(0, i).replace(/^\[|\]$/g, '');
+          toPort = Number(to.slice(i + 1));
+        }
+        socket.send(data, toPort, toHost);
       },
       close() {
         socket.close();
