@@ -19,7 +19,14 @@ const udp: DatagramNetwork = {
   },
 
   async bind(family, host, port, receive): Promise<DatagramSocket> {
-    const socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4', ipv6Only: family === 6 });
+    // Large kernel buffers, as on the native engine (crates/quicwire/src/socket.rs): bursts
+    // overflowing the default drop packets that QUIC must then wait to resend.
+    const socket = createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      ipv6Only: family === 6,
+      recvBufferSize: 8 << 20,
+      sendBufferSize: 8 << 20,
+    });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err) =>
         reject(

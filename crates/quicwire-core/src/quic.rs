@@ -1,8 +1,44 @@
-//! How a QUIC connection ended, as a quicwire error: the same codes on every backend.
+//! What both engines take from quinn-proto alike: the QUIC transport settings derived from
+//! a validated [`TransportConfig`], and how a connection ended, as a quicwire error.
 
-use quinn_proto::{ConnectionError, TransportErrorCode};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{app_code, Error, ErrorCode};
+use quinn_proto::{ConnectionError, IdleTimeout, TransportErrorCode, VarInt};
+
+use crate::config::initial_stream_credit;
+use crate::{app_code, Error, ErrorCode, Result, TransportConfig};
+
+/// Uni streams a peer may open: its channel stream, with room for a replacement.
+const MAX_UNI_STREAMS: u32 = 8;
+
+/// quinn-proto transport settings for `cfg` (the native engine's quinn re-exports the type).
+pub fn transport_config(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>> {
+    let mut t = quinn_proto::TransportConfig::default();
+    // Credit starts small and grows with use, so idle connections stay small.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(initial_stream_credit(
+        cfg.max_concurrent_streams,
+    )))
+    .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
+    .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
+    .max_idle_timeout(Some(
+        IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms.saturating_mul(3)))
+            .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
+    ))
+    // Windows sized for loopback and LAN bulk transfer; memory is only used when filled.
+    .stream_receive_window(VarInt::from_u32(8 << 20))
+    .receive_window(VarInt::from_u32(32 << 20))
+    .send_window(32 << 20);
+    // Ask the peer to acknowledge within 1 ms instead of the default 25 ms (the ACK
+    // frequency extension; both ends are quinn). A lost tail packet is found by probe
+    // timeout, which waits out the peer's ACK delay: over a link dropping 2 % of packets this
+    // took 100 requests in flight from 11k to 24k req/s and p99 from 37 to 14 ms
+    // (npm run bench:loss), with no cost on loopback.
+    let mut ack = quinn_proto::AckFrequencyConfig::default();
+    ack.max_ack_delay(Some(Duration::from_millis(1)));
+    t.ack_frequency_config(Some(ack));
+    Ok(Arc::new(t))
+}
 
 /// Maps why a QUIC connection ended to a quicwire error.
 pub fn connection_error(e: &ConnectionError, peer: &str) -> Error {

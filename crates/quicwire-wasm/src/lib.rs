@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use quicwire_core::batch::{self, event as kind};
-use quicwire_core::config::initial_stream_credit;
 use quicwire_core::quic::connection_error;
 use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{
@@ -125,24 +124,6 @@ fn server_limits(v: &[f64]) -> Result<ServerLimits, JsError> {
     Ok(limits)
 }
 
-fn transport(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>, Error> {
-    let mut t = quinn_proto::TransportConfig::default();
-    // Credit starts small and grows with use (Session's accept loop).
-    t.max_concurrent_bidi_streams(VarInt::from_u32(initial_stream_credit(
-        cfg.max_concurrent_streams,
-    )))
-    .keep_alive_interval(Some(Duration::from_millis(cfg.keep_alive_ms)))
-    .max_idle_timeout(Some(
-        quinn_proto::IdleTimeout::try_from(Duration::from_millis(cfg.keep_alive_ms * 3))
-            .map_err(|_| Error::invalid_argument("keepAliveMs is too large"))?,
-    ))
-    // Windows sized for loopback and LAN bulk transfer, as on native.
-    .stream_receive_window(VarInt::from_u32(8 << 20))
-    .receive_window(VarInt::from_u32(32 << 20))
-    .send_window(32 << 20);
-    Ok(Arc::new(t))
-}
-
 fn encodings(names: Vec<String>, default: &[Encoding]) -> Result<Vec<Encoding>, JsError> {
     if names.is_empty() {
         return Ok(default.to_vec());
@@ -208,7 +189,8 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
-        client_config.transport_config(transport(&cfg).map_err(js_error)?);
+        client_config
+            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
         Ok(Self::new(None, Some(client_config), &cfg, encodings))
     }
 
@@ -228,7 +210,8 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(transport(&cfg).map_err(js_error)?);
+        server_config
+            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
         let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings);
         engine.admission = Admission::new(server_limits);
         Ok(engine)

@@ -14,7 +14,6 @@ use tokio::sync::oneshot;
 
 use crate::connection::{now_ms, Connection, Handler, SessionParams};
 use crate::tls::{self, ClientTls};
-use crate::transport::quinn_transport;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -82,7 +81,7 @@ impl Client {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
         let mut quinn_config = quinn::ClientConfig::new(Arc::new(crypto));
-        quinn_config.transport_config(quinn_transport(&config.transport)?);
+        quinn_config.transport_config(quicwire_core::quic::transport_config(&config.transport)?);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 table: PoolTable::new(config.transport.max_connections),
@@ -189,8 +188,11 @@ impl Client {
         for (_, conn) in conns {
             conn.close(app_code::NO_ERROR, "client closed");
         }
-        let endpoints: Vec<quinn::Endpoint> =
-            lock(&self.0.endpoints).iter().flatten().cloned().collect();
+        // Taken, not cloned: the UDP socket closes once the last handle is gone.
+        let endpoints: Vec<quinn::Endpoint> = lock(&self.0.endpoints)
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         for endpoint in endpoints {
             endpoint.close(app_code::NO_ERROR.into(), b"client closed");
             let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
@@ -200,6 +202,10 @@ impl Client {
 
 impl Shared {
     fn endpoint_for(&self, addr: &SocketAddr) -> Result<quinn::Endpoint> {
+        // A dial racing close() must not bind a socket that nothing would close.
+        if lock(&self.state).closed {
+            return Err(Error::closed("client is closed"));
+        }
         let mut endpoints = lock(&self.endpoints);
         let slot = &mut endpoints[usize::from(addr.is_ipv6())];
         if let Some(e) = slot {
@@ -212,7 +218,7 @@ impl Shared {
         }
         .parse()
         .map_err(|_| Error::new(ErrorCode::Internal, "bad bind address"))?;
-        let endpoint = quinn::Endpoint::client(bind).map_err(|e| {
+        let endpoint = crate::socket::endpoint(bind, None).map_err(|e| {
             Error::new(
                 ErrorCode::Io,
                 format!("cannot bind a UDP socket on {bind}: {e}"),

@@ -588,7 +588,16 @@ impl Connection {
     async fn write_channel(self, mut outbox: mpsc::UnboundedReceiver<Bytes>) {
         let mut stream: Option<quinn::SendStream> = None;
         let mut chunks: Vec<Bytes> = Vec::with_capacity(MAX_COALESCE);
-        while let Some(first) = outbox.recv().await {
+        loop {
+            // Our own Shared holds the outbox's sender, so recv() alone would wait forever
+            // on a closed connection, and keep it (and its UDP socket) alive with it.
+            let first = tokio::select! {
+                b = outbox.recv() => match b {
+                    Some(b) => b,
+                    None => return,
+                },
+                _ = self.closed() => return,
+            };
             chunks.push(first);
             while chunks.len() < MAX_COALESCE {
                 match outbox.try_recv() {

@@ -9,8 +9,8 @@ pub mod client;
 pub mod connection;
 pub mod events;
 pub mod server;
+mod socket;
 pub mod tls;
-mod transport;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};

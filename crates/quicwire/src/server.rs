@@ -16,7 +16,6 @@ use quicwire_core::{
 
 use crate::connection::{Connection, Handler, IncomingRequest, Receipt, SessionParams};
 use crate::tls::{self, ServerTls};
-use crate::transport::quinn_transport;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -129,8 +128,8 @@ impl Server {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
         let mut quinn_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        quinn_config.transport_config(quinn_transport(&config.transport)?);
-        let endpoint = quinn::Endpoint::server(quinn_config, addr)
+        quinn_config.transport_config(quicwire_core::quic::transport_config(&config.transport)?);
+        let endpoint = crate::socket::endpoint(addr, Some(quinn_config))
             .map_err(|e| Error::new(ErrorCode::Io, format!("cannot listen on {addr}: {e}")))?;
         let local_addr = endpoint.local_addr().map_err(|e| {
             Error::new(ErrorCode::Io, format!("cannot read the bound address: {e}"))
