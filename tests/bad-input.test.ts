@@ -1,6 +1,7 @@
 // Every bad input rejects with a typed error, and the same transport and connection go on.
 
 import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { fromEngine } from '../ts/errors.js';
@@ -97,6 +98,21 @@ describe('bad input', () => {
     const t = transport();
     const conn = await t.connect('127.0.0.1', server.port);
     await stillWorks(t, conn, server);
+  });
+
+  it('an expired certificate is ERR_TLS, even when trusted and naming the host', async () => {
+    // Valid 2019-01-01 to 2020-01-01 only (made once with Python's cryptography); otherwise
+    // right: self-signed, given as the CA, naming localhost, 127.0.0.1 and ::1.
+    const fixture = (name: string) => readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8');
+    const expired = { cert: fixture('expired-cert.pem'), key: fixture('expired-key.pem') };
+    const server = await QuicServer.listen(expired);
+    try {
+      const t = transport({ ca: expired.cert });
+      const err = await rejectsWith(t.connect('127.0.0.1', server.port), 'ERR_TLS');
+      expect(err.message).toMatch(/expired/i);
+    } finally {
+      await server.close({ graceful: false });
+    }
   });
 
   it('a closed port is ERR_CONNECT_TIMEOUT within connectTimeoutMs', async () => {
