@@ -8,14 +8,12 @@
 // benches/results/quick.json instead; a run narrowed by --only or --scenarios writes
 // benches/results/partial.json and leaves the charts and README alone. --report re-renders the table, the charts and the
 // README block from benches/results/latest.json without measuring.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { generateDevCert } from '../dist/index.js';
 import { barChart } from './chart.js';
+import { medians, versions as packageVersions, runOnce, machine as thisMachine } from './harness.js';
 import type { Figures } from './scenarios.js';
 import { transports } from './transports.js';
 
@@ -75,63 +73,6 @@ const root = new URL('..', import.meta.url).pathname;
 const here = new URL('.', import.meta.url).pathname;
 
 const tls = generateDevCert(['localhost', '127.0.0.1']);
-const env = { ...process.env, BENCH_CERT: tls.cert, BENCH_KEY: tls.key, QUICWIRE_BACKEND: '' };
-
-function node(script: string, argv: string[]): ChildProcess {
-  return spawn(process.execPath, ['--expose-gc', '--import', 'tsx', `${here}${script}`, ...argv], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-}
-
-function firstLine(child: ChildProcess, match: RegExp, timeoutMs: number, what: string): Promise<string> {
-  let stderr = '';
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: no answer in ${timeoutMs} ms`)), timeoutMs);
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      if (match.test(line)) {
-        clearTimeout(timer);
-        resolve(line);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-    });
-  });
-}
-
-async function runOnce(name: string, scenario: Scenario): Promise<Figures> {
-  const server = node('server.ts', [name]);
-  try {
-    const ready = await firstLine(server, /^READY \d+$/, 30_000, `${name} server`);
-    const port = ready.split(' ')[1] as string;
-    const client = node('client.ts', [
-      name,
-      scenario,
-      port,
-      String(server.pid),
-      ...(quick ? ['--quick'] : []),
-    ]);
-    try {
-      const line = await firstLine(client, /^\{/, quick ? 60_000 : 180_000, `${name} ${scenario}`);
-      return JSON.parse(line) as Figures;
-    } finally {
-      client.kill('SIGKILL');
-    }
-  } finally {
-    server.kill('SIGTERM');
-    setTimeout(() => server.kill('SIGKILL'), 2000).unref();
-  }
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? Number.NaN;
-}
 
 type Result = { median: Figures; runs: Figures[] } | { error: string };
 
@@ -165,49 +106,23 @@ async function measure(): Promise<Report> {
       for (let r = 0; r < runs && !error; r++) {
         bar.update({ task: `${scenario} · ${name} · run ${r + 1}/${runs}` });
         try {
-          done.push(await runOnce(name, scenario));
+          done.push(await runOnce(name, scenario, { tls, quick }));
         } catch (err) {
           error = (err as Error).message;
         }
         bar.increment();
       }
-      const keys = Object.keys(done[0] ?? {});
-      row[name] = error
-        ? { error }
-        : {
-            median: Object.fromEntries(keys.map((k) => [k, median(done.map((f) => f[k] as number))])),
-            runs: done,
-          };
+      row[name] = error ? { error } : { median: medians(done), runs: done };
     }
   }
   bar.stop();
-  const version = (pkg: string) => {
-    try {
-      return (
-        JSON.parse(readFileSync(`${root}node_modules/${pkg}/package.json`, 'utf8')) as { version: string }
-      ).version;
-    } catch {
-      return 'unknown';
-    }
-  };
   return {
     date: new Date().toISOString(),
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     quick,
     runs,
-    machine: {
-      cpus: cpus().length,
-      cpu: cpus()[0]?.model.trim() ?? 'unknown',
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      os: `${process.platform} ${process.arch}`,
-      node: process.version,
-    },
-    versions: {
-      quicwire: (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string }).version,
-      '@matrixai/quic': version('@matrixai/quic'),
-      '@chainsafe/libp2p-quic': version('@chainsafe/libp2p-quic'),
-      ws: version('ws'),
-    },
+    machine: thisMachine(),
+    versions: packageVersions(),
     names,
     scenarios,
     results,

@@ -1,6 +1,9 @@
 // The one small interface every transport implements for the benchmark: a server that counts
 // messages and echoes requests, and a client that sends, requests, and streams bulk bytes.
 
+/** The server's address: loopback, or the server's namespace over a lossy link (loss.ts). */
+export const HOST = process.env.BENCH_HOST ?? '127.0.0.1';
+
 export interface Tls {
   cert: string;
   key: string;

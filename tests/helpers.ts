@@ -1,7 +1,6 @@
 // Shared fixtures: a dev certificate, a server with echo handlers, and cleanup.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
 import { afterEach, expect } from 'vitest';
 import {
   type Connection,
@@ -13,6 +12,7 @@ import {
   type ServerOptions,
   type TransportOptions,
 } from '../ts/index.js';
+import { lineFrom, type Spawner, spawnFixture } from './fixtures/spawn.js';
 
 // The wasm backend loads asynchronously; with native this resolves at once.
 await initWasm();
@@ -83,19 +83,24 @@ export async function stillWorks(t: QuicTransport, conn: Connection, server: Qui
 /** tests/fixtures/echo-server.ts in its own process; killed after the test. */
 export async function serverProcess(
   env: Record<string, string> = {},
+  spawner?: Spawner,
 ): Promise<{ child: ChildProcess; port: number; ca: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'tests/fixtures/echo-server.ts'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = fixture('echo-server.ts', [], env, spawner);
+  return { child, ...JSON.parse(await lineFrom(child)) };
+}
+
+/** A fixture script under tests/fixtures/ in its own process; killed after the test. */
+export function fixture(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+  spawner?: Spawner,
+): ChildProcess {
+  const child = spawnFixture(script, args, env, spawner);
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return { child, ...JSON.parse(line) };
+  return child;
 }
 
 /** Resolves once `child` has exited. */

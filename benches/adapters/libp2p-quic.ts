@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { FrameServer } from '../framing.js';
-import type { Transport } from '../types.js';
+import { HOST, type Transport } from '../types.js';
 import { type ByteStream, serveStream, streamClient } from './streams.js';
 
 interface NapiStream {
@@ -65,7 +65,7 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
   name: coalesce ? 'libp2p-quic coalesced' : 'libp2p-quic',
   describe: `@chainsafe/libp2p-quic 1.1 (quinn via napi-rs), its napi binding driven directly${coalesce ? ', writes coalesced' : ''}`,
   async listen() {
-    const server = new napi.Server(await config(), '127.0.0.1', 0);
+    const server = new napi.Server(await config(), HOST, 0);
     void (async () => {
       for (;;) {
         const conn = await server.inboundConnection().catch(() => undefined);
@@ -84,7 +84,7 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
   },
   async connect(port) {
     client ??= new napi.Client(await config(), 0);
-    const conn = await client.outboundConnection('127.0.0.1', port);
+    const conn = await client.outboundConnection(HOST, port);
     return streamClient(
       async () => byteStream(await conn.outboundStream()),
       coalesce,

@@ -2,7 +2,7 @@
 import { webcrypto } from 'node:crypto';
 import { events, QUICClient, QUICServer, type QUICStream } from '@matrixai/quic';
 import { FrameServer } from '../framing.js';
-import type { Transport } from '../types.js';
+import { HOST, type Transport } from '../types.js';
 import { type ByteStream, serveStream, streamClient } from './streams.js';
 
 const subtle = webcrypto.subtle;
@@ -71,12 +71,12 @@ export const matrixaiQuic: Transport = {
         serveStream(byteStream((e as events.EventQUICConnectionStream).detail), state);
       });
     });
-    await server.start({ host: '127.0.0.1', port: 0 });
+    await server.start({ host: HOST, port: 0 });
     return { port: server.port, close: () => server.stop({ force: true }) };
   },
   async connect(port, tls) {
     const client = await QUICClient.createQUICClient({
-      host: '127.0.0.1',
+      host: HOST,
       port,
       serverName: 'localhost',
       crypto: clientCrypto,

@@ -2,7 +2,7 @@
 // id. What a Node user would build without QUIC.
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import { FrameReader, FrameServer, frame, Kind, readU64 } from '../framing.js';
-import type { BenchClient, Transport } from '../types.js';
+import { type BenchClient, HOST, type Transport } from '../types.js';
 
 /** Request/response by id over one ordered byte stream, with write backpressure. */
 export function frameClient(
@@ -56,14 +56,14 @@ export const nodeTls: Transport = {
       );
       socket.on('error', () => {});
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => server.listen(0, HOST, r));
     const port = (server.address() as { port: number }).port;
     return { port, close: () => new Promise<void>((r) => server.close(() => r())) };
   },
   async connect(port, tls) {
     const socket: TLSSocket = await new Promise((resolve, reject) => {
       const s = connect(
-        { host: '127.0.0.1', port, ca: tls.cert, servername: 'localhost', minVersion: 'TLSv1.3' },
+        { host: HOST, port, ca: tls.cert, servername: 'localhost', minVersion: 'TLSv1.3' },
         () => resolve(s),
       );
       s.once('error', reject);

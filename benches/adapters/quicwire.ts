@@ -3,7 +3,7 @@
 // The built package (dist/), as users run it: not the TypeScript sources through tsx.
 import { initWasm, QuicServer, QuicTransport } from '../../dist/index.js';
 import { readU64, u64 } from '../framing.js';
-import type { BenchClient, Transport } from '../types.js';
+import { type BenchClient, HOST, type Transport } from '../types.js';
 
 /** A one-byte request body asks the server for its counters. */
 const COUNT = Uint8Array.of(0xc0);
@@ -20,7 +20,7 @@ export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack'
     async listen(tls) {
       await initWasm(undefined, { backend });
       const server = await QuicServer.listen({
-        host: '127.0.0.1',
+        host: HOST,
         port: 0,
         cert: tls.cert,
         key: tls.key,
@@ -44,7 +44,7 @@ export function quicwire(backend: 'native' | 'wasm', encoding: 'raw' | 'msgpack'
       shared ??= new QuicTransport(options);
       const t = own ? new QuicTransport(options) : shared;
       sharedBusy ||= !own;
-      const conn = await t.connect('127.0.0.1', port);
+      const conn = await t.connect(HOST, port);
       // Messages sent in the same tick go out as one sendBatch (one promise, resolved on
       // delivery of all); a window of undelivered messages bounds memory.
       const WINDOW = 65_536;

@@ -2,7 +2,7 @@
 import { createServer } from 'node:https';
 import WebSocket, { WebSocketServer } from 'ws';
 import { FrameReader, FrameServer } from '../framing.js';
-import type { Transport } from '../types.js';
+import { HOST, type Transport } from '../types.js';
 import { frameClient } from './node-tls.js';
 
 const HIGH = 4 << 20;
@@ -20,7 +20,7 @@ export const ws: Transport = {
         reader.push(data, (k, id, p) => state.handle(k, id, p, (f) => socket.send(f))),
       );
     });
-    await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => https.listen(0, HOST, r));
     const port = (https.address() as { port: number }).port;
     return {
       port,
@@ -31,7 +31,7 @@ export const ws: Transport = {
     };
   },
   async connect(port, tls) {
-    const socket = new WebSocket(`wss://localhost:${port}/`, {
+    const socket = new WebSocket(`wss://${HOST}:${port}/`, {
       ca: tls.cert,
       perMessageDeflate: false,
       maxPayload: 1 << 20,
