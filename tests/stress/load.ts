@@ -9,8 +9,8 @@
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initWasm, QuicTransport, QuicwireError } from '../../ts/index.js';
-import { inWaves, mib, snapshot, startServer } from './process.js';
+import { initWasm, QuicTransport } from '../../ts/index.js';
+import { failures, inWaves, mib, settle, snapshot, startServer } from './process.js';
 
 export interface LoadOptions {
   /** Busy phase: this many connections, each with `concurrent` request loops of `requests`. */
@@ -39,10 +39,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   await initWasm();
   const server = await startServer(o.connections + o.idle + 16);
   const target = `127.0.0.1:${server.port}`;
-  const errors: string[] = [];
-  const fail = (what: string) => (err: unknown) => {
-    if (errors.length < 20) errors.push(`${what}: ${err instanceof QuicwireError ? err.code : ''} ${err}`);
-  };
+  const { errors, fail } = failures();
   // One QuicTransport per connection: its pool holds one connection per host:port.
   // The pool closes connections idle for idleTimeoutMs: held ones must outlast the hold.
   const idleTimeoutMs = (o.holdSeconds + 60) * 1000;
@@ -116,11 +113,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     });
     log(`${idleHeld} of ${o.idle} idle connections answered after ${o.holdSeconds} s`);
     await Promise.all(idle.map((t) => t.close()));
-    let leftOpen = -1;
-    for (let i = 0; i < 100 && leftOpen !== 0; i++) {
-      leftOpen = (await server.snapshot()).connections;
-      if (leftOpen) await new Promise((r) => setTimeout(r, 100));
-    }
+    const { connections: leftOpen } = await settle(server.snapshot, (s) => s.connections === 0);
     return {
       errors,
       requests: answered,

@@ -2,7 +2,7 @@
 // process's memory, fds and handles (after a garbage collection) to watch for growth and leaks.
 
 import { readdirSync } from 'node:fs';
-import { QuicTransport } from '../../ts/index.js';
+import { QuicTransport, QuicwireError } from '../../ts/index.js';
 import { lineFrom, spawnFixture } from '../fixtures/spawn.js';
 
 export interface Snapshot {
@@ -66,6 +66,29 @@ export async function startServer(maxConnections: number): Promise<StressServer>
       child.kill('SIGKILL');
     },
   };
+}
+
+/** The first 20 failures, and `fail(what)`: a rejection handler that records one. */
+export function failures() {
+  const errors: string[] = [];
+  const fail = (what: string) => (err: unknown) => {
+    if (errors.length < 20) errors.push(`${what}: ${err instanceof QuicwireError ? err.code : ''} ${err}`);
+  };
+  return { errors, fail };
+}
+
+/** Reads `read()` every 100 ms until `settled` holds of it (at most `tries` times); the last value. */
+export async function settle<T>(
+  read: () => T | Promise<T>,
+  settled: (v: T) => boolean,
+  tries = 100,
+): Promise<T> {
+  let v = await read();
+  for (let i = 1; i < tries && !settled(v); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    v = await read();
+  }
+  return v;
 }
 
 export const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);

@@ -14,8 +14,8 @@
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initWasm, QuicTransport, QuicwireError } from '../../ts/index.js';
-import { mib, type Snapshot, snapshot, startServer } from './process.js';
+import { initWasm, QuicTransport } from '../../ts/index.js';
+import { failures, mib, type Snapshot, settle, snapshot, startServer } from './process.js';
 
 export interface SoakOptions {
   seconds: number;
@@ -52,10 +52,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   await initWasm();
   const server = await startServer(1000);
   const target = `127.0.0.1:${server.port}`;
-  const errors: string[] = [];
-  const fail = (what: string) => (err: unknown) => {
-    if (errors.length < 20) errors.push(`${what}: ${err instanceof QuicwireError ? err.code : ''} ${err}`);
-  };
+  const { errors, fail } = failures();
   const server0 = await server.snapshot(); // opens the probe first: it stays open throughout
   const client0 = snapshot();
   const end = performance.now() + o.seconds * 1000;
@@ -113,16 +110,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     await Promise.all([...traffic, ...churn, sampler]);
 
     // Everything closed: wait for the server to see it, then compare with the start.
-    let after = await server.snapshot();
-    for (let i = 0; i < 100 && after.connections > server0.connections; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      after = await server.snapshot();
-    }
-    let client = snapshot();
-    for (let i = 0; i < 50 && (client.fds > client0.fds || client.handles > client0.handles); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      client = snapshot();
-    }
+    const after = await settle(server.snapshot, (s) => s.connections <= server0.connections);
+    const client = await settle(snapshot, (c) => c.fds <= client0.fds && c.handles <= client0.handles, 50);
     const warmup = o.warmup ?? 0.25;
     const result = {
       errors,

@@ -11,7 +11,7 @@
 mod session;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -144,6 +144,9 @@ struct Conn {
     key: Option<PoolKey>,
     /// Its close was already reported (a failed negotiation says why itself).
     reported: bool,
+    /// Server side: the address admission counted it under (released when it drains; the
+    /// peer may have migrated since).
+    admitted: Option<IpAddr>,
 }
 
 /// One QUIC endpoint (a client or a server) and its connections.
@@ -297,7 +300,7 @@ impl Engine {
             }
         };
         let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
-        self.insert(handle, conn, true, key.to_string(), Some(key.clone()));
+        self.insert(handle, conn, true, key.to_string(), Some(key.clone()), None);
         self.dials.insert(handle, (key, deadline));
         self.drive();
         Ok(handle.0 as u32)
@@ -435,7 +438,7 @@ impl Engine {
                     match self.endpoint.accept(incoming, now, &mut response, None) {
                         Ok((handle, conn)) => {
                             let peer = remote.to_string();
-                            self.insert(handle, conn, false, peer, None);
+                            self.insert(handle, conn, false, peer, None, Some(remote.ip()));
                         }
                         Err(e) => {
                             self.admission.release(remote.ip());
@@ -527,8 +530,6 @@ impl Engine {
         self.drive();
     }
 
-    /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
-    /// offset, data length); bodies and texts in `takeEventData`.
     /// Acknowledges RECEIPT events the application has dealt with: `receipts` holds
     /// (connection, stream, delivered) triples.
     pub fn acknowledge(&mut self, receipts: &[f64]) {
@@ -541,6 +542,8 @@ impl Engine {
         }
     }
 
+    /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
+    /// offset, data length); bodies and texts in `takeEventData`.
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Vec<f64> {
         std::mem::take(&mut self.events)
@@ -744,6 +747,7 @@ impl Engine {
         is_client: bool,
         peer: String,
         key: Option<PoolKey>,
+        admitted: Option<IpAddr>,
     ) {
         let session = Session::new(is_client, self.params.clone());
         self.connections.insert(
@@ -754,6 +758,7 @@ impl Engine {
                 peer,
                 key,
                 reported: false,
+                admitted,
             },
         );
     }
@@ -807,7 +812,6 @@ impl Engine {
                     conn.quic.handle_event(back);
                 }
             }
-            let peer = conn.quic.remote_address().to_string();
             let mut out = Vec::new();
             let mut streams = false;
             let mut lost = None;
@@ -831,7 +835,7 @@ impl Engine {
                 conn.session.on_streams(&mut conn.quic, &mut out);
             }
             if let Some(reason) = lost.filter(|_| !conn.reported) {
-                let err = connection_error(&reason, &peer);
+                let err = connection_error(&reason, &conn.quic.remote_address().to_string());
                 conn.session.fail_all(&err, &mut out);
                 out.push(Outcome::Failed(err));
             }
@@ -844,10 +848,8 @@ impl Engine {
             self.report(handle, outcome);
         }
         for handle in drained {
-            if let Some(conn) = self.connections.remove(&handle) {
-                if self.client_config.is_none() {
-                    self.admission.release(conn.quic.remote_address().ip());
-                }
+            if let Some(ip) = self.connections.remove(&handle).and_then(|c| c.admitted) {
+                self.admission.release(ip);
             }
             self.responders.retain(|_, (h, _, _)| *h != handle);
         }

@@ -367,6 +367,9 @@ impl Session {
             .filter(|(_, r)| r.1 <= now)
             .map(|(s, _)| *s)
             .collect();
+        if stalled.is_empty() {
+            return;
+        }
         let peer = conn.remote_address().to_string();
         for stream in stalled {
             self.requests_in.remove(&stream);
