@@ -13,9 +13,11 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use futures::future::join_all;
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
 use quicwire::core::pool::{PoolKey, PoolTable};
+use quicwire::core::quic::transport_config;
+use quicwire::socket::endpoint;
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Connection, Event, Server,
-    ServerConfig, ServerTls,
+    ServerConfig, ServerTls, TransportConfig,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -170,7 +172,8 @@ fn pool_lookup(c: &mut Criterion) {
     });
 }
 
-/// quinn with no quicwire: one endpoint each side, TLS from the same configuration.
+/// quinn with no quicwire: one endpoint each side, with the same sockets, TLS and transport
+/// settings as quicwire's own.
 fn quinn_pair(
     rt: &Runtime,
     cert: &str,
@@ -184,19 +187,20 @@ fn quinn_pair(
         })
         .unwrap();
         let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).unwrap();
-        let server = quinn::Endpoint::server(
-            quinn::ServerConfig::with_crypto(Arc::new(server_crypto)),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .unwrap();
+        let transport = transport_config(&TransportConfig::default(), true).unwrap();
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server_config.transport_config(transport.clone());
+        let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(server_config)).unwrap();
         let client_tls = quicwire::tls::client_config(&ClientTls {
             ca: Some(ca.into()),
             insecure: false,
         })
         .unwrap();
         let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).unwrap();
-        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        client.set_default_client_config(quinn::ClientConfig::new(Arc::new(client_crypto)));
+        let mut client = endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport);
+        client.set_default_client_config(client_config);
         let addr = server.local_addr().unwrap();
         (server, client, addr)
     })

@@ -9,7 +9,7 @@ pub mod client;
 pub mod connection;
 pub mod events;
 pub mod server;
-mod socket;
+pub mod socket;
 pub mod tls;
 
 pub use client::{Client, ClientConfig};
