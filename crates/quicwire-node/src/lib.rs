@@ -11,13 +11,14 @@ mod inbox;
 mod options;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use napi::bindgen_prelude::{spawn, within_runtime_if_available, Buffer, Float64Array};
+use napi::bindgen_prelude::{within_runtime_if_available, Buffer, Float64Array};
 use napi::Status;
 use napi_derive::napi;
 use quicwire::core::frame;
@@ -159,6 +160,11 @@ pub struct WriteFailure {
     pub error: String,
 }
 
+/// Starts `work` on this (JS) thread: see [`quicwire::eagerly`].
+fn eagerly(work: impl Future<Output = ()> + Send + 'static) {
+    within_runtime_if_available(|| quicwire::eagerly(work));
+}
+
 /// A per-connection batch of MESSAGE frames built during one `write`.
 struct Outgoing {
     conn: Connection,
@@ -224,7 +230,7 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
                 Ok(conn) => {
                     let body = Bytes::copy_from_slice(body);
                     let timeout = (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64));
-                    spawn(async move {
+                    eagerly(async move {
                         let answer = match timeout {
                             Some(t) => conn.request_with_timeout(&body, t).await,
                             None => conn.request(&body).await,
@@ -260,7 +266,7 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
                     let code = ErrorCode::from_wire(op.extra as u64);
                     Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
                 };
-                spawn(async move {
+                eagerly(async move {
                     let _ = match &answer {
                         Ok(b) => request.respond(Ok(b)).await,
                         Err(e) => request.respond(Err(e.clone())).await,

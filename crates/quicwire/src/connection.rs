@@ -671,7 +671,7 @@ impl Connection {
                         // Counted from here, so a burst of requests still being read grows the credit.
                         let guard = InFlight::new(&self);
                         self.grow_stream_credit();
-                        tokio::spawn(self.clone().read_request(send, recv, guard));
+                        crate::eagerly(self.clone().read_request(send, recv, guard));
                     }
                     Err(e) => break connection_error(&e, &self.0.peer),
                 },

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod eager;
 pub mod events;
 pub mod server;
 pub mod socket;
@@ -14,6 +15,7 @@ pub mod tls;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};
+pub use eager::eagerly;
 pub use events::{event_queue, Event};
 /// The protocol rules (codec, negotiation, limits), for bindings and raw-peer tests.
 pub use quicwire_core as core;
