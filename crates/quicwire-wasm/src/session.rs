@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 use quicwire_core::{
@@ -74,7 +74,7 @@ struct Outgoing {
 
 #[derive(Debug, Default)]
 struct Pending {
-    bytes: Vec<u8>,
+    bytes: BytesMut,
     finish: bool,
 }
 
@@ -680,12 +680,29 @@ impl Session {
         Outcome::Failed(e)
     }
 
-    /// Writes `bytes` on `id` now as far as flow control allows, the rest later.
+    /// Writes `bytes` on `id` now as far as flow control allows, the rest later (in order,
+    /// after anything already waiting).
     fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: &[u8], finish: bool) {
-        let pending = self.pending.entry(id).or_default();
-        pending.bytes.extend_from_slice(bytes);
-        pending.finish |= finish;
-        self.flush(conn, id);
+        if let Some(pending) = self.pending.get_mut(&id) {
+            pending.bytes.extend_from_slice(bytes);
+            pending.finish |= finish;
+            self.flush(conn, id);
+            return;
+        }
+        let mut sent = 0;
+        while sent < bytes.len() {
+            match conn.send_stream(id).write(&bytes[sent..]) {
+                Ok(n) => sent += n,
+                Err(quinn_proto::WriteError::Blocked) => break,
+                Err(_) => return,
+            }
+        }
+        if sent < bytes.len() {
+            let bytes = BytesMut::from(&bytes[sent..]);
+            self.pending.insert(id, Pending { bytes, finish });
+        } else if finish {
+            let _ = conn.send_stream(id).finish();
+        }
     }
 
     fn flush(&mut self, conn: &mut Connection, id: StreamId) {
@@ -694,9 +711,7 @@ impl Session {
         };
         while !pending.bytes.is_empty() {
             match conn.send_stream(id).write(&pending.bytes) {
-                Ok(n) => {
-                    pending.bytes.drain(..n);
-                }
+                Ok(n) => pending.bytes.advance(n),
                 Err(quinn_proto::WriteError::Blocked) => return,
                 Err(_) => {
                     self.pending.remove(&id);
