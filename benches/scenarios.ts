@@ -116,8 +116,9 @@ async function hundredInFlight(c: BenchClient, total: number, until: number): Pr
 }
 
 export async function concurrency(c: BenchClient, s: Sizes): Promise<Figures> {
-  // Warm-up as in ping-pong (a tenth, not counted), so every transport is measured hot.
-  await hundredInFlight(c, s.concurrentTotal / 10, performance.now() + s.boundSeconds * 1000);
+  // Warm-up as in ping-pong (a tenth, not counted, and a twentieth of the time bound at most),
+  // so every transport is measured hot.
+  await hundredInFlight(c, s.concurrentTotal / 10, performance.now() + s.boundSeconds * 50);
   const t0 = performance.now();
   // A slow transport is measured on what it answered by the bound.
   const times = await hundredInFlight(c, s.concurrentTotal, t0 + s.boundSeconds * 1000);

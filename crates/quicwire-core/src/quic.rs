@@ -12,22 +12,8 @@ use crate::{app_code, Error, ErrorCode, Result, TransportConfig};
 /// Uni streams a peer may open: its channel stream, with room for a replacement.
 const MAX_UNI_STREAMS: u32 = 8;
 
-/// The largest UDP payload an engine with large-datagram sockets accepts and probes for:
-/// the most IPv6 allows. Paths with a 1500-byte MTU settle at quinn's usual 1452; loopback
-/// and jumbo-frame LANs get packets of up to 64 KiB, so far fewer packets (and so fewer
-/// ACKs, encryptions and syscalls) per byte.
-pub const MAX_UDP_PAYLOAD: u16 = 65_527;
-
 /// quinn-proto transport settings for `cfg` (the native engine's quinn re-exports the type).
-///
-/// `large_datagrams`: search for path MTUs up to [`MAX_UDP_PAYLOAD`]. Only for sockets that
-/// never fragment (quinn-udp sets don't-fragment), so a probe too large for the path is lost
-/// and the search moves down (RFC 8899), rather than arriving in fragments and making every
-/// later packet fragment too.
-pub fn transport_config(
-    cfg: &TransportConfig,
-    large_datagrams: bool,
-) -> Result<Arc<quinn_proto::TransportConfig>> {
+pub fn transport_config(cfg: &TransportConfig) -> Result<Arc<quinn_proto::TransportConfig>> {
     let mut t = quinn_proto::TransportConfig::default();
     // Credit starts small and grows with use, so idle connections stay small.
     t.max_concurrent_bidi_streams(VarInt::from_u32(initial_stream_credit(
@@ -51,11 +37,6 @@ pub fn transport_config(
     let mut ack = quinn_proto::AckFrequencyConfig::default();
     ack.max_ack_delay(Some(Duration::from_millis(1)));
     t.ack_frequency_config(Some(ack));
-    if large_datagrams {
-        let mut mtu = quinn_proto::MtuDiscoveryConfig::default();
-        mtu.upper_bound(MAX_UDP_PAYLOAD);
-        t.mtu_discovery_config(Some(mtu));
-    }
     Ok(Arc::new(t))
 }
 

@@ -94,10 +94,6 @@ pub struct Transmits {
     pub addrs: Vec<String>,
 }
 
-/// The driver's `node:dgram` sockets cannot set don't-fragment, so a too-large MTU probe
-/// would arrive in IP fragments instead of being lost: stay at quinn's 1452-byte bound.
-const LARGE_DATAGRAMS: bool = false;
-
 /// Options as numbers, in this order (NaN: the default); ranges are core's to check:
 /// maxMessageSize, maxConcurrentStreams, idleTimeoutMs, connectTimeoutMs,
 /// requestTimeoutMs, maxConnections, keepAliveMs.
@@ -203,9 +199,8 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
-        client_config.transport_config(
-            quicwire_core::quic::transport_config(&cfg, LARGE_DATAGRAMS).map_err(js_error)?,
-        );
+        client_config
+            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
         Ok(Self::new(None, Some(client_config), &cfg, encodings))
     }
 
@@ -225,9 +220,8 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(
-            quicwire_core::quic::transport_config(&cfg, LARGE_DATAGRAMS).map_err(js_error)?,
-        );
+        server_config
+            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
         let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings);
         engine.admission = Admission::new(server_limits);
         Ok(engine)

@@ -187,7 +187,7 @@ fn quinn_pair(
         })
         .unwrap();
         let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).unwrap();
-        let transport = transport_config(&TransportConfig::default(), true).unwrap();
+        let transport = transport_config(&TransportConfig::default()).unwrap();
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server_config.transport_config(transport.clone());
         let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(server_config)).unwrap();

@@ -338,12 +338,6 @@ impl Connection {
         self.0.quic.remote_address()
     }
 
-    /// The largest UDP payload this connection sends now, as found by MTU discovery: 1200
-    /// at first, 1452 on an Ethernet path, up to 64 KiB on loopback.
-    pub fn path_mtu(&self) -> u16 {
-        self.0.quic.stats().path.current_mtu
-    }
-
     /// The negotiated encoding of message bodies.
     pub fn encoding(&self) -> Encoding {
         self.0.encoding

@@ -80,8 +80,6 @@ async fn large_payloads_cross_intact() {
         total += m.len();
     }
     assert_eq!(total, 64 << 20);
-    // Loopback has a 64 KiB MTU, and the endpoints look for it (1452 would be Ethernet's).
-    assert!(conn.path_mtu() > 1452, "path MTU {}", conn.path_mtu());
 }
 
 #[tokio::test]
