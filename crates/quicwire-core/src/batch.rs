@@ -3,7 +3,10 @@
 //! numbers per op), and the engine hands back many events in one call (seven numbers each:
 //! `[kind, connection, b, c, d, offset, length]`, offset/length into a data buffer).
 
+use bytes::BytesMut;
+
 use crate::error::{Error, ErrorCode};
+use crate::frame;
 
 pub const OP_WORDS: usize = 5;
 pub const EVENT_WORDS: usize = 7;
@@ -90,6 +93,58 @@ pub fn ops<'a>(
         })
 }
 
+/// One batch's MESSAGE ops, framed per connection in op order, so that each connection's
+/// channel stream gets one write: quinn tracks and packs one large write far more cheaply
+/// than many small ones (one write per 64 B message cost the wasm engine 41 % of its CPU).
+#[derive(Debug, Default)]
+pub struct Messages {
+    groups: Vec<MessageGroup>,
+}
+
+/// One connection's share of [`Messages`].
+#[derive(Debug)]
+pub struct MessageGroup {
+    /// The connection (the ops' target).
+    pub target: f64,
+    pub frames: BytesMut,
+    /// Body bytes, for the connection's stats.
+    pub bytes: u64,
+    /// The indexes of the ops framed here, one message each.
+    pub ops: Vec<usize>,
+}
+
+impl Messages {
+    /// Frames `op`'s body for its connection, whose peer accepts bodies up to `limit`.
+    pub fn add(&mut self, op: &Op<'_>, limit: u64) -> Result<(), Error> {
+        let at = match self.groups.iter().position(|g| g.target == op.target) {
+            Some(at) => at,
+            None => {
+                self.groups.push(MessageGroup {
+                    target: op.target,
+                    frames: BytesMut::new(),
+                    bytes: 0,
+                    ops: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[at];
+        frame::put_message(&mut group.frames, op.body, limit)?;
+        group.bytes += op.body.len() as u64;
+        group.ops.push(op.index);
+        Ok(())
+    }
+}
+
+impl IntoIterator for Messages {
+    type Item = MessageGroup;
+    type IntoIter = std::vec::IntoIter<MessageGroup>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.groups.into_iter()
+    }
+}
+
 /// `"<CODE>: <message>"`: how an error crosses into JS, where the facade reads the code.
 pub fn error_text(e: &Error) -> String {
     format!("{}: {}", e.code.as_str(), e.message)
@@ -115,5 +170,39 @@ mod tests {
             (op::REQUEST, 9.0, &b"cdef"[..], 5.0)
         );
         assert_eq!(got[2].as_ref().unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn messages_are_framed_per_connection_in_order() {
+        let words = [
+            1.0, 7.0, 0.0, 1.0, 0.0, 1.0, 8.0, 0.0, 1.0, 0.0, 1.0, 7.0, 0.0, 1.0, 0.0, 1.0, 7.0,
+            0.0, 3.0, 0.0,
+        ];
+        let mut messages = Messages::default();
+        for op in ops(b"abcdef", &words) {
+            let op = op.unwrap();
+            let added = messages.add(&op, 2);
+            assert_eq!(
+                added.is_err(),
+                op.index == 3,
+                "only the 3-byte body is over the limit"
+            );
+        }
+        let groups: Vec<_> = messages.into_iter().collect();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            (groups[0].target, &groups[0].ops[..], groups[0].bytes),
+            (7.0, &[0, 2][..], 2)
+        );
+        assert_eq!((groups[1].target, &groups[1].ops[..]), (8.0, &[1][..]));
+        let decoder = crate::frame::FrameDecoder::new(2);
+        let mut frames = groups[0].frames.clone();
+        for body in [b"a", b"c"] {
+            match decoder.decode(&mut frames).unwrap() {
+                Some(crate::frame::Frame::Message(m)) => assert_eq!(&m[..], body),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+        assert!(frames.is_empty());
     }
 }

@@ -17,11 +17,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use napi::bindgen_prelude::{within_runtime_if_available, Buffer, Float64Array};
 use napi::Status;
 use napi_derive::napi;
-use quicwire::core::frame;
 use quicwire::{
     Client, Connection, ConnectionStats, Error, ErrorCode, Handler, IncomingRequest, Receipt,
     Server,
@@ -165,15 +164,6 @@ fn eagerly(work: impl Future<Output = ()> + Send + 'static) {
     within_runtime_if_available(|| quicwire::eagerly(work));
 }
 
-/// A per-connection batch of MESSAGE frames built during one `write`.
-struct Outgoing {
-    conn: Connection,
-    frames: BytesMut,
-    count: u64,
-    bytes: u64,
-    ops: Vec<u32>,
-}
-
 /// Carries out a batch of ops (layout in `quicwire_core::batch`); returns the failed ones.
 #[napi(catch_unwind)]
 pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
@@ -184,7 +174,7 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
             error: batch::error_text(e),
         })
     };
-    let mut outgoing: Vec<Outgoing> = Vec::new();
+    let mut messages = batch::Messages::default();
     for op in batch::ops(&data, &ops) {
         let op = match op {
             Ok(op) => op,
@@ -196,34 +186,10 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
         let (i, target, id, body) = (op.index, op.target, op.id, op.body);
         match op.code {
             batch::op::MESSAGE => {
-                let conn = match connection(target) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        fail(i, &e);
-                        continue;
-                    }
-                };
-                let pos = match outgoing.iter().position(|o| o.conn.id() == conn.id()) {
-                    Some(p) => p,
-                    None => {
-                        outgoing.push(Outgoing {
-                            conn,
-                            frames: BytesMut::new(),
-                            count: 0,
-                            bytes: 0,
-                            ops: Vec::new(),
-                        });
-                        outgoing.len() - 1
-                    }
-                };
-                let o = &mut outgoing[pos];
-                match frame::put_message(&mut o.frames, body, o.conn.peer_max_message_size()) {
-                    Ok(()) => {
-                        o.count += 1;
-                        o.bytes += body.len() as u64;
-                        o.ops.push(i as u32);
-                    }
-                    Err(e) => fail(i, &e),
+                let added = connection(target)
+                    .and_then(|conn| messages.add(&op, conn.peer_max_message_size()));
+                if let Err(e) = added {
+                    fail(i, &e);
                 }
             }
             batch::op::REQUEST => match connection(target) {
@@ -279,10 +245,13 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
             ),
         }
     }
-    for o in outgoing {
-        if let Err(e) = o.conn.enqueue_frames(o.frames.freeze(), o.count, o.bytes) {
-            for op in o.ops {
-                fail(op as usize, &e);
+    for group in messages {
+        let count = group.ops.len() as u64;
+        let queued = connection(group.target)
+            .and_then(|conn| conn.enqueue_frames(group.frames.freeze(), count, group.bytes));
+        if let Err(e) = queued {
+            for i in group.ops {
+                fail(i, &e);
             }
         }
     }

@@ -79,13 +79,6 @@ pub struct WriteFailures {
     pub errors: Vec<String>,
 }
 
-/// One connection's MESSAGE frames from one `write`, and the ops they came from.
-struct Outgoing {
-    target: f64,
-    frames: BytesMut,
-    ops: Vec<usize>,
-}
-
 /// Datagrams to send: `data` back to back, `lens[i]` bytes each, to `addrs[i]`.
 #[wasm_bindgen(getter_with_clone)]
 pub struct Transmits {
@@ -572,7 +565,7 @@ impl Engine {
             failures.ops.push(i as u32);
             failures.errors.push(batch::error_text(&e));
         };
-        let mut outgoing: Vec<Outgoing> = Vec::new();
+        let mut messages = batch::Messages::default();
         for op in batch::ops(data, ops) {
             let op = match op {
                 Ok(op) => op,
@@ -584,26 +577,9 @@ impl Engine {
             let (i, code, target, id, body, extra) =
                 (op.index, op.code, op.target, op.id, op.body, op.extra);
             let result = match code {
-                // Framed now, written below: one write per connection, as one large write
-                // is far cheaper for quinn to track and pack than many small ones.
-                batch::op::MESSAGE => self.conn(target).and_then(|c| {
-                    let limit = c.session.peer_limit().unwrap_or(0);
-                    let at = match outgoing.iter().position(|o| o.target == target) {
-                        Some(at) => at,
-                        None => {
-                            outgoing.push(Outgoing {
-                                target,
-                                frames: BytesMut::new(),
-                                ops: Vec::new(),
-                            });
-                            outgoing.len() - 1
-                        }
-                    };
-                    let o = &mut outgoing[at];
-                    quicwire_core::frame::put_message(&mut o.frames, body, limit)?;
-                    o.ops.push(i);
-                    Ok(())
-                }),
+                batch::op::MESSAGE => self
+                    .conn(target)
+                    .and_then(|c| messages.add(&op, c.session.peer_limit().unwrap_or(0))),
                 batch::op::REQUEST => self.conn(target).and_then(|c| {
                     let timeout = (extra > 0.0).then(|| Duration::from_millis(extra as u64));
                     let body = bytes::Bytes::copy_from_slice(body);
@@ -635,13 +611,13 @@ impl Engine {
                 fail(i, e);
             }
         }
-        for o in outgoing {
-            let count = o.ops.len() as u64;
+        for group in messages {
+            let count = group.ops.len() as u64;
             let sent = self
-                .conn(o.target)
-                .and_then(|c| c.session.send_frames(&mut c.quic, &o.frames, count));
+                .conn(group.target)
+                .and_then(|c| c.session.send_frames(&mut c.quic, &group.frames, count));
             if let Err(e) = sent {
-                for i in o.ops {
+                for i in group.ops {
                     fail(i, e.clone());
                 }
             }

@@ -689,19 +689,16 @@ impl Session {
             self.flush(conn, id);
             return;
         }
-        let mut sent = 0;
-        while sent < bytes.len() {
-            match conn.send_stream(id).write(&bytes[sent..]) {
-                Ok(n) => sent += n,
-                Err(quinn_proto::WriteError::Blocked) => break,
-                Err(_) => return,
+        // Nothing waits: straight to quinn, and only a remainder is copied to wait.
+        match write_now(conn, id, bytes) {
+            Some(n) if n < bytes.len() => {
+                let bytes = BytesMut::from(&bytes[n..]);
+                self.pending.insert(id, Pending { bytes, finish });
             }
-        }
-        if sent < bytes.len() {
-            let bytes = BytesMut::from(&bytes[sent..]);
-            self.pending.insert(id, Pending { bytes, finish });
-        } else if finish {
-            let _ = conn.send_stream(id).finish();
+            Some(_) if finish => {
+                let _ = conn.send_stream(id).finish();
+            }
+            _ => {}
         }
     }
 
@@ -709,15 +706,15 @@ impl Session {
         let Some(pending) = self.pending.get_mut(&id) else {
             return;
         };
-        while !pending.bytes.is_empty() {
-            match conn.send_stream(id).write(&pending.bytes) {
-                Ok(n) => pending.bytes.advance(n),
-                Err(quinn_proto::WriteError::Blocked) => return,
-                Err(_) => {
-                    self.pending.remove(&id);
-                    return;
-                }
+        match write_now(conn, id, &pending.bytes) {
+            Some(n) => pending.bytes.advance(n),
+            None => {
+                self.pending.remove(&id);
+                return;
             }
+        }
+        if !pending.bytes.is_empty() {
+            return;
         }
         if pending.finish {
             let _ = conn.send_stream(id).finish();
@@ -731,6 +728,20 @@ impl Session {
             self.flush(conn, id);
         }
     }
+}
+
+/// Writes as much of `bytes` on `id` as flow control takes now: how much, or `None` when the
+/// stream is gone (stopped or reset).
+fn write_now(conn: &mut Connection, id: StreamId, bytes: &[u8]) -> Option<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match conn.send_stream(id).write(&bytes[sent..]) {
+            Ok(n) => sent += n,
+            Err(quinn_proto::WriteError::Blocked) => break,
+            Err(_) => return None,
+        }
+    }
+    Some(sent)
 }
 
 fn timeout(id: f64, timeout: Duration) -> Outcome {

@@ -7,7 +7,7 @@
 
 pub mod client;
 pub mod connection;
-pub mod eager;
+mod eager;
 pub mod events;
 pub mod server;
 pub mod socket;
