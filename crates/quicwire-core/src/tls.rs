@@ -43,13 +43,14 @@ const PREFER_CHACHA: bool = cfg!(target_family = "wasm");
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     let mut provider = rustls::crypto::ring::default_provider();
-    if PREFER_CHACHA {
-        // Stable sort: ChaCha20 first, the rest in ring's order. Servers follow the client's
-        // order, so a wasm client gets ChaCha20 from a native server too.
-        provider.cipher_suites.sort_by_key(|suite| {
-            suite.suite() != rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
-        });
-    }
+    let first = if PREFER_CHACHA {
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+    } else {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    };
+    // Stable sort: `first`, then the rest in ring's order. Servers follow the client's
+    // order, so a wasm client gets ChaCha20 from a native server too.
+    provider.cipher_suites.sort_by_key(|suite| suite.suite() != first);
     Arc::new(provider)
 }
 
