@@ -5,7 +5,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::hello::{Encoding, Hello, Welcome};
+use crate::hello::{Encoding, Hello};
 use crate::varint;
 
 /// Frame kinds. Numbers are wire format: never renumber.
@@ -13,7 +13,7 @@ use crate::varint;
 #[repr(u8)]
 pub enum Kind {
     Hello = 1,
-    Welcome = 2,
+    // 2 was WELCOME, the server's answer before both sides sent HELLO at once.
     Message = 3,
     Request = 4,
     Response = 5,
@@ -28,7 +28,6 @@ impl Kind {
     fn from_wire(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Hello,
-            2 => Kind::Welcome,
             3 => Kind::Message,
             4 => Kind::Request,
             5 => Kind::Response,
@@ -44,7 +43,6 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Hello(Hello),
-    Welcome(Welcome),
     Message(Bytes),
     Request {
         id: u64,
@@ -70,7 +68,7 @@ pub enum Frame {
 pub const MAX_ERROR_TEXT: usize = 1024;
 /// Bytes a frame may add around its body: kind byte and one varint id.
 const BODY_OVERHEAD: u64 = 1 + 8;
-/// Control frames (HELLO, WELCOME, ERROR, ACK, GOAWAY) always fit in this many bytes.
+/// Control frames (HELLO, ERROR, ACK, GOAWAY) always fit in this many bytes.
 const MAX_CONTROL_FRAME: u64 = MAX_ERROR_TEXT as u64 + 64;
 
 /// Appends a MESSAGE frame. `limit` is the receiver's maxMessageSize.
@@ -127,14 +125,6 @@ pub fn put_hello(out: &mut BytesMut, hello: &Hello) {
     for e in &hello.encodings[..n] {
         out.put_u8(*e as u8);
     }
-}
-
-pub fn put_welcome(out: &mut BytesMut, welcome: &Welcome) {
-    let len = varint::size(welcome.version) + varint::size(welcome.max_message_size) + 1;
-    put_header(out, Kind::Welcome, None, len);
-    varint::put(out, welcome.version);
-    varint::put(out, welcome.max_message_size);
-    out.put_u8(welcome.encoding as u8);
 }
 
 fn check_size(len: usize, limit: u64) -> Result<()> {
@@ -270,19 +260,6 @@ impl FrameDecoder {
                     max_message_size,
                 })
             }
-            Kind::Welcome => {
-                let version = take_varint(&mut p, "welcome version")?;
-                let max_message_size = take_varint(&mut p, "welcome maxMessageSize")?;
-                let b = take_u8(&mut p, "welcome encoding")?;
-                let encoding = Encoding::from_wire(b)
-                    .ok_or_else(|| Error::protocol(format!("WELCOME with unknown encoding {b}")))?;
-                expect_end(&p, "WELCOME")?;
-                Frame::Welcome(Welcome {
-                    version,
-                    encoding,
-                    max_message_size,
-                })
-            }
         })
     }
 }
@@ -334,13 +311,7 @@ mod tests {
             encodings: vec![Encoding::Raw, Encoding::Msgpack],
             max_message_size: 1 << 20,
         };
-        let welcome = Welcome {
-            version: PROTOCOL_VERSION,
-            encoding: Encoding::Json,
-            max_message_size: 42,
-        };
         put_hello(&mut out, &hello);
-        put_welcome(&mut out, &welcome);
         put_message(&mut out, b"hi", 10).unwrap();
         put_message(&mut out, b"", 10).unwrap();
         put_request(&mut out, 7, b"req", 10).unwrap();
@@ -353,7 +324,6 @@ mod tests {
             frames,
             vec![
                 Frame::Hello(hello),
-                Frame::Welcome(welcome),
                 Frame::Message(Bytes::from_static(b"hi")),
                 Frame::Message(Bytes::new()),
                 Frame::Request {
@@ -437,7 +407,7 @@ mod tests {
             &[0x03, Kind::Ack as u8, 0x01, 0x40],               // truncated varint
             &[0x03, Kind::Hello as u8, 0x01, 0x01],             // missing encoding count
             &[0x05, Kind::Hello as u8, 0x01, 0x01, 0x03, 0x01], // count says 3, has 1
-            &[0x04, Kind::Welcome as u8, 0x01, 0x01, 0x77],     // unknown encoding
+            &[0x01, 0x02],                                      // retired kind (WELCOME)
         ];
         for case in cases {
             let err = decode_all(case, 1000).unwrap_err();

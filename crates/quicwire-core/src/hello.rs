@@ -1,6 +1,10 @@
-//! The HELLO handshake on the control stream: the client offers a protocol version, the
-//! encodings it can speak (in order of preference) and the largest message it accepts; the
-//! server answers WELCOME with the one encoding both speak and its own limit.
+//! The HELLO exchange. Each side's first uni stream is its control stream, and its first
+//! frame there is HELLO: the protocol version, its encodings (the client's offer, most
+//! preferred first; the server's accepted set) and the largest message it accepts. Neither
+//! side waits for the other before sending: the server's HELLO leaves with its TLS flight
+//! (0.5-RTT data), so a client knows everything when its handshake completes and sends its
+//! first request with its own HELLO. Both sides run the same [`Hello::agree`] on the two
+//! HELLOs and reach the same encoding without another round trip.
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -47,58 +51,71 @@ impl Encoding {
     }
 }
 
-/// The client's opening frame.
+/// A side's opening frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub version: u64,
-    /// Encodings the client can speak, most preferred first.
+    /// A client: the encodings it can speak, most preferred first. A server: the encodings
+    /// it accepts.
     pub encodings: Vec<Encoding>,
-    /// The largest message body the client accepts.
+    /// The largest message body this side accepts.
     pub max_message_size: u64,
 }
 
-/// The server's answer to a HELLO it accepts.
+/// What a connection runs with, once a side has both HELLOs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Welcome {
-    pub version: u64,
+pub struct Negotiated {
     pub encoding: Encoding,
-    /// The largest message body the server accepts.
-    pub max_message_size: u64,
+    /// The largest body the peer accepts: the limit for everything this side sends.
+    pub peer_max_message_size: u64,
 }
 
 impl Hello {
-    /// The server's side of the negotiation: the first encoding of the client's list that
-    /// the server accepts. A different version or no common encoding is an
-    /// `ERR_NEGOTIATION` error, which closes the connection.
-    pub fn negotiate(&self, accepted: &[Encoding], max_message_size: u64) -> Result<Welcome> {
-        if self.version != PROTOCOL_VERSION {
+    /// This endpoint's HELLO, in the protocol version it speaks.
+    pub fn new(encodings: Vec<Encoding>, max_message_size: u64) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            encodings,
+            max_message_size,
+        }
+    }
+
+    /// Negotiation, run by each side on its own HELLO and the peer's: the encoding is the
+    /// first of the client's list that the server accepts. A different version or no common
+    /// encoding is an `ERR_NEGOTIATION` error, which closes the connection.
+    pub fn agree(&self, peer: &Hello, is_client: bool) -> Result<Negotiated> {
+        if peer.version != PROTOCOL_VERSION {
             return Err(Error::new(
                 ErrorCode::Negotiation,
                 format!(
                     "peer speaks quicwire protocol version {}, this endpoint speaks {PROTOCOL_VERSION}",
-                    self.version
+                    peer.version
                 ),
             ));
         }
-        let encoding = self
+        let (client, server) = if is_client {
+            (self, peer)
+        } else {
+            (peer, self)
+        };
+        let encoding = client
             .encodings
             .iter()
             .copied()
-            .find(|e| accepted.contains(e))
+            .find(|e| server.encodings.contains(e))
             .ok_or_else(|| {
                 Error::new(
                     ErrorCode::Negotiation,
                     format!(
                         "no common encoding: client offers [{}], server accepts [{}]",
-                        names(&self.encodings),
-                        names(accepted)
+                        names(&client.encodings),
+                        names(&server.encodings)
                     ),
                 )
             })?;
-        Ok(Welcome {
-            version: PROTOCOL_VERSION,
+        Ok(Negotiated {
             encoding,
-            max_message_size,
+            peer_max_message_size: peer.max_message_size,
         })
     }
 }
@@ -114,36 +131,36 @@ fn names(list: &[Encoding]) -> String {
 mod tests {
     use super::*;
 
-    fn hello(encodings: Vec<Encoding>) -> Hello {
-        Hello {
-            version: PROTOCOL_VERSION,
-            encodings,
-            max_message_size: 1024,
-        }
-    }
-
     #[test]
-    fn picks_the_clients_first_choice_the_server_accepts() {
-        let w = hello(vec![Encoding::Raw, Encoding::Json])
-            .negotiate(&[Encoding::Json, Encoding::Msgpack], 99)
-            .unwrap();
-        assert_eq!(w.encoding, Encoding::Json);
-        assert_eq!(w.max_message_size, 99);
+    fn both_sides_pick_the_clients_first_choice_the_server_accepts() {
+        let client = Hello::new(vec![Encoding::Raw, Encoding::Json, Encoding::Msgpack], 5);
+        let server = Hello::new(vec![Encoding::Msgpack, Encoding::Json], 99);
+        let at_client = client.agree(&server, true).unwrap();
+        let at_server = server.agree(&client, false).unwrap();
+        assert_eq!(at_client.encoding, Encoding::Json);
+        assert_eq!(at_server.encoding, Encoding::Json);
+        assert_eq!(at_client.peer_max_message_size, 99);
+        assert_eq!(at_server.peer_max_message_size, 5);
     }
 
     #[test]
     fn rejects_no_common_encoding_and_other_versions() {
-        let err = hello(vec![Encoding::Raw])
-            .negotiate(&[Encoding::Json], 1)
+        let client = Hello::new(vec![Encoding::Raw], 1);
+        let server = Hello::new(vec![Encoding::Json], 1);
+        for err in [
+            client.agree(&server, true).unwrap_err(),
+            server.agree(&client, false).unwrap_err(),
+        ] {
+            assert_eq!(err.code, ErrorCode::Negotiation);
+            assert!(err.message.contains("offers [raw]"), "{err}");
+        }
+        let mut newer = Hello::new(Encoding::ALL.to_vec(), 1);
+        newer.version = 7;
+        let err = Hello::new(Encoding::ALL.to_vec(), 1)
+            .agree(&newer, false)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::Negotiation);
-        assert!(err.message.contains("raw"), "{err}");
-        let mut h = hello(vec![Encoding::Json]);
-        h.version = 7;
-        assert_eq!(
-            h.negotiate(&Encoding::ALL, 1).unwrap_err().code,
-            ErrorCode::Negotiation
-        );
+        assert!(err.message.contains("version 7"), "{err}");
     }
 
     #[test]

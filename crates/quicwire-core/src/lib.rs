@@ -22,6 +22,6 @@ pub use admission::{Admission, Decision, ServerLimits};
 pub use config::TransportConfig;
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};
-pub use hello::{Encoding, Hello, Welcome, ALPN, PROTOCOL_VERSION};
+pub use hello::{Encoding, Hello, Negotiated, ALPN, PROTOCOL_VERSION};
 pub use pool::{PoolCounters, PoolKey, PoolTable};
 pub use stats::{ConnectionStats, PoolStats};

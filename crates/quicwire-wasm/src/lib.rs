@@ -694,10 +694,10 @@ impl Engine {
             _ => {}
         }
         let (words, bytes): ([f64; 4], Vec<u8>) = match outcome {
-            Outcome::Ready(w) => {
-                let label = format!("{} {peer}", w.encoding.as_str());
+            Outcome::Ready(n) => {
+                let label = format!("{} {peer}", n.encoding.as_str());
                 (
-                    [kind::CONNECTION, 0.0, 0.0, w.max_message_size as f64],
+                    [kind::CONNECTION, 0.0, 0.0, n.peer_max_message_size as f64],
                     label.into_bytes(),
                 )
             }
@@ -752,13 +752,16 @@ impl Engine {
     fn insert(
         &mut self,
         handle: ConnectionHandle,
-        quic: Connection,
+        mut quic: Connection,
         is_client: bool,
         peer: String,
         key: Option<PoolKey>,
         admitted: Option<IpAddr>,
     ) {
-        let session = Session::new(is_client, self.params.clone());
+        let mut session = Session::new(is_client, self.params.clone());
+        if !is_client {
+            session.send_hello(&mut quic);
+        }
         self.connections.insert(
             handle,
             Conn {
@@ -827,7 +830,7 @@ impl Engine {
             while let Some(event) = conn.quic.poll() {
                 match event {
                     Event::Connected => {
-                        conn.session.on_connected(&mut conn.quic);
+                        conn.session.send_hello(&mut conn.quic);
                         streams = true;
                     }
                     Event::Stream(StreamEvent::Finished { id }) => {

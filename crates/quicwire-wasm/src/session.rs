@@ -1,8 +1,8 @@
 //! The quicwire session on one quinn-proto connection, sans I/O. Frames, negotiation and
 //! limits come from quicwire-core; this module only moves their bytes through quinn-proto's
 //! streams, the same shape as the native runtime:
-//! - the client's first bidirectional stream is the control stream: HELLO/WELCOME, then
-//!   ACK and GOAWAY frames;
+//! - each side's first unidirectional stream is its control stream: HELLO (sent at once,
+//!   a server's as 0.5-RTT data), then ACK and GOAWAY frames;
 //! - each side sends messages on one unidirectional channel stream; the receiver ACKs
 //!   them once handed to the application;
 //! - every request has its own bidirectional stream.
@@ -12,9 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bytes::{Buf, Bytes, BytesMut};
 use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
-use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Welcome, PROTOCOL_VERSION,
-};
+use quicwire_core::{app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
 
@@ -34,7 +32,7 @@ pub(crate) struct Params {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// Negotiated: the connection is ready.
-    Ready(Welcome),
+    Ready(Negotiated),
     /// The connection is being closed with this error.
     Failed(Error),
     Message(Bytes),
@@ -82,9 +80,12 @@ struct Pending {
 pub(crate) struct Session {
     is_client: bool,
     params: Params,
-    /// Set once WELCOME is sent or received.
-    welcome: Option<Welcome>,
+    /// Set once both HELLOs are known.
+    negotiated: Option<Negotiated>,
+    /// Our control stream, once our HELLO is on it.
     control: Option<StreamId>,
+    /// The peer's control stream (its first uni stream) and its bytes not yet decoded.
+    peer_control: Option<StreamId>,
     control_in: BytesMut,
     channel: Option<StreamId>,
     /// Messages queued on our channel so far.
@@ -120,8 +121,9 @@ impl Session {
         Session {
             is_client,
             params,
-            welcome: None,
+            negotiated: None,
             control: None,
+            peer_control: None,
             control_in: BytesMut::new(),
             channel: None,
             queued: 0,
@@ -144,7 +146,7 @@ impl Session {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.welcome.is_some()
+        self.negotiated.is_some()
     }
 
     pub fn is_going_away(&self) -> bool {
@@ -178,7 +180,7 @@ impl Session {
     /// Asks the peer to start nothing new here (a closing server).
     pub fn go_away(&mut self, conn: &mut Connection) {
         let Some(control) = self.control else { return };
-        if self.goaway_sent || self.welcome.is_none() {
+        if self.goaway_sent || self.negotiated.is_none() {
             return;
         }
         self.goaway_sent = true;
@@ -187,32 +189,30 @@ impl Session {
         self.write(conn, control, &bytes, false);
     }
 
-    /// TLS is done. A client opens the control stream and offers HELLO.
-    pub fn on_connected(&mut self, conn: &mut Connection) {
-        if !self.is_client {
+    fn hello(&self) -> Hello {
+        Hello::new(self.params.encodings.clone(), self.params.max_message_size)
+    }
+
+    /// Opens our control stream with our HELLO, once: a server as soon as it accepts (the
+    /// HELLO leaves with its TLS flight), a client when TLS is done.
+    pub fn send_hello(&mut self, conn: &mut Connection) {
+        if self.control.is_some() {
             return;
         }
-        let Some(id) = conn.streams().open(Dir::Bi) else {
+        let Some(id) = conn.streams().open(Dir::Uni) else {
             return;
         };
         self.control = Some(id);
         let mut out = BytesMut::new();
-        frame::put_hello(
-            &mut out,
-            &Hello {
-                version: PROTOCOL_VERSION,
-                encodings: self.params.encodings.clone(),
-                max_message_size: self.params.max_message_size,
-            },
-        );
+        frame::put_hello(&mut out, &self.hello());
         self.write(conn, id, &out, false);
     }
 
-    fn usable(&self) -> Result<Welcome, Error> {
+    fn usable(&self) -> Result<Negotiated, Error> {
         if self.going_away {
             return Err(Error::closed("the peer is going away (GOAWAY received)"));
         }
-        self.welcome
+        self.negotiated
             .ok_or_else(|| Error::closed("the connection is not ready yet"))
     }
 
@@ -244,7 +244,7 @@ impl Session {
 
     /// The largest body the peer accepts.
     pub fn peer_limit(&self) -> Option<u64> {
-        self.welcome.map(|w| w.max_message_size)
+        self.negotiated.map(|n| n.peer_max_message_size)
     }
 
     /// Starts a request; its answer comes back as `Response` or `RequestFailed` with `id`.
@@ -256,11 +256,11 @@ impl Session {
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<(), Error> {
-        let welcome = self.usable()?;
-        if body.len() as u64 > welcome.max_message_size {
+        let negotiated = self.usable()?;
+        if body.len() as u64 > negotiated.peer_max_message_size {
             return Err(Error::too_large(
                 body.len() as u64,
-                welcome.max_message_size,
+                negotiated.peer_max_message_size,
             ));
         }
         let limit = timeout.unwrap_or(self.params.request_timeout);
@@ -385,9 +385,9 @@ impl Session {
 
     /// Something happened on the streams: make all the progress possible.
     pub fn on_streams(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        if self.welcome.is_none() {
+        if self.negotiated.is_none() {
             self.negotiate(conn, out);
-            if self.welcome.is_none() {
+            if self.negotiated.is_none() {
                 return;
             }
         }
@@ -415,64 +415,48 @@ impl Session {
         self.write_acks(conn);
     }
 
+    /// Reads the peer's HELLO (after the handshake) and agrees on the encoding.
     fn negotiate(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        if self.control.is_none() && !self.is_client {
-            // The client's first bidirectional stream is the control stream.
-            self.control = conn.streams().accept(Dir::Bi);
+        if let Some(id) = self.control {
+            self.flush(conn, id);
         }
-        let Some(id) = self.control else { return };
-        self.flush(conn, id);
+        if conn.is_handshaking() {
+            return;
+        }
+        if self.peer_control.is_none() {
+            // The peer's first unidirectional stream is its control stream.
+            self.peer_control = conn.streams().accept(Dir::Uni);
+        }
+        let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
             out.push(self.fail(conn, e));
             return;
         }
         let decoder = FrameDecoder::new(self.params.max_message_size);
-        match decoder.decode(&mut self.control_in) {
-            Ok(None) => {}
-            Ok(Some(Frame::Hello(hello))) if !self.is_client => {
-                match hello.negotiate(&self.params.encodings, self.params.max_message_size) {
-                    Ok(welcome) => {
-                        let mut bytes = BytesMut::new();
-                        frame::put_welcome(&mut bytes, &welcome);
-                        self.write(conn, id, &bytes, false);
-                        // What we may send is bounded by the client's limit.
-                        let ours = Welcome {
-                            max_message_size: hello.max_message_size,
-                            ..welcome
-                        };
-                        self.welcome = Some(ours);
-                        out.push(Outcome::Ready(ours));
-                    }
-                    Err(e) => out.push(self.fail(conn, e)),
-                }
-            }
-            Ok(Some(Frame::Welcome(welcome))) if self.is_client => {
-                if welcome.version != PROTOCOL_VERSION
-                    || !self.params.encodings.contains(&welcome.encoding)
-                {
-                    let e = Error::new(
-                        ErrorCode::Negotiation,
-                        format!(
-                            "server chose {:?}, which this client did not offer",
-                            welcome.encoding
-                        ),
-                    );
-                    out.push(self.fail(conn, e));
-                    return;
-                }
-                self.welcome = Some(welcome);
-                out.push(Outcome::Ready(welcome));
-            }
+        let theirs = match decoder.decode(&mut self.control_in) {
+            Ok(None) => return,
+            Ok(Some(Frame::Hello(theirs))) => theirs,
             Ok(Some(other)) => {
-                let e = Error::protocol(format!("unexpected {other:?} during HELLO"));
+                let e = Error::protocol(format!("expected HELLO, got {other:?}"));
                 out.push(self.fail(conn, e));
+                return;
+            }
+            Err(e) => {
+                out.push(self.fail(conn, e));
+                return;
+            }
+        };
+        match self.hello().agree(&theirs, self.is_client) {
+            Ok(negotiated) => {
+                self.negotiated = Some(negotiated);
+                out.push(Outcome::Ready(negotiated));
             }
             Err(e) => out.push(self.fail(conn, e)),
         }
     }
 
     fn read_control(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        let Some(id) = self.control else { return };
+        let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
             out.push(self.fail(conn, e));
             return;

@@ -1,7 +1,8 @@
 //! One quicwire session over one QUIC connection, the same on client and server.
 //!
-//! Streams: the client opens the control stream (first bidi) for HELLO/WELCOME, then both
-//! sides use it for ACK and GOAWAY frames. Each side sends its messages on one long-lived
+//! Streams: each side's first unidirectional stream is its control stream: HELLO first (sent
+//! at once, without waiting for the peer's), then ACK and GOAWAY frames. Each side sends its
+//! messages on one long-lived
 //! unidirectional "channel" stream, written in large batches; every request gets a fresh
 //! bidirectional stream. The receiver ACKs messages once they are handed to its
 //! application, which is when a `send` counts as delivered.
@@ -15,7 +16,7 @@ use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 pub(crate) use quicwire_core::quic::connection_error;
 use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Result, Welcome, PROTOCOL_VERSION,
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated, Result,
 };
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -49,7 +50,7 @@ pub struct Receipt {
 const READ_CHUNK: usize = 256 * 1024;
 /// Batches the channel writer merges into one write.
 const MAX_COALESCE: usize = 64;
-/// How long a HELLO/WELCOME exchange may take once QUIC is up.
+/// How long the peer's HELLO may take once QUIC is up.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -132,47 +133,20 @@ struct Shared {
 }
 
 impl Connection {
-    /// Client side: opens the control stream, offers HELLO, waits for WELCOME.
+    /// Client side, once TLS is done: sends HELLO and reads the server's, which came with
+    /// the server's handshake flight, so this costs no round trip of its own.
     pub(crate) async fn client_handshake(
         quic: quinn::Connection,
         peer: String,
         params: SessionParams,
         handler: Arc<dyn Handler>,
     ) -> Result<Connection> {
-        let exchange = async {
-            let (mut send, mut recv) = quic
-                .open_bi()
-                .await
-                .map_err(|e| connection_error(&e, &peer))?;
-            let mut out = BytesMut::new();
-            frame::put_hello(
-                &mut out,
-                &Hello {
-                    version: PROTOCOL_VERSION,
-                    encodings: params.encodings.clone(),
-                    max_message_size: params.max_message_size,
-                },
-            );
-            send.write_all(&out)
-                .await
-                .map_err(|e| write_error(&e, &peer))?;
-            let mut buf = BytesMut::new();
-            let decoder = FrameDecoder::new(params.max_message_size);
-            match read_frame(&mut recv, &decoder, &mut buf, &peer).await? {
-                Some(Frame::Welcome(w)) => Ok((send, recv, buf, w)),
-                Some(other) => Err(Error::protocol(format!(
-                    "{peer} answered HELLO with {other:?} instead of WELCOME"
-                ))),
-                None => Err(Error::protocol(format!(
-                    "{peer} closed the control stream during HELLO"
-                ))),
-            }
-        };
-        let result = tokio::time::timeout(HELLO_TIMEOUT, exchange).await;
-        let (send, recv, buf, welcome) = match result {
+        let hello = Hello::new(params.encodings.clone(), params.max_message_size);
+        let exchange = exchange_hellos(&quic, &hello, None, &peer);
+        let (send, recv, buf, theirs) = match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                // A server that refuses the HELLO closes the connection with its reason.
+                // A server that refuses us closes the connection with its reason.
                 let e = match quic.close_reason() {
                     Some(reason) => connection_error(&reason, &peer),
                     None => e,
@@ -181,77 +155,39 @@ impl Connection {
                 return Err(e);
             }
             Err(_) => {
-                quic.close(app_code::PROTOCOL.into(), b"HELLO timed out");
+                quic.close(app_code::PROTOCOL.into(), b"no HELLO");
                 return Err(Error::new(
                     ErrorCode::ConnectTimeout,
-                    format!("{peer} did not answer HELLO"),
+                    format!("{peer} sent no HELLO"),
                 ));
             }
         };
-        if welcome.version != PROTOCOL_VERSION || !params.encodings.contains(&welcome.encoding) {
-            quic.close(app_code::NEGOTIATION.into(), b"bad WELCOME");
-            return Err(Error::new(
-                ErrorCode::Negotiation,
-                format!(
-                    "{peer} chose {:?}, which this client did not offer",
-                    welcome.encoding
-                ),
-            ));
-        }
+        let negotiated = agree(&quic, &hello, &theirs, true)?;
         Ok(Self::start(
-            quic, peer, &params, welcome, handler, send, recv, buf,
+            quic, peer, &params, negotiated, handler, send, recv, buf,
         ))
     }
 
-    /// Server side: accepts the control stream, reads HELLO, answers WELCOME (or closes
-    /// the connection with ERR_NEGOTIATION and the reason).
+    /// Server side, right after accepting: sends HELLO as 0.5-RTT data (it leaves with
+    /// the TLS flight), then waits for the handshake and the client's HELLO. A refused
+    /// negotiation closes the connection with ERR_NEGOTIATION and the reason.
     pub(crate) async fn server_handshake(
         quic: quinn::Connection,
+        handshake: quinn::ZeroRttAccepted,
         params: SessionParams,
         handler: Arc<dyn Handler>,
     ) -> Result<Connection> {
         let peer = quic.remote_address().to_string();
-        let exchange = async {
-            let (mut send, mut recv) = quic
-                .accept_bi()
-                .await
-                .map_err(|e| connection_error(&e, &peer))?;
-            let mut buf = BytesMut::new();
-            let decoder = FrameDecoder::new(params.max_message_size);
-            let hello = match read_frame(&mut recv, &decoder, &mut buf, &peer).await? {
-                Some(Frame::Hello(h)) => h,
-                other => {
-                    return Err(Error::protocol(format!(
-                        "expected HELLO from {peer}, got {other:?}"
-                    )))
-                }
-            };
-            let welcome = match hello.negotiate(&params.encodings, params.max_message_size) {
-                Ok(w) => w,
-                Err(e) => {
-                    quic.close(app_code::NEGOTIATION.into(), e.message.as_bytes());
-                    return Err(e);
-                }
-            };
-            let mut out = BytesMut::new();
-            frame::put_welcome(&mut out, &welcome);
-            send.write_all(&out)
-                .await
-                .map_err(|e| write_error(&e, &peer))?;
-            // The client's limit is what we may send it.
-            let welcome = Welcome {
-                max_message_size: hello.max_message_size,
-                ..welcome
-            };
-            Ok((send, recv, buf, welcome))
-        };
-        let (send, recv, buf, welcome) = match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
+        let hello = Hello::new(params.encodings.clone(), params.max_message_size);
+        let exchange = exchange_hellos(&quic, &hello, Some(handshake), &peer);
+        let (send, recv, buf, theirs) = match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                // Tell the peer why (a refused negotiation already did).
-                if e.code != ErrorCode::Negotiation {
-                    quic.close(app_code::PROTOCOL.into(), e.message.as_bytes());
-                }
+                let e = match quic.close_reason() {
+                    Some(reason) => connection_error(&reason, &peer),
+                    None => e,
+                };
+                quic.close(app_code::PROTOCOL.into(), e.message.as_bytes());
                 return Err(e);
             }
             Err(_) => {
@@ -259,18 +195,10 @@ impl Connection {
                 return Err(Error::protocol(format!("{peer} sent no HELLO")));
             }
         };
-        let conn = Self::start(
-            quic,
-            peer,
-            &params,
-            welcome,
-            handler.clone(),
-            send,
-            recv,
-            buf,
-        );
-        handler.on_connection(&conn);
-        Ok(conn)
+        let negotiated = agree(&quic, &hello, &theirs, false)?;
+        Ok(Self::start(
+            quic, peer, &params, negotiated, handler, send, recv, buf,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -278,7 +206,7 @@ impl Connection {
         quic: quinn::Connection,
         peer: String,
         params: &SessionParams,
-        welcome: Welcome,
+        negotiated: Negotiated,
         handler: Arc<dyn Handler>,
         control_send: quinn::SendStream,
         control_recv: quinn::RecvStream,
@@ -289,9 +217,9 @@ impl Connection {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             quic,
             peer,
-            encoding: welcome.encoding,
+            encoding: negotiated.encoding,
             local_limit: params.max_message_size,
-            peer_limit: welcome.max_message_size,
+            peer_limit: negotiated.peer_max_message_size,
             request_timeout: params.request_timeout,
             handler,
             outbox,
@@ -940,6 +868,53 @@ impl Drop for IncomingRequest {
 }
 
 /// Reads until one whole frame is decoded (or the stream ends cleanly: `None`).
+/// Sends our HELLO on our control stream (our first uni stream) and reads the peer's off
+/// theirs; neither side waits for the other before sending. A server passes its handshake
+/// future: it sends before the handshake completes and reads only after.
+async fn exchange_hellos(
+    quic: &quinn::Connection,
+    ours: &Hello,
+    handshake: Option<quinn::ZeroRttAccepted>,
+    peer: &str,
+) -> Result<(quinn::SendStream, quinn::RecvStream, BytesMut, Hello)> {
+    let mut send = quic
+        .open_uni()
+        .await
+        .map_err(|e| connection_error(&e, peer))?;
+    let mut out = BytesMut::new();
+    frame::put_hello(&mut out, ours);
+    send.write_all(&out)
+        .await
+        .map_err(|e| write_error(&e, peer))?;
+    if let Some(handshake) = handshake {
+        handshake.await;
+    }
+    let mut recv = quic
+        .accept_uni()
+        .await
+        .map_err(|e| connection_error(&e, peer))?;
+    let mut buf = BytesMut::new();
+    let decoder = FrameDecoder::new(ours.max_message_size);
+    match read_frame(&mut recv, &decoder, &mut buf, peer).await? {
+        Some(Frame::Hello(theirs)) => Ok((send, recv, buf, theirs)),
+        other => Err(Error::protocol(format!(
+            "expected HELLO from {peer}, got {other:?}"
+        ))),
+    }
+}
+
+/// Runs the negotiation on both HELLOs; a refusal closes the connection with its reason.
+fn agree(
+    quic: &quinn::Connection,
+    ours: &Hello,
+    theirs: &Hello,
+    is_client: bool,
+) -> Result<Negotiated> {
+    ours.agree(theirs, is_client).inspect_err(|e| {
+        quic.close(app_code::NEGOTIATION.into(), e.message.as_bytes());
+    })
+}
+
 async fn read_frame(
     recv: &mut quinn::RecvStream,
     decoder: &FrameDecoder,

@@ -1,4 +1,4 @@
-//! The server: accepts QUIC connections, negotiates HELLO, hands traffic to the handler,
+//! The server: accepts QUIC connections, exchanges HELLOs, hands traffic to the handler,
 //! and closes gracefully (GOAWAY, then drain in-flight requests up to a deadline).
 
 use std::collections::HashMap;
@@ -262,22 +262,28 @@ async fn serve_connection(
     handler: Arc<dyn Handler>,
 ) {
     let peer = incoming.remote_address();
-    let quic = match incoming.await {
-        Ok(q) => q,
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
         Err(e) => {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
     };
-    match Connection::server_handshake(quic, params, handler).await {
+    // A server can always send 0.5-RTT data (quinn documents that this never fails for
+    // incoming connections): our HELLO goes out with the TLS flight.
+    let Ok((quic, handshake)) = connecting.into_0rtt() else {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    match Connection::server_handshake(quic, handshake, params, handler).await {
         Ok(conn) => {
             shared.accepted.fetch_add(1, Ordering::Relaxed);
             conn.closed().await;
         }
         Err(e) => {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, error = %e, "HELLO failed");
+            tracing::debug!(%peer, error = %e, "handshake failed");
         }
     }
 }

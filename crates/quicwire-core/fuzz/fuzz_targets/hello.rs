@@ -1,12 +1,12 @@
-//! HELLO parsing and negotiation: an arbitrary HELLO payload must either be refused with an
-//! error or yield a WELCOME that picks an encoding both sides support, a size within both
-//! limits and the protocol version.
+//! HELLO parsing and negotiation: an arbitrary peer HELLO must either be refused with an
+//! error, or both sides must agree on one encoding they both support, each taking the
+//! other's limit.
 #![no_main]
 
 use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use quicwire_core::frame::{FrameDecoder, Kind};
-use quicwire_core::{varint, Encoding, Frame, PROTOCOL_VERSION};
+use quicwire_core::{varint, Encoding, Frame, Hello, PROTOCOL_VERSION};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&accept_mask, payload)) = input.split_first() else {
@@ -25,11 +25,24 @@ fuzz_target!(|input: &[u8]| {
         .filter(|(i, _)| accept_mask & (1 << i) != 0)
         .map(|(_, e)| *e)
         .collect();
-    let server_limit = 1u64 << (accept_mask >> 3);
-    if let Ok(welcome) = hello.negotiate(&accepted, server_limit) {
-        assert_eq!(welcome.version, PROTOCOL_VERSION);
-        assert!(hello.encodings.contains(&welcome.encoding));
-        assert!(accepted.contains(&welcome.encoding));
-        assert!(welcome.max_message_size <= server_limit);
+    let server = Hello::new(accepted.clone(), 1u64 << (accept_mask >> 3));
+    // The parsed HELLO as the client's, then as a server's: both directions.
+    for is_client in [false, true] {
+        let ours = server.agree(&hello, is_client);
+        if hello.version != PROTOCOL_VERSION {
+            assert!(ours.is_err(), "another protocol version was accepted");
+            continue;
+        }
+        match (ours, hello.agree(&server, !is_client)) {
+            (Ok(ours), Ok(theirs)) => {
+                assert_eq!(ours.encoding, theirs.encoding, "the sides disagree");
+                assert!(hello.encodings.contains(&ours.encoding));
+                assert!(accepted.contains(&ours.encoding));
+                assert_eq!(ours.peer_max_message_size, hello.max_message_size);
+                assert_eq!(theirs.peer_max_message_size, server.max_message_size);
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("one side agreed while the other refused"),
+        }
     }
 });

@@ -12,7 +12,7 @@ use quicwire::{
     Server, ServerConfig, ServerTls,
 };
 use quicwire_core::frame::{self, Frame, FrameDecoder};
-use quicwire_core::{Hello, PROTOCOL_VERSION};
+use quicwire_core::Hello;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub struct Fixture {
@@ -105,24 +105,18 @@ pub async fn raw_quic(
 /// A raw quinn client that speaks just enough quicwire to get past HELLO.
 pub async fn raw_peer(server: SocketAddr, ca: &str) -> (quinn::Endpoint, quinn::Connection) {
     let (endpoint, conn) = raw_quic("127.0.0.1:0", server, ca).await.unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut send = conn.open_uni().await.unwrap();
     let mut out = BytesMut::new();
-    frame::put_hello(
-        &mut out,
-        &Hello {
-            version: PROTOCOL_VERSION,
-            encodings: vec![Encoding::Raw],
-            max_message_size: 1 << 20,
-        },
-    );
+    frame::put_hello(&mut out, &Hello::new(vec![Encoding::Raw], 1 << 20));
     send.write_all(&out).await.unwrap();
+    let mut recv = conn.accept_uni().await.unwrap();
     let mut buf = BytesMut::new();
     let decoder = FrameDecoder::new(1 << 20);
     loop {
         let chunk = recv.read_chunk(1024, true).await.unwrap().unwrap();
         buf.extend_from_slice(&chunk.bytes);
         if let Some(f) = decoder.decode(&mut buf).unwrap() {
-            assert!(matches!(f, Frame::Welcome(_)));
+            assert!(matches!(f, Frame::Hello(_)), "{f:?}");
             break;
         }
     }
