@@ -137,6 +137,20 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     client.onTimeout();
   });
 
+  it('is ready after one round trip: the server HELLO comes with its TLS flight', () => {
+    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(cert.cert, false, ['raw'], NO_LIMITS);
+    client.connect('localhost', 50002, SERVER);
+    deliver(client, CLIENT, server, SERVER); // ClientHello
+    expect(events(server).list.some((e) => e[0] === CONNECTION)).toBe(false);
+    deliver(server, SERVER, client, CLIENT); // TLS flight, with the server's HELLO as 0.5-RTT data
+    const ready = events(client);
+    expect(ready.list.some((e) => e[0] === CONNECTION)).toBe(true);
+    expect(ready.text).toBe('raw localhost:50002');
+    deliver(client, CLIENT, server, SERVER); // Finished and the client's HELLO, together
+    expect(events(server).list.some((e) => e[0] === CONNECTION)).toBe(true);
+  });
+
   it('rejects an untrusted certificate with ERR_TLS', () => {
     const other = generateDevCert(['localhost']);
     const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
