@@ -21,8 +21,8 @@ describe('connection pool', () => {
     const conns = await Promise.all(Array.from({ length: 20 }, () => t.connect('127.0.0.1', server.port)));
     expect(new Set(conns).size).toBe(1);
     expect(t.getPoolStats().created).toBe(1);
-    // The server counts a connection once it has the client's HELLO, which travels with the
-    // client's first stream data rather than before connect resolves.
+    // The server counts a connection once the client's HELLO arrives, half a round trip
+    // after connect resolved: a request's answer comes after it.
     expect(await t.request(conns[0] as NonNullable<(typeof conns)[0]>, 'x')).toBe('x');
     expect(server.stats().accepted).toBe(1);
   });
