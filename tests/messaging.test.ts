@@ -101,6 +101,29 @@ describe('messaging', () => {
     expect(Buffer.compare(Buffer.from(back), Buffer.from(big))).toBe(0);
   });
 
+  it('keeps small and large messages in order, each copied at send', async () => {
+    // Large bodies take their own path both ways (no batch copy on the way in, their own
+    // array on the way out); order and content must not care.
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const got: Uint8Array[] = [];
+    server.onMessage((m) => got.push(m as Uint8Array));
+    // A window that holds the first four back until the peer has them: the rest wait.
+    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20, sendBufferHigh: 320 * 1024 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const sizes = [10, 20_000, 1, 300_000, 16_384, 16_383, 65_536, 5];
+    const bodies = sizes.map((n, k) => new Uint8Array(n).map((_, i) => (i * 7 + k) % 256));
+    const sent = bodies.map((b) => b.slice());
+    const delivered = bodies.map((b) => conn.send(b));
+    // The caller may reuse its buffers as soon as Connection.send returns.
+    for (const b of bodies) b.fill(0xee);
+    await Promise.all(delivered);
+    await t.sendBatch(conn, sent);
+    expect(got.map((m) => m.length)).toEqual([...sizes, ...sizes]);
+    got.forEach((m, i) => {
+      expect(Buffer.compare(Buffer.from(m), Buffer.from(sent[i % sizes.length] as Uint8Array))).toBe(0);
+    });
+  });
+
   it('reports server stats', async () => {
     const server = await echoServer();
     const t = transport();

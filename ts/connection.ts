@@ -219,7 +219,8 @@ export class Connection implements AsyncIterable<unknown> {
         );
         return;
       }
-      this.#waiting.push({ body, delivery });
+      // A raw body is the caller's buffer, which it may reuse once send returns.
+      this.#waiting.push({ body: this.encoding === 'raw' ? body.slice() : body, delivery });
       this.#waitingBytes += body.length;
       return;
     }
