@@ -48,6 +48,9 @@ export interface ServerInfo {
 export interface EventBatch {
   data: Uint8Array;
   meta: Float64Array;
+  /** Bodies in buffers of their own rather than in `data`: a negative offset `o` names
+   *  `bodies[-1 - o]` (the native engine, for large bodies). */
+  bodies?: Uint8Array[];
 }
 
 export interface WriteFailure {

@@ -21,6 +21,8 @@ interface PendingRequest {
 }
 
 const text = new TextDecoder();
+/** From this size a body goes to the engine at once, not through the batch buffer. */
+const DIRECT_BYTES = 16 * 1024;
 const noop = () => {};
 
 export class Hub {
@@ -75,6 +77,13 @@ export class Hub {
 
   /** Queues an op for the next flush. `body` is copied now, so callers may reuse it. */
   queue(op: number, target: number, id: number, body: Uint8Array, extra: number, result?: OpResult) {
+    if (body.length >= DIRECT_BYTES) {
+      // The engine copies it once; the batch copy would be one copy too many. What is
+      // queued goes first, so the order holds.
+      this.flush();
+      this.#write(body, Float64Array.of(op, target, id, body.length, extra), [result]);
+      return;
+    }
     const need = this.#len + body.length;
     if (need > this.#buf.length) {
       const grown = new Uint8Array(Math.max(need, this.#buf.length * 2));
@@ -125,17 +134,22 @@ export class Hub {
     // Engines copy what they keep before write returns, so both buffers are reused.
     const ops = this.#ops.subarray(0, this.#opsLen);
     const results = this.#results;
+    const data = this.#buf.subarray(0, this.#len);
     this.#opsLen = 0;
+    this.#len = 0;
     this.#results = [];
+    this.#write(data, ops, results);
+  }
+
+  /** One engine call; tells each op's result. */
+  #write(data: Uint8Array, ops: Float64Array, results: (OpResult | undefined)[]): void {
     let failures: { op: number; error: string }[];
     try {
-      failures = this.engine.write(this.#buf.subarray(0, this.#len), ops);
+      failures = this.engine.write(data, ops);
     } catch (err) {
       const e = fromEngine(err);
       for (const r of results) r?.fail(e);
       return;
-    } finally {
-      this.#len = 0;
     }
     const failed = new Map<number, QuicwireError>();
     for (const f of failures) failed.set(f.op, fromEngine(new Error(f.error)));
@@ -156,7 +170,7 @@ export class Hub {
     }
   }
 
-  #dispatch({ data, meta }: EventBatch): void {
+  #dispatch({ data, meta, bodies }: EventBatch): void {
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i];
       const a = meta[i + 1] as number;
@@ -164,7 +178,8 @@ export class Hub {
       const c = meta[i + 3] as number;
       const d = meta[i + 4] as number;
       const off = meta[i + 5] as number;
-      const body = data.subarray(off, off + (meta[i + 6] as number));
+      const body =
+        off >= 0 ? data.subarray(off, off + (meta[i + 6] as number)) : (bodies?.[-1 - off] as Uint8Array);
       switch (kind) {
         case Event.Connection: {
           const owner = this.#owners.get(b);

@@ -66,6 +66,8 @@ export declare function errorCodes(): Array<string>
 export interface EventBatch {
   data: Buffer
   meta: Float64Array
+  /** Bodies large enough for a buffer of their own (see `inbox`). */
+  bodies: Array<Buffer>
 }
 
 export declare function generateDevCert(names: Array<string>): DevCert

@@ -78,15 +78,15 @@ impl Handler for NodeHandler {
             0.0,
             conn.peer_max_message_size() as f64,
         ];
-        inbox::push_one(words, text.as_bytes());
+        inbox::push_one(words, text);
     }
 
     fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt) {
         let id = conn.id() as f64;
         inbox::push(
             messages
-                .iter()
-                .map(|m| ([kind::MESSAGE, id, 0.0, 0.0, 0.0], &m[..])),
+                .into_iter()
+                .map(|m| ([kind::MESSAGE, id, 0.0, 0.0, 0.0], m)),
             Some((conn.clone(), receipt)),
         );
     }
@@ -102,13 +102,13 @@ impl Handler for NodeHandler {
         ];
         let body = request.body().clone();
         with_map(&REQUESTS, |m| m.insert(handle, request));
-        inbox::push_one(words, &body);
+        inbox::push_one(words, body);
     }
 
     fn on_acked(&self, conn: &Connection, delivered: u64) {
         inbox::push_one(
             [kind::ACKED, conn.id() as f64, delivered as f64, 0.0, 0.0],
-            &[],
+            Bytes::new(),
         );
     }
 
@@ -121,7 +121,7 @@ impl Handler for NodeHandler {
             code_index(reason.code),
             0.0,
         ];
-        inbox::push_one(words, reason.message.as_bytes());
+        inbox::push_one(words, reason.message.clone());
     }
 }
 
@@ -144,12 +144,18 @@ pub fn start_events(notify: inbox::Notify) {
 pub struct EventBatch {
     pub data: Buffer,
     pub meta: Float64Array,
+    /// Bodies large enough for a buffer of their own (see `inbox`).
+    pub bodies: Vec<Buffer>,
 }
 
 /// Everything received since the last call, or nothing.
 #[napi]
 pub fn take_events() -> Option<EventBatch> {
-    inbox::take().map(|(data, meta)| EventBatch { data, meta })
+    inbox::take().map(|t| EventBatch {
+        data: t.data,
+        meta: t.meta,
+        bodies: t.bodies,
+    })
 }
 
 #[napi(object)]
@@ -204,18 +210,18 @@ pub fn write(data: Buffer, ops: Float64Array) -> Vec<WriteFailure> {
                         let cid = conn.id() as f64;
                         match answer {
                             Ok(reply) => {
-                                inbox::push_one([kind::RESPONSE, cid, id, 0.0, 0.0], &reply)
+                                inbox::push_one([kind::RESPONSE, cid, id, 0.0, 0.0], reply)
                             }
                             Err(e) => inbox::push_one(
                                 [kind::REQUEST_FAILED, cid, id, code_index(e.code), 0.0],
-                                e.message.as_bytes(),
+                                e.message,
                             ),
                         }
                     });
                 }
                 Err(e) => inbox::push_one(
                     [kind::REQUEST_FAILED, target, id, code_index(e.code), 0.0],
-                    e.message.as_bytes(),
+                    e.message,
                 ),
             },
             batch::op::RESPOND | batch::op::RESPOND_ERROR => {

@@ -656,12 +656,16 @@ impl Connection {
         let decoder = FrameDecoder::new(self.0.local_limit);
         let mut buf = BytesMut::new();
         let mut delivered = 0u64;
+        // Several received pieces per read: one lock of the connection instead of one each.
+        let mut chunks: [Bytes; 32] = Default::default();
         loop {
-            let chunk = match recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => chunk.bytes,
+            let n = match recv.read_chunks(&mut chunks).await {
+                Ok(Some(n)) => n,
                 Ok(None) | Err(_) => return,
             };
-            buf.extend_from_slice(&chunk);
+            for chunk in &mut chunks[..n] {
+                buf.extend_from_slice(&std::mem::take(chunk));
+            }
             let mut batch = Vec::new();
             let mut bytes = 0u64;
             let failure = loop {
