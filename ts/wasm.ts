@@ -141,7 +141,28 @@ export class WasmBackend implements Engine {
   }
 
   write(data: Uint8Array, ops: Float64Array): WriteFailure[] {
-    // Split the batch per engine, keeping each op's index for failures.
+    // A batch almost always belongs to one engine (one client's or server's connections):
+    // it then goes over whole, without taking it apart per op.
+    let only: Slot | undefined;
+    let onlyId = -1;
+    for (let i = 1; i < ops.length; i += OP_WORDS) {
+      const id = Math.floor((ops[i] as number) / SLOT);
+      if (id === onlyId) continue;
+      const slot = this.#slots.get(id);
+      if (!slot || slot.closed || only) return this.#writeSplit(data, ops);
+      only = slot;
+      onlyId = id;
+    }
+    if (!only) return [];
+    const local = ops.slice();
+    for (let i = 1; i < local.length; i += OP_WORDS) local[i] = (local[i] as number) % SLOT;
+    const failed = only.engine.write(data, local);
+    this.#step(only);
+    return Array.from(failed.ops, (op, k) => ({ op, error: failed.errors[k] as string }));
+  }
+
+  /** A batch for several engines (or a closed one): each engine gets its share. */
+  #writeSplit(data: Uint8Array, ops: Float64Array): WriteFailure[] {
     const perSlot = new Map<Slot, { ops: number[]; bodies: Uint8Array[]; index: number[] }>();
     const failures: WriteFailure[] = [];
     let offset = 0;
@@ -164,14 +185,7 @@ export class WasmBackend implements Engine {
       batch.index.push(n);
     }
     for (const [slot, batch] of perSlot) {
-      const size = batch.bodies.reduce((s, b) => s + b.length, 0);
-      const bytes = new Uint8Array(size);
-      let at = 0;
-      for (const b of batch.bodies) {
-        bytes.set(b, at);
-        at += b.length;
-      }
-      const failed = slot.engine.write(bytes, Float64Array.from(batch.ops));
+      const failed = slot.engine.write(concat(batch.bodies), Float64Array.from(batch.ops));
       failed.ops.forEach((op, k) => {
         failures.push({ op: batch.index[op] as number, error: failed.errors[k] as string });
       });
@@ -357,7 +371,7 @@ export class WasmBackend implements Engine {
     if (slot.closed) return;
     const { chunks, lens, addrs } = slot.inbox;
     if (lens.length === 0) return;
-    const data = concat(chunks, lens);
+    const data = concat(chunks);
     slot.inbox.chunks = [];
     slot.inbox.lens = [];
     slot.inbox.addrs = [];
@@ -407,16 +421,12 @@ export class WasmBackend implements Engine {
       const kind = meta[i] as number;
       const local = meta[i + 1] as number;
       if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
-      const c = meta[i + 3] as number;
-      const d = meta[i + 4] as number;
-      const off = meta[i + 5] as number;
-      const body = data.subarray(off, off + (meta[i + 6] as number));
       // The batch goes to the hub as it is: only the ids change, in place.
       meta[i + 1] = base + local;
       if (kind === Event.Connection) {
         meta[i + 2] = base; // the owner: this client or server
-        const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
-        const info = { id: base + local, encoding, peer, peerMaxMessageSize: d };
+        const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(data, meta, i)).split(' ');
+        const info = { id: base + local, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
         slot.ready.set(local, info);
         for (const w of slot.waiters.get(local) ?? []) w.resolve(info);
         slot.waiters.delete(local);
@@ -425,7 +435,8 @@ export class WasmBackend implements Engine {
         const waiting = slot.waiters.get(local);
         if (waiting) {
           const codes = this.#wasm.errorCodes();
-          const err = new QuicwireError((codes[c] ?? 'ERR_INTERNAL') as never, text.decode(body));
+          const code = codes[meta[i + 3] as number] ?? 'ERR_INTERNAL';
+          const err = new QuicwireError(code as never, text.decode(eventBody(data, meta, i)));
           for (const w of waiting) w.reject(err);
           slot.waiters.delete(local);
         }
@@ -450,8 +461,14 @@ export class WasmBackend implements Engine {
   }
 }
 
-function concat(chunks: Uint8Array[], lens: number[]): Uint8Array {
-  const out = new Uint8Array(lens.reduce((a, b) => a + b, 0));
+/** The body of the event at `i` (only where needed: a view per message would be waste). */
+function eventBody(data: Uint8Array, meta: Float64Array, i: number): Uint8Array {
+  const off = meta[i + 5] as number;
+  return data.subarray(off, off + (meta[i + 6] as number));
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, b) => a + b.length, 0));
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);
