@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -13,8 +12,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use futures::future::join_all;
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
 use quicwire::core::pool::{PoolKey, PoolTable};
-use quicwire::core::quic::transport_config;
 use quicwire::socket::endpoint;
+use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Connection, Event, Server,
     ServerConfig, ServerTls, TransportConfig,
@@ -181,26 +180,19 @@ fn quinn_pair(
     ca: &str,
 ) -> (quinn::Endpoint, quinn::Endpoint, SocketAddr) {
     rt.block_on(async {
-        let server_tls = quicwire::core::tls::server_config(&ServerTls {
+        let transport = TransportConfig::default();
+        let server_tls = ServerTls {
             cert: cert.into(),
             key: key.into(),
-        })
-        .unwrap();
-        let server_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).unwrap();
-        let transport = transport_config(&TransportConfig::default()).unwrap();
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server_config.transport_config(transport.clone());
+        };
+        let server_config = quinn_server_config(&server_tls, &transport).unwrap();
         let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(server_config)).unwrap();
-        let client_tls = quicwire::tls::client_config(&ClientTls {
+        let client_tls = ClientTls {
             ca: Some(ca.into()),
             insecure: false,
-        })
-        .unwrap();
-        let client_crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).unwrap();
+        };
         let mut client = endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client_config.transport_config(transport);
-        client.set_default_client_config(client_config);
+        client.set_default_client_config(quinn_client_config(&client_tls, &transport).unwrap());
         let addr = server.local_addr().unwrap();
         (server, client, addr)
     })

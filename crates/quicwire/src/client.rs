@@ -77,11 +77,7 @@ impl Client {
                 "encodings must list at least one encoding",
             ));
         }
-        let crypto = tls::client_config(&config.tls)?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
-        let mut quinn_config = quinn::ClientConfig::new(Arc::new(crypto));
-        quinn_config.transport_config(quicwire_core::quic::transport_config(&config.transport)?);
+        let quinn_config = tls::quinn_client_config(&config.tls, &config.transport)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 table: PoolTable::new(config.transport.max_connections),

@@ -124,11 +124,7 @@ impl Server {
                 "encodings must list at least one encoding",
             ));
         }
-        let crypto = tls::server_config(&config.tls)?;
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
-        let mut quinn_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        quinn_config.transport_config(quicwire_core::quic::transport_config(&config.transport)?);
+        let quinn_config = tls::quinn_server_config(&config.tls, &config.transport)?;
         let endpoint = crate::socket::endpoint(addr, Some(quinn_config))
             .map_err(|e| Error::new(ErrorCode::Io, format!("cannot listen on {addr}: {e}")))?;
         let local_addr = endpoint.local_addr().map_err(|e| {

@@ -1,0 +1,167 @@
+//! quinn alone in two processes: the bulk and small-message scenarios of `npm run bench` on
+//! quinn directly in Rust, with the server in a child process as the JS bench has it, and
+//! quicwire's sockets, TLS and transport settings but no quicwire protocol and no JS. The
+//! criterion ceiling (`benches/transport.rs`) runs both ends on one runtime in one process,
+//! a layout no JS transport gets; this is the same ceiling in the bench's layout.
+//!
+//!   cargo run --release -p quicwire --example ceiling [-- runs]
+//!
+//! Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages); the server
+//! reads it to the end and answers with what it counted, which ends the measurement.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quicwire::core::frame::{put_message, Frame, FrameDecoder};
+use quicwire::socket::endpoint;
+use quicwire::tls::{quinn_client_config, quinn_server_config};
+use quicwire::{generate_dev_cert, ClientTls, ServerTls, TransportConfig};
+
+const BULK_BYTES: usize = 256 << 20;
+const CHUNK: usize = 64 << 10;
+const SMALL_FOR: Duration = Duration::from_secs(5);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        rt.block_on(serve());
+    } else {
+        let runs = args
+            .get(1)
+            .map_or(3, |r| r.parse().expect("runs: a number"));
+        rt.block_on(measure(runs));
+    }
+}
+
+/// Child process: prints its port, then counts what each stream carries.
+async fn serve() {
+    let tls = ServerTls {
+        cert: std::env::var("CEILING_CERT").unwrap(),
+        key: std::env::var("CEILING_KEY").unwrap(),
+    };
+    let config = quinn_server_config(&tls, &TransportConfig::default()).unwrap();
+    let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(config)).unwrap();
+    println!("{}", server.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    while let Some(incoming) = server.accept().await {
+        let conn = incoming.await.unwrap();
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            tokio::spawn(async move {
+                let decoder = FrameDecoder::new(1 << 20);
+                let (mut framed, mut buf, mut count) = (None, BytesMut::new(), 0u64);
+                while let Some(chunk) = recv.read_chunk(1 << 20, true).await.unwrap() {
+                    let mut data = &chunk.bytes[..];
+                    let framed = *framed.get_or_insert_with(|| {
+                        let kind = data[0];
+                        data = &data[1..];
+                        kind == 1
+                    });
+                    if !framed {
+                        count += data.len() as u64;
+                        continue;
+                    }
+                    buf.extend_from_slice(data);
+                    while let Some(Frame::Message(_)) = decoder.decode(&mut buf).unwrap() {
+                        count += 1;
+                    }
+                }
+                send.write_all(&count.to_le_bytes()).await.unwrap();
+                send.finish().unwrap();
+            });
+        }
+    }
+}
+
+/// Parent process: starts the server, then runs each scenario `runs` times.
+async fn measure(runs: usize) {
+    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("serve")
+        .env("CEILING_CERT", &cert.cert)
+        .env("CEILING_KEY", &cert.key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", line.trim()).parse().unwrap();
+    let tls = ClientTls {
+        ca: Some(cert.cert.clone()),
+        insecure: false,
+    };
+    let mut client = endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
+    client
+        .set_default_client_config(quinn_client_config(&tls, &TransportConfig::default()).unwrap());
+    let conn = client.connect(addr, "localhost").unwrap().await.unwrap();
+
+    let mut bulk = Vec::new();
+    let mut small = Vec::new();
+    for _ in 0..runs {
+        let (bytes, took) = run(&conn, Load::Bulk).await;
+        assert_eq!(bytes, BULK_BYTES as u64);
+        bulk.push(bytes as f64 / took / 1e6);
+        let (messages, took) = run(&conn, Load::Small).await;
+        small.push(messages as f64 / took);
+    }
+    child.kill().ok();
+    child.wait().ok();
+    println!(
+        "quinn alone, two processes, median of {runs}: bulk {:.1} MB/s, 64 B messages {:.0}/s",
+        median(&mut bulk),
+        median(&mut small)
+    );
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    /// BULK_BYTES in 64 KiB chunks.
+    Bulk,
+    /// Framed 64 B messages in 64 KiB batches, as fast as flow control allows, for SMALL_FOR.
+    Small,
+}
+
+/// Sends `load` on a new stream and waits for the server's count: returns it with the
+/// seconds taken.
+async fn run(conn: &quinn::Connection, load: Load) -> (u64, f64) {
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    match load {
+        Load::Bulk => {
+            send.write_all(&[0]).await.unwrap();
+            let chunk = Bytes::from(vec![1u8; CHUNK]);
+            for _ in 0..BULK_BYTES / CHUNK {
+                send.write_chunk(chunk.clone()).await.unwrap();
+            }
+        }
+        Load::Small => {
+            send.write_all(&[1]).await.unwrap();
+            let mut out = BytesMut::with_capacity(CHUNK);
+            while start.elapsed() < SMALL_FOR {
+                while out.len() < CHUNK {
+                    put_message(&mut out, &[2u8; 64], 1 << 20).unwrap();
+                }
+                send.write_chunk(out.split().freeze()).await.unwrap();
+            }
+        }
+    }
+    send.finish().unwrap();
+    let answer = recv.read_to_end(8).await.unwrap();
+    let count = u64::from_le_bytes(answer.try_into().unwrap());
+    (count, start.elapsed().as_secs_f64())
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
