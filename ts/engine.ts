@@ -81,6 +81,12 @@ export const Event = {
 } as const;
 export const EVENT_WORDS = 7;
 
+/** The body of the event at `i`: `data[offset, offset + length)`, or its own buffer. */
+export function eventBody({ data, meta, bodies }: EventBatch, i: number): Uint8Array {
+  const off = meta[i + 5] as number;
+  return off >= 0 ? data.subarray(off, off + (meta[i + 6] as number)) : (bodies?.[-1 - off] as Uint8Array);
+}
+
 /** Ops of `Engine.write` (five numbers each: op, target, id, length, extra); defined in
  *  quicwire-core (`batch::op`). */
 export const Op = {

@@ -3,7 +3,7 @@
 
 import { Connection, type Owner } from './connection.js';
 import type { Engine, EventBatch } from './engine.js';
-import { EVENT_WORDS, Event, OP_WORDS, Op } from './engine.js';
+import { EVENT_WORDS, Event, eventBody, OP_WORDS, Op } from './engine.js';
 import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
 import { soon } from './platform.js';
 import type { Encoding } from './types.js';
@@ -170,16 +170,15 @@ export class Hub {
     }
   }
 
-  #dispatch({ data, meta, bodies }: EventBatch): void {
+  #dispatch(batch: EventBatch): void {
+    const meta = batch.meta;
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i];
       const a = meta[i + 1] as number;
       const b = meta[i + 2] as number;
       const c = meta[i + 3] as number;
       const d = meta[i + 4] as number;
-      const off = meta[i + 5] as number;
-      const body =
-        off >= 0 ? data.subarray(off, off + (meta[i + 6] as number)) : (bodies?.[-1 - off] as Uint8Array);
+      const body = eventBody(batch, i);
       switch (kind) {
         case Event.Connection: {
           const owner = this.#owners.get(b);

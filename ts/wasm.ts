@@ -14,7 +14,7 @@ import type {
   ServerInfo,
   WriteFailure,
 } from './engine.js';
-import { EVENT_WORDS, Event, OP_WORDS } from './engine.js';
+import { EVENT_WORDS, Event, eventBody, OP_WORDS } from './engine.js';
 import { fromEngine, QuicwireError } from './errors.js';
 import {
   type DatagramNetwork,
@@ -414,7 +414,7 @@ export class WasmBackend implements Engine {
   #events(slot: Slot): void {
     const meta = slot.engine.takeEvents();
     if (meta.length === 0) return;
-    const data = slot.engine.takeEventData();
+    const batch = { data: slot.engine.takeEventData(), meta };
     const base = slot.id * SLOT;
     const receipts: number[] = [];
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
@@ -425,7 +425,7 @@ export class WasmBackend implements Engine {
       meta[i + 1] = base + local;
       if (kind === Event.Connection) {
         meta[i + 2] = base; // the owner: this client or server
-        const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(data, meta, i)).split(' ');
+        const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
         const info = { id: base + local, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
         slot.ready.set(local, info);
         for (const w of slot.waiters.get(local) ?? []) w.resolve(info);
@@ -436,7 +436,7 @@ export class WasmBackend implements Engine {
         if (waiting) {
           const codes = this.#wasm.errorCodes();
           const code = codes[meta[i + 3] as number] ?? 'ERR_INTERNAL';
-          const err = new QuicwireError(code as never, text.decode(eventBody(data, meta, i)));
+          const err = new QuicwireError(code as never, text.decode(eventBody(batch, i)));
           for (const w of waiting) w.reject(err);
           slot.waiters.delete(local);
         }
@@ -444,7 +444,7 @@ export class WasmBackend implements Engine {
         meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
     }
-    this.#emit({ data, meta }, slot, receipts);
+    this.#emit(batch, slot, receipts);
   }
 
   #shutdown(slot: Slot): void {
@@ -459,12 +459,6 @@ export class WasmBackend implements Engine {
       }, 50),
     );
   }
-}
-
-/** The body of the event at `i` (only where needed: a view per message would be waste). */
-function eventBody(data: Uint8Array, meta: Float64Array, i: number): Uint8Array {
-  const off = meta[i + 5] as number;
-  return data.subarray(off, off + (meta[i + 6] as number));
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

@@ -63,10 +63,14 @@ export declare function disconnect(connectionId: number): void
 /** Error codes indexed by the numbers events carry. */
 export declare function errorCodes(): Array<string>
 
+/** One take: everything received since the last. */
 export interface EventBatch {
   data: Buffer
   meta: Float64Array
-  /** Bodies large enough for a buffer of their own (see `inbox`). */
+  /**
+   * Bodies of 16 KiB or more, each in its own buffer: an event with offset `o < 0` has
+   * `bodies[-1 - o]`.
+   */
   bodies: Array<Buffer>
 }
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, Float64Array, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
+use napi_derive::napi;
 use quicwire::{Connection, Receipt};
 
 pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, true>;
@@ -25,7 +26,7 @@ pub type Notify = ThreadsafeFunction<(), Unknown<'static>, (), Status, false, tr
 /// batch, a few 64 KiB bodies regrew (and so copied again) the batch's buffer several times,
 /// and one body kept alive by the application kept the whole batch alive with it. Below it,
 /// the shared batch is cheaper than a V8 object per body.
-pub const OWN_BUFFER_BYTES: usize = 16 * 1024;
+const OWN_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Default)]
 struct Batch {
@@ -93,14 +94,18 @@ pub fn push_one(words: [f64; 5], body: impl Into<Bytes>) {
     push(std::iter::once((words, body.into())), None);
 }
 
-pub struct Taken {
+/// One take: everything received since the last.
+#[napi(object)]
+pub struct EventBatch {
     pub data: Buffer,
     pub meta: Float64Array,
+    /// Bodies of 16 KiB or more, each in its own buffer: an event with offset `o < 0` has
+    /// `bodies[-1 - o]`.
     pub bodies: Vec<Buffer>,
 }
 
 /// Acknowledges the batch taken before, then takes everything queued since.
-pub fn take() -> Option<Taken> {
+pub fn take() -> Option<EventBatch> {
     let mut handed = lock(&HANDED);
     for (conn, receipt) in handed.drain(..) {
         conn.acknowledge(receipt);
@@ -115,7 +120,7 @@ pub fn take() -> Option<Taken> {
     let meta = std::mem::take(&mut inbox.meta);
     let bodies = std::mem::take(&mut inbox.bodies);
     drop(inbox);
-    Some(Taken {
+    Some(EventBatch {
         data: Buffer::from(data),
         meta: Float64Array::new(meta),
         bodies: bodies.into_iter().map(Buffer::from).collect(),

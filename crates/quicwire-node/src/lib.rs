@@ -140,22 +140,10 @@ pub fn start_events(notify: inbox::Notify) {
     inbox::set_notify(notify);
 }
 
-#[napi(object)]
-pub struct EventBatch {
-    pub data: Buffer,
-    pub meta: Float64Array,
-    /// Bodies large enough for a buffer of their own (see `inbox`).
-    pub bodies: Vec<Buffer>,
-}
-
 /// Everything received since the last call, or nothing.
 #[napi]
-pub fn take_events() -> Option<EventBatch> {
-    inbox::take().map(|t| EventBatch {
-        data: t.data,
-        meta: t.meta,
-        bodies: t.bodies,
-    })
+pub fn take_events() -> Option<inbox::EventBatch> {
+    inbox::take()
 }
 
 #[napi(object)]
