@@ -9,6 +9,7 @@
 
 mod inbox;
 mod options;
+mod runtime;
 
 use std::collections::HashMap;
 use std::future::Future;
