@@ -192,8 +192,9 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
-        client_config
-            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
+        client_config.transport_config(
+            quicwire_core::quic::transport_config(&cfg, false).map_err(js_error)?,
+        );
         Ok(Self::new(None, Some(client_config), &cfg, encodings))
     }
 
@@ -213,8 +214,9 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
-        server_config
-            .transport_config(quicwire_core::quic::transport_config(&cfg).map_err(js_error)?);
+        server_config.transport_config(
+            quicwire_core::quic::transport_config(&cfg, false).map_err(js_error)?,
+        );
         let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings);
         engine.admission = Admission::new(server_limits);
         Ok(engine)

@@ -12,6 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use futures::future::join_all;
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
 use quicwire::core::pool::{PoolKey, PoolTable};
+use quicwire::core::quic::transport_config;
 use quicwire::socket::endpoint;
 use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{
@@ -185,14 +186,19 @@ fn quinn_pair(
             cert: cert.into(),
             key: key.into(),
         };
-        let server_config = quinn_server_config(&server_tls, &transport).unwrap();
+        // Loopback's transport settings, as quicwire picks for a peer on this host.
+        let loopback = transport_config(&transport, true).unwrap();
+        let mut server_config = quinn_server_config(&server_tls, &transport).unwrap();
+        server_config.transport_config(loopback.clone());
         let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(server_config)).unwrap();
         let client_tls = ClientTls {
             ca: Some(ca.into()),
             insecure: false,
         };
         let mut client = endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
-        client.set_default_client_config(quinn_client_config(&client_tls, &transport).unwrap());
+        let mut client_config = quinn_client_config(&client_tls, &transport).unwrap();
+        client_config.transport_config(loopback);
+        client.set_default_client_config(client_config);
         let addr = server.local_addr().unwrap();
         (server, client, addr)
     })

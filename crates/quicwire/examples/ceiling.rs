@@ -13,10 +13,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
+use quicwire::core::quic::transport_config;
 use quicwire::socket::endpoint;
 use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{generate_dev_cert, ClientTls, ServerTls, TransportConfig};
@@ -42,13 +44,19 @@ fn main() {
     }
 }
 
+/// Loopback's transport settings, as quicwire picks for a peer on this host.
+fn loopback_transport() -> Arc<quinn::TransportConfig> {
+    transport_config(&TransportConfig::default(), true).unwrap()
+}
+
 /// Child process: prints its port, then counts what each stream carries.
 async fn serve() {
     let tls = ServerTls {
         cert: std::env::var("CEILING_CERT").unwrap(),
         key: std::env::var("CEILING_KEY").unwrap(),
     };
-    let config = quinn_server_config(&tls, &TransportConfig::default()).unwrap();
+    let mut config = quinn_server_config(&tls, &TransportConfig::default()).unwrap();
+    config.transport_config(loopback_transport());
     let server = endpoint("127.0.0.1:0".parse().unwrap(), Some(config)).unwrap();
     println!("{}", server.local_addr().unwrap().port());
     std::io::stdout().flush().unwrap();
@@ -101,8 +109,9 @@ async fn measure(runs: usize) {
         insecure: false,
     };
     let mut client = endpoint("127.0.0.1:0".parse().unwrap(), None).unwrap();
-    client
-        .set_default_client_config(quinn_client_config(&tls, &TransportConfig::default()).unwrap());
+    let mut config = quinn_client_config(&tls, &TransportConfig::default()).unwrap();
+    config.transport_config(loopback_transport());
+    client.set_default_client_config(config);
     let conn = client.connect(addr, "localhost").unwrap().await.unwrap();
 
     let mut bulk = Vec::new();

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::connection::{now_ms, Connection, Handler, SessionParams};
 use crate::tls::{self, ClientTls};
+use quicwire_core::quic::{is_loopback, transport_config};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -48,6 +49,8 @@ type Waiters = Vec<oneshot::Sender<Result<Connection>>>;
 struct Shared {
     config: ClientConfig,
     quinn_config: quinn::ClientConfig,
+    /// Transport settings for connections to this host (see `transport_config`).
+    loopback_transport: Arc<quinn::TransportConfig>,
     handler: Arc<dyn Handler>,
     /// One endpoint per address family, bound on first use.
     endpoints: Mutex<[Option<quinn::Endpoint>; 2]>,
@@ -78,6 +81,7 @@ impl Client {
             ));
         }
         let quinn_config = tls::quinn_client_config(&config.tls, &config.transport)?;
+        let loopback_transport = transport_config(&config.transport, true)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 table: PoolTable::new(config.transport.max_connections),
@@ -86,6 +90,7 @@ impl Client {
             }),
             config,
             quinn_config,
+            loopback_transport,
             handler,
             endpoints: Mutex::new([None, None]),
         });
@@ -235,8 +240,12 @@ impl Shared {
                     Error::new(ErrorCode::Io, format!("{key} resolves to no address"))
                 })?;
             let endpoint = self.endpoint_for(&addr)?;
+            let mut quinn_config = self.quinn_config.clone();
+            if is_loopback(addr.ip()) {
+                quinn_config.transport_config(self.loopback_transport.clone());
+            }
             let connecting = endpoint
-                .connect_with(self.quinn_config.clone(), addr, key.host())
+                .connect_with(quinn_config, addr, key.host())
                 .map_err(|e| Error::invalid_argument(format!("cannot connect to {key}: {e}")))?;
             let peer = key.to_string();
             let quic = connecting

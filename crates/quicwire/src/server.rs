@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use quicwire_core::frame;
+use quicwire_core::quic::{is_loopback, transport_config};
 use quicwire_core::{
     app_code, Admission, ConnectionStats, Decision, Encoding, Error, ErrorCode, Result,
     ServerLimits, TransportConfig,
@@ -68,6 +69,9 @@ impl std::fmt::Debug for Server {
 
 struct Shared {
     endpoint: quinn::Endpoint,
+    /// The endpoint's config with loopback's transport settings, for connections from this
+    /// host.
+    loopback_config: Arc<quinn::ServerConfig>,
     local_addr: SocketAddr,
     connections: Mutex<HashMap<u64, Connection>>,
     accepted: AtomicU64,
@@ -125,6 +129,8 @@ impl Server {
             ));
         }
         let quinn_config = tls::quinn_server_config(&config.tls, &config.transport)?;
+        let mut loopback_config = quinn_config.clone();
+        loopback_config.transport_config(transport_config(&config.transport, true)?);
         let endpoint = crate::socket::endpoint(addr, Some(quinn_config))
             .map_err(|e| Error::new(ErrorCode::Io, format!("cannot listen on {addr}: {e}")))?;
         let local_addr = endpoint.local_addr().map_err(|e| {
@@ -132,6 +138,7 @@ impl Server {
         })?;
         let shared = Arc::new(Shared {
             endpoint,
+            loopback_config: Arc::new(loopback_config),
             local_addr,
             connections: Mutex::new(HashMap::new()),
             accepted: AtomicU64::new(0),
@@ -258,7 +265,12 @@ async fn serve_connection(
     handler: Arc<dyn Handler>,
 ) {
     let peer = incoming.remote_address();
-    let connecting = match incoming.accept() {
+    let accepted = if is_loopback(peer.ip()) {
+        incoming.accept_with(shared.loopback_config.clone())
+    } else {
+        incoming.accept()
+    };
+    let connecting = match accepted {
         Ok(c) => c,
         Err(e) => {
             shared.rejected.fetch_add(1, Ordering::Relaxed);

@@ -1,9 +1,17 @@
-//! The UDP socket under each endpoint.
+//! The UDP socket under each endpoint, and the quinn runtime that drives it.
 
-use std::io;
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
+use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Kernel buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max). One
@@ -12,8 +20,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// for a QUIC retransmission.
 const SOCKET_BUFFER: usize = 8 << 20;
 
+/// The most one UDP send or receive carries, GSO/GRO batches included: an IP packet's
+/// 64 KiB less the IPv4 and UDP headers.
+const MAX_SEND: usize = 65_535 - 20 - 8;
+
 /// An endpoint on a fresh socket bound to `addr` (dual-stack when it is IPv6), serving when
-/// given a server config.
+/// given a server config. It accepts datagrams of up to [`MAX_UDP_PAYLOAD`] bytes.
 pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
@@ -27,10 +39,141 @@ pub fn endpoint(
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&addr.into())?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket.into(),
-        Arc::new(quinn::TokioRuntime),
-    )
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    quinn::Endpoint::new(config, server, socket.into(), Arc::new(LargeDatagrams))
+}
+
+/// tokio, with sockets wrapped in [`Batched`].
+#[derive(Debug)]
+struct LargeDatagrams;
+
+impl Runtime for LargeDatagrams {
+    fn new_timer(&self, i: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        TokioRuntime.new_timer(i)
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        TokioRuntime.spawn(future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        Ok(Arc::new(Batched(TokioRuntime.wrap_udp_socket(socket)?)))
+    }
+}
+
+/// quinn batches up to 10 packets of the path MTU into one GSO send. With packets larger
+/// than 6.5 KiB (loopback, jumbo frames) that is more than one UDP send can carry, and the
+/// kernel would refuse the whole batch: so it goes out in as many sends as it needs, each of
+/// whole packets. Receive buffers are sized for one GRO batch (at most 64 KiB) per slot
+/// rather than 64 largest datagrams.
+struct Batched(Arc<dyn AsyncUdpSocket>);
+
+impl fmt::Debug for Batched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl AsyncUdpSocket for Batched {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        self.0.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        let Some(segment) = transmit.segment_size else {
+            return self.0.try_send(transmit);
+        };
+        if transmit.contents.len() <= MAX_SEND || segment > MAX_SEND {
+            return self.0.try_send(transmit);
+        }
+        // If the socket fills up part way, quinn sends the whole batch again later; the
+        // packets that already went are then duplicates, which the peer discards.
+        for contents in transmit.contents.chunks(MAX_SEND / segment * segment) {
+            self.0.try_send(&Transmit {
+                contents,
+                ..*transmit
+            })?;
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.0.max_transmit_segments()
+    }
+
+    /// quinn sizes each receive slot as this many datagrams of the endpoint's largest size;
+    /// one GRO batch is at most 64 KiB whatever its datagrams' size.
+    fn max_receive_segments(&self) -> usize {
+        self.0
+            .max_receive_segments()
+            .min((MAX_SEND + 28).div_ceil(usize::from(MAX_UDP_PAYLOAD)))
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.0.may_fragment()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Ten 9000-byte packets in one GSO batch (88 KiB, too much for one send) all arrive.
+    #[tokio::test]
+    async fn oversized_gso_batches_go_out_in_pieces() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let sender = LargeDatagrams
+            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+        if sender.max_transmit_segments() < 10 {
+            eprintln!("no UDP GSO on this kernel: nothing to split");
+            return;
+        }
+        let packet = 9000;
+        let contents: Vec<u8> = (0..10 * packet).map(|i| (i / packet) as u8).collect();
+        let transmit = Transmit {
+            destination: receiver.local_addr().unwrap(),
+            ecn: None,
+            contents: &contents,
+            segment_size: Some(packet),
+            src_ip: None,
+        };
+        let mut poller = sender.clone().create_io_poller();
+        loop {
+            std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx))
+                .await
+                .unwrap();
+            match sender.try_send(&transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => break r.unwrap(),
+            }
+        }
+        let mut buf = vec![0u8; 65_536];
+        for i in 0..10u8 {
+            let n = receiver.recv(&mut buf).unwrap();
+            assert_eq!(n, packet);
+            assert!(buf[..n].iter().all(|b| *b == i), "packet {i} out of order");
+        }
+    }
 }

@@ -18,7 +18,8 @@ pub fn client_config(tls: &ClientTls) -> Result<rustls::ClientConfig> {
     quicwire_core::tls::client_config(tls, || rustls_native_certs::load_native_certs().certs)
 }
 
-/// quinn's client side with quicwire's TLS and transport settings.
+/// quinn's client side with quicwire's TLS and transport settings, for a path that is not
+/// loopback (a loopback connection swaps in `transport_config(transport, true)`).
 pub fn quinn_client_config(
     tls: &ClientTls,
     transport: &TransportConfig,
@@ -26,11 +27,12 @@ pub fn quinn_client_config(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(tls)?)
         .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(quicwire_core::quic::transport_config(transport)?);
+    config.transport_config(quicwire_core::quic::transport_config(transport, false)?);
     Ok(config)
 }
 
-/// quinn's server side with quicwire's TLS and transport settings.
+/// quinn's server side with quicwire's TLS and transport settings, for a path that is not
+/// loopback (a loopback connection swaps in `transport_config(transport, true)`).
 pub fn quinn_server_config(
     tls: &ServerTls,
     transport: &TransportConfig,
@@ -38,6 +40,6 @@ pub fn quinn_server_config(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(tls)?)
         .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(quicwire_core::quic::transport_config(transport)?);
+    config.transport_config(quicwire_core::quic::transport_config(transport, false)?);
     Ok(config)
 }

@@ -82,6 +82,23 @@ async fn large_payloads_cross_intact() {
     assert_eq!(total, 64 << 20);
 }
 
+/// A peer on this host gets loopback's 64 KiB datagrams both ways: 8 MiB there and back
+/// takes a few hundred datagrams each way, where 1452-byte ones would take over 5,700.
+#[tokio::test]
+async fn loopback_peers_use_large_datagrams() {
+    let f = start_server(|c| c.transport.max_message_size = 16 << 20);
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |c| c.transport.max_message_size = 16 << 20);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let big = vec![5u8; 8 << 20];
+    assert_eq!(conn.request(&big).await.unwrap().len(), big.len());
+    let client_sent = conn.stats().udp_tx;
+    let server_sent = f.server.connections()[0].stats().udp_tx;
+    assert!(client_sent < 1_000, "client sent {client_sent} datagrams");
+    assert!(server_sent < 1_000, "server sent {server_sent} datagrams");
+}
+
 #[tokio::test]
 async fn pool_reuses_and_dedupes_concurrent_connects() {
     let f = start_server(|_| {});
