@@ -116,10 +116,22 @@ mod tests {
     #[test]
     fn loopback_includes_mapped_ipv4_and_nothing_else() {
         for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
-            assert!(is_loopback(ip.parse().unwrap_or(IpAddr::from([0; 4]))), "{ip}");
+            assert!(
+                is_loopback(ip.parse().unwrap_or(IpAddr::from([0; 4]))),
+                "{ip}"
+            );
         }
-        for ip in ["10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "fe80::1", "0.0.0.0"] {
-            assert!(!is_loopback(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))), "{ip}");
+        for ip in [
+            "10.0.0.1",
+            "192.168.1.2",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+            "0.0.0.0",
+        ] {
+            assert!(
+                !is_loopback(ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]))),
+                "{ip}"
+            );
         }
     }
 }

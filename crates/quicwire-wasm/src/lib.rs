@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use quicwire_core::batch::{self, event as kind};
-use quicwire_core::quic::connection_error;
+use quicwire_core::quic::{connection_error, is_loopback, MAX_UDP_PAYLOAD};
 use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{
     app_code, Admission, ConnectionStats, Decision, Encoding, Error, ErrorCode, PoolKey, PoolTable,
@@ -87,6 +87,13 @@ pub struct Transmits {
     pub addrs: Vec<String>,
 }
 
+fn quic_transport(
+    cfg: &TransportConfig,
+    loopback: bool,
+) -> Result<Arc<quinn_proto::TransportConfig>, JsError> {
+    quicwire_core::quic::transport_config(cfg, loopback).map_err(js_error)
+}
+
 /// Options as numbers, in this order (NaN: the default); ranges are core's to check:
 /// maxMessageSize, maxConcurrentStreams, idleTimeoutMs, connectTimeoutMs,
 /// requestTimeoutMs, maxConnections, keepAliveMs.
@@ -154,6 +161,10 @@ struct Conn {
 pub struct Engine {
     endpoint: Endpoint,
     client_config: Option<ClientConfig>,
+    /// Transport settings for a peer on this host (see `quic::transport_config`).
+    loopback_transport: Arc<quinn_proto::TransportConfig>,
+    /// Server: its config with those settings.
+    loopback_server: Option<Arc<ServerConfig>>,
     cfg: TransportConfig,
     params: Params,
     epoch: Instant,
@@ -192,10 +203,8 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
-        client_config.transport_config(
-            quicwire_core::quic::transport_config(&cfg, false).map_err(js_error)?,
-        );
-        Ok(Self::new(None, Some(client_config), &cfg, encodings))
+        client_config.transport_config(quic_transport(&cfg, false)?);
+        Self::new(None, Some(client_config), &cfg, encodings)
     }
 
     /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
@@ -214,11 +223,12 @@ impl Engine {
         let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| js_error(Error::new(ErrorCode::Tls, e.to_string())))?;
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
-        server_config.transport_config(
-            quicwire_core::quic::transport_config(&cfg, false).map_err(js_error)?,
-        );
-        let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings);
+        server_config.transport_config(quic_transport(&cfg, false)?);
+        let mut loopback = server_config.clone();
+        loopback.transport_config(quic_transport(&cfg, true)?);
+        let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings)?;
         engine.admission = Admission::new(server_limits);
+        engine.loopback_server = Some(Arc::new(loopback));
         Ok(engine)
     }
 
@@ -227,12 +237,18 @@ impl Engine {
         client_config: Option<ClientConfig>,
         cfg: &TransportConfig,
         encodings: Vec<Encoding>,
-    ) -> Engine {
-        let endpoint = Endpoint::new(Arc::new(EndpointConfig::default()), server, true, None);
+    ) -> Result<Engine, JsError> {
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|e| invalid(e.to_string()))?;
+        let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
         let now = Instant::now();
-        Engine {
+        Ok(Engine {
             endpoint,
             client_config,
+            loopback_transport: quic_transport(cfg, true)?,
+            loopback_server: None,
             cfg: cfg.clone(),
             epoch: now,
             pool: PoolTable::new(cfg.max_connections),
@@ -258,7 +274,7 @@ impl Engine {
                 addrs: Vec::new(),
             },
             buf: Vec::new(),
-        }
+        })
     }
 
     /// The pooled connection to `host:port` (an open one, or one being dialed), or a new
@@ -269,10 +285,13 @@ impl Engine {
         let remote: SocketAddr = addr
             .parse()
             .map_err(|_| invalid(format!("invalid address {addr:?}: expected ip:port")))?;
-        let config = self
+        let mut config = self
             .client_config
             .clone()
             .ok_or_else(|| invalid("this engine is a server; it cannot connect".into()))?;
+        if is_loopback(remote.ip()) {
+            config.transport_config(self.loopback_transport.clone());
+        }
         let now = Instant::now();
         let since = now - self.epoch;
         let conns = &self.connections;
@@ -437,7 +456,11 @@ impl Engine {
                         }
                     }
                     let mut response = Vec::new();
-                    match self.endpoint.accept(incoming, now, &mut response, None) {
+                    let config = self
+                        .loopback_server
+                        .clone()
+                        .filter(|_| is_loopback(remote.ip()));
+                    match self.endpoint.accept(incoming, now, &mut response, config) {
                         Ok((handle, conn)) => {
                             let peer = remote.to_string();
                             self.insert(handle, conn, false, peer, None, Some(remote.ip()));
