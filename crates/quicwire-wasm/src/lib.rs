@@ -225,9 +225,9 @@ impl Engine {
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(quic_transport(&cfg, false)?);
         let mut loopback = server_config.clone();
-        loopback.transport_config(quic_transport(&cfg, true)?);
         let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings)?;
         engine.admission = Admission::new(server_limits);
+        loopback.transport_config(engine.loopback_transport.clone());
         engine.loopback_server = Some(Arc::new(loopback));
         Ok(engine)
     }
