@@ -1,5 +1,6 @@
-// The contract between the facade and a backend (the napi addon today, the wasm engine
-// next). A backend moves bytes; the facade owns encodings, promises and batching.
+// The contract between the facade (the hub) and a backend: ts/engine-backend.ts, over the
+// native or the wasm shell of the engine. A backend moves bytes; the facade owns encodings,
+// promises and batching.
 
 import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
 
@@ -48,9 +49,6 @@ export interface ServerInfo {
 export interface EventBatch {
   data: Uint8Array;
   meta: Float64Array;
-  /** Bodies in buffers of their own rather than in `data`: a negative offset `o` names
-   *  `bodies[-1 - o]` (the native engine, for large bodies). */
-  bodies?: Uint8Array[];
 }
 
 export interface WriteFailure {
@@ -81,10 +79,10 @@ export const Event = {
 } as const;
 export const EVENT_WORDS = 7;
 
-/** The body of the event at `i`: `data[offset, offset + length)`, or its own buffer. */
-export function eventBody({ data, meta, bodies }: EventBatch, i: number): Uint8Array {
+/** The body of the event at `i`: `data[offset, offset + length)`. */
+export function eventBody({ data, meta }: EventBatch, i: number): Uint8Array {
   const off = meta[i + 5] as number;
-  return off >= 0 ? data.subarray(off, off + (meta[i + 6] as number)) : (bodies?.[-1 - off] as Uint8Array);
+  return data.subarray(off, off + (meta[i + 6] as number));
 }
 
 /** Ops of `Engine.write` (five numbers each: op, target, id, length, extra); defined in

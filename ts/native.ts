@@ -1,13 +1,51 @@
-// The native backend: the napi addon built from crates/quicwire-node. Its generated loader
-// (index.cjs) looks for a local build next to itself (a source checkout), then for the
-// platform package (quicwire-linux-x64-gnu and friends, installed as optional dependencies);
-// libc is read from /usr/bin/ldd before falling back to process.report.
+// The native backend: the napi addon built from crates/quicwire-node, the same engine as
+// the wasm one compiled natively, which reads its UDP socket and runs its timer on Node's
+// own event loop (crates/quicwire-node/src/driver.rs). Its generated loader (index.cjs)
+// looks for a local build next to itself (a source checkout), then for the platform package
+// (quicwire-linux-x64-gnu and friends, installed as optional dependencies); libc is read
+// from /usr/bin/ldd before falling back to process.report.
 
 import { createRequire } from 'node:module';
 import type { Engine } from './engine.js';
-import { QuicwireError } from './errors.js';
+import { EngineBackend, type EngineIo, type Shell, type ShellEngine } from './engine-backend.js';
+import { fromEngine, QuicwireError } from './errors.js';
+import { platform } from './platform.js';
 
-type Addon = Omit<Engine, 'name'>;
+/** The addon's engine: the shared engine API plus its own socket and timer. */
+interface NativeEngine extends ShellEngine {
+  bind(host: string, port: number, onEvents: () => void): number;
+  flush(): void;
+  shutdown(): void;
+}
+
+/** The engine does its own I/O: this binds its sockets and tells it when to send. */
+class NativeIo implements EngineIo {
+  readonly #ports: { 4?: number; 6?: number } = {};
+
+  constructor(
+    readonly engine: NativeEngine,
+    readonly afterIo: () => void,
+  ) {}
+
+  async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
+    if (this.#ports[family] === undefined) {
+      try {
+        this.#ports[family] = this.engine.bind(host ?? (family === 6 ? '::' : '0.0.0.0'), port, this.afterIo);
+      } catch (err) {
+        throw fromEngine(err);
+      }
+    }
+    return this.#ports[family] as number;
+  }
+
+  step(): void {
+    this.engine.flush();
+  }
+
+  close(): void {
+    this.engine.shutdown();
+  }
+}
 
 let loaded: Engine | undefined;
 
@@ -15,9 +53,9 @@ let loaded: Engine | undefined;
 export function loadNative(): Engine {
   if (loaded) return loaded;
   const require = createRequire(import.meta.url);
-  let addon: Addon;
+  let addon: Shell<NativeEngine>;
   try {
-    addon = require('../crates/quicwire-node/index.cjs') as Addon;
+    addon = require('../crates/quicwire-node/index.cjs') as Shell<NativeEngine>;
   } catch (err) {
     const tried = attempts(err);
     throw new QuicwireError(
@@ -27,7 +65,12 @@ export function loadNative(): Engine {
       { cause: err },
     );
   }
-  loaded = { name: 'native', ...addon };
+  loaded = new EngineBackend<NativeEngine>(
+    'native',
+    addon,
+    (engine, afterIo) => new NativeIo(engine, afterIo),
+    (host) => platform().network.resolve(host),
+  );
   return loaded;
 }
 

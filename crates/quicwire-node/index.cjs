@@ -835,17 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.closeClient = nativeBinding.closeClient
-module.exports.closeServer = nativeBinding.closeServer
-module.exports.connect = nativeBinding.connect
-module.exports.createClient = nativeBinding.createClient
+module.exports.Engine = nativeBinding.Engine
 module.exports.debugPanic = nativeBinding.debugPanic
-module.exports.disconnect = nativeBinding.disconnect
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.generateDevCert = nativeBinding.generateDevCert
-module.exports.listen = nativeBinding.listen
-module.exports.poolStats = nativeBinding.poolStats
-module.exports.serverStats = nativeBinding.serverStats
-module.exports.startEvents = nativeBinding.startEvents
-module.exports.takeEvents = nativeBinding.takeEvents
-module.exports.write = nativeBinding.write
+module.exports.poolKey = nativeBinding.poolKey

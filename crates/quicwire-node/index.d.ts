@@ -9,45 +9,45 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-export interface ClientOptions {
-  transport: TransportOptions
-  /** Trusted CA certificates (PEM); system roots when absent. */
-  ca?: string
-  insecure?: boolean
-  /** Encodings to offer, preferred first. */
-  encodings: Array<string>
+/** One QUIC endpoint (a client or a server), its connections, sockets and timer. */
+export declare class Engine {
+  /**
+   * A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
+   * `encodings` (preferred first; empty: msgpack). `limits`: see
+   * `quicwire_engine::transport_options`.
+   */
+  static client(ca: string | undefined | null, insecure: boolean, encodings: Array<string>, limits: Float64Array): Engine
+  /**
+   * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
+   * (empty: all). `admission`: see `quicwire_engine::server_options`.
+   */
+  static server(cert: string, key: string, encodings: Array<string>, limits: Float64Array, admission: Float64Array): Engine
+  /**
+   * Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
+   * this engine; `onEvents` runs when events wait. Returns the bound port.
+   */
+  bind(host: string, port: number, onEvents: () => void): number
+  /** Sends what is ready and sets the timer; after every other call that changes state. */
+  flush(): void
+  /** Closes the sockets and the timer. */
+  shutdown(): void
+  /** The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"). */
+  connect(host: string, port: number, addr: string): number
+  disconnect(connection: number): void
+  goAway(): void
+  serving(): number
+  closeAll(reason: string): void
+  /** Pool and traffic figures as JSON. */
+  stats(): string
+  /** (connection, stream, delivered) triples of RECEIPT events dealt with. */
+  acknowledge(receipts: Float64Array): void
+  /** Events since the last call, seven numbers each; their bytes in `takeEventData`. */
+  takeEvents(): Float64Array
+  takeEventData(): Buffer
+  /** Carries out a batch of ops (messages, requests, answers); returns the failed ones. */
+  write(data: Uint8Array, ops: Float64Array): WriteFailures
+  connectionCount(): number
 }
-
-export declare function closeClient(clientHandle: number): Promise<void>
-
-export declare function closeServer(serverHandle: number, graceful: boolean, timeoutMs: number): Promise<void>
-
-export declare function connect(clientHandle: number, host: string, port: number): Promise<ConnectionInfo>
-
-export interface ConnectionInfo {
-  id: number
-  encoding: string
-  peer: string
-  peerMaxMessageSize: number
-}
-
-export interface ConnectionStatsJs {
-  peer: string
-  messagesOut: number
-  messagesIn: number
-  requestsOut: number
-  requestsIn: number
-  bytesOut: number
-  bytesIn: number
-  streamsOpen: number
-  rttMs: number
-  lostPackets: number
-  udpTx: number
-  udpRx: number
-}
-
-/** Creates a pooled client; returns its handle. */
-export declare function createClient(options: ClientOptions): number
 
 /** Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives. */
 export declare function debugPanic(): void
@@ -57,91 +57,17 @@ export interface DevCert {
   key: string
 }
 
-/** Closes one connection (client or server side); a pool forgets it at once. */
-export declare function disconnect(connectionId: number): void
-
 /** Error codes indexed by the numbers events carry. */
 export declare function errorCodes(): Array<string>
 
-/** One take: everything received since the last. */
-export interface EventBatch {
-  data: Buffer
-  meta: Float64Array
-  /**
-   * Bodies of 16 KiB or more, each in its own buffer: an event with offset `o < 0` has
-   * `bodies[-1 - o]`.
-   */
-  bodies: Array<Buffer>
-}
-
+/** A self-signed certificate for development (`cert`, `key` in PEM). */
 export declare function generateDevCert(names: Array<string>): DevCert
 
-/** Binds and starts a server. */
-export declare function listen(options: ServerOptions): ServerInfo
+/** Checks `host:port` with the pool's rules and returns its key (`host:port`). */
+export declare function poolKey(host: string, port: number): string
 
-export declare function poolStats(clientHandle: number): PoolStatsJs
-
-export interface PoolStatsJs {
-  active: number
-  idle: number
-  created: number
-  reused: number
-  evicted: number
-  failed: number
-  totals: ConnectionStatsJs
-  connections: Array<ConnectionStatsJs>
-}
-
-export interface ServerInfo {
-  id: number
-  host: string
-  port: number
-}
-
-export interface ServerOptions {
-  transport: TransportOptions
-  host: string
-  port: number
-  cert: string
-  key: string
-  encodings: Array<string>
-  /** Connections open at once (server-wide). */
-  maxConnections?: number
-  maxConnectionsPerIp?: number
-  validateAddresses?: boolean
-}
-
-export declare function serverStats(serverHandle: number): ServerStatsJs
-
-export interface ServerStatsJs {
-  connections: number
-  accepted: number
-  rejected: number
-  refused: number
-  totals: ConnectionStatsJs
-}
-
-/** Registers the function Rust calls (once per batch) when events are waiting. */
-export declare function startEvents(notify: Notify): void
-
-/** Everything received since the last call, or nothing. */
-export declare function takeEvents(): EventBatch | null
-
-export interface TransportOptions {
-  maxMessageSize?: number
-  maxConcurrentStreams?: number
-  idleTimeoutMs?: number
-  connectTimeoutMs?: number
-  requestTimeoutMs?: number
-  maxConnections?: number
-  keepAliveMs?: number
-}
-
-/** Carries out a batch of ops (layout in `quicwire_core::batch`); returns the failed ones. */
-export declare function write(data: Buffer, ops: Float64Array): Array<WriteFailure>
-
-export interface WriteFailure {
-  /** Index of the failed op. */
-  op: number
-  error: string
+/** Ops of a `write` that failed, with `"<CODE>: <message>"` for each. */
+export interface WriteFailures {
+  ops: Array<number>
+  errors: Array<string>
 }

@@ -1,0 +1,854 @@
+//! quicwire's engine, sans IO: quinn-proto state machines and quicwire sessions for one
+//! endpoint (a client or a server) and its connections.
+//!
+//! There are no sockets or clocks to wait on in here. A shell feeds it the datagrams it
+//! received (`receive`), sends what `poll_transmits` hands out, and calls `on_timeout` once
+//! `next_timeout` has passed; the application's messages come in through `write` and its
+//! events go out through `take_events`. Two shells drive it: quicwire-wasm from JavaScript
+//! (WebAssembly, the platform's datagrams and timers) and quicwire-node from libuv on
+//! Node's own thread (a UDP socket and a timer of its loop). TLS, limits and error codes
+//! come from quicwire-core.
+
+mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use quicwire_core::batch::{self, event as kind};
+use quicwire_core::quic::{self, connection_error, is_loopback, MAX_UDP_PAYLOAD};
+use quicwire_core::tls::{self, ClientTls, ServerTls};
+use quicwire_core::{
+    app_code, Admission, ConnectionStats, Decision, Encoding, Error, ErrorCode, PoolKey, PoolTable,
+    ServerLimits, TransportConfig,
+};
+use quinn_proto::{
+    ClientConfig, Connection, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event,
+    ServerConfig, StreamEvent, VarInt,
+};
+use session::{Outcome, Params, Session};
+use web_time::{Duration, Instant};
+
+fn invalid(message: String) -> Error {
+    Error::invalid_argument(message)
+}
+
+/// An op of a `write` that failed, by its index in the batch.
+pub type WriteFailure = (u32, Error);
+
+/// Transport options as the JS facade passes them: numbers, in this order (NaN: the default); ranges are core's to check:
+/// maxMessageSize, maxConcurrentStreams, idleTimeoutMs, connectTimeoutMs,
+/// requestTimeoutMs, maxConnections, keepAliveMs.
+pub fn transport_options(limits: &[f64]) -> Result<TransportConfig, Error> {
+    let d = TransportConfig::default();
+    let get = |i: usize, default: u64| match limits.get(i) {
+        Some(v) if v.is_finite() => *v as u64,
+        _ => default,
+    };
+    let cfg = TransportConfig {
+        max_message_size: get(0, d.max_message_size),
+        max_concurrent_streams: get(1, d.max_concurrent_streams.into()).min(u32::MAX.into()) as u32,
+        idle_timeout_ms: get(2, d.idle_timeout_ms),
+        connect_timeout_ms: get(3, d.connect_timeout_ms),
+        request_timeout_ms: get(4, d.request_timeout_ms),
+        max_connections: get(5, d.max_connections.into()).min(u32::MAX.into()) as u32,
+        keep_alive_ms: get(6, d.keep_alive_ms),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A server's admission settings: [maxConnections, maxConnectionsPerIp, validateAddresses
+/// (0/1)]; NaN keeps a default.
+pub fn server_options(v: &[f64]) -> Result<ServerLimits, Error> {
+    let d = ServerLimits::default();
+    let get = |i: usize| v.get(i).copied().filter(|x| x.is_finite());
+    let limits = ServerLimits {
+        max_connections: get(0).map_or(d.max_connections, |x| x.min(u32::MAX.into()) as u32),
+        max_connections_per_ip: get(1)
+            .map_or(d.max_connections_per_ip, |x| x.min(u32::MAX.into()) as u32),
+        validate_addresses: get(2).map_or(d.validate_addresses, |x| x != 0.0),
+    };
+    limits.validate()?;
+    Ok(limits)
+}
+
+pub fn encodings(names: &[String], default: &[Encoding]) -> Result<Vec<Encoding>, Error> {
+    if names.is_empty() {
+        return Ok(default.to_vec());
+    }
+    names.iter().map(|n| Encoding::parse(n)).collect()
+}
+
+/// A connection and its quicwire session.
+struct Conn {
+    quic: Connection,
+    session: Session,
+    /// `host:port` as dialed (client) or the peer's address (server).
+    peer: String,
+    /// Its pool key (client side).
+    key: Option<PoolKey>,
+    /// Its close was already reported (a failed negotiation says why itself).
+    reported: bool,
+    /// Server side: the address admission counted it under (released when it drains; the
+    /// peer may have migrated since).
+    admitted: Option<IpAddr>,
+}
+
+/// One QUIC endpoint (a client or a server) and its connections.
+pub struct Engine {
+    endpoint: Endpoint,
+    client_config: Option<ClientConfig>,
+    /// Transport settings for a peer on this host (see `quic::transport_config`).
+    loopback_transport: Arc<quinn_proto::TransportConfig>,
+    /// Server: its config with those settings.
+    loopback_server: Option<Arc<ServerConfig>>,
+    cfg: TransportConfig,
+    params: Params,
+    epoch: Instant,
+    pool: PoolTable<ConnectionHandle>,
+    /// Handshakes under way: their key and deadline.
+    dials: HashMap<ConnectionHandle, (PoolKey, Instant)>,
+    next_sweep: Instant,
+    accepted: u64,
+    rejected: u64,
+    /// Server: connection caps and address validation.
+    admission: Admission,
+    connections: HashMap<ConnectionHandle, Conn>,
+    /// Requests from peers waiting for an answer: handle -> (connection, stream).
+    responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
+    next_handle: u32,
+    /// Pending events, seven numbers each: kind, connection, b, c, d, data offset, length.
+    events: Vec<f64>,
+    data: Vec<u8>,
+    /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
+    responses: Vec<(SocketAddr, Vec<u8>)>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("server", &self.client_config.is_none())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
+    /// `encodings` (preferred first; empty: msgpack).
+    pub fn client(
+        ca: Option<String>,
+        insecure: bool,
+        encodings_offered: &[String],
+        limits: &[f64],
+    ) -> Result<Engine, Error> {
+        let cfg = transport_options(limits)?;
+        let encodings = encodings(encodings_offered, &[Encoding::Msgpack])?;
+        let crypto = tls::client_config(&ClientTls { ca, insecure }, Vec::new)?;
+        let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
+        let mut client_config = ClientConfig::new(Arc::new(crypto));
+        client_config.transport_config(quic::transport_config(&cfg, false)?);
+        Self::new(None, Some(client_config), &cfg, encodings)
+    }
+
+    /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
+    /// (empty: all).
+    pub fn server(
+        cert: String,
+        key: String,
+        encodings_accepted: &[String],
+        limits: &[f64],
+        admission: &[f64],
+    ) -> Result<Engine, Error> {
+        let cfg = transport_options(limits)?;
+        let server_limits = server_options(admission)?;
+        let encodings = encodings(encodings_accepted, &Encoding::ALL)?;
+        let crypto = tls::server_config(&ServerTls { cert, key })?;
+        let crypto = quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
+        let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(quic::transport_config(&cfg, false)?);
+        let mut loopback = server_config.clone();
+        let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings)?;
+        engine.admission = Admission::new(server_limits);
+        loopback.transport_config(engine.loopback_transport.clone());
+        engine.loopback_server = Some(Arc::new(loopback));
+        Ok(engine)
+    }
+
+    fn new(
+        server: Option<Arc<ServerConfig>>,
+        client_config: Option<ClientConfig>,
+        cfg: &TransportConfig,
+        encodings: Vec<Encoding>,
+    ) -> Result<Engine, Error> {
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|e| invalid(e.to_string()))?;
+        let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
+        let now = Instant::now();
+        Ok(Engine {
+            endpoint,
+            client_config,
+            loopback_transport: quic::transport_config(cfg, true)?,
+            loopback_server: None,
+            cfg: cfg.clone(),
+            epoch: now,
+            pool: PoolTable::new(cfg.max_connections),
+            dials: HashMap::new(),
+            next_sweep: now,
+            accepted: 0,
+            rejected: 0,
+            admission: Admission::default(),
+            params: Params {
+                max_message_size: cfg.max_message_size,
+                encodings,
+                request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+                max_streams: cfg.max_concurrent_streams,
+            },
+            connections: HashMap::new(),
+            responders: HashMap::new(),
+            next_handle: 1,
+            events: Vec::new(),
+            data: Vec::new(),
+            responses: Vec::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// The pooled connection to `host:port` (an open one, or one being dialed), or a new
+    /// handshake with `addr` (the resolved "ip:port"), checking the certificate against
+    /// `host`. Returns the connection id; it is ready once CONNECTION is reported.
+    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<u32, Error> {
+        let key = PoolKey::new(host, port as i64)?;
+        let remote: SocketAddr = addr
+            .parse()
+            .map_err(|_| invalid(format!("invalid address {addr:?}: expected ip:port")))?;
+        let mut config = self
+            .client_config
+            .clone()
+            .ok_or_else(|| invalid("this engine is a server; it cannot connect".into()))?;
+        if is_loopback(remote.ip()) {
+            config.transport_config(self.loopback_transport.clone());
+        }
+        let now = Instant::now();
+        let since = now - self.epoch;
+        let conns = &self.connections;
+        let usable = |h: &ConnectionHandle| {
+            conns
+                .get(h)
+                .is_some_and(|c| !c.reported && !c.session.is_going_away())
+        };
+        if let Some(handle) = self.pool.checkout(&key, since, usable) {
+            return Ok(handle.0 as u32);
+        }
+        if let Some((handle, _)) = self.dials.iter().find(|(_, (k, _))| *k == key) {
+            let id = handle.0 as u32;
+            self.pool.note_joined_dial();
+            return Ok(id);
+        }
+        let is_idle = |h: &ConnectionHandle| conns.get(h).is_none_or(|c| c.session.is_idle());
+        let evicted = self.pool.begin_dial(&key, is_idle)?;
+        if let Some((_, handle)) = evicted {
+            self.close_handle(handle, app_code::EVICTED, "evicted from the pool");
+        }
+        let (handle, conn) = match self.endpoint.connect(now, config, remote, host) {
+            Ok(v) => v,
+            Err(e) => {
+                self.pool.finish_dial(key.clone(), None, since);
+                return Err(invalid(format!("cannot connect to {key}: {e}")));
+            }
+        };
+        let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
+        self.insert(handle, conn, true, key.to_string(), Some(key.clone()), None);
+        self.dials.insert(handle, (key, deadline));
+        self.drive();
+        Ok(handle.0 as u32)
+    }
+
+    /// Closes a connection and drops it from the pool.
+    pub fn disconnect(&mut self, connection: u32) {
+        let handle = ConnectionHandle(connection as usize);
+        self.close_handle(handle, app_code::NO_ERROR, "disconnect");
+        self.drive();
+    }
+
+    /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
+    pub fn go_away(&mut self) {
+        self.endpoint.set_server_config(None);
+        for conn in self.connections.values_mut() {
+            conn.session.go_away(&mut conn.quic);
+        }
+        self.drive();
+    }
+
+    /// Requests from peers still being read or answered.
+    pub fn serving(&self) -> u32 {
+        self.connections
+            .values()
+            .map(|c| c.session.serving() as u32)
+            .sum()
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&mut self, reason: &str) {
+        let code = if self.client_config.is_some() {
+            app_code::NO_ERROR
+        } else {
+            app_code::SHUTDOWN
+        };
+        let handles: Vec<ConnectionHandle> = self.connections.keys().copied().collect();
+        for handle in handles {
+            self.close_handle(handle, code, reason);
+        }
+        self.drive();
+    }
+
+    /// Pool and traffic figures as JSON: counters, totals (core's `accumulate`) and per
+    /// open connection its stats.
+    pub fn stats(&self) -> String {
+        let c = self.pool.counters();
+        let mut totals = ConnectionStats::default();
+        let mut conns = Vec::new();
+        let open = self
+            .connections
+            .values()
+            .filter(|c| !c.reported && c.session.is_ready());
+        for conn in open {
+            let q = conn.quic.stats();
+            let s = ConnectionStats {
+                peer: conn.peer.clone(),
+                streams_open: conn.session.streams_open(),
+                rtt_ms: q.path.rtt.as_secs_f64() * 1000.0,
+                lost_packets: q.path.lost_packets,
+                udp_tx: q.udp_tx.datagrams,
+                udp_rx: q.udp_rx.datagrams,
+                ..conn.session.counters.clone()
+            };
+            totals.accumulate(&s);
+            conns.push(stats_json(&s, Some(conn.session.is_idle())));
+        }
+        format!(
+            concat!(
+                "{{\"created\":{},\"reused\":{},\"evicted\":{},\"failed\":{},",
+                "\"accepted\":{},\"rejected\":{},\"refused\":{},\"totals\":{},\"connections\":[{}]}}"
+            ),
+            c.created,
+            c.reused,
+            c.evicted,
+            c.failed,
+            self.accepted,
+            self.rejected,
+            self.admission.refused(),
+            stats_json(&totals, None),
+            conns.join(",")
+        )
+    }
+
+    /// Feeds the datagrams received since the last call, then lets every connection act.
+    pub fn receive(&mut self, datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>) {
+        let now = Instant::now();
+        for (remote, datagram) in datagrams {
+            self.handle_datagram(now, remote, datagram);
+        }
+        self.drive();
+    }
+
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: BytesMut) {
+        let event = self
+            .endpoint
+            .handle(now, remote, None, None, datagram, &mut self.buf);
+        match event {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                if let Some(conn) = self.connections.get_mut(&handle) {
+                    conn.quic.handle_event(event);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                let validated = incoming.remote_address_validated();
+                match self.admission.admit(remote.ip(), validated) {
+                    Decision::Accept => {}
+                    Decision::Retry => {
+                        self.buf.clear();
+                        match self.endpoint.retry(incoming, &mut self.buf) {
+                            Ok(t) => self
+                                .responses
+                                .push((t.destination, self.buf[..t.size].to_vec())),
+                            Err(e) => self.endpoint.ignore(e.into_incoming()),
+                        }
+                        return;
+                    }
+                    Decision::Refuse => {
+                        self.buf.clear();
+                        let t = self.endpoint.refuse(incoming, &mut self.buf);
+                        self.responses
+                            .push((t.destination, self.buf[..t.size].to_vec()));
+                        return;
+                    }
+                }
+                let mut response = Vec::new();
+                let config = self
+                    .loopback_server
+                    .clone()
+                    .filter(|_| is_loopback(remote.ip()));
+                match self.endpoint.accept(incoming, now, &mut response, config) {
+                    Ok((handle, conn)) => {
+                        let peer = remote.to_string();
+                        self.insert(handle, conn, false, peer, None, Some(remote.ip()));
+                    }
+                    Err(e) => {
+                        self.admission.release(remote.ip());
+                        if let Some(t) = e.response {
+                            self.responses
+                                .push((t.destination, response[..t.size].to_vec()));
+                        }
+                    }
+                }
+            }
+            Some(DatagramEvent::Response(t)) => {
+                self.responses
+                    .push((t.destination, self.buf[..t.size].to_vec()));
+            }
+            None => {}
+        }
+    }
+
+    /// Hands out every datagram ready to send now: its bytes, destination and, when it holds
+    /// several packets for segmentation offload (at most `max_segments`), their size. `send`
+    /// returns false when the socket is full (it keeps the datagram it was given); the rest
+    /// then waits for the next call.
+    pub fn poll_transmits(
+        &mut self,
+        max_segments: usize,
+        mut send: impl FnMut(&[u8], SocketAddr, Option<usize>) -> bool,
+    ) {
+        while !self.responses.is_empty() {
+            let (to, datagram) = self.responses.remove(0);
+            if !send(&datagram, to, None) {
+                return;
+            }
+        }
+        let now = Instant::now();
+        for conn in self.connections.values_mut() {
+            self.buf.clear();
+            while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
+                if !send(&self.buf[..t.size], t.destination, t.segment_size) {
+                    return;
+                }
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// How long until `on_timeout` is due, or None when no timer is armed.
+    pub fn next_timeout(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.connections
+            .values_mut()
+            .flat_map(|c| [c.quic.poll_timeout(), c.session.next_deadline()])
+            .flatten()
+            .chain(self.dials.values().map(|d| d.1))
+            .chain((!self.pool.is_empty()).then_some(self.next_sweep))
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Runs the timers that are due.
+    pub fn on_timeout(&mut self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (handle, conn) in self.connections.iter_mut() {
+            if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
+                conn.quic.handle_timeout(now);
+            }
+            let mut out = Vec::new();
+            conn.session.expire(&mut conn.quic, now, &mut out);
+            expired.extend(out.into_iter().map(|o| (*handle, o)));
+        }
+        for (handle, outcome) in expired {
+            self.report(handle, outcome);
+        }
+        let late: Vec<(ConnectionHandle, PoolKey)> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.1 <= now)
+            .map(|(h, d)| (*h, d.0.clone()))
+            .collect();
+        for (handle, key) in late {
+            let ms = self.cfg.connect_timeout_ms;
+            let e = Error::new(
+                ErrorCode::ConnectTimeout,
+                format!("no QUIC handshake with {key} within {ms} ms"),
+            );
+            self.report(handle, Outcome::Failed(e));
+            self.close_handle(handle, app_code::NO_ERROR, "connect timeout");
+        }
+        if self.next_sweep <= now {
+            self.sweep(now);
+        }
+        self.drive();
+    }
+
+    /// Acknowledges RECEIPT events the application has dealt with: `receipts` holds
+    /// (connection, stream, delivered) triples.
+    pub fn acknowledge(&mut self, receipts: &[f64]) {
+        for r in receipts.chunks_exact(3) {
+            let handle = ConnectionHandle(r[0] as usize);
+            if let Some(conn) = self.connections.get_mut(&handle) {
+                conn.session
+                    .acknowledge(&mut conn.quic, r[1] as u64, r[2] as u64);
+            }
+        }
+    }
+
+    /// Whether events wait to be taken.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
+    /// offset, data length; `quicwire_core::batch::event`), and the bytes the offsets point
+    /// into.
+    pub fn take_events(&mut self) -> (Vec<f64>, Vec<u8>) {
+        (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.data),
+        )
+    }
+
+    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
+    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Vec<WriteFailure> {
+        let now = Instant::now();
+        let mut failures = Vec::new();
+        let mut fail = |i: usize, e: Error| failures.push((i as u32, e));
+        let mut messages = batch::Messages::default();
+        for op in batch::ops(data, ops) {
+            let op = match op {
+                Ok(op) => op,
+                Err((i, e)) => {
+                    fail(i, e);
+                    break;
+                }
+            };
+            let (i, code, target, id, body, extra) =
+                (op.index, op.code, op.target, op.id, op.body, op.extra);
+            let result = match code {
+                batch::op::MESSAGE => self
+                    .conn(target)
+                    .and_then(|c| messages.add(&op, c.session.peer_limit().unwrap_or(0))),
+                batch::op::REQUEST => self.conn(target).and_then(|c| {
+                    let timeout = (extra > 0.0).then(|| Duration::from_millis(extra as u64));
+                    let body = bytes::Bytes::copy_from_slice(body);
+                    c.session.request(&mut c.quic, id, body, timeout, now)
+                }),
+                batch::op::RESPOND | batch::op::RESPOND_ERROR => {
+                    match self.responders.remove(&(target as u32)) {
+                        None => Err(Error::invalid_argument("this request was already answered")),
+                        Some((handle, stream, wire_id)) => {
+                            let answer = if code == batch::op::RESPOND {
+                                Ok(body)
+                            } else {
+                                let code = ErrorCode::from_wire(extra as u64);
+                                Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
+                            };
+                            if let Some(c) = self.connections.get_mut(&handle) {
+                                c.session.respond(&mut c.quic, stream, wire_id, answer);
+                            }
+                            Ok(())
+                        }
+                    }
+                }
+                other => Err(Error::new(
+                    ErrorCode::Internal,
+                    format!("unknown op {other}"),
+                )),
+            };
+            if let Err(e) = result {
+                fail(i, e);
+            }
+        }
+        for group in messages {
+            let count = group.ops.len() as u64;
+            let sent = self
+                .conn(group.target)
+                .and_then(|c| c.session.send_frames(&mut c.quic, &group.frames, count));
+            if let Err(e) = sent {
+                for i in group.ops {
+                    fail(i, e.clone());
+                }
+            }
+        }
+        self.drive();
+        failures
+    }
+
+    /// Closes a connection now.
+    pub fn close(&mut self, connection: u32, reason: &str) {
+        let handle = ConnectionHandle(connection as usize);
+        if let Some(conn) = self.connections.get_mut(&handle) {
+            conn.quic.close(
+                Instant::now(),
+                VarInt::from_u32(0),
+                reason.as_bytes().to_vec().into(),
+            );
+        }
+        self.drive();
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> u32 {
+        self.connections.len() as u32
+    }
+}
+
+impl Engine {
+    fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
+        self.connections
+            .get_mut(&ConnectionHandle(id as usize))
+            .filter(|c| !c.reported)
+            .ok_or_else(|| Error::closed(format!("connection {id} is closed")))
+    }
+
+    /// Appends one event for `handle`.
+    fn report(&mut self, handle: ConnectionHandle, outcome: Outcome) {
+        let id = handle.0 as f64;
+        let peer = self
+            .connections
+            .get(&handle)
+            .map(|c| c.peer.clone())
+            .unwrap_or_default();
+        let since = Instant::now() - self.epoch;
+        match &outcome {
+            Outcome::Ready(_) => {
+                if let Some((key, _)) = self.dials.remove(&handle) {
+                    self.pool.finish_dial(key, Some(handle), since);
+                    if self.next_sweep <= self.epoch + since {
+                        self.next_sweep = self.epoch + since + self.sweep_period();
+                    }
+                } else if self.client_config.is_none() {
+                    self.accepted += 1;
+                }
+            }
+            Outcome::Failed(_) => {
+                if let Some((key, _)) = self.dials.remove(&handle) {
+                    self.pool.finish_dial(key, None, since);
+                }
+                if let Some(key) = self.connections.get(&handle).and_then(|c| c.key.clone()) {
+                    if self.pool.iter().any(|(k, h)| *k == key && *h == handle) {
+                        self.pool.take(&key);
+                    }
+                }
+                let ready = self
+                    .connections
+                    .get(&handle)
+                    .is_some_and(|c| c.session.is_ready());
+                if self.client_config.is_none() && !ready {
+                    self.rejected += 1;
+                }
+            }
+            _ => {}
+        }
+        let (words, bytes): ([f64; 4], Vec<u8>) = match outcome {
+            Outcome::Ready(n) => {
+                let label = format!("{} {peer}", n.encoding.as_str());
+                (
+                    [kind::CONNECTION, 0.0, 0.0, n.peer_max_message_size as f64],
+                    label.into_bytes(),
+                )
+            }
+            Outcome::Failed(e) => {
+                let Some(c) = self.connections.get_mut(&handle) else {
+                    return;
+                };
+                if c.reported {
+                    return;
+                }
+                c.reported = true;
+                (
+                    [kind::CLOSED, 0.0, f64::from(e.code as u16), 0.0],
+                    e.message.into_bytes(),
+                )
+            }
+            Outcome::Message(body) => ([kind::MESSAGE, 0.0, 0.0, 0.0], body.to_vec()),
+            Outcome::Request {
+                stream,
+                wire_id,
+                body,
+            } => {
+                let h = self.next_handle;
+                self.next_handle = self.next_handle.wrapping_add(1).max(1);
+                self.responders.insert(h, (handle, stream, wire_id));
+                ([kind::REQUEST, f64::from(h), 0.0, 0.0], body.to_vec())
+            }
+            Outcome::Response { id: rid, body } => ([kind::RESPONSE, rid, 0.0, 0.0], body.to_vec()),
+            Outcome::RequestFailed { id: rid, error } => (
+                [kind::REQUEST_FAILED, rid, f64::from(error.code as u16), 0.0],
+                error.message.into_bytes(),
+            ),
+            Outcome::Acked(n) => ([kind::ACKED, n as f64, 0.0, 0.0], Vec::new()),
+            Outcome::Receipt { stream, delivered } => (
+                [kind::RECEIPT, stream as f64, delivered as f64, 0.0],
+                Vec::new(),
+            ),
+        };
+        let offset = self.data.len() as f64;
+        self.data.extend_from_slice(&bytes);
+        self.events.extend_from_slice(&[
+            words[0],
+            id,
+            words[1],
+            words[2],
+            words[3],
+            offset,
+            bytes.len() as f64,
+        ]);
+    }
+
+    fn insert(
+        &mut self,
+        handle: ConnectionHandle,
+        mut quic: Connection,
+        is_client: bool,
+        peer: String,
+        key: Option<PoolKey>,
+        admitted: Option<IpAddr>,
+    ) {
+        let mut session = Session::new(is_client, self.params.clone());
+        if !is_client {
+            session.send_hello(&mut quic);
+        }
+        self.connections.insert(
+            handle,
+            Conn {
+                quic,
+                session,
+                peer,
+                key,
+                reported: false,
+                admitted,
+            },
+        );
+    }
+
+    /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
+    /// asked for) and forgets it in the pool.
+    fn close_handle(&mut self, handle: ConnectionHandle, code: u32, reason: &str) {
+        let Some(conn) = self.connections.get_mut(&handle) else {
+            return;
+        };
+        let bytes = reason.as_bytes().to_vec().into();
+        conn.quic
+            .close(Instant::now(), VarInt::from_u32(code), bytes);
+        let mut out = Vec::new();
+        let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
+        conn.session.fail_all(&err, &mut out);
+        out.push(Outcome::Failed(err));
+        for outcome in out {
+            self.report(handle, outcome);
+        }
+    }
+
+    fn sweep_period(&self) -> Duration {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Closes pooled connections idle for idle_timeout and plans the next sweep.
+    fn sweep(&mut self, now: Instant) {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        self.next_sweep = now + self.sweep_period();
+        let conns = &self.connections;
+        let expired = self.pool.expire(now - self.epoch, idle, |h| {
+            conns
+                .get(h)
+                .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
+        });
+        for (_, handle) in expired {
+            self.close_handle(handle, app_code::EVICTED, "idle timeout");
+        }
+    }
+
+    /// Moves events between the endpoint and its connections until both are quiet, lets
+    /// each session make progress, and reports what happened.
+    fn drive(&mut self) {
+        let mut reports = Vec::new();
+        let mut drained = Vec::new();
+        for (handle, conn) in self.connections.iter_mut() {
+            while let Some(event) = conn.quic.poll_endpoint_events() {
+                if let Some(back) = self.endpoint.handle_event(*handle, event) {
+                    conn.quic.handle_event(back);
+                }
+            }
+            let mut out = Vec::new();
+            let mut streams = false;
+            let mut lost = None;
+            while let Some(event) = conn.quic.poll() {
+                match event {
+                    Event::Connected => {
+                        conn.session.send_hello(&mut conn.quic);
+                        streams = true;
+                    }
+                    Event::Stream(StreamEvent::Finished { id }) => {
+                        conn.session.on_finished(id);
+                        streams = true;
+                    }
+                    Event::Stream(_) => streams = true,
+                    Event::ConnectionLost { reason } => lost = Some(reason),
+                    _ => {}
+                }
+            }
+            // Take what already arrived (an answer, then the close) before the loss.
+            if streams && !conn.reported {
+                conn.session.on_streams(&mut conn.quic, &mut out);
+            }
+            if let Some(reason) = lost.filter(|_| !conn.reported) {
+                let err = connection_error(&reason, &conn.quic.remote_address().to_string());
+                conn.session.fail_all(&err, &mut out);
+                out.push(Outcome::Failed(err));
+            }
+            reports.extend(out.into_iter().map(|o| (*handle, o)));
+            if conn.quic.is_drained() {
+                drained.push(*handle);
+            }
+        }
+        for (handle, outcome) in reports {
+            self.report(handle, outcome);
+        }
+        for handle in drained {
+            if let Some(ip) = self.connections.remove(&handle).and_then(|c| c.admitted) {
+                self.admission.release(ip);
+            }
+            self.responders.retain(|_, (h, _, _)| *h != handle);
+        }
+    }
+}
+
+/// One connection's figures as a JSON object (the facade's ConnectionStats shape).
+fn stats_json(s: &ConnectionStats, idle: Option<bool>) -> String {
+    let idle = idle.map_or(String::new(), |i| format!("\"idle\":{i},"));
+    format!(
+        concat!(
+            "{{{}\"peer\":{:?},\"messagesOut\":{},\"messagesIn\":{},\"requestsOut\":{},",
+            "\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},\"streamsOpen\":{},",
+            "\"rttMs\":{},\"lostPackets\":{},\"udpTx\":{},\"udpRx\":{}}}"
+        ),
+        idle,
+        s.peer,
+        s.messages_out,
+        s.messages_in,
+        s.requests_out,
+        s.requests_in,
+        s.bytes_out,
+        s.bytes_in,
+        s.streams_open,
+        s.rtt_ms,
+        s.lost_packets,
+        s.udp_tx,
+        s.udp_rx,
+    )
+}

@@ -1,0 +1,310 @@
+//! Drives one engine (a client or a server) from Node's event loop, on the JS thread: the
+//! loop's epoll says when a UDP socket is readable, a loop timer follows the engine's next
+//! deadline, and the facade is called once per wake-up with what arrived. A request thus
+//! goes from the socket to the application and its answer back to the socket without
+//! leaving the thread: no hand-off between threads on the way.
+
+use std::cell::RefCell;
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::{Rc, Weak};
+
+use bytes::BytesMut;
+use napi::bindgen_prelude::Function;
+use napi::Env;
+use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_engine::Engine;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::uv::{JsCallback, Poll, RawSocket, Ready, Timer};
+
+/// Kernel buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max): with
+/// the 208 KiB default, bursts overflow it and each dropped packet waits for a QUIC
+/// retransmission.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// The most one UDP send carries, GSO batches included: an IP packet's 64 KiB less the IPv4
+/// and UDP headers.
+const MAX_SEND: usize = 65_535 - 20 - 8;
+
+/// Datagrams taken per receive call, and receive calls per wake-up before the loop gets a
+/// turn (it calls again while the socket stays readable).
+const RECV_SLOTS: usize = 8;
+const RECV_ROUNDS: usize = 32;
+
+thread_local! {
+    /// One receive buffer for every driver: they all run on this (the JS) thread, one at a
+    /// time, and a buffer per engine would cost each client half a MiB.
+    static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A bound socket and its poll.
+struct Endpoint {
+    socket: std::net::UdpSocket,
+    state: UdpSocketState,
+    poll: Poll,
+    v6: bool,
+    /// A datagram (or the rest of a GSO batch) the kernel had no room for yet.
+    blocked: Option<Blocked>,
+}
+
+struct Blocked {
+    to: SocketAddr,
+    data: Vec<u8>,
+    segment: Option<usize>,
+}
+
+impl Endpoint {
+    /// Sends a datagram or GSO batch, split where it exceeds one UDP send. On a full socket
+    /// it keeps what did not go and watches for room.
+    fn send(&mut self, to: SocketAddr, data: &[u8], segment: Option<usize>) -> bool {
+        let chunk = match segment {
+            Some(s) if data.len() > MAX_SEND && s <= MAX_SEND => MAX_SEND / s * s,
+            _ => data.len().max(1),
+        };
+        let mut sent = 0;
+        for contents in data.chunks(chunk) {
+            let transmit = Transmit {
+                destination: to,
+                ecn: None,
+                contents,
+                segment_size: segment.filter(|s| *s < contents.len()),
+                src_ip: None,
+            };
+            match self.state.send(UdpSockRef::from(&self.socket), &transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = Some(Blocked {
+                        to,
+                        data: data[sent..].to_vec(),
+                        segment,
+                    });
+                    self.poll.watch(true);
+                    return false;
+                }
+                // Other errors are loss, which QUIC recovers from like any other.
+                _ => sent += contents.len(),
+            }
+        }
+        true
+    }
+
+    /// Sends what waited for room; true when nothing waits any more.
+    fn unblock(&mut self) -> bool {
+        let Some(b) = self.blocked.take() else {
+            return true;
+        };
+        let done = self.send(b.to, &b.data, b.segment);
+        if done {
+            self.poll.watch(false);
+        }
+        done
+    }
+}
+
+/// An engine with its sockets (one per address family), timer and facade callback.
+pub struct Driver {
+    pub engine: RefCell<Engine>,
+    endpoints: RefCell<Vec<Endpoint>>,
+    timer: RefCell<Option<Timer>>,
+    notify: RefCell<Option<Rc<JsCallback>>>,
+    /// The event bytes of the last `take_events`, until the facade takes them.
+    event_data: RefCell<Vec<u8>>,
+}
+
+impl Driver {
+    pub fn new(engine: Engine) -> Rc<Driver> {
+        Rc::new(Driver {
+            engine: RefCell::new(engine),
+            endpoints: RefCell::new(Vec::new()),
+            timer: RefCell::new(None),
+            notify: RefCell::new(None),
+            event_data: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Binds `host:port` (port 0: any free one) and starts reading it; `notify` is called
+    /// when events wait. Returns the bound port.
+    pub fn bind(
+        self: &Rc<Self>,
+        env: &Env,
+        host: &str,
+        port: u16,
+        notify: Function<(), ()>,
+    ) -> Result<u16, String> {
+        let addr = (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                format!("ERR_INVALID_ARGUMENT: cannot bind UDP {host}:{port}: not an address")
+            })?;
+        let socket =
+            udp_socket(addr).map_err(|e| format!("ERR_IO: cannot bind UDP {host}:{port}: {e}"))?;
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))
+            .map_err(|e| format!("ERR_IO: cannot set up UDP {host}:{port}: {e}"))?;
+        let bound = socket
+            .local_addr()
+            .map_err(|e| format!("ERR_IO: {e}"))?
+            .port();
+        let weak = Rc::downgrade(self);
+        let raw = raw_socket(&socket);
+        let index = self.endpoints.borrow().len();
+        let poll = Poll::new(env, raw, move |ready| {
+            with(&weak, |d| d.on_ready(index, ready))
+        })
+        .map_err(|e| e.reason.clone())?;
+        if self.timer.borrow().is_none() {
+            let weak = Rc::downgrade(self);
+            let timer = Timer::new(env, move || with(&weak, Driver::on_timer))
+                .map_err(|e| e.reason.clone())?;
+            *self.timer.borrow_mut() = Some(timer);
+        }
+        if self.notify.borrow().is_none() {
+            let callback = JsCallback::new(env, notify).map_err(|e| e.reason.clone())?;
+            *self.notify.borrow_mut() = Some(Rc::new(callback));
+        }
+        self.endpoints.borrow_mut().push(Endpoint {
+            socket,
+            state,
+            poll,
+            v6: addr.is_ipv6(),
+            blocked: None,
+        });
+        Ok(bound)
+    }
+
+    /// Sends everything the engine has ready and sets the timer to its next deadline. Called
+    /// after every engine call.
+    pub fn flush(&self) {
+        let mut endpoints = self.endpoints.borrow_mut();
+        if !endpoints.iter_mut().all(Endpoint::unblock) {
+            return; // The rest waits for the socket to have room.
+        }
+        let mut engine = self.engine.borrow_mut();
+        let segments = endpoints
+            .iter()
+            .map(|e| e.state.max_gso_segments())
+            .min()
+            .unwrap_or(1);
+        engine.poll_transmits(segments, |data, to, segment| {
+            match endpoints.iter_mut().find(|e| e.v6 == to.is_ipv6()) {
+                Some(e) => e.send(to, data, segment),
+                None => true, // No socket of that family: a datagram lost.
+            }
+        });
+        if let Some(timer) = self.timer.borrow().as_ref() {
+            match engine.next_timeout() {
+                Some(d) => timer.start(d.as_nanos().div_ceil(1_000_000) as u64),
+                None => timer.stop(),
+            }
+        }
+    }
+
+    pub fn keep_event_data(&self, data: Vec<u8>) {
+        *self.event_data.borrow_mut() = data;
+    }
+
+    pub fn take_event_data(&self) -> Vec<u8> {
+        std::mem::take(&mut self.event_data.borrow_mut())
+    }
+
+    /// Stops reading and timing; the sockets close once libuv lets go of them.
+    pub fn shutdown(&self) {
+        self.endpoints.borrow_mut().clear();
+        self.timer.borrow_mut().take();
+        self.notify.borrow_mut().take();
+    }
+
+    fn on_ready(&self, index: usize, ready: Ready) {
+        if ready.writable {
+            self.flush();
+        }
+        if ready.readable {
+            self.receive(index);
+            self.flush();
+            self.notify();
+        }
+    }
+
+    fn on_timer(&self) {
+        self.engine.borrow_mut().on_timeout();
+        self.flush();
+        self.notify();
+    }
+
+    /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once.
+    fn receive(&self, index: usize) {
+        let endpoints = self.endpoints.borrow();
+        let Some(endpoint) = endpoints.get(index) else {
+            return;
+        };
+        let slot = MAX_UDP_PAYLOAD as usize;
+        let mut datagrams = Vec::new();
+        RECV_BUF.with_borrow_mut(|buf| {
+            buf.resize(slot * RECV_SLOTS, 0);
+            for _ in 0..RECV_ROUNDS {
+                let mut metas = [RecvMeta::default(); RECV_SLOTS];
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    buf.chunks_mut(slot).map(IoSliceMut::new).collect();
+                let socket = UdpSockRef::from(&endpoint.socket);
+                let n = match endpoint.state.recv(socket, &mut slices, &mut metas) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ICMP errors and the like: the next read goes on.
+                    Err(_) => continue,
+                };
+                for (meta, data) in metas.iter().zip(slices.iter()).take(n) {
+                    for d in data[..meta.len].chunks(meta.stride.max(1)) {
+                        datagrams.push((meta.addr, BytesMut::from(d)));
+                    }
+                }
+                if n < RECV_SLOTS {
+                    break;
+                }
+            }
+        });
+        if !datagrams.is_empty() {
+            self.engine.borrow_mut().receive(datagrams);
+        }
+    }
+
+    fn notify(&self) {
+        // Not borrowed while it runs: the facade calls back into the engine from it.
+        let notify = self.notify.borrow().clone();
+        if let Some(n) = notify {
+            n.call();
+        }
+    }
+}
+
+/// Runs `f` on the driver if it is still there.
+fn with(weak: &Weak<Driver>, f: impl FnOnce(&Driver)) {
+    if let Some(driver) = weak.upgrade() {
+        f(&driver);
+    }
+}
+
+/// A non-blocking UDP socket on `addr` with large kernel buffers.
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Best effort: a smaller buffer still works, only with more loss under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+#[cfg(unix)]
+fn raw_socket(socket: &std::net::UdpSocket) -> RawSocket {
+    std::os::fd::AsRawFd::as_raw_fd(socket)
+}
+
+#[cfg(windows)]
+fn raw_socket(socket: &std::net::UdpSocket) -> RawSocket {
+    std::os::windows::io::AsRawSocket::as_raw_socket(socket)
+}

@@ -1,0 +1,459 @@
+// The backend over quicwire's sans-IO engine (crates/quicwire-engine), whichever shell runs
+// it: the napi addon (native: the engine drives its own socket and timer from Node's event
+// loop, ts/native.ts) or WebAssembly (the platform's datagrams and timers, ts/wasm.ts). Both
+// expose the same engine API; this maps engine-local ids to process-wide ones, turns
+// handshakes into promises, and hands event batches to the hub.
+
+import type {
+  ConnectionInfo,
+  Engine,
+  EngineClientOptions,
+  EngineServerOptions,
+  EngineTransportOptions,
+  EventBatch,
+  ServerInfo,
+  WriteFailure,
+} from './engine.js';
+import { EVENT_WORDS, Event, eventBody, OP_WORDS } from './engine.js';
+import { fromEngine, QuicwireError } from './errors.js';
+import { ipFamily, soon, unref } from './platform.js';
+import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
+
+/** One endpoint (a client or a server) as both shells expose it. */
+export interface ShellEngine {
+  connect(host: string, port: number, addr: string): number;
+  disconnect(connection: number): void;
+  goAway(): void;
+  serving(): number;
+  closeAll(reason: string): void;
+  stats(): string;
+  acknowledge(receipts: Float64Array): void;
+  takeEvents(): Float64Array;
+  takeEventData(): Uint8Array;
+  write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] };
+}
+
+/** A shell's module: its engine constructors and helpers. */
+export interface Shell<E extends ShellEngine = ShellEngine> {
+  Engine: {
+    client(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): E;
+    server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
+  };
+  errorCodes(): string[];
+  generateDevCert(names: string[]): { cert: string; key: string };
+  poolKey(host: string, port: number): string;
+}
+
+/** How one engine meets the network. */
+export interface EngineIo {
+  /** Binds its socket for an address family (once; later calls get the same); its port. */
+  socket(family: 4 | 6, host: string | undefined, port: number): Promise<number>;
+  /** After every engine call: sends what the engine has and follows its timer. */
+  step(): void;
+  /** Closes its sockets and timer. */
+  close(): void;
+}
+
+/** Makes the I/O for an engine; `afterIo` is to be called, outside any other JS call, once
+ *  datagrams or a timer moved the engine (and `step` ran). */
+export type IoFactory<E> = (engine: E, afterIo: () => void) => EngineIo;
+
+/** Connection ids and request handles are `slot * SLOT + local id`, unique per process. */
+const SLOT = 2 ** 21;
+const text = new TextDecoder();
+
+function limits(t: EngineTransportOptions): Float64Array {
+  const v = (x: number | undefined) => x ?? Number.NaN;
+  return Float64Array.from([
+    v(t.maxMessageSize),
+    v(t.maxConcurrentStreams),
+    v(t.idleTimeoutMs),
+    v(t.connectTimeoutMs),
+    v(t.requestTimeoutMs),
+    v(t.maxConnections),
+    v(t.keepAliveMs),
+  ]);
+}
+
+interface Waiter {
+  resolve(info: ConnectionInfo): void;
+  reject(err: QuicwireError): void;
+}
+
+/** One engine (a client or a server) with its I/O. */
+class Slot<E extends ShellEngine> {
+  io!: EngineIo;
+  readonly ready = new Map<number, ConnectionInfo>();
+  readonly waiters = new Map<number, Waiter[]>();
+  /** Resolved once no request is being served (graceful close). */
+  drained: (() => void) | undefined;
+  closed = false;
+
+  constructor(
+    readonly id: number,
+    readonly engine: E,
+  ) {}
+}
+
+export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engine {
+  readonly name: 'native' | 'wasm';
+  readonly #shell: Shell<E>;
+  readonly #io: IoFactory<E>;
+  readonly #resolve: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
+  readonly #slots = new Map<number, Slot<E>>();
+  #nextSlot = 1;
+  #notify: () => void = () => {};
+  /** Event batches as the engines produced them, waiting for the hub. */
+  #batches: { batch: EventBatch; slot: Slot<E>; receipts: number[] }[] = [];
+  /** The batch the hub took last: its messages are acknowledged when it asks again. */
+  #handed: { slot: Slot<E>; receipts: number[] } | undefined;
+  #notifyScheduled = false;
+
+  constructor(
+    name: 'native' | 'wasm',
+    shell: Shell<E>,
+    io: IoFactory<E>,
+    resolve: (host: string) => Promise<{ address: string; family: 4 | 6 }>,
+  ) {
+    this.name = name;
+    this.#shell = shell;
+    this.#io = io;
+    this.#resolve = resolve;
+  }
+
+  errorCodes(): string[] {
+    return this.#shell.errorCodes();
+  }
+
+  startEvents(notify: () => void): void {
+    this.#notify = notify;
+  }
+
+  // The hub dispatches a batch before it asks for the next one (and asks until there is
+  // none), so asking again means the messages handed before reached the application.
+  takeEvents(): EventBatch | null {
+    const handed = this.#handed;
+    this.#handed = undefined;
+    if (handed && handed.receipts.length > 0 && !handed.slot.closed) {
+      handed.slot.engine.acknowledge(Float64Array.from(handed.receipts));
+      this.#step(handed.slot);
+    }
+    const next = this.#batches.shift();
+    if (!next) return null;
+    this.#handed = next;
+    return next.batch;
+  }
+
+  /** Queues an engine's event batch (ids already made process-wide) and wakes the hub once. */
+  #emit(batch: EventBatch, slot: Slot<E>, receipts: number[]): void {
+    this.#batches.push({ batch, slot, receipts });
+    if (!this.#notifyScheduled) {
+      this.#notifyScheduled = true;
+      soon(() => {
+        this.#notifyScheduled = false;
+        this.#notify();
+      });
+    }
+  }
+
+  #slot(id: number): Slot<E> {
+    const slot = this.#slots.get(Math.floor(id / SLOT)) ?? this.#slots.get(id);
+    if (!slot || slot.closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'this endpoint is closed');
+    return slot;
+  }
+
+  #add(engine: E): Slot<E> {
+    const slot = new Slot(this.#nextSlot++, engine);
+    slot.io = this.#io(engine, () => this.#afterIo(slot));
+    this.#slots.set(slot.id, slot);
+    return slot;
+  }
+
+  write(data: Uint8Array, ops: Float64Array): WriteFailure[] {
+    // A batch almost always belongs to one engine (one client's or server's connections):
+    // it then goes over whole, without taking it apart per op.
+    let only: Slot<E> | undefined;
+    let onlyId = -1;
+    for (let i = 1; i < ops.length; i += OP_WORDS) {
+      const id = Math.floor((ops[i] as number) / SLOT);
+      if (id === onlyId) continue;
+      const slot = this.#slots.get(id);
+      if (!slot || slot.closed || only) return this.#writeSplit(data, ops);
+      only = slot;
+      onlyId = id;
+    }
+    if (!only) return [];
+    const local = ops.slice();
+    for (let i = 1; i < local.length; i += OP_WORDS) local[i] = (local[i] as number) % SLOT;
+    const failed = only.engine.write(data, local);
+    this.#step(only);
+    return Array.from(failed.ops, (op, k) => ({ op, error: failed.errors[k] as string }));
+  }
+
+  /** A batch for several engines (or a closed one): each engine gets its share. */
+  #writeSplit(data: Uint8Array, ops: Float64Array): WriteFailure[] {
+    const perSlot = new Map<Slot<E>, { ops: number[]; bodies: Uint8Array[]; index: number[] }>();
+    const failures: WriteFailure[] = [];
+    let offset = 0;
+    for (let i = 0, n = 0; i < ops.length; i += OP_WORDS, n++) {
+      const [op, target, id, len, extra] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
+      const body = data.subarray(offset, offset + (len as number));
+      offset += len as number;
+      const slot = this.#slots.get(Math.floor((target as number) / SLOT));
+      if (!slot || slot.closed) {
+        failures.push({ op: n, error: 'ERR_CONNECTION_CLOSED: the connection is closed' });
+        continue;
+      }
+      let batch = perSlot.get(slot);
+      if (!batch) {
+        batch = { ops: [], bodies: [], index: [] };
+        perSlot.set(slot, batch);
+      }
+      batch.ops.push(op as number, (target as number) % SLOT, id as number, len as number, extra as number);
+      batch.bodies.push(body);
+      batch.index.push(n);
+    }
+    for (const [slot, batch] of perSlot) {
+      const failed = slot.engine.write(concat(batch.bodies), Float64Array.from(batch.ops));
+      Array.from(failed.ops).forEach((op, k) => {
+        failures.push({ op: batch.index[op] as number, error: failed.errors[k] as string });
+      });
+      this.#step(slot);
+    }
+    return failures;
+  }
+
+  createClient(options: EngineClientOptions): number {
+    const engine = this.#call(() =>
+      this.#shell.Engine.client(
+        options.ca,
+        options.insecure ?? false,
+        options.encodings,
+        limits(options.transport),
+      ),
+    );
+    return this.#add(engine).id * SLOT;
+  }
+
+  async connect(client: number, host: string, port: number): Promise<ConnectionInfo> {
+    const slot = this.#slot(client);
+    // The pool's rules first: a bad host fails before any DNS lookup.
+    this.#call(() => this.#shell.poolKey(host, port));
+    const { address, family } = await this.#resolve(host);
+    await slot.io.socket(family, undefined, 0);
+    const addr = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+    const local = this.#call(() => slot.engine.connect(host, port, addr));
+    this.#step(slot);
+    const ready = slot.ready.get(local);
+    if (ready) return ready;
+    return new Promise((resolve, reject) => {
+      const list = slot.waiters.get(local) ?? [];
+      list.push({ resolve, reject });
+      slot.waiters.set(local, list);
+    });
+  }
+
+  disconnect(connection: number): void {
+    const slot = this.#slots.get(Math.floor(connection / SLOT));
+    if (!slot || slot.closed) return;
+    slot.engine.disconnect(connection % SLOT);
+    this.#step(slot);
+  }
+
+  poolStats(client: number): PoolStats {
+    const s = this.#stats(this.#slot(client));
+    const idle = s.connections.filter((c) => c.idle).length;
+    return {
+      active: s.connections.length - idle,
+      idle,
+      created: s.created,
+      reused: s.reused,
+      evicted: s.evicted,
+      failed: s.failed,
+      totals: s.totals,
+      connections: s.connections.map(({ idle: _, ...c }) => c).sort((a, b) => a.peer.localeCompare(b.peer)),
+    };
+  }
+
+  async closeClient(client: number): Promise<void> {
+    const slot = this.#slots.get(Math.floor(client / SLOT));
+    if (!slot || slot.closed) return;
+    slot.engine.closeAll('client closed');
+    this.#step(slot);
+    this.#shutdown(slot);
+  }
+
+  async listen(options: EngineServerOptions): Promise<ServerInfo> {
+    const family = ipFamily(options.host);
+    if (family === 0) {
+      throw new QuicwireError(
+        'ERR_INVALID_ARGUMENT',
+        `host must be an IP address to listen on (e.g. 127.0.0.1 or ::1), got ${JSON.stringify(options.host)}`,
+      );
+    }
+    if (options.port > 65535) {
+      throw new QuicwireError(
+        'ERR_INVALID_ARGUMENT',
+        `port must be between 0 and 65535, got ${options.port}`,
+      );
+    }
+    const engine = this.#call(() =>
+      this.#shell.Engine.server(
+        options.cert,
+        options.key,
+        options.encodings,
+        limits(options.transport),
+        Float64Array.from([
+          options.maxConnections ?? Number.NaN,
+          options.maxConnectionsPerIp ?? Number.NaN,
+          options.validateAddresses === undefined ? Number.NaN : Number(options.validateAddresses),
+        ]),
+      ),
+    );
+    const slot = this.#add(engine);
+    const port = await slot.io.socket(family, options.host, options.port);
+    return { id: slot.id * SLOT, host: options.host, port };
+  }
+
+  serverStats(server: number): ServerStats {
+    const s = this.#stats(this.#slot(server));
+    return {
+      connections: s.connections.length,
+      accepted: s.accepted,
+      rejected: s.rejected,
+      refused: s.refused,
+      totals: s.totals,
+    };
+  }
+
+  async closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void> {
+    const slot = this.#slots.get(Math.floor(server / SLOT));
+    if (!slot || slot.closed) return;
+    if (graceful) {
+      slot.engine.goAway();
+      this.#step(slot);
+      if (slot.engine.serving() > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          slot.drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    }
+    slot.engine.closeAll('server closing');
+    this.#step(slot);
+    this.#shutdown(slot);
+  }
+
+  generateDevCert(names: string[]): DevCert {
+    const c = this.#call(() => this.#shell.generateDevCert(names));
+    return { cert: c.cert, key: c.key };
+  }
+
+  /** Runs an engine call, turning its "ERR_X: message" errors into QuicwireErrors. */
+  #call<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (err) {
+      throw fromEngine(err);
+    }
+  }
+
+  #stats(slot: Slot<E>) {
+    return JSON.parse(slot.engine.stats()) as {
+      created: number;
+      reused: number;
+      evicted: number;
+      failed: number;
+      accepted: number;
+      rejected: number;
+      refused: number;
+      totals: ConnectionStats;
+      connections: (ConnectionStats & { idle: boolean })[];
+    };
+  }
+
+  /** Sends what the engine has, follows its timer, and reports its events. */
+  #step(slot: Slot<E>): void {
+    if (slot.closed) return;
+    slot.io.step();
+    this.#events(slot);
+    this.#checkDrained(slot);
+  }
+
+  /** Datagrams or a timer moved the engine: its events go to the hub now, not a tick later
+   *  (this runs from the event loop, outside any other JS). */
+  #afterIo(slot: Slot<E>): void {
+    if (slot.closed) return;
+    this.#events(slot);
+    this.#checkDrained(slot);
+    if (this.#batches.length > 0) this.#notify();
+  }
+
+  #checkDrained(slot: Slot<E>): void {
+    if (slot.drained && slot.engine.serving() === 0) {
+      const done = slot.drained;
+      slot.drained = undefined;
+      done();
+    }
+  }
+
+  #events(slot: Slot<E>): void {
+    const meta = slot.engine.takeEvents();
+    if (meta.length === 0) return;
+    const batch = { data: slot.engine.takeEventData(), meta };
+    const base = slot.id * SLOT;
+    const receipts: number[] = [];
+    for (let i = 0; i < meta.length; i += EVENT_WORDS) {
+      const kind = meta[i] as number;
+      const local = meta[i + 1] as number;
+      if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
+      // The batch goes to the hub as it is: only the ids change, in place.
+      meta[i + 1] = base + local;
+      if (kind === Event.Connection) {
+        meta[i + 2] = base; // the owner: this client or server
+        const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
+        const info = { id: base + local, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
+        slot.ready.set(local, info);
+        for (const w of slot.waiters.get(local) ?? []) w.resolve(info);
+        slot.waiters.delete(local);
+      } else if (kind === Event.Closed) {
+        slot.ready.delete(local);
+        const waiting = slot.waiters.get(local);
+        if (waiting) {
+          const codes = this.#shell.errorCodes();
+          const code = codes[meta[i + 3] as number] ?? 'ERR_INTERNAL';
+          const err = new QuicwireError(code as never, text.decode(eventBody(batch, i)));
+          for (const w of waiting) w.reject(err);
+          slot.waiters.delete(local);
+        }
+      } else if (kind === Event.Request) {
+        meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
+      }
+    }
+    this.#emit(batch, slot, receipts);
+  }
+
+  #shutdown(slot: Slot<E>): void {
+    slot.closed = true;
+    // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
+    unref(
+      setTimeout(() => {
+        slot.io.close();
+        this.#slots.delete(slot.id);
+      }, 50),
+    );
+  }
+}
+
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, b) => a + b.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
