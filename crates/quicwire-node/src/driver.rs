@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
 
 use bytes::BytesMut;
@@ -132,13 +132,15 @@ impl Driver {
         port: u16,
         notify: Function<(), ()>,
     ) -> Result<u16, String> {
-        let addr = (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                format!("ERR_INVALID_ARGUMENT: cannot bind UDP {host}:{port}: not an address")
+        // An IP literal (the facade checks): no name lookup may block the loop here.
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                format!("ERR_INVALID_ARGUMENT: cannot bind UDP {host}:{port}: not an IP address")
             })?;
+        let addr = SocketAddr::new(ip, port);
         let socket =
             udp_socket(addr).map_err(|e| format!("ERR_IO: cannot bind UDP {host}:{port}: {e}"))?;
         let state = UdpSocketState::new(UdpSockRef::from(&socket))
@@ -178,21 +180,21 @@ impl Driver {
     /// after every engine call.
     pub fn flush(&self) {
         let mut endpoints = self.endpoints.borrow_mut();
-        if !endpoints.iter_mut().all(Endpoint::unblock) {
-            return; // The rest waits for the socket to have room.
-        }
         let mut engine = self.engine.borrow_mut();
-        let segments = endpoints
-            .iter()
-            .map(|e| e.state.max_gso_segments())
-            .min()
-            .unwrap_or(1);
-        engine.poll_transmits(segments, |data, to, segment| {
-            match endpoints.iter_mut().find(|e| e.v6 == to.is_ipv6()) {
-                Some(e) => e.send(to, data, segment),
-                None => true, // No socket of that family: a datagram lost.
-            }
-        });
+        // While a socket is full, the rest waits for it to have room (`on_ready`).
+        if endpoints.iter_mut().all(Endpoint::unblock) {
+            let segments = endpoints
+                .iter()
+                .map(|e| e.state.max_gso_segments())
+                .min()
+                .unwrap_or(1);
+            engine.poll_transmits(segments, |data, to, segment| {
+                match endpoints.iter_mut().find(|e| e.v6 == to.is_ipv6()) {
+                    Some(e) => e.send(to, data, segment),
+                    None => true, // No socket of that family: a datagram lost.
+                }
+            });
+        }
         if let Some(timer) = self.timer.borrow().as_ref() {
             match engine.next_timeout() {
                 Some(d) => timer.start(d.as_nanos().div_ceil(1_000_000) as u64),
