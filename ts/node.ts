@@ -1,5 +1,5 @@
 // The Node.js platform (also Deno and Bun through their node: modules): UDP sockets from
-// node:dgram, the napi addon (ts/native.ts), the .wasm read from disk.
+// node:dgram (for the wasm engine), the napi addon (ts/native.ts), the .wasm read from disk.
 
 import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -19,7 +19,7 @@ const udp: DatagramNetwork = {
   },
 
   async bind(family, host, port, receive): Promise<DatagramSocket> {
-    // Large kernel buffers, as on the native engine (crates/quicwire/src/socket.rs): bursts
+    // Large kernel buffers, as on the native engine (quicwire_core::quic::SOCKET_BUFFER): bursts
     // overflowing the default drop packets that QUIC must then wait to resend.
     const socket = createSocket({
       type: family === 6 ? 'udp6' : 'udp4',

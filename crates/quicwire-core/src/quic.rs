@@ -20,6 +20,16 @@ pub const MAX_UDP_PAYLOAD: u16 = 65_527;
 /// Datagram size on loopback, whose MTU is 64 KiB: under the IPv4 and IPv6 limits there.
 pub const LOOPBACK_MTU: u16 = 65_000;
 
+/// The most one UDP send carries, GSO batches included: an IP packet's 64 KiB less the IPv4
+/// and UDP headers. Larger batches (of loopback-sized packets) go out in several sends.
+pub const MAX_SEND: usize = 65_535 - 20 - 8;
+
+/// Kernel socket buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max).
+/// One server socket takes every client's packets: with the 208 KiB default, a burst such as
+/// thousands of clients closing at once overflowed it, and each dropped packet then waited
+/// for a QUIC retransmission.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
 /// Whether `ip` is this host (IPv4-mapped IPv6 included): such a path has loopback's MTU.
 pub fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()

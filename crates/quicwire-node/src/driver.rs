@@ -12,21 +12,12 @@ use std::rc::{Rc, Weak};
 use bytes::BytesMut;
 use napi::bindgen_prelude::Function;
 use napi::Env;
-use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
 use quicwire_engine::Engine;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::uv::{JsCallback, Poll, RawSocket, Ready, Timer};
-
-/// Kernel buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max): with
-/// the 208 KiB default, bursts overflow it and each dropped packet waits for a QUIC
-/// retransmission.
-const SOCKET_BUFFER: usize = 8 << 20;
-
-/// The most one UDP send carries, GSO batches included: an IP packet's 64 KiB less the IPv4
-/// and UDP headers.
-const MAX_SEND: usize = 65_535 - 20 - 8;
 
 /// Datagrams taken per receive call, and receive calls per wake-up before the loop gets a
 /// turn (it calls again while the socket stays readable).

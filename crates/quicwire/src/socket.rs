@@ -9,20 +9,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 use socket2::{Domain, Protocol, Socket, Type};
-
-/// Kernel buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max). One
-/// server socket takes every client's packets: with the 208 KiB default, a burst such as
-/// thousands of clients closing at once overflowed it, and each dropped packet then waited
-/// for a QUIC retransmission.
-const SOCKET_BUFFER: usize = 8 << 20;
-
-/// The most one UDP send or receive carries, GSO/GRO batches included: an IP packet's
-/// 64 KiB less the IPv4 and UDP headers.
-const MAX_SEND: usize = 65_535 - 20 - 8;
 
 /// An endpoint on a fresh socket bound to `addr` (dual-stack when it is IPv6), serving when
 /// given a server config. It accepts datagrams of up to [`MAX_UDP_PAYLOAD`] bytes.
