@@ -32,9 +32,10 @@ thread_local! {
 
 /// A bound socket and its poll.
 struct Endpoint {
+    /// First, so it is dropped (and leaves the loop) before the socket closes.
+    poll: Poll,
     socket: std::net::UdpSocket,
     state: UdpSocketState,
-    poll: Poll,
     v6: bool,
     /// A datagram (or the rest of a GSO batch) the kernel had no room for yet.
     blocked: Option<Blocked>,
@@ -158,9 +159,9 @@ impl Driver {
             *self.notify.borrow_mut() = Some(Rc::new(callback));
         }
         self.endpoints.borrow_mut().push(Endpoint {
+            poll,
             socket,
             state,
-            poll,
             v6: addr.is_ipv6(),
             blocked: None,
         });

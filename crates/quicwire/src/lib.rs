@@ -1,4 +1,5 @@
-//! quicwire: a QUIC message transport on quinn + tokio.
+//! quicwire: a QUIC message transport on quinn + tokio, for Rust programs. (The JS package
+//! runs the sans-IO engine in `quicwire-engine` instead, natively or in WebAssembly.)
 //!
 //! [`Client`] keeps a pool of connections keyed by `host:port`; [`Server`] accepts them.
 //! Both hand incoming traffic to a [`Handler`]. Messages go over a long-lived channel stream
@@ -15,7 +16,7 @@ pub mod tls;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};
-pub use eager::eagerly;
+pub(crate) use eager::eagerly;
 pub use events::{event_queue, Event};
 /// The protocol rules (codec, negotiation, limits), for bindings and raw-peer tests.
 pub use quicwire_core as core;
