@@ -28,9 +28,11 @@ export interface ShellEngine {
   closeAll(reason: string): void;
   stats(): string;
   acknowledge(receipts: Float64Array): void;
+  hasEvents(): boolean;
   takeEvents(): Float64Array;
   takeEventData(): Uint8Array;
-  write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] };
+  /** The failed ops, if any. */
+  write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] } | undefined | null;
 }
 
 /** A shell's module: its engine constructors and helpers. */
@@ -187,6 +189,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     for (let i = 1; i < local.length; i += OP_WORDS) local[i] = (local[i] as number) % SLOT;
     const failed = only.engine.write(data, local);
     this.#step(only);
+    if (!failed) return [];
     return Array.from(failed.ops, (op, k) => ({ op, error: failed.errors[k] as string }));
   }
 
@@ -215,8 +218,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
     for (const [slot, batch] of perSlot) {
       const failed = slot.engine.write(concat(batch.bodies), Float64Array.from(batch.ops));
-      Array.from(failed.ops).forEach((op, k) => {
-        failures.push({ op: batch.index[op] as number, error: failed.errors[k] as string });
+      Array.from(failed?.ops ?? []).forEach((op, k) => {
+        failures.push({ op: batch.index[op] as number, error: failed?.errors[k] as string });
       });
       this.#step(slot);
     }
@@ -401,8 +404,9 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   #events(slot: Slot<E>): void {
+    // Asked first: most steps (after a write) have none, and an empty take still allocates.
+    if (!slot.engine.hasEvents()) return;
     const meta = slot.engine.takeEvents();
-    if (meta.length === 0) return;
     const batch = { data: slot.engine.takeEventData(), meta };
     const base = slot.id * SLOT;
     const receipts: number[] = [];

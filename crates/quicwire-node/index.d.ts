@@ -44,8 +44,13 @@ export declare class Engine {
   /** Events since the last call, seven numbers each; their bytes in `takeEventData`. */
   takeEvents(): Float64Array
   takeEventData(): Buffer
-  /** Carries out a batch of ops (messages, requests, answers); returns the failed ones. */
-  write(data: Uint8Array, ops: Float64Array): WriteFailures
+  /**
+   * Carries out a batch of ops (messages, requests, answers); returns the failed ones,
+   * or nothing when none failed.
+   */
+  write(data: Uint8Array, ops: Float64Array): WriteFailures | null
+  /** Whether events wait (`takeEvents` would return some). */
+  hasEvents(): boolean
   connectionCount(): number
 }
 

@@ -75,6 +75,17 @@ pub struct WriteFailures {
     pub errors: Vec<String>,
 }
 
+fn failures(failed: Vec<quicwire_engine::WriteFailure>) -> Option<WriteFailures> {
+    if failed.is_empty() {
+        return None;
+    }
+    let (ops, errors) = failed
+        .into_iter()
+        .map(|(op, e)| (op, batch::error_text(&e)))
+        .unzip();
+    Some(WriteFailures { ops, errors })
+}
+
 /// One QUIC endpoint (a client or a server), its connections, sockets and timer.
 #[napi]
 pub struct Engine {
@@ -199,16 +210,17 @@ impl Engine {
         self.driver.take_event_data().into()
     }
 
-    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
+    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
+    /// or nothing when none failed.
     #[napi(catch_unwind)]
-    pub fn write(&mut self, data: Uint8Array, ops: Float64Array) -> WriteFailures {
-        let (ops, errors) = self
-            .engine()
-            .write(&data, &ops)
-            .into_iter()
-            .map(|(op, e)| (op, batch::error_text(&e)))
-            .unzip();
-        WriteFailures { ops, errors }
+    pub fn write(&mut self, data: Uint8Array, ops: Float64Array) -> Option<WriteFailures> {
+        failures(self.engine().write(&data, &ops))
+    }
+
+    /// Whether events wait (`takeEvents` would return some).
+    #[napi(catch_unwind)]
+    pub fn has_events(&self) -> bool {
+        self.engine().has_events()
     }
 
     #[napi(catch_unwind)]

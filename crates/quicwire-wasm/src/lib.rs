@@ -197,15 +197,24 @@ impl Engine {
         std::mem::take(&mut self.data)
     }
 
-    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
-    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> WriteFailures {
-        let (ops, errors) = self
-            .inner
-            .write(data, ops)
+    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
+    /// or nothing when none failed.
+    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
+        let failed = self.inner.write(data, ops);
+        if failed.is_empty() {
+            return None;
+        }
+        let (ops, errors) = failed
             .into_iter()
             .map(|(op, e)| (op, batch::error_text(&e)))
             .unzip();
-        WriteFailures { ops, errors }
+        Some(WriteFailures { ops, errors })
+    }
+
+    /// Whether events wait (`takeEvents` would return some).
+    #[wasm_bindgen(js_name = hasEvents)]
+    pub fn has_events(&self) -> bool {
+        self.inner.has_events()
     }
 
     pub fn close(&mut self, connection: u32, reason: &str) {
