@@ -113,7 +113,7 @@ export interface Engine {
   disconnect(connection: number): void;
   poolStats(client: number): PoolStats;
   closeClient(client: number): Promise<void>;
-  listen(options: EngineServerOptions): ServerInfo | Promise<ServerInfo>;
+  listen(options: EngineServerOptions): Promise<ServerInfo>;
   serverStats(server: number): ServerStats;
   closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;
   generateDevCert(names: string[]): DevCert;

@@ -11,7 +11,7 @@
 
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -36,6 +36,33 @@ fn invalid(message: String) -> Error {
 
 /// An op of a `write` that failed, by its index in the batch.
 pub type WriteFailure = (u32, Error);
+
+/// Failed ops as the shells hand them to JS: indices and `"<CODE>: <message>"` texts, or
+/// nothing when none failed.
+pub fn failure_texts(failed: Vec<WriteFailure>) -> Option<(Vec<u32>, Vec<String>)> {
+    if failed.is_empty() {
+        return None;
+    }
+    Some(
+        failed
+            .into_iter()
+            .map(|(op, e)| (op, batch::error_text(&e)))
+            .unzip(),
+    )
+}
+
+/// Error codes indexed by the numbers events carry.
+pub fn error_codes() -> Vec<String> {
+    ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
+}
+
+/// Checks `host:port` with the pool's rules and returns its key (`host:port`).
+pub fn pool_key(host: &str, port: f64) -> Result<String, Error> {
+    PoolKey::new(host, port as i64).map(|k| k.to_string())
+}
 
 /// Transport options as the JS facade passes them: numbers, in this order (NaN: the default); ranges are core's to check:
 /// maxMessageSize, maxConcurrentStreams, idleTimeoutMs, connectTimeoutMs,
@@ -123,7 +150,7 @@ pub struct Engine {
     events: Vec<f64>,
     data: Vec<u8>,
     /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
-    responses: Vec<(SocketAddr, Vec<u8>)>,
+    responses: VecDeque<(SocketAddr, Vec<u8>)>,
     buf: Vec<u8>,
 }
 
@@ -216,7 +243,7 @@ impl Engine {
             next_handle: 1,
             events: Vec::new(),
             data: Vec::new(),
-            responses: Vec::new(),
+            responses: VecDeque::new(),
             buf: Vec::new(),
         })
     }
@@ -378,7 +405,7 @@ impl Engine {
                         match self.endpoint.retry(incoming, &mut self.buf) {
                             Ok(t) => self
                                 .responses
-                                .push((t.destination, self.buf[..t.size].to_vec())),
+                                .push_back((t.destination, self.buf[..t.size].to_vec())),
                             Err(e) => self.endpoint.ignore(e.into_incoming()),
                         }
                         return;
@@ -387,7 +414,7 @@ impl Engine {
                         self.buf.clear();
                         let t = self.endpoint.refuse(incoming, &mut self.buf);
                         self.responses
-                            .push((t.destination, self.buf[..t.size].to_vec()));
+                            .push_back((t.destination, self.buf[..t.size].to_vec()));
                         return;
                     }
                 }
@@ -405,14 +432,14 @@ impl Engine {
                         self.admission.release(remote.ip());
                         if let Some(t) = e.response {
                             self.responses
-                                .push((t.destination, response[..t.size].to_vec()));
+                                .push_back((t.destination, response[..t.size].to_vec()));
                         }
                     }
                 }
             }
             Some(DatagramEvent::Response(t)) => {
                 self.responses
-                    .push((t.destination, self.buf[..t.size].to_vec()));
+                    .push_back((t.destination, self.buf[..t.size].to_vec()));
             }
             None => {}
         }
@@ -427,8 +454,7 @@ impl Engine {
         max_segments: usize,
         mut send: impl FnMut(&[u8], SocketAddr, Option<usize>) -> bool,
     ) {
-        while !self.responses.is_empty() {
-            let (to, datagram) = self.responses.remove(0);
+        while let Some((to, datagram)) = self.responses.pop_front() {
             if !send(&datagram, to, None) {
                 return;
             }
@@ -585,19 +611,6 @@ impl Engine {
         }
         self.drive();
         failures
-    }
-
-    /// Closes a connection now.
-    pub fn close(&mut self, connection: u32, reason: &str) {
-        let handle = ConnectionHandle(connection as usize);
-        if let Some(conn) = self.connections.get_mut(&handle) {
-            conn.quic.close(
-                Instant::now(),
-                VarInt::from_u32(0),
-                reason.as_bytes().to_vec().into(),
-            );
-        }
-        self.drive();
     }
 
     /// Open connections.

@@ -62,6 +62,21 @@ fn pump(
     panic!("no progress: client {c_events:?}, server {s_events:?}");
 }
 
+/// Connects the client and carries the handshake until both sides report the connection;
+/// returns its id on the client and the client's events so far.
+fn connected(client: &mut Engine, server: &mut Engine, full: bool) -> (u32, Vec<f64>) {
+    let id = client.connect("localhost", 4433.0, SERVER).unwrap();
+    let (c, _) = pump(client, server, full, |c, s| {
+        has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
+    });
+    (id, c)
+}
+
+/// One op (`quicwire_core::batch` layout) with `body` as its bytes.
+fn one_op(code: u32, target: f64, id: f64, body: &[u8]) -> [f64; 5] {
+    [f64::from(code), target, id, body.len() as f64, 0.0]
+}
+
 fn has(events: &[f64], kind: f64) -> Option<&[f64]> {
     events.chunks_exact(EVENT_WORDS).find(|e| e[0] == kind)
 }
@@ -69,20 +84,11 @@ fn has(events: &[f64], kind: f64) -> Option<&[f64]> {
 #[test]
 fn connects_and_answers_a_request_in_memory() {
     let (mut client, mut server) = pair();
-    let id = client.connect("localhost", 4433.0, SERVER).unwrap();
-    let (c, _) = pump(&mut client, &mut server, false, |c, s| {
-        has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
-    });
+    let (id, c) = connected(&mut client, &mut server, false);
     assert_eq!(has(&c, event::CONNECTION).unwrap()[1], f64::from(id));
 
     let body = b"ping";
-    let ops = [
-        f64::from(op::REQUEST),
-        f64::from(id),
-        7.0,
-        body.len() as f64,
-        0.0,
-    ];
+    let ops = one_op(op::REQUEST, f64::from(id), 7.0, body);
     assert!(client.write(body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         has(s, event::REQUEST).is_some()
@@ -90,13 +96,7 @@ fn connects_and_answers_a_request_in_memory() {
     let handle = has(&s, event::REQUEST).unwrap()[2];
 
     let answer = b"pong";
-    let ops = [
-        f64::from(op::RESPOND),
-        handle,
-        0.0,
-        answer.len() as f64,
-        0.0,
-    ];
+    let ops = one_op(op::RESPOND, handle, 0.0, answer);
     assert!(server.write(answer, &ops).is_empty());
     let (c, _) = pump(&mut client, &mut server, false, |c, _| {
         has(c, event::RESPONSE).is_some()
@@ -109,19 +109,10 @@ fn connects_and_answers_a_request_in_memory() {
 #[test]
 fn a_full_socket_loses_nothing() {
     let (mut client, mut server) = pair();
-    let id = client.connect("localhost", 4433.0, SERVER).unwrap();
-    pump(&mut client, &mut server, true, |c, s| {
-        has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
-    });
+    let (id, _) = connected(&mut client, &mut server, true);
     // Half a MiB: several 64 KiB datagrams, each call of poll_transmits taking only one.
     let body = vec![7u8; 512 * 1024];
-    let ops = [
-        f64::from(op::MESSAGE),
-        f64::from(id),
-        0.0,
-        body.len() as f64,
-        0.0,
-    ];
+    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, &body);
     assert!(client.write(&body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, true, |_, s| {
         has(s, event::MESSAGE).is_some()

@@ -19,7 +19,7 @@ use napi::{Env, Status};
 use napi_derive::napi;
 use quicwire_core::batch;
 use quicwire_core::tls;
-use quicwire_core::{Error, ErrorCode, PoolKey};
+use quicwire_core::Error;
 
 use driver::Driver;
 
@@ -32,18 +32,13 @@ fn js_error(e: Error) -> napi::Error {
 /// Error codes indexed by the numbers events carry.
 #[napi]
 pub fn error_codes() -> Vec<String> {
-    ErrorCode::ALL
-        .iter()
-        .map(|c| c.as_str().to_string())
-        .collect()
+    quicwire_engine::error_codes()
 }
 
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[napi(catch_unwind)]
 pub fn pool_key(host: String, port: f64) -> napi::Result<String> {
-    PoolKey::new(&host, port as i64)
-        .map(|k| k.to_string())
-        .map_err(js_error)
+    quicwire_engine::pool_key(&host, port).map_err(js_error)
 }
 
 #[napi(object)]
@@ -73,17 +68,6 @@ pub fn debug_panic() {
 pub struct WriteFailures {
     pub ops: Vec<u32>,
     pub errors: Vec<String>,
-}
-
-fn failures(failed: Vec<quicwire_engine::WriteFailure>) -> Option<WriteFailures> {
-    if failed.is_empty() {
-        return None;
-    }
-    let (ops, errors) = failed
-        .into_iter()
-        .map(|(op, e)| (op, batch::error_text(&e)))
-        .unzip();
-    Some(WriteFailures { ops, errors })
 }
 
 /// One QUIC endpoint (a client or a server), its connections, sockets and timer.
@@ -214,7 +198,8 @@ impl Engine {
     /// or nothing when none failed.
     #[napi(catch_unwind)]
     pub fn write(&mut self, data: Uint8Array, ops: Float64Array) -> Option<WriteFailures> {
-        failures(self.engine().write(&data, &ops))
+        let (ops, errors) = quicwire_engine::failure_texts(self.engine().write(&data, &ops))?;
+        Some(WriteFailures { ops, errors })
     }
 
     /// Whether events wait (`takeEvents` would return some).

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use quicwire_core::batch;
 use quicwire_core::tls;
-use quicwire_core::{Error, ErrorCode, PoolKey};
+use quicwire_core::Error;
 use wasm_bindgen::prelude::*;
 
 /// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
@@ -23,18 +23,13 @@ fn js_error(e: Error) -> JsError {
 /// Error codes indexed by the numbers events carry.
 #[wasm_bindgen(js_name = errorCodes)]
 pub fn error_codes() -> Vec<String> {
-    ErrorCode::ALL
-        .iter()
-        .map(|c| c.as_str().to_string())
-        .collect()
+    quicwire_engine::error_codes()
 }
 
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[wasm_bindgen(js_name = poolKey)]
 pub fn pool_key(host: &str, port: f64) -> Result<String, JsError> {
-    PoolKey::new(host, port as i64)
-        .map(|k| k.to_string())
-        .map_err(js_error)
+    quicwire_engine::pool_key(host, port).map_err(js_error)
 }
 
 /// A self-signed certificate for development (`cert`, `key` in PEM).
@@ -200,14 +195,7 @@ impl Engine {
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
     /// or nothing when none failed.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
-        let failed = self.inner.write(data, ops);
-        if failed.is_empty() {
-            return None;
-        }
-        let (ops, errors) = failed
-            .into_iter()
-            .map(|(op, e)| (op, batch::error_text(&e)))
-            .unzip();
+        let (ops, errors) = quicwire_engine::failure_texts(self.inner.write(data, ops))?;
         Some(WriteFailures { ops, errors })
     }
 
@@ -215,10 +203,6 @@ impl Engine {
     #[wasm_bindgen(js_name = hasEvents)]
     pub fn has_events(&self) -> bool {
         self.inner.has_events()
-    }
-
-    pub fn close(&mut self, connection: u32, reason: &str) {
-        self.inner.close(connection, reason)
     }
 
     #[wasm_bindgen(js_name = connectionCount)]

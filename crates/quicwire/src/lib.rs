@@ -18,7 +18,7 @@ pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};
 pub(crate) use eager::eagerly;
 pub use events::{event_queue, Event};
-/// The protocol rules (codec, negotiation, limits), for bindings and raw-peer tests.
+/// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.
 pub use quicwire_core as core;
 pub use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
