@@ -31,6 +31,8 @@ export interface ShellEngine {
   hasEvents(): boolean;
   takeEvents(): Float64Array;
   takeEventData(): Uint8Array;
+  /** The batch's large bodies, which events name by negative offsets. */
+  takeEventBodies(): Uint8Array[];
   /** The failed ops, if any. */
   write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] } | undefined | null;
 }
@@ -63,6 +65,7 @@ export type IoFactory<E> = (engine: E, afterIo: () => void) => EngineIo;
 /** Connection ids and request handles are `slot * SLOT + local id`, unique per process. */
 const SLOT = 2 ** 21;
 const text = new TextDecoder();
+const NO_BODIES: Uint8Array[] = [];
 
 function limits(t: EngineTransportOptions): Float64Array {
   const v = (x: number | undefined) => x ?? Number.NaN;
@@ -90,6 +93,8 @@ class Slot<E extends ShellEngine> {
   /** Resolved once no request is being served (graceful close). */
   drained: (() => void) | undefined;
   closed = false;
+  /** A step is scheduled for after the current task (coalesced writes). */
+  stepSoon = false;
 
   constructor(
     readonly id: number,
@@ -171,7 +176,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return slot;
   }
 
-  write(data: Uint8Array, ops: Float64Array): WriteFailure[] {
+  write(data: Uint8Array, ops: Float64Array, coalesce = false): WriteFailure[] {
     // A batch almost always belongs to one engine (one client's or server's connections):
     // it then goes over whole, without taking it apart per op.
     let only: Slot<E> | undefined;
@@ -188,7 +193,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const local = ops.slice();
     for (let i = 1; i < local.length; i += OP_WORDS) local[i] = (local[i] as number) % SLOT;
     const failed = only.engine.write(data, local);
-    this.#step(only);
+    if (coalesce) this.#stepSoon(only);
+    else this.#step(only);
     if (!failed) return [];
     return Array.from(failed.ops, (op, k) => ({ op, error: failed.errors[k] as string }));
   }
@@ -379,6 +385,17 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   /** Sends what the engine has, follows its timer, and reports its events. */
+  /** One step after the current task for all the writes in it: 64 KiB messages written one
+   *  at a time otherwise go out as a full datagram and a small tail each, twice the packets. */
+  #stepSoon(slot: Slot<E>): void {
+    if (slot.stepSoon) return;
+    slot.stepSoon = true;
+    soon(() => {
+      slot.stepSoon = false;
+      this.#step(slot);
+    });
+  }
+
   #step(slot: Slot<E>): void {
     if (slot.closed) return;
     slot.io.step();
@@ -407,11 +424,13 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     // Asked first: most steps (after a write) have none, and an empty take still allocates.
     if (!slot.engine.hasEvents()) return;
     const meta = slot.engine.takeEvents();
-    const batch = { data: slot.engine.takeEventData(), meta };
+    const batch: EventBatch = { data: slot.engine.takeEventData(), meta, bodies: NO_BODIES };
     const base = slot.id * SLOT;
     const receipts: number[] = [];
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
+      if ((meta[i + 5] as number) < 0 && batch.bodies === NO_BODIES)
+        batch.bodies = slot.engine.takeEventBodies();
       const local = meta[i + 1] as number;
       if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
       // The batch goes to the hub as it is: only the ids change, in place.

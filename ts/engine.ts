@@ -49,6 +49,8 @@ export interface ServerInfo {
 export interface EventBatch {
   data: Uint8Array;
   meta: Float64Array;
+  /** Large bodies, each in its own buffer (the native engine lends its own, uncopied). */
+  bodies: Uint8Array[];
 }
 
 export interface WriteFailure {
@@ -79,9 +81,11 @@ export const Event = {
 } as const;
 export const EVENT_WORDS = 7;
 
-/** The body of the event at `i`: `data[offset, offset + length)`. */
-export function eventBody({ data, meta }: EventBatch, i: number): Uint8Array {
+/** The body of the event at `i`: `data[offset, offset + length)`, or where the offset is
+ *  negative, `bodies[-offset - 1]`. */
+export function eventBody({ data, meta, bodies }: EventBatch, i: number): Uint8Array {
   const off = meta[i + 5] as number;
+  if (off < 0) return bodies[-off - 1] as Uint8Array;
   return data.subarray(off, off + (meta[i + 6] as number));
 }
 
@@ -106,8 +110,9 @@ export interface Engine {
   /** Registers the callback the engine calls when events are waiting. */
   startEvents(notify: () => void): void;
   takeEvents(): EventBatch | null;
-  /** Runs a batch of ops; returns the failed ones. */
-  write(data: Uint8Array, ops: Float64Array): WriteFailure[];
+  /** Runs a batch of ops; returns the failed ones. With `coalesce`, what they put on the
+   *  wire goes out after the current task, together with anything else written in it. */
+  write(data: Uint8Array, ops: Float64Array, coalesce?: boolean): WriteFailure[];
   createClient(options: EngineClientOptions): number;
   connect(client: number, host: string, port: number): Promise<ConnectionInfo>;
   disconnect(connection: number): void;

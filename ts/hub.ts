@@ -81,7 +81,7 @@ export class Hub {
       // The engine copies it once; the batch copy would be one copy too many. What is
       // queued goes first, so the order holds.
       this.flush();
-      this.#write(body, Float64Array.of(op, target, id, body.length, extra), [result]);
+      this.#write(body, Float64Array.of(op, target, id, body.length, extra), [result], true);
       return;
     }
     const need = this.#len + body.length;
@@ -142,10 +142,10 @@ export class Hub {
   }
 
   /** One engine call; tells each op's result. */
-  #write(data: Uint8Array, ops: Float64Array, results: (OpResult | undefined)[]): void {
+  #write(data: Uint8Array, ops: Float64Array, results: (OpResult | undefined)[], coalesce = false): void {
     let failures: { op: number; error: string }[];
     try {
-      failures = this.engine.write(data, ops);
+      failures = this.engine.write(data, ops, coalesce);
     } catch (err) {
       const e = fromEngine(err);
       for (const r of results) r?.fail(e);

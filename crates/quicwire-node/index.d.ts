@@ -41,9 +41,14 @@ export declare class Engine {
   stats(): string
   /** (connection, stream, delivered) triples of RECEIPT events dealt with. */
   acknowledge(receipts: Float64Array): void
-  /** Events since the last call, seven numbers each; their bytes in `takeEventData`. */
+  /**
+   * Events since the last call, seven numbers each; their bytes in `takeEventData`, and
+   * the large bodies (negative offsets) in `takeEventBodies`.
+   */
   takeEvents(): Float64Array
   takeEventData(): Buffer
+  /** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
+  takeEventBodies(): Array<Uint8Array>
   /**
    * Carries out a batch of ops (messages, requests, answers); returns the failed ones,
    * or nothing when none failed.

@@ -1,15 +1,22 @@
 //! The batched boundary between an engine and JavaScript, the same for every binding: JS
 //! hands over many ops in one call (`data` holds their bodies back to back, `words` five
 //! numbers per op), and the engine hands back many events in one call (seven numbers each:
-//! `[kind, connection, b, c, d, offset, length]`, offset/length into a data buffer).
+//! `[kind, connection, b, c, d, offset, length]`, offset/length into a data buffer; a
+//! negative offset `-k` names the batch's k-th body handed over on its own).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, ErrorCode};
 use crate::frame;
 
 pub const OP_WORDS: usize = 5;
 pub const EVENT_WORDS: usize = 7;
+
+/// Bodies of this many bytes or more travel in buffers of their own, copied once between
+/// JavaScript and the transport: not framed into a batch's shared buffer on the way out,
+/// nor gathered into an event batch's data on the way in (where the native engine lends
+/// them to JavaScript without a copy).
+pub const LARGE_BODY: usize = 16 * 1024;
 
 /// Op codes: `[op, target, id, length, extra]`.
 pub mod op {
@@ -106,7 +113,11 @@ pub struct Messages {
 pub struct MessageGroup {
     /// The connection (the ops' target).
     pub target: f64,
-    pub frames: BytesMut,
+    /// The frames in order, as buffers to write: small ones framed back to back, each
+    /// [`LARGE_BODY`] in a buffer of its own (quinn takes `Bytes` without copying them).
+    pub chunks: Vec<Bytes>,
+    /// Frames not yet in `chunks`.
+    open: BytesMut,
     /// Body bytes, for the connection's stats.
     pub bytes: u64,
     /// The indexes of the ops framed here, one message each.
@@ -121,7 +132,8 @@ impl Messages {
             None => {
                 self.groups.push(MessageGroup {
                     target: op.target,
-                    frames: BytesMut::new(),
+                    chunks: Vec::new(),
+                    open: BytesMut::new(),
                     bytes: 0,
                     ops: Vec::new(),
                 });
@@ -129,7 +141,13 @@ impl Messages {
             }
         };
         let group = &mut self.groups[at];
-        frame::put_message(&mut group.frames, op.body, limit)?;
+        if op.body.len() >= LARGE_BODY {
+            frame::put_message_head(&mut group.open, op.body.len(), limit)?;
+            group.chunks.push(group.open.split().freeze());
+            group.chunks.push(Bytes::copy_from_slice(op.body));
+        } else {
+            frame::put_message(&mut group.open, op.body, limit)?;
+        }
         group.bytes += op.body.len() as u64;
         group.ops.push(op.index);
         Ok(())
@@ -140,7 +158,12 @@ impl IntoIterator for Messages {
     type Item = MessageGroup;
     type IntoIter = std::vec::IntoIter<MessageGroup>;
 
-    fn into_iter(self) -> Self::IntoIter {
+    fn into_iter(mut self) -> Self::IntoIter {
+        for group in &mut self.groups {
+            if !group.open.is_empty() {
+                group.chunks.push(group.open.split().freeze());
+            }
+        }
         self.groups.into_iter()
     }
 }
@@ -196,7 +219,7 @@ mod tests {
         );
         assert_eq!((groups[1].target, &groups[1].ops[..]), (8.0, &[1][..]));
         let decoder = crate::frame::FrameDecoder::new(2);
-        let mut frames = groups[0].frames.clone();
+        let mut frames = BytesMut::from(&groups[0].chunks.concat()[..]);
         for body in [b"a", b"c"] {
             match decoder.decode(&mut frames).unwrap() {
                 Some(crate::frame::Frame::Message(m)) => assert_eq!(&m[..], body),

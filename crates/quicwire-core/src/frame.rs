@@ -2,6 +2,8 @@
 //! and the payload. The decoder reads the length first and rejects an oversized frame before
 //! it allocates or waits for a single byte of the body.
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -73,9 +75,15 @@ const MAX_CONTROL_FRAME: u64 = MAX_ERROR_TEXT as u64 + 64;
 
 /// Appends a MESSAGE frame. `limit` is the receiver's maxMessageSize.
 pub fn put_message(out: &mut BytesMut, body: &[u8], limit: u64) -> Result<()> {
-    check_size(body.len(), limit)?;
-    put_header(out, Kind::Message, None, body.len());
+    put_message_head(out, body.len(), limit)?;
     out.put_slice(body);
+    Ok(())
+}
+
+/// Appends the start of a MESSAGE frame whose `len` body bytes the caller sends next.
+pub fn put_message_head(out: &mut BytesMut, len: usize, limit: u64) -> Result<()> {
+    check_size(len, limit)?;
+    put_header(out, Kind::Message, None, len);
     Ok(())
 }
 
@@ -171,6 +179,20 @@ impl FrameDecoder {
     /// Takes the next whole frame off the front of `buf`; `Ok(None)` when more bytes are
     /// needed. An error means the stream is broken: the caller resets it and reads no more.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>> {
+        let Some(total) = self.frame_len(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < total {
+            // `total` is bounded by the limit (`frame_len`), so this reservation is too.
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        self.decode_whole(buf.split_to(total).freeze()).map(Some)
+    }
+
+    /// The whole length of the frame `buf` starts with, once its length prefix is there:
+    /// checked against the limit before a byte of the body is waited for.
+    fn frame_len(&self, buf: &[u8]) -> Result<Option<usize>> {
         let Some((len, len_size)) = varint::get(buf) else {
             return Ok(None);
         };
@@ -187,18 +209,17 @@ impl FrameDecoder {
         if len == 0 {
             return Err(Error::protocol("empty frame (length 0)"));
         }
-        // `len` is bounded by `limit` above, so this reservation is bounded too.
-        let total = len_size + len as usize;
-        if buf.len() < total {
-            buf.reserve(total - buf.len());
-            return Ok(None);
-        }
-        let kind_byte = buf[len_size];
+        Ok(Some(len_size + len as usize))
+    }
+
+    /// Decodes one whole frame (as `frame_len` measured it).
+    fn decode_whole(&self, mut frame: Bytes) -> Result<Frame> {
+        let len_size = varint::get(&frame).map_or(0, |(_, n)| n);
+        let kind_byte = frame[len_size];
         let kind = Kind::from_wire(kind_byte)
             .ok_or_else(|| Error::protocol(format!("unknown frame kind {kind_byte:#04x}")))?;
-        let mut frame = buf.split_to(total).freeze();
         frame.advance(len_size + 1);
-        self.parse(kind, frame).map(Some)
+        self.parse(kind, frame)
     }
 
     fn parse(&self, kind: Kind, mut p: Bytes) -> Result<Frame> {
@@ -260,6 +281,88 @@ impl FrameDecoder {
                     max_message_size,
                 })
             }
+        })
+    }
+}
+
+/// One inbound stream's frames, from the chunks its transport hands over, with one copy at
+/// most: a frame inside one chunk is a slice of it, and a frame spread over several is
+/// gathered into a buffer of exactly its size. That buffer is the frame's alone, so a large
+/// body can be handed on as it is (gathering into one buffer with the next frame's start
+/// copied each large body twice).
+#[derive(Debug)]
+pub struct FrameReader {
+    decoder: FrameDecoder,
+    /// The start of a frame the next chunks complete.
+    partial: BytesMut,
+    /// Whole frames, not decoded yet.
+    whole: VecDeque<Bytes>,
+    /// Why the stream broke: given after the frames before it.
+    broken: Option<Error>,
+}
+
+impl FrameReader {
+    /// `max_message_size` is this receiver's limit on message, request and response bodies.
+    pub fn new(max_message_size: u64) -> Self {
+        FrameReader {
+            decoder: FrameDecoder::new(max_message_size),
+            partial: BytesMut::new(),
+            whole: VecDeque::new(),
+            broken: None,
+        }
+    }
+
+    /// Takes the stream's next bytes.
+    pub fn push(&mut self, mut chunk: Bytes) {
+        while !chunk.is_empty() && self.broken.is_none() {
+            if let Err(e) = self.take(&mut chunk) {
+                self.broken = Some(e);
+            }
+        }
+    }
+
+    /// Takes from the front of `chunk`: whole frames, or what the partial frame lacks.
+    fn take(&mut self, chunk: &mut Bytes) -> Result<()> {
+        if self.partial.is_empty() {
+            match self.decoder.frame_len(chunk)? {
+                Some(total) if total <= chunk.len() => {
+                    self.whole.push_back(chunk.split_to(total));
+                    return Ok(());
+                }
+                Some(total) => self.partial = BytesMut::with_capacity(total),
+                None => {}
+            }
+        }
+        // Up to the end of the frame, or of its length prefix while that is incomplete.
+        let need = match self.decoder.frame_len(&self.partial)? {
+            Some(total) => {
+                self.partial.reserve(total - self.partial.len());
+                total - self.partial.len()
+            }
+            None => {
+                let first = self.partial.first().or(chunk.first()).copied().unwrap_or(0);
+                (1usize << (first >> 6)) - self.partial.len()
+            }
+        };
+        let part = chunk.split_to(need.min(chunk.len()));
+        self.partial.extend_from_slice(&part);
+        if self.decoder.frame_len(&self.partial)? == Some(self.partial.len()) {
+            self.whole
+                .push_back(std::mem::take(&mut self.partial).freeze());
+        }
+        Ok(())
+    }
+
+    /// The next whole frame, `Ok(None)` until more bytes come. An error means the stream is
+    /// broken: the caller resets it and reads no more.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
+        let Some(frame) = self.whole.pop_front() else {
+            return self.broken.clone().map_or(Ok(None), Err);
+        };
+        self.decoder.decode_whole(frame).map(Some).inspect_err(|e| {
+            self.whole.clear();
+            self.partial.clear();
+            self.broken = Some(e.clone());
         })
     }
 }
@@ -365,6 +468,48 @@ mod tests {
         }
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0], Frame::Message(Bytes::from(body)));
+    }
+
+    #[test]
+    fn reader_gives_the_same_frames_however_the_stream_is_cut() {
+        let mut wire = BytesMut::new();
+        put_message(&mut wire, b"a", 1 << 20).unwrap();
+        put_message(&mut wire, &vec![5; 70_000], 1 << 20).unwrap();
+        put_request(&mut wire, 1 << 20, &vec![6; 300], 1 << 20).unwrap();
+        put_ack(&mut wire, 3, 4);
+        put_message(&mut wire, &vec![7; 20_000], 1 << 20).unwrap();
+        let expected = decode_all(&wire, 1 << 20).unwrap();
+        for cut in [1, 2, 3, 5, 64, 1000, 65_000, wire.len()] {
+            let mut reader = FrameReader::new(1 << 20);
+            let mut got = Vec::new();
+            for chunk in wire.chunks(cut) {
+                reader.push(Bytes::copy_from_slice(chunk));
+                while let Some(f) = reader.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, expected, "cut every {cut} bytes");
+            assert!(reader.partial.is_empty());
+        }
+    }
+
+    #[test]
+    fn reader_gives_the_frames_before_a_broken_one_then_its_error() {
+        let mut wire = BytesMut::new();
+        put_message(&mut wire, b"ok", 1000).unwrap();
+        put_message(&mut wire, &[1; 100], 1000).unwrap();
+        put_message(&mut wire, b"never", 1000).unwrap();
+        let mut reader = FrameReader::new(50);
+        reader.push(wire.freeze());
+        assert_eq!(
+            reader.next_frame().unwrap(),
+            Some(Frame::Message(Bytes::from_static(b"ok")))
+        );
+        assert_eq!(
+            reader.next_frame().unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+        assert!(reader.next_frame().is_err(), "still broken");
     }
 
     #[test]

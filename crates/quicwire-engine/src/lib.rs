@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use quicwire_core::batch::{self, event as kind};
 use quicwire_core::quic::{self, connection_error, is_loopback, MAX_UDP_PAYLOAD};
 use quicwire_core::tls::{self, ClientTls, ServerTls};
@@ -32,6 +32,16 @@ use web_time::{Duration, Instant};
 
 fn invalid(message: String) -> Error {
     Error::invalid_argument(message)
+}
+
+/// A batch of events (`quicwire_core::batch::event`).
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Seven numbers per event: kind, connection, b, c, d, offset, length. A body is
+    /// `data[offset..offset + length]`, or, where `offset` is negative, `bodies[-offset - 1]`.
+    pub words: Vec<f64>,
+    pub data: Vec<u8>,
+    pub bodies: Vec<Bytes>,
 }
 
 /// An op of a `write` that failed, by its index in the batch.
@@ -149,6 +159,8 @@ pub struct Engine {
     /// Pending events, seven numbers each: kind, connection, b, c, d, data offset, length.
     events: Vec<f64>,
     data: Vec<u8>,
+    /// Bodies of [`batch::LARGE_BODY`] bytes and more, handed over as they are.
+    bodies: Vec<Bytes>,
     /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
     responses: VecDeque<(SocketAddr, Vec<u8>)>,
     buf: Vec<u8>,
@@ -243,6 +255,7 @@ impl Engine {
             next_handle: 1,
             events: Vec::new(),
             data: Vec::new(),
+            bodies: Vec::new(),
             responses: VecDeque::new(),
             buf: Vec::new(),
         })
@@ -537,14 +550,13 @@ impl Engine {
         !self.events.is_empty()
     }
 
-    /// Events since the last call: seven numbers each (kind, connection, b, c, d, data
-    /// offset, data length; `quicwire_core::batch::event`), and the bytes the offsets point
-    /// into.
-    pub fn take_events(&mut self) -> (Vec<f64>, Vec<u8>) {
-        (
-            std::mem::take(&mut self.events),
-            std::mem::take(&mut self.data),
-        )
+    /// Events since the last call (`quicwire_core::batch::event`).
+    pub fn take_events(&mut self) -> Events {
+        Events {
+            words: std::mem::take(&mut self.events),
+            data: std::mem::take(&mut self.data),
+            bodies: std::mem::take(&mut self.bodies),
+        }
     }
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
@@ -598,11 +610,10 @@ impl Engine {
                 fail(i, e);
             }
         }
-        for group in messages {
-            let count = group.ops.len() as u64;
+        for mut group in messages {
             let sent = self
                 .conn(group.target)
-                .and_then(|c| c.session.send_frames(&mut c.quic, &group.frames, count));
+                .and_then(|c| c.session.send_frames(&mut c.quic, &mut group));
             if let Err(e) = sent {
                 for i in group.ops {
                     fail(i, e.clone());
@@ -630,11 +641,6 @@ impl Engine {
     /// Appends one event for `handle`.
     fn report(&mut self, handle: ConnectionHandle, outcome: Outcome) {
         let id = handle.0 as f64;
-        let peer = self
-            .connections
-            .get(&handle)
-            .map(|c| c.peer.clone())
-            .unwrap_or_default();
         let since = Instant::now() - self.epoch;
         match &outcome {
             Outcome::Ready(_) => {
@@ -666,12 +672,18 @@ impl Engine {
             }
             _ => {}
         }
-        let (words, bytes): ([f64; 4], Vec<u8>) = match outcome {
+        // Bodies are `Bytes` already and texts become `Bytes` without a copy: a small body is
+        // copied once, into the batch's data, and a large one not at all.
+        let (words, bytes): ([f64; 4], Bytes) = match outcome {
             Outcome::Ready(n) => {
+                let peer = self
+                    .connections
+                    .get(&handle)
+                    .map_or("", |c| c.peer.as_str());
                 let label = format!("{} {peer}", n.encoding.as_str());
                 (
                     [kind::CONNECTION, 0.0, 0.0, n.peer_max_message_size as f64],
-                    label.into_bytes(),
+                    label.into(),
                 )
             }
             Outcome::Failed(e) => {
@@ -684,10 +696,10 @@ impl Engine {
                 c.reported = true;
                 (
                     [kind::CLOSED, 0.0, f64::from(e.code as u16), 0.0],
-                    e.message.into_bytes(),
+                    e.message.into(),
                 )
             }
-            Outcome::Message(body) => ([kind::MESSAGE, 0.0, 0.0, 0.0], body.to_vec()),
+            Outcome::Message(body) => ([kind::MESSAGE, 0.0, 0.0, 0.0], body),
             Outcome::Request {
                 stream,
                 wire_id,
@@ -696,30 +708,29 @@ impl Engine {
                 let h = self.next_handle;
                 self.next_handle = self.next_handle.wrapping_add(1).max(1);
                 self.responders.insert(h, (handle, stream, wire_id));
-                ([kind::REQUEST, f64::from(h), 0.0, 0.0], body.to_vec())
+                ([kind::REQUEST, f64::from(h), 0.0, 0.0], body)
             }
-            Outcome::Response { id: rid, body } => ([kind::RESPONSE, rid, 0.0, 0.0], body.to_vec()),
+            Outcome::Response { id: rid, body } => ([kind::RESPONSE, rid, 0.0, 0.0], body),
             Outcome::RequestFailed { id: rid, error } => (
                 [kind::REQUEST_FAILED, rid, f64::from(error.code as u16), 0.0],
-                error.message.into_bytes(),
+                error.message.into(),
             ),
-            Outcome::Acked(n) => ([kind::ACKED, n as f64, 0.0, 0.0], Vec::new()),
+            Outcome::Acked(n) => ([kind::ACKED, n as f64, 0.0, 0.0], Bytes::new()),
             Outcome::Receipt { stream, delivered } => (
                 [kind::RECEIPT, stream as f64, delivered as f64, 0.0],
-                Vec::new(),
+                Bytes::new(),
             ),
         };
-        let offset = self.data.len() as f64;
-        self.data.extend_from_slice(&bytes);
-        self.events.extend_from_slice(&[
-            words[0],
-            id,
-            words[1],
-            words[2],
-            words[3],
-            offset,
-            bytes.len() as f64,
-        ]);
+        let len = bytes.len() as f64;
+        let offset = if bytes.len() >= batch::LARGE_BODY {
+            self.bodies.push(bytes);
+            -(self.bodies.len() as f64)
+        } else {
+            self.data.extend_from_slice(&bytes);
+            (self.data.len() - bytes.len()) as f64
+        };
+        self.events
+            .extend_from_slice(&[words[0], id, words[1], words[2], words[3], offset, len]);
     }
 
     fn insert(

@@ -9,9 +9,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use quicwire_core::batch::MessageGroup;
 use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
-use quicwire_core::frame::{self, Frame, FrameDecoder};
+use quicwire_core::frame::{self, Frame, FrameReader};
 use quicwire_core::{app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
@@ -65,14 +66,14 @@ pub(crate) enum Outcome {
 struct Outgoing {
     id: f64,
     wire_id: u64,
-    answer: BytesMut,
+    answer: FrameReader,
     deadline: Instant,
     timeout: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    bytes: BytesMut,
+    chunks: VecDeque<Bytes>,
     finish: bool,
 }
 
@@ -86,20 +87,20 @@ pub(crate) struct Session {
     control: Option<StreamId>,
     /// The peer's control stream (its first uni stream) and its bytes not yet decoded.
     peer_control: Option<StreamId>,
-    control_in: BytesMut,
+    control_in: FrameReader,
     channel: Option<StreamId>,
     /// Messages queued on our channel so far.
     queued: u64,
     acked: u64,
-    /// Peer channels: bytes not yet decoded and messages delivered.
-    channels_in: HashMap<StreamId, (BytesMut, u64)>,
+    /// Peer channels: their frames being read, and messages delivered.
+    channels_in: HashMap<StreamId, (FrameReader, u64)>,
     acks_due: Vec<(u64, u64)>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
     requests_waiting: VecDeque<(f64, Bytes, Instant, Duration)>,
     next_wire_id: u64,
     /// Peer requests still being read, with the deadline for the whole request.
-    requests_in: HashMap<StreamId, (BytesMut, Instant)>,
+    requests_in: HashMap<StreamId, (FrameReader, Instant)>,
     /// Request streams the peer may open now (grows with use up to `params.max_streams`).
     stream_limit: u32,
     /// Requests handed to the application and not answered yet.
@@ -118,13 +119,14 @@ pub(crate) struct Session {
 impl Session {
     pub fn new(is_client: bool, params: Params) -> Self {
         let stream_limit = initial_stream_credit(params.max_streams);
+        let control_in = FrameReader::new(params.max_message_size);
         Session {
             is_client,
             params,
             negotiated: None,
             control: None,
             peer_control: None,
-            control_in: BytesMut::new(),
+            control_in,
             channel: None,
             queued: 0,
             acked: 0,
@@ -220,8 +222,7 @@ impl Session {
     pub fn send_frames(
         &mut self,
         conn: &mut Connection,
-        frames: &[u8],
-        count: u64,
+        group: &mut MessageGroup,
     ) -> Result<(), Error> {
         self.usable()?;
         let id = match self.channel {
@@ -234,11 +235,12 @@ impl Session {
                 id
             }
         };
+        let count = group.ops.len() as u64;
         self.queued += count;
         self.counters.messages_out += count;
-        self.counters.bytes_out += frames.len() as u64;
+        self.counters.bytes_out += group.bytes;
         self.last_active = Instant::now();
-        self.write(conn, id, frames, false);
+        self.write_chunks(conn, id, std::mem::take(&mut group.chunks), false);
         Ok(())
     }
 
@@ -291,7 +293,7 @@ impl Session {
                 Outgoing {
                     id,
                     wire_id,
-                    answer: BytesMut::new(),
+                    answer: FrameReader::new(self.params.max_message_size),
                     deadline,
                     timeout: limit,
                 },
@@ -395,11 +397,13 @@ impl Session {
         self.start_requests(conn);
         self.read_control(conn, out);
         while let Some(id) = conn.streams().accept(Dir::Uni) {
-            self.channels_in.insert(id, (BytesMut::new(), 0));
+            let reader = FrameReader::new(self.params.max_message_size);
+            self.channels_in.insert(id, (reader, 0));
         }
         while let Some(id) = conn.streams().accept(Dir::Bi) {
             let deadline = Instant::now() + self.params.request_timeout;
-            self.requests_in.insert(id, (BytesMut::new(), deadline));
+            let reader = FrameReader::new(self.params.max_message_size);
+            self.requests_in.insert(id, (reader, deadline));
             // Half the credit in use: double it (an idle connection stays small).
             let open = self.serving() as u64;
             if let Some(next) =
@@ -432,8 +436,7 @@ impl Session {
             out.push(self.fail(conn, e));
             return;
         }
-        let decoder = FrameDecoder::new(self.params.max_message_size);
-        let theirs = match decoder.decode(&mut self.control_in) {
+        let theirs = match self.control_in.next_frame() {
             Ok(None) => return,
             Ok(Some(Frame::Hello(theirs))) => theirs,
             Ok(Some(other)) => {
@@ -461,9 +464,8 @@ impl Session {
             out.push(self.fail(conn, e));
             return;
         }
-        let decoder = FrameDecoder::new(self.params.max_message_size);
         loop {
-            match decoder.decode(&mut self.control_in) {
+            match self.control_in.next_frame() {
                 Ok(None) => return,
                 Ok(Some(Frame::Ack { stream, count })) => {
                     let ours = self.channel.map(|c| c.index());
@@ -487,7 +489,6 @@ impl Session {
     }
 
     fn read_channels(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        let decoder = FrameDecoder::new(self.params.max_message_size);
         let mut broken = Vec::new();
         for (id, (buf, delivered)) in self.channels_in.iter_mut() {
             let before = *delivered;
@@ -497,7 +498,7 @@ impl Session {
                     continue;
                 }
                 Ok(_) => loop {
-                    match decoder.decode(buf) {
+                    match buf.next_frame() {
                         Ok(Some(Frame::Message(body))) => {
                             *delivered += 1;
                             self.counters.messages_in += 1;
@@ -533,12 +534,11 @@ impl Session {
     }
 
     fn read_requests_in(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        let decoder = FrameDecoder::new(self.params.max_message_size);
         let mut done = Vec::new();
         let mut answers = Vec::new();
         for (id, (buf, _)) in self.requests_in.iter_mut() {
             let read = read_into(conn, *id, buf);
-            match read.and_then(|_| decoder.decode(buf)) {
+            match read.and_then(|_| buf.next_frame()) {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);
@@ -582,12 +582,11 @@ impl Session {
     }
 
     fn read_answers(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
-        let decoder = FrameDecoder::new(self.params.max_message_size);
         let mut done = Vec::new();
         for (id, r) in self.requests_out.iter_mut() {
             let outcome = match read_into(conn, *id, &mut r.answer) {
                 Err(e) => Some(Err(e)),
-                Ok(finished) => match decoder.decode(&mut r.answer) {
+                Ok(finished) => match r.answer.next_frame() {
                     Ok(Some(Frame::Response { id: wire, body })) if wire == r.wire_id => {
                         Some(Ok(body))
                     }
@@ -667,17 +666,27 @@ impl Session {
     /// Writes `bytes` on `id` now as far as flow control allows, the rest later (in order,
     /// after anything already waiting).
     fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: &[u8], finish: bool) {
+        self.write_chunks(conn, id, vec![Bytes::copy_from_slice(bytes)], finish);
+    }
+
+    /// [`Self::write`] for buffers quinn can keep as they are, without a copy.
+    fn write_chunks(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        mut chunks: Vec<Bytes>,
+        finish: bool,
+    ) {
         if let Some(pending) = self.pending.get_mut(&id) {
-            pending.bytes.extend_from_slice(bytes);
+            pending.chunks.extend(chunks);
             pending.finish |= finish;
             self.flush(conn, id);
             return;
         }
-        // Nothing waits: straight to quinn, and only a remainder is copied to wait.
-        match write_now(conn, id, bytes) {
-            Some(n) if n < bytes.len() => {
-                let bytes = BytesMut::from(&bytes[n..]);
-                self.pending.insert(id, Pending { bytes, finish });
+        match write_now(conn, id, &mut chunks) {
+            Some(n) if n < chunks.len() => {
+                let chunks = chunks.drain(n..).collect();
+                self.pending.insert(id, Pending { chunks, finish });
             }
             Some(_) if finish => {
                 let _ = conn.send_stream(id).finish();
@@ -690,14 +699,14 @@ impl Session {
         let Some(pending) = self.pending.get_mut(&id) else {
             return;
         };
-        match write_now(conn, id, &pending.bytes) {
-            Some(n) => pending.bytes.advance(n),
+        match write_now(conn, id, pending.chunks.make_contiguous()) {
+            Some(n) => drop(pending.chunks.drain(..n)),
             None => {
                 self.pending.remove(&id);
                 return;
             }
         }
-        if !pending.bytes.is_empty() {
+        if !pending.chunks.is_empty() {
             return;
         }
         if pending.finish {
@@ -714,18 +723,18 @@ impl Session {
     }
 }
 
-/// Writes as much of `bytes` on `id` as flow control takes now: how much, or `None` when the
-/// stream is gone (stopped or reset).
-fn write_now(conn: &mut Connection, id: StreamId, bytes: &[u8]) -> Option<usize> {
-    let mut sent = 0;
-    while sent < bytes.len() {
-        match conn.send_stream(id).write(&bytes[sent..]) {
-            Ok(n) => sent += n,
-            Err(quinn_proto::WriteError::Blocked) => break,
-            Err(_) => return None,
-        }
+/// Writes as much of `chunks` on `id` as flow control takes now: how many whole chunks (a
+/// chunk written in part is cut to its rest), or `None` when the stream is gone (stopped or
+/// reset).
+fn write_now(conn: &mut Connection, id: StreamId, chunks: &mut [Bytes]) -> Option<usize> {
+    if chunks.is_empty() {
+        return Some(0);
     }
-    Some(sent)
+    match conn.send_stream(id).write_chunks(chunks) {
+        Ok(written) => Some(written.chunks),
+        Err(quinn_proto::WriteError::Blocked) => Some(0),
+        Err(_) => None,
+    }
 }
 
 fn timeout(id: f64, timeout: Duration) -> Outcome {
@@ -745,8 +754,8 @@ fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
     }
 }
 
-/// Appends whatever `id` has buffered to `buf`; `Ok(true)` once the stream has ended.
-fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<bool, Error> {
+/// Hands whatever `id` has buffered to `reader`; `Ok(true)` once the stream has ended.
+fn read_into(conn: &mut Connection, id: StreamId, reader: &mut FrameReader) -> Result<bool, Error> {
     let mut stream = conn.recv_stream(id);
     let mut chunks = match stream.read(true) {
         Ok(c) => c,
@@ -754,7 +763,7 @@ fn read_into(conn: &mut Connection, id: StreamId, buf: &mut BytesMut) -> Result<
     };
     let result = loop {
         match chunks.next(READ_CHUNK) {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => reader.push(chunk.bytes),
             Ok(None) => break Ok(true),
             Err(quinn_proto::ReadError::Blocked) => break Ok(false),
             Err(quinn_proto::ReadError::Reset(code)) => {

@@ -9,7 +9,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use napi::bindgen_prelude::Function;
 use napi::Env;
 use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
@@ -100,8 +100,9 @@ pub struct Driver {
     endpoints: RefCell<Vec<Endpoint>>,
     timer: RefCell<Option<Timer>>,
     notify: RefCell<Option<Rc<JsCallback>>>,
-    /// The event bytes of the last `take_events`, until the facade takes them.
+    /// The event bytes and bodies of the last `take_events`, until the facade takes them.
     event_data: RefCell<Vec<u8>>,
+    event_bodies: RefCell<Vec<Bytes>>,
 }
 
 impl Driver {
@@ -112,6 +113,7 @@ impl Driver {
             timer: RefCell::new(None),
             notify: RefCell::new(None),
             event_data: RefCell::new(Vec::new()),
+            event_bodies: RefCell::new(Vec::new()),
         })
     }
 
@@ -195,12 +197,17 @@ impl Driver {
         }
     }
 
-    pub fn keep_event_data(&self, data: Vec<u8>) {
+    pub fn keep_events(&self, data: Vec<u8>, bodies: Vec<Bytes>) {
         *self.event_data.borrow_mut() = data;
+        *self.event_bodies.borrow_mut() = bodies;
     }
 
     pub fn take_event_data(&self) -> Vec<u8> {
         std::mem::take(&mut self.event_data.borrow_mut())
+    }
+
+    pub fn take_event_bodies(&self) -> Vec<Bytes> {
+        std::mem::take(&mut self.event_bodies.borrow_mut())
     }
 
     /// Stops reading and timing; the sockets close once libuv lets go of them.

@@ -10,6 +10,7 @@
 #![allow(missing_debug_implementations)]
 
 mod driver;
+mod external;
 mod uv;
 
 use std::rc::Rc;
@@ -181,17 +182,28 @@ impl Engine {
         self.engine().acknowledge(&receipts)
     }
 
-    /// Events since the last call, seven numbers each; their bytes in `takeEventData`.
+    /// Events since the last call, seven numbers each; their bytes in `takeEventData`, and
+    /// the large bodies (negative offsets) in `takeEventBodies`.
     #[napi(catch_unwind)]
     pub fn take_events(&mut self) -> Float64Array {
-        let (events, data) = self.engine().take_events();
-        self.driver.keep_event_data(data);
-        events.into()
+        let events = self.engine().take_events();
+        self.driver.keep_events(events.data, events.bodies);
+        events.words.into()
     }
 
     #[napi(catch_unwind)]
     pub fn take_event_data(&mut self) -> Buffer {
         self.driver.take_event_data().into()
+    }
+
+    /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
+    #[napi(catch_unwind)]
+    pub fn take_event_bodies(&mut self) -> Vec<Uint8Array> {
+        self.driver
+            .take_event_bodies()
+            .into_iter()
+            .map(external::uint8_array)
+            .collect()
     }
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,

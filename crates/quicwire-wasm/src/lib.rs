@@ -67,8 +67,9 @@ pub struct Transmits {
 #[wasm_bindgen]
 pub struct Engine {
     inner: quicwire_engine::Engine,
-    /// The event bytes of the last `takeEvents`, until `takeEventData`.
+    /// The event bytes and bodies of the last `takeEvents`, until the facade takes them.
     data: Vec<u8>,
+    bodies: Vec<bytes::Bytes>,
 }
 
 #[wasm_bindgen]
@@ -102,6 +103,7 @@ impl Engine {
         Engine {
             inner,
             data: Vec::new(),
+            bodies: Vec::new(),
         }
     }
 
@@ -179,17 +181,28 @@ impl Engine {
         self.inner.acknowledge(receipts)
     }
 
-    /// Events since the last call, seven numbers each; their bytes in `takeEventData`.
+    /// Events since the last call, seven numbers each; their bytes in `takeEventData`, and
+    /// the large bodies (negative offsets) in `takeEventBodies`.
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Vec<f64> {
-        let (events, data) = self.inner.take_events();
-        self.data = data;
-        events
+        let events = self.inner.take_events();
+        self.data = events.data;
+        self.bodies = events.bodies;
+        events.words
     }
 
     #[wasm_bindgen(js_name = takeEventData)]
     pub fn take_event_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data)
+    }
+
+    /// Each copied out of the module's memory once.
+    #[wasm_bindgen(js_name = takeEventBodies)]
+    pub fn take_event_bodies(&mut self) -> Vec<js_sys::Uint8Array> {
+        self.bodies
+            .drain(..)
+            .map(|b| js_sys::Uint8Array::from(&b[..]))
+            .collect()
     }
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
