@@ -86,7 +86,9 @@ export async function small(c: BenchClient, s: Sizes): Promise<Figures> {
 
 export async function pingPong(c: BenchClient, s: Sizes): Promise<Figures> {
   const payload = new Uint8Array(1024).fill(3);
-  for (let i = 0; i < Math.max(20, s.pingPongs / 10); i++) await c.request(payload);
+  // Warm-up as long as the measurement: both processes are new, and until V8 has optimized
+  // the code on the path (some thousand round trips) a run measures its tiers, not the transport.
+  for (let i = 0; i < s.pingPongs; i++) await c.request(payload);
   const times: number[] = [];
   for (let i = 0; i < s.pingPongs; i++) {
     const t0 = performance.now();

@@ -35,6 +35,12 @@ export class Hub {
   #opsLen = 0;
   #results: (OpResult | undefined)[] = [];
   #scheduled = false;
+  /** Set while the network's events are handed out (until the next flush): what the
+   *  application queues in answer then goes out once that callback's microtasks are done,
+   *  in one datagram with the ACKs and stream credit the engine owes for what arrived,
+   *  instead of a task later and in a datagram of its own. */
+  #answering = false;
+  #microtaskScheduled = false;
   readonly #connections = new Map<number, Connection>();
   readonly #owners = new Map<number, Owner>();
   readonly #requests = new Map<number, PendingRequest>();
@@ -106,7 +112,12 @@ export class Hub {
     ops[at + 4] = extra;
     this.#opsLen = at + OP_WORDS;
     this.#results.push(result);
-    if (!this.#scheduled) {
+    if (this.#answering) {
+      if (!this.#microtaskScheduled) {
+        this.#microtaskScheduled = true;
+        queueMicrotask(() => this.flush());
+      }
+    } else if (!this.#scheduled) {
       this.#scheduled = true;
       soon(() => this.flush());
     }
@@ -130,6 +141,8 @@ export class Hub {
   /** Hands the queued ops to the engine in one call. */
   flush(): void {
     this.#scheduled = false;
+    this.#microtaskScheduled = false;
+    this.#answering = false;
     if (this.#opsLen === 0) return;
     // Engines copy what they keep before write returns, so both buffers are reused.
     const ops = this.#ops.subarray(0, this.#opsLen);
@@ -163,6 +176,7 @@ export class Hub {
   }
 
   #drain(): void {
+    this.#answering = true;
     let batch = this.engine.takeEvents();
     while (batch) {
       this.#dispatch(batch);

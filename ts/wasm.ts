@@ -58,8 +58,14 @@ class JsIo implements EngineIo {
     if (this.#closed || lens.length === 0) return;
     this.#inbox = { chunks: [], lens: [], addrs: [] };
     this.engine.receive(concat(chunks), Uint32Array.from(lens), addrs);
-    this.step();
+    this.#afterIo();
+  }
+
+  /** The application first, the socket after its microtasks: what it answers at once leaves
+   *  with the ACKs and stream credit owed, in one datagram (its write steps already). */
+  #afterIo(): void {
     this.afterIo();
+    soon(() => this.step());
   }
 
   step(): void {
@@ -78,8 +84,7 @@ class JsIo implements EngineIo {
       this.#timer = setTimeout(() => {
         if (this.#closed) return;
         this.engine.onTimeout();
-        this.step();
-        this.afterIo();
+        this.#afterIo();
       }, ms);
       unref(this.#timer);
     }

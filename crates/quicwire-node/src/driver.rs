@@ -217,21 +217,23 @@ impl Driver {
         self.notify.borrow_mut().take();
     }
 
+    // The facade before the socket: what the application answers at once (its microtasks run
+    // inside `notify`) leaves with the ACKs and stream credit owed, in one datagram.
     fn on_ready(&self, index: usize, ready: Ready) {
         if ready.writable {
             self.flush();
         }
         if ready.readable {
             self.receive(index);
-            self.flush();
             self.notify();
+            self.flush();
         }
     }
 
     fn on_timer(&self) {
         self.engine.borrow_mut().on_timeout();
-        self.flush();
         self.notify();
+        self.flush();
     }
 
     /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once.
