@@ -25,14 +25,16 @@ interface Seen {
 
 /** The engine's events; `text` is every body and text they carry, concatenated. */
 function events(engine: Engine): { list: number[][]; text: string; bodies: Uint8Array[] } {
-  const flat = engine.takeEvents();
+  const flat = engine.takeEvents() ?? new Float64Array(0);
   const data = engine.takeEventData();
+  const large = engine.takeEventBodies();
   const list: number[][] = [];
   const bodies: Uint8Array[] = [];
   for (let i = 0; i < flat.length; i += 7) {
     const e = Array.from(flat.subarray(i, i + 7));
+    const [offset, length] = [e[5] as number, e[6] as number];
     list.push(e);
-    bodies.push(data.subarray(e[5] as number, (e[5] as number) + (e[6] as number)));
+    bodies.push(offset < 0 ? (large[-offset - 1] as Uint8Array) : data.subarray(offset, offset + length));
   }
   return { list, text: new TextDecoder().decode(data), bodies };
 }

@@ -28,8 +28,8 @@ export interface ShellEngine {
   closeAll(reason: string): void;
   stats(): string;
   acknowledge(receipts: Float64Array): void;
-  hasEvents(): boolean;
-  takeEvents(): Float64Array;
+  /** Events since the last call, or nothing when there are none. */
+  takeEvents(): Float64Array | null | undefined;
   takeEventData(): Uint8Array;
   /** The batch's large bodies, which events name by negative offsets. */
   takeEventBodies(): Uint8Array[];
@@ -66,6 +66,7 @@ export type IoFactory<E> = (engine: E, afterIo: () => void) => EngineIo;
 const SLOT = 2 ** 21;
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
+const NO_DATA = new Uint8Array(0);
 
 function limits(t: EngineTransportOptions): Float64Array {
   const v = (x: number | undefined) => x ?? Number.NaN;
@@ -384,7 +385,6 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     };
   }
 
-  /** Sends what the engine has, follows its timer, and reports its events. */
   /** One step after the current task for all the writes in it: 64 KiB messages written one
    *  at a time otherwise go out as a full datagram and a small tail each, twice the packets. */
   #stepSoon(slot: Slot<E>): void {
@@ -396,6 +396,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     });
   }
 
+  /** Sends what the engine has, follows its timer, and reports its events. */
   #step(slot: Slot<E>): void {
     if (slot.closed) return;
     slot.io.step();
@@ -421,16 +422,21 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   #events(slot: Slot<E>): void {
-    // Asked first: most steps (after a write) have none, and an empty take still allocates.
-    if (!slot.engine.hasEvents()) return;
     const meta = slot.engine.takeEvents();
-    const batch: EventBatch = { data: slot.engine.takeEventData(), meta, bodies: NO_BODIES };
+    if (!meta) return;
+    // The data and the large bodies are asked for once an event needs them (every call
+    // into the addon costs about a microsecond).
+    const batch: EventBatch = { data: NO_DATA, meta, bodies: NO_BODIES };
     const base = slot.id * SLOT;
     const receipts: number[] = [];
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
-      if ((meta[i + 5] as number) < 0 && batch.bodies === NO_BODIES)
-        batch.bodies = slot.engine.takeEventBodies();
+      const offset = meta[i + 5] as number;
+      if (offset < 0) {
+        if (batch.bodies === NO_BODIES) batch.bodies = slot.engine.takeEventBodies();
+      } else if ((meta[i + 6] as number) > 0 && batch.data === NO_DATA) {
+        batch.data = slot.engine.takeEventData();
+      }
       const local = meta[i + 1] as number;
       if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
       // The batch goes to the hub as it is: only the ids change, in place.

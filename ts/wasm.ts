@@ -58,6 +58,9 @@ class JsIo implements EngineIo {
     if (this.#closed || lens.length === 0) return;
     this.#inbox = { chunks: [], lens: [], addrs: [] };
     this.engine.receive(concat(chunks), Uint32Array.from(lens), addrs);
+    // Traffic streaming in: its ACKs first, as the sender's window waits on them (as the
+    // native driver does).
+    if (lens.length > 1) this.step();
     this.#afterIo();
   }
 

@@ -42,11 +42,14 @@ export declare class Engine {
   /** (connection, stream, delivered) triples of RECEIPT events dealt with. */
   acknowledge(receipts: Float64Array): void
   /**
-   * Events since the last call, seven numbers each; their bytes in `takeEventData`, and
-   * the large bodies (negative offsets) in `takeEventBodies`.
+   * Events since the last call, seven numbers each, or null when there are none; their
+   * bytes in `takeEventData`, and the large bodies (negative offsets) in
+   * `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
+   * external buffer, which V8 tracks and finalizes.
    */
-  takeEvents(): Float64Array
-  takeEventData(): Buffer
+  takeEvents(): Float64Array | null
+  /** Copied into V8's heap when small, lent as it is when large (as for the bodies). */
+  takeEventData(): Uint8Array
   /** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
   takeEventBodies(): Array<Uint8Array>
   /**
@@ -54,8 +57,6 @@ export declare class Engine {
    * or nothing when none failed.
    */
   write(data: Uint8Array, ops: Float64Array): WriteFailures | null
-  /** Whether events wait (`takeEvents` would return some). */
-  hasEvents(): boolean
   connectionCount(): number
 }
 

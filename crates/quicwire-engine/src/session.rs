@@ -490,15 +490,15 @@ impl Session {
 
     fn read_channels(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
         let mut broken = Vec::new();
-        for (id, (buf, delivered)) in self.channels_in.iter_mut() {
+        for (id, (reader, delivered)) in self.channels_in.iter_mut() {
             let before = *delivered;
-            let failure = match read_into(conn, *id, buf) {
+            let failure = match read_into(conn, *id, reader) {
                 Err(_) => {
                     broken.push(*id);
                     continue;
                 }
                 Ok(_) => loop {
-                    match buf.next_frame() {
+                    match reader.next_frame() {
                         Ok(Some(Frame::Message(body))) => {
                             *delivered += 1;
                             self.counters.messages_in += 1;
@@ -536,9 +536,9 @@ impl Session {
     fn read_requests_in(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         let mut answers = Vec::new();
-        for (id, (buf, _)) in self.requests_in.iter_mut() {
-            let read = read_into(conn, *id, buf);
-            match read.and_then(|_| buf.next_frame()) {
+        for (id, (reader, _)) in self.requests_in.iter_mut() {
+            let read = read_into(conn, *id, reader);
+            match read.and_then(|_| reader.next_frame()) {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);

@@ -217,14 +217,18 @@ impl Driver {
         self.notify.borrow_mut().take();
     }
 
-    // The facade before the socket: what the application answers at once (its microtasks run
-    // inside `notify`) leaves with the ACKs and stream credit owed, in one datagram.
+    // One datagram in (a request, an answer): the facade before the socket, so what the
+    // application answers at once (its microtasks run inside `notify`) leaves with the ACKs
+    // and stream credit owed, in one datagram. Several (traffic streaming in): ACKs first,
+    // as the sender's window waits on them, not on the application.
     fn on_ready(&self, index: usize, ready: Ready) {
         if ready.writable {
             self.flush();
         }
         if ready.readable {
-            self.receive(index);
+            if self.receive(index) > 1 {
+                self.flush();
+            }
             self.notify();
             self.flush();
         }
@@ -236,11 +240,12 @@ impl Driver {
         self.flush();
     }
 
-    /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once.
-    fn receive(&self, index: usize) {
+    /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once;
+    /// how many datagrams that was.
+    fn receive(&self, index: usize) -> usize {
         let endpoints = self.endpoints.borrow();
         let Some(endpoint) = endpoints.get(index) else {
-            return;
+            return 0;
         };
         let slot = MAX_UDP_PAYLOAD as usize;
         let mut datagrams = Vec::new();
@@ -267,9 +272,11 @@ impl Driver {
                 }
             }
         });
-        if !datagrams.is_empty() {
+        let n = datagrams.len();
+        if n > 0 {
             self.engine.borrow_mut().receive(datagrams);
         }
+        n
     }
 
     fn notify(&self) {

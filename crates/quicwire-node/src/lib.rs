@@ -15,7 +15,9 @@ mod uv;
 
 use std::rc::Rc;
 
-use napi::bindgen_prelude::{Buffer, Float64Array, Function, Uint8Array};
+use napi::bindgen_prelude::{
+    Float64Array, Float64ArraySlice, Function, Uint8Array, Uint8ArraySlice,
+};
 use napi::{Env, Status};
 use napi_derive::napi;
 use quicwire_core::batch;
@@ -182,18 +184,32 @@ impl Engine {
         self.engine().acknowledge(&receipts)
     }
 
-    /// Events since the last call, seven numbers each; their bytes in `takeEventData`, and
-    /// the large bodies (negative offsets) in `takeEventBodies`.
+    /// Events since the last call, seven numbers each, or null when there are none; their
+    /// bytes in `takeEventData`, and the large bodies (negative offsets) in
+    /// `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
+    /// external buffer, which V8 tracks and finalizes.
     #[napi(catch_unwind)]
-    pub fn take_events(&mut self) -> Float64Array {
+    pub fn take_events<'env>(
+        &mut self,
+        env: &'env Env,
+    ) -> napi::Result<Option<Float64ArraySlice<'env>>> {
+        if !self.engine().has_events() {
+            return Ok(None);
+        }
         let events = self.engine().take_events();
         self.driver.keep_events(events.data, events.bodies);
-        events.words.into()
+        Float64ArraySlice::copy_from(env, &events.words).map(Some)
     }
 
+    /// Copied into V8's heap when small, lent as it is when large (as for the bodies).
     #[napi(catch_unwind)]
-    pub fn take_event_data(&mut self) -> Buffer {
-        self.driver.take_event_data().into()
+    pub fn take_event_data<'env>(&mut self, env: &'env Env) -> napi::Result<Uint8ArraySlice<'env>> {
+        let data = self.driver.take_event_data();
+        if data.len() < batch::LARGE_BODY {
+            Uint8ArraySlice::copy_from(env, &data)
+        } else {
+            Uint8ArraySlice::from_data(env, data)
+        }
     }
 
     /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
@@ -212,12 +228,6 @@ impl Engine {
     pub fn write(&mut self, data: Uint8Array, ops: Float64Array) -> Option<WriteFailures> {
         let (ops, errors) = quicwire_engine::failure_texts(self.engine().write(&data, &ops))?;
         Some(WriteFailures { ops, errors })
-    }
-
-    /// Whether events wait (`takeEvents` would return some).
-    #[napi(catch_unwind)]
-    pub fn has_events(&self) -> bool {
-        self.engine().has_events()
     }
 
     #[napi(catch_unwind)]

@@ -181,14 +181,17 @@ impl Engine {
         self.inner.acknowledge(receipts)
     }
 
-    /// Events since the last call, seven numbers each; their bytes in `takeEventData`, and
-    /// the large bodies (negative offsets) in `takeEventBodies`.
+    /// Events since the last call, seven numbers each, or nothing when there are none; their
+    /// bytes in `takeEventData`, and the large bodies (negative offsets) in `takeEventBodies`.
     #[wasm_bindgen(js_name = takeEvents)]
-    pub fn take_events(&mut self) -> Vec<f64> {
+    pub fn take_events(&mut self) -> Option<Vec<f64>> {
+        if !self.inner.has_events() {
+            return None;
+        }
         let events = self.inner.take_events();
         self.data = events.data;
         self.bodies = events.bodies;
-        events.words
+        Some(events.words)
     }
 
     #[wasm_bindgen(js_name = takeEventData)]
@@ -210,12 +213,6 @@ impl Engine {
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
         let (ops, errors) = quicwire_engine::failure_texts(self.inner.write(data, ops))?;
         Some(WriteFailures { ops, errors })
-    }
-
-    /// Whether events wait (`takeEvents` would return some).
-    #[wasm_bindgen(js_name = hasEvents)]
-    pub fn has_events(&self) -> bool {
-        self.inner.has_events()
     }
 
     #[wasm_bindgen(js_name = connectionCount)]
