@@ -44,6 +44,7 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
     server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
   };
   errorCodes(): string[];
+  largeBody(): number;
   generateDevCert(names: string[]): { cert: string; key: string };
   poolKey(host: string, port: number): string;
 }
@@ -131,6 +132,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   errorCodes(): string[] {
     return this.#shell.errorCodes();
+  }
+
+  largeBody(): number {
+    return this.#shell.largeBody();
   }
 
   startEvents(notify: () => void): void {

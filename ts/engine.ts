@@ -107,6 +107,8 @@ export interface Engine {
   readonly name: 'native' | 'wasm';
   /** Error codes, indexed by the numbers in events. */
   errorCodes(): string[];
+  /** The body size from which a write goes to the engine at once, not through the batch. */
+  largeBody(): number;
   /** Registers the callback the engine calls when events are waiting. */
   startEvents(notify: () => void): void;
   takeEvents(): EventBatch | null;

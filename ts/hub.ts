@@ -21,26 +21,29 @@ interface PendingRequest {
 }
 
 const text = new TextDecoder();
-/** From this size a body goes to the engine at once, not through the batch buffer. */
-const DIRECT_BYTES = 16 * 1024;
 const noop = () => {};
+
+/** How soon the queued ops are flushed: none scheduled, after the current task, or once the
+ *  current microtasks are done. A later one is not scheduled when a sooner one is. */
+const Due = { None: 0, Task: 1, Microtask: 2 } as const;
 
 export class Hub {
   readonly engine: Engine;
   readonly #codes: string[];
+  /** From this size a body goes to the engine at once, not through the batch buffer. */
+  readonly #direct: number;
   #buf = new Uint8Array(1 << 16);
   #len = 0;
   /** Queued ops, OP_WORDS numbers each, written in place (no array of boxed numbers). */
   #ops = new Float64Array(OP_WORDS * 1024);
   #opsLen = 0;
   #results: (OpResult | undefined)[] = [];
-  #scheduled = false;
+  #due: number = Due.None;
   /** Set while the network's events are handed out (until the next flush): what the
    *  application queues in answer then goes out once that callback's microtasks are done,
    *  in one datagram with the ACKs and stream credit the engine owes for what arrived,
    *  instead of a task later and in a datagram of its own. */
   #answering = false;
-  #microtaskScheduled = false;
   readonly #connections = new Map<number, Connection>();
   readonly #owners = new Map<number, Owner>();
   readonly #requests = new Map<number, PendingRequest>();
@@ -51,6 +54,7 @@ export class Hub {
   constructor(engine: Engine) {
     this.engine = engine;
     this.#codes = engine.errorCodes();
+    this.#direct = engine.largeBody();
     engine.startEvents(() => this.#drain());
   }
 
@@ -83,7 +87,7 @@ export class Hub {
 
   /** Queues an op for the next flush. `body` is copied now, so callers may reuse it. */
   queue(op: number, target: number, id: number, body: Uint8Array, extra: number, result?: OpResult) {
-    if (body.length >= DIRECT_BYTES) {
+    if (body.length >= this.#direct) {
       // The engine copies it once; the batch copy would be one copy too many. What is
       // queued goes first, so the order holds.
       this.flush();
@@ -112,14 +116,11 @@ export class Hub {
     ops[at + 4] = extra;
     this.#opsLen = at + OP_WORDS;
     this.#results.push(result);
-    if (this.#answering) {
-      if (!this.#microtaskScheduled) {
-        this.#microtaskScheduled = true;
-        queueMicrotask(() => this.flush());
-      }
-    } else if (!this.#scheduled) {
-      this.#scheduled = true;
-      soon(() => this.flush());
+    const due = this.#answering ? Due.Microtask : Due.Task;
+    if (due > this.#due) {
+      this.#due = due;
+      if (due === Due.Microtask) queueMicrotask(() => this.flush());
+      else soon(() => this.flush());
     }
   }
 
@@ -140,8 +141,7 @@ export class Hub {
 
   /** Hands the queued ops to the engine in one call. */
   flush(): void {
-    this.#scheduled = false;
-    this.#microtaskScheduled = false;
+    this.#due = Due.None;
     this.#answering = false;
     if (this.#opsLen === 0) return;
     // Engines copy what they keep before write returns, so both buffers are reused.

@@ -57,10 +57,8 @@ class JsIo implements EngineIo {
     const { chunks, lens, addrs } = this.#inbox;
     if (this.#closed || lens.length === 0) return;
     this.#inbox = { chunks: [], lens: [], addrs: [] };
-    this.engine.receive(concat(chunks), Uint32Array.from(lens), addrs);
-    // Traffic streaming in: its ACKs first, as the sender's window waits on them (as the
-    // native driver does).
-    if (lens.length > 1) this.step();
+    // Traffic streaming in: its ACKs first, if the engine says so (as in the native driver).
+    if (this.engine.receive(concat(chunks), Uint32Array.from(lens), addrs)) this.step();
     this.#afterIo();
   }
 

@@ -839,4 +839,5 @@ module.exports.Engine = nativeBinding.Engine
 module.exports.debugPanic = nativeBinding.debugPanic
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.generateDevCert = nativeBinding.generateDevCert
+module.exports.largeBody = nativeBinding.largeBody
 module.exports.poolKey = nativeBinding.poolKey

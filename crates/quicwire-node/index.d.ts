@@ -74,6 +74,12 @@ export declare function errorCodes(): Array<string>
 /** A self-signed certificate for development (`cert`, `key` in PEM). */
 export declare function generateDevCert(names: Array<string>): DevCert
 
+/**
+ * The body size from which events carry a body apart, and from which the facade writes
+ * one at once instead of through its batch.
+ */
+export declare function largeBody(): number
+
 /** Checks `host:port` with the pool's rules and returns its key (`host:port`). */
 export declare function poolKey(host: string, port: number): string
 

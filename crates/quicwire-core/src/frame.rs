@@ -89,9 +89,15 @@ pub fn put_message_head(out: &mut BytesMut, len: usize, limit: u64) -> Result<()
 
 /// Appends a REQUEST frame.
 pub fn put_request(out: &mut BytesMut, id: u64, body: &[u8], limit: u64) -> Result<()> {
-    check_size(body.len(), limit)?;
-    put_header(out, Kind::Request, Some(id), body.len());
+    put_request_head(out, id, body.len(), limit)?;
     out.put_slice(body);
+    Ok(())
+}
+
+/// Appends the start of a REQUEST frame whose `len` body bytes the caller sends next.
+pub fn put_request_head(out: &mut BytesMut, id: u64, len: usize, limit: u64) -> Result<()> {
+    check_size(len, limit)?;
+    put_header(out, Kind::Request, Some(id), len);
     Ok(())
 }
 

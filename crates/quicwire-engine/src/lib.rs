@@ -34,14 +34,14 @@ fn invalid(message: String) -> Error {
     Error::invalid_argument(message)
 }
 
-/// A batch of events (`quicwire_core::batch::event`).
+/// Events (`quicwire_core::batch::event`), seven numbers each: kind, connection, b, c, d,
+/// offset, length. A body is `data[offset..offset + length]`, or, where `offset` is
+/// negative, `bodies[-offset - 1]`.
 #[derive(Debug, Default)]
-pub struct Events {
-    /// Seven numbers per event: kind, connection, b, c, d, offset, length. A body is
-    /// `data[offset..offset + length]`, or, where `offset` is negative, `bodies[-offset - 1]`.
-    pub words: Vec<f64>,
-    pub data: Vec<u8>,
-    pub bodies: Vec<Bytes>,
+struct Events {
+    words: Vec<f64>,
+    data: Vec<u8>,
+    bodies: Vec<Bytes>,
 }
 
 /// An op of a `write` that failed, by its index in the batch.
@@ -156,11 +156,11 @@ pub struct Engine {
     /// Requests from peers waiting for an answer: handle -> (connection, stream).
     responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
     next_handle: u32,
-    /// Pending events, seven numbers each: kind, connection, b, c, d, data offset, length.
-    events: Vec<f64>,
-    data: Vec<u8>,
-    /// Bodies of [`batch::LARGE_BODY`] bytes and more, handed over as they are.
-    bodies: Vec<Bytes>,
+    /// Events not yet taken. Bodies of [`batch::LARGE_BODY`] bytes and more go in `bodies`
+    /// and are handed over as they are.
+    events: Events,
+    /// The batch `take_events` handed out last: its data and bodies wait here for the shell.
+    handed: Events,
     /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
     responses: VecDeque<(SocketAddr, Vec<u8>)>,
     buf: Vec<u8>,
@@ -253,9 +253,8 @@ impl Engine {
             connections: HashMap::new(),
             responders: HashMap::new(),
             next_handle: 1,
-            events: Vec::new(),
-            data: Vec::new(),
-            bodies: Vec::new(),
+            events: Events::default(),
+            handed: Events::default(),
             responses: VecDeque::new(),
             buf: Vec::new(),
         })
@@ -391,12 +390,21 @@ impl Engine {
     }
 
     /// Feeds the datagrams received since the last call, then lets every connection act.
-    pub fn receive(&mut self, datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>) {
+    ///
+    /// Returns whether the shell should send what is ready (the ACKs owed) before it hands
+    /// the events to the application. After one datagram (a request, an answer) it should
+    /// not: what the application answers at once then leaves with those ACKs and stream
+    /// credit, in one datagram. After several (traffic streaming in) it should, as the
+    /// sender's window waits on the ACKs, not on the application.
+    pub fn receive(&mut self, datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>) -> bool {
         let now = Instant::now();
+        let mut count = 0;
         for (remote, datagram) in datagrams {
             self.handle_datagram(now, remote, datagram);
+            count += 1;
         }
         self.drive();
+        count > 1
     }
 
     fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: BytesMut) {
@@ -545,18 +553,30 @@ impl Engine {
         }
     }
 
-    /// Whether events wait to be taken.
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
+    /// Events since the last call (`quicwire_core::batch::event`), seven numbers each: kind,
+    /// connection, b, c, d, offset, length; or None when there are none. A body is
+    /// `take_event_data()[offset..offset + length]`, or, where `offset` is negative,
+    /// `take_event_bodies()[-offset - 1]`: those stay here until the next call.
+    pub fn take_events(&mut self) -> Option<&[f64]> {
+        if self.events.words.is_empty() {
+            return None;
+        }
+        // The two batches swap buffers, so neither is allocated anew.
+        std::mem::swap(&mut self.events, &mut self.handed);
+        self.events.words.clear();
+        self.events.data.clear();
+        self.events.bodies.clear();
+        Some(&self.handed.words)
     }
 
-    /// Events since the last call (`quicwire_core::batch::event`).
-    pub fn take_events(&mut self) -> Events {
-        Events {
-            words: std::mem::take(&mut self.events),
-            data: std::mem::take(&mut self.data),
-            bodies: std::mem::take(&mut self.bodies),
-        }
+    /// The bytes of the events `take_events` returned last.
+    pub fn take_event_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.handed.data)
+    }
+
+    /// The large bodies of the events `take_events` returned last.
+    pub fn take_event_bodies(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.handed.bodies)
     }
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
@@ -721,15 +741,17 @@ impl Engine {
                 Bytes::new(),
             ),
         };
+        let events = &mut self.events;
         let len = bytes.len() as f64;
         let offset = if bytes.len() >= batch::LARGE_BODY {
-            self.bodies.push(bytes);
-            -(self.bodies.len() as f64)
+            events.bodies.push(bytes);
+            -(events.bodies.len() as f64)
         } else {
-            self.data.extend_from_slice(&bytes);
-            (self.data.len() - bytes.len()) as f64
+            events.data.extend_from_slice(&bytes);
+            (events.data.len() - bytes.len()) as f64
         };
-        self.events
+        events
+            .words
             .extend_from_slice(&[words[0], id, words[1], words[2], words[3], offset, len]);
     }
 

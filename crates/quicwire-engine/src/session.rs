@@ -188,7 +188,7 @@ impl Session {
         self.goaway_sent = true;
         let mut bytes = BytesMut::new();
         frame::put_goaway(&mut bytes);
-        self.write(conn, control, &bytes, false);
+        self.write(conn, control, bytes.freeze(), false);
     }
 
     fn hello(&self) -> Hello {
@@ -207,7 +207,7 @@ impl Session {
         self.control = Some(id);
         let mut out = BytesMut::new();
         frame::put_hello(&mut out, &self.hello());
-        self.write(conn, id, &out, false);
+        self.write(conn, id, out.freeze(), false);
     }
 
     fn usable(&self) -> Result<Negotiated, Error> {
@@ -240,7 +240,8 @@ impl Session {
         self.counters.messages_out += count;
         self.counters.bytes_out += group.bytes;
         self.last_active = Instant::now();
-        self.write_chunks(conn, id, std::mem::take(&mut group.chunks), false);
+        self.write_chunks(conn, id, &mut group.chunks, false);
+        group.chunks.clear();
         Ok(())
     }
 
@@ -284,10 +285,10 @@ impl Session {
             };
             let wire_id = self.next_wire_id;
             self.next_wire_id += 1;
-            let mut out = BytesMut::new();
-            // Size was checked in `request`.
-            let _ = frame::put_request(&mut out, wire_id, &body, u64::MAX);
-            self.write(conn, stream, &out, true);
+            let mut head = BytesMut::new();
+            // Size was checked in `request`. The body goes as it is, not copied behind its head.
+            let _ = frame::put_request_head(&mut head, wire_id, body.len(), u64::MAX);
+            self.write_chunks(conn, stream, &mut [head.freeze(), body], true);
             self.requests_out.insert(
                 stream,
                 Outgoing {
@@ -322,7 +323,7 @@ impl Session {
             Err(e) => frame::put_error(&mut out, wire_id, e.code, &e.message),
         }
         self.responding.insert(id);
-        self.write(conn, id, &out, true);
+        self.write(conn, id, out.freeze(), true);
     }
 
     /// The earliest request deadline.
@@ -381,7 +382,7 @@ impl Session {
                 .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
             let mut bytes = BytesMut::new();
             frame::put_error(&mut bytes, 0, e.code, &e.message);
-            self.write(conn, stream, &bytes, true);
+            self.write(conn, stream, bytes.freeze(), true);
         }
     }
 
@@ -577,7 +578,7 @@ impl Session {
         for (id, e) in answers {
             let mut bytes = BytesMut::new();
             frame::put_error(&mut bytes, 0, e.code, &e.message);
-            self.write(conn, id, &bytes, true);
+            self.write(conn, id, bytes.freeze(), true);
         }
     }
 
@@ -630,7 +631,7 @@ impl Session {
         for (stream, count) in self.acks_due.drain(..) {
             frame::put_ack(&mut bytes, stream, count);
         }
-        self.write(conn, control, &bytes, false);
+        self.write(conn, control, bytes.freeze(), false);
     }
 
     /// Every request in flight fails with `error` (the connection is gone).
@@ -665,27 +666,28 @@ impl Session {
 
     /// Writes `bytes` on `id` now as far as flow control allows, the rest later (in order,
     /// after anything already waiting).
-    fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: &[u8], finish: bool) {
-        self.write_chunks(conn, id, vec![Bytes::copy_from_slice(bytes)], finish);
+    fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: Bytes, finish: bool) {
+        self.write_chunks(conn, id, &mut [bytes], finish);
     }
 
-    /// [`Self::write`] for buffers quinn can keep as they are, without a copy.
+    /// [`Self::write`] for several buffers, in order; quinn keeps them without a copy. What
+    /// waits for flow control is taken out of `chunks`.
     fn write_chunks(
         &mut self,
         conn: &mut Connection,
         id: StreamId,
-        mut chunks: Vec<Bytes>,
+        chunks: &mut [Bytes],
         finish: bool,
     ) {
         if let Some(pending) = self.pending.get_mut(&id) {
-            pending.chunks.extend(chunks);
+            pending.chunks.extend(chunks.iter_mut().map(std::mem::take));
             pending.finish |= finish;
             self.flush(conn, id);
             return;
         }
-        match write_now(conn, id, &mut chunks) {
+        match write_now(conn, id, chunks) {
             Some(n) if n < chunks.len() => {
-                let chunks = chunks.drain(n..).collect();
+                let chunks = chunks[n..].iter_mut().map(std::mem::take).collect();
                 self.pending.insert(id, Pending { chunks, finish });
             }
             Some(_) if finish => {

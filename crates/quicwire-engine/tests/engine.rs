@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use quicwire_core::batch::{event, op, EVENT_WORDS};
 use quicwire_core::tls::generate_dev_cert;
-use quicwire_engine::{Engine, Events};
+use quicwire_engine::Engine;
 
 const CLIENT: &str = "127.0.0.1:40000";
 const SERVER: &str = "127.0.0.1:4433";
@@ -52,8 +52,8 @@ fn pump(
                 engine.on_timeout();
             }
         }
-        c_events.extend(seen(client.take_events()));
-        s_events.extend(seen(server.take_events()));
+        c_events.extend(seen(client));
+        s_events.extend(seen(server));
         if done(&c_events, &s_events) {
             return (c_events, s_events);
         }
@@ -69,17 +69,20 @@ struct Seen {
     body: Vec<u8>,
 }
 
-/// A batch's events, each with its body from wherever the batch keeps it.
-fn seen(events: Events) -> Vec<Seen> {
-    events
-        .words
+/// The engine's events, each with its body from wherever the batch keeps it.
+fn seen(engine: &mut Engine) -> Vec<Seen> {
+    let Some(words) = engine.take_events().map(<[f64]>::to_vec) else {
+        return Vec::new();
+    };
+    let (data, bodies) = (engine.take_event_data(), engine.take_event_bodies());
+    words
         .chunks_exact(EVENT_WORDS)
         .map(|w| {
             let (offset, len) = (w[5], w[6] as usize);
             let body = if offset < 0.0 {
-                events.bodies[(-offset) as usize - 1].to_vec()
+                bodies[(-offset) as usize - 1].to_vec()
             } else {
-                events.data[offset as usize..offset as usize + len].to_vec()
+                data[offset as usize..offset as usize + len].to_vec()
             };
             assert_eq!(body.len(), len);
             Seen {

@@ -9,7 +9,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use napi::bindgen_prelude::Function;
 use napi::Env;
 use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
@@ -100,9 +100,6 @@ pub struct Driver {
     endpoints: RefCell<Vec<Endpoint>>,
     timer: RefCell<Option<Timer>>,
     notify: RefCell<Option<Rc<JsCallback>>>,
-    /// The event bytes and bodies of the last `take_events`, until the facade takes them.
-    event_data: RefCell<Vec<u8>>,
-    event_bodies: RefCell<Vec<Bytes>>,
 }
 
 impl Driver {
@@ -112,8 +109,6 @@ impl Driver {
             endpoints: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             notify: RefCell::new(None),
-            event_data: RefCell::new(Vec::new()),
-            event_bodies: RefCell::new(Vec::new()),
         })
     }
 
@@ -197,19 +192,6 @@ impl Driver {
         }
     }
 
-    pub fn keep_events(&self, data: Vec<u8>, bodies: Vec<Bytes>) {
-        *self.event_data.borrow_mut() = data;
-        *self.event_bodies.borrow_mut() = bodies;
-    }
-
-    pub fn take_event_data(&self) -> Vec<u8> {
-        std::mem::take(&mut self.event_data.borrow_mut())
-    }
-
-    pub fn take_event_bodies(&self) -> Vec<Bytes> {
-        std::mem::take(&mut self.event_bodies.borrow_mut())
-    }
-
     /// Stops reading and timing; the sockets close once libuv lets go of them.
     pub fn shutdown(&self) {
         self.endpoints.borrow_mut().clear();
@@ -217,16 +199,15 @@ impl Driver {
         self.notify.borrow_mut().take();
     }
 
-    // One datagram in (a request, an answer): the facade before the socket, so what the
-    // application answers at once (its microtasks run inside `notify`) leaves with the ACKs
-    // and stream credit owed, in one datagram. Several (traffic streaming in): ACKs first,
-    // as the sender's window waits on them, not on the application.
+    // The facade runs before the socket is flushed unless the engine asks for its ACKs
+    // first (`Engine::receive`): what the application answers at once (its microtasks run
+    // inside `notify`) then leaves with them.
     fn on_ready(&self, index: usize, ready: Ready) {
         if ready.writable {
             self.flush();
         }
         if ready.readable {
-            if self.receive(index) > 1 {
+            if self.receive(index) {
                 self.flush();
             }
             self.notify();
@@ -241,11 +222,11 @@ impl Driver {
     }
 
     /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once;
-    /// how many datagrams that was.
-    fn receive(&self, index: usize) -> usize {
+    /// whether to send the ACKs before the facade runs (`Engine::receive`).
+    fn receive(&self, index: usize) -> bool {
         let endpoints = self.endpoints.borrow();
         let Some(endpoint) = endpoints.get(index) else {
-            return 0;
+            return false;
         };
         let slot = MAX_UDP_PAYLOAD as usize;
         let mut datagrams = Vec::new();
@@ -272,11 +253,7 @@ impl Driver {
                 }
             }
         });
-        let n = datagrams.len();
-        if n > 0 {
-            self.engine.borrow_mut().receive(datagrams);
-        }
-        n
+        !datagrams.is_empty() && self.engine.borrow_mut().receive(datagrams)
     }
 
     fn notify(&self) {

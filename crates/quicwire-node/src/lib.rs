@@ -38,6 +38,13 @@ pub fn error_codes() -> Vec<String> {
     quicwire_engine::error_codes()
 }
 
+/// The body size from which events carry a body apart, and from which the facade writes
+/// one at once instead of through its batch.
+#[napi]
+pub fn large_body() -> u32 {
+    batch::LARGE_BODY as u32
+}
+
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[napi(catch_unwind)]
 pub fn pool_key(host: String, port: f64) -> napi::Result<String> {
@@ -193,18 +200,16 @@ impl Engine {
         &mut self,
         env: &'env Env,
     ) -> napi::Result<Option<Float64ArraySlice<'env>>> {
-        if !self.engine().has_events() {
-            return Ok(None);
+        match self.engine().take_events() {
+            Some(words) => Float64ArraySlice::copy_from(env, words).map(Some),
+            None => Ok(None),
         }
-        let events = self.engine().take_events();
-        self.driver.keep_events(events.data, events.bodies);
-        Float64ArraySlice::copy_from(env, &events.words).map(Some)
     }
 
     /// Copied into V8's heap when small, lent as it is when large (as for the bodies).
     #[napi(catch_unwind)]
     pub fn take_event_data<'env>(&mut self, env: &'env Env) -> napi::Result<Uint8ArraySlice<'env>> {
-        let data = self.driver.take_event_data();
+        let data = self.engine().take_event_data();
         if data.len() < batch::LARGE_BODY {
             Uint8ArraySlice::copy_from(env, &data)
         } else {
@@ -215,7 +220,7 @@ impl Engine {
     /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
     #[napi(catch_unwind)]
     pub fn take_event_bodies(&mut self) -> Vec<Uint8Array> {
-        self.driver
+        self.engine()
             .take_event_bodies()
             .into_iter()
             .map(external::uint8_array)

@@ -26,6 +26,13 @@ pub fn error_codes() -> Vec<String> {
     quicwire_engine::error_codes()
 }
 
+/// The body size from which events carry a body apart, and from which the facade writes
+/// one at once instead of through its batch.
+#[wasm_bindgen(js_name = largeBody)]
+pub fn large_body() -> u32 {
+    batch::LARGE_BODY as u32
+}
+
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[wasm_bindgen(js_name = poolKey)]
 pub fn pool_key(host: &str, port: f64) -> Result<String, JsError> {
@@ -67,9 +74,6 @@ pub struct Transmits {
 #[wasm_bindgen]
 pub struct Engine {
     inner: quicwire_engine::Engine,
-    /// The event bytes and bodies of the last `takeEvents`, until the facade takes them.
-    data: Vec<u8>,
-    bodies: Vec<bytes::Bytes>,
 }
 
 #[wasm_bindgen]
@@ -83,7 +87,9 @@ impl Engine {
         limits: &[f64],
     ) -> Result<Engine, JsError> {
         let inner = quicwire_engine::Engine::client(ca, insecure, &encodings, limits);
-        Ok(Self::wrap(inner.map_err(js_error)?))
+        Ok(Engine {
+            inner: inner.map_err(js_error)?,
+        })
     }
 
     /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
@@ -96,15 +102,9 @@ impl Engine {
         admission: &[f64],
     ) -> Result<Engine, JsError> {
         let inner = quicwire_engine::Engine::server(cert, key, &encodings, limits, admission);
-        Ok(Self::wrap(inner.map_err(js_error)?))
-    }
-
-    fn wrap(inner: quicwire_engine::Engine) -> Engine {
-        Engine {
-            inner,
-            data: Vec::new(),
-            bodies: Vec::new(),
-        }
+        Ok(Engine {
+            inner: inner.map_err(js_error)?,
+        })
     }
 
     /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port").
@@ -135,8 +135,9 @@ impl Engine {
     }
 
     /// The datagrams received since the last call: `data` back to back, `lens[i]` bytes
-    /// each, from `addrs[i]`.
-    pub fn receive(&mut self, data: &[u8], lens: &[u32], addrs: Vec<String>) {
+    /// each, from `addrs[i]`. True: send (`transmits`) before the application gets the
+    /// events (see `quicwire_engine::Engine::receive`).
+    pub fn receive(&mut self, data: &[u8], lens: &[u32], addrs: Vec<String>) -> bool {
         let mut offset = 0usize;
         let datagrams = lens.iter().zip(addrs).map_while(|(len, addr)| {
             let end = offset + *len as usize;
@@ -184,26 +185,21 @@ impl Engine {
     /// Events since the last call, seven numbers each, or nothing when there are none; their
     /// bytes in `takeEventData`, and the large bodies (negative offsets) in `takeEventBodies`.
     #[wasm_bindgen(js_name = takeEvents)]
-    pub fn take_events(&mut self) -> Option<Vec<f64>> {
-        if !self.inner.has_events() {
-            return None;
-        }
-        let events = self.inner.take_events();
-        self.data = events.data;
-        self.bodies = events.bodies;
-        Some(events.words)
+    pub fn take_events(&mut self) -> Option<js_sys::Float64Array> {
+        self.inner.take_events().map(js_sys::Float64Array::from)
     }
 
     #[wasm_bindgen(js_name = takeEventData)]
     pub fn take_event_data(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.data)
+        self.inner.take_event_data()
     }
 
     /// Each copied out of the module's memory once.
     #[wasm_bindgen(js_name = takeEventBodies)]
     pub fn take_event_bodies(&mut self) -> Vec<js_sys::Uint8Array> {
-        self.bodies
-            .drain(..)
+        self.inner
+            .take_event_bodies()
+            .iter()
             .map(|b| js_sys::Uint8Array::from(&b[..]))
             .collect()
     }
