@@ -149,7 +149,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     this.#handed = undefined;
     if (handed && handed.receipts.length > 0 && !handed.slot.closed) {
       handed.slot.engine.acknowledge(Float64Array.from(handed.receipts));
-      this.#step(handed.slot);
+      this.#step(handed.slot, false); // the hub is taking events now
     }
     const next = this.#batches.shift();
     if (!next) return null;
@@ -157,9 +157,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return next.batch;
   }
 
-  /** Queues an engine's event batch (ids already made process-wide) and wakes the hub once. */
-  #emit(batch: EventBatch, slot: Slot<E>, receipts: number[]): void {
-    this.#batches.push({ batch, slot, receipts });
+  /** Wakes the hub once, after the current task. */
+  #notifySoon(): void {
     if (!this.#notifyScheduled) {
       this.#notifyScheduled = true;
       soon(() => {
@@ -401,11 +400,12 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     });
   }
 
-  /** Sends what the engine has, follows its timer, and reports its events. */
-  #step(slot: Slot<E>): void {
+  /** Sends what the engine has, follows its timer, and reports its events (with `wake`,
+   *  waking the hub for them after the current task). */
+  #step(slot: Slot<E>, wake = true): void {
     if (slot.closed) return;
     slot.io.step();
-    this.#events(slot);
+    if (this.#events(slot) && wake) this.#notifySoon();
     this.#checkDrained(slot);
   }
 
@@ -426,9 +426,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
   }
 
-  #events(slot: Slot<E>): void {
+  /** Queues the engine's events, if it has any, for the hub; whether it had. */
+  #events(slot: Slot<E>): boolean {
     const meta = slot.engine.takeEvents();
-    if (!meta) return;
+    if (!meta) return false;
     // The data and the large bodies are asked for once an event needs them (every call
     // into the addon costs about a microsecond).
     const batch: EventBatch = { data: NO_DATA, meta, bodies: NO_BODIES };
@@ -467,7 +468,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
     }
-    this.#emit(batch, slot, receipts);
+    this.#batches.push({ batch, slot, receipts });
+    return true;
   }
 
   #shutdown(slot: Slot<E>): void {

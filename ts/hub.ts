@@ -176,8 +176,8 @@ export class Hub {
   }
 
   #drain(): void {
-    this.#answering = true;
     let batch = this.engine.takeEvents();
+    if (batch) this.#answering = true;
     while (batch) {
       this.#dispatch(batch);
       batch = this.engine.takeEvents();

@@ -11,11 +11,95 @@ import { EngineBackend, type EngineIo, type Shell, type ShellEngine } from './en
 import { fromEngine, QuicwireError } from './errors.js';
 import { platform } from './platform.js';
 
-/** The addon's engine: the shared engine API plus its own socket and timer. */
-interface NativeEngine extends ShellEngine {
-  bind(host: string, port: number, onEvents: () => void): number;
-  flush(): void;
-  shutdown(): void;
+/** The addon's exports (crates/quicwire-node/index.d.ts): the engine API as functions over
+ *  an engine handle, plus its own socket and timer. */
+interface Addon extends Omit<Shell, 'Engine'> {
+  createClient(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): number;
+  createServer(
+    cert: string,
+    key: string,
+    encodings: string[],
+    limits: Float64Array,
+    admission: Float64Array,
+  ): number;
+  bind(engine: number, host: string, port: number, onEvents: () => void): number;
+  flush(engine: number): void;
+  shutdown(engine: number): void;
+  connect(engine: number, host: string, port: number, addr: string): number;
+  disconnect(engine: number, connection: number): void;
+  goAway(engine: number): void;
+  serving(engine: number): number;
+  closeAll(engine: number, reason: string): void;
+  stats(engine: number): string;
+  acknowledge(engine: number, receipts: Float64Array): void;
+  takeEvents(engine: number): Float64Array | null;
+  takeEventData(engine: number): Uint8Array;
+  takeEventBodies(engine: number): Uint8Array[];
+  write(engine: number, data: Uint8Array, ops: Float64Array): ReturnType<ShellEngine['write']>;
+}
+
+/** An addon engine as the shared engine API (methods), plus its own socket and timer. */
+class NativeEngine implements ShellEngine {
+  constructor(
+    readonly addon: Addon,
+    readonly handle: number,
+  ) {}
+  bind(host: string, port: number, onEvents: () => void): number {
+    return this.addon.bind(this.handle, host, port, onEvents);
+  }
+  flush(): void {
+    this.addon.flush(this.handle);
+  }
+  shutdown(): void {
+    this.addon.shutdown(this.handle);
+  }
+  connect(host: string, port: number, addr: string): number {
+    return this.addon.connect(this.handle, host, port, addr);
+  }
+  disconnect(connection: number): void {
+    this.addon.disconnect(this.handle, connection);
+  }
+  goAway(): void {
+    this.addon.goAway(this.handle);
+  }
+  serving(): number {
+    return this.addon.serving(this.handle);
+  }
+  closeAll(reason: string): void {
+    this.addon.closeAll(this.handle, reason);
+  }
+  stats(): string {
+    return this.addon.stats(this.handle);
+  }
+  acknowledge(receipts: Float64Array): void {
+    this.addon.acknowledge(this.handle, receipts);
+  }
+  takeEvents(): Float64Array | null {
+    return this.addon.takeEvents(this.handle);
+  }
+  takeEventData(): Uint8Array {
+    return this.addon.takeEventData(this.handle);
+  }
+  takeEventBodies(): Uint8Array[] {
+    return this.addon.takeEventBodies(this.handle);
+  }
+  write(data: Uint8Array, ops: Float64Array): ReturnType<ShellEngine['write']> {
+    return this.addon.write(this.handle, data, ops);
+  }
+}
+
+/** The addon as a shell of the shared engine backend. */
+function shell(addon: Addon): Shell<NativeEngine> {
+  return {
+    Engine: {
+      client: (...args) => new NativeEngine(addon, addon.createClient(...args)),
+      server: (...args) => new NativeEngine(addon, addon.createServer(...args)),
+    },
+    errorCodes: () => addon.errorCodes(),
+    largeBody: () => addon.largeBody(),
+    generateDevCert: (names) => addon.generateDevCert(names),
+    poolKey: (host, port) => addon.poolKey(host, port),
+  };
 }
 
 /** The engine does its own I/O: this binds its sockets and tells it when to send. */
@@ -53,9 +137,9 @@ let loaded: Engine | undefined;
 export function loadNative(): Engine {
   if (loaded) return loaded;
   const require = createRequire(import.meta.url);
-  let addon: Shell<NativeEngine>;
+  let addon: Addon;
   try {
-    addon = require('../crates/quicwire-node/index.cjs') as Shell<NativeEngine>;
+    addon = require('../crates/quicwire-node/index.cjs') as Addon;
   } catch (err) {
     const tried = attempts(err);
     throw new QuicwireError(
@@ -67,7 +151,7 @@ export function loadNative(): Engine {
   }
   loaded = new EngineBackend<NativeEngine>(
     'native',
-    addon,
+    shell(addon),
     (engine, afterIo) => new NativeIo(engine, afterIo),
     (host) => platform().network.resolve(host),
   );

@@ -835,9 +835,25 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.Engine = nativeBinding.Engine
+module.exports.acknowledge = nativeBinding.acknowledge
+module.exports.bind = nativeBinding.bind
+module.exports.closeAll = nativeBinding.closeAll
+module.exports.connect = nativeBinding.connect
+module.exports.connectionCount = nativeBinding.connectionCount
+module.exports.createClient = nativeBinding.createClient
+module.exports.createServer = nativeBinding.createServer
 module.exports.debugPanic = nativeBinding.debugPanic
+module.exports.disconnect = nativeBinding.disconnect
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.flush = nativeBinding.flush
 module.exports.generateDevCert = nativeBinding.generateDevCert
+module.exports.goAway = nativeBinding.goAway
 module.exports.largeBody = nativeBinding.largeBody
 module.exports.poolKey = nativeBinding.poolKey
+module.exports.serving = nativeBinding.serving
+module.exports.shutdown = nativeBinding.shutdown
+module.exports.stats = nativeBinding.stats
+module.exports.takeEventBodies = nativeBinding.takeEventBodies
+module.exports.takeEventData = nativeBinding.takeEventData
+module.exports.takeEvents = nativeBinding.takeEvents
+module.exports.write = nativeBinding.write

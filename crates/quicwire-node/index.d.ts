@@ -9,56 +9,34 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** One QUIC endpoint (a client or a server), its connections, sockets and timer. */
-export declare class Engine {
-  /**
-   * A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
-   * `encodings` (preferred first; empty: msgpack). `limits`: see
-   * `quicwire_engine::transport_options`.
-   */
-  static client(ca: string | undefined | null, insecure: boolean, encodings: Array<string>, limits: Float64Array): Engine
-  /**
-   * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
-   * (empty: all). `admission`: see `quicwire_engine::server_options`.
-   */
-  static server(cert: string, key: string, encodings: Array<string>, limits: Float64Array, admission: Float64Array): Engine
-  /**
-   * Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
-   * this engine; `onEvents` runs when events wait. Returns the bound port.
-   */
-  bind(host: string, port: number, onEvents: () => void): number
-  /** Sends what is ready and sets the timer; after every other call that changes state. */
-  flush(): void
-  /** Closes the sockets and the timer. */
-  shutdown(): void
-  /** The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"). */
-  connect(host: string, port: number, addr: string): number
-  disconnect(connection: number): void
-  goAway(): void
-  serving(): number
-  closeAll(reason: string): void
-  /** Pool and traffic figures as JSON. */
-  stats(): string
-  /** (connection, stream, delivered) triples of RECEIPT events dealt with. */
-  acknowledge(receipts: Float64Array): void
-  /**
-   * Events since the last call, seven numbers each, or null when there are none; their
-   * bytes in `takeEventData`, and the large bodies (negative offsets) in
-   * `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
-   * external buffer, which V8 tracks and finalizes.
-   */
-  takeEvents(): Float64Array | null
-  /** Copied into V8's heap when small, lent as it is when large (as for the bodies). */
-  takeEventData(): Uint8Array
-  /** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
-  takeEventBodies(): Array<Uint8Array>
-  /**
-   * Carries out a batch of ops (messages, requests, answers); returns the failed ones,
-   * or nothing when none failed.
-   */
-  write(data: Uint8Array, ops: Float64Array): WriteFailures | null
-  connectionCount(): number
-}
+/** (connection, stream, delivered) triples of RECEIPT events dealt with. */
+export declare function acknowledge(engine: number, receipts: Float64Array): void
+
+/**
+ * Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
+ * this engine; `onEvents` runs when events wait. Returns the bound port.
+ */
+export declare function bind(engine: number, host: string, port: number, onEvents: () => void): number
+
+export declare function closeAll(engine: number, reason: string): void
+
+/** The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"). */
+export declare function connect(engine: number, host: string, port: number, addr: string): number
+
+export declare function connectionCount(engine: number): number
+
+/**
+ * A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
+ * `encodings` (preferred first; empty: msgpack); its handle. `limits`: see
+ * `quicwire_engine::transport_options`.
+ */
+export declare function createClient(ca: string | undefined | null, insecure: boolean, encodings: Array<string>, limits: Float64Array): number
+
+/**
+ * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
+ * (empty: all); its handle. `admission`: see `quicwire_engine::server_options`.
+ */
+export declare function createServer(cert: string, key: string, encodings: Array<string>, limits: Float64Array, admission: Float64Array): number
 
 /** Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives. */
 export declare function debugPanic(): void
@@ -68,11 +46,18 @@ export interface DevCert {
   key: string
 }
 
+export declare function disconnect(engine: number, connection: number): void
+
 /** Error codes indexed by the numbers events carry. */
 export declare function errorCodes(): Array<string>
 
+/** Sends what is ready and sets the timer; after every other call that changes state. */
+export declare function flush(engine: number): void
+
 /** A self-signed certificate for development (`cert`, `key` in PEM). */
 export declare function generateDevCert(names: Array<string>): DevCert
+
+export declare function goAway(engine: number): void
 
 /**
  * The body size from which events carry a body apart, and from which the facade writes
@@ -82,6 +67,34 @@ export declare function largeBody(): number
 
 /** Checks `host:port` with the pool's rules and returns its key (`host:port`). */
 export declare function poolKey(host: string, port: number): string
+
+export declare function serving(engine: number): number
+
+/** Closes the sockets and the timer, and lets go of the engine: its handle is dead. */
+export declare function shutdown(engine: number): void
+
+/** Pool and traffic figures as JSON. */
+export declare function stats(engine: number): string
+
+/** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
+export declare function takeEventBodies(engine: number): Array<Uint8Array>
+
+/** Copied into V8's heap when small, lent as it is when large (as for the bodies). */
+export declare function takeEventData(engine: number): Uint8Array
+
+/**
+ * Events since the last call, seven numbers each, or null when there are none; their
+ * bytes in `takeEventData`, and the large bodies (negative offsets) in
+ * `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
+ * external buffer, which V8 tracks and finalizes.
+ */
+export declare function takeEvents(engine: number): Float64Array | null
+
+/**
+ * Carries out a batch of ops (messages, requests, answers); returns the failed ones,
+ * or nothing when none failed.
+ */
+export declare function write(engine: number, data: Uint8Array, ops: Float64Array): WriteFailures | null
 
 /** Ops of a `write` that failed, with `"<CODE>: <message>"` for each. */
 export interface WriteFailures {

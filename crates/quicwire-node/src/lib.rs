@@ -1,7 +1,8 @@
 //! napi-rs shell over `quicwire-engine`: the engine runs on Node's own thread, driven by
 //! its event loop (`driver`, over the libuv pieces in `uv`). This file is types and error
 //! mapping only: the JS API is the wasm shell's (crates/quicwire-wasm), with the socket and
-//! timer inside (`bind`, `flush`, `shutdown`) instead of `receive`/`transmits`/timeouts.
+//! timer inside (`bind`, `flush`, `shutdown`) instead of `receive`/`transmits`/timeouts,
+//! and as functions over an engine handle (ts/native.ts makes them methods again).
 //!
 //! Every method catches panics: a Rust panic becomes an `ERR_INTERNAL` error in JS and
 //! Node lives on (loop callbacks catch theirs in `uv`).
@@ -13,6 +14,8 @@ mod driver;
 mod external;
 mod uv;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use napi::bindgen_prelude::{
@@ -80,169 +83,191 @@ pub struct WriteFailures {
     pub errors: Vec<String>,
 }
 
-/// One QUIC endpoint (a client or a server), its connections, sockets and timer.
-#[napi]
-pub struct Engine {
-    driver: Rc<Driver>,
+thread_local! {
+    /// The engines, by the handle JS holds; one lives until `shutdown`. Functions over a handle, not class methods: a
+    /// napi-rs method call costs about 0.9 µs in its borrow bookkeeping (a global lock and
+    /// a map), a function about 0.08 µs, and the hot path makes several per event batch.
+    static ENGINES: RefCell<Engines> = RefCell::new(Engines::default());
 }
 
-#[napi]
-impl Engine {
-    /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
-    /// `encodings` (preferred first; empty: msgpack). `limits`: see
-    /// `quicwire_engine::transport_options`.
-    #[napi(factory, catch_unwind)]
-    pub fn client(
-        ca: Option<String>,
-        insecure: bool,
-        encodings: Vec<String>,
-        limits: Float64Array,
-    ) -> napi::Result<Engine> {
-        let engine = quicwire_engine::Engine::client(ca, insecure, &encodings, &limits);
-        Ok(Engine {
-            driver: Driver::new(engine.map_err(js_error)?),
-        })
-    }
+#[derive(Default)]
+struct Engines {
+    drivers: HashMap<u32, Rc<Driver>>,
+    next: u32,
+}
 
-    /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
-    /// (empty: all). `admission`: see `quicwire_engine::server_options`.
-    #[napi(factory, catch_unwind)]
-    pub fn server(
-        cert: String,
-        key: String,
-        encodings: Vec<String>,
-        limits: Float64Array,
-        admission: Float64Array,
-    ) -> napi::Result<Engine> {
-        let engine = quicwire_engine::Engine::server(cert, key, &encodings, &limits, &admission);
-        Ok(Engine {
-            driver: Driver::new(engine.map_err(js_error)?),
-        })
-    }
+/// Registers a new engine; its handle.
+fn add(engine: Result<quicwire_engine::Engine, Error>) -> napi::Result<u32> {
+    let driver = Driver::new(engine.map_err(js_error)?);
+    Ok(ENGINES.with_borrow_mut(|e| {
+        e.next = e.next.wrapping_add(1).max(1);
+        e.drivers.insert(e.next, driver);
+        e.next
+    }))
+}
 
-    /// Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
-    /// this engine; `onEvents` runs when events wait. Returns the bound port.
-    #[napi(catch_unwind)]
-    pub fn bind(
-        &mut self,
-        env: Env,
-        host: String,
-        port: u32,
-        on_events: Function<(), ()>,
-    ) -> napi::Result<u32> {
-        let port = u16::try_from(port).map_err(|_| {
-            js_error(Error::invalid_argument(format!(
-                "port {port} is out of range"
-            )))
-        })?;
-        self.driver
-            .bind(&env, &host, port, on_events)
-            .map(u32::from)
-            .map_err(|text| napi::Error::new(Status::GenericFailure, text))
-    }
+/// The engine behind a handle (not borrowed from the table while it runs: JS may re-enter).
+fn driver(engine: u32) -> napi::Result<Rc<Driver>> {
+    ENGINES
+        .with_borrow(|e| e.drivers.get(&engine).cloned())
+        .ok_or_else(|| js_error(Error::closed("this endpoint is closed")))
+}
 
-    /// Sends what is ready and sets the timer; after every other call that changes state.
-    #[napi(catch_unwind)]
-    pub fn flush(&mut self) {
-        self.driver.flush();
-    }
+fn with_engine<T>(
+    engine: u32,
+    f: impl FnOnce(&mut quicwire_engine::Engine) -> T,
+) -> napi::Result<T> {
+    Ok(f(&mut driver(engine)?.engine.borrow_mut()))
+}
 
-    /// Closes the sockets and the timer.
-    #[napi(catch_unwind)]
-    pub fn shutdown(&mut self) {
-        self.driver.shutdown();
-    }
+/// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
+/// `encodings` (preferred first; empty: msgpack); its handle. `limits`: see
+/// `quicwire_engine::transport_options`.
+#[napi(catch_unwind)]
+pub fn create_client(
+    ca: Option<String>,
+    insecure: bool,
+    encodings: Vec<String>,
+    limits: Float64Array,
+) -> napi::Result<u32> {
+    add(quicwire_engine::Engine::client(
+        ca, insecure, &encodings, &limits,
+    ))
+}
 
-    /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port").
-    #[napi(catch_unwind)]
-    pub fn connect(&mut self, host: String, port: f64, addr: String) -> napi::Result<u32> {
-        self.engine().connect(&host, port, &addr).map_err(js_error)
-    }
+/// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
+/// (empty: all); its handle. `admission`: see `quicwire_engine::server_options`.
+#[napi(catch_unwind)]
+pub fn create_server(
+    cert: String,
+    key: String,
+    encodings: Vec<String>,
+    limits: Float64Array,
+    admission: Float64Array,
+) -> napi::Result<u32> {
+    add(quicwire_engine::Engine::server(
+        cert, key, &encodings, &limits, &admission,
+    ))
+}
 
-    #[napi(catch_unwind)]
-    pub fn disconnect(&mut self, connection: u32) {
-        self.engine().disconnect(connection)
-    }
+/// Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
+/// this engine; `onEvents` runs when events wait. Returns the bound port.
+#[napi(catch_unwind)]
+pub fn bind(
+    env: Env,
+    engine: u32,
+    host: String,
+    port: u32,
+    on_events: Function<(), ()>,
+) -> napi::Result<u32> {
+    let port = u16::try_from(port).map_err(|_| {
+        js_error(Error::invalid_argument(format!(
+            "port {port} is out of range"
+        )))
+    })?;
+    driver(engine)?
+        .bind(&env, &host, port, on_events)
+        .map(u32::from)
+        .map_err(|text| napi::Error::new(Status::GenericFailure, text))
+}
 
-    #[napi(catch_unwind)]
-    pub fn go_away(&mut self) {
-        self.engine().go_away()
-    }
+/// Sends what is ready and sets the timer; after every other call that changes state.
+#[napi(catch_unwind)]
+pub fn flush(engine: u32) -> napi::Result<()> {
+    driver(engine).map(|d| d.flush())
+}
 
-    #[napi(catch_unwind)]
-    pub fn serving(&self) -> u32 {
-        self.engine().serving()
-    }
-
-    #[napi(catch_unwind)]
-    pub fn close_all(&mut self, reason: String) {
-        self.engine().close_all(&reason)
-    }
-
-    /// Pool and traffic figures as JSON.
-    #[napi(catch_unwind)]
-    pub fn stats(&self) -> String {
-        self.engine().stats()
-    }
-
-    /// (connection, stream, delivered) triples of RECEIPT events dealt with.
-    #[napi(catch_unwind)]
-    pub fn acknowledge(&mut self, receipts: Float64Array) {
-        self.engine().acknowledge(&receipts)
-    }
-
-    /// Events since the last call, seven numbers each, or null when there are none; their
-    /// bytes in `takeEventData`, and the large bodies (negative offsets) in
-    /// `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
-    /// external buffer, which V8 tracks and finalizes.
-    #[napi(catch_unwind)]
-    pub fn take_events<'env>(
-        &mut self,
-        env: &'env Env,
-    ) -> napi::Result<Option<Float64ArraySlice<'env>>> {
-        match self.engine().take_events() {
-            Some(words) => Float64ArraySlice::copy_from(env, words).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Copied into V8's heap when small, lent as it is when large (as for the bodies).
-    #[napi(catch_unwind)]
-    pub fn take_event_data<'env>(&mut self, env: &'env Env) -> napi::Result<Uint8ArraySlice<'env>> {
-        let data = self.engine().take_event_data();
-        if data.len() < batch::LARGE_BODY {
-            Uint8ArraySlice::copy_from(env, &data)
-        } else {
-            Uint8ArraySlice::from_data(env, data)
-        }
-    }
-
-    /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
-    #[napi(catch_unwind)]
-    pub fn take_event_bodies(&mut self) -> Vec<Uint8Array> {
-        self.engine()
-            .take_event_bodies()
-            .into_iter()
-            .map(external::uint8_array)
-            .collect()
-    }
-
-    /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
-    /// or nothing when none failed.
-    #[napi(catch_unwind)]
-    pub fn write(&mut self, data: Uint8Array, ops: Float64Array) -> Option<WriteFailures> {
-        let (ops, errors) = quicwire_engine::failure_texts(self.engine().write(&data, &ops))?;
-        Some(WriteFailures { ops, errors })
-    }
-
-    #[napi(catch_unwind)]
-    pub fn connection_count(&self) -> u32 {
-        self.engine().connection_count()
+/// Closes the sockets and the timer, and lets go of the engine: its handle is dead.
+#[napi(catch_unwind)]
+pub fn shutdown(engine: u32) {
+    if let Some(driver) = ENGINES.with_borrow_mut(|e| e.drivers.remove(&engine)) {
+        driver.shutdown();
     }
 }
 
-impl Engine {
-    fn engine(&self) -> std::cell::RefMut<'_, quicwire_engine::Engine> {
-        self.driver.engine.borrow_mut()
+/// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port").
+#[napi(catch_unwind)]
+pub fn connect(engine: u32, host: String, port: f64, addr: String) -> napi::Result<u32> {
+    with_engine(engine, |e| e.connect(&host, port, &addr))?.map_err(js_error)
+}
+
+#[napi(catch_unwind)]
+pub fn disconnect(engine: u32, connection: u32) -> napi::Result<()> {
+    with_engine(engine, |e| e.disconnect(connection))
+}
+
+#[napi(catch_unwind)]
+pub fn go_away(engine: u32) -> napi::Result<()> {
+    with_engine(engine, |e| e.go_away())
+}
+
+#[napi(catch_unwind)]
+pub fn serving(engine: u32) -> napi::Result<u32> {
+    with_engine(engine, |e| e.serving())
+}
+
+#[napi(catch_unwind)]
+pub fn close_all(engine: u32, reason: String) -> napi::Result<()> {
+    with_engine(engine, |e| e.close_all(&reason))
+}
+
+/// Pool and traffic figures as JSON.
+#[napi(catch_unwind)]
+pub fn stats(engine: u32) -> napi::Result<String> {
+    with_engine(engine, |e| e.stats())
+}
+
+/// (connection, stream, delivered) triples of RECEIPT events dealt with.
+#[napi(catch_unwind)]
+pub fn acknowledge(engine: u32, receipts: Float64Array) -> napi::Result<()> {
+    with_engine(engine, |e| e.acknowledge(&receipts))
+}
+
+/// Events since the last call, seven numbers each, or null when there are none; their
+/// bytes in `takeEventData`, and the large bodies (negative offsets) in
+/// `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
+/// external buffer, which V8 tracks and finalizes.
+#[napi(catch_unwind)]
+pub fn take_events(env: &Env, engine: u32) -> napi::Result<Option<Float64ArraySlice<'_>>> {
+    let driver = driver(engine)?;
+    let mut engine = driver.engine.borrow_mut();
+    match engine.take_events() {
+        Some(words) => Float64ArraySlice::copy_from(env, words).map(Some),
+        None => Ok(None),
     }
+}
+
+/// Copied into V8's heap when small, lent as it is when large (as for the bodies).
+#[napi(catch_unwind)]
+pub fn take_event_data(env: &Env, engine: u32) -> napi::Result<Uint8ArraySlice<'_>> {
+    let data = with_engine(engine, |e| e.take_event_data())?;
+    if data.len() < batch::LARGE_BODY {
+        Uint8ArraySlice::copy_from(env, &data)
+    } else {
+        Uint8ArraySlice::from_data(env, data)
+    }
+}
+
+/// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
+#[napi(catch_unwind)]
+pub fn take_event_bodies(engine: u32) -> napi::Result<Vec<Uint8Array>> {
+    let bodies = with_engine(engine, |e| e.take_event_bodies())?;
+    Ok(bodies.into_iter().map(external::uint8_array).collect())
+}
+
+/// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
+/// or nothing when none failed.
+#[napi(catch_unwind)]
+pub fn write(
+    engine: u32,
+    data: Uint8Array,
+    ops: Float64Array,
+) -> napi::Result<Option<WriteFailures>> {
+    let failed = with_engine(engine, |e| e.write(&data, &ops))?;
+    Ok(quicwire_engine::failure_texts(failed).map(|(ops, errors)| WriteFailures { ops, errors }))
+}
+
+#[napi(catch_unwind)]
+pub fn connection_count(engine: u32) -> napi::Result<u32> {
+    with_engine(engine, |e| e.connection_count())
 }
