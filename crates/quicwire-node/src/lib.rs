@@ -84,9 +84,10 @@ pub struct WriteFailures {
 }
 
 thread_local! {
-    /// The engines, by the handle JS holds; one lives until `shutdown`. Functions over a handle, not class methods: a
-    /// napi-rs method call costs about 0.9 µs in its borrow bookkeeping (a global lock and
-    /// a map), a function about 0.08 µs, and the hot path makes several per event batch.
+    /// The engines, by the handle JS holds; one lives until `shutdown`. Functions over a
+    /// handle, not class methods: a napi-rs method call costs about 0.9 µs in its borrow
+    /// bookkeeping (a global lock and a map), a function about 0.1 µs, and the hot path
+    /// makes several per event batch.
     static ENGINES: RefCell<Engines> = RefCell::new(Engines::default());
 }
 
