@@ -430,8 +430,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   #events(slot: Slot<E>): boolean {
     const meta = slot.engine.takeEvents();
     if (!meta) return false;
-    // The data and the large bodies are asked for once an event needs them (every call
-    // into the addon costs about a microsecond).
+    // The data and the large bodies are asked for once an event needs them: every call
+    // into an engine costs, more than reading a few words does.
     const batch: EventBatch = { data: NO_DATA, meta, bodies: NO_BODIES };
     const base = slot.id * SLOT;
     const receipts: number[] = [];

@@ -6,37 +6,15 @@
 // from /usr/bin/ldd before falling back to process.report.
 
 import { createRequire } from 'node:module';
+import type * as AddonModule from '../crates/quicwire-node/index.js';
 import type { Engine } from './engine.js';
 import { EngineBackend, type EngineIo, type Shell, type ShellEngine } from './engine-backend.js';
 import { fromEngine, QuicwireError } from './errors.js';
 import { platform } from './platform.js';
 
-/** The addon's exports (crates/quicwire-node/index.d.ts): the engine API as functions over
- *  an engine handle, plus its own socket and timer. */
-interface Addon extends Omit<Shell, 'Engine'> {
-  createClient(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): number;
-  createServer(
-    cert: string,
-    key: string,
-    encodings: string[],
-    limits: Float64Array,
-    admission: Float64Array,
-  ): number;
-  bind(engine: number, host: string, port: number, onEvents: () => void): number;
-  flush(engine: number): void;
-  shutdown(engine: number): void;
-  connect(engine: number, host: string, port: number, addr: string): number;
-  disconnect(engine: number, connection: number): void;
-  goAway(engine: number): void;
-  serving(engine: number): number;
-  closeAll(engine: number, reason: string): void;
-  stats(engine: number): string;
-  acknowledge(engine: number, receipts: Float64Array): void;
-  takeEvents(engine: number): Float64Array | null;
-  takeEventData(engine: number): Uint8Array;
-  takeEventBodies(engine: number): Uint8Array[];
-  write(engine: number, data: Uint8Array, ops: Float64Array): ReturnType<ShellEngine['write']>;
-}
+/** The addon's exports, as napi-rs generated them: the engine API as functions over an
+ *  engine handle, plus its own socket and timer. */
+type Addon = typeof AddonModule;
 
 /** An addon engine as the shared engine API (methods), plus its own socket and timer. */
 class NativeEngine implements ShellEngine {
