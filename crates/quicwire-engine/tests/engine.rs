@@ -23,13 +23,19 @@ fn pair() -> (Engine, Engine) {
 
 /// Everything one engine sends now, as the other would receive it. With `full`, the socket
 /// is full after every datagram: the shell keeps that one and asks again next time.
-fn carry(from: &mut Engine, from_addr: &str, to: &mut Engine, full: bool) -> usize {
+fn transmits(from: &mut Engine, from_addr: &str, full: bool) -> Vec<(SocketAddr, BytesMut)> {
     let from_addr: SocketAddr = from_addr.parse().unwrap();
     let mut datagrams = Vec::new();
     from.poll_transmits(1, |data, _, _| {
         datagrams.push((from_addr, BytesMut::from(data)));
         !full
     });
+    datagrams
+}
+
+/// Carries what one engine sends now to the other; how many datagrams.
+fn carry(from: &mut Engine, from_addr: &str, to: &mut Engine, full: bool) -> usize {
+    let datagrams = transmits(from, from_addr, full);
     let n = datagrams.len();
     to.receive(datagrams);
     n
@@ -135,6 +141,34 @@ fn connects_and_answers_a_request_in_memory() {
     let response = has(&c, event::RESPONSE).unwrap();
     assert_eq!(response[2], 7.0, "the request id comes back");
     assert_eq!(response[6], answer.len() as f64);
+}
+
+#[test]
+fn acks_go_first_only_when_traffic_streams_in() {
+    let (mut client, mut server) = pair();
+    let (id, _) = connected(&mut client, &mut server, false);
+    // Settle what the handshake left (ACKs, HELLO) so that a request travels alone.
+    for _ in 0..10 {
+        if carry(&mut client, CLIENT, &mut server, false)
+            + carry(&mut server, SERVER, &mut client, false)
+            == 0
+        {
+            break;
+        }
+    }
+    // A request, one datagram: the application goes first, so its answer takes the ACK along.
+    let ops = one_op(op::REQUEST, f64::from(id), 1.0, b"ping");
+    assert!(client.write(b"ping", &ops).is_empty());
+    let one = transmits(&mut client, CLIENT, false);
+    assert_eq!(one.len(), 1);
+    assert!(!server.receive(one));
+    // Half a MiB of messages, several datagrams: their ACKs go first, as the sender waits.
+    let body = vec![1u8; 512 * 1024];
+    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, &body);
+    assert!(client.write(&body, &ops).is_empty());
+    let many = transmits(&mut client, CLIENT, false);
+    assert!(many.len() > 1, "{} datagrams", many.len());
+    assert!(server.receive(many));
 }
 
 #[test]

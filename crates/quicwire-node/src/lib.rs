@@ -101,7 +101,11 @@ struct Engines {
 fn add(engine: Result<quicwire_engine::Engine, Error>) -> napi::Result<u32> {
     let driver = Driver::new(engine.map_err(js_error)?);
     Ok(ENGINES.with_borrow_mut(|e| {
+        // Handles are not reused while in use, even after 2^32 engines.
         e.next = e.next.wrapping_add(1).max(1);
+        while e.drivers.contains_key(&e.next) {
+            e.next = e.next.wrapping_add(1).max(1);
+        }
         e.drivers.insert(e.next, driver);
         e.next
     }))
