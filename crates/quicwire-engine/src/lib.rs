@@ -561,7 +561,8 @@ impl Engine {
         if self.events.words.is_empty() {
             return None;
         }
-        // The two batches swap buffers, so neither is allocated anew.
+        // The two batches swap buffers, so neither is allocated anew (unless the shell took
+        // the data or bodies away).
         std::mem::swap(&mut self.events, &mut self.handed);
         self.events.words.clear();
         self.events.data.clear();
@@ -569,7 +570,12 @@ impl Engine {
         Some(&self.handed.words)
     }
 
-    /// The bytes of the events `take_events` returned last.
+    /// The bytes of the events `take_events` returned last, for a shell that copies them.
+    pub fn event_data(&self) -> &[u8] {
+        &self.handed.data
+    }
+
+    /// The bytes of the events `take_events` returned last, for a shell that keeps them.
     pub fn take_event_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.handed.data)
     }

@@ -245,11 +245,12 @@ pub fn take_events(env: &Env, engine: u32) -> napi::Result<Option<Float64ArraySl
 /// Copied into V8's heap when small, lent as it is when large (as for the bodies).
 #[napi(catch_unwind)]
 pub fn take_event_data(env: &Env, engine: u32) -> napi::Result<Uint8ArraySlice<'_>> {
-    let data = with_engine(engine, |e| e.take_event_data())?;
-    if data.len() < batch::LARGE_BODY {
-        Uint8ArraySlice::copy_from(env, &data)
+    let driver = driver(engine)?;
+    let mut engine = driver.engine.borrow_mut();
+    if engine.event_data().len() < batch::LARGE_BODY {
+        Uint8ArraySlice::copy_from(env, engine.event_data())
     } else {
-        Uint8ArraySlice::from_data(env, data)
+        Uint8ArraySlice::from_data(env, engine.take_event_data())
     }
 }
 

@@ -189,9 +189,10 @@ impl Engine {
         self.inner.take_events().map(js_sys::Float64Array::from)
     }
 
+    /// Copied out of the module's memory once; the engine keeps its buffer for the next batch.
     #[wasm_bindgen(js_name = takeEventData)]
-    pub fn take_event_data(&mut self) -> Vec<u8> {
-        self.inner.take_event_data()
+    pub fn take_event_data(&mut self) -> js_sys::Uint8Array {
+        js_sys::Uint8Array::from(self.inner.event_data())
     }
 
     /// Each copied out of the module's memory once.
