@@ -44,6 +44,15 @@ struct Events {
     bodies: Vec<Bytes>,
 }
 
+impl Events {
+    /// Empties the batch, keeping its buffers.
+    fn clear(&mut self) {
+        self.words.clear();
+        self.data.clear();
+        self.bodies.clear();
+    }
+}
+
 /// An op of a `write` that failed, by its index in the batch.
 pub type WriteFailure = (u32, Error);
 
@@ -559,14 +568,15 @@ impl Engine {
     /// `take_event_bodies()[-offset - 1]`: those stay here until the next call.
     pub fn take_events(&mut self) -> Option<&[f64]> {
         if self.events.words.is_empty() {
+            // Nothing new: the last batch's data and bodies are gone all the same, so a
+            // shell that asks for them now gets nothing rather than the old batch again.
+            self.handed.clear();
             return None;
         }
         // The two batches swap buffers, so neither is allocated anew (unless the shell took
         // the data or bodies away).
         std::mem::swap(&mut self.events, &mut self.handed);
-        self.events.words.clear();
-        self.events.data.clear();
-        self.events.bodies.clear();
+        self.events.clear();
         Some(&self.handed.words)
     }
 

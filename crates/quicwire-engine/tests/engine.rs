@@ -172,6 +172,28 @@ fn acks_go_first_only_when_traffic_streams_in() {
 }
 
 #[test]
+fn a_batch_is_handed_out_once() {
+    let (mut client, mut server) = pair();
+    let (id, _) = connected(&mut client, &mut server, false);
+    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, b"once");
+    assert!(client.write(b"once", &ops).is_empty());
+    let mut small = None;
+    for _ in 0..20 {
+        carry(&mut client, CLIENT, &mut server, false);
+        if server.take_events().is_some() && !server.event_data().is_empty() {
+            small = Some(server.event_data().to_vec());
+            break;
+        }
+        carry(&mut server, SERVER, &mut client, false);
+    }
+    assert_eq!(small.as_deref(), Some(&b"once"[..]));
+    // Nothing new: the copying shell's view of the batch is empty, not the old bytes again.
+    assert!(server.take_events().is_none());
+    assert!(server.event_data().is_empty());
+    assert!(server.take_event_bodies().is_empty());
+}
+
+#[test]
 fn a_full_socket_loses_nothing() {
     let (mut client, mut server) = pair();
     let (id, _) = connected(&mut client, &mut server, true);
