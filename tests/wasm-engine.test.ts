@@ -26,7 +26,9 @@ interface Seen {
 /** The engine's events; `text` is every body and text they carry, concatenated. */
 function events(engine: Engine): { list: number[][]; text: string; bodies: Uint8Array[] } {
   const flat = engine.takeEvents() ?? new Float64Array(0);
-  const data = engine.takeEventData();
+  // Small bytes follow the words in their buffer; large ones are asked for.
+  const end = flat.byteOffset + flat.byteLength;
+  const data = flat.buffer.byteLength > end ? new Uint8Array(flat.buffer, end) : engine.takeEventData();
   const large = engine.takeEventBodies();
   const list: number[][] = [];
   const bodies: Uint8Array[] = [];

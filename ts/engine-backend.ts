@@ -28,8 +28,10 @@ export interface ShellEngine {
   closeAll(reason: string): void;
   stats(): string;
   acknowledge(receipts: Float64Array): void;
-  /** Events since the last call, or nothing when there are none. */
+  /** Events since the last call, or nothing when there are none. Their bytes, when small,
+   *  follow the words in the same buffer (`words.buffer` from `words.byteLength` on). */
   takeEvents(): Float64Array | null | undefined;
+  /** The bytes of the last batch when they were too large to travel with its words. */
   takeEventData(): Uint8Array;
   /** The batch's large bodies, which events name by negative offsets. */
   takeEventBodies(): Uint8Array[];
@@ -53,15 +55,19 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
 export interface EngineIo {
   /** Binds its socket for an address family (once; later calls get the same); its port. */
   socket(family: 4 | 6, host: string | undefined, port: number): Promise<number>;
-  /** After every engine call: sends what the engine has and follows its timer. */
-  step(): void;
+  /** After every engine call: sends what the engine has and follows its timer; whether
+   *  events may wait (false only when the engine said there are none). */
+  step(): boolean;
   /** Closes its sockets and timer. */
   close(): void;
 }
 
 /** Makes the I/O for an engine; `afterIo` is to be called, outside any other JS call, once
- *  datagrams or a timer moved the engine (and `step` ran). */
-export type IoFactory<E> = (engine: E, afterIo: () => void) => EngineIo;
+ *  datagrams or a timer moved the engine (and `step` ran), with its events (`takeEvents`). */
+export type IoFactory<E> = (
+  engine: E,
+  afterIo: (events: Float64Array | null | undefined) => void,
+) => EngineIo;
 
 /** Connection ids and request handles are `slot * SLOT + local id`, unique per process. */
 const SLOT = 2 ** 21;
@@ -176,7 +182,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   #add(engine: E): Slot<E> {
     const slot = new Slot(this.#nextSlot++, engine);
-    slot.io = this.#io(engine, () => this.#afterIo(slot));
+    slot.io = this.#io(engine, (events) => this.#afterIo(slot, events));
     this.#slots.set(slot.id, slot);
     return slot;
   }
@@ -404,16 +410,15 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
    *  waking the hub for them after the current task). */
   #step(slot: Slot<E>, wake = true): void {
     if (slot.closed) return;
-    slot.io.step();
-    if (this.#events(slot) && wake) this.#notifySoon();
+    if (slot.io.step() && this.#events(slot, slot.engine.takeEvents()) && wake) this.#notifySoon();
     this.#checkDrained(slot);
   }
 
   /** Datagrams or a timer moved the engine: its events go to the hub now, not a tick later
    *  (this runs from the event loop, outside any other JS). */
-  #afterIo(slot: Slot<E>): void {
+  #afterIo(slot: Slot<E>, events: Float64Array | null | undefined): void {
     if (slot.closed) return;
-    this.#events(slot);
+    this.#events(slot, events);
     this.#checkDrained(slot);
     if (this.#batches.length > 0) this.#notify();
   }
@@ -426,13 +431,14 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
   }
 
-  /** Queues the engine's events, if it has any, for the hub; whether it had. */
-  #events(slot: Slot<E>): boolean {
-    const meta = slot.engine.takeEvents();
+  /** Queues an engine's events, if there are any, for the hub; whether there were. */
+  #events(slot: Slot<E>, meta: Float64Array | null | undefined): boolean {
     if (!meta) return false;
-    // The data and the large bodies are asked for once an event needs them: every call
-    // into an engine costs, more than reading a few words does.
-    const batch: EventBatch = { data: NO_DATA, meta, bodies: NO_BODIES };
+    // Small bytes came with the words. Large ones and the large bodies are asked for once
+    // an event needs them: every call into an engine costs, more than reading words does.
+    const end = meta.byteOffset + meta.byteLength;
+    const data = meta.buffer.byteLength > end ? new Uint8Array(meta.buffer, end) : NO_DATA;
+    const batch: EventBatch = { data, meta, bodies: NO_BODIES };
     const base = slot.id * SLOT;
     const receipts: number[] = [];
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {

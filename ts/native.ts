@@ -22,11 +22,11 @@ class NativeEngine implements ShellEngine {
     readonly addon: Addon,
     readonly handle: number,
   ) {}
-  bind(host: string, port: number, onEvents: () => void): number {
+  bind(host: string, port: number, onEvents: (events: Float64Array | null | undefined) => void): number {
     return this.addon.bind(this.handle, host, port, onEvents);
   }
-  flush(): void {
-    this.addon.flush(this.handle);
+  flush(): boolean {
+    return this.addon.flush(this.handle);
   }
   shutdown(): void {
     this.addon.shutdown(this.handle);
@@ -86,7 +86,7 @@ class NativeIo implements EngineIo {
 
   constructor(
     readonly engine: NativeEngine,
-    readonly afterIo: () => void,
+    readonly afterIo: (events: Float64Array | null | undefined) => void,
   ) {}
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
@@ -100,8 +100,8 @@ class NativeIo implements EngineIo {
     return this.#ports[family] as number;
   }
 
-  step(): void {
-    this.engine.flush();
+  step(): boolean {
+    return this.engine.flush();
   }
 
   close(): void {

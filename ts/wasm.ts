@@ -29,7 +29,7 @@ class JsIo implements EngineIo {
   constructor(
     readonly engine: Wasm.Engine,
     readonly network: DatagramNetwork,
-    readonly afterIo: () => void,
+    readonly afterIo: (events: Float64Array | null | undefined) => void,
   ) {}
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
@@ -65,12 +65,12 @@ class JsIo implements EngineIo {
   /** The application first, the socket after its microtasks: what it answers at once leaves
    *  with the ACKs and stream credit owed, in one datagram (its write steps already). */
   #afterIo(): void {
-    this.afterIo();
+    this.afterIo(this.engine.takeEvents());
     soon(() => this.step());
   }
 
-  step(): void {
-    if (this.#closed) return;
+  step(): boolean {
+    if (this.#closed) return false;
     const { data, lens, addrs } = this.engine.transmits();
     let offset = 0;
     for (let i = 0; i < lens.length; i++) {
@@ -89,6 +89,7 @@ class JsIo implements EngineIo {
       }, ms);
       unref(this.#timer);
     }
+    return true;
   }
 
   close(): void {

@@ -14,9 +14,10 @@ export declare function acknowledge(engine: number, receipts: Float64Array): voi
 
 /**
  * Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
- * this engine; `onEvents` runs when events wait. Returns the bound port.
+ * this engine; `onEvents` runs after datagrams or a timer moved it, with its events (as
+ * `takeEvents` returns them) or null. Returns the bound port.
  */
-export declare function bind(engine: number, host: string, port: number, onEvents: () => void): number
+export declare function bind(engine: number, host: string, port: number, onEvents: (arg: Float64Array | undefined | null) => void): number
 
 export declare function closeAll(engine: number, reason: string): void
 
@@ -51,8 +52,11 @@ export declare function disconnect(engine: number, connection: number): void
 /** Error codes indexed by the numbers events carry. */
 export declare function errorCodes(): Array<string>
 
-/** Sends what is ready and sets the timer; after every other call that changes state. */
-export declare function flush(engine: number): void
+/**
+ * Sends what is ready and sets the timer, after every other call that changes state;
+ * whether events wait (`takeEvents`).
+ */
+export declare function flush(engine: number): boolean
 
 /** A self-signed certificate for development (`cert`, `key` in PEM). */
 export declare function generateDevCert(names: Array<string>): DevCert
@@ -79,14 +83,16 @@ export declare function stats(engine: number): string
 /** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
 export declare function takeEventBodies(engine: number): Array<Uint8Array>
 
-/** Copied into V8's heap when small, lent as it is when large (as for the bodies). */
+/**
+ * The bytes of the last batch when they were too large to travel with its words: lent to
+ * JS as they are, not copied.
+ */
 export declare function takeEventData(engine: number): Uint8Array
 
 /**
- * Events since the last call, seven numbers each, or null when there are none; their
- * bytes in `takeEventData`, and the large bodies (negative offsets) in
- * `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
- * external buffer, which V8 tracks and finalizes.
+ * Events since the last call, seven numbers each, or null when there are none: see
+ * `Driver::take_events`. For events a call made; those of datagrams and timers come with
+ * `bind`'s `onEvents`.
  */
 export declare function takeEvents(engine: number): Float64Array | null
 

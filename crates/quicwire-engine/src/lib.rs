@@ -563,29 +563,30 @@ impl Engine {
     }
 
     /// Events since the last call (`quicwire_core::batch::event`), seven numbers each: kind,
-    /// connection, b, c, d, offset, length; or None when there are none. A body is
-    /// `take_event_data()[offset..offset + length]`, or, where `offset` is negative,
+    /// connection, b, c, d, offset, length; and their bytes. None when there are none. A
+    /// body is `bytes[offset..offset + length]`, or, where `offset` is negative,
     /// `take_event_bodies()[-offset - 1]`: those stay here until the next call.
-    pub fn take_events(&mut self) -> Option<&[f64]> {
+    pub fn take_events(&mut self) -> Option<(&[f64], &[u8])> {
         if self.events.words.is_empty() {
-            // Nothing new: the last batch's data and bodies are gone all the same, so a
+            // Nothing new: the last batch's bytes and bodies are gone all the same, so a
             // shell that asks for them now gets nothing rather than the old batch again.
             self.handed.clear();
             return None;
         }
         // The two batches swap buffers, so neither is allocated anew (unless the shell took
-        // the data or bodies away).
+        // the bytes or bodies away).
         std::mem::swap(&mut self.events, &mut self.handed);
         self.events.clear();
-        Some(&self.handed.words)
+        Some((&self.handed.words, &self.handed.data))
     }
 
-    /// The bytes of the events `take_events` returned last, for a shell that copies them.
-    pub fn event_data(&self) -> &[u8] {
-        &self.handed.data
+    /// Whether `take_events` has events to hand out.
+    pub fn has_events(&self) -> bool {
+        !self.events.words.is_empty()
     }
 
-    /// The bytes of the events `take_events` returned last, for a shell that keeps them.
+    /// The bytes of the events `take_events` returned last, for a shell that keeps them
+    /// rather than copying them (large ones).
     pub fn take_event_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.handed.data)
     }

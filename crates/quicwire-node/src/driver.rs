@@ -10,8 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::{Rc, Weak};
 
 use bytes::BytesMut;
-use napi::bindgen_prelude::Function;
+use napi::bindgen_prelude::{ArrayBuffer, Float64Array, Float64ArraySlice, Function};
 use napi::Env;
+use quicwire_core::batch::LARGE_BODY;
 use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
 use quicwire_engine::Engine;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -28,6 +29,8 @@ thread_local! {
     /// One receive buffer for every driver: they all run on this (the JS) thread, one at a
     /// time, and a buffer per engine would cost each client half a MiB.
     static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where a batch's words and bytes are put together before V8 copies them.
+    static EVENTS_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A bound socket and its poll.
@@ -113,13 +116,14 @@ impl Driver {
     }
 
     /// Binds `host:port` (port 0: any free one) and starts reading it; `notify` is called
-    /// when events wait. Returns the bound port.
+    /// after datagrams or a timer moved the engine, with its events (`take_events`) or null.
+    /// Returns the bound port.
     pub fn bind(
         self: &Rc<Self>,
         env: &Env,
         host: &str,
         port: u16,
-        notify: Function<(), ()>,
+        notify: Function<Option<Float64Array>, ()>,
     ) -> Result<u16, String> {
         // An IP literal (the facade checks): no name lookup may block the loop here.
         let ip: IpAddr = host
@@ -165,9 +169,34 @@ impl Driver {
         Ok(bound)
     }
 
-    /// Sends everything the engine has ready and sets the timer to its next deadline. Called
-    /// after every engine call.
-    pub fn flush(&self) {
+    /// Events since the last call, seven numbers each, or None when there are none. Their
+    /// bytes, when small, follow the words in the same ArrayBuffer (`words.buffer` from
+    /// `words.byteLength` on): one allocation per batch. Large ones wait in the engine
+    /// (`take_event_data`). Copied into V8's heap: for a few words that is cheaper than an
+    /// external buffer, which V8 tracks and finalizes.
+    pub fn take_events<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<Option<Float64ArraySlice<'env>>> {
+        let mut engine = self.engine.borrow_mut();
+        let Some((words, data)) = engine.take_events() else {
+            return Ok(None);
+        };
+        if data.len() >= LARGE_BODY {
+            return Float64ArraySlice::copy_from(env, words).map(Some);
+        }
+        let buffer = EVENTS_BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.extend(words.iter().flat_map(|w| w.to_ne_bytes()));
+            buf.extend_from_slice(data);
+            ArrayBuffer::copy_from(env, &buf[..])
+        })?;
+        Float64ArraySlice::from_arraybuffer(&buffer, 0, words.len()).map(Some)
+    }
+
+    /// Sends everything the engine has ready and sets the timer to its next deadline; whether
+    /// events wait. Called after every engine call.
+    pub fn flush(&self) -> bool {
         let mut endpoints = self.endpoints.borrow_mut();
         let mut engine = self.engine.borrow_mut();
         // While a socket is full, the rest waits for it to have room (`on_ready`).
@@ -190,6 +219,7 @@ impl Driver {
                 None => timer.stop(),
             }
         }
+        engine.has_events()
     }
 
     /// Stops reading and timing; the sockets close once libuv lets go of them.
@@ -256,11 +286,12 @@ impl Driver {
         !datagrams.is_empty() && self.engine.borrow_mut().receive(datagrams)
     }
 
+    /// Hands the facade the engine's events (or null: it still checks on graceful closes).
     fn notify(&self) {
         // Not borrowed while it runs: the facade calls back into the engine from it.
         let notify = self.notify.borrow().clone();
         if let Some(n) = notify {
-            n.call();
+            n.call(|env| self.take_events(env));
         }
     }
 }

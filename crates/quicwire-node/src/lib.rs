@@ -156,14 +156,15 @@ pub fn create_server(
 }
 
 /// Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
-/// this engine; `onEvents` runs when events wait. Returns the bound port.
+/// this engine; `onEvents` runs after datagrams or a timer moved it, with its events (as
+/// `takeEvents` returns them) or null. Returns the bound port.
 #[napi(catch_unwind)]
 pub fn bind(
     env: Env,
     engine: u32,
     host: String,
     port: u32,
-    on_events: Function<(), ()>,
+    on_events: Function<Option<Float64Array>, ()>,
 ) -> napi::Result<u32> {
     let port = u16::try_from(port).map_err(|_| {
         js_error(Error::invalid_argument(format!(
@@ -176,9 +177,10 @@ pub fn bind(
         .map_err(|text| napi::Error::new(Status::GenericFailure, text))
 }
 
-/// Sends what is ready and sets the timer; after every other call that changes state.
+/// Sends what is ready and sets the timer, after every other call that changes state;
+/// whether events wait (`takeEvents`).
 #[napi(catch_unwind)]
-pub fn flush(engine: u32) -> napi::Result<()> {
+pub fn flush(engine: u32) -> napi::Result<bool> {
     driver(engine).map(|d| d.flush())
 }
 
@@ -224,34 +226,23 @@ pub fn stats(engine: u32) -> napi::Result<String> {
 
 /// (connection, stream, delivered) triples of RECEIPT events dealt with.
 #[napi(catch_unwind)]
-pub fn acknowledge(engine: u32, receipts: Float64Array) -> napi::Result<()> {
+pub fn acknowledge(engine: u32, receipts: Float64ArraySlice) -> napi::Result<()> {
     with_engine(engine, |e| e.acknowledge(&receipts))
 }
 
-/// Events since the last call, seven numbers each, or null when there are none; their
-/// bytes in `takeEventData`, and the large bodies (negative offsets) in
-/// `takeEventBodies`. Copied into V8's heap: for a few words that is cheaper than an
-/// external buffer, which V8 tracks and finalizes.
+/// Events since the last call, seven numbers each, or null when there are none: see
+/// `Driver::take_events`. For events a call made; those of datagrams and timers come with
+/// `bind`'s `onEvents`.
 #[napi(catch_unwind)]
 pub fn take_events(env: &Env, engine: u32) -> napi::Result<Option<Float64ArraySlice<'_>>> {
-    let driver = driver(engine)?;
-    let mut engine = driver.engine.borrow_mut();
-    match engine.take_events() {
-        Some(words) => Float64ArraySlice::copy_from(env, words).map(Some),
-        None => Ok(None),
-    }
+    driver(engine)?.take_events(env)
 }
 
-/// Copied into V8's heap when small, lent as it is when large (as for the bodies).
+/// The bytes of the last batch when they were too large to travel with its words: lent to
+/// JS as they are, not copied.
 #[napi(catch_unwind)]
 pub fn take_event_data(env: &Env, engine: u32) -> napi::Result<Uint8ArraySlice<'_>> {
-    let driver = driver(engine)?;
-    let mut engine = driver.engine.borrow_mut();
-    if engine.event_data().len() < batch::LARGE_BODY {
-        Uint8ArraySlice::copy_from(env, engine.event_data())
-    } else {
-        Uint8ArraySlice::from_data(env, engine.take_event_data())
-    }
+    Uint8ArraySlice::from_data(env, with_engine(engine, |e| e.take_event_data())?)
 }
 
 /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
@@ -266,8 +257,8 @@ pub fn take_event_bodies(engine: u32) -> napi::Result<Vec<Uint8Array>> {
 #[napi(catch_unwind)]
 pub fn write(
     engine: u32,
-    data: Uint8Array,
-    ops: Float64Array,
+    data: Uint8ArraySlice,
+    ops: Float64ArraySlice,
 ) -> napi::Result<Option<WriteFailures>> {
     let failed = with_engine(engine, |e| e.write(&data, &ops))?;
     Ok(quicwire_engine::failure_texts(failed).map(|(ops, errors)| WriteFailures { ops, errors }))

@@ -5,12 +5,12 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::Function;
+use napi::bindgen_prelude::{Float64ArraySlice, Function, JsValuesTupleIntoVec, ToNapiValue};
 use napi::{sys, Env, JsValue};
 
 type RawHandle = *mut c_void;
@@ -256,7 +256,10 @@ pub struct JsCallback {
 }
 
 impl JsCallback {
-    pub fn new(env: &Env, func: Function<(), ()>) -> napi::Result<JsCallback> {
+    pub fn new<A: JsValuesTupleIntoVec>(
+        env: &Env,
+        func: Function<A, ()>,
+    ) -> napi::Result<JsCallback> {
         let mut reference = ptr::null_mut();
         // SAFETY: env and func come from the current call.
         let status =
@@ -272,10 +275,14 @@ impl JsCallback {
         })
     }
 
-    /// Calls the function as Node calls its own I/O callbacks (`napi_make_callback`: the
-    /// microtask and nextTick queues run after it). Only from a loop callback, never from
-    /// inside a JS call. An exception it throws becomes an uncaught exception, as there.
-    pub fn call(&self) {
+    /// Calls the function with the value `arg` makes, as Node calls its own I/O callbacks
+    /// (`napi_make_callback`: the microtask and nextTick queues run after it). Only from a
+    /// loop callback, never from inside a JS call. An exception it throws, or an error
+    /// making the value, becomes an uncaught exception, as there.
+    pub fn call(
+        &self,
+        arg: impl for<'env> FnOnce(&'env Env) -> napi::Result<Option<Float64ArraySlice<'env>>>,
+    ) {
         let env = self.env;
         // SAFETY: called on the JS thread outside any JS frame; every value lives in the
         // handle scope opened here.
@@ -289,16 +296,26 @@ impl JsCallback {
             let mut result = ptr::null_mut();
             sys::napi_get_reference_value(env, self.func, &mut func);
             sys::napi_get_global(env, &mut global);
-            let status = sys::napi_make_callback(
-                env,
-                ptr::null_mut(),
-                global,
-                func,
-                0,
-                ptr::null(),
-                &mut result,
-            );
-            if status == sys::Status::napi_pending_exception {
+            match arg(&Env::from(env)).and_then(|a| ToNapiValue::to_napi_value(env, a)) {
+                Ok(value) => {
+                    sys::napi_make_callback(
+                        env,
+                        ptr::null_mut(),
+                        global,
+                        func,
+                        1,
+                        &value,
+                        &mut result,
+                    );
+                }
+                Err(e) => {
+                    let reason = CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+                    sys::napi_throw_error(env, ptr::null(), reason.as_ptr());
+                }
+            }
+            let mut pending = false;
+            sys::napi_is_exception_pending(env, &mut pending);
+            if pending {
                 let mut err = ptr::null_mut();
                 sys::napi_get_and_clear_last_exception(env, &mut err);
                 sys::napi_fatal_exception(env, err);

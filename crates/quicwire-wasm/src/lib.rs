@@ -182,17 +182,28 @@ impl Engine {
         self.inner.acknowledge(receipts)
     }
 
-    /// Events since the last call, seven numbers each, or nothing when there are none; their
-    /// bytes in `takeEventData`, and the large bodies (negative offsets) in `takeEventBodies`.
+    /// Events since the last call, seven numbers each, or nothing when there are none. Their
+    /// bytes, when small, follow the words in the same ArrayBuffer (`words.buffer` from
+    /// `words.byteLength` on), copied out of the module's memory once. Large ones wait in
+    /// `takeEventData`, and large bodies (negative offsets) in `takeEventBodies`.
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Option<js_sys::Float64Array> {
-        self.inner.take_events().map(js_sys::Float64Array::from)
+        let (words, data) = self.inner.take_events()?;
+        if data.len() >= batch::LARGE_BODY {
+            return Some(js_sys::Float64Array::from(words));
+        }
+        let buffer = js_sys::ArrayBuffer::new((words.len() * 8 + data.len()) as u32);
+        let view =
+            js_sys::Float64Array::new_with_byte_offset_and_length(&buffer, 0, words.len() as u32);
+        view.copy_from(words);
+        js_sys::Uint8Array::new_with_byte_offset(&buffer, (words.len() * 8) as u32).copy_from(data);
+        Some(view)
     }
 
-    /// Copied out of the module's memory once; the engine keeps its buffer for the next batch.
+    /// The bytes of the last batch when they were too large to travel with its words.
     #[wasm_bindgen(js_name = takeEventData)]
     pub fn take_event_data(&mut self) -> js_sys::Uint8Array {
-        js_sys::Uint8Array::from(self.inner.event_data())
+        js_sys::Uint8Array::from(&self.inner.take_event_data()[..])
     }
 
     /// Each copied out of the module's memory once.
