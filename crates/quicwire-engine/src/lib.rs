@@ -11,7 +11,7 @@
 
 mod session;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -140,6 +140,20 @@ struct Conn {
     /// Server side: the address admission counted it under (released when it drains; the
     /// peer may have migrated since).
     admitted: Option<IpAddr>,
+    /// In `Engine::touched` (a call moved it since the last `drive`).
+    touched: bool,
+    /// In `Engine::sending` (it may have datagrams to send).
+    sending: bool,
+    /// Its entry in `Engine::timers`: when it next needs `on_timeout`.
+    deadline: Option<Instant>,
+}
+
+/// Marks a connection a call moved, for the next `drive` to look at.
+fn touch(touched: &mut Vec<ConnectionHandle>, handle: ConnectionHandle, conn: &mut Conn) {
+    if !conn.touched {
+        conn.touched = true;
+        touched.push(handle);
+    }
 }
 
 /// One QUIC endpoint (a client or a server) and its connections.
@@ -162,6 +176,12 @@ pub struct Engine {
     /// Server: connection caps and address validation.
     admission: Admission,
     connections: HashMap<ConnectionHandle, Conn>,
+    /// Connections moved since the last `drive`, and those that may have datagrams to send:
+    /// only these are looked at, so a call costs the same with one connection or thousands.
+    touched: Vec<ConnectionHandle>,
+    sending: Vec<ConnectionHandle>,
+    /// Each connection's next deadline (its QUIC timers and request timeouts), soonest first.
+    timers: BTreeSet<(Instant, ConnectionHandle)>,
     /// Requests from peers waiting for an answer: handle -> (connection, stream).
     responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
     next_handle: u32,
@@ -260,6 +280,9 @@ impl Engine {
                 max_streams: cfg.max_concurrent_streams,
             },
             connections: HashMap::new(),
+            touched: Vec::new(),
+            sending: Vec::new(),
+            timers: BTreeSet::new(),
             responders: HashMap::new(),
             next_handle: 1,
             events: Events::default(),
@@ -329,8 +352,9 @@ impl Engine {
     /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
     pub fn go_away(&mut self) {
         self.endpoint.set_server_config(None);
-        for conn in self.connections.values_mut() {
+        for (handle, conn) in self.connections.iter_mut() {
             conn.session.go_away(&mut conn.quic);
+            touch(&mut self.touched, *handle, conn);
         }
         self.drive();
     }
@@ -424,6 +448,7 @@ impl Engine {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                 if let Some(conn) = self.connections.get_mut(&handle) {
                     conn.quic.handle_event(event);
+                    touch(&mut self.touched, handle, conn);
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
@@ -490,24 +515,49 @@ impl Engine {
             }
         }
         let now = Instant::now();
-        for conn in self.connections.values_mut() {
-            self.buf.clear();
-            while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
-                if !send(&self.buf[..t.size], t.destination, t.segment_size) {
-                    return;
-                }
+        while let Some(&handle) = self.sending.last() {
+            if let Some(conn) = self.connections.get_mut(&handle) {
                 self.buf.clear();
+                while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
+                    if !send(&self.buf[..t.size], t.destination, t.segment_size) {
+                        return; // It stays in `sending`.
+                    }
+                    self.buf.clear();
+                }
+                conn.sending = false;
+                // Sending armed its timers: they are final until the next call moves it.
+                let deadline = [conn.quic.poll_timeout(), conn.session.next_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                if deadline != conn.deadline {
+                    if let Some(old) = conn.deadline {
+                        self.timers.remove(&(old, handle));
+                    }
+                    if let Some(new) = deadline {
+                        self.timers.insert((new, handle));
+                    }
+                    conn.deadline = deadline;
+                }
             }
+            self.sending.pop();
         }
     }
 
     /// How long until `on_timeout` is due, or None when no timer is armed.
     pub fn next_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        self.connections
-            .values_mut()
-            .flat_map(|c| [c.quic.poll_timeout(), c.session.next_deadline()])
-            .flatten()
+        // Connections not through `poll_transmits` yet have no entry in `timers` that holds.
+        let mut unsent = None;
+        for handle in &self.sending {
+            if let Some(c) = self.connections.get_mut(handle) {
+                let deadline = [c.quic.poll_timeout(), c.session.next_deadline()];
+                unsent = deadline.into_iter().flatten().chain(unsent).min();
+            }
+        }
+        unsent
+            .into_iter()
+            .chain(self.timers.first().map(|t| t.0))
             .chain(self.dials.values().map(|d| d.1))
             .chain((!self.pool.is_empty()).then_some(self.next_sweep))
             .min()
@@ -518,13 +568,22 @@ impl Engine {
     pub fn on_timeout(&mut self) {
         let now = Instant::now();
         let mut expired = Vec::new();
-        for (handle, conn) in self.connections.iter_mut() {
+        while let Some(&(deadline, handle)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(conn) = self.connections.get_mut(&handle) else {
+                continue;
+            };
+            conn.deadline = None;
             if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
                 conn.quic.handle_timeout(now);
             }
             let mut out = Vec::new();
             conn.session.expire(&mut conn.quic, now, &mut out);
-            expired.extend(out.into_iter().map(|o| (*handle, o)));
+            expired.extend(out.into_iter().map(|o| (handle, o)));
+            touch(&mut self.touched, handle, conn);
         }
         for (handle, outcome) in expired {
             self.report(handle, outcome);
@@ -558,8 +617,10 @@ impl Engine {
             if let Some(conn) = self.connections.get_mut(&handle) {
                 conn.session
                     .acknowledge(&mut conn.quic, r[1] as u64, r[2] as u64);
+                touch(&mut self.touched, handle, conn);
             }
         }
+        self.drive();
     }
 
     /// Events since the last call (`quicwire_core::batch::event`), seven numbers each: kind,
@@ -633,6 +694,7 @@ impl Engine {
                             };
                             if let Some(c) = self.connections.get_mut(&handle) {
                                 c.session.respond(&mut c.quic, stream, wire_id, answer);
+                                touch(&mut self.touched, handle, c);
                             }
                             Ok(())
                         }
@@ -668,11 +730,16 @@ impl Engine {
 }
 
 impl Engine {
+    /// An open connection, to be moved by the caller (so it is touched).
     fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
-        self.connections
-            .get_mut(&ConnectionHandle(id as usize))
+        let handle = ConnectionHandle(id as usize);
+        let conn = self
+            .connections
+            .get_mut(&handle)
             .filter(|c| !c.reported)
-            .ok_or_else(|| Error::closed(format!("connection {id} is closed")))
+            .ok_or_else(|| Error::closed(format!("connection {id} is closed")))?;
+        touch(&mut self.touched, handle, conn);
+        Ok(conn)
     }
 
     /// Appends one event for `handle`.
@@ -785,17 +852,19 @@ impl Engine {
         if !is_client {
             session.send_hello(&mut quic);
         }
-        self.connections.insert(
-            handle,
-            Conn {
-                quic,
-                session,
-                peer,
-                key,
-                reported: false,
-                admitted,
-            },
-        );
+        let mut conn = Conn {
+            quic,
+            session,
+            peer,
+            key,
+            reported: false,
+            admitted,
+            touched: false,
+            sending: false,
+            deadline: None,
+        };
+        touch(&mut self.touched, handle, &mut conn);
+        self.connections.insert(handle, conn);
     }
 
     /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
@@ -807,6 +876,7 @@ impl Engine {
         let bytes = reason.as_bytes().to_vec().into();
         conn.quic
             .close(Instant::now(), VarInt::from_u32(code), bytes);
+        touch(&mut self.touched, handle, conn);
         let mut out = Vec::new();
         let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
         conn.session.fail_all(&err, &mut out);
@@ -841,9 +911,19 @@ impl Engine {
     fn drive(&mut self) {
         let mut reports = Vec::new();
         let mut drained = Vec::new();
-        for (handle, conn) in self.connections.iter_mut() {
+        // Each touched connection once; what drive itself moves is handled here too.
+        let touched = std::mem::take(&mut self.touched);
+        for &handle in &touched {
+            let Some(conn) = self.connections.get_mut(&handle) else {
+                continue;
+            };
+            conn.touched = false;
+            if !conn.sending {
+                conn.sending = true;
+                self.sending.push(handle);
+            }
             while let Some(event) = conn.quic.poll_endpoint_events() {
-                if let Some(back) = self.endpoint.handle_event(*handle, event) {
+                if let Some(back) = self.endpoint.handle_event(handle, event) {
                     conn.quic.handle_event(back);
                 }
             }
@@ -874,16 +954,28 @@ impl Engine {
                 conn.session.fail_all(&err, &mut out);
                 out.push(Outcome::Failed(err));
             }
-            reports.extend(out.into_iter().map(|o| (*handle, o)));
+            reports.extend(out.into_iter().map(|o| (handle, o)));
             if conn.quic.is_drained() {
-                drained.push(*handle);
+                drained.push(handle);
             }
         }
+        // The list back, for the next calls to fill without allocating (with any connection
+        // touched meanwhile, for the next drive).
+        let mut touched = touched;
+        touched.clear();
+        touched.append(&mut self.touched);
+        self.touched = touched;
         for (handle, outcome) in reports {
             self.report(handle, outcome);
         }
         for handle in drained {
-            if let Some(ip) = self.connections.remove(&handle).and_then(|c| c.admitted) {
+            let Some(conn) = self.connections.remove(&handle) else {
+                continue;
+            };
+            if let Some(deadline) = conn.deadline {
+                self.timers.remove(&(deadline, handle));
+            }
+            if let Some(ip) = conn.admitted {
                 self.admission.release(ip);
             }
             self.responders.retain(|_, (h, _, _)| *h != handle);

@@ -194,6 +194,75 @@ fn a_batch_is_handed_out_once() {
 }
 
 #[test]
+fn timers_run_on_connections_no_call_moves() {
+    // A server with two clients: one keeps talking, the other falls silent. Calls move only
+    // the talking one; the silent one's idle timeout (3 x keepAliveMs) must fire all the same.
+    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+    let nan = f64::NAN;
+    let limits = [nan, nan, nan, nan, nan, nan, 30.0];
+    let mut server = Engine::server(cert.cert.clone(), cert.key, &[], &limits, &[]).unwrap();
+    let client = || Engine::client(Some(cert.cert.clone()), false, &["raw".into()], &[]).unwrap();
+    let (mut talker, mut silent) = (client(), client());
+    const SILENT: &str = "127.0.0.1:40001";
+    let talker_id = talker.connect("localhost", 4433.0, SERVER).unwrap();
+    silent.connect("localhost", 4433.0, SERVER).unwrap();
+    let mut at_server = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut both_up = false;
+    while Instant::now() < deadline {
+        // Until both are up, every datagram is carried; after that, none of the silent one's.
+        carry(&mut talker, CLIENT, &mut server, false);
+        if !both_up {
+            carry(&mut silent, SILENT, &mut server, false);
+        }
+        let mut out = Vec::new();
+        server.poll_transmits(1, |data, to, _| {
+            out.push((to.to_string(), BytesMut::from(data)));
+            true
+        });
+        let from: SocketAddr = SERVER.parse().unwrap();
+        for (to, data) in out {
+            match to.as_str() {
+                CLIENT => talker.receive([(from, data)]),
+                _ if !both_up => silent.receive([(from, data)]),
+                _ => false,
+            };
+        }
+        for engine in [&mut talker, &mut silent, &mut server] {
+            if engine.next_timeout().is_some_and(|t| t.is_zero()) {
+                engine.on_timeout();
+            }
+        }
+        seen(&mut talker);
+        seen(&mut silent);
+        at_server.extend(seen(&mut server));
+        let up = at_server.iter().filter(|e| e.words[0] == event::CONNECTION);
+        if !both_up && up.count() == 2 {
+            both_up = true;
+        }
+        if both_up {
+            let ops = one_op(op::MESSAGE, f64::from(talker_id), 0.0, b"tick");
+            assert!(talker.write(b"tick", &ops).is_empty());
+        }
+        if has(&at_server, event::CLOSED).is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let id_of = |peer: &str| {
+        let up = at_server
+            .iter()
+            .find(|e| e.words[0] == event::CONNECTION && e.body.ends_with(peer.as_bytes()));
+        up.map(|e| e.words[1])
+    };
+    let closed = has(&at_server, event::CLOSED).expect("the silent connection timed out");
+    assert_eq!(Some(closed[1]), id_of(SILENT), "the silent one closed");
+    assert!(at_server
+        .iter()
+        .any(|e| e.words[0] == event::MESSAGE && e.words[1] == id_of(CLIENT).unwrap()));
+}
+
+#[test]
 fn a_full_socket_loses_nothing() {
     let (mut client, mut server) = pair();
     let (id, _) = connected(&mut client, &mut server, true);
