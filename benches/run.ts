@@ -216,6 +216,7 @@ function writeReadme(): void {
     ['setup', 'p50ms', 'setup p50 ms'],
     ['memory', 'serverKiBPerConn', 'server KiB/conn'],
     ['memory', 'clientKiBPerConn', 'client KiB/conn'],
+    ['memory', 'crowdedP50us', 'ping-pong p50 µs, 500 idle held'],
   ];
   const shown = cols.filter(([sc]) => report.scenarios.includes(sc));
   const versions = Object.entries(report.versions)
