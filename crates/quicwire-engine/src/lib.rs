@@ -148,6 +148,27 @@ struct Conn {
     deadline: Option<Instant>,
 }
 
+/// Files a connection's next deadline (its QUIC timers, its request timeouts) in `timers`.
+fn schedule(
+    timers: &mut BTreeSet<(Instant, ConnectionHandle)>,
+    handle: ConnectionHandle,
+    conn: &mut Conn,
+) {
+    let deadline = [conn.quic.poll_timeout(), conn.session.next_deadline()]
+        .into_iter()
+        .flatten()
+        .min();
+    if deadline != conn.deadline {
+        if let Some(old) = conn.deadline {
+            timers.remove(&(old, handle));
+        }
+        if let Some(new) = deadline {
+            timers.insert((new, handle));
+        }
+        conn.deadline = deadline;
+    }
+}
+
 /// Marks a connection a call moved, for the next `drive` to look at.
 fn touch(touched: &mut Vec<ConnectionHandle>, handle: ConnectionHandle, conn: &mut Conn) {
     if !conn.touched {
@@ -525,20 +546,8 @@ impl Engine {
                     self.buf.clear();
                 }
                 conn.sending = false;
-                // Sending armed its timers: they are final until the next call moves it.
-                let deadline = [conn.quic.poll_timeout(), conn.session.next_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                if deadline != conn.deadline {
-                    if let Some(old) = conn.deadline {
-                        self.timers.remove(&(old, handle));
-                    }
-                    if let Some(new) = deadline {
-                        self.timers.insert((new, handle));
-                    }
-                    conn.deadline = deadline;
-                }
+                // Sending armed its timers: they hold until the next call moves it.
+                schedule(&mut self.timers, handle, conn);
             }
             self.sending.pop();
         }
@@ -547,17 +556,10 @@ impl Engine {
     /// How long until `on_timeout` is due, or None when no timer is armed.
     pub fn next_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        // Connections not through `poll_transmits` yet have no entry in `timers` that holds.
-        let mut unsent = None;
-        for handle in &self.sending {
-            if let Some(c) = self.connections.get_mut(handle) {
-                let deadline = [c.quic.poll_timeout(), c.session.next_deadline()];
-                unsent = deadline.into_iter().flatten().chain(unsent).min();
-            }
-        }
-        unsent
+        self.schedule_unsent();
+        let first = self.timers.first().map(|t| t.0);
+        first
             .into_iter()
-            .chain(self.timers.first().map(|t| t.0))
             .chain(self.dials.values().map(|d| d.1))
             .chain((!self.pool.is_empty()).then_some(self.next_sweep))
             .min()
@@ -568,6 +570,7 @@ impl Engine {
     pub fn on_timeout(&mut self) {
         let now = Instant::now();
         let mut expired = Vec::new();
+        self.schedule_unsent();
         while let Some(&(deadline, handle)) = self.timers.first() {
             if deadline > now {
                 break;
@@ -730,6 +733,16 @@ impl Engine {
 }
 
 impl Engine {
+    /// Files the deadlines of connections not through `poll_transmits` yet (the shell
+    /// normally sends first), whose entries in `timers` may be stale.
+    fn schedule_unsent(&mut self) {
+        for &handle in &self.sending {
+            if let Some(conn) = self.connections.get_mut(&handle) {
+                schedule(&mut self.timers, handle, conn);
+            }
+        }
+    }
+
     /// An open connection, to be moved by the caller (so it is touched).
     fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
         let handle = ConnectionHandle(id as usize);
