@@ -37,6 +37,10 @@ function firstLine(child: ChildProcess, match: RegExp, timeoutMs: number, what: 
         resolve(line);
       }
     });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${what}: ${err.message}`));
+    });
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`${what} exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
@@ -78,6 +82,27 @@ export async function runOnce(
   } finally {
     server.kill('SIGTERM');
     setTimeout(() => server.kill('SIGKILL'), 2000).unref();
+  }
+}
+
+/** quinn alone, in Rust with no JS (`crates/quicwire/examples/ceiling.rs`, built by `npm run
+ *  bench`): one run of the bulk or small scenario, its server in a child process as the JS
+ *  transports have theirs. The ceiling the bulk target is measured against, in the same run. */
+export async function runCeiling(scenario: 'bulk' | 'small', quick: boolean): Promise<Figures> {
+  const binary = `${root}target/release/examples/ceiling`;
+  const child = spawn(binary, ['--json', scenario, ...(quick ? ['--quick'] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so a timeout also stops the server it started
+  });
+  try {
+    const line = await firstLine(child, /^\{/, quick ? 60_000 : 180_000, `quinn ceiling ${scenario}`);
+    return JSON.parse(line) as Figures;
+  } finally {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // the group has already exited
+    }
   }
 }
 

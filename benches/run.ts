@@ -1,6 +1,8 @@
 // `npm run bench`: every transport through every scenario, server and client each in their
-// own process on 127.0.0.1, 3 runs each, medians kept. Writes benches/results/latest.json and
-// one SVG chart per scenario under docs/, and prints the table with the target ratios.
+// own process on 127.0.0.1, 3 runs each, medians kept, and quinn alone in Rust (quinn-ceiling)
+// through the bulk and small scenarios in the same layout. Writes benches/results/latest.json
+// and one SVG chart per scenario under docs/, prints the table and the targets met or missed,
+// and puts both in the README's generated block.
 //
 //   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b] [--report]
 //
@@ -16,6 +18,7 @@ import { barChart } from './chart.js';
 import {
   medians,
   versions as packageVersions,
+  runCeiling,
   runOnce,
   machine as thisMachine,
   writeReadmeBlock,
@@ -34,7 +37,9 @@ const { values: args } = parseArgs({
 });
 const quick = args.quick ?? false;
 const runs = Number(args.runs ?? (quick ? 1 : 3));
-const names = args.only ? args.only.split(',') : Object.keys(transports);
+/** quinn alone in Rust, no JS: a row of the bulk and small scenarios only (runCeiling). */
+const CEILING = 'quinn-ceiling';
+const names = args.only ? args.only.split(',') : [...Object.keys(transports), CEILING];
 const SCENARIOS = {
   bulk: {
     metric: 'mbPerSec',
@@ -74,6 +79,31 @@ const SCENARIOS = {
   },
 } as const;
 type Scenario = keyof typeof SCENARIOS;
+
+/** One of issue 5's targets: `who`'s figure in `scenario` against `against`'s in the same run
+ *  (or, without `against`, the figure itself) must be at least (≥) or at most (≤) `limit`. */
+type Target = [
+  who: string,
+  scenario: Scenario,
+  metric: string,
+  bound: '≥' | '≤',
+  limit: number,
+  against?: string,
+];
+const [NATIVE, WASM] = ['quicwire-native', 'quicwire-wasm'];
+const TARGETS: Target[] = [
+  [NATIVE, 'small', 'messagesPerSec', '≥', 1, 'node-tls'],
+  [NATIVE, 'small', 'messagesPerSec', '≥', 50, 'libp2p-quic'],
+  [NATIVE, 'bulk', 'mbPerSec', '≥', 0.8, CEILING],
+  [NATIVE, 'bulk', 'mbPerSec', '≥', 1.5, 'libp2p-quic'],
+  [NATIVE, 'pingpong', 'p50us', '≤', 1.2, 'node-tls'],
+  [NATIVE, 'pingpong', 'p99us', '≤', 1, 'node-tls'],
+  [NATIVE, 'concurrency', 'requestsPerSec', '≥', 1, 'node-tls'],
+  [NATIVE, 'setup', 'p50ms', '≤', 0.5, 'node-tls'],
+  [NATIVE, 'memory', 'serverKiBPerConn', '≤', 50],
+  [WASM, 'small', 'messagesPerSec', '≥', 0.3, NATIVE],
+  [WASM, 'small', 'messagesPerSec', '≥', 3, 'libp2p-quic'],
+];
 const scenarios = (args.scenarios ? args.scenarios.split(',') : Object.keys(SCENARIOS)) as Scenario[];
 const root = new URL('..', import.meta.url).pathname;
 const here = new URL('.', import.meta.url).pathname;
@@ -102,17 +132,24 @@ async function measure(): Promise<Report> {
     noTTYOutput: true,
     notTTYSchedule: 5000,
   });
-  bar.start(scenarios.length * names.length * runs, 0, { task: 'starting' });
+  const applies = (scenario: Scenario, name: string) =>
+    name !== CEILING || scenario === 'bulk' || scenario === 'small';
+  const tasks = scenarios.flatMap((sc) => names.filter((name) => applies(sc, name)));
+  bar.start(tasks.length * runs, 0, { task: 'starting' });
   for (const scenario of scenarios) {
     const row: Record<string, Result> = {};
     results[scenario] = row;
-    for (const name of names) {
+    for (const name of names.filter((n) => applies(scenario, n))) {
       const done: Figures[] = [];
       let error: string | undefined;
       for (let r = 0; r < runs && !error; r++) {
         bar.update({ task: `${scenario} · ${name} · run ${r + 1}/${runs}` });
         try {
-          done.push(await runOnce(name, scenario, { tls, quick }));
+          done.push(
+            await (name === CEILING
+              ? runCeiling(scenario as 'bulk' | 'small', quick)
+              : runOnce(name, scenario, { tls, quick })),
+          );
         } catch (err) {
           error = (err as Error).message;
         }
@@ -150,6 +187,12 @@ const get = (scenario: Scenario, name: string, metric: string): number | undefin
   const r = report.results[scenario]?.[name];
   return r && 'median' in r ? r.median[metric] : undefined;
 };
+/** A figure for a table: `—` where the row does not run that scenario, `failed` where it failed. */
+const cell = (scenario: Scenario, name: string, metric: string): string => {
+  const v = get(scenario, name, metric);
+  if (v !== undefined) return fmt(v);
+  return report.results[scenario]?.[name] ? 'failed' : '—';
+};
 const { machine } = report;
 const where = `${machine.cpus} × ${machine.cpu} · Node ${machine.node}`;
 
@@ -177,6 +220,11 @@ for (const scenario of report.scenarios) {
   }
 }
 
+const targets = assess();
+console.log('\nTargets (issue 5), as ratios in this run:');
+const width = Math.max(0, ...targets.map((t) => t.label.length));
+for (const t of targets) console.log(`  ${t.met} ${t.label.padEnd(width)}  ${t.ratio}`);
+
 if (!report.quick && !(partial && !args.report)) {
   mkdirSync(`${root}docs`, { recursive: true });
   for (const scenario of report.scenarios) {
@@ -196,16 +244,31 @@ if (!report.quick && !(partial && !args.report)) {
 }
 process.exit(0);
 
+function fmt(v: number): string {
+  return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+/** Each target measured in this report: its label, the two figures, the ratio, and whether met. */
+function assess() {
+  return TARGETS.filter(([, scenario]) => report.scenarios.includes(scenario)).map(
+    ([who, scenario, metric, bound, limit, against]) => {
+      const mine = get(scenario, who, metric);
+      const theirs = against ? get(scenario, against, metric) : 1;
+      const value = mine !== undefined && theirs ? mine / theirs : undefined;
+      const met = value === undefined ? '?' : (bound === '≥' ? value >= limit : value <= limit) ? '✔' : '✘';
+      return {
+        label: `${who} ${metric} ${bound} ${against ? `${limit}× ${against}` : limit}`,
+        met,
+        mine: cell(scenario, who, metric),
+        theirs: against ? cell(scenario, against, metric) : '—',
+        ratio: value === undefined ? 'n/a' : against ? `${value.toFixed(2)}×` : fmt(value),
+      };
+    },
+  );
+}
+
 /** Replaces the README's generated block (between the bench markers) with this run's table. */
 function writeReadme(): void {
-  const fmt = (v: number | undefined) =>
-    v === undefined
-      ? 'failed'
-      : v >= 1000
-        ? Math.round(v).toLocaleString('en-US')
-        : v >= 10
-          ? v.toFixed(1)
-          : v.toFixed(2);
   const cols: [Scenario, string, string][] = [
     ['bulk', 'mbPerSec', 'bulk MB/s'],
     ['small', 'messagesPerSec', '64 B msgs/s'],
@@ -227,9 +290,13 @@ function writeReadme(): void {
     '',
     `| transport | ${shown.map((c) => c[2]).join(' | ')} |`,
     `| --- | ${shown.map(() => '---:').join(' | ')} |`,
-    ...report.names.map(
-      (name) => `| ${name} | ${shown.map(([sc, m]) => fmt(get(sc, name, m))).join(' | ')} |`,
-    ),
+    ...report.names.map((name) => `| ${name} | ${shown.map(([sc, m]) => cell(sc, name, m)).join(' | ')} |`),
+    '',
+    `The targets of issue 5, as ratios in this run (${CEILING}: quinn alone in Rust, no JS, two processes; \`crates/quicwire/examples/ceiling.rs\`):`,
+    '',
+    '| target | figure | against | ratio | met |',
+    '| --- | ---: | ---: | ---: | :---: |',
+    ...targets.map((t) => `| ${t.label} | ${t.mine} | ${t.theirs} | ${t.ratio} | ${t.met} |`),
     '',
     ...report.scenarios.map((sc) => `![${SCENARIOS[sc].title}](docs/bench-${sc}.svg)`),
   ]);

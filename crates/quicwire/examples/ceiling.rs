@@ -5,7 +5,10 @@
 //! a layout no JS transport gets; this is the same ceiling in the bench's layout.
 //!
 //!   cargo run --release -p quicwire --example ceiling [-- runs]
+//!   target/release/examples/ceiling --json bulk|small [--quick]
 //!
+//! With `--json` it runs one scenario once and prints its figures as one JSON line, the way a
+//! bench client does: `npm run bench` shows it as the `quinn-ceiling` row of the same run.
 //! Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages); the server
 //! reads it to the end and answers with what it counted, which ends the measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -23,24 +26,49 @@ use quicwire::socket::endpoint;
 use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{generate_dev_cert, ClientTls, ServerTls, TransportConfig};
 
-const BULK_BYTES: usize = 256 << 20;
 const CHUNK: usize = 64 << 10;
-const SMALL_FOR: Duration = Duration::from_secs(5);
+
+/// How much each scenario moves: the bench's sizes (`benches/scenarios.ts`, FULL and QUICK).
+#[derive(Clone, Copy)]
+struct Sizes {
+    bulk_bytes: usize,
+    small_for: Duration,
+}
+const FULL: Sizes = Sizes {
+    bulk_bytes: 256 << 20,
+    small_for: Duration::from_secs(5),
+};
+const QUICK: Sizes = Sizes {
+    bulk_bytes: 4 << 20,
+    small_for: Duration::from_millis(300),
+};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    if args.get(1).map(String::as_str) == Some("serve") {
-        rt.block_on(serve());
-    } else {
-        let runs = args
-            .get(1)
-            .map_or(3, |r| r.parse().expect("runs: a number"));
-        rt.block_on(measure(runs));
+    match args.first().map(String::as_str) {
+        Some("serve") => rt.block_on(serve()),
+        Some("--json") => {
+            let sizes = if args.iter().any(|a| a == "--quick") {
+                QUICK
+            } else {
+                FULL
+            };
+            let load = match args.get(1).map(String::as_str) {
+                Some("bulk") => Load::Bulk,
+                Some("small") => Load::Small,
+                other => panic!("--json takes bulk or small, not {other:?}"),
+            };
+            rt.block_on(measure_once(load, sizes));
+        }
+        runs => {
+            let runs = runs.map_or(3, |r| r.parse().expect("runs: a number"));
+            rt.block_on(measure(runs));
+        }
     }
 }
 
@@ -91,6 +119,45 @@ async fn serve() {
 
 /// Parent process: starts the server, then runs each scenario `runs` times.
 async fn measure(runs: usize) {
+    let (conn, _endpoint, mut child) = start().await;
+    let mut bulk = Vec::new();
+    let mut small = Vec::new();
+    for _ in 0..runs {
+        let (bytes, took) = run(&conn, Load::Bulk, FULL).await;
+        assert_eq!(bytes, FULL.bulk_bytes as u64);
+        bulk.push(bytes as f64 / took / 1e6);
+        let (messages, took) = run(&conn, Load::Small, FULL).await;
+        small.push(messages as f64 / took);
+    }
+    child.kill().ok();
+    child.wait().ok();
+    println!(
+        "quinn alone, two processes, median of {runs}: bulk {:.1} MB/s, 64 B messages {:.0}/s",
+        median(&mut bulk),
+        median(&mut small)
+    );
+}
+
+/// One run of one scenario on a fresh server process, printed as the bench client prints
+/// its figures (the same keys).
+async fn measure_once(load: Load, sizes: Sizes) {
+    let (conn, _endpoint, mut child) = start().await;
+    let (count, took) = run(&conn, load, sizes).await;
+    child.kill().ok();
+    child.wait().ok();
+    match load {
+        Load::Bulk => {
+            assert_eq!(count, sizes.bulk_bytes as u64);
+            let mb_per_sec = count as f64 / took / 1e6;
+            let mib = count as f64 / f64::from(1 << 20);
+            println!("{{\"mbPerSec\":{mb_per_sec},\"mib\":{mib}}}");
+        }
+        Load::Small => println!("{{\"messagesPerSec\":{}}}", count as f64 / took),
+    }
+}
+
+/// Starts the server process and connects to it (the endpoint is returned to keep it open).
+async fn start() -> (quinn::Connection, quinn::Endpoint, std::process::Child) {
     let cert = generate_dev_cert(&["localhost".into()]).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("serve")
@@ -113,50 +180,34 @@ async fn measure(runs: usize) {
     config.transport_config(loopback_transport());
     client.set_default_client_config(config);
     let conn = client.connect(addr, "localhost").unwrap().await.unwrap();
-
-    let mut bulk = Vec::new();
-    let mut small = Vec::new();
-    for _ in 0..runs {
-        let (bytes, took) = run(&conn, Load::Bulk).await;
-        assert_eq!(bytes, BULK_BYTES as u64);
-        bulk.push(bytes as f64 / took / 1e6);
-        let (messages, took) = run(&conn, Load::Small).await;
-        small.push(messages as f64 / took);
-    }
-    child.kill().ok();
-    child.wait().ok();
-    println!(
-        "quinn alone, two processes, median of {runs}: bulk {:.1} MB/s, 64 B messages {:.0}/s",
-        median(&mut bulk),
-        median(&mut small)
-    );
+    (conn, client, child)
 }
 
 #[derive(Clone, Copy)]
 enum Load {
-    /// BULK_BYTES in 64 KiB chunks.
+    /// `bulk_bytes` in 64 KiB chunks.
     Bulk,
-    /// Framed 64 B messages in 64 KiB batches, as fast as flow control allows, for SMALL_FOR.
+    /// Framed 64 B messages in 64 KiB batches, as fast as flow control allows, for `small_for`.
     Small,
 }
 
 /// Sends `load` on a new stream and waits for the server's count: returns it with the
 /// seconds taken.
-async fn run(conn: &quinn::Connection, load: Load) -> (u64, f64) {
+async fn run(conn: &quinn::Connection, load: Load, sizes: Sizes) -> (u64, f64) {
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     match load {
         Load::Bulk => {
             send.write_all(&[0]).await.unwrap();
             let chunk = Bytes::from(vec![1u8; CHUNK]);
-            for _ in 0..BULK_BYTES / CHUNK {
+            for _ in 0..sizes.bulk_bytes / CHUNK {
                 send.write_chunk(chunk.clone()).await.unwrap();
             }
         }
         Load::Small => {
             send.write_all(&[1]).await.unwrap();
             let mut out = BytesMut::with_capacity(CHUNK);
-            while start.elapsed() < SMALL_FOR {
+            while start.elapsed() < sizes.small_for {
                 while out.len() < CHUNK {
                     put_message(&mut out, &[2u8; 64], 1 << 20).unwrap();
                 }
