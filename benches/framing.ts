@@ -73,7 +73,8 @@ export class FrameReader {
   }
 }
 
-/** The server side every stream transport shares: count messages and bulk bytes, echo requests. */
+/** The server side every stream transport shares: count messages and each bulk transfer's
+ *  bytes, echo requests. */
 export class FrameServer {
   messages = 0;
   bulkBytes = 0;
@@ -93,7 +94,9 @@ export class FrameServer {
         reply(frame(Kind.Response, id, u64(this.messages)));
         break;
       case Kind.BulkDone:
+        // Bytes of this transfer only: a connection carries the warm-up transfer first.
         reply(frame(Kind.Response, id, u64(this.bulkBytes)));
+        this.bulkBytes = 0;
         break;
     }
   }
