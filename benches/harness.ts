@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { LossyLink } from '../tests/lossy-link.js';
-import type { Figures } from './scenarios.js';
+import { type Figures, FULL, QUICK } from './scenarios.js';
 import type { Tls } from './types.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -90,7 +90,9 @@ export async function runOnce(
  *  transports have theirs. The ceiling the bulk target is measured against, in the same run. */
 export async function runCeiling(scenario: 'bulk' | 'small', quick: boolean): Promise<Figures> {
   const binary = `${root}target/release/examples/ceiling`;
-  const child = spawn(binary, ['--json', scenario, ...(quick ? ['--quick'] : [])], {
+  const s = quick ? QUICK : FULL;
+  const sizes = [s.bulkBytes, s.bulkWarmupBytes, s.smallSeconds * 1000].map(String);
+  const child = spawn(binary, ['--json', scenario, ...sizes], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, so a timeout also stops the server it started
   });

@@ -5,12 +5,13 @@
 //! a layout no JS transport gets; this is the same ceiling in the bench's layout.
 //!
 //!   cargo run --release -p quicwire --example ceiling [-- runs]
-//!   target/release/examples/ceiling --json bulk|small [--quick]
+//!   target/release/examples/ceiling --json bulk|small BULK_BYTES WARMUP_BYTES SMALL_MS
 //!
-//! With `--json` it runs one scenario once and prints its figures as one JSON line, the way a
-//! bench client does: `npm run bench` shows it as the `quinn-ceiling` row of the same run.
-//! Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages); the server
-//! reads it to the end and answers with what it counted, which ends the measurement.
+//! With `--json` it runs one scenario once, with the sizes the bench passes (so
+//! `benches/scenarios.ts` is the one place they are set), and prints its figures as one JSON
+//! line, the way a bench client does: `npm run bench` shows it as the `quinn-ceiling` row of
+//! the same run. Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages);
+//! the server reads it to the end and answers with what it counted, which ends the measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -28,7 +29,7 @@ use quicwire::{generate_dev_cert, ClientTls, ServerTls, TransportConfig};
 
 const CHUNK: usize = 64 << 10;
 
-/// How much each scenario moves: the bench's sizes (`benches/scenarios.ts`, FULL and QUICK).
+/// How much each scenario moves.
 #[derive(Clone, Copy)]
 struct Sizes {
     bulk_bytes: usize,
@@ -36,15 +37,12 @@ struct Sizes {
     bulk_warmup_bytes: usize,
     small_for: Duration,
 }
-const FULL: Sizes = Sizes {
+
+/// By hand (no sizes given): the full bench's sizes.
+const BY_HAND: Sizes = Sizes {
     bulk_bytes: 256 << 20,
     bulk_warmup_bytes: 32 << 20,
     small_for: Duration::from_secs(5),
-};
-const QUICK: Sizes = Sizes {
-    bulk_bytes: 4 << 20,
-    bulk_warmup_bytes: 1 << 20,
-    small_for: Duration::from_millis(300),
 };
 
 fn main() {
@@ -57,15 +55,20 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("serve") => rt.block_on(serve()),
         Some("--json") => {
-            let sizes = if args.iter().any(|a| a == "--quick") {
-                QUICK
-            } else {
-                FULL
-            };
             let load = match args.get(1).map(String::as_str) {
                 Some("bulk") => Load::Bulk,
                 Some("small") => Load::Small,
                 other => panic!("--json takes bulk or small, not {other:?}"),
+            };
+            let number = |i: usize, what: &str| -> u64 {
+                let arg = args.get(i).unwrap_or_else(|| panic!("--json needs {what}"));
+                arg.parse()
+                    .unwrap_or_else(|_| panic!("{what}: a number, not {arg}"))
+            };
+            let sizes = Sizes {
+                bulk_bytes: number(2, "BULK_BYTES") as usize,
+                bulk_warmup_bytes: number(3, "WARMUP_BYTES") as usize,
+                small_for: Duration::from_millis(number(4, "SMALL_MS")),
             };
             rt.block_on(measure_once(load, sizes));
         }
@@ -127,11 +130,8 @@ async fn measure(runs: usize) {
     let mut bulk = Vec::new();
     let mut small = Vec::new();
     for _ in 0..runs {
-        let (bytes, took) = run(&conn, Load::Bulk, FULL).await;
-        assert_eq!(bytes, FULL.bulk_bytes as u64);
-        bulk.push(bytes as f64 / took / 1e6);
-        let (messages, took) = run(&conn, Load::Small, FULL).await;
-        small.push(messages as f64 / took);
+        bulk.push(bulk_mb_per_sec(&conn, BY_HAND).await);
+        small.push(small_per_sec(&conn, BY_HAND).await);
     }
     child.kill().ok();
     child.wait().ok();
@@ -146,25 +146,41 @@ async fn measure(runs: usize) {
 /// its figures (the same keys).
 async fn measure_once(load: Load, sizes: Sizes) {
     let (conn, _endpoint, mut child) = start().await;
-    if let Load::Bulk = load {
-        let warmup = Sizes {
-            bulk_bytes: sizes.bulk_warmup_bytes,
-            ..sizes
-        };
-        run(&conn, Load::Bulk, warmup).await;
-    }
-    let (count, took) = run(&conn, load, sizes).await;
-    child.kill().ok();
-    child.wait().ok();
     match load {
         Load::Bulk => {
-            assert_eq!(count, sizes.bulk_bytes as u64);
-            let mb_per_sec = count as f64 / took / 1e6;
-            let mib = count as f64 / f64::from(1 << 20);
+            let mb_per_sec = bulk_mb_per_sec(&conn, sizes).await;
+            let mib = sizes.bulk_bytes as f64 / f64::from(1 << 20);
             println!("{{\"mbPerSec\":{mb_per_sec},\"mib\":{mib}}}");
         }
-        Load::Small => println!("{{\"messagesPerSec\":{}}}", count as f64 / took),
+        Load::Small => {
+            let per_sec = small_per_sec(&conn, sizes).await;
+            println!("{{\"messagesPerSec\":{per_sec}}}");
+        }
     }
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// The bulk scenario: the warm-up untimed, then `bulk_bytes` timed, checked against the
+/// server's count.
+async fn bulk_mb_per_sec(conn: &quinn::Connection, sizes: Sizes) -> f64 {
+    let warmup = Sizes {
+        bulk_bytes: sizes.bulk_warmup_bytes,
+        ..sizes
+    };
+    run(conn, Load::Bulk, warmup).await;
+    let (bytes, took) = run(conn, Load::Bulk, sizes).await;
+    assert_eq!(
+        bytes, sizes.bulk_bytes as u64,
+        "the server counted other bytes"
+    );
+    bytes as f64 / took / 1e6
+}
+
+/// The small-message scenario: 64 B messages delivered per second.
+async fn small_per_sec(conn: &quinn::Connection, sizes: Sizes) -> f64 {
+    let (messages, took) = run(conn, Load::Small, sizes).await;
+    messages as f64 / took
 }
 
 /// Starts the server process and connects to it (the endpoint is returned to keep it open).
