@@ -17,8 +17,10 @@ function node(
   argv: string[],
   env: NodeJS.ProcessEnv,
   spawner: (command: string, args: string[], options: SpawnOptions) => ChildProcess,
+  nodeFlags: string[] = [],
 ): ChildProcess {
-  return spawner(process.execPath, ['--expose-gc', '--import', 'tsx', `${here}${script}`, ...argv], {
+  const args = ['--expose-gc', ...nodeFlags, '--import', 'tsx', `${here}${script}`, ...argv];
+  return spawner(process.execPath, args, {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -49,13 +51,14 @@ function firstLine(child: ChildProcess, match: RegExp, timeoutMs: number, what: 
 }
 
 /** One run of `scenario` on transport `name`: a server process, then a client process. With
- *  `link`, the server runs in the link's server namespace and the client in its client one. */
+ *  `link`, the server runs in the link's server namespace and the client in its client one;
+ *  `nodeFlags` go to both processes' node (V8 tuning, measured as such). */
 export async function runOnce(
   name: string,
   scenario: string,
-  options: { tls: Tls; quick: boolean; link?: LossyLink },
+  options: { tls: Tls; quick: boolean; link?: LossyLink; nodeFlags?: string[] },
 ): Promise<Figures> {
-  const { tls, quick, link } = options;
+  const { tls, quick, link, nodeFlags } = options;
   const env = {
     ...process.env,
     BENCH_CERT: tls.cert,
@@ -63,7 +66,7 @@ export async function runOnce(
     BENCH_HOST: link?.serverIp ?? '127.0.0.1',
     QUICWIRE_BACKEND: '',
   };
-  const server = node('server.ts', [name], env, link ? link.spawn.bind(link, 'server') : spawn);
+  const server = node('server.ts', [name], env, link ? link.spawn.bind(link, 'server') : spawn, nodeFlags);
   try {
     const ready = await firstLine(server, /^READY \d+$/, 30_000, `${name} server`);
     const port = ready.split(' ')[1] as string;
@@ -72,6 +75,7 @@ export async function runOnce(
       [name, scenario, port, String(server.pid), ...(quick ? ['--quick'] : [])],
       env,
       link ? link.spawn.bind(link, 'client') : spawn,
+      nodeFlags,
     );
     try {
       const line = await firstLine(client, /^\{/, quick ? 60_000 : 180_000, `${name} ${scenario}`);

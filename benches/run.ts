@@ -4,11 +4,13 @@
 // and one SVG chart per scenario under docs/, prints the table and the targets met or missed,
 // and puts both in the README's generated block.
 //
-//   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b] [--report]
+//   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b]
+//                    [--node-flags '--flag ...'] [--report]
 //
 // --quick runs every scenario for a moment (CI: the harness must not rot) and writes
-// benches/results/quick.json instead; a run narrowed by --only or --scenarios writes
-// benches/results/partial.json and leaves the charts and README alone. --report re-renders the table, the charts and the
+// benches/results/quick.json instead; a run narrowed by --only or --scenarios, or given
+// --node-flags for every server's and client's node, writes benches/results/partial.json
+// and leaves the charts and README alone. --report re-renders the table, the charts and the
 // README block from benches/results/latest.json without measuring.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -33,10 +35,13 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     scenarios: { type: 'string' },
     report: { type: 'boolean', default: false },
+    'node-flags': { type: 'string' },
   },
 });
 const quick = args.quick ?? false;
 const runs = Number(args.runs ?? (quick ? 1 : 3));
+/** Flags for every server's and client's node, e.g. V8 tuning: `--node-flags='--a --b'`. */
+const nodeFlags = args['node-flags']?.split(' ').filter(Boolean) ?? [];
 /** quinn alone in Rust, no JS: a row of the bulk and small scenarios only (runCeiling). */
 const CEILING = 'quinn-ceiling';
 const names = args.only ? args.only.split(',') : [...Object.keys(transports), CEILING];
@@ -148,7 +153,7 @@ async function measure(): Promise<Report> {
           done.push(
             await (name === CEILING
               ? runCeiling(scenario as 'bulk' | 'small', quick)
-              : runOnce(name, scenario, { tls, quick })),
+              : runOnce(name, scenario, { tls, quick, nodeFlags })),
           );
         } catch (err) {
           error = (err as Error).message;
@@ -173,8 +178,9 @@ async function measure(): Promise<Report> {
 }
 
 const latest = `${here}results/latest.json`;
-// A run narrowed with --only or --scenarios never replaces the full results, charts or README.
-const partial = Boolean(args.only || args.scenarios);
+// A run narrowed with --only or --scenarios, or tuned with --node-flags, never replaces the
+// full results, charts or README.
+const partial = Boolean(args.only || args.scenarios || nodeFlags.length);
 const report: Report = args.report ? (JSON.parse(readFileSync(latest, 'utf8')) as Report) : await measure();
 if (!args.report) {
   mkdirSync(`${here}results`, { recursive: true });
