@@ -10,6 +10,7 @@ export const transports: Record<string, () => Transport> = {
   'quicwire-native': () => quicwire('native'),
   'quicwire-wasm': () => quicwire('wasm'),
   'quicwire-native msgpack': () => quicwire('native', 'msgpack'),
+  'quicwire-native json': () => quicwire('native', 'json'),
   'node-tls': () => nodeTls,
   ws: () => ws,
   'matrixai-quic': () => matrixaiQuic,
