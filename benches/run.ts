@@ -5,7 +5,7 @@
 // and puts both in the README's generated block.
 //
 //   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b]
-//                    [--node-flags '--flag ...'] [--report]
+//                    [--node-flags='--flag ...'] [--report]
 //
 // --quick runs every scenario for a moment (CI: the harness must not rot) and writes
 // benches/results/quick.json instead; a run narrowed by --only or --scenarios, or given
