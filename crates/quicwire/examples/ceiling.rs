@@ -4,13 +4,12 @@
 //! criterion ceiling (`benches/transport.rs`) runs both ends on one runtime in one process,
 //! a layout no JS transport gets; this is the same ceiling in the bench's layout.
 //!
-//!   cargo run --release -p quicwire --example ceiling [-- runs]
 //!   target/release/examples/ceiling --json bulk|small BULK_BYTES WARMUP_BYTES SMALL_MS
 //!
-//! With `--json` it runs one scenario once, with the sizes the bench passes (so
-//! `benches/scenarios.ts` is the one place they are set), and prints its figures as one JSON
-//! line, the way a bench client does: `npm run bench` shows it as the `quinn-ceiling` row of
-//! the same run. Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages);
+//! It runs one scenario once, with the sizes the bench passes (so `benches/scenarios.ts` is
+//! the one place they are set), and prints its figures as one JSON line, the way a bench
+//! client does: `npm run bench` shows it as the `quinn-ceiling` row of the same run, and
+//! `npm run bench -- --only quinn-ceiling --scenarios bulk,small` runs it alone. Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages);
 //! the server reads it to the end and answers with what it counted, which ends the measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -37,13 +36,6 @@ struct Sizes {
     bulk_warmup_bytes: usize,
     small_for: Duration,
 }
-
-/// By hand (no sizes given): the full bench's sizes.
-const BY_HAND: Sizes = Sizes {
-    bulk_bytes: 256 << 20,
-    bulk_warmup_bytes: 32 << 20,
-    small_for: Duration::from_secs(5),
-};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,10 +64,9 @@ fn main() {
             };
             rt.block_on(measure_once(load, sizes));
         }
-        runs => {
-            let runs = runs.map_or(3, |r| r.parse().expect("runs: a number"));
-            rt.block_on(measure(runs));
-        }
+        other => panic!(
+            "usage: ceiling --json bulk|small BULK_BYTES WARMUP_BYTES SMALL_MS, not {other:?}"
+        ),
     }
 }
 
@@ -122,24 +113,6 @@ async fn serve() {
             });
         }
     }
-}
-
-/// Parent process: starts the server, then runs each scenario `runs` times.
-async fn measure(runs: usize) {
-    let (conn, _endpoint, mut child) = start().await;
-    let mut bulk = Vec::new();
-    let mut small = Vec::new();
-    for _ in 0..runs {
-        bulk.push(bulk_mb_per_sec(&conn, BY_HAND).await);
-        small.push(small_per_sec(&conn, BY_HAND).await);
-    }
-    child.kill().ok();
-    child.wait().ok();
-    println!(
-        "quinn alone, two processes, median of {runs}: bulk {:.1} MB/s, 64 B messages {:.0}/s",
-        median(&mut bulk),
-        median(&mut small)
-    );
 }
 
 /// One run of one scenario on a fresh server process, printed as the bench client prints
@@ -246,9 +219,4 @@ async fn run(conn: &quinn::Connection, load: Load, sizes: Sizes) -> (u64, f64) {
     let answer = recv.read_to_end(8).await.unwrap();
     let count = u64::from_le_bytes(answer.try_into().unwrap());
     (count, start.elapsed().as_secs_f64())
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
