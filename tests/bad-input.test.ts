@@ -37,6 +37,9 @@ describe('bad input', () => {
     await rejectsWith(QuicServer.listen({ ...cert, host: 'example.com' }), 'ERR_INVALID_ARGUMENT');
     await rejectsWith(QuicServer.listen({ ...cert, port: 99999 }), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => generateDevCert([]), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => server.onMessage(() => {}, { borrow: 'yes' } as never), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => server.onMessage(() => {}, { borow: true } as never), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => t.onMessage(() => {}, null as never), 'ERR_INVALID_ARGUMENT');
     await stillWorks(t, conn, server);
   });
 

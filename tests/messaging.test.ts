@@ -124,6 +124,85 @@ describe('messaging', () => {
     });
   });
 
+  it('lends large messages to a handler that borrows them, intact while it runs', async () => {
+    const server = await echoServer({ maxMessageSize: 16 << 20 });
+    const buffers = new Set<ArrayBufferLike>();
+    const kept: Uint8Array[] = [];
+    let bad = 0;
+    server.onMessage(
+      (m) => {
+        const body = m as Uint8Array;
+        // Every byte of message k is k: checked while the handler runs, the bytes are its.
+        const k = body[0] as number;
+        if (body.length !== 65_536 || body.some((b) => b !== k)) bad++;
+        buffers.add(body.buffer);
+        kept.push(body.slice());
+      },
+      { borrow: true },
+    );
+    const t = transport({ encoding: 'raw', maxMessageSize: 16 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const count = 200;
+    await t.sendBatch(
+      conn,
+      Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k)),
+    );
+    expect(bad).toBe(0);
+    expect(kept.map((b) => b[0])).toEqual(Array.from({ length: count }, (_, k) => k));
+    expect(kept.every((b, k) => b.every((x) => x === k))).toBe(true);
+    // Lent: 12.5 MiB came in a few reused buffers, not one per message.
+    expect(buffers.size).toBeLessThan(count / 4);
+    // Too large to lend: the message gets a buffer of its own, intact all the same.
+    const big = new Uint8Array(12 << 20).map((_, i) => i % 251);
+    let gotBig: Uint8Array | undefined;
+    server.onMessage(
+      (m) => {
+        gotBig = (m as Uint8Array).slice();
+      },
+      { borrow: true },
+    );
+    await t.send(conn, big);
+    expect(Buffer.compare(Buffer.from(gotBig as Uint8Array), Buffer.from(big))).toBe(0);
+  });
+
+  it('hands stable bytes to handlers that do not borrow, and to receive()', async () => {
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const kept: Uint8Array[] = [];
+    server.onMessage((m) => kept.push(m as Uint8Array));
+    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const count = 100;
+    const bodies = Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k));
+    await t.sendBatch(conn, bodies);
+    // Kept past the handler, every message still holds its own bytes.
+    expect(kept.every((b, k) => b.length === 65_536 && b.every((x) => x === k))).toBe(true);
+    // The client side receives with receive(): queued messages keep their bytes too.
+    const [peer] = server.peers();
+    await (peer as Connection).sendBatch(bodies);
+    const got = await Promise.all(bodies.map(() => conn.receive()));
+    expect(got.every((b, k) => (b as Uint8Array).every((x) => x === k))).toBe(true);
+  });
+
+  it('lends msgpack byte strings to a borrowing handler, decoded whole', async () => {
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const got: { id: number; ok: boolean }[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    server.onMessage(
+      (m) => {
+        const { id, data } = m as { id: number; data: Uint8Array };
+        got.push({ id, ok: data.length === 40_000 && data.every((x) => x === id % 256) });
+        buffers.add(data.buffer);
+      },
+      { borrow: true },
+    );
+    const t = transport({ maxMessageSize: 1 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const messages = Array.from({ length: 50 }, (_, id) => ({ id, data: Buffer.alloc(40_000, id) }));
+    await t.sendBatch(conn, messages);
+    expect(got).toEqual(messages.map(({ id }) => ({ id, ok: true })));
+    expect(buffers.size).toBeLessThan(messages.length / 4);
+  });
+
   it('reports server stats', async () => {
     const server = await echoServer();
     const t = transport();

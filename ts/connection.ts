@@ -17,6 +17,8 @@ export interface Owner {
   /** Unacknowledged bytes per connection before sends wait. */
   readonly sendBufferHigh: number;
   readonly messageHandler: MessageHandler | undefined;
+  /** Set with the message handler: it takes bytes only valid until it returns. */
+  readonly borrowsMessages: boolean;
   readonly requestHandler: RequestHandler | undefined;
   connected(connection: Connection): void;
   disconnected(connection: Connection, reason: QuicwireError): void;
@@ -280,8 +282,10 @@ export class Connection implements AsyncIterable<unknown> {
     }
   }
 
-  /** A message arrived from the peer. */
-  delivered(body: Uint8Array): void {
+  /** A message arrived from the peer; when `lent`, its bytes are only valid for now. */
+  delivered(body: Uint8Array, lent: boolean): void {
+    // Lent, but the handler that borrowed it was replaced since: a copy to keep.
+    if (lent && !this.#owner.borrowsMessages) body = body.slice();
     let item: Received;
     try {
       item = { value: decode(body, this.encoding) };

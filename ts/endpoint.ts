@@ -2,25 +2,40 @@
 
 import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
 import { invalidArgument, type QuicwireError } from './errors.js';
+import { checkKeys, checkObject } from './options.js';
+import type { MessageHandlerOptions } from './types.js';
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
   abstract readonly sendBufferHigh: number;
   #messageHandler: MessageHandler | undefined;
+  #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;
 
   get messageHandler(): MessageHandler | undefined {
     return this.#messageHandler;
   }
 
+  get borrowsMessages(): boolean {
+    return this.#borrowsMessages;
+  }
+
   get requestHandler(): RequestHandler | undefined {
     return this.#requestHandler;
   }
 
-  /** Handles incoming messages with a callback; without one they queue for `receive()`. */
-  onMessage(handler: MessageHandler): this {
+  /** Handles incoming messages with a callback; without one they queue for `receive()`.
+   *  With `borrow`, the bytes of a message (a raw one, or the byte strings in a msgpack
+   *  one) may be views of a buffer quicwire reuses once the handler returns: large
+   *  messages then cost no allocation each. Copy (`bytes.slice()`) what you keep. */
+  onMessage(handler: MessageHandler, options: MessageHandlerOptions = {}): this {
     if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
+    checkObject('onMessage options', options);
+    checkKeys('onMessage', options, ['borrow']);
+    const borrow = options.borrow ?? false;
+    if (typeof borrow !== 'boolean') throw invalidArgument('borrow must be a boolean');
     this.#messageHandler = handler;
+    this.#borrowsMessages = borrow;
     return this;
   }
 

@@ -35,6 +35,9 @@ export interface ShellEngine {
   takeEventData(): Uint8Array;
   /** The batch's large bodies, which events name by negative offsets. */
   takeEventBodies(): Uint8Array[];
+  /** Copies them into `into`, one after another; the bytes they take (when more than
+   *  `into` holds, nothing was copied). */
+  copyEventBodies(into: Uint8Array): number;
   /** The failed ops, if any. */
   write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] } | undefined | null;
 }
@@ -74,6 +77,12 @@ const SLOT = 2 ** 21;
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
+/** Lent bodies go in a buffer of at least LEND_MIN bytes, reused batch after batch; a
+ *  batch whose lent bodies take more than LEND_MAX gets buffers of its own. At most
+ *  LEND_SPARE buffers wait for reuse, so what is kept stays bounded. */
+const LEND_MIN = 1 << 20;
+const LEND_MAX = 8 << 20;
+const LEND_SPARE = 2;
 
 function limits(t: EngineTransportOptions): Float64Array {
   const v = (x: number | undefined) => x ?? Number.NaN;
@@ -86,6 +95,16 @@ function limits(t: EngineTransportOptions): Float64Array {
     v(t.maxConnections),
     v(t.keepAliveMs),
   ]);
+}
+
+/** An event batch waiting for the hub, or handed to it. */
+interface Queued<E extends ShellEngine> {
+  batch: EventBatch;
+  slot: Slot<E>;
+  /** RECEIPT triples to acknowledge once the batch is dispatched. */
+  receipts: number[];
+  /** The buffer its lent bodies are in, reused once the batch is dispatched. */
+  lentIn: Uint8Array | undefined;
 }
 
 interface Waiter {
@@ -118,10 +137,13 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   readonly #slots = new Map<number, Slot<E>>();
   #nextSlot = 1;
   #notify: () => void = () => {};
+  #borrows: (owner: number) => boolean = () => false;
   /** Event batches as the engines produced them, waiting for the hub. */
-  #batches: { batch: EventBatch; slot: Slot<E>; receipts: number[] }[] = [];
+  #batches: Queued<E>[] = [];
   /** The batch the hub took last: its messages are acknowledged when it asks again. */
-  #handed: { slot: Slot<E>; receipts: number[] } | undefined;
+  #handed: Queued<E> | undefined;
+  /** Buffers for lent bodies that no batch uses now. */
+  #spare: Uint8Array[] = [];
   #notifyScheduled = false;
 
   constructor(
@@ -144,8 +166,9 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return this.#shell.largeBody();
   }
 
-  startEvents(notify: () => void): void {
+  startEvents(notify: () => void, borrows: (owner: number) => boolean): void {
     this.#notify = notify;
+    this.#borrows = borrows;
   }
 
   // The hub dispatches a batch before it asks for the next one (and asks until there is
@@ -153,6 +176,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   takeEvents(): EventBatch | null {
     const handed = this.#handed;
     this.#handed = undefined;
+    if (handed?.lentIn && this.#spare.length < LEND_SPARE) this.#spare.push(handed.lentIn);
     if (handed && handed.receipts.length > 0 && !handed.slot.closed) {
       handed.slot.engine.acknowledge(Float64Array.from(handed.receipts));
       this.#step(handed.slot, false); // the hub is taking events now
@@ -438,18 +462,23 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     // an event needs them: every call into an engine costs, more than reading words does.
     const end = meta.byteOffset + meta.byteLength;
     const data = meta.buffer.byteLength > end ? new Uint8Array(meta.buffer, end) : NO_DATA;
-    const batch: EventBatch = { data, meta, bodies: NO_BODIES };
+    const batch: EventBatch = { data, meta, bodies: NO_BODIES, lent: false };
     const base = slot.id * SLOT;
     const receipts: number[] = [];
+    // Large message bodies are lent when this client's or server's handler borrows them;
+    // a large body of another event takes them all (each in a buffer of its own).
+    const borrows = this.#borrows(base);
+    let lend = 0;
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
       const offset = meta[i + 5] as number;
+      const local = meta[i + 1] as number;
       if (offset < 0) {
-        if (batch.bodies === NO_BODIES) batch.bodies = slot.engine.takeEventBodies();
+        if (kind === Event.Message && borrows) lend += meta[i + 6] as number;
+        else if (batch.bodies === NO_BODIES) batch.bodies = slot.engine.takeEventBodies();
       } else if ((meta[i + 6] as number) > 0 && batch.data === NO_DATA) {
         batch.data = slot.engine.takeEventData();
       }
-      const local = meta[i + 1] as number;
       if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
       // The batch goes to the hub as it is: only the ids change, in place.
       meta[i + 1] = base + local;
@@ -474,8 +503,35 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
     }
-    this.#batches.push({ batch, slot, receipts });
+    const lentIn = lend > 0 && batch.bodies === NO_BODIES ? this.#lend(slot, batch, lend) : undefined;
+    this.#batches.push({ batch, slot, receipts, lentIn });
     return true;
+  }
+
+  /** Copies the batch's large bodies (`bytes` in all) into a reused buffer, which it
+   *  returns, and makes them views of it; or gives them buffers of their own when they
+   *  are too large to lend. */
+  #lend(slot: Slot<E>, batch: EventBatch, bytes: number): Uint8Array | undefined {
+    if (bytes > LEND_MAX) {
+      batch.bodies = slot.engine.takeEventBodies();
+      return undefined;
+    }
+    let into = this.#spare.pop();
+    if (!into || into.length < bytes) {
+      into = new Uint8Array(Math.max(LEND_MIN, 2 ** Math.ceil(Math.log2(bytes))));
+    }
+    slot.engine.copyEventBodies(into); // fits: `bytes` is what they take
+    const { meta } = batch;
+    const bodies: Uint8Array[] = [];
+    for (let i = 0, at = 0; i < meta.length; i += EVENT_WORDS) {
+      if ((meta[i + 5] as number) >= 0) continue;
+      const length = meta[i + 6] as number;
+      bodies.push(into.subarray(at, at + length));
+      at += length;
+    }
+    batch.bodies = bodies;
+    batch.lent = true;
+    return into;
   }
 
   #shutdown(slot: Slot<E>): void {

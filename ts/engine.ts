@@ -49,8 +49,12 @@ export interface ServerInfo {
 export interface EventBatch {
   data: Uint8Array;
   meta: Float64Array;
-  /** Large bodies, each in its own buffer (the native engine lends its own, uncopied). */
+  /** Large bodies, each in its own buffer (the native engine lends its own, uncopied), or
+   *  when `lent`, views of one buffer the backend reuses. */
   bodies: Uint8Array[];
+  /** The large bodies are only lent: valid until the hub asks for the next batch. Only
+   *  messages to a client or server that borrows them (`startEvents`) are. */
+  lent: boolean;
 }
 
 export interface WriteFailure {
@@ -109,8 +113,9 @@ export interface Engine {
   errorCodes(): string[];
   /** The body size from which a write goes to the engine at once, not through the batch. */
   largeBody(): number;
-  /** Registers the callback the engine calls when events are waiting. */
-  startEvents(notify: () => void): void;
+  /** Registers the callback the engine calls when events are waiting, and the test of
+   *  whether messages to a client or server (its handle) may be lent (`EventBatch.lent`). */
+  startEvents(notify: () => void, borrows: (owner: number) => boolean): void;
   takeEvents(): EventBatch | null;
   /** Runs a batch of ops; returns the failed ones. With `coalesce`, what they put on the
    *  wire goes out after the current task, together with anything else written in it. */

@@ -55,7 +55,10 @@ export class Hub {
     this.engine = engine;
     this.#codes = engine.errorCodes();
     this.#direct = engine.largeBody();
-    engine.startEvents(() => this.#drain());
+    engine.startEvents(
+      () => this.#drain(),
+      (owner) => this.#owners.get(owner)?.borrowsMessages === true,
+    );
   }
 
   /** Index of an error code in the engine's table (for ERROR answers). */
@@ -202,7 +205,7 @@ export class Hub {
           break;
         }
         case Event.Message:
-          this.#connections.get(a)?.delivered(body);
+          this.#connections.get(a)?.delivered(body, batch.lent);
           break;
         case Event.Request:
           this.#connections.get(a)?.requested(b, body);

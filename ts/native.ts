@@ -61,6 +61,9 @@ class NativeEngine implements ShellEngine {
   takeEventBodies(): Uint8Array[] {
     return this.addon.takeEventBodies(this.handle);
   }
+  copyEventBodies(into: Uint8Array): number {
+    return this.addon.copyEventBodies(this.handle, into);
+  }
   write(data: Uint8Array, ops: Float64Array): ReturnType<ShellEngine['write']> {
     return this.addon.write(this.handle, data, ops);
   }

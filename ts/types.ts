@@ -60,6 +60,13 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+export interface MessageHandlerOptions {
+  /** The handler takes a message's bytes only until it returns: they may be views of a
+   *  buffer quicwire reuses, which spares an allocation (and the garbage collector's
+   *  work) per large message. Copy what you keep (default false). */
+  borrow?: boolean;
+}
+
 export interface ReceiveOptions {
   /** Reject with ERR_TIMEOUT when no message came within this many ms. */
   timeoutMs?: number;

@@ -840,6 +840,7 @@ module.exports.bind = nativeBinding.bind
 module.exports.closeAll = nativeBinding.closeAll
 module.exports.connect = nativeBinding.connect
 module.exports.connectionCount = nativeBinding.connectionCount
+module.exports.copyEventBodies = nativeBinding.copyEventBodies
 module.exports.createClient = nativeBinding.createClient
 module.exports.createServer = nativeBinding.createServer
 module.exports.debugPanic = nativeBinding.debugPanic

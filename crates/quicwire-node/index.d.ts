@@ -27,6 +27,13 @@ export declare function connect(engine: number, host: string, port: number, addr
 export declare function connectionCount(engine: number): number
 
 /**
+ * Copies the last batch's large bodies into `into` (a buffer JS reuses), one after
+ * another; the bytes they take, more than `into` holds when they did not fit (then they
+ * stay for a bigger buffer or `takeEventBodies`).
+ */
+export declare function copyEventBodies(engine: number, into: Uint8Array): number
+
+/**
  * A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
  * `encodings` (preferred first; empty: msgpack); its handle. `limits`: see
  * `quicwire_engine::transport_options`.

@@ -660,6 +660,24 @@ impl Engine {
         std::mem::take(&mut self.handed.bodies)
     }
 
+    /// Copies the large bodies of the events `take_events` returned last, one after another
+    /// in event order, into a buffer of `room` bytes (`copy(at, body)` writes one), and lets
+    /// go of them: for a shell whose JS reuses one buffer for them rather than taking a new
+    /// one per body. Returns the bytes they take; when that is more than `room`, nothing was
+    /// copied and they stay.
+    pub fn copy_event_bodies(&mut self, room: usize, mut copy: impl FnMut(usize, &[u8])) -> usize {
+        let bodies = &mut self.handed.bodies;
+        let need = bodies.iter().map(Bytes::len).sum();
+        if need <= room {
+            let mut at = 0;
+            for body in bodies.drain(..) {
+                copy(at, &body);
+                at += body.len();
+            }
+        }
+        need
+    }
+
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Vec<WriteFailure> {
         let now = Instant::now();

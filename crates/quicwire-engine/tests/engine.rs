@@ -321,3 +321,49 @@ fn a_bad_peer_certificate_is_err_tls() {
     let codes = quicwire_core::ErrorCode::ALL;
     assert_eq!(codes[closed[3] as usize].as_str(), "ERR_TLS");
 }
+
+#[test]
+fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
+    let (mut client, mut server) = pair();
+    let (id, _) = connected(&mut client, &mut server, false);
+    let bodies: Vec<Vec<u8>> = (0..3u8).map(|k| vec![k; 20_000 + usize::from(k)]).collect();
+    let data = bodies.concat();
+    let ops: Vec<f64> = bodies
+        .iter()
+        .flat_map(|b| one_op(op::MESSAGE, f64::from(id), 0.0, b))
+        .collect();
+    assert!(client.write(&data, &ops).is_empty());
+    // Until a batch holds all three large bodies (none of them small, so none in `data`).
+    let mut lengths = Vec::new();
+    for _ in 0..50 {
+        carry(&mut client, CLIENT, &mut server, false);
+        carry(&mut server, SERVER, &mut client, false);
+        if let Some((words, _)) = server.take_events() {
+            lengths.extend(
+                words
+                    .chunks_exact(EVENT_WORDS)
+                    .filter(|w| w[0] == event::MESSAGE && w[5] < 0.0)
+                    .map(|w| w[6] as usize),
+            );
+            if !lengths.is_empty() {
+                break;
+            }
+        }
+    }
+    let need: usize = lengths.iter().sum();
+    assert!(need > 0, "no large bodies arrived");
+    // Too little room: nothing is copied, and the bodies stay.
+    let mut calls = 0;
+    assert_eq!(server.copy_event_bodies(need - 1, |_, _| calls += 1), need);
+    assert_eq!(calls, 0);
+    // Room enough: one after another, in event order, and then they are gone.
+    let mut into = vec![0xee; need + 7];
+    let room = into.len();
+    assert_eq!(
+        server.copy_event_bodies(room, |at, b| into[at..at + b.len()].copy_from_slice(b)),
+        need
+    );
+    assert_eq!(&into[..need], &data[..need]);
+    assert!(into[need..].iter().all(|&b| b == 0xee));
+    assert!(server.take_event_bodies().is_empty());
+}

@@ -252,6 +252,20 @@ pub fn take_event_bodies(engine: u32) -> napi::Result<Vec<Uint8Array>> {
     Ok(bodies.into_iter().map(external::uint8_array).collect())
 }
 
+/// Copies the last batch's large bodies into `into` (a buffer JS reuses), one after
+/// another; the bytes they take, more than `into` holds when they did not fit (then they
+/// stay for a bigger buffer or `takeEventBodies`).
+#[napi(catch_unwind)]
+pub fn copy_event_bodies(engine: u32, mut into: Uint8ArraySlice) -> napi::Result<u32> {
+    let into = external::bytes_mut(&mut into);
+    let need = with_engine(engine, |e| {
+        e.copy_event_bodies(into.len(), |at, body| {
+            into[at..at + body.len()].copy_from_slice(body)
+        })
+    })?;
+    Ok(u32::try_from(need).unwrap_or(u32::MAX))
+}
+
 /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
 /// or nothing when none failed.
 #[napi(catch_unwind)]

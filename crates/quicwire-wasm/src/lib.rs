@@ -216,6 +216,20 @@ impl Engine {
             .collect()
     }
 
+    /// Copies the large bodies into `into` (a buffer JS reuses), one after another, each
+    /// out of the module's memory once; the bytes they take, more than `into` holds when
+    /// they did not fit (then they stay for a bigger buffer or `takeEventBodies`).
+    #[wasm_bindgen(js_name = copyEventBodies)]
+    pub fn copy_event_bodies(&mut self, into: &js_sys::Uint8Array) -> u32 {
+        let need = self
+            .inner
+            .copy_event_bodies(into.length() as usize, |at, body| {
+                let at = at as u32;
+                into.subarray(at, at + body.len() as u32).copy_from(body);
+            });
+        u32::try_from(need).unwrap_or(u32::MAX)
+    }
+
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
     /// or nothing when none failed.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
