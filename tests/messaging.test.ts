@@ -165,6 +165,39 @@ describe('messaging', () => {
     expect(Buffer.compare(Buffer.from(gotBig as Uint8Array), Buffer.from(big))).toBe(0);
   });
 
+  it('lends to a borrowing client too; a handler that replaces it mid-batch gets copies', async () => {
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
+    const kept: Uint8Array[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    // Messages 0-39 and 80-119 go to a handler that borrows (and keeps copies), 40-79 to
+    // one that keeps what it gets. The rest of the batch that message 39 came in was lent
+    // to the first handler: those must reach the second as copies, or the lent buffer's
+    // reuse for 80-119 would overwrite them.
+    const borrowing = (m: unknown) => {
+      const body = m as Uint8Array;
+      if (kept.length < 40) buffers.add(body.buffer);
+      kept.push(body.slice());
+      if (kept.length === 40) t.onMessage(keeping);
+    };
+    const keeping = (m: unknown) => {
+      kept.push(m as Uint8Array);
+      if (kept.length === 80) t.onMessage(borrowing, { borrow: true });
+    };
+    t.onMessage(borrowing, { borrow: true });
+    const conn = await t.connect('127.0.0.1', server.port);
+    await conn.send(Uint8Array.of(1)); // the server knows its peer once a message came
+    const [peer] = server.peers();
+    const count = 120;
+    await (peer as Connection).sendBatch(
+      Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k)),
+    );
+    expect(kept.length).toBe(count);
+    expect(kept.every((b, k) => b.length === 65_536 && b.every((x) => x === k))).toBe(true);
+    // Lent to the first handler: 40 messages in a few buffers, not one each.
+    expect(buffers.size).toBeLessThan(10);
+  });
+
   it('hands stable bytes to handlers that do not borrow, and to receive()', async () => {
     const server = await echoServer({ maxMessageSize: 1 << 20 });
     const kept: Uint8Array[] = [];

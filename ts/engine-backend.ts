@@ -78,8 +78,9 @@ const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
 /** Lent bodies go in a buffer of at least LEND_MIN bytes, reused batch after batch; a
- *  batch whose lent bodies take more than LEND_MAX gets buffers of its own. At most
- *  LEND_SPARE buffers wait for reuse, so what is kept stays bounded. */
+ *  batch whose lent bodies take more than LEND_MAX (a default sendBufferHigh: what a peer
+ *  sends before it waits for delivery) gets buffers of its own. At most LEND_SPARE
+ *  buffers wait for reuse, so what is kept stays bounded. */
 const LEND_MIN = 1 << 20;
 const LEND_MAX = 8 << 20;
 const LEND_SPARE = 2;
