@@ -22,6 +22,8 @@ export default defineConfig({
           exclude: backend === 'native' ? [] : ['tests/wasm-engine.test.ts'],
           env: { QUICWIRE_BACKEND: backend },
           pool: 'forks',
+          // Tests of memory lent across the JS/engine boundary collect garbage on purpose.
+          execArgv: ['--expose-gc'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

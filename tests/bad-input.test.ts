@@ -5,7 +5,13 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { fromEngine } from '../ts/errors.js';
-import { generateDevCert, QuicServer, QuicTransport, type QuicwireError } from '../ts/index.js';
+import {
+  allocSendBuffer,
+  generateDevCert,
+  QuicServer,
+  QuicTransport,
+  type QuicwireError,
+} from '../ts/index.js';
 import { cert, echoServer, rejectsWith, sleep, stillWorks, throwsWith, transport } from './helpers.js';
 
 async function setup(options: Parameters<typeof transport>[0] = {}) {
@@ -40,6 +46,9 @@ describe('bad input', () => {
     throwsWith(() => server.onMessage(() => {}, { borrow: 'yes' } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => server.onMessage(() => {}, { borow: true } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => t.onMessage(() => {}, null as never), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => allocSendBuffer(-1), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => allocSendBuffer(1.5), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => allocSendBuffer('64' as never), 'ERR_INVALID_ARGUMENT');
     await stillWorks(t, conn, server);
   });
 

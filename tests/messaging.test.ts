@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backend, type Connection, initWasm } from '../ts/index.js';
+import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
 import { echoServer, rejectsWith, sleep, transport } from './helpers.js';
 
 describe('messaging', () => {
@@ -196,6 +196,58 @@ describe('messaging', () => {
     expect(kept.every((b, k) => b.length === 65_536 && b.every((x) => x === k))).toBe(true);
     // Lent to the first handler: 40 messages in a few buffers, not one each.
     expect(buffers.size).toBeLessThan(10);
+  });
+
+  it('sends from a send buffer, whole or in part, again and again', async () => {
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const got: Uint8Array[] = [];
+    server.onMessage((m) => got.push(m as Uint8Array));
+    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const buffer = allocSendBuffer(256 * 1024);
+    expect(buffer.every((b) => b === 0)).toBe(true);
+    buffer.forEach((_, i) => {
+      buffer[i] = (i * 13) % 251;
+    });
+    // Slices of it (large and small) at odd offsets, then the whole buffer 40 times over
+    // (more than sendBufferHigh: the last ones wait for room, and are copied then).
+    const parts = [buffer.subarray(1, 70_001), buffer.subarray(100_003), buffer.subarray(7, 9)];
+    const sent = [...parts, ...Array.from({ length: 40 }, () => buffer)];
+    await Promise.all(sent.map((m) => conn.send(m)));
+    expect(got.length).toBe(sent.length);
+    for (const [i, m] of got.entries()) {
+      expect(Buffer.compare(Buffer.from(m), Buffer.from(sent[i] as Uint8Array)), `message ${i}`).toBe(0);
+    }
+    // Delivered: the buffer is the caller's again, and the next send carries what it holds now.
+    buffer.fill(0x5a);
+    await conn.send(buffer.subarray(0, 20_000));
+    expect(got.at(-1)?.every((b) => b === 0x5a)).toBe(true);
+    expect(allocSendBuffer(0).length).toBe(0);
+  });
+
+  it("keeps a send buffer's memory while a message from it is in flight, whatever JS drops", async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    expect(gc, 'vitest runs the backends with --expose-gc').toBeTypeOf('function');
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    let intact = 0;
+    server.onMessage((m) => {
+      const body = m as Uint8Array;
+      if (body.length === 65_536 && body.every((b, i) => b === (i * 7) % 256)) intact++;
+    });
+    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const delivered: Promise<void>[] = [];
+    for (let k = 0; k < 100; k++) {
+      const buffer = allocSendBuffer(65_536);
+      buffer.forEach((_, i) => {
+        buffer[i] = (i * 7) % 256;
+      });
+      delivered.push(conn.send(buffer));
+      gc?.(); // the array may go now; the engine's share of its memory may not
+    }
+    await Promise.all(delivered);
+    gc?.();
+    expect(intact).toBe(100);
   });
 
   it('hands stable bytes to handlers that do not borrow, and to receive()', async () => {

@@ -15,7 +15,20 @@ export type * from './types.js';
 
 import { getHub } from './backend.js';
 import { fromEngine } from './errors.js';
+import { checkInteger } from './options.js';
 import type { DevCert } from './types.js';
+
+/** A zeroed buffer of `size` bytes to fill and send as a raw message: quicwire sends a
+ *  message of 16 KiB and more in it without copying it, so the buffer must not change
+ *  until that `send` resolved (the peer has it). Other buffers are copied when sent. */
+export function allocSendBuffer(size: number): Uint8Array {
+  checkInteger('size', size, 0xffff_ffff);
+  try {
+    return getHub().engine.sendBuffer(size);
+  } catch (err) {
+    throw fromEngine(err);
+  }
+}
 
 /** A self-signed certificate for local development: use `cert` as the server's cert and the clients' `ca`. */
 export function generateDevCert(names: string[] = ['localhost', '127.0.0.1', '::1']): DevCert {

@@ -50,6 +50,8 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
   };
   errorCodes(): string[];
   largeBody(): number;
+  /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */
+  sendBuffer?(size: number): Uint8Array;
   generateDevCert(names: string[]): { cert: string; key: string };
   poolKey(host: string, port: number): string;
 }
@@ -165,6 +167,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   largeBody(): number {
     return this.#shell.largeBody();
+  }
+
+  sendBuffer(size: number): Uint8Array {
+    return this.#shell.sendBuffer?.(size) ?? new Uint8Array(size);
   }
 
   startEvents(notify: () => void, borrows: (owner: number) => boolean): void {

@@ -113,6 +113,9 @@ export interface Engine {
   errorCodes(): string[];
   /** The body size from which a write goes to the engine at once, not through the batch. */
   largeBody(): number;
+  /** A zeroed buffer whose large message bodies the engine sends without a copy (native;
+   *  the wasm engine copies as from any buffer). */
+  sendBuffer(size: number): Uint8Array;
   /** Registers the callback the engine calls when events are waiting, and the test of
    *  whether messages to a client or server (its handle) may be lent (`EventBatch.lent`). */
   startEvents(notify: () => void, borrows: (owner: number) => boolean): void;

@@ -78,6 +78,7 @@ function shell(addon: Addon): Shell<NativeEngine> {
     },
     errorCodes: () => addon.errorCodes(),
     largeBody: () => addon.largeBody(),
+    sendBuffer: (size) => addon.sendBuffer(size),
     generateDevCert: (names) => addon.generateDevCert(names),
     poolKey: (host, port) => addon.poolKey(host, port),
   };

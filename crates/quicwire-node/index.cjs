@@ -851,6 +851,7 @@ module.exports.generateDevCert = nativeBinding.generateDevCert
 module.exports.goAway = nativeBinding.goAway
 module.exports.largeBody = nativeBinding.largeBody
 module.exports.poolKey = nativeBinding.poolKey
+module.exports.sendBuffer = nativeBinding.sendBuffer
 module.exports.serving = nativeBinding.serving
 module.exports.shutdown = nativeBinding.shutdown
 module.exports.stats = nativeBinding.stats

@@ -79,6 +79,12 @@ export declare function largeBody(): number
 /** Checks `host:port` with the pool's rules and returns its key (`host:port`). */
 export declare function poolKey(host: string, port: number): string
 
+/**
+ * A zeroed buffer of `size` bytes in engine memory: a message body in it is sent without
+ * a copy (the engine shares the memory until the peer has it).
+ */
+export declare function sendBuffer(size: number): Uint8Array
+
 export declare function serving(engine: number): number
 
 /** Closes the sockets and the timer, and lets go of the engine: its handle is dead. */

@@ -125,8 +125,15 @@ pub struct MessageGroup {
 }
 
 impl Messages {
-    /// Frames `op`'s body for its connection, whose peer accepts bodies up to `limit`.
-    pub fn add(&mut self, op: &Op<'_>, limit: u64) -> Result<(), Error> {
+    /// Frames `op`'s body for its connection, whose peer accepts bodies up to `limit`. A
+    /// large body is copied unless `shared` has it as `Bytes` already (memory the shell
+    /// lent to JS to fill: quinn then sends from it as it is).
+    pub fn add(
+        &mut self,
+        op: &Op<'_>,
+        limit: u64,
+        shared: impl FnOnce(&[u8]) -> Option<Bytes>,
+    ) -> Result<(), Error> {
         let at = match self.groups.iter().position(|g| g.target == op.target) {
             Some(at) => at,
             None => {
@@ -144,7 +151,8 @@ impl Messages {
         if op.body.len() >= LARGE_BODY {
             frame::put_message_head(&mut group.open, op.body.len(), limit)?;
             group.chunks.push(group.open.split().freeze());
-            group.chunks.push(Bytes::copy_from_slice(op.body));
+            let body = shared(op.body).unwrap_or_else(|| Bytes::copy_from_slice(op.body));
+            group.chunks.push(body);
         } else {
             frame::put_message(&mut group.open, op.body, limit)?;
         }
@@ -204,7 +212,7 @@ mod tests {
         let mut messages = Messages::default();
         for op in ops(b"abcdef", &words) {
             let op = op.unwrap();
-            let added = messages.add(&op, 2);
+            let added = messages.add(&op, 2, |_| None);
             assert_eq!(
                 added.is_err(),
                 op.index == 3,

@@ -680,6 +680,17 @@ impl Engine {
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Vec<WriteFailure> {
+        self.write_shared(data, ops, |_| None)
+    }
+
+    /// [`Engine::write`], where `shared` returns a large message body as the `Bytes` it
+    /// lies in when the shell has it so (see `batch::Messages::add`): sent without a copy.
+    pub fn write_shared(
+        &mut self,
+        data: &[u8],
+        ops: &[f64],
+        shared: impl Fn(&[u8]) -> Option<bytes::Bytes>,
+    ) -> Vec<WriteFailure> {
         let now = Instant::now();
         let mut failures = Vec::new();
         let mut fail = |i: usize, e: Error| failures.push((i as u32, e));
@@ -697,7 +708,7 @@ impl Engine {
             let result = match code {
                 batch::op::MESSAGE => self
                     .conn(target)
-                    .and_then(|c| messages.add(&op, c.session.peer_limit().unwrap_or(0))),
+                    .and_then(|c| messages.add(&op, c.session.peer_limit().unwrap_or(0), &shared)),
                 batch::op::REQUEST => self.conn(target).and_then(|c| {
                     let timeout = (extra > 0.0).then(|| Duration::from_millis(extra as u64));
                     let body = bytes::Bytes::copy_from_slice(body);

@@ -70,6 +70,17 @@ pub fn generate_dev_cert(names: Vec<String>) -> napi::Result<DevCert> {
     })
 }
 
+/// A zeroed buffer of `size` bytes in engine memory: a message body in it is sent without
+/// a copy (the engine shares the memory until the peer has it).
+#[napi(catch_unwind)]
+pub fn send_buffer(size: u32) -> napi::Result<Uint8Array> {
+    external::send_buffer(size as usize).ok_or_else(|| {
+        js_error(Error::invalid_argument(format!(
+            "no memory for a send buffer of {size} bytes"
+        )))
+    })
+}
+
 /// Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives.
 #[napi(catch_unwind)]
 pub fn debug_panic() {
@@ -274,7 +285,7 @@ pub fn write(
     data: Uint8ArraySlice,
     ops: Float64ArraySlice,
 ) -> napi::Result<Option<WriteFailures>> {
-    let failed = with_engine(engine, |e| e.write(&data, &ops))?;
+    let failed = with_engine(engine, |e| e.write_shared(&data, &ops, external::shared))?;
     Ok(quicwire_engine::failure_texts(failed).map(|(ops, errors)| WriteFailures { ops, errors }))
 }
 
