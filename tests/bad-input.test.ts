@@ -12,18 +12,20 @@ import {
   QuicTransport,
   type QuicwireError,
 } from '../ts/index.js';
-import { cert, echoServer, rejectsWith, sleep, stillWorks, throwsWith, transport } from './helpers.js';
-
-async function setup(options: Parameters<typeof transport>[0] = {}) {
-  const server = await echoServer();
-  const t = transport(options);
-  const conn = await t.connect('127.0.0.1', server.port);
-  return { server, t, conn };
-}
+import {
+  cert,
+  connectedPair,
+  echoServer,
+  rejectsWith,
+  sleep,
+  stillWorks,
+  throwsWith,
+  transport,
+} from './helpers.js';
 
 describe('bad input', () => {
   it('invalid host, port and options are ERR_INVALID_ARGUMENT', async () => {
-    const { server, t, conn } = await setup();
+    const { server, t, conn } = await connectedPair();
     await rejectsWith(t.connect('', server.port), 'ERR_INVALID_ARGUMENT');
     await rejectsWith(t.connect('bad host!', server.port), 'ERR_INVALID_ARGUMENT');
     await rejectsWith(t.connect('127.0.0.1', 0), 'ERR_INVALID_ARGUMENT');
@@ -53,7 +55,7 @@ describe('bad input', () => {
   });
 
   it('messages that cannot be encoded are ERR_ENCODE', async () => {
-    const { server, t, conn } = await setup();
+    const { server, t, conn } = await connectedPair();
     const circular: Record<string, unknown> = {};
     circular.self = circular;
     await rejectsWith(
@@ -128,7 +130,7 @@ describe('bad input', () => {
   });
 
   it('a closed port is ERR_CONNECT_TIMEOUT within connectTimeoutMs', async () => {
-    const { server, t, conn } = await setup({ connectTimeoutMs: 300 });
+    const { server, t, conn } = await connectedPair({ connectTimeoutMs: 300 });
     const sock = createSocket('udp4');
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
     const port = sock.address().port;
@@ -141,7 +143,7 @@ describe('bad input', () => {
   });
 
   it('a request with no answer in timeoutMs is ERR_TIMEOUT', async () => {
-    const { server, t, conn } = await setup();
+    const { server, t, conn } = await connectedPair();
     const err = await rejectsWith(t.request(conn, { sleepMs: 2000 }, { timeoutMs: 100 }), 'ERR_TIMEOUT');
     expect(err.message).toContain('100 ms');
     await rejectsWith(t.receive(conn, { timeoutMs: 50 }), 'ERR_TIMEOUT');
@@ -149,14 +151,14 @@ describe('bad input', () => {
   });
 
   it('a remote handler that throws is ERR_REMOTE with its message', async () => {
-    const { server, t, conn } = await setup();
+    const { server, t, conn } = await connectedPair();
     const err = await rejectsWith(t.request(conn, { fail: 'no such tool: grep' }), 'ERR_REMOTE');
     expect(err.message).toBe('no such tool: grep');
     await stillWorks(t, conn, server);
   });
 
   it('calls after close are ERR_CONNECTION_CLOSED', async () => {
-    const { server, t, conn } = await setup();
+    const { server, t, conn } = await connectedPair();
     await t.close();
     await rejectsWith(t.send(conn, 1), 'ERR_CONNECTION_CLOSED');
     await rejectsWith(t.request(conn, 1), 'ERR_CONNECTION_CLOSED');
@@ -196,7 +198,7 @@ describe('bad input', () => {
   it.runIf(process.env.QUICWIRE_BACKEND === 'native')(
     'a Rust panic is an error in JS, and Node lives on',
     async () => {
-      const { server, t, conn } = await setup();
+      const { server, t, conn } = await connectedPair();
       const require = createRequire(import.meta.url);
       const addon = require('../crates/quicwire-node/index.cjs') as { debugPanic(): void };
       let caught: unknown;

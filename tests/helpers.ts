@@ -44,6 +44,17 @@ export function transport(options: TransportOptions = {}): QuicTransport {
   return t;
 }
 
+/** An echo server and a client connected to it. */
+export async function connectedPair(
+  client: TransportOptions = {},
+  server: Partial<ServerOptions> = {},
+): Promise<{ server: QuicServer; t: QuicTransport; conn: Connection }> {
+  const s = await echoServer(server);
+  const t = transport(client);
+  const conn = await t.connect('127.0.0.1', s.port);
+  return { server: s, t, conn };
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

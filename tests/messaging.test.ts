@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
-import { echoServer, rejectsWith, sleep, transport } from './helpers.js';
+import { connectedPair, echoServer, rejectsWith, sleep, transport } from './helpers.js';
+
+/** An echo server and a raw-encoding client connected to it, both taking bodies up to `max`. */
+function rawPair(max: number) {
+  return connectedPair({ encoding: 'raw', maxMessageSize: max }, { maxMessageSize: max });
+}
+
+/** Message k of a run: 64 KiB of k. */
+const chunk = (k: number) => new Uint8Array(65_536).fill(k);
+const isChunk = (b: Uint8Array, k: number) => b.length === 65_536 && b.every((x) => x === k);
 
 describe('messaging', () => {
   it('runs on the selected backend', async () => {
@@ -125,7 +134,7 @@ describe('messaging', () => {
   });
 
   it('lends large messages to a handler that borrows them, intact while it runs', async () => {
-    const server = await echoServer({ maxMessageSize: 16 << 20 });
+    const { server, t, conn } = await rawPair(16 << 20);
     const buffers = new Set<ArrayBufferLike>();
     const kept: Uint8Array[] = [];
     let bad = 0;
@@ -134,22 +143,20 @@ describe('messaging', () => {
         const body = m as Uint8Array;
         // Every byte of message k is k: checked while the handler runs, the bytes are its.
         const k = body[0] as number;
-        if (body.length !== 65_536 || body.some((b) => b !== k)) bad++;
+        if (!isChunk(body, k)) bad++;
         buffers.add(body.buffer);
         kept.push(body.slice());
       },
       { borrow: true },
     );
-    const t = transport({ encoding: 'raw', maxMessageSize: 16 << 20 });
-    const conn = await t.connect('127.0.0.1', server.port);
     const count = 200;
     await t.sendBatch(
       conn,
-      Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k)),
+      Array.from({ length: count }, (_, k) => chunk(k)),
     );
     expect(bad).toBe(0);
     expect(kept.map((b) => b[0])).toEqual(Array.from({ length: count }, (_, k) => k));
-    expect(kept.every((b, k) => b.every((x) => x === k))).toBe(true);
+    expect(kept.every((b, k) => isChunk(b, k))).toBe(true);
     // Lent: 12.5 MiB came in a few reused buffers, not one per message.
     expect(buffers.size).toBeLessThan(count / 4);
     // Too large to lend: the message gets a buffer of its own, intact all the same.
@@ -189,21 +196,17 @@ describe('messaging', () => {
     await conn.send(Uint8Array.of(1)); // the server knows its peer once a message came
     const [peer] = server.peers();
     const count = 120;
-    await (peer as Connection).sendBatch(
-      Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k)),
-    );
+    await (peer as Connection).sendBatch(Array.from({ length: count }, (_, k) => chunk(k)));
     expect(kept.length).toBe(count);
-    expect(kept.every((b, k) => b.length === 65_536 && b.every((x) => x === k))).toBe(true);
+    expect(kept.every((b, k) => isChunk(b, k))).toBe(true);
     // Lent to the first handler: 40 messages in a few buffers, not one each.
     expect(buffers.size).toBeLessThan(10);
   });
 
   it('sends from a send buffer, whole or in part, again and again', async () => {
-    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const { server, conn } = await rawPair(1 << 20);
     const got: Uint8Array[] = [];
     server.onMessage((m) => got.push(m as Uint8Array));
-    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
-    const conn = await t.connect('127.0.0.1', server.port);
     const buffer = allocSendBuffer(256 * 1024);
     expect(buffer.every((b) => b === 0)).toBe(true);
     buffer.forEach((_, i) => {
@@ -228,14 +231,12 @@ describe('messaging', () => {
   it("keeps a send buffer's memory while a message from it is in flight, whatever JS drops", async () => {
     const gc = (globalThis as { gc?: () => void }).gc;
     expect(gc, 'vitest runs the backends with --expose-gc').toBeTypeOf('function');
-    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const { server, conn } = await rawPair(1 << 20);
     let intact = 0;
     server.onMessage((m) => {
       const body = m as Uint8Array;
       if (body.length === 65_536 && body.every((b, i) => b === (i * 7) % 256)) intact++;
     });
-    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
-    const conn = await t.connect('127.0.0.1', server.port);
     const delivered: Promise<void>[] = [];
     for (let k = 0; k < 100; k++) {
       const buffer = allocSendBuffer(65_536);
@@ -251,16 +252,14 @@ describe('messaging', () => {
   });
 
   it('hands stable bytes to handlers that do not borrow, and to receive()', async () => {
-    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const { server, t, conn } = await rawPair(1 << 20);
     const kept: Uint8Array[] = [];
     server.onMessage((m) => kept.push(m as Uint8Array));
-    const t = transport({ encoding: 'raw', maxMessageSize: 1 << 20 });
-    const conn = await t.connect('127.0.0.1', server.port);
     const count = 100;
-    const bodies = Array.from({ length: count }, (_, k) => new Uint8Array(65_536).fill(k));
+    const bodies = Array.from({ length: count }, (_, k) => chunk(k));
     await t.sendBatch(conn, bodies);
     // Kept past the handler, every message still holds its own bytes.
-    expect(kept.every((b, k) => b.length === 65_536 && b.every((x) => x === k))).toBe(true);
+    expect(kept.every((b, k) => isChunk(b, k))).toBe(true);
     // The client side receives with receive(): queued messages keep their bytes too.
     const [peer] = server.peers();
     await (peer as Connection).sendBatch(bodies);

@@ -9,8 +9,9 @@
 //! It runs one scenario once, with the sizes the bench passes (so `benches/scenarios.ts` is
 //! the one place they are set), and prints its figures as one JSON line, the way a bench
 //! client does: `npm run bench` shows it as the `quinn-ceiling` row of the same run, and
-//! `npm run bench -- --only quinn-ceiling --scenarios bulk,small` runs it alone. Each stream starts with one byte (0: bulk bytes, 1: framed 64 B messages);
-//! the server reads it to the end and answers with what it counted, which ends the measurement.
+//! `npm run bench -- --only quinn-ceiling --scenarios bulk,small` runs it alone. Each
+//! stream starts with one byte (0: bulk bytes, 1: framed 64 B messages); the server reads
+//! it to the end and answers with what it counted, which ends the measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
