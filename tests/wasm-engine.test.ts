@@ -220,11 +220,13 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     // Each request has its own stream: they arrive independently, in any order.
     const requests = got.server.filter(([e]) => e[0] === REQUEST).sort((a, b) => a[1].localeCompare(b[1]));
     expect(requests.map(([, b]) => b)).toEqual(['{"q":1}', '{"q":2}']);
-    const [first, second] = requests.map(([e]) => e[2] as number);
+    // An answer names the request by its connection and its handle.
+    const [first, second] = requests.map(([e]) => [e[1] as number, e[2] as number] as const);
+    if (!first || !second) throw new Error('two requests expected');
     server.write(
       ...ops([
-        [3, first as number, 0, '{"a":1}', 0],
-        [4, second as number, 0, 'handler failed', errorCodes().indexOf('ERR_REMOTE')],
+        [3, first[0], first[1], '{"a":1}', 0],
+        [4, second[0], second[1], 'handler failed', errorCodes().indexOf('ERR_REMOTE')],
       ]),
     );
     got = exchange(client, server);
@@ -233,7 +235,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     expect(errorCodes()[failed?.[0][3] as number]).toBe('ERR_REMOTE');
     expect(failed?.[1]).toBe('handler failed');
     // An answer can be given only once.
-    expect(server.write(...ops([[3, first as number, 0, 'again', 0]]))?.errors[0]).toMatch(
+    expect(server.write(...ops([[3, first[0], first[1], 'again', 0]]))?.errors[0]).toMatch(
       /^ERR_INVALID_ARGUMENT/,
     );
     // No answer within 20 ms: ERR_TIMEOUT once the engine's timer runs.

@@ -4,6 +4,7 @@
 export { backend, type InitWasmOptions, initWasm } from './backend.js';
 export type { MessageHandler, RequestHandler } from './connection.js';
 export { Connection } from './connection.js';
+export type { ErrorHandler } from './endpoint.js';
 export { type ErrorCode, QuicwireError } from './errors.js';
 export { MemoryNetwork } from './memory.js';
 export type { DatagramNetwork, DatagramSocket } from './platform.js';

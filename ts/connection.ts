@@ -24,6 +24,8 @@ export interface Owner {
   disconnected(connection: Connection, reason: QuicwireError): void;
   /** Closes this one connection. */
   closeConnection(connection: Connection): void;
+  /** An answer to one of the peer's requests could not be sent. */
+  answerFailed(connection: Connection, reason: QuicwireError): void;
 }
 
 /** Resolves once every message of a send or sendBatch is delivered. */
@@ -317,13 +319,27 @@ export class Connection implements AsyncIterable<unknown> {
     return item;
   }
 
+  /** What became of an answer: the owner hears of one that could not be sent. */
+  readonly #answered = {
+    ok: () => {},
+    fail: (err: QuicwireError) => this.#owner.answerFailed(this, err),
+  };
+
   /** A request arrived from the peer: run the owner's handler and answer. */
   requested(handle: number, body: Uint8Array): void {
     const hub = this.#hub;
     const fail = (
       code: 'ERR_REMOTE' | 'ERR_DECODE' | 'ERR_ENCODE' | 'ERR_MESSAGE_TOO_LARGE',
       message: string,
-    ) => hub.queue(Op.RespondError, handle, 0, new TextEncoder().encode(message), hub.codeIndex(code));
+    ) =>
+      hub.queue(
+        Op.RespondError,
+        this.id,
+        handle,
+        new TextEncoder().encode(message),
+        hub.codeIndex(code),
+        this.#answered,
+      );
     let message: unknown;
     try {
       message = decode(body, this.encoding);
@@ -347,7 +363,7 @@ export class Connection implements AsyncIterable<unknown> {
             fail('ERR_ENCODE', `the reply could not be encoded: ${(err as Error).message}`);
             return;
           }
-          hub.queue(Op.Respond, handle, 0, answer, 0);
+          hub.queue(Op.Respond, this.id, handle, answer, 0, this.#answered);
         },
         (err: unknown) => fail('ERR_REMOTE', err instanceof Error ? err.message : String(err)),
       );

@@ -3,7 +3,10 @@
 import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
 import { invalidArgument, type QuicwireError } from './errors.js';
 import { checkKeys, checkObject } from './options.js';
+import { platform } from './platform.js';
 import type { MessageHandlerOptions } from './types.js';
+
+export type ErrorHandler = (error: QuicwireError, connection: Connection) => void;
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
@@ -11,6 +14,10 @@ export abstract class Endpoint implements Owner {
   #messageHandler: MessageHandler | undefined;
   #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;
+  #errorHandler: ErrorHandler | undefined;
+  #warned = false;
+  /** Answers to requests that could not be sent. */
+  protected answersFailed = 0;
 
   get messageHandler(): MessageHandler | undefined {
     return this.#messageHandler;
@@ -45,6 +52,28 @@ export abstract class Endpoint implements Owner {
     if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
     this.#requestHandler = handler;
     return this;
+  }
+
+  /** Hears of what no promise can report: an answer to a peer's request that could not be
+   *  sent (its connection closed, or the requester stopped waiting). Without a handler, the
+   *  first such failure is a process warning; each one counts in the stats' `answersFailed`. */
+  onError(handler: ErrorHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onError takes a function');
+    this.#errorHandler = handler;
+    return this;
+  }
+
+  answerFailed(connection: Connection, reason: QuicwireError): void {
+    this.answersFailed++;
+    if (this.#errorHandler) {
+      this.#errorHandler(reason, connection);
+    } else if (!this.#warned) {
+      this.#warned = true;
+      platform().warn(
+        `quicwire: an answer to ${connection.peer} could not be sent (${reason.code}: ${reason.message}); set onError to hear of each`,
+        'QUICWIRE_ANSWER_FAILED',
+      );
+    }
   }
 
   abstract connected(connection: Connection): void;

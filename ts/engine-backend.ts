@@ -1,7 +1,7 @@
 // The backend over quicwire's sans-IO engine (crates/quicwire-engine), whichever shell runs
 // it: the napi addon (native: the engine drives its own socket and timer from Node's event
 // loop, ts/native.ts) or WebAssembly (the platform's datagrams and timers, ts/wasm.ts). Both
-// expose the same engine API; this maps engine-local ids to process-wide ones, turns
+// expose the same engine API; this routes ops to the engine of their connection, turns
 // handshakes into promises, and hands event batches to the hub.
 
 import type {
@@ -74,8 +74,6 @@ export type IoFactory<E> = (
   afterIo: (events: Float64Array | null | undefined) => void,
 ) => EngineIo;
 
-/** Connection ids and request handles are `slot * SLOT + local id`, unique per process. */
-const SLOT = 2 ** 21;
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
@@ -137,8 +135,12 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   readonly #shell: Shell<E>;
   readonly #io: IoFactory<E>;
   readonly #resolve: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
+  /** Clients and servers by their handle (never reused). */
   readonly #slots = new Map<number, Slot<E>>();
   #nextSlot = 1;
+  /** Each open connection's engine. Connection ids are the engines' own: unique in the
+   *  process and never reused (quicwire_engine::ConnId), so they need no translation. */
+  readonly #routes = new Map<number, Slot<E>>();
   #notify: () => void = () => {};
   #borrows: (owner: number) => boolean = () => false;
   /** Event batches as the engines produced them, waiting for the hub. */
@@ -205,8 +207,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
   }
 
-  #slot(id: number): Slot<E> {
-    const slot = this.#slots.get(Math.floor(id / SLOT)) ?? this.#slots.get(id);
+  #slot(handle: number): Slot<E> {
+    const slot = this.#slots.get(handle);
     if (!slot || slot.closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'this endpoint is closed');
     return slot;
   }
@@ -222,19 +224,17 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     // A batch almost always belongs to one engine (one client's or server's connections):
     // it then goes over whole, without taking it apart per op.
     let only: Slot<E> | undefined;
-    let onlyId = -1;
+    let last = -1;
     for (let i = 1; i < ops.length; i += OP_WORDS) {
-      const id = Math.floor((ops[i] as number) / SLOT);
-      if (id === onlyId) continue;
-      const slot = this.#slots.get(id);
-      if (!slot || slot.closed || only) return this.#writeSplit(data, ops);
+      const target = ops[i] as number;
+      if (target === last) continue;
+      last = target;
+      const slot = this.#routes.get(target);
+      if (!slot || slot.closed || (only && slot !== only)) return this.#writeSplit(data, ops);
       only = slot;
-      onlyId = id;
     }
     if (!only) return [];
-    const local = ops.slice();
-    for (let i = 1; i < local.length; i += OP_WORDS) local[i] = (local[i] as number) % SLOT;
-    const failed = only.engine.write(data, local);
+    const failed = only.engine.write(data, ops);
     if (coalesce) this.#stepSoon(only);
     else this.#step(only);
     if (!failed) return [];
@@ -250,7 +250,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       const [op, target, id, len, extra] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
       const body = data.subarray(offset, offset + (len as number));
       offset += len as number;
-      const slot = this.#slots.get(Math.floor((target as number) / SLOT));
+      const slot = this.#routes.get(target as number);
       if (!slot || slot.closed) {
         failures.push({ op: n, error: 'ERR_CONNECTION_CLOSED: the connection is closed' });
         continue;
@@ -260,7 +260,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         batch = { ops: [], bodies: [], index: [] };
         perSlot.set(slot, batch);
       }
-      batch.ops.push(op as number, (target as number) % SLOT, id as number, len as number, extra as number);
+      batch.ops.push(op as number, target as number, id as number, len as number, extra as number);
       batch.bodies.push(body);
       batch.index.push(n);
     }
@@ -283,7 +283,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         limits(options.transport),
       ),
     );
-    return this.#add(engine).id * SLOT;
+    return this.#add(engine).id;
   }
 
   async connect(client: number, host: string, port: number): Promise<ConnectionInfo> {
@@ -293,25 +293,26 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const { address, family } = await this.#resolve(host);
     await slot.io.socket(family, undefined, 0);
     const addr = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
-    const local = this.#call(() => slot.engine.connect(host, port, addr));
+    const id = this.#call(() => slot.engine.connect(host, port, addr));
+    this.#routes.set(id, slot);
     this.#step(slot);
-    const ready = slot.ready.get(local);
+    const ready = slot.ready.get(id);
     if (ready) return ready;
     return new Promise((resolve, reject) => {
-      const list = slot.waiters.get(local) ?? [];
+      const list = slot.waiters.get(id) ?? [];
       list.push({ resolve, reject });
-      slot.waiters.set(local, list);
+      slot.waiters.set(id, list);
     });
   }
 
   disconnect(connection: number): void {
-    const slot = this.#slots.get(Math.floor(connection / SLOT));
+    const slot = this.#routes.get(connection);
     if (!slot || slot.closed) return;
-    slot.engine.disconnect(connection % SLOT);
+    slot.engine.disconnect(connection);
     this.#step(slot);
   }
 
-  poolStats(client: number): PoolStats {
+  poolStats(client: number): Omit<PoolStats, 'answersFailed'> {
     const s = this.#stats(this.#slot(client));
     const idle = s.connections.filter((c) => c.idle).length;
     return {
@@ -327,7 +328,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   async closeClient(client: number): Promise<void> {
-    const slot = this.#slots.get(Math.floor(client / SLOT));
+    const slot = this.#slots.get(client);
     if (!slot || slot.closed) return;
     slot.engine.closeAll('client closed');
     this.#step(slot);
@@ -363,10 +364,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     );
     const slot = this.#add(engine);
     const port = await slot.io.socket(family, options.host, options.port);
-    return { id: slot.id * SLOT, host: options.host, port };
+    return { id: slot.id, host: options.host, port };
   }
 
-  serverStats(server: number): ServerStats {
+  serverStats(server: number): Omit<ServerStats, 'answersFailed'> {
     const s = this.#stats(this.#slot(server));
     return {
       connections: s.connections.length,
@@ -378,7 +379,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   async closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void> {
-    const slot = this.#slots.get(Math.floor(server / SLOT));
+    const slot = this.#slots.get(server);
     if (!slot || slot.closed) return;
     if (graceful) {
       slot.engine.goAway();
@@ -470,44 +471,42 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const end = meta.byteOffset + meta.byteLength;
     const data = meta.buffer.byteLength > end ? new Uint8Array(meta.buffer, end) : NO_DATA;
     const batch: EventBatch = { data, meta, bodies: NO_BODIES, lent: false };
-    const base = slot.id * SLOT;
     const receipts: number[] = [];
     // Large message bodies are lent when this client's or server's handler borrows them;
     // a large body of another event takes them all (each in a buffer of its own).
-    const borrows = this.#borrows(base);
+    const borrows = this.#borrows(slot.id);
     let lend = 0;
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
       const kind = meta[i] as number;
       const offset = meta[i + 5] as number;
-      const local = meta[i + 1] as number;
+      const id = meta[i + 1] as number;
       if (offset < 0) {
         if (kind === Event.Message && borrows) lend += meta[i + 6] as number;
         else if (batch.bodies === NO_BODIES) batch.bodies = slot.engine.takeEventBodies();
       } else if ((meta[i + 6] as number) > 0 && batch.data === NO_DATA) {
         batch.data = slot.engine.takeEventData();
       }
-      if (kind === Event.Receipt) receipts.push(local, meta[i + 2] as number, meta[i + 3] as number);
-      // The batch goes to the hub as it is: only the ids change, in place.
-      meta[i + 1] = base + local;
+      if (kind === Event.Receipt) receipts.push(id, meta[i + 2] as number, meta[i + 3] as number);
+      // The batch goes to the hub as it is, with the owner filled in.
       if (kind === Event.Connection) {
-        meta[i + 2] = base; // the owner: this client or server
+        meta[i + 2] = slot.id; // the owner: this client or server
         const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
-        const info = { id: base + local, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
-        slot.ready.set(local, info);
-        for (const w of slot.waiters.get(local) ?? []) w.resolve(info);
-        slot.waiters.delete(local);
+        const info = { id, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
+        this.#routes.set(id, slot);
+        slot.ready.set(id, info);
+        for (const w of slot.waiters.get(id) ?? []) w.resolve(info);
+        slot.waiters.delete(id);
       } else if (kind === Event.Closed) {
-        slot.ready.delete(local);
-        const waiting = slot.waiters.get(local);
+        this.#routes.delete(id);
+        slot.ready.delete(id);
+        const waiting = slot.waiters.get(id);
         if (waiting) {
           const codes = this.#shell.errorCodes();
           const code = codes[meta[i + 3] as number] ?? 'ERR_INTERNAL';
           const err = new QuicwireError(code as never, text.decode(eventBody(batch, i)));
           for (const w of waiting) w.reject(err);
-          slot.waiters.delete(local);
+          slot.waiters.delete(id);
         }
-      } else if (kind === Event.Request) {
-        meta[i + 2] = base + (meta[i + 2] as number); // a handle the facade answers with
       }
     }
     const lentIn = lend > 0 && batch.bodies === NO_BODIES ? this.#lend(slot, batch, lend) : undefined;
@@ -543,6 +542,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   #shutdown(slot: Slot<E>): void {
     slot.closed = true;
+    for (const [id, owner] of this.#routes) if (owner === slot) this.#routes.delete(id);
     // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
     unref(
       setTimeout(() => {

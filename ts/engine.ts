@@ -69,7 +69,7 @@ export const Event = {
   Connection: 1,
   /** a = connection; data = body. */
   Message: 2,
-  /** a = connection, b = request handle; data = body. */
+  /** a = connection, b = request handle (unique on its connection); data = body. */
   Request: 3,
   /** a = connection, b = request id; data = body. */
   Response: 4,
@@ -100,9 +100,9 @@ export const Op = {
   Message: 1,
   /** target = connection, id = request id, extra = timeout ms (0: default). */
   Request: 2,
-  /** target = request handle. */
+  /** target = connection, id = request handle. */
   Respond: 3,
-  /** target = request handle, extra = error code index; body = text. */
+  /** target = connection, id = request handle, extra = error code index; body = text. */
   RespondError: 4,
 } as const;
 export const OP_WORDS = 5;
@@ -126,10 +126,10 @@ export interface Engine {
   createClient(options: EngineClientOptions): number;
   connect(client: number, host: string, port: number): Promise<ConnectionInfo>;
   disconnect(connection: number): void;
-  poolStats(client: number): PoolStats;
+  poolStats(client: number): Omit<PoolStats, 'answersFailed'>;
   closeClient(client: number): Promise<void>;
   listen(options: EngineServerOptions): Promise<ServerInfo>;
-  serverStats(server: number): ServerStats;
+  serverStats(server: number): Omit<ServerStats, 'answersFailed'>;
   closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;
   generateDevCert(names: string[]): DevCert;
 }

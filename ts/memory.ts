@@ -7,9 +7,14 @@ import { type DatagramNetwork, type DatagramSocket, ipFamily, soon } from './pla
 
 type Receive = (data: Uint8Array, from: string) => void;
 
+/** Port 0 binds one of the dynamic ports (49152-65535), in turn, as an OS would. */
+const DYNAMIC_FIRST = 49152;
+const DYNAMIC_COUNT = 65536 - DYNAMIC_FIRST;
+
 export class MemoryNetwork implements DatagramNetwork {
   readonly #bound = new Map<string, Receive>();
-  #nextPort = 49152;
+  /** Where the search for a free dynamic port starts (an offset from DYNAMIC_FIRST). */
+  #nextPort = 0;
   /** Datagrams moved so far (a cheap way to see traffic in tests and demos). */
   datagrams = 0;
 
@@ -34,8 +39,14 @@ export class MemoryNetwork implements DatagramNetwork {
     const key = (p: number) => (family === 6 ? `[${ip}]:${p}` : `${ip}:${p}`);
     let chosen = port;
     if (chosen === 0) {
-      while (this.#bound.has(key(this.#nextPort))) this.#nextPort++;
-      chosen = this.#nextPort++;
+      // Closed sockets give their ports back: the search wraps, so it never runs out while
+      // any port is free.
+      for (let tried = 0; tried < DYNAMIC_COUNT && chosen === 0; tried++) {
+        const p = DYNAMIC_FIRST + ((this.#nextPort + tried) % DYNAMIC_COUNT);
+        if (!this.#bound.has(key(p))) chosen = p;
+      }
+      if (chosen === 0) throw new QuicwireError('ERR_IO', `cannot bind ${ip}: every dynamic port is in use`);
+      this.#nextPort = (chosen - DYNAMIC_FIRST + 1) % DYNAMIC_COUNT;
     } else if (this.#bound.has(key(chosen))) {
       throw new QuicwireError('ERR_IO', `cannot bind ${key(chosen)}: address in use`);
     }

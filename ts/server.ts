@@ -133,7 +133,7 @@ export class QuicServer extends Endpoint {
 
   stats(): ServerStats {
     this.#assertOpen();
-    return this.#hub.engine.serverStats(this.#handle);
+    return { ...this.#hub.engine.serverStats(this.#handle), answersFailed: this.answersFailed };
   }
 
   /** Stops accepting. Graceful (default): GOAWAY, open requests may finish (up to timeoutMs). */

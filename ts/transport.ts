@@ -106,7 +106,7 @@ export class QuicTransport extends Endpoint {
 
   getPoolStats(): PoolStats {
     this.#assertOpen();
-    return this.#hub.engine.poolStats(this.#handle);
+    return { ...this.#hub.engine.poolStats(this.#handle), answersFailed: this.answersFailed };
   }
 
   /** Closes one connection and drops it from the pool. */

@@ -108,6 +108,8 @@ export interface PoolStats {
   evicted: number;
   /** Connection attempts that failed. */
   failed: number;
+  /** Answers to the servers' requests that could not be sent (see `onError`). */
+  answersFailed: number;
   totals: ConnectionStats;
   connections: ConnectionStats[];
 }
@@ -120,6 +122,8 @@ export interface ServerStats {
   rejected: number;
   /** Connections refused at `maxConnections` or `maxConnectionsPerIp`. */
   refused: number;
+  /** Answers to clients' requests that could not be sent (see `onError`). */
+  answersFailed: number;
   totals: ConnectionStats;
 }
 

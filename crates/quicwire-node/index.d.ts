@@ -21,7 +21,10 @@ export declare function bind(engine: number, host: string, port: number, onEvent
 
 export declare function closeAll(engine: number, reason: string): void
 
-/** The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"). */
+/**
+ * The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"); its
+ * id (see `quicwire_engine::ConnId`).
+ */
 export declare function connect(engine: number, host: string, port: number, addr: string): number
 
 export declare function connectionCount(engine: number): number
@@ -54,6 +57,7 @@ export interface DevCert {
   key: string
 }
 
+/** Closes a connection; an id of no open connection: nothing. */
 export declare function disconnect(engine: number, connection: number): void
 
 /** Error codes indexed by the numbers events carry. */

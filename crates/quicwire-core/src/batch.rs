@@ -24,9 +24,10 @@ pub mod op {
     pub const MESSAGE: u32 = 1;
     /// target = connection, id = request id, extra = timeout ms (0: the default).
     pub const REQUEST: u32 = 2;
-    /// target = request handle; body = answer.
+    /// target = connection, id = request handle; body = answer.
     pub const RESPOND: u32 = 3;
-    /// target = request handle, extra = error code number; body = error text.
+    /// target = connection, id = request handle, extra = error code number; body = error
+    /// text.
     pub const RESPOND_ERROR: u32 = 4;
 }
 

@@ -9,6 +9,7 @@
 //! Node's own thread (a UDP socket and a timer of its loop). TLS, limits and error codes
 //! come from quicwire-core.
 
+mod ids;
 mod session;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -16,6 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use ids::CONNECTION_IDS;
+pub use ids::{ConnId, MAX_ID};
 use quicwire_core::batch::{self, event as kind};
 use quicwire_core::quic::{self, connection_error, is_loopback, MAX_UDP_PAYLOAD};
 use quicwire_core::tls::{self, ClientTls, ServerTls};
@@ -129,6 +132,8 @@ pub fn encodings(names: &[String], default: &[Encoding]) -> Result<Vec<Encoding>
 
 /// A connection and its quicwire session.
 struct Conn {
+    /// quinn-proto's handle (a slab slot, reused once the connection is gone).
+    handle: ConnectionHandle,
     quic: Connection,
     session: Session,
     /// `host:port` as dialed (client) or the peer's address (server).
@@ -149,11 +154,7 @@ struct Conn {
 }
 
 /// Files a connection's next deadline (its QUIC timers, its request timeouts) in `timers`.
-fn schedule(
-    timers: &mut BTreeSet<(Instant, ConnectionHandle)>,
-    handle: ConnectionHandle,
-    conn: &mut Conn,
-) {
+fn schedule(timers: &mut BTreeSet<(Instant, ConnId)>, handle: ConnId, conn: &mut Conn) {
     let deadline = [conn.quic.poll_timeout(), conn.session.next_deadline()]
         .into_iter()
         .flatten()
@@ -170,7 +171,7 @@ fn schedule(
 }
 
 /// Marks a connection a call moved, for the next `drive` to look at.
-fn touch(touched: &mut Vec<ConnectionHandle>, handle: ConnectionHandle, conn: &mut Conn) {
+fn touch(touched: &mut Vec<ConnId>, handle: ConnId, conn: &mut Conn) {
     if !conn.touched {
         conn.touched = true;
         touched.push(handle);
@@ -188,24 +189,23 @@ pub struct Engine {
     cfg: TransportConfig,
     params: Params,
     epoch: Instant,
-    pool: PoolTable<ConnectionHandle>,
+    pool: PoolTable<ConnId>,
     /// Handshakes under way: their key and deadline.
-    dials: HashMap<ConnectionHandle, (PoolKey, Instant)>,
+    dials: HashMap<ConnId, (PoolKey, Instant)>,
     next_sweep: Instant,
     accepted: u64,
     rejected: u64,
     /// Server: connection caps and address validation.
     admission: Admission,
-    connections: HashMap<ConnectionHandle, Conn>,
+    connections: HashMap<ConnId, Conn>,
+    /// The id of each quinn-proto handle, for the datagrams the endpoint routes by handle.
+    ids: HashMap<ConnectionHandle, ConnId>,
     /// Connections moved since the last `drive`, and those that may have datagrams to send:
     /// only these are looked at, so a call costs the same with one connection or thousands.
-    touched: Vec<ConnectionHandle>,
-    sending: Vec<ConnectionHandle>,
+    touched: Vec<ConnId>,
+    sending: Vec<ConnId>,
     /// Each connection's next deadline (its QUIC timers and request timeouts), soonest first.
-    timers: BTreeSet<(Instant, ConnectionHandle)>,
-    /// Requests from peers waiting for an answer: handle -> (connection, stream).
-    responders: HashMap<u32, (ConnectionHandle, quinn_proto::StreamId, u64)>,
-    next_handle: u32,
+    timers: BTreeSet<(Instant, ConnId)>,
     /// Events not yet taken. Bodies of [`batch::LARGE_BODY`] bytes and more go in `bodies`
     /// and are handed over as they are.
     events: Events,
@@ -301,11 +301,10 @@ impl Engine {
                 max_streams: cfg.max_concurrent_streams,
             },
             connections: HashMap::new(),
+            ids: HashMap::new(),
             touched: Vec::new(),
             sending: Vec::new(),
             timers: BTreeSet::new(),
-            responders: HashMap::new(),
-            next_handle: 1,
             events: Events::default(),
             handed: Events::default(),
             responses: VecDeque::new(),
@@ -316,7 +315,7 @@ impl Engine {
     /// The pooled connection to `host:port` (an open one, or one being dialed), or a new
     /// handshake with `addr` (the resolved "ip:port"), checking the certificate against
     /// `host`. Returns the connection id; it is ready once CONNECTION is reported.
-    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<u32, Error> {
+    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<ConnId, Error> {
         let key = PoolKey::new(host, port as i64)?;
         let remote: SocketAddr = addr
             .parse()
@@ -331,51 +330,64 @@ impl Engine {
         let now = Instant::now();
         let since = now - self.epoch;
         let conns = &self.connections;
-        let usable = |h: &ConnectionHandle| {
+        let usable = |id: &ConnId| {
             conns
-                .get(h)
+                .get(id)
                 .is_some_and(|c| !c.reported && !c.session.is_going_away())
         };
-        if let Some(handle) = self.pool.checkout(&key, since, usable) {
-            return Ok(handle.0 as u32);
+        if let Some(id) = self.pool.checkout(&key, since, usable) {
+            return Ok(*id);
         }
-        if let Some((handle, _)) = self.dials.iter().find(|(_, (k, _))| *k == key) {
-            let id = handle.0 as u32;
+        if let Some((&id, _)) = self.dials.iter().find(|(_, (k, _))| *k == key) {
             self.pool.note_joined_dial();
             return Ok(id);
         }
-        let is_idle = |h: &ConnectionHandle| conns.get(h).is_none_or(|c| c.session.is_idle());
+        let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
         let evicted = self.pool.begin_dial(&key, is_idle)?;
-        if let Some((_, handle)) = evicted {
-            self.close_handle(handle, app_code::EVICTED, "evicted from the pool");
+        if let Some((_, id)) = evicted {
+            self.close_conn(id, app_code::EVICTED, "evicted from the pool");
         }
-        let (handle, conn) = match self.endpoint.connect(now, config, remote, host) {
+        let dialed = CONNECTION_IDS
+            .take()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "connection ids are used up"))
+            .and_then(|id| {
+                let conn = self.endpoint.connect(now, config, remote, host);
+                conn.map(|c| (id, c))
+                    .map_err(|e| invalid(format!("cannot connect to {key}: {e}")))
+            });
+        let (id, (handle, conn)) = match dialed {
             Ok(v) => v,
             Err(e) => {
                 self.pool.finish_dial(key.clone(), None, since);
-                return Err(invalid(format!("cannot connect to {key}: {e}")));
+                return Err(e);
             }
         };
         let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
-        self.insert(handle, conn, true, key.to_string(), Some(key.clone()), None);
-        self.dials.insert(handle, (key, deadline));
+        self.insert(
+            (id, handle),
+            conn,
+            true,
+            key.to_string(),
+            Some(key.clone()),
+            None,
+        );
+        self.dials.insert(id, (key, deadline));
         self.drive();
-        Ok(handle.0 as u32)
+        Ok(id)
     }
 
-    /// Closes a connection and drops it from the pool.
-    pub fn disconnect(&mut self, connection: u32) {
-        let handle = ConnectionHandle(connection as usize);
-        self.close_handle(handle, app_code::NO_ERROR, "disconnect");
+    /// Closes a connection and drops it from the pool (a connection already gone: nothing).
+    pub fn disconnect(&mut self, connection: ConnId) {
+        self.close_conn(connection, app_code::NO_ERROR, "disconnect");
         self.drive();
     }
 
     /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
     pub fn go_away(&mut self) {
         self.endpoint.set_server_config(None);
-        for (handle, conn) in self.connections.iter_mut() {
+        for (&id, conn) in self.connections.iter_mut() {
             conn.session.go_away(&mut conn.quic);
-            touch(&mut self.touched, *handle, conn);
+            touch(&mut self.touched, id, conn);
         }
         self.drive();
     }
@@ -395,9 +407,9 @@ impl Engine {
         } else {
             app_code::SHUTDOWN
         };
-        let handles: Vec<ConnectionHandle> = self.connections.keys().copied().collect();
-        for handle in handles {
-            self.close_handle(handle, code, reason);
+        let ids: Vec<ConnId> = self.connections.keys().copied().collect();
+        for id in ids {
+            self.close_conn(id, code, reason);
         }
         self.drive();
     }
@@ -467,15 +479,25 @@ impl Engine {
             .handle(now, remote, None, None, datagram, &mut self.buf);
         match event {
             Some(DatagramEvent::ConnectionEvent(handle, event)) => {
-                if let Some(conn) = self.connections.get_mut(&handle) {
+                let Some(&id) = self.ids.get(&handle) else {
+                    return;
+                };
+                if let Some(conn) = self.connections.get_mut(&id) {
                     conn.quic.handle_event(event);
-                    touch(&mut self.touched, handle, conn);
+                    touch(&mut self.touched, id, conn);
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 let validated = incoming.remote_address_validated();
-                match self.admission.admit(remote.ip(), validated) {
-                    Decision::Accept => {}
+                let id = match self.admission.admit(remote.ip(), validated) {
+                    Decision::Accept => match CONNECTION_IDS.take() {
+                        Some(id) => id,
+                        None => {
+                            self.admission.release(remote.ip());
+                            self.refuse(incoming);
+                            return;
+                        }
+                    },
                     Decision::Retry => {
                         self.buf.clear();
                         match self.endpoint.retry(incoming, &mut self.buf) {
@@ -487,13 +509,10 @@ impl Engine {
                         return;
                     }
                     Decision::Refuse => {
-                        self.buf.clear();
-                        let t = self.endpoint.refuse(incoming, &mut self.buf);
-                        self.responses
-                            .push_back((t.destination, self.buf[..t.size].to_vec()));
+                        self.refuse(incoming);
                         return;
                     }
-                }
+                };
                 let mut response = Vec::new();
                 let config = self
                     .loopback_server
@@ -502,7 +521,7 @@ impl Engine {
                 match self.endpoint.accept(incoming, now, &mut response, config) {
                     Ok((handle, conn)) => {
                         let peer = remote.to_string();
-                        self.insert(handle, conn, false, peer, None, Some(remote.ip()));
+                        self.insert((id, handle), conn, false, peer, None, Some(remote.ip()));
                     }
                     Err(e) => {
                         self.admission.release(remote.ip());
@@ -521,6 +540,14 @@ impl Engine {
         }
     }
 
+    /// Turns a new connection away (CONNECTION_REFUSED).
+    fn refuse(&mut self, incoming: quinn_proto::Incoming) {
+        self.buf.clear();
+        let t = self.endpoint.refuse(incoming, &mut self.buf);
+        self.responses
+            .push_back((t.destination, self.buf[..t.size].to_vec()));
+    }
+
     /// Hands out every datagram ready to send now: its bytes, destination and, when it holds
     /// several packets for segmentation offload (at most `max_segments`), their size. `send`
     /// returns false when the socket is full (it keeps the datagram it was given); the rest
@@ -536,8 +563,8 @@ impl Engine {
             }
         }
         let now = Instant::now();
-        while let Some(&handle) = self.sending.last() {
-            if let Some(conn) = self.connections.get_mut(&handle) {
+        while let Some(&id) = self.sending.last() {
+            if let Some(conn) = self.connections.get_mut(&id) {
                 self.buf.clear();
                 while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
                     if !send(&self.buf[..t.size], t.destination, t.segment_size) {
@@ -547,7 +574,7 @@ impl Engine {
                 }
                 conn.sending = false;
                 // Sending armed its timers: they hold until the next call moves it.
-                schedule(&mut self.timers, handle, conn);
+                schedule(&mut self.timers, id, conn);
             }
             self.sending.pop();
         }
@@ -571,12 +598,12 @@ impl Engine {
         let now = Instant::now();
         let mut expired = Vec::new();
         self.schedule_unsent();
-        while let Some(&(deadline, handle)) = self.timers.first() {
+        while let Some(&(deadline, id)) = self.timers.first() {
             if deadline > now {
                 break;
             }
             self.timers.pop_first();
-            let Some(conn) = self.connections.get_mut(&handle) else {
+            let Some(conn) = self.connections.get_mut(&id) else {
                 continue;
             };
             conn.deadline = None;
@@ -585,26 +612,26 @@ impl Engine {
             }
             let mut out = Vec::new();
             conn.session.expire(&mut conn.quic, now, &mut out);
-            expired.extend(out.into_iter().map(|o| (handle, o)));
-            touch(&mut self.touched, handle, conn);
+            expired.extend(out.into_iter().map(|o| (id, o)));
+            touch(&mut self.touched, id, conn);
         }
-        for (handle, outcome) in expired {
-            self.report(handle, outcome);
+        for (id, outcome) in expired {
+            self.report(id, outcome);
         }
-        let late: Vec<(ConnectionHandle, PoolKey)> = self
+        let late: Vec<(ConnId, PoolKey)> = self
             .dials
             .iter()
             .filter(|(_, d)| d.1 <= now)
-            .map(|(h, d)| (*h, d.0.clone()))
+            .map(|(id, d)| (*id, d.0.clone()))
             .collect();
-        for (handle, key) in late {
+        for (id, key) in late {
             let ms = self.cfg.connect_timeout_ms;
             let e = Error::new(
                 ErrorCode::ConnectTimeout,
                 format!("no QUIC handshake with {key} within {ms} ms"),
             );
-            self.report(handle, Outcome::Failed(e));
-            self.close_handle(handle, app_code::NO_ERROR, "connect timeout");
+            self.report(id, Outcome::Failed(e));
+            self.close_conn(id, app_code::NO_ERROR, "connect timeout");
         }
         if self.next_sweep <= now {
             self.sweep(now);
@@ -616,11 +643,13 @@ impl Engine {
     /// (connection, stream, delivered) triples.
     pub fn acknowledge(&mut self, receipts: &[f64]) {
         for r in receipts.chunks_exact(3) {
-            let handle = ConnectionHandle(r[0] as usize);
-            if let Some(conn) = self.connections.get_mut(&handle) {
+            let Some(id) = ConnId::from_f64(r[0]) else {
+                continue;
+            };
+            if let Some(conn) = self.connections.get_mut(&id) {
                 conn.session
                     .acknowledge(&mut conn.quic, r[1] as u64, r[2] as u64);
-                touch(&mut self.touched, handle, conn);
+                touch(&mut self.touched, id, conn);
             }
         }
         self.drive();
@@ -714,24 +743,15 @@ impl Engine {
                     let body = bytes::Bytes::copy_from_slice(body);
                     c.session.request(&mut c.quic, id, body, timeout, now)
                 }),
-                batch::op::RESPOND | batch::op::RESPOND_ERROR => {
-                    match self.responders.remove(&(target as u32)) {
-                        None => Err(Error::invalid_argument("this request was already answered")),
-                        Some((handle, stream, wire_id)) => {
-                            let answer = if code == batch::op::RESPOND {
-                                Ok(body)
-                            } else {
-                                let code = ErrorCode::from_wire(extra as u64);
-                                Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
-                            };
-                            if let Some(c) = self.connections.get_mut(&handle) {
-                                c.session.respond(&mut c.quic, stream, wire_id, answer);
-                                touch(&mut self.touched, handle, c);
-                            }
-                            Ok(())
-                        }
-                    }
-                }
+                batch::op::RESPOND | batch::op::RESPOND_ERROR => self.conn(target).and_then(|c| {
+                    let answer = if code == batch::op::RESPOND {
+                        Ok(body)
+                    } else {
+                        let code = ErrorCode::from_wire(extra as u64);
+                        Err(Error::new(code, String::from_utf8_lossy(body).into_owned()))
+                    };
+                    c.session.respond(&mut c.quic, id, answer)
+                }),
                 other => Err(Error::new(
                     ErrorCode::Internal,
                     format!("unknown op {other}"),
@@ -765,33 +785,33 @@ impl Engine {
     /// Files the deadlines of connections not through `poll_transmits` yet (the shell
     /// normally sends first), whose entries in `timers` may be stale.
     fn schedule_unsent(&mut self) {
-        for &handle in &self.sending {
-            if let Some(conn) = self.connections.get_mut(&handle) {
-                schedule(&mut self.timers, handle, conn);
+        for &id in &self.sending {
+            if let Some(conn) = self.connections.get_mut(&id) {
+                schedule(&mut self.timers, id, conn);
             }
         }
     }
 
     /// An open connection, to be moved by the caller (so it is touched).
     fn conn(&mut self, id: f64) -> Result<&mut Conn, Error> {
-        let handle = ConnectionHandle(id as usize);
+        let closed = || Error::closed(format!("connection {id} is closed"));
+        let id = ConnId::from_f64(id).ok_or_else(closed)?;
         let conn = self
             .connections
-            .get_mut(&handle)
+            .get_mut(&id)
             .filter(|c| !c.reported)
-            .ok_or_else(|| Error::closed(format!("connection {id} is closed")))?;
-        touch(&mut self.touched, handle, conn);
+            .ok_or_else(closed)?;
+        touch(&mut self.touched, id, conn);
         Ok(conn)
     }
 
-    /// Appends one event for `handle`.
-    fn report(&mut self, handle: ConnectionHandle, outcome: Outcome) {
-        let id = handle.0 as f64;
+    /// Appends one event for connection `id`.
+    fn report(&mut self, id: ConnId, outcome: Outcome) {
         let since = Instant::now() - self.epoch;
         match &outcome {
             Outcome::Ready(_) => {
-                if let Some((key, _)) = self.dials.remove(&handle) {
-                    self.pool.finish_dial(key, Some(handle), since);
+                if let Some((key, _)) = self.dials.remove(&id) {
+                    self.pool.finish_dial(key, Some(id), since);
                     if self.next_sweep <= self.epoch + since {
                         self.next_sweep = self.epoch + since + self.sweep_period();
                     }
@@ -800,17 +820,17 @@ impl Engine {
                 }
             }
             Outcome::Failed(_) => {
-                if let Some((key, _)) = self.dials.remove(&handle) {
+                if let Some((key, _)) = self.dials.remove(&id) {
                     self.pool.finish_dial(key, None, since);
                 }
-                if let Some(key) = self.connections.get(&handle).and_then(|c| c.key.clone()) {
-                    if self.pool.iter().any(|(k, h)| *k == key && *h == handle) {
+                if let Some(key) = self.connections.get(&id).and_then(|c| c.key.clone()) {
+                    if self.pool.iter().any(|(k, h)| *k == key && *h == id) {
                         self.pool.take(&key);
                     }
                 }
                 let ready = self
                     .connections
-                    .get(&handle)
+                    .get(&id)
                     .is_some_and(|c| c.session.is_ready());
                 if self.client_config.is_none() && !ready {
                     self.rejected += 1;
@@ -822,10 +842,7 @@ impl Engine {
         // copied once, into the batch's data, and a large one not at all.
         let (words, bytes): ([f64; 4], Bytes) = match outcome {
             Outcome::Ready(n) => {
-                let peer = self
-                    .connections
-                    .get(&handle)
-                    .map_or("", |c| c.peer.as_str());
+                let peer = self.connections.get(&id).map_or("", |c| c.peer.as_str());
                 let label = format!("{} {peer}", n.encoding.as_str());
                 (
                     [kind::CONNECTION, 0.0, 0.0, n.peer_max_message_size as f64],
@@ -833,7 +850,7 @@ impl Engine {
                 )
             }
             Outcome::Failed(e) => {
-                let Some(c) = self.connections.get_mut(&handle) else {
+                let Some(c) = self.connections.get_mut(&id) else {
                     return;
                 };
                 if c.reported {
@@ -846,16 +863,7 @@ impl Engine {
                 )
             }
             Outcome::Message(body) => ([kind::MESSAGE, 0.0, 0.0, 0.0], body),
-            Outcome::Request {
-                stream,
-                wire_id,
-                body,
-            } => {
-                let h = self.next_handle;
-                self.next_handle = self.next_handle.wrapping_add(1).max(1);
-                self.responders.insert(h, (handle, stream, wire_id));
-                ([kind::REQUEST, f64::from(h), 0.0, 0.0], body)
-            }
+            Outcome::Request { handle, body } => ([kind::REQUEST, handle as f64, 0.0, 0.0], body),
             Outcome::Response { id: rid, body } => ([kind::RESPONSE, rid, 0.0, 0.0], body),
             Outcome::RequestFailed { id: rid, error } => (
                 [kind::REQUEST_FAILED, rid, f64::from(error.code as u16), 0.0],
@@ -876,14 +884,20 @@ impl Engine {
             events.data.extend_from_slice(&bytes);
             (events.data.len() - bytes.len()) as f64
         };
-        events
-            .words
-            .extend_from_slice(&[words[0], id, words[1], words[2], words[3], offset, len]);
+        events.words.extend_from_slice(&[
+            words[0],
+            id.to_f64(),
+            words[1],
+            words[2],
+            words[3],
+            offset,
+            len,
+        ]);
     }
 
     fn insert(
         &mut self,
-        handle: ConnectionHandle,
+        (id, handle): (ConnId, ConnectionHandle),
         mut quic: Connection,
         is_client: bool,
         peer: String,
@@ -895,6 +909,7 @@ impl Engine {
             session.send_hello(&mut quic);
         }
         let mut conn = Conn {
+            handle,
             quic,
             session,
             peer,
@@ -905,26 +920,27 @@ impl Engine {
             sending: false,
             deadline: None,
         };
-        touch(&mut self.touched, handle, &mut conn);
-        self.connections.insert(handle, conn);
+        touch(&mut self.touched, id, &mut conn);
+        self.connections.insert(id, conn);
+        self.ids.insert(handle, id);
     }
 
     /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
     /// asked for) and forgets it in the pool.
-    fn close_handle(&mut self, handle: ConnectionHandle, code: u32, reason: &str) {
-        let Some(conn) = self.connections.get_mut(&handle) else {
+    fn close_conn(&mut self, id: ConnId, code: u32, reason: &str) {
+        let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
         let bytes = reason.as_bytes().to_vec().into();
         conn.quic
             .close(Instant::now(), VarInt::from_u32(code), bytes);
-        touch(&mut self.touched, handle, conn);
+        touch(&mut self.touched, id, conn);
         let mut out = Vec::new();
         let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
         conn.session.fail_all(&err, &mut out);
         out.push(Outcome::Failed(err));
         for outcome in out {
-            self.report(handle, outcome);
+            self.report(id, outcome);
         }
     }
 
@@ -943,8 +959,8 @@ impl Engine {
                 .get(h)
                 .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
         });
-        for (_, handle) in expired {
-            self.close_handle(handle, app_code::EVICTED, "idle timeout");
+        for (_, id) in expired {
+            self.close_conn(id, app_code::EVICTED, "idle timeout");
         }
     }
 
@@ -955,17 +971,17 @@ impl Engine {
         let mut drained = Vec::new();
         // Each touched connection once; what drive itself moves is handled here too.
         let touched = std::mem::take(&mut self.touched);
-        for &handle in &touched {
-            let Some(conn) = self.connections.get_mut(&handle) else {
+        for &id in &touched {
+            let Some(conn) = self.connections.get_mut(&id) else {
                 continue;
             };
             conn.touched = false;
             if !conn.sending {
                 conn.sending = true;
-                self.sending.push(handle);
+                self.sending.push(id);
             }
             while let Some(event) = conn.quic.poll_endpoint_events() {
-                if let Some(back) = self.endpoint.handle_event(handle, event) {
+                if let Some(back) = self.endpoint.handle_event(conn.handle, event) {
                     conn.quic.handle_event(back);
                 }
             }
@@ -996,9 +1012,9 @@ impl Engine {
                 conn.session.fail_all(&err, &mut out);
                 out.push(Outcome::Failed(err));
             }
-            reports.extend(out.into_iter().map(|o| (handle, o)));
+            reports.extend(out.into_iter().map(|o| (id, o)));
             if conn.quic.is_drained() {
-                drained.push(handle);
+                drained.push(id);
             }
         }
         // The list back, for the next calls to fill without allocating (with any connection
@@ -1007,20 +1023,20 @@ impl Engine {
         touched.clear();
         touched.append(&mut self.touched);
         self.touched = touched;
-        for (handle, outcome) in reports {
-            self.report(handle, outcome);
+        for (id, outcome) in reports {
+            self.report(id, outcome);
         }
-        for handle in drained {
-            let Some(conn) = self.connections.remove(&handle) else {
+        for id in drained {
+            let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
+            self.ids.remove(&conn.handle);
             if let Some(deadline) = conn.deadline {
-                self.timers.remove(&(deadline, handle));
+                self.timers.remove(&(deadline, id));
             }
             if let Some(ip) = conn.admitted {
                 self.admission.release(ip);
             }
-            self.responders.retain(|_, (h, _, _)| *h != handle);
         }
     }
 }

@@ -37,10 +37,9 @@ pub(crate) enum Outcome {
     /// The connection is being closed with this error.
     Failed(Error),
     Message(Bytes),
-    /// A request to answer with [`Session::respond`]; `stream` is its handle.
+    /// A request to answer with [`Session::respond`] and its `handle`.
     Request {
-        stream: StreamId,
-        wire_id: u64,
+        handle: u64,
         body: Bytes,
     },
     Response {
@@ -103,8 +102,9 @@ pub(crate) struct Session {
     requests_in: HashMap<StreamId, (FrameReader, Instant)>,
     /// Request streams the peer may open now (grows with use up to `params.max_streams`).
     stream_limit: u32,
-    /// Requests handed to the application and not answered yet.
-    answering: usize,
+    /// Requests handed to the application and not answered yet, by handle (the index of
+    /// their stream, which no later stream of the connection has): stream, wire id.
+    answering: HashMap<u64, (StreamId, u64)>,
     /// Answers sent but not yet acknowledged by the peer (graceful close waits for them).
     responding: HashSet<StreamId>,
     /// Bytes waiting for flow control, per stream (FIN after them when `finish`).
@@ -137,7 +137,7 @@ impl Session {
             next_wire_id: 1,
             requests_in: HashMap::new(),
             stream_limit,
-            answering: 0,
+            answering: HashMap::new(),
             responding: HashSet::new(),
             pending: HashMap::new(),
             going_away: false,
@@ -160,13 +160,13 @@ impl Session {
         self.requests_out.is_empty()
             && self.requests_waiting.is_empty()
             && self.requests_in.is_empty()
-            && self.answering == 0
+            && self.answering.is_empty()
             && self.acked >= self.queued
     }
 
     /// Requests from the peer still being read or answered.
     pub fn serving(&self) -> usize {
-        self.requests_in.len() + self.answering + self.responding.len()
+        self.requests_in.len() + self.answering.len() + self.responding.len()
     }
 
     /// All of a stream's data reached the peer.
@@ -302,16 +302,25 @@ impl Session {
         }
     }
 
-    /// Answers the request read from `stream`.
+    /// Answers the request with this handle. An answer that cannot go (given already, or
+    /// the requester stopped waiting for it) is an error, never dropped without a word.
     pub fn respond(
         &mut self,
         conn: &mut Connection,
-        id: StreamId,
-        wire_id: u64,
+        handle: f64,
         answer: Result<&[u8], Error>,
-    ) {
+    ) -> Result<(), Error> {
+        let (id, wire_id) = self.answering.remove(&(handle as u64)).ok_or_else(|| {
+            Error::invalid_argument(format!("request {handle} was already answered"))
+        })?;
+        if let Ok(Some(code)) = conn.send_stream(id).stopped() {
+            // A stopped stream is reset in reply (RFC 9000, 3.5), which also frees it.
+            let _ = conn.send_stream(id).reset(code);
+            let why =
+                format!("the requester stopped waiting for the answer (application code {code})");
+            return Err(Error::new(ErrorCode::StreamReset, why));
+        }
         let limit = self.peer_limit().unwrap_or(0);
-        self.answering = self.answering.saturating_sub(1);
         let mut out = BytesMut::new();
         match answer {
             Ok(body) => {
@@ -324,6 +333,7 @@ impl Session {
         }
         self.responding.insert(id);
         self.write(conn, id, out.freeze(), true);
+        Ok(())
     }
 
     /// The earliest request deadline.
@@ -543,13 +553,12 @@ impl Session {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);
-                    self.answering += 1;
+                    self.answering.insert(id.index(), (*id, wire_id));
                     self.counters.requests_in += 1;
                     self.counters.bytes_in += body.len() as u64;
                     self.last_active = Instant::now();
                     out.push(Outcome::Request {
-                        stream: *id,
-                        wire_id,
+                        handle: id.index(),
                         body,
                     });
                 }

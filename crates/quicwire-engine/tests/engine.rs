@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use quicwire_core::batch::{event, op, EVENT_WORDS};
 use quicwire_core::tls::generate_dev_cert;
-use quicwire_engine::Engine;
+use quicwire_core::ErrorCode;
+use quicwire_engine::{ConnId, Engine};
 
 const CLIENT: &str = "127.0.0.1:40000";
 const SERVER: &str = "127.0.0.1:4433";
@@ -101,8 +102,11 @@ fn seen(engine: &mut Engine) -> Vec<Seen> {
 
 /// Connects the client and carries the handshake until both sides report the connection;
 /// returns its id on the client and the client's events so far.
-fn connected(client: &mut Engine, server: &mut Engine, full: bool) -> (u32, Vec<Seen>) {
-    let id = client.connect("localhost", 4433.0, SERVER).unwrap();
+fn connected(client: &mut Engine, server: &mut Engine, full: bool) -> (f64, Vec<Seen>) {
+    let id = client
+        .connect("localhost", 4433.0, SERVER)
+        .unwrap()
+        .to_f64();
     let (c, _) = pump(client, server, full, |c, s| {
         has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
     });
@@ -122,18 +126,19 @@ fn has(events: &[Seen], kind: f64) -> Option<&[f64]> {
 fn connects_and_answers_a_request_in_memory() {
     let (mut client, mut server) = pair();
     let (id, c) = connected(&mut client, &mut server, false);
-    assert_eq!(has(&c, event::CONNECTION).unwrap()[1], f64::from(id));
+    assert_eq!(has(&c, event::CONNECTION).unwrap()[1], id);
 
     let body = b"ping";
-    let ops = one_op(op::REQUEST, f64::from(id), 7.0, body);
+    let ops = one_op(op::REQUEST, id, 7.0, body);
     assert!(client.write(body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         has(s, event::REQUEST).is_some()
     });
-    let handle = has(&s, event::REQUEST).unwrap()[2];
+    let request = has(&s, event::REQUEST).unwrap();
+    let (peer, handle) = (request[1], request[2]);
 
     let answer = b"pong";
-    let ops = one_op(op::RESPOND, handle, 0.0, answer);
+    let ops = one_op(op::RESPOND, peer, handle, answer);
     assert!(server.write(answer, &ops).is_empty());
     let (c, _) = pump(&mut client, &mut server, false, |c, _| {
         has(c, event::RESPONSE).is_some()
@@ -141,6 +146,100 @@ fn connects_and_answers_a_request_in_memory() {
     let response = has(&c, event::RESPONSE).unwrap();
     assert_eq!(response[2], 7.0, "the request id comes back");
     assert_eq!(response[6], answer.len() as f64);
+
+    // An answer goes once: a second one is an error, not dropped without a word.
+    let failed = server.write(answer, &ops);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1.code, ErrorCode::InvalidArgument);
+}
+
+/// The first error of a write of one op (None: it went).
+fn write_error(engine: &mut Engine, ops: &[f64; 5], body: &[u8]) -> Option<ErrorCode> {
+    engine.write(body, ops).first().map(|(_, e)| e.code)
+}
+
+#[test]
+fn an_answer_that_cannot_go_is_an_error() {
+    let (mut client, mut server) = pair();
+    let (id, _) = connected(&mut client, &mut server, false);
+    // A request the client stops waiting for (10 ms): its stream is reset.
+    let mut ops = one_op(op::REQUEST, id, 1.0, b"slow");
+    ops[4] = 10.0;
+    assert!(client.write(b"slow", &ops).is_empty());
+    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
+        has(s, event::REQUEST).is_some()
+    });
+    let request = has(&s, event::REQUEST).unwrap().to_vec();
+    pump(&mut client, &mut server, false, |c, _| {
+        has(c, event::REQUEST_FAILED).is_some()
+    });
+    // Let the STOP_SENDING reach the server.
+    for _ in 0..20 {
+        carry(&mut client, CLIENT, &mut server, false);
+        carry(&mut server, SERVER, &mut client, false);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let answer = one_op(op::RESPOND, request[1], request[2], b"late");
+    assert_eq!(
+        write_error(&mut server, &answer, b"late"),
+        Some(ErrorCode::StreamReset)
+    );
+
+    // A request whose connection closes before it is answered.
+    assert!(client
+        .write(b"ping", &one_op(op::REQUEST, id, 2.0, b"ping"))
+        .is_empty());
+    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
+        has(s, event::REQUEST).is_some()
+    });
+    let request = has(&s, event::REQUEST).unwrap().to_vec();
+    client.disconnect(ConnId::from_f64(id).unwrap());
+    pump(&mut client, &mut server, false, |_, s| {
+        has(s, event::CLOSED).is_some()
+    });
+    let answer = one_op(op::RESPOND, request[1], request[2], b"gone");
+    assert_eq!(
+        write_error(&mut server, &answer, b"gone"),
+        Some(ErrorCode::ConnectionClosed)
+    );
+}
+
+#[test]
+fn connection_ids_are_never_reused() {
+    // quinn-proto reuses a drained connection's slot; the engine's ids must not follow it,
+    // or a message queued for a closed connection would reach the next one.
+    let (mut client, mut server) = pair();
+    let mut ids = std::collections::HashSet::new();
+    let mut last = None;
+    for _ in 0..5 {
+        let (id, _) = connected(&mut client, &mut server, false);
+        assert!(ids.insert(id.to_bits()), "id {id} came twice");
+        if let Some(old) = last {
+            assert_eq!(
+                write_error(&mut client, &one_op(op::MESSAGE, old, 0.0, b"x"), b"x"),
+                Some(ErrorCode::ConnectionClosed)
+            );
+        }
+        client.disconnect(ConnId::from_f64(id).unwrap());
+        // Until quinn-proto has let go of it (draining), so its slot is free for the next.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while client.connection_count() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection never drained"
+            );
+            carry(&mut client, CLIENT, &mut server, false);
+            carry(&mut server, SERVER, &mut client, false);
+            for engine in [&mut client, &mut server] {
+                if engine.next_timeout().is_some_and(|t| t.is_zero()) {
+                    engine.on_timeout();
+                }
+                seen(engine);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        last = Some(id);
+    }
 }
 
 #[test]
@@ -157,14 +256,14 @@ fn acks_go_first_only_when_traffic_streams_in() {
         }
     }
     // A request, one datagram: the application goes first, so its answer takes the ACK along.
-    let ops = one_op(op::REQUEST, f64::from(id), 1.0, b"ping");
+    let ops = one_op(op::REQUEST, id, 1.0, b"ping");
     assert!(client.write(b"ping", &ops).is_empty());
     let one = transmits(&mut client, CLIENT, false);
     assert_eq!(one.len(), 1);
     assert!(!server.receive(one));
     // Half a MiB of messages, several datagrams: their ACKs go first, as the sender waits.
     let body = vec![1u8; 512 * 1024];
-    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, &body);
+    let ops = one_op(op::MESSAGE, id, 0.0, &body);
     assert!(client.write(&body, &ops).is_empty());
     let many = transmits(&mut client, CLIENT, false);
     assert!(many.len() > 1, "{} datagrams", many.len());
@@ -175,7 +274,7 @@ fn acks_go_first_only_when_traffic_streams_in() {
 fn a_batch_is_handed_out_once() {
     let (mut client, mut server) = pair();
     let (id, _) = connected(&mut client, &mut server, false);
-    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, b"once");
+    let ops = one_op(op::MESSAGE, id, 0.0, b"once");
     assert!(client.write(b"once", &ops).is_empty());
     let mut small = None;
     for _ in 0..20 {
@@ -241,7 +340,7 @@ fn timers_run_on_connections_no_call_moves() {
             both_up = true;
         }
         if both_up {
-            let ops = one_op(op::MESSAGE, f64::from(talker_id), 0.0, b"tick");
+            let ops = one_op(op::MESSAGE, talker_id.to_f64(), 0.0, b"tick");
             assert!(talker.write(b"tick", &ops).is_empty());
         }
         if has(&at_server, event::CLOSED).is_some() {
@@ -268,7 +367,7 @@ fn a_full_socket_loses_nothing() {
     let (id, _) = connected(&mut client, &mut server, true);
     // Half a MiB: several 64 KiB datagrams, each call of poll_transmits taking only one.
     let body = vec![7u8; 512 * 1024];
-    let ops = one_op(op::MESSAGE, f64::from(id), 0.0, &body);
+    let ops = one_op(op::MESSAGE, id, 0.0, &body);
     assert!(client.write(&body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, true, |_, s| {
         has(s, event::MESSAGE).is_some()
@@ -294,7 +393,7 @@ fn small_and_large_bodies_arrive_whole_in_order() {
         .collect();
     let ops: Vec<f64> = bodies
         .iter()
-        .flat_map(|b| one_op(op::MESSAGE, f64::from(id), 0.0, b))
+        .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
         .collect();
     assert!(client.write(&bodies.concat(), &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
@@ -330,7 +429,7 @@ fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
     let data = bodies.concat();
     let ops: Vec<f64> = bodies
         .iter()
-        .flat_map(|b| one_op(op::MESSAGE, f64::from(id), 0.0, b))
+        .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
         .collect();
     assert!(client.write(&data, &ops).is_empty());
     // Until a batch holds all three large bodies (none of them small, so none in `data`).

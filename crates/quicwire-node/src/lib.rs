@@ -203,15 +203,21 @@ pub fn shutdown(engine: u32) {
     }
 }
 
-/// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port").
+/// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"); its
+/// id (see `quicwire_engine::ConnId`).
 #[napi(catch_unwind)]
-pub fn connect(engine: u32, host: String, port: f64, addr: String) -> napi::Result<u32> {
-    with_engine(engine, |e| e.connect(&host, port, &addr))?.map_err(js_error)
+pub fn connect(engine: u32, host: String, port: f64, addr: String) -> napi::Result<f64> {
+    let id = with_engine(engine, |e| e.connect(&host, port, &addr))?.map_err(js_error)?;
+    Ok(id.to_f64())
 }
 
+/// Closes a connection; an id of no open connection: nothing.
 #[napi(catch_unwind)]
-pub fn disconnect(engine: u32, connection: u32) -> napi::Result<()> {
-    with_engine(engine, |e| e.disconnect(connection))
+pub fn disconnect(engine: u32, connection: f64) -> napi::Result<()> {
+    let Some(id) = quicwire_engine::ConnId::from_f64(connection) else {
+        return Ok(());
+    };
+    with_engine(engine, |e| e.disconnect(id))
 }
 
 #[napi(catch_unwind)]

@@ -107,13 +107,18 @@ impl Engine {
         })
     }
 
-    /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port").
-    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<u32, JsError> {
-        self.inner.connect(host, port, addr).map_err(js_error)
+    /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
+    /// its id (see `quicwire_engine::ConnId`).
+    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<f64, JsError> {
+        let id = self.inner.connect(host, port, addr).map_err(js_error)?;
+        Ok(id.to_f64())
     }
 
-    pub fn disconnect(&mut self, connection: u32) {
-        self.inner.disconnect(connection)
+    /// Closes a connection; an id of no open connection: nothing.
+    pub fn disconnect(&mut self, connection: f64) {
+        if let Some(id) = quicwire_engine::ConnId::from_f64(connection) {
+            self.inner.disconnect(id)
+        }
     }
 
     #[wasm_bindgen(js_name = goAway)]
