@@ -1,12 +1,22 @@
 // Faults a transport must survive with its promises kept: a connection flood against the
-// server's limits, a reader that stops reading, and a server killed mid-traffic.
+// server's limits, a reader that stops reading, a server killed mid-traffic, and a process
+// ending with engines still open.
 
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QuicwireError } from '../ts/index.js';
-import { cert, echoServer, exited, rejectsWith, serverProcess, sleep, transport } from './helpers.js';
+import {
+  cert,
+  echoServer,
+  exited,
+  fixture,
+  rejectsWith,
+  serverProcess,
+  sleep,
+  transport,
+} from './helpers.js';
 
 /** `promise`, marked handled: it is settled later, all at once. */
 function later<T>(promise: Promise<T>): Promise<T> {
@@ -121,5 +131,15 @@ describe('a server killed mid-traffic and restarted', () => {
     expect(await t.request(target, { op: 'seqs' })).toEqual([-1]);
     expect(t.getPoolStats().created).toBe(2);
     second.child.kill();
+  });
+});
+
+describe('a process that made many connections', () => {
+  // Node runs its loop once more while it tears down: an engine timer firing then crashed it.
+  it.each(['close', 'exit'])('exits cleanly after %s', async (how) => {
+    const child = fixture('churn-exit.ts', [how, '200']);
+    await exited(child);
+    expect(child.signalCode).toBeNull();
+    expect(child.exitCode).toBe(0);
   });
 });

@@ -16,12 +16,24 @@ import { platform } from './platform.js';
  *  engine handle, plus its own socket and timer. */
 type Addon = typeof AddonModule;
 
+/** Engines not shut down yet. Node runs its loop once more while it tears down, after the
+ *  last JavaScript ran: an engine's timer firing then would call into a context that is
+ *  gone and crash the process, so whatever is still open shuts down on 'exit'. */
+const live = new Set<NativeEngine>();
+
+function shutdownAll(): void {
+  for (const engine of live) engine.shutdown();
+}
+
 /** An addon engine as the shared engine API (methods), plus its own socket and timer. */
 class NativeEngine implements ShellEngine {
   constructor(
     readonly addon: Addon,
     readonly handle: number,
-  ) {}
+  ) {
+    if (live.size === 0) process.once('exit', shutdownAll);
+    live.add(this);
+  }
   bind(host: string, port: number, onEvents: (events: Float64Array | null | undefined) => void): number {
     return this.addon.bind(this.handle, host, port, onEvents);
   }
@@ -29,6 +41,8 @@ class NativeEngine implements ShellEngine {
     return this.addon.flush(this.handle);
   }
   shutdown(): void {
+    live.delete(this);
+    if (live.size === 0) process.off('exit', shutdownAll);
     this.addon.shutdown(this.handle);
   }
   connect(host: string, port: number, addr: string): number {
