@@ -31,7 +31,9 @@ use quinn_proto::{
     ServerConfig, StreamEvent, VarInt,
 };
 use session::{Outcome, Params, Session};
-use web_time::{Duration, Instant};
+use web_time::Duration;
+/// The clock type every entry point takes `now` in (std's, or the browser's in wasm).
+pub use web_time::Instant;
 
 fn invalid(message: String) -> Error {
     Error::invalid_argument(message)
@@ -128,6 +130,13 @@ pub fn encodings(names: &[String], default: &[Encoding]) -> Result<Vec<Encoding>
         return Ok(default.to_vec());
     }
     names.iter().map(|n| Encoding::parse(n)).collect()
+}
+
+/// How a connection came to be: dialed by this client (its pool key), or accepted by this
+/// server from an address (which admission counts it under).
+enum Origin {
+    Dialed(PoolKey),
+    Accepted(IpAddr),
 }
 
 /// A connection and its quicwire session.
@@ -229,6 +238,7 @@ impl Engine {
     /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
     /// `encodings` (preferred first; empty: msgpack).
     pub fn client(
+        now: Instant,
         ca: Option<String>,
         insecure: bool,
         encodings_offered: &[String],
@@ -241,12 +251,13 @@ impl Engine {
             .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
         let mut client_config = ClientConfig::new(Arc::new(crypto));
         client_config.transport_config(quic::transport_config(&cfg, false)?);
-        Self::new(None, Some(client_config), &cfg, encodings)
+        Self::new(now, None, Some(client_config), &cfg, encodings)
     }
 
     /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
     /// (empty: all).
     pub fn server(
+        now: Instant,
         cert: String,
         key: String,
         encodings_accepted: &[String],
@@ -262,7 +273,7 @@ impl Engine {
         let mut server_config = ServerConfig::with_crypto(Arc::new(crypto));
         server_config.transport_config(quic::transport_config(&cfg, false)?);
         let mut loopback = server_config.clone();
-        let mut engine = Self::new(Some(Arc::new(server_config)), None, &cfg, encodings)?;
+        let mut engine = Self::new(now, Some(Arc::new(server_config)), None, &cfg, encodings)?;
         engine.admission = Admission::new(server_limits);
         loopback.transport_config(engine.loopback_transport.clone());
         engine.loopback_server = Some(Arc::new(loopback));
@@ -270,6 +281,7 @@ impl Engine {
     }
 
     fn new(
+        now: Instant,
         server: Option<Arc<ServerConfig>>,
         client_config: Option<ClientConfig>,
         cfg: &TransportConfig,
@@ -280,7 +292,6 @@ impl Engine {
             .max_udp_payload_size(MAX_UDP_PAYLOAD)
             .map_err(|e| invalid(e.to_string()))?;
         let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
-        let now = Instant::now();
         Ok(Engine {
             endpoint,
             client_config,
@@ -315,7 +326,13 @@ impl Engine {
     /// The pooled connection to `host:port` (an open one, or one being dialed), or a new
     /// handshake with `addr` (the resolved "ip:port"), checking the certificate against
     /// `host`. Returns the connection id; it is ready once CONNECTION is reported.
-    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<ConnId, Error> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        host: &str,
+        port: f64,
+        addr: &str,
+    ) -> Result<ConnId, Error> {
         let key = PoolKey::new(host, port as i64)?;
         let remote: SocketAddr = addr
             .parse()
@@ -327,7 +344,6 @@ impl Engine {
         if is_loopback(remote.ip()) {
             config.transport_config(self.loopback_transport.clone());
         }
-        let now = Instant::now();
         let since = now - self.epoch;
         let conns = &self.connections;
         let usable = |id: &ConnId| {
@@ -345,7 +361,7 @@ impl Engine {
         let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
         let evicted = self.pool.begin_dial(&key, is_idle)?;
         if let Some((_, id)) = evicted {
-            self.close_conn(id, app_code::EVICTED, "evicted from the pool");
+            self.close_conn(now, id, app_code::EVICTED, "evicted from the pool");
         }
         let dialed = CONNECTION_IDS
             .take()
@@ -363,33 +379,27 @@ impl Engine {
             }
         };
         let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
-        self.insert(
-            (id, handle),
-            conn,
-            true,
-            key.to_string(),
-            Some(key.clone()),
-            None,
-        );
+        let peer = key.to_string();
+        self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
         self.dials.insert(id, (key, deadline));
-        self.drive();
+        self.drive(now);
         Ok(id)
     }
 
     /// Closes a connection and drops it from the pool (a connection already gone: nothing).
-    pub fn disconnect(&mut self, connection: ConnId) {
-        self.close_conn(connection, app_code::NO_ERROR, "disconnect");
-        self.drive();
+    pub fn disconnect(&mut self, now: Instant, connection: ConnId) {
+        self.close_conn(now, connection, app_code::NO_ERROR, "disconnect");
+        self.drive(now);
     }
 
     /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
-    pub fn go_away(&mut self) {
+    pub fn go_away(&mut self, now: Instant) {
         self.endpoint.set_server_config(None);
         for (&id, conn) in self.connections.iter_mut() {
             conn.session.go_away(&mut conn.quic);
             touch(&mut self.touched, id, conn);
         }
-        self.drive();
+        self.drive(now);
     }
 
     /// Requests from peers still being read or answered.
@@ -401,7 +411,7 @@ impl Engine {
     }
 
     /// Closes every connection.
-    pub fn close_all(&mut self, reason: &str) {
+    pub fn close_all(&mut self, now: Instant, reason: &str) {
         let code = if self.client_config.is_some() {
             app_code::NO_ERROR
         } else {
@@ -409,9 +419,9 @@ impl Engine {
         };
         let ids: Vec<ConnId> = self.connections.keys().copied().collect();
         for id in ids {
-            self.close_conn(id, code, reason);
+            self.close_conn(now, id, code, reason);
         }
-        self.drive();
+        self.drive(now);
     }
 
     /// Pool and traffic figures as JSON: counters, totals (core's `accumulate`) and per
@@ -462,14 +472,17 @@ impl Engine {
     /// not: what the application answers at once then leaves with those ACKs and stream
     /// credit, in one datagram. After several (traffic streaming in) it should, as the
     /// sender's window waits on the ACKs, not on the application.
-    pub fn receive(&mut self, datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>) -> bool {
-        let now = Instant::now();
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>,
+    ) -> bool {
         let mut count = 0;
         for (remote, datagram) in datagrams {
             self.handle_datagram(now, remote, datagram);
             count += 1;
         }
-        self.drive();
+        self.drive(now);
         count > 1
     }
 
@@ -521,7 +534,7 @@ impl Engine {
                 match self.endpoint.accept(incoming, now, &mut response, config) {
                     Ok((handle, conn)) => {
                         let peer = remote.to_string();
-                        self.insert((id, handle), conn, false, peer, None, Some(remote.ip()));
+                        self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
                     }
                     Err(e) => {
                         self.admission.release(remote.ip());
@@ -554,6 +567,7 @@ impl Engine {
     /// then waits for the next call.
     pub fn poll_transmits(
         &mut self,
+        now: Instant,
         max_segments: usize,
         mut send: impl FnMut(&[u8], SocketAddr, Option<usize>) -> bool,
     ) {
@@ -562,7 +576,6 @@ impl Engine {
                 return;
             }
         }
-        let now = Instant::now();
         while let Some(&id) = self.sending.last() {
             if let Some(conn) = self.connections.get_mut(&id) {
                 self.buf.clear();
@@ -580,9 +593,8 @@ impl Engine {
         }
     }
 
-    /// How long until `on_timeout` is due, or None when no timer is armed.
-    pub fn next_timeout(&mut self) -> Option<Duration> {
-        let now = Instant::now();
+    /// When `on_timeout` is next due, or None when no timer is armed.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
         self.schedule_unsent();
         let first = self.timers.first().map(|t| t.0);
         first
@@ -590,12 +602,10 @@ impl Engine {
             .chain(self.dials.values().map(|d| d.1))
             .chain((!self.pool.is_empty()).then_some(self.next_sweep))
             .min()
-            .map(|t| t.saturating_duration_since(now))
     }
 
     /// Runs the timers that are due.
-    pub fn on_timeout(&mut self) {
-        let now = Instant::now();
+    pub fn on_timeout(&mut self, now: Instant) {
         let mut expired = Vec::new();
         self.schedule_unsent();
         while let Some(&(deadline, id)) = self.timers.first() {
@@ -616,7 +626,7 @@ impl Engine {
             touch(&mut self.touched, id, conn);
         }
         for (id, outcome) in expired {
-            self.report(id, outcome);
+            self.report(now, id, outcome);
         }
         let late: Vec<(ConnId, PoolKey)> = self
             .dials
@@ -630,18 +640,18 @@ impl Engine {
                 ErrorCode::ConnectTimeout,
                 format!("no QUIC handshake with {key} within {ms} ms"),
             );
-            self.report(id, Outcome::Failed(e));
-            self.close_conn(id, app_code::NO_ERROR, "connect timeout");
+            self.report(now, id, Outcome::Failed(e));
+            self.close_conn(now, id, app_code::NO_ERROR, "connect timeout");
         }
         if self.next_sweep <= now {
             self.sweep(now);
         }
-        self.drive();
+        self.drive(now);
     }
 
     /// Acknowledges RECEIPT events the application has dealt with: `receipts` holds
     /// (connection, stream, delivered) triples.
-    pub fn acknowledge(&mut self, receipts: &[f64]) {
+    pub fn acknowledge(&mut self, now: Instant, receipts: &[f64]) {
         for r in receipts.chunks_exact(3) {
             let Some(id) = ConnId::from_f64(r[0]) else {
                 continue;
@@ -652,7 +662,7 @@ impl Engine {
                 touch(&mut self.touched, id, conn);
             }
         }
-        self.drive();
+        self.drive(now);
     }
 
     /// Events since the last call (`quicwire_core::batch::event`), seven numbers each: kind,
@@ -708,19 +718,19 @@ impl Engine {
     }
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones.
-    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Vec<WriteFailure> {
-        self.write_shared(data, ops, |_| None)
+    pub fn write(&mut self, now: Instant, data: &[u8], ops: &[f64]) -> Vec<WriteFailure> {
+        self.write_shared(now, data, ops, |_| None)
     }
 
     /// [`Engine::write`], where `shared` returns a large message body as the `Bytes` it
     /// lies in when the shell has it so (see `batch::Messages::add`): sent without a copy.
     pub fn write_shared(
         &mut self,
+        now: Instant,
         data: &[u8],
         ops: &[f64],
         shared: impl Fn(&[u8]) -> Option<bytes::Bytes>,
     ) -> Vec<WriteFailure> {
-        let now = Instant::now();
         let mut failures = Vec::new();
         let mut fail = |i: usize, e: Error| failures.push((i as u32, e));
         let mut messages = batch::Messages::default();
@@ -764,14 +774,14 @@ impl Engine {
         for mut group in messages {
             let sent = self
                 .conn(group.target)
-                .and_then(|c| c.session.send_frames(&mut c.quic, &mut group));
+                .and_then(|c| c.session.send_frames(&mut c.quic, &mut group, now));
             if let Err(e) = sent {
                 for i in group.ops {
                     fail(i, e.clone());
                 }
             }
         }
-        self.drive();
+        self.drive(now);
         failures
     }
 
@@ -806,8 +816,8 @@ impl Engine {
     }
 
     /// Appends one event for connection `id`.
-    fn report(&mut self, id: ConnId, outcome: Outcome) {
-        let since = Instant::now() - self.epoch;
+    fn report(&mut self, now: Instant, id: ConnId, outcome: Outcome) {
+        let since = now - self.epoch;
         match &outcome {
             Outcome::Ready(_) => {
                 if let Some((key, _)) = self.dials.remove(&id) {
@@ -897,15 +907,18 @@ impl Engine {
 
     fn insert(
         &mut self,
+        now: Instant,
         (id, handle): (ConnId, ConnectionHandle),
         mut quic: Connection,
-        is_client: bool,
         peer: String,
-        key: Option<PoolKey>,
-        admitted: Option<IpAddr>,
+        origin: Origin,
     ) {
-        let mut session = Session::new(is_client, self.params.clone());
-        if !is_client {
+        let (key, admitted) = match origin {
+            Origin::Dialed(key) => (Some(key), None),
+            Origin::Accepted(ip) => (None, Some(ip)),
+        };
+        let mut session = Session::new(key.is_some(), self.params.clone(), now);
+        if key.is_none() {
             session.send_hello(&mut quic);
         }
         let mut conn = Conn {
@@ -927,20 +940,19 @@ impl Engine {
 
     /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
     /// asked for) and forgets it in the pool.
-    fn close_conn(&mut self, id: ConnId, code: u32, reason: &str) {
+    fn close_conn(&mut self, now: Instant, id: ConnId, code: u32, reason: &str) {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
         let bytes = reason.as_bytes().to_vec().into();
-        conn.quic
-            .close(Instant::now(), VarInt::from_u32(code), bytes);
+        conn.quic.close(now, VarInt::from_u32(code), bytes);
         touch(&mut self.touched, id, conn);
         let mut out = Vec::new();
         let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
         conn.session.fail_all(&err, &mut out);
         out.push(Outcome::Failed(err));
         for outcome in out {
-            self.report(id, outcome);
+            self.report(now, id, outcome);
         }
     }
 
@@ -960,13 +972,13 @@ impl Engine {
                 .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
         });
         for (_, id) in expired {
-            self.close_conn(id, app_code::EVICTED, "idle timeout");
+            self.close_conn(now, id, app_code::EVICTED, "idle timeout");
         }
     }
 
     /// Moves events between the endpoint and its connections until both are quiet, lets
     /// each session make progress, and reports what happened.
-    fn drive(&mut self) {
+    fn drive(&mut self, now: Instant) {
         let mut reports = Vec::new();
         let mut drained = Vec::new();
         // Each touched connection once; what drive itself moves is handled here too.
@@ -1005,7 +1017,7 @@ impl Engine {
             }
             // Take what already arrived (an answer, then the close) before the loss.
             if streams && !conn.reported {
-                conn.session.on_streams(&mut conn.quic, &mut out);
+                conn.session.on_streams(&mut conn.quic, now, &mut out);
             }
             if let Some(reason) = lost.filter(|_| !conn.reported) {
                 let err = connection_error(&reason, &conn.quic.remote_address().to_string());
@@ -1024,7 +1036,7 @@ impl Engine {
         touched.append(&mut self.touched);
         self.touched = touched;
         for (id, outcome) in reports {
-            self.report(id, outcome);
+            self.report(now, id, outcome);
         }
         for id in drained {
             let Some(conn) = self.connections.remove(&id) else {

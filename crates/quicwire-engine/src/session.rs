@@ -117,7 +117,7 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(is_client: bool, params: Params) -> Self {
+    pub fn new(is_client: bool, params: Params, now: Instant) -> Self {
         let stream_limit = initial_stream_credit(params.max_streams);
         let control_in = FrameReader::new(params.max_message_size);
         Session {
@@ -142,7 +142,7 @@ impl Session {
             pending: HashMap::new(),
             going_away: false,
             goaway_sent: false,
-            last_active: Instant::now(),
+            last_active: now,
             counters: ConnectionStats::default(),
         }
     }
@@ -223,6 +223,7 @@ impl Session {
         &mut self,
         conn: &mut Connection,
         group: &mut MessageGroup,
+        now: Instant,
     ) -> Result<(), Error> {
         self.usable()?;
         let id = match self.channel {
@@ -239,7 +240,7 @@ impl Session {
         self.queued += count;
         self.counters.messages_out += count;
         self.counters.bytes_out += group.bytes;
-        self.last_active = Instant::now();
+        self.last_active = now;
         self.write_chunks(conn, id, &mut group.chunks, false);
         group.chunks.clear();
         Ok(())
@@ -397,22 +398,22 @@ impl Session {
     }
 
     /// Something happened on the streams: make all the progress possible.
-    pub fn on_streams(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    pub fn on_streams(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         if self.negotiated.is_none() {
-            self.negotiate(conn, out);
+            self.negotiate(conn, now, out);
             if self.negotiated.is_none() {
                 return;
             }
         }
         self.flush_all(conn);
         self.start_requests(conn);
-        self.read_control(conn, out);
+        self.read_control(conn, now, out);
         while let Some(id) = conn.streams().accept(Dir::Uni) {
             let reader = FrameReader::new(self.params.max_message_size);
             self.channels_in.insert(id, (reader, 0));
         }
         while let Some(id) = conn.streams().accept(Dir::Bi) {
-            let deadline = Instant::now() + self.params.request_timeout;
+            let deadline = now + self.params.request_timeout;
             let reader = FrameReader::new(self.params.max_message_size);
             self.requests_in.insert(id, (reader, deadline));
             // Half the credit in use: double it (an idle connection stays small).
@@ -424,14 +425,14 @@ impl Session {
                 conn.set_max_concurrent_streams(Dir::Bi, VarInt::from_u32(next));
             }
         }
-        self.read_channels(conn, out);
-        self.read_requests_in(conn, out);
+        self.read_channels(conn, now, out);
+        self.read_requests_in(conn, now, out);
         self.read_answers(conn, out);
         self.write_acks(conn);
     }
 
     /// Reads the peer's HELLO (after the handshake) and agrees on the encoding.
-    fn negotiate(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    fn negotiate(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         if let Some(id) = self.control {
             self.flush(conn, id);
         }
@@ -444,7 +445,7 @@ impl Session {
         }
         let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
-            out.push(self.fail(conn, e));
+            out.push(self.fail(conn, now, e));
             return;
         }
         let theirs = match self.control_in.next_frame() {
@@ -452,11 +453,11 @@ impl Session {
             Ok(Some(Frame::Hello(theirs))) => theirs,
             Ok(Some(other)) => {
                 let e = Error::protocol(format!("expected HELLO, got {other:?}"));
-                out.push(self.fail(conn, e));
+                out.push(self.fail(conn, now, e));
                 return;
             }
             Err(e) => {
-                out.push(self.fail(conn, e));
+                out.push(self.fail(conn, now, e));
                 return;
             }
         };
@@ -465,14 +466,14 @@ impl Session {
                 self.negotiated = Some(negotiated);
                 out.push(Outcome::Ready(negotiated));
             }
-            Err(e) => out.push(self.fail(conn, e)),
+            Err(e) => out.push(self.fail(conn, now, e)),
         }
     }
 
-    fn read_control(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    fn read_control(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
-            out.push(self.fail(conn, e));
+            out.push(self.fail(conn, now, e));
             return;
         }
         loop {
@@ -488,18 +489,18 @@ impl Session {
                 Ok(Some(Frame::GoAway)) => self.going_away = true,
                 Ok(Some(other)) => {
                     let e = Error::protocol(format!("unexpected {other:?} on the control stream"));
-                    out.push(self.fail(conn, e));
+                    out.push(self.fail(conn, now, e));
                     return;
                 }
                 Err(e) => {
-                    out.push(self.fail(conn, e));
+                    out.push(self.fail(conn, now, e));
                     return;
                 }
             }
         }
     }
 
-    fn read_channels(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    fn read_channels(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let mut broken = Vec::new();
         for (id, (reader, delivered)) in self.channels_in.iter_mut() {
             let before = *delivered;
@@ -514,7 +515,7 @@ impl Session {
                             *delivered += 1;
                             self.counters.messages_in += 1;
                             self.counters.bytes_in += body.len() as u64;
-                            self.last_active = Instant::now();
+                            self.last_active = now;
                             out.push(Outcome::Message(body));
                         }
                         Ok(None) => break None,
@@ -544,7 +545,7 @@ impl Session {
         }
     }
 
-    fn read_requests_in(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    fn read_requests_in(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         let mut answers = Vec::new();
         for (id, (reader, _)) in self.requests_in.iter_mut() {
@@ -556,7 +557,7 @@ impl Session {
                     self.answering.insert(id.index(), (*id, wire_id));
                     self.counters.requests_in += 1;
                     self.counters.bytes_in += body.len() as u64;
-                    self.last_active = Instant::now();
+                    self.last_active = now;
                     out.push(Outcome::Request {
                         handle: id.index(),
                         body,
@@ -659,14 +660,14 @@ impl Session {
         }
     }
 
-    fn fail(&mut self, conn: &mut Connection, e: Error) -> Outcome {
+    fn fail(&mut self, conn: &mut Connection, now: Instant, e: Error) -> Outcome {
         let code = if e.code == ErrorCode::Negotiation {
             app_code::NEGOTIATION
         } else {
             app_code::PROTOCOL
         };
         conn.close(
-            Instant::now(),
+            now,
             VarInt::from_u32(code),
             e.message.clone().into_bytes().into(),
         );

@@ -1,24 +1,52 @@
-//! The engine without sockets: a client and a server engine exchange their datagrams in
-//! memory (real QUIC, real TLS 1.3 with the certificate verified), as a shell would carry
-//! them. The shells' own tests (vitest, on both backends) run the same over UDP.
+//! The engine without sockets or a clock: a client and a server engine exchange their
+//! datagrams in memory (real QUIC, real TLS 1.3 with the certificate verified), as a shell
+//! would carry them, on a virtual clock that moves a millisecond a step, so timeouts take
+//! no wall-clock time and every run is the same. The shells' own tests (vitest, on both
+//! backends) run the same over UDP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use quicwire_core::batch::{event, op, EVENT_WORDS};
 use quicwire_core::tls::generate_dev_cert;
 use quicwire_core::ErrorCode;
-use quicwire_engine::{ConnId, Engine};
+use quicwire_engine::{ConnId, Engine, Instant};
+
+thread_local! {
+    /// Each test's virtual clock (tests run on threads of their own).
+    static CLOCK: Cell<Instant> = Cell::new(Instant::now());
+}
+
+/// The virtual time.
+fn now() -> Instant {
+    CLOCK.get()
+}
+
+/// One step of virtual time: a millisecond.
+fn tick() {
+    CLOCK.set(CLOCK.get() + Duration::from_millis(1));
+}
+
+/// Runs an engine's timers if they are due.
+fn timers(engine: &mut Engine) {
+    if engine.next_timeout().is_some_and(|t| t <= now()) {
+        engine.on_timeout(now());
+    }
+}
+
+/// Virtual time enough for anything a test waits for.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 const CLIENT: &str = "127.0.0.1:40000";
 const SERVER: &str = "127.0.0.1:4433";
 
 fn pair() -> (Engine, Engine) {
     let cert = generate_dev_cert(&["localhost".into()]).unwrap();
-    let server = Engine::server(cert.cert.clone(), cert.key, &[], &[], &[]).unwrap();
-    let client = Engine::client(Some(cert.cert), false, &["raw".into()], &[]).unwrap();
+    let server = Engine::server(now(), cert.cert.clone(), cert.key, &[], &[], &[]).unwrap();
+    let client = Engine::client(now(), Some(cert.cert), false, &["raw".into()], &[]).unwrap();
     (client, server)
 }
 
@@ -27,7 +55,7 @@ fn pair() -> (Engine, Engine) {
 fn transmits(from: &mut Engine, from_addr: &str, full: bool) -> Vec<(SocketAddr, BytesMut)> {
     let from_addr: SocketAddr = from_addr.parse().unwrap();
     let mut datagrams = Vec::new();
-    from.poll_transmits(1, |data, _, _| {
+    from.poll_transmits(now(), 1, |data, _, _| {
         datagrams.push((from_addr, BytesMut::from(data)));
         !full
     });
@@ -38,7 +66,7 @@ fn transmits(from: &mut Engine, from_addr: &str, full: bool) -> Vec<(SocketAddr,
 fn carry(from: &mut Engine, from_addr: &str, to: &mut Engine, full: bool) -> usize {
     let datagrams = transmits(from, from_addr, full);
     let n = datagrams.len();
-    to.receive(datagrams);
+    to.receive(now(), datagrams);
     n
 }
 
@@ -50,21 +78,18 @@ fn pump(
     mut done: impl FnMut(&[Seen], &[Seen]) -> bool,
 ) -> (Vec<Seen>, Vec<Seen>) {
     let (mut c_events, mut s_events) = (Vec::new(), Vec::new());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    let deadline = now() + PATIENCE;
+    while now() < deadline {
         carry(client, CLIENT, server, full);
         carry(server, SERVER, client, full);
-        for engine in [&mut *client, &mut *server] {
-            if engine.next_timeout().is_some_and(|t| t.is_zero()) {
-                engine.on_timeout();
-            }
-        }
+        timers(client);
+        timers(server);
         c_events.extend(seen(client));
         s_events.extend(seen(server));
         if done(&c_events, &s_events) {
             return (c_events, s_events);
         }
-        std::thread::sleep(Duration::from_millis(1));
+        tick();
     }
     panic!("no progress: client {c_events:?}, server {s_events:?}");
 }
@@ -104,7 +129,7 @@ fn seen(engine: &mut Engine) -> Vec<Seen> {
 /// returns its id on the client and the client's events so far.
 fn connected(client: &mut Engine, server: &mut Engine, full: bool) -> (f64, Vec<Seen>) {
     let id = client
-        .connect("localhost", 4433.0, SERVER)
+        .connect(now(), "localhost", 4433.0, SERVER)
         .unwrap()
         .to_f64();
     let (c, _) = pump(client, server, full, |c, s| {
@@ -130,7 +155,7 @@ fn connects_and_answers_a_request_in_memory() {
 
     let body = b"ping";
     let ops = one_op(op::REQUEST, id, 7.0, body);
-    assert!(client.write(body, &ops).is_empty());
+    assert!(client.write(now(), body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         has(s, event::REQUEST).is_some()
     });
@@ -139,7 +164,7 @@ fn connects_and_answers_a_request_in_memory() {
 
     let answer = b"pong";
     let ops = one_op(op::RESPOND, peer, handle, answer);
-    assert!(server.write(answer, &ops).is_empty());
+    assert!(server.write(now(), answer, &ops).is_empty());
     let (c, _) = pump(&mut client, &mut server, false, |c, _| {
         has(c, event::RESPONSE).is_some()
     });
@@ -148,14 +173,14 @@ fn connects_and_answers_a_request_in_memory() {
     assert_eq!(response[6], answer.len() as f64);
 
     // An answer goes once: a second one is an error, not dropped without a word.
-    let failed = server.write(answer, &ops);
+    let failed = server.write(now(), answer, &ops);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].1.code, ErrorCode::InvalidArgument);
 }
 
 /// The first error of a write of one op (None: it went).
 fn write_error(engine: &mut Engine, ops: &[f64; 5], body: &[u8]) -> Option<ErrorCode> {
-    engine.write(body, ops).first().map(|(_, e)| e.code)
+    engine.write(now(), body, ops).first().map(|(_, e)| e.code)
 }
 
 #[test]
@@ -165,7 +190,7 @@ fn an_answer_that_cannot_go_is_an_error() {
     // A request the client stops waiting for (10 ms): its stream is reset.
     let mut ops = one_op(op::REQUEST, id, 1.0, b"slow");
     ops[4] = 10.0;
-    assert!(client.write(b"slow", &ops).is_empty());
+    assert!(client.write(now(), b"slow", &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         has(s, event::REQUEST).is_some()
     });
@@ -177,7 +202,7 @@ fn an_answer_that_cannot_go_is_an_error() {
     for _ in 0..20 {
         carry(&mut client, CLIENT, &mut server, false);
         carry(&mut server, SERVER, &mut client, false);
-        std::thread::sleep(Duration::from_millis(1));
+        tick();
     }
     let answer = one_op(op::RESPOND, request[1], request[2], b"late");
     assert_eq!(
@@ -187,13 +212,13 @@ fn an_answer_that_cannot_go_is_an_error() {
 
     // A request whose connection closes before it is answered.
     assert!(client
-        .write(b"ping", &one_op(op::REQUEST, id, 2.0, b"ping"))
+        .write(now(), b"ping", &one_op(op::REQUEST, id, 2.0, b"ping"))
         .is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         has(s, event::REQUEST).is_some()
     });
     let request = has(&s, event::REQUEST).unwrap().to_vec();
-    client.disconnect(ConnId::from_f64(id).unwrap());
+    client.disconnect(now(), ConnId::from_f64(id).unwrap());
     pump(&mut client, &mut server, false, |_, s| {
         has(s, event::CLOSED).is_some()
     });
@@ -220,23 +245,18 @@ fn connection_ids_are_never_reused() {
                 Some(ErrorCode::ConnectionClosed)
             );
         }
-        client.disconnect(ConnId::from_f64(id).unwrap());
+        client.disconnect(now(), ConnId::from_f64(id).unwrap());
         // Until quinn-proto has let go of it (draining), so its slot is free for the next.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = now() + PATIENCE;
         while client.connection_count() > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the closed connection never drained"
-            );
+            assert!(now() < deadline, "the closed connection never drained");
             carry(&mut client, CLIENT, &mut server, false);
             carry(&mut server, SERVER, &mut client, false);
             for engine in [&mut client, &mut server] {
-                if engine.next_timeout().is_some_and(|t| t.is_zero()) {
-                    engine.on_timeout();
-                }
+                timers(engine);
                 seen(engine);
             }
-            std::thread::sleep(Duration::from_millis(1));
+            tick();
         }
         last = Some(id);
     }
@@ -257,17 +277,17 @@ fn acks_go_first_only_when_traffic_streams_in() {
     }
     // A request, one datagram: the application goes first, so its answer takes the ACK along.
     let ops = one_op(op::REQUEST, id, 1.0, b"ping");
-    assert!(client.write(b"ping", &ops).is_empty());
+    assert!(client.write(now(), b"ping", &ops).is_empty());
     let one = transmits(&mut client, CLIENT, false);
     assert_eq!(one.len(), 1);
-    assert!(!server.receive(one));
+    assert!(!server.receive(now(), one));
     // Half a MiB of messages, several datagrams: their ACKs go first, as the sender waits.
     let body = vec![1u8; 512 * 1024];
     let ops = one_op(op::MESSAGE, id, 0.0, &body);
-    assert!(client.write(&body, &ops).is_empty());
+    assert!(client.write(now(), &body, &ops).is_empty());
     let many = transmits(&mut client, CLIENT, false);
     assert!(many.len() > 1, "{} datagrams", many.len());
-    assert!(server.receive(many));
+    assert!(server.receive(now(), many));
 }
 
 #[test]
@@ -275,7 +295,7 @@ fn a_batch_is_handed_out_once() {
     let (mut client, mut server) = pair();
     let (id, _) = connected(&mut client, &mut server, false);
     let ops = one_op(op::MESSAGE, id, 0.0, b"once");
-    assert!(client.write(b"once", &ops).is_empty());
+    assert!(client.write(now(), b"once", &ops).is_empty());
     let mut small = None;
     for _ in 0..20 {
         carry(&mut client, CLIENT, &mut server, false);
@@ -299,38 +319,37 @@ fn timers_run_on_connections_no_call_moves() {
     let cert = generate_dev_cert(&["localhost".into()]).unwrap();
     let nan = f64::NAN;
     let limits = [nan, nan, nan, nan, nan, nan, 30.0];
-    let mut server = Engine::server(cert.cert.clone(), cert.key, &[], &limits, &[]).unwrap();
-    let client = || Engine::client(Some(cert.cert.clone()), false, &["raw".into()], &[]).unwrap();
+    let mut server = Engine::server(now(), cert.cert.clone(), cert.key, &[], &limits, &[]).unwrap();
+    let client =
+        || Engine::client(now(), Some(cert.cert.clone()), false, &["raw".into()], &[]).unwrap();
     let (mut talker, mut silent) = (client(), client());
     const SILENT: &str = "127.0.0.1:40001";
-    let talker_id = talker.connect("localhost", 4433.0, SERVER).unwrap();
-    silent.connect("localhost", 4433.0, SERVER).unwrap();
+    let talker_id = talker.connect(now(), "localhost", 4433.0, SERVER).unwrap();
+    silent.connect(now(), "localhost", 4433.0, SERVER).unwrap();
     let mut at_server = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = now() + PATIENCE;
     let mut both_up = false;
-    while Instant::now() < deadline {
+    while now() < deadline {
         // Until both are up, every datagram is carried; after that, none of the silent one's.
         carry(&mut talker, CLIENT, &mut server, false);
         if !both_up {
             carry(&mut silent, SILENT, &mut server, false);
         }
         let mut out = Vec::new();
-        server.poll_transmits(1, |data, to, _| {
+        server.poll_transmits(now(), 1, |data, to, _| {
             out.push((to.to_string(), BytesMut::from(data)));
             true
         });
         let from: SocketAddr = SERVER.parse().unwrap();
         for (to, data) in out {
             match to.as_str() {
-                CLIENT => talker.receive([(from, data)]),
-                _ if !both_up => silent.receive([(from, data)]),
+                CLIENT => talker.receive(now(), [(from, data)]),
+                _ if !both_up => silent.receive(now(), [(from, data)]),
                 _ => false,
             };
         }
         for engine in [&mut talker, &mut silent, &mut server] {
-            if engine.next_timeout().is_some_and(|t| t.is_zero()) {
-                engine.on_timeout();
-            }
+            timers(engine);
         }
         seen(&mut talker);
         seen(&mut silent);
@@ -341,12 +360,12 @@ fn timers_run_on_connections_no_call_moves() {
         }
         if both_up {
             let ops = one_op(op::MESSAGE, talker_id.to_f64(), 0.0, b"tick");
-            assert!(talker.write(b"tick", &ops).is_empty());
+            assert!(talker.write(now(), b"tick", &ops).is_empty());
         }
         if has(&at_server, event::CLOSED).is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        tick();
     }
     let id_of = |peer: &str| {
         let up = at_server
@@ -368,7 +387,7 @@ fn a_full_socket_loses_nothing() {
     // Half a MiB: several 64 KiB datagrams, each call of poll_transmits taking only one.
     let body = vec![7u8; 512 * 1024];
     let ops = one_op(op::MESSAGE, id, 0.0, &body);
-    assert!(client.write(&body, &ops).is_empty());
+    assert!(client.write(now(), &body, &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, true, |_, s| {
         has(s, event::MESSAGE).is_some()
     });
@@ -395,7 +414,7 @@ fn small_and_large_bodies_arrive_whole_in_order() {
         .iter()
         .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
         .collect();
-    assert!(client.write(&bodies.concat(), &ops).is_empty());
+    assert!(client.write(now(), &bodies.concat(), &ops).is_empty());
     let (_, s) = pump(&mut client, &mut server, false, |_, s| {
         s.iter().filter(|e| e.words[0] == event::MESSAGE).count() == sizes.len()
     });
@@ -411,8 +430,8 @@ fn small_and_large_bodies_arrive_whole_in_order() {
 fn a_bad_peer_certificate_is_err_tls() {
     let (mut client, _) = pair();
     let other = generate_dev_cert(&["localhost".into()]).unwrap();
-    let mut server = Engine::server(other.cert, other.key, &[], &[], &[]).unwrap();
-    client.connect("localhost", 4433.0, SERVER).unwrap();
+    let mut server = Engine::server(now(), other.cert, other.key, &[], &[], &[]).unwrap();
+    client.connect(now(), "localhost", 4433.0, SERVER).unwrap();
     let (c, _) = pump(&mut client, &mut server, false, |c, _| {
         has(c, event::CLOSED).is_some()
     });
@@ -431,7 +450,7 @@ fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
         .iter()
         .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
         .collect();
-    assert!(client.write(&data, &ops).is_empty());
+    assert!(client.write(now(), &data, &ops).is_empty());
     // Until a batch holds all three large bodies (none of them small, so none in `data`).
     let mut lengths = Vec::new();
     for _ in 0..50 {

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::{ArrayBuffer, Float64Array, Float64ArraySlice, Functi
 use napi::Env;
 use quicwire_core::batch::LARGE_BODY;
 use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
-use quicwire_engine::Engine;
+use quicwire_engine::{Engine, Instant};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -199,6 +199,7 @@ impl Driver {
     pub fn flush(&self) -> bool {
         let mut endpoints = self.endpoints.borrow_mut();
         let mut engine = self.engine.borrow_mut();
+        let now = Instant::now();
         // While a socket is full, the rest waits for it to have room (`on_ready`).
         if endpoints.iter_mut().all(Endpoint::unblock) {
             let segments = endpoints
@@ -206,7 +207,7 @@ impl Driver {
                 .map(|e| e.state.max_gso_segments())
                 .min()
                 .unwrap_or(1);
-            engine.poll_transmits(segments, |data, to, segment| {
+            engine.poll_transmits(now, segments, |data, to, segment| {
                 match endpoints.iter_mut().find(|e| e.v6 == to.is_ipv6()) {
                     Some(e) => e.send(to, data, segment),
                     None => true, // No socket of that family: a datagram lost.
@@ -215,7 +216,10 @@ impl Driver {
         }
         if let Some(timer) = self.timer.borrow().as_ref() {
             match engine.next_timeout() {
-                Some(d) => timer.start(d.as_nanos().div_ceil(1_000_000) as u64),
+                Some(t) => {
+                    let wait = t.saturating_duration_since(now);
+                    timer.start(wait.as_nanos().div_ceil(1_000_000) as u64)
+                }
                 None => timer.stop(),
             }
         }
@@ -246,7 +250,7 @@ impl Driver {
     }
 
     fn on_timer(&self) {
-        self.engine.borrow_mut().on_timeout();
+        self.engine.borrow_mut().on_timeout(Instant::now());
         self.notify();
         self.flush();
     }
@@ -283,7 +287,7 @@ impl Driver {
                 }
             }
         });
-        !datagrams.is_empty() && self.engine.borrow_mut().receive(datagrams)
+        !datagrams.is_empty() && self.engine.borrow_mut().receive(Instant::now(), datagrams)
     }
 
     /// Hands the facade the engine's events (or null: it still checks on graceful closes).

@@ -26,6 +26,7 @@ use napi_derive::napi;
 use quicwire_core::batch;
 use quicwire_core::tls;
 use quicwire_core::Error;
+use quicwire_engine::Instant;
 
 use driver::Driver;
 
@@ -147,7 +148,11 @@ pub fn create_client(
     limits: Float64Array,
 ) -> napi::Result<u32> {
     add(quicwire_engine::Engine::client(
-        ca, insecure, &encodings, &limits,
+        Instant::now(),
+        ca,
+        insecure,
+        &encodings,
+        &limits,
     ))
 }
 
@@ -162,7 +167,12 @@ pub fn create_server(
     admission: Float64Array,
 ) -> napi::Result<u32> {
     add(quicwire_engine::Engine::server(
-        cert, key, &encodings, &limits, &admission,
+        Instant::now(),
+        cert,
+        key,
+        &encodings,
+        &limits,
+        &admission,
     ))
 }
 
@@ -207,7 +217,8 @@ pub fn shutdown(engine: u32) {
 /// id (see `quicwire_engine::ConnId`).
 #[napi(catch_unwind)]
 pub fn connect(engine: u32, host: String, port: f64, addr: String) -> napi::Result<f64> {
-    let id = with_engine(engine, |e| e.connect(&host, port, &addr))?.map_err(js_error)?;
+    let id = with_engine(engine, |e| e.connect(Instant::now(), &host, port, &addr))?
+        .map_err(js_error)?;
     Ok(id.to_f64())
 }
 
@@ -217,12 +228,12 @@ pub fn disconnect(engine: u32, connection: f64) -> napi::Result<()> {
     let Some(id) = quicwire_engine::ConnId::from_f64(connection) else {
         return Ok(());
     };
-    with_engine(engine, |e| e.disconnect(id))
+    with_engine(engine, |e| e.disconnect(Instant::now(), id))
 }
 
 #[napi(catch_unwind)]
 pub fn go_away(engine: u32) -> napi::Result<()> {
-    with_engine(engine, |e| e.go_away())
+    with_engine(engine, |e| e.go_away(Instant::now()))
 }
 
 #[napi(catch_unwind)]
@@ -232,7 +243,7 @@ pub fn serving(engine: u32) -> napi::Result<u32> {
 
 #[napi(catch_unwind)]
 pub fn close_all(engine: u32, reason: String) -> napi::Result<()> {
-    with_engine(engine, |e| e.close_all(&reason))
+    with_engine(engine, |e| e.close_all(Instant::now(), &reason))
 }
 
 /// Pool and traffic figures as JSON.
@@ -244,7 +255,7 @@ pub fn stats(engine: u32) -> napi::Result<String> {
 /// (connection, stream, delivered) triples of RECEIPT events dealt with.
 #[napi(catch_unwind)]
 pub fn acknowledge(engine: u32, receipts: Float64ArraySlice) -> napi::Result<()> {
-    with_engine(engine, |e| e.acknowledge(&receipts))
+    with_engine(engine, |e| e.acknowledge(Instant::now(), &receipts))
 }
 
 /// Events since the last call, seven numbers each, or null when there are none: see
@@ -291,7 +302,9 @@ pub fn write(
     data: Uint8ArraySlice,
     ops: Float64ArraySlice,
 ) -> napi::Result<Option<WriteFailures>> {
-    let failed = with_engine(engine, |e| e.write_shared(&data, &ops, external::shared))?;
+    let failed = with_engine(engine, |e| {
+        e.write_shared(Instant::now(), &data, &ops, external::shared)
+    })?;
     Ok(quicwire_engine::failure_texts(failed).map(|(ops, errors)| WriteFailures { ops, errors }))
 }
 

@@ -15,6 +15,11 @@ use quicwire_core::tls;
 use quicwire_core::Error;
 use wasm_bindgen::prelude::*;
 
+/// The engine reads no clock: the shell tells it the time (the page's monotonic clock).
+fn now() -> quicwire_engine::Instant {
+    quicwire_engine::Instant::now()
+}
+
 /// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
 fn js_error(e: Error) -> JsError {
     JsError::new(&batch::error_text(&e))
@@ -86,7 +91,7 @@ impl Engine {
         encodings: Vec<String>,
         limits: &[f64],
     ) -> Result<Engine, JsError> {
-        let inner = quicwire_engine::Engine::client(ca, insecure, &encodings, limits);
+        let inner = quicwire_engine::Engine::client(now(), ca, insecure, &encodings, limits);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -101,7 +106,8 @@ impl Engine {
         limits: &[f64],
         admission: &[f64],
     ) -> Result<Engine, JsError> {
-        let inner = quicwire_engine::Engine::server(cert, key, &encodings, limits, admission);
+        let inner =
+            quicwire_engine::Engine::server(now(), cert, key, &encodings, limits, admission);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -110,20 +116,23 @@ impl Engine {
     /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
     /// its id (see `quicwire_engine::ConnId`).
     pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<f64, JsError> {
-        let id = self.inner.connect(host, port, addr).map_err(js_error)?;
+        let id = self
+            .inner
+            .connect(now(), host, port, addr)
+            .map_err(js_error)?;
         Ok(id.to_f64())
     }
 
     /// Closes a connection; an id of no open connection: nothing.
     pub fn disconnect(&mut self, connection: f64) {
         if let Some(id) = quicwire_engine::ConnId::from_f64(connection) {
-            self.inner.disconnect(id)
+            self.inner.disconnect(now(), id)
         }
     }
 
     #[wasm_bindgen(js_name = goAway)]
     pub fn go_away(&mut self) {
-        self.inner.go_away()
+        self.inner.go_away(now())
     }
 
     pub fn serving(&self) -> u32 {
@@ -132,7 +141,7 @@ impl Engine {
 
     #[wasm_bindgen(js_name = closeAll)]
     pub fn close_all(&mut self, reason: &str) {
-        self.inner.close_all(reason)
+        self.inner.close_all(now(), reason)
     }
 
     pub fn stats(&self) -> String {
@@ -150,7 +159,7 @@ impl Engine {
             offset = end;
             Some((addr.parse::<SocketAddr>().ok()?, BytesMut::from(datagram)))
         });
-        self.inner.receive(datagrams)
+        self.inner.receive(now(), datagrams)
     }
 
     /// Everything ready to send now, in one call.
@@ -160,7 +169,7 @@ impl Engine {
             lens: Vec::new(),
             addrs: Vec::new(),
         };
-        self.inner.poll_transmits(1, |datagram, to, _| {
+        self.inner.poll_transmits(now(), 1, |datagram, to, _| {
             out.data.extend_from_slice(datagram);
             out.lens.push(datagram.len() as u32);
             out.addrs.push(to.to_string());
@@ -172,19 +181,20 @@ impl Engine {
     /// Milliseconds until `onTimeout` is due, or -1 when no timer is armed.
     #[wasm_bindgen(js_name = nextTimeoutMs)]
     pub fn next_timeout_ms(&mut self) -> f64 {
-        self.inner
-            .next_timeout()
-            .map_or(-1.0, |d| d.as_secs_f64() * 1000.0)
+        let now = now();
+        self.inner.next_timeout().map_or(-1.0, |t| {
+            t.saturating_duration_since(now).as_secs_f64() * 1000.0
+        })
     }
 
     #[wasm_bindgen(js_name = onTimeout)]
     pub fn on_timeout(&mut self) {
-        self.inner.on_timeout()
+        self.inner.on_timeout(now())
     }
 
     /// (connection, stream, delivered) triples of RECEIPT events dealt with.
     pub fn acknowledge(&mut self, receipts: &[f64]) {
-        self.inner.acknowledge(receipts)
+        self.inner.acknowledge(now(), receipts)
     }
 
     /// Events since the last call, seven numbers each, or nothing when there are none. Their
@@ -238,7 +248,7 @@ impl Engine {
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
     /// or nothing when none failed.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
-        let (ops, errors) = quicwire_engine::failure_texts(self.inner.write(data, ops))?;
+        let (ops, errors) = quicwire_engine::failure_texts(self.inner.write(now(), data, ops))?;
         Some(WriteFailures { ops, errors })
     }
 
