@@ -15,7 +15,7 @@ export { QuicTransport } from './transport.js';
 export type * from './types.js';
 
 import { getHub } from './backend.js';
-import { fromEngine } from './errors.js';
+import { fromEngine, invalidArgument } from './errors.js';
 import { checkInteger } from './options.js';
 import type { DevCert } from './types.js';
 
@@ -34,7 +34,7 @@ export function allocSendBuffer(size: number): Uint8Array {
 /** A self-signed certificate for local development: use `cert` as the server's cert and the clients' `ca`. */
 export function generateDevCert(names: string[] = ['localhost', '127.0.0.1', '::1']): DevCert {
   if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
-    throw fromEngine(new Error('ERR_INVALID_ARGUMENT: names must be an array of strings'));
+    throw invalidArgument('names must be an array of strings');
   }
   try {
     return getHub().engine.generateDevCert(names);

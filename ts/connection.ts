@@ -3,9 +3,9 @@
 // unacknowledged bytes are bounded by high/low watermarks.
 
 import { decode, encode } from './codec.js';
-import { Op } from './engine.js';
-import { invalidArgument, QuicwireError } from './errors.js';
+import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import type { Hub } from './hub.js';
+import { Op } from './layout.js';
 import type { Encoding, ReceiveOptions, RequestOptions } from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection) => void;
@@ -337,7 +337,7 @@ export class Connection implements AsyncIterable<unknown> {
         this.id,
         handle,
         new TextEncoder().encode(message),
-        hub.codeIndex(code),
+        codeNumber(code),
         this.#answered,
       );
     let message: unknown;

@@ -14,8 +14,9 @@ import type {
   ServerInfo,
   WriteFailure,
 } from './engine.js';
-import { EVENT_WORDS, Event, eventBody, OP_WORDS } from './engine.js';
-import { fromEngine, QuicwireError } from './errors.js';
+import { eventBody } from './engine.js';
+import { codeOf, fromEngine, QuicwireError } from './errors.js';
+import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
 import { ipFamily, soon, unref } from './platform.js';
 import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
 
@@ -38,8 +39,11 @@ export interface ShellEngine {
   /** Copies them into `into`, one after another; the bytes they take (when more than
    *  `into` holds, nothing was copied). */
   copyEventBodies(into: Uint8Array): number;
-  /** The failed ops, if any. */
-  write(data: Uint8Array, ops: Float64Array): { ops: ArrayLike<number>; errors: string[] } | undefined | null;
+  /** The failed ops, if any: their indices, error code numbers and messages. */
+  write(
+    data: Uint8Array,
+    ops: Float64Array,
+  ): { ops: ArrayLike<number>; codes: ArrayLike<number>; messages: string[] } | undefined | null;
 }
 
 /** A shell's module: its engine constructors and helpers. */
@@ -48,8 +52,6 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
     client(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): E;
     server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
   };
-  errorCodes(): string[];
-  largeBody(): number;
   /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */
   sendBuffer?(size: number): Uint8Array;
   generateDevCert(names: string[]): { cert: string; key: string };
@@ -85,17 +87,24 @@ const LEND_MIN = 1 << 20;
 const LEND_MAX = 8 << 20;
 const LEND_SPARE = 2;
 
-function limits(t: EngineTransportOptions): Float64Array {
-  const v = (x: number | undefined) => x ?? Number.NaN;
-  return Float64Array.from([
-    v(t.maxMessageSize),
-    v(t.maxConcurrentStreams),
-    v(t.idleTimeoutMs),
-    v(t.connectTimeoutMs),
-    v(t.requestTimeoutMs),
-    v(t.maxConnections),
-    v(t.keepAliveMs),
-  ]);
+/** Options as the engine takes them: numbers in the order `names` gives (NaN: the default). */
+function positional<K extends string>(
+  names: readonly K[],
+  options: { [key in K]?: number | boolean },
+): Float64Array {
+  return Float64Array.from(names, (name) => Number(options[name] ?? Number.NaN));
+}
+
+/** The failures a shell reported, as QuicwireErrors. */
+function failures(
+  failed: ReturnType<ShellEngine['write']>,
+  index: (op: number) => number = (op) => op,
+): WriteFailure[] {
+  if (!failed) return [];
+  return Array.from(failed.ops, (op, k) => ({
+    op: index(op),
+    error: new QuicwireError(codeOf(failed.codes[k] as number), failed.messages[k] as string),
+  }));
 }
 
 /** An event batch waiting for the hub, or handed to it. */
@@ -161,14 +170,6 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     this.#shell = shell;
     this.#io = io;
     this.#resolve = resolve;
-  }
-
-  errorCodes(): string[] {
-    return this.#shell.errorCodes();
-  }
-
-  largeBody(): number {
-    return this.#shell.largeBody();
   }
 
   sendBuffer(size: number): Uint8Array {
@@ -237,14 +238,13 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const failed = only.engine.write(data, ops);
     if (coalesce) this.#stepSoon(only);
     else this.#step(only);
-    if (!failed) return [];
-    return Array.from(failed.ops, (op, k) => ({ op, error: failed.errors[k] as string }));
+    return failures(failed);
   }
 
   /** A batch for several engines (or a closed one): each engine gets its share. */
   #writeSplit(data: Uint8Array, ops: Float64Array): WriteFailure[] {
     const perSlot = new Map<Slot<E>, { ops: number[]; bodies: Uint8Array[]; index: number[] }>();
-    const failures: WriteFailure[] = [];
+    const failed: WriteFailure[] = [];
     let offset = 0;
     for (let i = 0, n = 0; i < ops.length; i += OP_WORDS, n++) {
       const [op, target, id, len, extra] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
@@ -252,7 +252,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       offset += len as number;
       const slot = this.#routes.get(target as number);
       if (!slot || slot.closed) {
-        failures.push({ op: n, error: 'ERR_CONNECTION_CLOSED: the connection is closed' });
+        const error = new QuicwireError('ERR_CONNECTION_CLOSED', `connection ${target} is closed`);
+        failed.push({ op: n, error });
         continue;
       }
       let batch = perSlot.get(slot);
@@ -265,13 +266,11 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       batch.index.push(n);
     }
     for (const [slot, batch] of perSlot) {
-      const failed = slot.engine.write(concat(batch.bodies), Float64Array.from(batch.ops));
-      Array.from(failed?.ops ?? []).forEach((op, k) => {
-        failures.push({ op: batch.index[op] as number, error: failed?.errors[k] as string });
-      });
+      const result = slot.engine.write(concat(batch.bodies), Float64Array.from(batch.ops));
+      failed.push(...failures(result, (op) => batch.index[op] as number));
       this.#step(slot);
     }
-    return failures;
+    return failed;
   }
 
   createClient(options: EngineClientOptions): number {
@@ -280,7 +279,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         options.ca,
         options.insecure ?? false,
         options.encodings,
-        limits(options.transport),
+        positional(TRANSPORT_OPTIONS, options.transport),
       ),
     );
     return this.#add(engine).id;
@@ -354,12 +353,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         options.cert,
         options.key,
         options.encodings,
-        limits(options.transport),
-        Float64Array.from([
-          options.maxConnections ?? Number.NaN,
-          options.maxConnectionsPerIp ?? Number.NaN,
-          options.validateAddresses === undefined ? Number.NaN : Number(options.validateAddresses),
-        ]),
+        positional(TRANSPORT_OPTIONS, options.transport),
+        positional(SERVER_OPTIONS, options),
       ),
     );
     const slot = this.#add(engine);
@@ -374,6 +369,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       accepted: s.accepted,
       rejected: s.rejected,
       refused: s.refused,
+      retried: s.retried,
       totals: s.totals,
     };
   }
@@ -404,7 +400,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return { cert: c.cert, key: c.key };
   }
 
-  /** Runs an engine call, turning its "ERR_X: message" errors into QuicwireErrors. */
+  /** Runs an engine call, turning what it throws into a QuicwireError. */
   #call<T>(f: () => T): T {
     try {
       return f();
@@ -422,6 +418,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       accepted: number;
       rejected: number;
       refused: number;
+      retried: number;
       totals: ConnectionStats;
       connections: (ConnectionStats & { idle: boolean })[];
     };
@@ -501,9 +498,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         slot.ready.delete(id);
         const waiting = slot.waiters.get(id);
         if (waiting) {
-          const codes = this.#shell.errorCodes();
-          const code = codes[meta[i + 3] as number] ?? 'ERR_INTERNAL';
-          const err = new QuicwireError(code as never, text.decode(eventBody(batch, i)));
+          const err = new QuicwireError(codeOf(meta[i + 3] as number), text.decode(eventBody(batch, i)));
           for (const w of waiting) w.reject(err);
           slot.waiters.delete(id);
         }

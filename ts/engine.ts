@@ -2,6 +2,7 @@
 // native or the wasm shell of the engine. A backend moves bytes; the facade owns encodings,
 // promises and batching.
 
+import type { QuicwireError } from './errors.js';
 import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
 
 export interface EngineTransportOptions {
@@ -12,6 +13,7 @@ export interface EngineTransportOptions {
   requestTimeoutMs?: number;
   maxConnections?: number;
   keepAliveMs?: number;
+  sendBufferHigh?: number;
 }
 
 export interface EngineClientOptions {
@@ -59,60 +61,19 @@ export interface EventBatch {
 
 export interface WriteFailure {
   op: number;
-  error: string;
+  error: QuicwireError;
 }
 
-/** Event kinds in `EventBatch.meta` (seven numbers each: kind, a, b, c, d, offset, length);
- *  the numbers are defined in quicwire-core (`batch::event`). */
-export const Event = {
-  /** a = connection, b = server (0: client side), d = peer maxMessageSize; data = "encoding peer". */
-  Connection: 1,
-  /** a = connection; data = body. */
-  Message: 2,
-  /** a = connection, b = request handle (unique on its connection); data = body. */
-  Request: 3,
-  /** a = connection, b = request id; data = body. */
-  Response: 4,
-  /** a = connection, b = request id, c = error code index; data = text. */
-  RequestFailed: 5,
-  /** a = connection, b = messages delivered so far. */
-  Acked: 6,
-  /** a = connection, c = error code index; data = reason. */
-  Closed: 7,
-  /** wasm engine only, handled by the wasm backend (the hub skips it): a = connection,
-   *  b = channel stream, c = messages handed over so far, to acknowledge once dispatched. */
-  Receipt: 8,
-} as const;
-export const EVENT_WORDS = 7;
-
-/** The body of the event at `i`: `data[offset, offset + length)`, or where the offset is
- *  negative, `bodies[-offset - 1]`. */
+/** The body of the event at `i` (see `Event` in ./layout.ts): `data[offset, offset + length)`,
+ *  or where the offset is negative, `bodies[-offset - 1]`. */
 export function eventBody({ data, meta, bodies }: EventBatch, i: number): Uint8Array {
   const off = meta[i + 5] as number;
   if (off < 0) return bodies[-off - 1] as Uint8Array;
   return data.subarray(off, off + (meta[i + 6] as number));
 }
 
-/** Ops of `Engine.write` (five numbers each: op, target, id, length, extra); defined in
- *  quicwire-core (`batch::op`). */
-export const Op = {
-  /** target = connection. */
-  Message: 1,
-  /** target = connection, id = request id, extra = timeout ms (0: default). */
-  Request: 2,
-  /** target = connection, id = request handle. */
-  Respond: 3,
-  /** target = connection, id = request handle, extra = error code index; body = text. */
-  RespondError: 4,
-} as const;
-export const OP_WORDS = 5;
-
 export interface Engine {
   readonly name: 'native' | 'wasm';
-  /** Error codes, indexed by the numbers in events. */
-  errorCodes(): string[];
-  /** The body size from which a write goes to the engine at once, not through the batch. */
-  largeBody(): number;
   /** A zeroed buffer whose large message bodies the engine sends without a copy (native;
    *  the wasm engine copies as from any buffer). */
   sendBuffer(size: number): Uint8Array;

@@ -1,25 +1,9 @@
 // The only error class the API throws. `code` is stable (documented in the README);
 // `message` is for people; `cause` keeps the underlying error.
 
-export type ErrorCode =
-  | 'ERR_INTERNAL'
-  | 'ERR_INVALID_ARGUMENT'
-  | 'ERR_CONNECT_TIMEOUT'
-  | 'ERR_TLS'
-  | 'ERR_CONNECTION_CLOSED'
-  | 'ERR_STREAM_RESET'
-  | 'ERR_MESSAGE_TOO_LARGE'
-  | 'ERR_DECODE'
-  | 'ERR_ENCODE'
-  | 'ERR_TIMEOUT'
-  | 'ERR_FLOW_CONTROL_PAUSED'
-  | 'ERR_POOL_EXHAUSTED'
-  | 'ERR_NOT_INITIALIZED'
-  | 'ERR_BACKEND_UNAVAILABLE'
-  | 'ERR_REMOTE'
-  | 'ERR_PROTOCOL'
-  | 'ERR_NEGOTIATION'
-  | 'ERR_IO';
+import { ERROR_CODES, type ErrorCode } from './layout.js';
+
+export type { ErrorCode };
 
 export class QuicwireError extends Error {
   override readonly name = 'QuicwireError';
@@ -31,15 +15,28 @@ export class QuicwireError extends Error {
   }
 }
 
-const CODED = /^(ERR_[A-Z_]+): ([\s\S]*)$/;
+const KNOWN = new Set<string>(ERROR_CODES);
 
-/** Turns an error from the engine ("ERR_X: message") into a QuicwireError. */
+/** An error an engine call threw (its shell sets `code`), as a QuicwireError. Anything
+ *  else (a panic, a broken binding) is ERR_INTERNAL. */
 export function fromEngine(err: unknown): QuicwireError {
   if (err instanceof QuicwireError) return err;
   const text = err instanceof Error ? err.message : String(err);
-  const m = CODED.exec(text);
-  if (m) return new QuicwireError(m[1] as ErrorCode, m[2] ?? '', { cause: err });
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && KNOWN.has(code)) {
+    return new QuicwireError(code as ErrorCode, text, { cause: err });
+  }
   return new QuicwireError('ERR_INTERNAL', `internal error: ${text}`, { cause: err });
+}
+
+/** The code with this number (as events and write failures carry them). */
+export function codeOf(n: number): ErrorCode {
+  return ERROR_CODES[n] ?? 'ERR_INTERNAL';
+}
+
+/** A code's number, for an ERROR answer. */
+export function codeNumber(code: ErrorCode): number {
+  return ERROR_CODES.indexOf(code);
 }
 
 export function invalidArgument(message: string): QuicwireError {

@@ -2,9 +2,10 @@
 // dispatches everything the engine received, one batch per wake-up.
 
 import { Connection, type Owner } from './connection.js';
-import type { Engine, EventBatch } from './engine.js';
-import { EVENT_WORDS, Event, eventBody, OP_WORDS, Op } from './engine.js';
-import { type ErrorCode, fromEngine, QuicwireError } from './errors.js';
+import type { Engine, EventBatch, WriteFailure } from './engine.js';
+import { eventBody } from './engine.js';
+import { codeOf, fromEngine, QuicwireError } from './errors.js';
+import { EVENT_WORDS, Event, LARGE_BODY, OP_WORDS, Op } from './layout.js';
 import { soon } from './platform.js';
 import type { Encoding } from './types.js';
 
@@ -29,9 +30,6 @@ const Due = { None: 0, Task: 1, Microtask: 2 } as const;
 
 export class Hub {
   readonly engine: Engine;
-  readonly #codes: string[];
-  /** From this size a body goes to the engine at once, not through the batch buffer. */
-  readonly #direct: number;
   #buf = new Uint8Array(1 << 16);
   #len = 0;
   /** Queued ops, OP_WORDS numbers each, written in place (no array of boxed numbers). */
@@ -53,17 +51,10 @@ export class Hub {
 
   constructor(engine: Engine) {
     this.engine = engine;
-    this.#codes = engine.errorCodes();
-    this.#direct = engine.largeBody();
     engine.startEvents(
       () => this.#drain(),
       (owner) => this.#owners.get(owner)?.borrowsMessages === true,
     );
-  }
-
-  /** Index of an error code in the engine's table (for ERROR answers). */
-  codeIndex(code: ErrorCode): number {
-    return Math.max(0, this.#codes.indexOf(code));
   }
 
   addOwner(handle: number, owner: Owner): void {
@@ -90,7 +81,8 @@ export class Hub {
 
   /** Queues an op for the next flush. `body` is copied now, so callers may reuse it. */
   queue(op: number, target: number, id: number, body: Uint8Array, extra: number, result?: OpResult) {
-    if (body.length >= this.#direct) {
+    // From LARGE_BODY on a body goes to the engine at once, not through the batch buffer.
+    if (body.length >= LARGE_BODY) {
       // The engine copies it once; the batch copy would be one copy too many. What is
       // queued goes first, so the order holds.
       this.flush();
@@ -159,7 +151,7 @@ export class Hub {
 
   /** One engine call; tells each op's result. */
   #write(data: Uint8Array, ops: Float64Array, results: (OpResult | undefined)[], coalesce = false): void {
-    let failures: { op: number; error: string }[];
+    let failures: WriteFailure[];
     try {
       failures = this.engine.write(data, ops, coalesce);
     } catch (err) {
@@ -168,7 +160,7 @@ export class Hub {
       return;
     }
     const failed = new Map<number, QuicwireError>();
-    for (const f of failures) failed.set(f.op, fromEngine(new Error(f.error)));
+    for (const f of failures) failed.set(f.op, f.error);
     for (let i = 0; i < results.length; i++) {
       const r = results[i];
       if (!r) continue;
@@ -242,9 +234,8 @@ export class Hub {
     }
   }
 
-  #error(codeIndex: number, body: Uint8Array): QuicwireError {
-    const code = (this.#codes[codeIndex] ?? 'ERR_INTERNAL') as ErrorCode;
-    return new QuicwireError(code, text.decode(body));
+  #error(code: number, body: Uint8Array): QuicwireError {
+    return new QuicwireError(codeOf(code), text.decode(body));
   }
 
   /** Keeps the process alive while `work` is in flight (a handshake has no connection yet). */

@@ -90,8 +90,6 @@ function shell(addon: Addon): Shell<NativeEngine> {
       client: (...args) => new NativeEngine(addon, addon.createClient(...args)),
       server: (...args) => new NativeEngine(addon, addon.createServer(...args)),
     },
-    errorCodes: () => addon.errorCodes(),
-    largeBody: () => addon.largeBody(),
     sendBuffer: (size) => addon.sendBuffer(size),
     generateDevCert: (names) => addon.generateDevCert(names),
     poolKey: (host, port) => addon.poolKey(host, port),

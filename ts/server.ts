@@ -92,7 +92,7 @@ export class QuicServer extends Endpoint {
     let info: Awaited<ReturnType<Hub['engine']['listen']>>;
     try {
       info = await hub.engine.listen({
-        transport: engineLimits(options),
+        transport: { ...engineLimits(options), sendBufferHigh: high },
         host,
         port,
         cert,

@@ -54,7 +54,7 @@ export class QuicTransport extends Endpoint {
     this.#hub = getHub();
     try {
       this.#handle = this.#hub.engine.createClient({
-        transport: engineLimits(options),
+        transport: { ...engineLimits(options), sendBufferHigh: this.sendBufferHigh },
         ...(options.ca !== undefined && { ca: options.ca }),
         insecure: options.insecure ?? false,
         encodings: [encoding],

@@ -122,6 +122,8 @@ export interface ServerStats {
   rejected: number;
   /** Connections refused at `maxConnections` or `maxConnectionsPerIp`. */
   refused: number;
+  /** Clients sent to prove their address with a retry token (`validateAddresses`). */
+  retried: number;
   /** Answers to clients' requests that could not be sent (see `onError`). */
   answersFailed: number;
   totals: ConnectionStats;

@@ -38,16 +38,16 @@ export declare function copyEventBodies(engine: number, into: Uint8Array): numbe
 
 /**
  * A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
- * `encodings` (preferred first; empty: msgpack); its handle. `limits`: see
- * `quicwire_engine::transport_options`.
+ * `encodings` (preferred first; empty: msgpack); its handle. `options`: see
+ * `abi::TRANSPORT_OPTIONS`.
  */
-export declare function createClient(ca: string | undefined | null, insecure: boolean, encodings: Array<string>, limits: Float64Array): number
+export declare function createClient(ca: string | undefined | null, insecure: boolean, encodings: Array<string>, options: Float64Array): number
 
 /**
  * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
- * (empty: all); its handle. `admission`: see `quicwire_engine::server_options`.
+ * (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`.
  */
-export declare function createServer(cert: string, key: string, encodings: Array<string>, limits: Float64Array, admission: Float64Array): number
+export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array): number
 
 /** Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives. */
 export declare function debugPanic(): void
@@ -60,9 +60,6 @@ export interface DevCert {
 /** Closes a connection; an id of no open connection: nothing. */
 export declare function disconnect(engine: number, connection: number): void
 
-/** Error codes indexed by the numbers events carry. */
-export declare function errorCodes(): Array<string>
-
 /**
  * Sends what is ready and sets the timer, after every other call that changes state;
  * whether events wait (`takeEvents`).
@@ -73,12 +70,6 @@ export declare function flush(engine: number): boolean
 export declare function generateDevCert(names: Array<string>): DevCert
 
 export declare function goAway(engine: number): void
-
-/**
- * The body size from which events carry a body apart, and from which the facade writes
- * one at once instead of through its batch.
- */
-export declare function largeBody(): number
 
 /** Checks `host:port` with the pool's rules and returns its key (`host:port`). */
 export declare function poolKey(host: string, port: number): string
@@ -119,8 +110,9 @@ export declare function takeEvents(engine: number): Float64Array | null
  */
 export declare function write(engine: number, data: Uint8Array, ops: Float64Array): WriteFailures | null
 
-/** Ops of a `write` that failed, with `"<CODE>: <message>"` for each. */
+/** Ops of a `write` that failed: their indices, error code numbers and messages. */
 export interface WriteFailures {
   ops: Array<number>
-  errors: Array<string>
+  codes: Array<number>
+  messages: Array<string>
 }

@@ -20,9 +20,13 @@ pub struct TransportConfig {
     pub max_connections: u32,
     /// QUIC keep-alive interval; the QUIC idle timeout is three of these (default 5 s).
     pub keep_alive_ms: u64,
+    /// Message bytes per connection the peer has not acknowledged before sends wait, and
+    /// as many again waiting before sends fail with ERR_FLOW_CONTROL_PAUSED (default 8 MiB).
+    pub send_buffer_high: u64,
 }
 
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+pub const DEFAULT_SEND_BUFFER_HIGH: u64 = 8 << 20;
 /// Hard ceiling for maxMessageSize: one message is never more than 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
 
@@ -36,6 +40,7 @@ impl Default for TransportConfig {
             request_timeout_ms: 30_000,
             max_connections: 64,
             keep_alive_ms: 5_000,
+            send_buffer_high: DEFAULT_SEND_BUFFER_HIGH,
         }
     }
 }
@@ -60,6 +65,7 @@ impl TransportConfig {
         range("requestTimeoutMs", self.request_timeout_ms, 1, day)?;
         range("maxConnections", self.max_connections.into(), 1, 1 << 20)?;
         range("keepAliveMs", self.keep_alive_ms, 1, day)?;
+        range("sendBufferHigh", self.send_buffer_high, 1024, 1 << 40)?;
         Ok(())
     }
 }

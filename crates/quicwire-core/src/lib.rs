@@ -5,7 +5,6 @@
 //! exactly the same rules. Nothing here touches a socket, a clock or a thread.
 
 pub mod admission;
-pub mod batch;
 pub mod config;
 pub mod error;
 pub mod frame;

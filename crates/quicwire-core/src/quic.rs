@@ -24,6 +24,15 @@ pub const LOOPBACK_MTU: u16 = 65_000;
 /// and UDP headers. Larger batches (of loopback-sized packets) go out in several sends.
 pub const MAX_SEND: usize = 65_535 - 20 - 8;
 
+/// How many bytes of a datagram, or of a GSO batch of `segment`-byte packets, go in one UDP
+/// send: all of it, unless that is more than one send carries (whole packets each then).
+pub fn send_size(len: usize, segment: Option<usize>) -> usize {
+    match segment {
+        Some(s) if len > MAX_SEND && s <= MAX_SEND => MAX_SEND / s * s,
+        _ => len.max(1),
+    }
+}
+
 /// Kernel socket buffer asked for each way (Linux caps it at net.core.rmem_max / wmem_max).
 /// One server socket takes every client's packets: with the 208 KiB default, a burst such as
 /// thousands of clients closing at once overflowed it, and each dropped packet then waited

@@ -10,12 +10,15 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-use quicwire_core::batch::MessageGroup;
 use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
 use quicwire_core::frame::{self, Frame, FrameReader};
-use quicwire_core::{app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated};
+use quicwire_core::{
+    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated, TransportConfig,
+};
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
+
+use crate::outbox::{Outbox, SendBuffer};
 
 /// Read at most this much of a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -27,6 +30,8 @@ pub(crate) struct Params {
     pub request_timeout: Duration,
     /// The most requests the peer may have in progress at once (stream credit grows to it).
     pub max_streams: u32,
+    /// Unacknowledged message bytes before sends wait (and as many again before they fail).
+    pub send_buffer_high: u64,
 }
 
 /// What a session reports to its engine.
@@ -43,11 +48,11 @@ pub(crate) enum Outcome {
         body: Bytes,
     },
     Response {
-        id: f64,
+        id: u64,
         body: Bytes,
     },
     RequestFailed {
-        id: f64,
+        id: u64,
         error: Error,
     },
     /// The peer's application has this many of our messages.
@@ -63,7 +68,7 @@ pub(crate) enum Outcome {
 /// A request we sent, waiting for its answer.
 #[derive(Debug)]
 struct Outgoing {
-    id: f64,
+    id: u64,
     wire_id: u64,
     answer: FrameReader,
     deadline: Instant,
@@ -88,15 +93,17 @@ pub(crate) struct Session {
     peer_control: Option<StreamId>,
     control_in: FrameReader,
     channel: Option<StreamId>,
-    /// Messages queued on our channel so far.
+    /// Messages accepted for our channel so far (sent, or held by `buffer`), and how many
+    /// of them the peer acknowledged.
     queued: u64,
     acked: u64,
+    buffer: SendBuffer,
     /// Peer channels: their frames being read, and messages delivered.
     channels_in: HashMap<StreamId, (FrameReader, u64)>,
     acks_due: Vec<(u64, u64)>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
-    requests_waiting: VecDeque<(f64, Bytes, Instant, Duration)>,
+    requests_waiting: VecDeque<(u64, Bytes, Instant, Duration)>,
     next_wire_id: u64,
     /// Peer requests still being read, with the deadline for the whole request.
     requests_in: HashMap<StreamId, (FrameReader, Instant)>,
@@ -116,6 +123,18 @@ pub(crate) struct Session {
     pub counters: ConnectionStats,
 }
 
+impl Params {
+    pub fn new(cfg: &TransportConfig, encodings: Vec<Encoding>) -> Params {
+        Params {
+            max_message_size: cfg.max_message_size,
+            encodings,
+            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            max_streams: cfg.max_concurrent_streams,
+            send_buffer_high: cfg.send_buffer_high,
+        }
+    }
+}
+
 impl Session {
     pub fn new(is_client: bool, params: Params, now: Instant) -> Self {
         let stream_limit = initial_stream_credit(params.max_streams);
@@ -130,6 +149,7 @@ impl Session {
             channel: None,
             queued: 0,
             acked: 0,
+            buffer: SendBuffer::default(),
             channels_in: HashMap::new(),
             acks_due: Vec::new(),
             requests_out: HashMap::new(),
@@ -149,6 +169,10 @@ impl Session {
 
     pub fn is_ready(&self) -> bool {
         self.negotiated.is_some()
+    }
+
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.negotiated
     }
 
     pub fn is_going_away(&self) -> bool {
@@ -218,13 +242,26 @@ impl Session {
             .ok_or_else(|| Error::closed("the connection is not ready yet"))
     }
 
-    /// Queues MESSAGE frames (built against the peer's limit) on our channel stream.
-    pub fn send_frames(
+    /// An outbox for messages to the peer, planned against our send buffer.
+    pub fn outbox(&self, peer: std::sync::Arc<str>) -> Result<Outbox, Error> {
+        let negotiated = self.usable()?;
+        Ok(Outbox::new(
+            peer,
+            negotiated.peer_max_message_size,
+            self.params.send_buffer_high,
+            &self.buffer,
+        ))
+    }
+
+    /// Sends an outbox's messages on our channel stream (those it holds go once the peer's
+    /// ACKs make room); the sequence number of its last message, which is delivered once
+    /// `Acked` reaches it.
+    pub fn send(
         &mut self,
         conn: &mut Connection,
-        group: &mut MessageGroup,
+        outbox: &mut Outbox,
         now: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         self.usable()?;
         let id = match self.channel {
             Some(id) => id,
@@ -236,14 +273,15 @@ impl Session {
                 id
             }
         };
-        let count = group.ops.len() as u64;
+        let count = outbox.len() as u64;
+        outbox.commit(&mut self.buffer);
         self.queued += count;
         self.counters.messages_out += count;
-        self.counters.bytes_out += group.bytes;
+        self.counters.bytes_out += outbox.bytes;
         self.last_active = now;
-        self.write_chunks(conn, id, &mut group.chunks, false);
-        group.chunks.clear();
-        Ok(())
+        let mut chunks = std::mem::take(&mut outbox.chunks);
+        self.write_chunks(conn, id, &mut chunks, false);
+        Ok(self.queued)
     }
 
     /// The largest body the peer accepts.
@@ -255,7 +293,7 @@ impl Session {
     pub fn request(
         &mut self,
         conn: &mut Connection,
-        id: f64,
+        id: u64,
         body: Bytes,
         timeout: Option<Duration>,
         now: Instant,
@@ -308,10 +346,10 @@ impl Session {
     pub fn respond(
         &mut self,
         conn: &mut Connection,
-        handle: f64,
+        handle: u64,
         answer: Result<&[u8], Error>,
     ) -> Result<(), Error> {
-        let (id, wire_id) = self.answering.remove(&(handle as u64)).ok_or_else(|| {
+        let (id, wire_id) = self.answering.remove(&handle).ok_or_else(|| {
             Error::invalid_argument(format!("request {handle} was already answered"))
         })?;
         if let Ok(Some(code)) = conn.send_stream(id).stopped() {
@@ -335,6 +373,40 @@ impl Session {
         self.responding.insert(id);
         self.write(conn, id, out.freeze(), true);
         Ok(())
+    }
+
+    /// Gives up request `id` (its caller stopped waiting): its stream is reset, and no
+    /// outcome is reported for it.
+    pub fn cancel(&mut self, conn: &mut Connection, id: u64) {
+        if let Some(at) = self.requests_waiting.iter().position(|r| r.0 == id) {
+            self.requests_waiting.remove(at);
+            return;
+        }
+        let Some(stream) = self
+            .requests_out
+            .iter()
+            .find(|(_, r)| r.id == id)
+            .map(|(s, _)| *s)
+        else {
+            return;
+        };
+        self.requests_out.remove(&stream);
+        self.pending.remove(&stream);
+        let cancelled = VarInt::from_u32(app_code::CANCELLED);
+        let _ = conn.send_stream(stream).reset(cancelled);
+        let _ = conn.recv_stream(stream).stop(cancelled);
+    }
+
+    /// Turns down the peer's request with this handle without an answer: its stream is
+    /// reset, and the requester gets ERR_STREAM_RESET. False when it was answered already.
+    pub fn reset_request(&mut self, conn: &mut Connection, handle: u64) -> bool {
+        let Some((stream, _)) = self.answering.remove(&handle) else {
+            return false;
+        };
+        let _ = conn
+            .send_stream(stream)
+            .reset(VarInt::from_u32(app_code::CANCELLED));
+        true
     }
 
     /// The earliest request deadline.
@@ -482,7 +554,13 @@ impl Session {
                 Ok(Some(Frame::Ack { stream, count })) => {
                     let ours = self.channel.map(|c| c.index());
                     if ours == Some(stream) && count > self.acked && count <= self.queued {
+                        // Room in the send buffer: what it held goes out now.
+                        let high = self.params.send_buffer_high;
+                        let mut released = self.buffer.acked(count - self.acked, high);
                         self.acked = count;
+                        if let Some(channel) = self.channel.filter(|_| !released.is_empty()) {
+                            self.write_chunks(conn, channel, &mut released, false);
+                        }
                         out.push(Outcome::Acked(count));
                     }
                 }
@@ -749,7 +827,7 @@ fn write_now(conn: &mut Connection, id: StreamId, chunks: &mut [Bytes]) -> Optio
     }
 }
 
-fn timeout(id: f64, timeout: Duration) -> Outcome {
+fn timeout(id: u64, timeout: Duration) -> Outcome {
     Outcome::RequestFailed {
         id,
         error: Error::new(

@@ -1,487 +1,466 @@
-//! The engine without sockets or a clock: a client and a server engine exchange their
-//! datagrams in memory (real QUIC, real TLS 1.3 with the certificate verified), as a shell
-//! would carry them, on a virtual clock that moves a millisecond a step, so timeouts take
-//! no wall-clock time and every run is the same. The shells' own tests (vitest, on both
-//! backends) run the same over UDP.
+//! The engine on a simulated network with a virtual clock: real QUIC and TLS 1.3 (the
+//! certificate checked), no sockets, no waiting. Timeouts of seconds take no wall-clock
+//! time and every run with a seed is the same. The shells' own tests (vitest, both
+//! backends) and the Rust API's run the same engine over UDP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cell::Cell;
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use bytes::BytesMut;
-use quicwire_core::batch::{event, op, EVENT_WORDS};
-use quicwire_core::tls::generate_dev_cert;
-use quicwire_core::ErrorCode;
-use quicwire_engine::{ConnId, Engine, Instant};
+use bytes::Bytes;
+use common::{acknowledge_all, connect, messages, send, wait, Setup, PATIENCE};
+use quicwire_core::{Error, ErrorCode};
+use quicwire_engine::sim::{Link, Network};
+use quicwire_engine::{Event, LARGE_BODY};
 
-thread_local! {
-    /// Each test's virtual clock (tests run on threads of their own).
-    static CLOCK: Cell<Instant> = Cell::new(Instant::now());
+fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
+    let now = net.now();
+    let body = Bytes::copy_from_slice(body);
+    net.engine(host).request(now, conn, id, body, None).unwrap();
 }
 
-/// The virtual time.
-fn now() -> Instant {
-    CLOCK.get()
-}
-
-/// One step of virtual time: a millisecond.
-fn tick() {
-    CLOCK.set(CLOCK.get() + Duration::from_millis(1));
-}
-
-/// Runs an engine's timers if they are due.
-fn timers(engine: &mut Engine) {
-    if engine.next_timeout().is_some_and(|t| t <= now()) {
-        engine.on_timeout(now());
-    }
-}
-
-/// Virtual time enough for anything a test waits for.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-const CLIENT: &str = "127.0.0.1:40000";
-const SERVER: &str = "127.0.0.1:4433";
-
-fn pair() -> (Engine, Engine) {
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
-    let server = Engine::server(now(), cert.cert.clone(), cert.key, &[], &[], &[]).unwrap();
-    let client = Engine::client(now(), Some(cert.cert), false, &["raw".into()], &[]).unwrap();
-    (client, server)
-}
-
-/// Everything one engine sends now, as the other would receive it. With `full`, the socket
-/// is full after every datagram: the shell keeps that one and asks again next time.
-fn transmits(from: &mut Engine, from_addr: &str, full: bool) -> Vec<(SocketAddr, BytesMut)> {
-    let from_addr: SocketAddr = from_addr.parse().unwrap();
-    let mut datagrams = Vec::new();
-    from.poll_transmits(now(), 1, |data, _, _| {
-        datagrams.push((from_addr, BytesMut::from(data)));
-        !full
-    });
-    datagrams
-}
-
-/// Carries what one engine sends now to the other; how many datagrams.
-fn carry(from: &mut Engine, from_addr: &str, to: &mut Engine, full: bool) -> usize {
-    let datagrams = transmits(from, from_addr, full);
-    let n = datagrams.len();
-    to.receive(now(), datagrams);
-    n
-}
-
-/// Carries datagrams both ways (and runs due timers) until `done` holds for the events.
-fn pump(
-    client: &mut Engine,
-    server: &mut Engine,
-    full: bool,
-    mut done: impl FnMut(&[Seen], &[Seen]) -> bool,
-) -> (Vec<Seen>, Vec<Seen>) {
-    let (mut c_events, mut s_events) = (Vec::new(), Vec::new());
-    let deadline = now() + PATIENCE;
-    while now() < deadline {
-        carry(client, CLIENT, server, full);
-        carry(server, SERVER, client, full);
-        timers(client);
-        timers(server);
-        c_events.extend(seen(client));
-        s_events.extend(seen(server));
-        if done(&c_events, &s_events) {
-            return (c_events, s_events);
-        }
-        tick();
-    }
-    panic!("no progress: client {c_events:?}, server {s_events:?}");
-}
-
-/// An event as the application gets it: its numbers and its body.
-#[derive(Debug)]
-struct Seen {
-    words: Vec<f64>,
-    body: Vec<u8>,
-}
-
-/// The engine's events, each with its body from wherever the batch keeps it.
-fn seen(engine: &mut Engine) -> Vec<Seen> {
-    let Some((words, data)) = engine.take_events().map(|(w, d)| (w.to_vec(), d.to_vec())) else {
-        return Vec::new();
-    };
-    let bodies = engine.take_event_bodies();
-    words
-        .chunks_exact(EVENT_WORDS)
-        .map(|w| {
-            let (offset, len) = (w[5], w[6] as usize);
-            let body = if offset < 0.0 {
-                bodies[(-offset) as usize - 1].to_vec()
-            } else {
-                data[offset as usize..offset as usize + len].to_vec()
-            };
-            assert_eq!(body.len(), len);
-            Seen {
-                words: w.to_vec(),
-                body,
-            }
+/// Answers every request `host` has with its own body, as an echo server would.
+fn echo(net: &mut Network, host: usize) -> usize {
+    let requests: Vec<_> = net
+        .events(host)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Request { conn, handle, body } => Some((*conn, *handle, body.clone())),
+            _ => None,
         })
-        .collect()
-}
-
-/// Connects the client and carries the handshake until both sides report the connection;
-/// returns its id on the client and the client's events so far.
-fn connected(client: &mut Engine, server: &mut Engine, full: bool) -> (f64, Vec<Seen>) {
-    let id = client
-        .connect(now(), "localhost", 4433.0, SERVER)
-        .unwrap()
-        .to_f64();
-    let (c, _) = pump(client, server, full, |c, s| {
-        has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
-    });
-    (id, c)
-}
-
-/// One op (`quicwire_core::batch` layout) with `body` as its bytes.
-fn one_op(code: u32, target: f64, id: f64, body: &[u8]) -> [f64; 5] {
-    [f64::from(code), target, id, body.len() as f64, 0.0]
-}
-
-fn has(events: &[Seen], kind: f64) -> Option<&[f64]> {
-    events.iter().map(|e| &e.words[..]).find(|e| e[0] == kind)
+        .collect();
+    net.events(host)
+        .retain(|e| !matches!(e, Event::Request { .. }));
+    let now = net.now();
+    for (conn, handle, body) in &requests {
+        net.engine(host)
+            .respond(now, *conn, *handle, Ok(body))
+            .unwrap();
+    }
+    requests.len()
 }
 
 #[test]
-fn connects_and_answers_a_request_in_memory() {
-    let (mut client, mut server) = pair();
-    let (id, c) = connected(&mut client, &mut server, false);
-    assert_eq!(has(&c, event::CONNECTION).unwrap()[1], id);
-
-    let body = b"ping";
-    let ops = one_op(op::REQUEST, id, 7.0, body);
-    assert!(client.write(now(), body, &ops).is_empty());
-    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
-        has(s, event::REQUEST).is_some()
-    });
-    let request = has(&s, event::REQUEST).unwrap();
-    let (peer, handle) = (request[1], request[2]);
-
-    let answer = b"pong";
-    let ops = one_op(op::RESPOND, peer, handle, answer);
-    assert!(server.write(now(), answer, &ops).is_empty());
-    let (c, _) = pump(&mut client, &mut server, false, |c, _| {
-        has(c, event::RESPONSE).is_some()
-    });
-    let response = has(&c, event::RESPONSE).unwrap();
-    assert_eq!(response[2], 7.0, "the request id comes back");
-    assert_eq!(response[6], answer.len() as f64);
-
+fn connects_and_answers_a_request() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(1, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    request(&mut net, c, id, 7, b"ping");
+    let Event::Request { handle, body, .. } =
+        wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(&body[..], b"ping");
+    let now = net.now();
+    net.engine(s)
+        .respond(now, peer, handle, Ok(b"pong"))
+        .unwrap();
+    let answer = wait(&mut net, c, |e| matches!(e, Event::Response { .. }));
+    assert!(matches!(answer, Event::Response { id: 7, ref body, .. } if &body[..] == b"pong"));
     // An answer goes once: a second one is an error, not dropped without a word.
-    let failed = server.write(now(), answer, &ops);
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].1.code, ErrorCode::InvalidArgument);
-}
-
-/// The first error of a write of one op (None: it went).
-fn write_error(engine: &mut Engine, ops: &[f64; 5], body: &[u8]) -> Option<ErrorCode> {
-    engine.write(now(), body, ops).first().map(|(_, e)| e.code)
+    let again = net.engine(s).respond(now, peer, handle, Ok(b"pong"));
+    assert_eq!(again.unwrap_err().code, ErrorCode::InvalidArgument);
 }
 
 #[test]
 fn an_answer_that_cannot_go_is_an_error() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, false);
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(2, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
     // A request the client stops waiting for (10 ms): its stream is reset.
-    let mut ops = one_op(op::REQUEST, id, 1.0, b"slow");
-    ops[4] = 10.0;
-    assert!(client.write(now(), b"slow", &ops).is_empty());
-    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
-        has(s, event::REQUEST).is_some()
-    });
-    let request = has(&s, event::REQUEST).unwrap().to_vec();
-    pump(&mut client, &mut server, false, |c, _| {
-        has(c, event::REQUEST_FAILED).is_some()
-    });
-    // Let the STOP_SENDING reach the server.
-    for _ in 0..20 {
-        carry(&mut client, CLIENT, &mut server, false);
-        carry(&mut server, SERVER, &mut client, false);
-        tick();
-    }
-    let answer = one_op(op::RESPOND, request[1], request[2], b"late");
-    assert_eq!(
-        write_error(&mut server, &answer, b"late"),
-        Some(ErrorCode::StreamReset)
+    let now = net.now();
+    let timeout = Some(Duration::from_millis(10));
+    net.engine(c)
+        .request(now, id, 1, Bytes::from_static(b"slow"), timeout)
+        .unwrap();
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let failed = wait(&mut net, c, |e| matches!(e, Event::RequestFailed { .. }));
+    assert!(
+        matches!(&failed, Event::RequestFailed { id: 1, error, .. } if error.code == ErrorCode::Timeout),
+        "{failed:?}"
     );
+    net.advance(Duration::from_millis(20)); // the STOP_SENDING reaches the server
+    let now = net.now();
+    let late = net.engine(s).respond(now, peer, handle, Ok(b"late"));
+    assert_eq!(late.unwrap_err().code, ErrorCode::StreamReset);
 
     // A request whose connection closes before it is answered.
-    assert!(client
-        .write(now(), b"ping", &one_op(op::REQUEST, id, 2.0, b"ping"))
-        .is_empty());
-    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
-        has(s, event::REQUEST).is_some()
-    });
-    let request = has(&s, event::REQUEST).unwrap().to_vec();
-    client.disconnect(now(), ConnId::from_f64(id).unwrap());
-    pump(&mut client, &mut server, false, |_, s| {
-        has(s, event::CLOSED).is_some()
-    });
-    let answer = one_op(op::RESPOND, request[1], request[2], b"gone");
-    assert_eq!(
-        write_error(&mut server, &answer, b"gone"),
-        Some(ErrorCode::ConnectionClosed)
-    );
+    request(&mut net, c, id, 2, b"ping");
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    net.engine(c).disconnect(now, id);
+    wait(&mut net, s, |e| matches!(e, Event::Closed { .. }));
+    let now = net.now();
+    let gone = net.engine(s).respond(now, peer, handle, Ok(b"gone"));
+    assert_eq!(gone.unwrap_err().code, ErrorCode::ConnectionClosed);
 }
 
 #[test]
 fn connection_ids_are_never_reused() {
     // quinn-proto reuses a drained connection's slot; the engine's ids must not follow it,
     // or a message queued for a closed connection would reach the next one.
-    let (mut client, mut server) = pair();
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(3, |_| {}, |_| {});
     let mut ids = std::collections::HashSet::new();
     let mut last = None;
     for _ in 0..5 {
-        let (id, _) = connected(&mut client, &mut server, false);
-        assert!(ids.insert(id.to_bits()), "id {id} came twice");
+        let (id, _) = connect(&mut net, c, s);
+        assert!(ids.insert(id), "id {id} came twice");
         if let Some(old) = last {
-            assert_eq!(
-                write_error(&mut client, &one_op(op::MESSAGE, old, 0.0, b"x"), b"x"),
-                Some(ErrorCode::ConnectionClosed)
-            );
+            let e = net.engine(c).outbox(old).unwrap_err();
+            assert_eq!(e.code, ErrorCode::ConnectionClosed);
         }
-        client.disconnect(now(), ConnId::from_f64(id).unwrap());
+        let now = net.now();
+        net.engine(c).disconnect(now, id);
         // Until quinn-proto has let go of it (draining), so its slot is free for the next.
-        let deadline = now() + PATIENCE;
-        while client.connection_count() > 0 {
-            assert!(now() < deadline, "the closed connection never drained");
-            carry(&mut client, CLIENT, &mut server, false);
-            carry(&mut server, SERVER, &mut client, false);
-            for engine in [&mut client, &mut server] {
-                timers(engine);
-                seen(engine);
-            }
-            tick();
-        }
+        let drained = net.run_until(PATIENCE, |net| net.engine(c).connection_count() == 0);
+        assert!(drained, "the closed connection never drained");
+        net.events(c).clear();
+        net.events(s).clear();
         last = Some(id);
     }
-}
-
-#[test]
-fn acks_go_first_only_when_traffic_streams_in() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, false);
-    // Settle what the handshake left (ACKs, HELLO) so that a request travels alone.
-    for _ in 0..10 {
-        if carry(&mut client, CLIENT, &mut server, false)
-            + carry(&mut server, SERVER, &mut client, false)
-            == 0
-        {
-            break;
-        }
-    }
-    // A request, one datagram: the application goes first, so its answer takes the ACK along.
-    let ops = one_op(op::REQUEST, id, 1.0, b"ping");
-    assert!(client.write(now(), b"ping", &ops).is_empty());
-    let one = transmits(&mut client, CLIENT, false);
-    assert_eq!(one.len(), 1);
-    assert!(!server.receive(now(), one));
-    // Half a MiB of messages, several datagrams: their ACKs go first, as the sender waits.
-    let body = vec![1u8; 512 * 1024];
-    let ops = one_op(op::MESSAGE, id, 0.0, &body);
-    assert!(client.write(now(), &body, &ops).is_empty());
-    let many = transmits(&mut client, CLIENT, false);
-    assert!(many.len() > 1, "{} datagrams", many.len());
-    assert!(server.receive(now(), many));
-}
-
-#[test]
-fn a_batch_is_handed_out_once() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, false);
-    let ops = one_op(op::MESSAGE, id, 0.0, b"once");
-    assert!(client.write(now(), b"once", &ops).is_empty());
-    let mut small = None;
-    for _ in 0..20 {
-        carry(&mut client, CLIENT, &mut server, false);
-        if let Some((_, data)) = server.take_events().filter(|(_, d)| !d.is_empty()) {
-            small = Some(data.to_vec());
-            break;
-        }
-        carry(&mut server, SERVER, &mut client, false);
-    }
-    assert_eq!(small.as_deref(), Some(&b"once"[..]));
-    // Nothing new: what a shell asks for now is empty, not the old batch again.
-    assert!(server.take_events().is_none());
-    assert!(server.take_event_data().is_empty());
-    assert!(server.take_event_bodies().is_empty());
 }
 
 #[test]
 fn timers_run_on_connections_no_call_moves() {
     // A server with two clients: one keeps talking, the other falls silent. Calls move only
     // the talking one; the silent one's idle timeout (3 x keepAliveMs) must fire all the same.
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
-    let nan = f64::NAN;
-    let limits = [nan, nan, nan, nan, nan, nan, 30.0];
-    let mut server = Engine::server(now(), cert.cert.clone(), cert.key, &[], &limits, &[]).unwrap();
-    let client =
-        || Engine::client(now(), Some(cert.cert.clone()), false, &["raw".into()], &[]).unwrap();
-    let (mut talker, mut silent) = (client(), client());
-    const SILENT: &str = "127.0.0.1:40001";
-    let talker_id = talker.connect(now(), "localhost", 4433.0, SERVER).unwrap();
-    silent.connect(now(), "localhost", 4433.0, SERVER).unwrap();
-    let mut at_server = Vec::new();
-    let deadline = now() + PATIENCE;
-    let mut both_up = false;
-    while now() < deadline {
-        // Until both are up, every datagram is carried; after that, none of the silent one's.
-        carry(&mut talker, CLIENT, &mut server, false);
-        if !both_up {
-            carry(&mut silent, SILENT, &mut server, false);
-        }
-        let mut out = Vec::new();
-        server.poll_transmits(now(), 1, |data, to, _| {
-            out.push((to.to_string(), BytesMut::from(data)));
-            true
-        });
-        let from: SocketAddr = SERVER.parse().unwrap();
-        for (to, data) in out {
-            match to.as_str() {
-                CLIENT => talker.receive(now(), [(from, data)]),
-                _ if !both_up => silent.receive(now(), [(from, data)]),
-                _ => false,
-            };
-        }
-        for engine in [&mut talker, &mut silent, &mut server] {
-            timers(engine);
-        }
-        seen(&mut talker);
-        seen(&mut silent);
-        at_server.extend(seen(&mut server));
-        let up = at_server.iter().filter(|e| e.words[0] == event::CONNECTION);
-        if !both_up && up.count() == 2 {
-            both_up = true;
-        }
-        if both_up {
-            let ops = one_op(op::MESSAGE, talker_id.to_f64(), 0.0, b"tick");
-            assert!(talker.write(now(), b"tick", &ops).is_empty());
-        }
-        if has(&at_server, event::CLOSED).is_some() {
+    let setup = Setup::new();
+    let (mut net, talker, s) = setup.network(4, |_| {}, |c| c.transport.keep_alive_ms = 30);
+    let silent = setup.add_client(&mut net, setup.client_config(), "127.0.0.1:40001");
+    let (talking, _) = connect(&mut net, talker, s);
+    let (_, quiet) = connect(&mut net, silent, s);
+    // From now on nothing gets through either way between the silent client and the server.
+    let gone = Link {
+        loss: 1.0,
+        ..Link::default()
+    };
+    net.set_link(silent, s, gone);
+    net.set_link(s, silent, gone);
+    let mut closed = None;
+    for _ in 0..1000 {
+        send(&mut net, talker, talking, &[b"tick"]);
+        net.advance(Duration::from_millis(5));
+        acknowledge_all(&mut net, s);
+        let events = net.events(s);
+        if let Some(e) = events.iter().find(|e| matches!(e, Event::Closed { .. })) {
+            closed = Some(e.conn());
             break;
         }
-        tick();
     }
-    let id_of = |peer: &str| {
-        let up = at_server
-            .iter()
-            .find(|e| e.words[0] == event::CONNECTION && e.body.ends_with(peer.as_bytes()));
-        up.map(|e| e.words[1])
-    };
-    let closed = has(&at_server, event::CLOSED).expect("the silent connection timed out");
-    assert_eq!(Some(closed[1]), id_of(SILENT), "the silent one closed");
-    assert!(at_server
-        .iter()
-        .any(|e| e.words[0] == event::MESSAGE && e.words[1] == id_of(CLIENT).unwrap()));
+    assert_eq!(
+        closed,
+        Some(quiet),
+        "the silent one closed, the talking one did not"
+    );
+    assert!(!messages(&mut net, s).is_empty());
 }
 
 #[test]
-fn a_full_socket_loses_nothing() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, true);
-    // Half a MiB: several 64 KiB datagrams, each call of poll_transmits taking only one.
-    let body = vec![7u8; 512 * 1024];
-    let ops = one_op(op::MESSAGE, id, 0.0, &body);
-    assert!(client.write(now(), &body, &ops).is_empty());
-    let (_, s) = pump(&mut client, &mut server, true, |_, s| {
-        has(s, event::MESSAGE).is_some()
-    });
-    let got = s.iter().find(|e| e.words[0] == event::MESSAGE).unwrap();
-    assert_eq!(got.body, body);
-    // Not recovered by retransmission either: no packet was ever missing.
-    let stats = client.stats();
-    assert!(stats.contains("\"lostPackets\":0,"), "{stats}");
+fn a_bad_peer_certificate_is_err_tls() {
+    let setup = Setup::new();
+    let other = Setup::new();
+    let (mut net, c, _) = setup.network(5, |_| {}, |_| {});
+    let impostor = quicwire_engine::Engine::server(&other.server_config(), net.now()).unwrap();
+    let s = net.add("127.0.0.1:4434".parse().unwrap(), impostor);
+    let key = quicwire_core::PoolKey::new("localhost", 4434).unwrap();
+    let now = net.now();
+    let addr = net.addr(s);
+    net.engine(c).connect(now, &key, addr).unwrap();
+    let closed = wait(&mut net, c, |e| matches!(e, Event::Closed { .. }));
+    assert!(
+        matches!(&closed, Event::Closed { error, .. } if error.code == ErrorCode::Tls),
+        "{closed:?}"
+    );
 }
 
 #[test]
 fn small_and_large_bodies_arrive_whole_in_order() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, false);
-    // Around LARGE_BODY, where a body leaves the batches' shared buffers for one of its own.
-    let edge = quicwire_core::batch::LARGE_BODY;
-    let sizes = [1, edge - 1, edge, 3, 70_000, 64];
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(6, |_| {}, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    // Around LARGE_BODY, where a body leaves the shared buffers for one of its own.
+    let sizes = [1, LARGE_BODY - 1, LARGE_BODY, 3, 70_000, 64];
     let bodies: Vec<Vec<u8>> = sizes
         .iter()
         .enumerate()
         .map(|(i, &n)| (0..n).map(|b| (b * 31 + i) as u8).collect())
         .collect();
-    let ops: Vec<f64> = bodies
-        .iter()
-        .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
-        .collect();
-    assert!(client.write(now(), &bodies.concat(), &ops).is_empty());
-    let (_, s) = pump(&mut client, &mut server, false, |_, s| {
-        s.iter().filter(|e| e.words[0] == event::MESSAGE).count() == sizes.len()
-    });
-    let got: Vec<&Vec<u8>> = s
-        .iter()
-        .filter(|e| e.words[0] == event::MESSAGE)
-        .map(|e| &e.body)
-        .collect();
-    assert_eq!(got, bodies.iter().collect::<Vec<_>>());
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    send(&mut net, c, id, &refs);
+    net.run_until(PATIENCE, |net| messages(net, s).len() == sizes.len());
+    assert_eq!(messages(&mut net, s), bodies);
 }
 
 #[test]
-fn a_bad_peer_certificate_is_err_tls() {
-    let (mut client, _) = pair();
-    let other = generate_dev_cert(&["localhost".into()]).unwrap();
-    let mut server = Engine::server(now(), other.cert, other.key, &[], &[], &[]).unwrap();
-    client.connect(now(), "localhost", 4433.0, SERVER).unwrap();
-    let (c, _) = pump(&mut client, &mut server, false, |c, _| {
-        has(c, event::CLOSED).is_some()
-    });
-    let closed = has(&c, event::CLOSED).unwrap();
-    let codes = quicwire_core::ErrorCode::ALL;
-    assert_eq!(codes[closed[3] as usize].as_str(), "ERR_TLS");
+fn a_request_times_out_on_the_virtual_clock() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(7, |c| c.transport.request_timeout_ms = 30_000, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    let asked = net.now();
+    request(&mut net, c, id, 9, b"never answered");
+    let failed = wait(&mut net, c, |e| matches!(e, Event::RequestFailed { .. }));
+    let waited = net.now() - asked;
+    assert!(
+        matches!(&failed, Event::RequestFailed { id: 9, error, .. } if error.code == ErrorCode::Timeout),
+        "{failed:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "{waited:?}"
+    );
 }
 
 #[test]
-fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
-    let (mut client, mut server) = pair();
-    let (id, _) = connected(&mut client, &mut server, false);
-    let bodies: Vec<Vec<u8>> = (0..3u8).map(|k| vec![k; 20_000 + usize::from(k)]).collect();
-    let data = bodies.concat();
-    let ops: Vec<f64> = bodies
+fn idle_connections_are_evicted_and_keep_alive_holds_the_rest() {
+    let setup = Setup::new();
+    // The pooled connection is evicted after 100 ms of nothing in flight.
+    let (mut net, c, s) = setup.network(8, |c| c.transport.idle_timeout_ms = 100, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    let closed = wait(&mut net, c, |e| matches!(e, Event::Closed { .. }));
+    assert_eq!(closed.conn(), id);
+    assert!(
+        matches!(&closed, Event::Closed { error, .. } if error.message.contains("idle timeout"))
+    );
+    assert_eq!(net.engine(c).stats().pool.evicted, 1);
+
+    // With a long idle timeout, keep-alives hold a silent connection open for a minute,
+    // though QUIC's own idle timeout is three keep-alive intervals.
+    let hour = |c: &mut quicwire_engine::ClientConfig| c.transport.idle_timeout_ms = 3_600_000;
+    let (mut net, c, s) = setup.network(9, hour, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    net.advance(Duration::from_secs(60));
+    assert!(net
+        .events(c)
         .iter()
-        .flat_map(|b| one_op(op::MESSAGE, id, 0.0, b))
-        .collect();
-    assert!(client.write(now(), &data, &ops).is_empty());
-    // Until a batch holds all three large bodies (none of them small, so none in `data`).
-    let mut lengths = Vec::new();
-    for _ in 0..50 {
-        carry(&mut client, CLIENT, &mut server, false);
-        carry(&mut server, SERVER, &mut client, false);
-        if let Some((words, _)) = server.take_events() {
-            lengths.extend(
-                words
-                    .chunks_exact(EVENT_WORDS)
-                    .filter(|w| w[0] == event::MESSAGE && w[5] < 0.0)
-                    .map(|w| w[6] as usize),
-            );
-            if !lengths.is_empty() {
-                break;
+        .all(|e| !matches!(e, Event::Closed { .. })));
+    assert!(net.engine(c).connection(id).is_some(), "still open");
+}
+
+#[test]
+fn messages_and_requests_survive_loss_reordering_and_duplicates() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(10, |_| {}, |_| {});
+    let rough = Link {
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(4),
+        loss: 0.05,
+        duplicate: 0.05,
+    };
+    net = net.with_link(rough);
+    let (id, _) = connect(&mut net, c, s);
+    // 1 KiB each: enough datagrams (of loopback's 64 KiB) for loss and duplicates to hit.
+    let bodies: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_le_bytes().repeat(256)).collect();
+    for chunk in bodies.chunks(100) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        send(&mut net, c, id, &refs);
+    }
+    for i in 0..200u64 {
+        request(&mut net, c, id, i, &i.to_le_bytes());
+    }
+    let mut answers = 0;
+    let done = net.run_until(PATIENCE, |net| {
+        echo(net, s);
+        acknowledge_all(net, s);
+        let events = net.events(c);
+        answers += events
+            .iter()
+            .filter(|e| matches!(e, Event::Response { .. }))
+            .count();
+        events.retain(|e| !matches!(e, Event::Response { .. }));
+        let acked = events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Acked {
+                    delivered: 2000,
+                    ..
+                }
+            )
+        });
+        answers == 200 && acked
+    });
+    assert!(done, "{answers} answers");
+    assert_eq!(
+        messages(&mut net, s),
+        bodies,
+        "every message once, in order"
+    );
+    let traffic = net.traffic();
+    assert!(traffic.lost > 0 && traffic.duplicated > 0, "{traffic:?}");
+    assert!(net.engine(c).connection_stats(id).unwrap().lost_packets > 0);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let setup = Setup::new();
+    let run = |seed| {
+        let (mut net, c, s) = setup.network(seed, |_| {}, |_| {});
+        net = net.with_link(Link {
+            loss: 0.1,
+            jitter: Duration::from_millis(3),
+            ..Link::default()
+        });
+        let (id, _) = connect(&mut net, c, s);
+        send(&mut net, c, id, &[&[1; 50_000], &[2; 50_000]]);
+        net.run_until(PATIENCE, |net| messages(net, s).len() == 2);
+        net.traffic()
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
+
+#[test]
+fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
+    let setup = Setup::new();
+    let high = 64 * 1024;
+    let (mut net, c, s) = setup.network(12, |c| c.transport.send_buffer_high = high, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    // The server's application takes nothing yet: nothing is acknowledged.
+    let chunk = vec![5u8; 16 * 1024];
+    let mut accepted = 0;
+    let refused = loop {
+        let now = net.now();
+        let engine = net.engine(c);
+        let mut outbox = engine.outbox(id).unwrap();
+        if let Err(e) = outbox.push(&chunk) {
+            break e;
+        }
+        engine.send(now, id, &mut outbox).unwrap();
+        accepted += 1;
+        net.advance(Duration::from_millis(1));
+    };
+    assert_eq!(refused.code, ErrorCode::FlowControlPaused, "{refused}");
+    // One window in flight and one held: twice sendBufferHigh, not more.
+    assert_eq!(accepted, 2 * high as usize / chunk.len());
+    assert_eq!(messages(&mut net, s).len(), high as usize / chunk.len());
+    // The application takes them: the held ones follow, all in order.
+    let done = net.run_until(PATIENCE, |net| {
+        acknowledge_all(net, s);
+        messages(net, s).len() == accepted
+    });
+    assert!(done);
+    let acked = wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Acked { delivered, .. } if *delivered == accepted as u64),
+    );
+    assert_eq!(acked.conn(), id);
+    assert!(net.engine(c).outbox(id).unwrap().push(&chunk).is_ok());
+}
+
+#[test]
+fn goaway_drains_requests_in_flight_and_refuses_new_ones() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(13, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    request(&mut net, c, id, 1, b"in flight");
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    net.engine(s).go_away(now);
+    assert_eq!(net.engine(s).serving(), 1);
+    net.run_until(PATIENCE, |net| {
+        net.engine(c)
+            .connection_state(id)
+            .is_some_and(|st| st.going_away)
+    });
+    let now = net.now();
+    let refused = net
+        .engine(c)
+        .request(now, id, 2, Bytes::from_static(b"new"), None);
+    assert_eq!(refused.unwrap_err().code, ErrorCode::ConnectionClosed);
+    net.engine(s)
+        .respond(now, peer, handle, Ok(b"answered"))
+        .unwrap();
+    let answer = wait(&mut net, c, |e| matches!(e, Event::Response { .. }));
+    assert!(matches!(answer, Event::Response { id: 1, .. }));
+    let drained = net.run_until(PATIENCE, |net| net.engine(s).serving() == 0);
+    assert!(
+        drained,
+        "the answer was acknowledged, so nothing is left to drain"
+    );
+    // A new client is not accepted any more.
+    let late = setup.add_client(&mut net, setup.client_config(), "127.0.0.1:40002");
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let now = net.now();
+    let addr = net.addr(s);
+    net.engine(late).connect(now, &key, addr).unwrap();
+    let closed = wait(&mut net, late, |e| matches!(e, Event::Closed { .. }));
+    assert!(matches!(closed, Event::Closed { .. }));
+}
+
+#[test]
+fn thousands_of_requests_in_flight_on_one_connection() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(14, |_| {}, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    // Five times the server's stream limit of 1000: the rest wait for credit, in order.
+    let n = 5000u64;
+    for i in 0..n {
+        request(&mut net, c, id, i, &i.to_le_bytes());
+    }
+    let mut answered = std::collections::HashSet::new();
+    let done = net.run_until(PATIENCE, |net| {
+        echo(net, s);
+        for e in net.events(c).drain(..) {
+            match e {
+                Event::Response { id, body, .. } => {
+                    assert_eq!(&body[..], &id.to_le_bytes(), "each answer is its own");
+                    answered.insert(id);
+                }
+                Event::RequestFailed { error, .. } => panic!("{error}"),
+                _ => {}
             }
         }
-    }
-    let need: usize = lengths.iter().sum();
-    assert!(need > 0, "no large bodies arrived");
-    // Too little room: nothing is copied, and the bodies stay.
-    let mut calls = 0;
-    assert_eq!(server.copy_event_bodies(need - 1, |_, _| calls += 1), need);
-    assert_eq!(calls, 0);
-    // Room enough: one after another, in event order, and then they are gone.
-    let mut into = vec![0xee; need + 7];
-    let room = into.len();
+        answered.len() == n as usize
+    });
+    assert!(done, "{} of {n} answered", answered.len());
+}
+
+#[test]
+fn a_handler_error_comes_back_with_its_code_and_text() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(15, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    request(&mut net, c, id, 3, b"fail");
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    let error = Error::new(ErrorCode::Remote, "handler failed");
+    net.engine(s)
+        .respond(now, peer, handle, Err(error))
+        .unwrap();
+    let failed = wait(&mut net, c, |e| matches!(e, Event::RequestFailed { .. }));
+    let Event::RequestFailed { id: 3, error, .. } = failed else {
+        panic!("{failed:?}")
+    };
     assert_eq!(
-        server.copy_event_bodies(room, |at, b| into[at..at + b.len()].copy_from_slice(b)),
-        need
+        (error.code, error.message.as_str()),
+        (ErrorCode::Remote, "handler failed")
     );
-    assert_eq!(&into[..need], &data[..need]);
-    assert!(into[need..].iter().all(|&b| b == 0xee));
-    assert!(server.take_event_bodies().is_empty());
+    // A request turned down without an answer: the requester hears of a reset.
+    request(&mut net, c, id, 4, b"dropped");
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    net.engine(s).reset_request(now, peer, handle);
+    let failed = wait(&mut net, c, |e| matches!(e, Event::RequestFailed { .. }));
+    assert!(
+        matches!(&failed, Event::RequestFailed { id: 4, error, .. } if error.code == ErrorCode::StreamReset),
+        "{failed:?}"
+    );
 }

@@ -12,9 +12,10 @@ use std::rc::{Rc, Weak};
 use bytes::BytesMut;
 use napi::bindgen_prelude::{ArrayBuffer, Float64Array, Float64ArraySlice, Function};
 use napi::Env;
-use quicwire_core::batch::LARGE_BODY;
-use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
-use quicwire_engine::{Engine, Instant};
+use quicwire_core::quic::{send_size, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
+use quicwire_core::{Error, ErrorCode};
+use quicwire_engine::abi::{JsEngine, LARGE_BODY};
+use quicwire_engine::Instant;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -54,12 +55,8 @@ impl Endpoint {
     /// Sends a datagram or GSO batch, split where it exceeds one UDP send. On a full socket
     /// it keeps what did not go and watches for room.
     fn send(&mut self, to: SocketAddr, data: &[u8], segment: Option<usize>) -> bool {
-        let chunk = match segment {
-            Some(s) if data.len() > MAX_SEND && s <= MAX_SEND => MAX_SEND / s * s,
-            _ => data.len().max(1),
-        };
         let mut sent = 0;
-        for contents in data.chunks(chunk) {
+        for contents in data.chunks(send_size(data.len(), segment)) {
             let transmit = Transmit {
                 destination: to,
                 ecn: None,
@@ -99,14 +96,14 @@ impl Endpoint {
 
 /// An engine with its sockets (one per address family), timer and facade callback.
 pub struct Driver {
-    pub engine: RefCell<Engine>,
+    pub engine: RefCell<JsEngine>,
     endpoints: RefCell<Vec<Endpoint>>,
     timer: RefCell<Option<Timer>>,
     notify: RefCell<Option<Rc<JsCallback>>>,
 }
 
 impl Driver {
-    pub fn new(engine: Engine) -> Rc<Driver> {
+    pub fn new(engine: JsEngine) -> Rc<Driver> {
         Rc::new(Driver {
             engine: RefCell::new(engine),
             endpoints: RefCell::new(Vec::new()),
@@ -124,39 +121,38 @@ impl Driver {
         host: &str,
         port: u16,
         notify: Function<Option<Float64Array>, ()>,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, Error> {
         // An IP literal (the facade checks): no name lookup may block the loop here.
         let ip: IpAddr = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
             .map_err(|_| {
-                format!("ERR_INVALID_ARGUMENT: cannot bind UDP {host}:{port}: not an IP address")
+                Error::invalid_argument(format!("cannot bind UDP {host}:{port}: not an IP address"))
             })?;
+        let io = |what: &str, e: io::Error| {
+            Error::new(
+                ErrorCode::Io,
+                format!("cannot {what} UDP {host}:{port}: {e}"),
+            )
+        };
         let addr = SocketAddr::new(ip, port);
-        let socket =
-            udp_socket(addr).map_err(|e| format!("ERR_IO: cannot bind UDP {host}:{port}: {e}"))?;
-        let state = UdpSocketState::new(UdpSockRef::from(&socket))
-            .map_err(|e| format!("ERR_IO: cannot set up UDP {host}:{port}: {e}"))?;
-        let bound = socket
-            .local_addr()
-            .map_err(|e| format!("ERR_IO: {e}"))?
-            .port();
+        let socket = udp_socket(addr).map_err(|e| io("bind", e))?;
+        let state = UdpSocketState::new(UdpSockRef::from(&socket)).map_err(|e| io("set up", e))?;
+        let bound = socket.local_addr().map_err(|e| io("read", e))?.port();
         let weak = Rc::downgrade(self);
         let raw = raw_socket(&socket);
         let index = self.endpoints.borrow().len();
         let poll = Poll::new(env, raw, move |ready| {
             with(&weak, |d| d.on_ready(index, ready))
-        })
-        .map_err(|e| e.reason.clone())?;
+        })?;
         if self.timer.borrow().is_none() {
             let weak = Rc::downgrade(self);
-            let timer = Timer::new(env, move || with(&weak, Driver::on_timer))
-                .map_err(|e| e.reason.clone())?;
+            let timer = Timer::new(env, move || with(&weak, Driver::on_timer))?;
             *self.timer.borrow_mut() = Some(timer);
         }
         if self.notify.borrow().is_none() {
-            let callback = JsCallback::new(env, notify).map_err(|e| e.reason.clone())?;
+            let callback = JsCallback::new(env, notify)?;
             *self.notify.borrow_mut() = Some(Rc::new(callback));
         }
         self.endpoints.borrow_mut().push(Endpoint {
@@ -198,7 +194,9 @@ impl Driver {
     /// events wait. Called after every engine call.
     pub fn flush(&self) -> bool {
         let mut endpoints = self.endpoints.borrow_mut();
-        let mut engine = self.engine.borrow_mut();
+        let mut js = self.engine.borrow_mut();
+        let has_events = js.has_events();
+        let engine = js.engine_mut();
         let now = Instant::now();
         // While a socket is full, the rest waits for it to have room (`on_ready`).
         if endpoints.iter_mut().all(Endpoint::unblock) {
@@ -223,7 +221,7 @@ impl Driver {
                 None => timer.stop(),
             }
         }
-        engine.has_events()
+        has_events || engine.has_events()
     }
 
     /// Stops reading and timing; the sockets close once libuv lets go of them.
@@ -250,7 +248,10 @@ impl Driver {
     }
 
     fn on_timer(&self) {
-        self.engine.borrow_mut().on_timeout(Instant::now());
+        self.engine
+            .borrow_mut()
+            .engine_mut()
+            .on_timeout(Instant::now());
         self.notify();
         self.flush();
     }
@@ -287,7 +288,12 @@ impl Driver {
                 }
             }
         });
-        !datagrams.is_empty() && self.engine.borrow_mut().receive(Instant::now(), datagrams)
+        !datagrams.is_empty()
+            && self
+                .engine
+                .borrow_mut()
+                .engine_mut()
+                .receive(Instant::now(), datagrams)
     }
 
     /// Hands the facade the engine's events (or null: it still checks on graceful closes).

@@ -19,40 +19,49 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use napi::bindgen_prelude::{
-    Float64Array, Float64ArraySlice, Function, Uint8Array, Uint8ArraySlice,
+    Float64Array, Float64ArraySlice, Function, Status, Uint8Array, Uint8ArraySlice,
 };
-use napi::{Env, Status};
+use napi::Env;
 use napi_derive::napi;
-use quicwire_core::batch;
 use quicwire_core::tls;
 use quicwire_core::Error;
+use quicwire_engine::abi::{self, Failures, JsEngine};
 use quicwire_engine::Instant;
 
 use driver::Driver;
 
-/// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`, which the
-/// facade turns into a `QuicwireError` with that code.
-fn js_error(e: Error) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, batch::error_text(&e))
+/// A thrown error's code: its `code` property in JS (napi-rs sets it from this).
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
 }
 
-/// Error codes indexed by the numbers events carry.
-#[napi]
-pub fn error_codes() -> Vec<String> {
-    quicwire_engine::error_codes()
+impl From<Status> for Code {
+    fn from(_: Status) -> Code {
+        Code("ERR_INTERNAL")
+    }
 }
 
-/// The body size from which events carry a body apart, and from which the facade writes
-/// one at once instead of through its batch.
-#[napi]
-pub fn large_body() -> u32 {
-    batch::LARGE_BODY as u32
+/// What the addon's functions return: errors cross as a code and a message.
+pub type Result<T> = napi::Result<T, Code>;
+
+/// The one place a quicwire error becomes a JS error: its `code` and `message`.
+fn js_error(e: Error) -> napi::Error<Code> {
+    napi::Error::new(Code(e.code.as_str()), e.message)
+}
+
+/// A napi-rs error of its own (a type conversion, say): ERR_INTERNAL with its reason.
+fn internal(e: napi::Error) -> napi::Error<Code> {
+    napi::Error::new(Code("ERR_INTERNAL"), e.reason.clone())
 }
 
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[napi(catch_unwind)]
-pub fn pool_key(host: String, port: f64) -> napi::Result<String> {
-    quicwire_engine::pool_key(&host, port).map_err(js_error)
+pub fn pool_key(host: String, port: f64) -> Result<String> {
+    abi::pool_key(&host, port).map_err(js_error)
 }
 
 #[napi(object)]
@@ -63,7 +72,7 @@ pub struct DevCert {
 
 /// A self-signed certificate for development (`cert`, `key` in PEM).
 #[napi(catch_unwind)]
-pub fn generate_dev_cert(names: Vec<String>) -> napi::Result<DevCert> {
+pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert> {
     let c = tls::generate_dev_cert(&names).map_err(js_error)?;
     Ok(DevCert {
         cert: c.cert,
@@ -74,7 +83,7 @@ pub fn generate_dev_cert(names: Vec<String>) -> napi::Result<DevCert> {
 /// A zeroed buffer of `size` bytes in engine memory: a message body in it is sent without
 /// a copy (the engine shares the memory until the peer has it).
 #[napi(catch_unwind)]
-pub fn send_buffer(size: u32) -> napi::Result<Uint8Array> {
+pub fn send_buffer(size: u32) -> Result<Uint8Array> {
     external::send_buffer(size as usize).ok_or_else(|| {
         js_error(Error::invalid_argument(format!(
             "no memory for a send buffer of {size} bytes"
@@ -88,11 +97,12 @@ pub fn debug_panic() {
     panic!("debug_panic called");
 }
 
-/// Ops of a `write` that failed, with `"<CODE>: <message>"` for each.
+/// Ops of a `write` that failed: their indices, error code numbers and messages.
 #[napi(object)]
 pub struct WriteFailures {
     pub ops: Vec<u32>,
-    pub errors: Vec<String>,
+    pub codes: Vec<u32>,
+    pub messages: Vec<String>,
 }
 
 thread_local! {
@@ -110,7 +120,7 @@ struct Engines {
 }
 
 /// Registers a new engine; its handle.
-fn add(engine: Result<quicwire_engine::Engine, Error>) -> napi::Result<u32> {
+fn add(engine: std::result::Result<JsEngine, Error>) -> Result<u32> {
     let driver = Driver::new(engine.map_err(js_error)?);
     Ok(ENGINES.with_borrow_mut(|e| {
         // Handles are not reused while in use, even after 2^32 engines.
@@ -124,54 +134,51 @@ fn add(engine: Result<quicwire_engine::Engine, Error>) -> napi::Result<u32> {
 }
 
 /// The engine behind a handle (not borrowed from the table while it runs: JS may re-enter).
-fn driver(engine: u32) -> napi::Result<Rc<Driver>> {
+fn driver(engine: u32) -> Result<Rc<Driver>> {
     ENGINES
         .with_borrow(|e| e.drivers.get(&engine).cloned())
         .ok_or_else(|| js_error(Error::closed("this endpoint is closed")))
 }
 
-fn with_engine<T>(
-    engine: u32,
-    f: impl FnOnce(&mut quicwire_engine::Engine) -> T,
-) -> napi::Result<T> {
+fn with_engine<T>(engine: u32, f: impl FnOnce(&mut JsEngine) -> T) -> Result<T> {
     Ok(f(&mut driver(engine)?.engine.borrow_mut()))
 }
 
 /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
-/// `encodings` (preferred first; empty: msgpack); its handle. `limits`: see
-/// `quicwire_engine::transport_options`.
+/// `encodings` (preferred first; empty: msgpack); its handle. `options`: see
+/// `abi::TRANSPORT_OPTIONS`.
 #[napi(catch_unwind)]
 pub fn create_client(
     ca: Option<String>,
     insecure: bool,
     encodings: Vec<String>,
-    limits: Float64Array,
-) -> napi::Result<u32> {
-    add(quicwire_engine::Engine::client(
+    options: Float64Array,
+) -> Result<u32> {
+    add(JsEngine::client(
         Instant::now(),
         ca,
         insecure,
         &encodings,
-        &limits,
+        &options,
     ))
 }
 
 /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
-/// (empty: all); its handle. `admission`: see `quicwire_engine::server_options`.
+/// (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`.
 #[napi(catch_unwind)]
 pub fn create_server(
     cert: String,
     key: String,
     encodings: Vec<String>,
-    limits: Float64Array,
+    options: Float64Array,
     admission: Float64Array,
-) -> napi::Result<u32> {
-    add(quicwire_engine::Engine::server(
+) -> Result<u32> {
+    add(JsEngine::server(
         Instant::now(),
         cert,
         key,
         &encodings,
-        &limits,
+        &options,
         &admission,
     ))
 }
@@ -186,7 +193,7 @@ pub fn bind(
     host: String,
     port: u32,
     on_events: Function<Option<Float64Array>, ()>,
-) -> napi::Result<u32> {
+) -> Result<u32> {
     let port = u16::try_from(port).map_err(|_| {
         js_error(Error::invalid_argument(format!(
             "port {port} is out of range"
@@ -195,13 +202,13 @@ pub fn bind(
     driver(engine)?
         .bind(&env, &host, port, on_events)
         .map(u32::from)
-        .map_err(|text| napi::Error::new(Status::GenericFailure, text))
+        .map_err(js_error)
 }
 
 /// Sends what is ready and sets the timer, after every other call that changes state;
 /// whether events wait (`takeEvents`).
 #[napi(catch_unwind)]
-pub fn flush(engine: u32) -> napi::Result<bool> {
+pub fn flush(engine: u32) -> Result<bool> {
     driver(engine).map(|d| d.flush())
 }
 
@@ -216,45 +223,42 @@ pub fn shutdown(engine: u32) {
 /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"); its
 /// id (see `quicwire_engine::ConnId`).
 #[napi(catch_unwind)]
-pub fn connect(engine: u32, host: String, port: f64, addr: String) -> napi::Result<f64> {
-    let id = with_engine(engine, |e| e.connect(Instant::now(), &host, port, &addr))?
-        .map_err(js_error)?;
-    Ok(id.to_f64())
+pub fn connect(engine: u32, host: String, port: f64, addr: String) -> Result<f64> {
+    with_engine(engine, |e| e.connect(Instant::now(), &host, port, &addr))?.map_err(js_error)
 }
 
 /// Closes a connection; an id of no open connection: nothing.
 #[napi(catch_unwind)]
-pub fn disconnect(engine: u32, connection: f64) -> napi::Result<()> {
-    let Some(id) = quicwire_engine::ConnId::from_f64(connection) else {
-        return Ok(());
-    };
-    with_engine(engine, |e| e.disconnect(Instant::now(), id))
+pub fn disconnect(engine: u32, connection: f64) -> Result<()> {
+    with_engine(engine, |e| e.disconnect(Instant::now(), connection))
 }
 
 #[napi(catch_unwind)]
-pub fn go_away(engine: u32) -> napi::Result<()> {
-    with_engine(engine, |e| e.go_away(Instant::now()))
+pub fn go_away(engine: u32) -> Result<()> {
+    with_engine(engine, |e| e.engine_mut().go_away(Instant::now()))
 }
 
 #[napi(catch_unwind)]
-pub fn serving(engine: u32) -> napi::Result<u32> {
-    with_engine(engine, |e| e.serving())
+pub fn serving(engine: u32) -> Result<u32> {
+    with_engine(engine, |e| e.engine().serving() as u32)
 }
 
 #[napi(catch_unwind)]
-pub fn close_all(engine: u32, reason: String) -> napi::Result<()> {
-    with_engine(engine, |e| e.close_all(Instant::now(), &reason))
+pub fn close_all(engine: u32, reason: String) -> Result<()> {
+    with_engine(engine, |e| {
+        e.engine_mut().close_all(Instant::now(), &reason)
+    })
 }
 
 /// Pool and traffic figures as JSON.
 #[napi(catch_unwind)]
-pub fn stats(engine: u32) -> napi::Result<String> {
-    with_engine(engine, |e| e.stats())
+pub fn stats(engine: u32) -> Result<String> {
+    with_engine(engine, |e| e.stats_json())
 }
 
 /// (connection, stream, delivered) triples of RECEIPT events dealt with.
 #[napi(catch_unwind)]
-pub fn acknowledge(engine: u32, receipts: Float64ArraySlice) -> napi::Result<()> {
+pub fn acknowledge(engine: u32, receipts: Float64ArraySlice) -> Result<()> {
     with_engine(engine, |e| e.acknowledge(Instant::now(), &receipts))
 }
 
@@ -262,20 +266,20 @@ pub fn acknowledge(engine: u32, receipts: Float64ArraySlice) -> napi::Result<()>
 /// `Driver::take_events`. For events a call made; those of datagrams and timers come with
 /// `bind`'s `onEvents`.
 #[napi(catch_unwind)]
-pub fn take_events(env: &Env, engine: u32) -> napi::Result<Option<Float64ArraySlice<'_>>> {
-    driver(engine)?.take_events(env)
+pub fn take_events(env: &Env, engine: u32) -> Result<Option<Float64ArraySlice<'_>>> {
+    driver(engine)?.take_events(env).map_err(internal)
 }
 
 /// The bytes of the last batch when they were too large to travel with its words: lent to
 /// JS as they are, not copied.
 #[napi(catch_unwind)]
-pub fn take_event_data(env: &Env, engine: u32) -> napi::Result<Uint8ArraySlice<'_>> {
-    Uint8ArraySlice::from_data(env, with_engine(engine, |e| e.take_event_data())?)
+pub fn take_event_data(env: &Env, engine: u32) -> Result<Uint8ArraySlice<'_>> {
+    Uint8ArraySlice::from_data(env, with_engine(engine, |e| e.take_event_data())?).map_err(internal)
 }
 
 /// Not copied: JS gets views of the engine's buffers, released when it lets go of them.
 #[napi(catch_unwind)]
-pub fn take_event_bodies(engine: u32) -> napi::Result<Vec<Uint8Array>> {
+pub fn take_event_bodies(engine: u32) -> Result<Vec<Uint8Array>> {
     let bodies = with_engine(engine, |e| e.take_event_bodies())?;
     Ok(bodies.into_iter().map(external::uint8_array).collect())
 }
@@ -284,7 +288,7 @@ pub fn take_event_bodies(engine: u32) -> napi::Result<Vec<Uint8Array>> {
 /// another; the bytes they take, more than `into` holds when they did not fit (then they
 /// stay for a bigger buffer or `takeEventBodies`).
 #[napi(catch_unwind)]
-pub fn copy_event_bodies(engine: u32, mut into: Uint8ArraySlice) -> napi::Result<u32> {
+pub fn copy_event_bodies(engine: u32, mut into: Uint8ArraySlice) -> Result<u32> {
     let into = external::bytes_mut(&mut into);
     let need = with_engine(engine, |e| {
         e.copy_event_bodies(into.len(), |at, body| {
@@ -301,14 +305,18 @@ pub fn write(
     engine: u32,
     data: Uint8ArraySlice,
     ops: Float64ArraySlice,
-) -> napi::Result<Option<WriteFailures>> {
+) -> Result<Option<WriteFailures>> {
     let failed = with_engine(engine, |e| {
-        e.write_shared(Instant::now(), &data, &ops, external::shared)
+        e.write(Instant::now(), &data, &ops, external::shared)
     })?;
-    Ok(quicwire_engine::failure_texts(failed).map(|(ops, errors)| WriteFailures { ops, errors }))
+    Ok(Failures::of(failed).map(|f| WriteFailures {
+        ops: f.ops,
+        codes: f.codes,
+        messages: f.messages,
+    }))
 }
 
 #[napi(catch_unwind)]
-pub fn connection_count(engine: u32) -> napi::Result<u32> {
-    with_engine(engine, |e| e.connection_count())
+pub fn connection_count(engine: u32) -> Result<u32> {
+    with_engine(engine, |e| e.engine().connection_count() as u32)
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use napi::bindgen_prelude::{Float64ArraySlice, Function, JsValuesTupleIntoVec, ToNapiValue};
 use napi::{sys, Env, JsValue};
+use quicwire_core::{Error, ErrorCode};
 
 type RawHandle = *mut c_void;
 type Loop = *mut sys::uv_loop_s;
@@ -50,10 +51,10 @@ struct Uv {
 
 static UV: OnceLock<Result<Uv, String>> = OnceLock::new();
 
-fn uv() -> napi::Result<&'static Uv> {
+fn uv() -> Result<&'static Uv, Error> {
     UV.get_or_init(load)
         .as_ref()
-        .map_err(|e| napi::Error::from_reason(format!("ERR_INTERNAL: libuv is not reachable: {e}")))
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("libuv is not reachable: {e}")))
 }
 
 fn load() -> Result<Uv, String> {
@@ -86,10 +87,10 @@ fn load() -> Result<Uv, String> {
     Ok(uv)
 }
 
-fn uv_error(uv: &Uv, what: &str, code: c_int) -> napi::Error {
+fn uv_error(uv: &Uv, what: &str, code: c_int) -> Error {
     // SAFETY: uv_strerror returns a static C string for any code.
     let text = unsafe { std::ffi::CStr::from_ptr((uv.strerror)(code)) };
-    napi::Error::from_reason(format!("ERR_IO: {what}: {}", text.to_string_lossy()))
+    Error::new(ErrorCode::Io, format!("{what}: {}", text.to_string_lossy()))
 }
 
 /// libuv once loaded: every handle exists only after `uv()` succeeded.
@@ -117,9 +118,11 @@ impl Handle {
         kind: c_int,
         callback: Callback,
         init: impl FnOnce(&Uv, Loop, RawHandle) -> c_int,
-    ) -> napi::Result<Handle> {
+    ) -> Result<Handle, Error> {
         let uv = uv()?;
-        let lp = env.get_uv_event_loop()?;
+        let lp = env
+            .get_uv_event_loop()
+            .map_err(|e| Error::new(ErrorCode::Internal, e.reason.clone()))?;
         let layout = layout(uv, kind);
         // SAFETY: the layout is non-zero; the memory is zeroed as libuv expects of new handles.
         let raw = unsafe { alloc::alloc_zeroed(layout) } as RawHandle;
@@ -200,7 +203,7 @@ impl Poll {
         env: &Env,
         socket: RawSocket,
         mut on_ready: impl FnMut(Ready) + 'static,
-    ) -> napi::Result<Poll> {
+    ) -> Result<Poll, Error> {
         let callback: Callback = Box::new(move |events| {
             on_ready(Ready {
                 readable: events & UV_READABLE != 0,
@@ -228,7 +231,7 @@ impl Poll {
 pub struct Timer(Handle);
 
 impl Timer {
-    pub fn new(env: &Env, mut on_fire: impl FnMut() + 'static) -> napi::Result<Timer> {
+    pub fn new(env: &Env, mut on_fire: impl FnMut() + 'static) -> Result<Timer, Error> {
         let callback: Callback = Box::new(move |_| on_fire());
         // SAFETY: lp is Node's loop; the handle memory is fresh.
         let handle = Handle::new(env, UV_TIMER, callback, |uv, lp, raw| unsafe {
@@ -259,15 +262,13 @@ impl JsCallback {
     pub fn new<A: JsValuesTupleIntoVec>(
         env: &Env,
         func: Function<A, ()>,
-    ) -> napi::Result<JsCallback> {
+    ) -> Result<JsCallback, Error> {
         let mut reference = ptr::null_mut();
         // SAFETY: env and func come from the current call.
         let status =
             unsafe { sys::napi_create_reference(env.raw(), func.value().value, 1, &mut reference) };
         if status != sys::Status::napi_ok {
-            return Err(napi::Error::from_reason(
-                "ERR_INTERNAL: cannot keep the callback",
-            ));
+            return Err(Error::new(ErrorCode::Internal, "cannot keep the callback"));
         }
         Ok(JsCallback {
             env: env.raw(),

@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use quicwire_core::batch;
 use quicwire_core::tls;
 use quicwire_core::Error;
+use quicwire_engine::abi::{self, Failures, JsEngine, LARGE_BODY};
 use wasm_bindgen::prelude::*;
 
 /// The engine reads no clock: the shell tells it the time (the page's monotonic clock).
@@ -20,28 +20,18 @@ fn now() -> quicwire_engine::Instant {
     quicwire_engine::Instant::now()
 }
 
-/// The one place a quicwire error becomes a JS error: `"<CODE>: <message>"`.
-fn js_error(e: Error) -> JsError {
-    JsError::new(&batch::error_text(&e))
-}
-
-/// Error codes indexed by the numbers events carry.
-#[wasm_bindgen(js_name = errorCodes)]
-pub fn error_codes() -> Vec<String> {
-    quicwire_engine::error_codes()
-}
-
-/// The body size from which events carry a body apart, and from which the facade writes
-/// one at once instead of through its batch.
-#[wasm_bindgen(js_name = largeBody)]
-pub fn large_body() -> u32 {
-    batch::LARGE_BODY as u32
+/// The one place a quicwire error becomes a JS error: an Error with its `code`.
+fn js_error(e: Error) -> JsValue {
+    let error = js_sys::Error::new(&e.message);
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code.as_str().into());
+    error.into()
 }
 
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
 #[wasm_bindgen(js_name = poolKey)]
-pub fn pool_key(host: &str, port: f64) -> Result<String, JsError> {
-    quicwire_engine::pool_key(host, port).map_err(js_error)
+pub fn pool_key(host: &str, port: f64) -> Result<String, JsValue> {
+    abi::pool_key(host, port).map_err(js_error)
 }
 
 /// A self-signed certificate for development (`cert`, `key` in PEM).
@@ -52,7 +42,7 @@ pub struct DevCert {
 }
 
 #[wasm_bindgen(js_name = generateDevCert)]
-pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsError> {
+pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsValue> {
     let c = tls::generate_dev_cert(&names).map_err(js_error)?;
     Ok(DevCert {
         cert: c.cert,
@@ -60,11 +50,12 @@ pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsError> {
     })
 }
 
-/// Ops of a `write` that failed, with `"<CODE>: <message>"` for each.
+/// Ops of a `write` that failed: their indices, error code numbers and messages.
 #[wasm_bindgen(getter_with_clone)]
 pub struct WriteFailures {
     pub ops: Vec<u32>,
-    pub errors: Vec<String>,
+    pub codes: Vec<u32>,
+    pub messages: Vec<String>,
 }
 
 /// Datagrams to send: `data` back to back, `lens[i]` bytes each, to `addrs[i]`.
@@ -78,7 +69,7 @@ pub struct Transmits {
 /// One QUIC endpoint (a client or a server) and its connections; see `quicwire_engine`.
 #[wasm_bindgen]
 pub struct Engine {
-    inner: quicwire_engine::Engine,
+    inner: JsEngine,
 }
 
 #[wasm_bindgen]
@@ -90,8 +81,8 @@ impl Engine {
         insecure: bool,
         encodings: Vec<String>,
         limits: &[f64],
-    ) -> Result<Engine, JsError> {
-        let inner = quicwire_engine::Engine::client(now(), ca, insecure, &encodings, limits);
+    ) -> Result<Engine, JsValue> {
+        let inner = JsEngine::client(now(), ca, insecure, &encodings, limits);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -105,9 +96,8 @@ impl Engine {
         encodings: Vec<String>,
         limits: &[f64],
         admission: &[f64],
-    ) -> Result<Engine, JsError> {
-        let inner =
-            quicwire_engine::Engine::server(now(), cert, key, &encodings, limits, admission);
+    ) -> Result<Engine, JsValue> {
+        let inner = JsEngine::server(now(), cert, key, &encodings, limits, admission);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -115,37 +105,33 @@ impl Engine {
 
     /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
     /// its id (see `quicwire_engine::ConnId`).
-    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<f64, JsError> {
-        let id = self
-            .inner
+    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<f64, JsValue> {
+        self.inner
             .connect(now(), host, port, addr)
-            .map_err(js_error)?;
-        Ok(id.to_f64())
+            .map_err(js_error)
     }
 
     /// Closes a connection; an id of no open connection: nothing.
     pub fn disconnect(&mut self, connection: f64) {
-        if let Some(id) = quicwire_engine::ConnId::from_f64(connection) {
-            self.inner.disconnect(now(), id)
-        }
+        self.inner.disconnect(now(), connection)
     }
 
     #[wasm_bindgen(js_name = goAway)]
     pub fn go_away(&mut self) {
-        self.inner.go_away(now())
+        self.inner.engine_mut().go_away(now())
     }
 
     pub fn serving(&self) -> u32 {
-        self.inner.serving()
+        self.inner.engine().serving() as u32
     }
 
     #[wasm_bindgen(js_name = closeAll)]
     pub fn close_all(&mut self, reason: &str) {
-        self.inner.close_all(now(), reason)
+        self.inner.engine_mut().close_all(now(), reason)
     }
 
     pub fn stats(&self) -> String {
-        self.inner.stats()
+        self.inner.stats_json()
     }
 
     /// The datagrams received since the last call: `data` back to back, `lens[i]` bytes
@@ -159,7 +145,7 @@ impl Engine {
             offset = end;
             Some((addr.parse::<SocketAddr>().ok()?, BytesMut::from(datagram)))
         });
-        self.inner.receive(now(), datagrams)
+        self.inner.engine_mut().receive(now(), datagrams)
     }
 
     /// Everything ready to send now, in one call.
@@ -169,12 +155,14 @@ impl Engine {
             lens: Vec::new(),
             addrs: Vec::new(),
         };
-        self.inner.poll_transmits(now(), 1, |datagram, to, _| {
-            out.data.extend_from_slice(datagram);
-            out.lens.push(datagram.len() as u32);
-            out.addrs.push(to.to_string());
-            true
-        });
+        self.inner
+            .engine_mut()
+            .poll_transmits(now(), 1, |datagram, to, _| {
+                out.data.extend_from_slice(datagram);
+                out.lens.push(datagram.len() as u32);
+                out.addrs.push(to.to_string());
+                true
+            });
         out
     }
 
@@ -182,14 +170,14 @@ impl Engine {
     #[wasm_bindgen(js_name = nextTimeoutMs)]
     pub fn next_timeout_ms(&mut self) -> f64 {
         let now = now();
-        self.inner.next_timeout().map_or(-1.0, |t| {
+        self.inner.engine_mut().next_timeout().map_or(-1.0, |t| {
             t.saturating_duration_since(now).as_secs_f64() * 1000.0
         })
     }
 
     #[wasm_bindgen(js_name = onTimeout)]
     pub fn on_timeout(&mut self) {
-        self.inner.on_timeout(now())
+        self.inner.engine_mut().on_timeout(now())
     }
 
     /// (connection, stream, delivered) triples of RECEIPT events dealt with.
@@ -204,7 +192,7 @@ impl Engine {
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Option<js_sys::Float64Array> {
         let (words, data) = self.inner.take_events()?;
-        if data.len() >= batch::LARGE_BODY {
+        if data.len() >= LARGE_BODY {
             return Some(js_sys::Float64Array::from(words));
         }
         let buffer = js_sys::ArrayBuffer::new((words.len() * 8 + data.len()) as u32);
@@ -248,12 +236,16 @@ impl Engine {
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
     /// or nothing when none failed.
     pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
-        let (ops, errors) = quicwire_engine::failure_texts(self.inner.write(now(), data, ops))?;
-        Some(WriteFailures { ops, errors })
+        let failed = Failures::of(self.inner.write(now(), data, ops, |_| None))?;
+        Some(WriteFailures {
+            ops: failed.ops,
+            codes: failed.codes,
+            messages: failed.messages,
+        })
     }
 
     #[wasm_bindgen(js_name = connectionCount)]
     pub fn connection_count(&self) -> u32 {
-        self.inner.connection_count()
+        self.inner.engine().connection_count() as u32
     }
 }

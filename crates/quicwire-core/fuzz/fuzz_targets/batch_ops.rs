@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quicwire_core::batch::{self, OP_WORDS};
+use quicwire_engine::abi::{self, OP_WORDS};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&n, rest)) = input.split_first() else {
@@ -16,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
         .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
         .collect();
     let mut end = 0usize;
-    for op in batch::ops(data, &words) {
+    for op in abi::ops(data, &words) {
         let Ok(op) = op else { break };
         let start = op.body.as_ptr() as usize - data.as_ptr() as usize;
         assert_eq!(start, end, "bodies follow each other");

@@ -1,0 +1,893 @@
+//! One endpoint (a client or a server) and its connections, sans IO: the drive loop between
+//! quinn-proto's endpoint, its connections and their quicwire sessions.
+//!
+//! The driver feeds it the datagrams it received ([`Engine::receive`]), sends what
+//! [`Engine::poll_transmits`] hands out, and calls [`Engine::on_timeout`] once
+//! [`Engine::next_timeout`] has passed. The application's calls (connect, send, request,
+//! respond) come in as methods, and what happened goes out as [`Event`]s. Every entry point
+//! takes the time: the engine reads no clock.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use quicwire_core::quic::{self, connection_error, is_loopback, MAX_UDP_PAYLOAD};
+use quicwire_core::tls;
+use quicwire_core::{
+    app_code, Admission, ConnectionStats, Decision, Error, ErrorCode, PoolKey, PoolTable,
+    TransportConfig,
+};
+use quinn_proto::{
+    ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig,
+    StreamEvent, VarInt,
+};
+use web_time::{Duration, Instant};
+
+use crate::config::{ClientConfig, ServerConfig as QuicwireServerConfig};
+use crate::conn::{schedule, touch, Conn, Origin};
+use crate::event::{ConnectionInfo, Event, Receipt};
+use crate::ids::CONNECTION_IDS;
+use crate::outbox::Outbox;
+use crate::session::{Outcome, Params, Session};
+use crate::stats::{ConnectionEntry, ConnectionState, EngineStats};
+use crate::ConnId;
+
+/// One QUIC endpoint (a client or a server) and its connections.
+pub struct Engine {
+    endpoint: Endpoint,
+    /// A client's QUIC and TLS setup (None: a server).
+    client_config: Option<quinn_proto::ClientConfig>,
+    /// Transport settings for a peer on this host (see `quic::transport_config`).
+    loopback_transport: Arc<quinn_proto::TransportConfig>,
+    /// Server: its config with those settings.
+    loopback_server: Option<Arc<ServerConfig>>,
+    cfg: TransportConfig,
+    params: Params,
+    epoch: Instant,
+    pool: PoolTable<ConnId>,
+    /// Handshakes under way: their key and deadline.
+    dials: HashMap<ConnId, (PoolKey, Instant)>,
+    next_sweep: Instant,
+    accepted: u64,
+    rejected: u64,
+    /// Server: connection caps and address validation.
+    admission: Admission,
+    connections: HashMap<ConnId, Conn>,
+    /// The id of each quinn-proto handle, for the datagrams the endpoint routes by handle.
+    ids: HashMap<ConnectionHandle, ConnId>,
+    /// Connections moved since the last `drive`, and those that may have datagrams to send:
+    /// only these are looked at, so a call costs the same with one connection or thousands.
+    touched: Vec<ConnId>,
+    sending: Vec<ConnId>,
+    /// Each connection's next deadline (its QUIC timers and request timeouts), soonest first.
+    timers: BTreeSet<(Instant, ConnId)>,
+    events: VecDeque<Event>,
+    /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
+    responses: VecDeque<(SocketAddr, Vec<u8>)>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("server", &self.is_server())
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_error(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::Tls, e.to_string())
+}
+
+fn no_encodings() -> Error {
+    Error::invalid_argument("encodings must list at least one encoding")
+}
+
+impl Engine {
+    /// A client endpoint.
+    pub fn client(config: &ClientConfig, now: Instant) -> Result<Engine, Error> {
+        config.transport.validate()?;
+        if config.encodings.is_empty() {
+            return Err(no_encodings());
+        }
+        let roots = || config.system_roots.clone();
+        let crypto = tls::client_config(&config.tls, roots)?;
+        let crypto =
+            quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(tls_error)?;
+        let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(quic::transport_config(&config.transport, false)?);
+        let params = Params::new(&config.transport, config.encodings.clone());
+        Self::new(now, None, Some(client), &config.transport, params)
+    }
+
+    /// A server endpoint.
+    pub fn server(config: &QuicwireServerConfig, now: Instant) -> Result<Engine, Error> {
+        config.transport.validate()?;
+        config.limits.validate()?;
+        if config.encodings.is_empty() {
+            return Err(no_encodings());
+        }
+        let crypto = tls::server_config(&config.tls)?;
+        let crypto =
+            quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(tls_error)?;
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(quic::transport_config(&config.transport, false)?);
+        let mut loopback = server.clone();
+        let params = Params::new(&config.transport, config.encodings.clone());
+        let mut engine = Self::new(now, Some(Arc::new(server)), None, &config.transport, params)?;
+        engine.admission = Admission::new(config.limits);
+        loopback.transport_config(engine.loopback_transport.clone());
+        engine.loopback_server = Some(Arc::new(loopback));
+        Ok(engine)
+    }
+
+    fn new(
+        now: Instant,
+        server: Option<Arc<ServerConfig>>,
+        client_config: Option<quinn_proto::ClientConfig>,
+        cfg: &TransportConfig,
+        params: Params,
+    ) -> Result<Engine, Error> {
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
+        Ok(Engine {
+            endpoint,
+            client_config,
+            loopback_transport: quic::transport_config(cfg, true)?,
+            loopback_server: None,
+            cfg: cfg.clone(),
+            params,
+            epoch: now,
+            pool: PoolTable::new(cfg.max_connections),
+            dials: HashMap::new(),
+            next_sweep: now,
+            accepted: 0,
+            rejected: 0,
+            admission: Admission::default(),
+            connections: HashMap::new(),
+            ids: HashMap::new(),
+            touched: Vec::new(),
+            sending: Vec::new(),
+            timers: BTreeSet::new(),
+            events: VecDeque::new(),
+            responses: VecDeque::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn is_server(&self) -> bool {
+        self.client_config.is_none()
+    }
+
+    /// The pooled connection to `key` (an open one, or one being dialed), or a new handshake
+    /// with `remote` (what `key` resolved to), checking the certificate against its host.
+    /// It is ready once `Event::Connected` is reported (see also [`Self::connection`]).
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        key: &PoolKey,
+        remote: SocketAddr,
+    ) -> Result<ConnId, Error> {
+        let mut config = self
+            .client_config
+            .clone()
+            .ok_or_else(|| Error::invalid_argument("this engine is a server; it cannot connect"))?;
+        if is_loopback(remote.ip()) {
+            config.transport_config(self.loopback_transport.clone());
+        }
+        let since = now - self.epoch;
+        let conns = &self.connections;
+        let usable = |id: &ConnId| {
+            conns
+                .get(id)
+                .is_some_and(|c| !c.reported && !c.session.is_going_away())
+        };
+        if let Some(id) = self.pool.checkout(key, since, usable) {
+            return Ok(*id);
+        }
+        if let Some((&id, _)) = self.dials.iter().find(|(_, (k, _))| k == key) {
+            self.pool.note_joined_dial();
+            return Ok(id);
+        }
+        let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
+        let evicted = self.pool.begin_dial(key, is_idle)?;
+        if let Some((_, id)) = evicted {
+            self.close_conn(now, id, app_code::EVICTED, "evicted from the pool");
+        }
+        let dialed = CONNECTION_IDS
+            .take()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "connection ids are used up"))
+            .and_then(|id| {
+                let conn = self.endpoint.connect(now, config, remote, key.host());
+                conn.map(|c| (id, c))
+                    .map_err(|e| Error::invalid_argument(format!("cannot connect to {key}: {e}")))
+            });
+        let (id, (handle, conn)) = match dialed {
+            Ok(v) => v,
+            Err(e) => {
+                self.pool.finish_dial(key.clone(), None, since);
+                return Err(e);
+            }
+        };
+        let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
+        let peer: Arc<str> = key.to_string().into();
+        self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
+        self.dials.insert(id, (key.clone(), deadline));
+        self.drive(now);
+        Ok(id)
+    }
+
+    /// A connection open for traffic (negotiated, not closing): what `Event::Connected`
+    /// said of it.
+    pub fn connection(&self, id: ConnId) -> Option<ConnectionInfo> {
+        let conn = self.connections.get(&id).filter(|c| c.is_open())?;
+        let negotiated = conn.session.negotiated()?;
+        Some(ConnectionInfo {
+            encoding: negotiated.encoding,
+            peer: conn.peer.clone(),
+            peer_max_message_size: negotiated.peer_max_message_size,
+        })
+    }
+
+    /// An outbox for messages to connection `id` (see [`Outbox`]): push them, then
+    /// [`Self::send`] it.
+    pub fn outbox(&self, id: ConnId) -> Result<Outbox, Error> {
+        let conn = self.open(id)?;
+        conn.session.outbox(conn.peer.clone())
+    }
+
+    /// Sends an outbox's messages, in order, on connection `id`'s channel stream; the
+    /// sequence number of the last, delivered once `Event::Acked` reaches it.
+    pub fn send(&mut self, now: Instant, id: ConnId, outbox: &mut Outbox) -> Result<u64, Error> {
+        let seq = self.send_now(now, id, outbox);
+        self.drive(now);
+        seq
+    }
+
+    pub(crate) fn send_now(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        outbox: &mut Outbox,
+    ) -> Result<u64, Error> {
+        let conn = self.moved(id)?;
+        conn.session.send(&mut conn.quic, outbox, now)
+    }
+
+    /// Sends request `request` (an id of the caller's, unique among its requests in
+    /// flight on this connection) on a fresh stream; its answer comes back as
+    /// `Event::Response` or `Event::RequestFailed` with that id. `timeout`: the
+    /// connection's request timeout when None.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        request: u64,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        let result = self.request_now(now, id, request, body, timeout);
+        self.drive(now);
+        result
+    }
+
+    pub(crate) fn request_now(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        request: u64,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        let conn = self.moved(id)?;
+        conn.session
+            .request(&mut conn.quic, request, body, timeout, now)
+    }
+
+    /// Gives up request `request` on connection `id`: its stream is reset, and nothing more
+    /// is reported of it.
+    pub fn cancel_request(&mut self, now: Instant, id: ConnId, request: u64) {
+        if let Ok(conn) = self.moved(id) {
+            conn.session.cancel(&mut conn.quic, request);
+            self.drive(now);
+        }
+    }
+
+    /// Answers the peer's request `handle` on connection `id`: a RESPONSE, or for `Err` an
+    /// ERROR frame with its code and text. An answer that cannot go (given already, the
+    /// requester stopped waiting, the connection is gone) is an error, never dropped
+    /// without a word.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        handle: u64,
+        answer: Result<&[u8], Error>,
+    ) -> Result<(), Error> {
+        let result = self.respond_now(id, handle, answer);
+        self.drive(now);
+        result
+    }
+
+    pub(crate) fn respond_now(
+        &mut self,
+        id: ConnId,
+        handle: u64,
+        answer: Result<&[u8], Error>,
+    ) -> Result<(), Error> {
+        let conn = self.moved(id)?;
+        conn.session.respond(&mut conn.quic, handle, answer)
+    }
+
+    /// Turns down the peer's request `handle` without an answer: its stream is reset, and
+    /// the requester gets ERR_STREAM_RESET.
+    pub fn reset_request(&mut self, now: Instant, id: ConnId, handle: u64) {
+        if let Ok(conn) = self.moved(id) {
+            conn.session.reset_request(&mut conn.quic, handle);
+            self.drive(now);
+        }
+    }
+
+    /// The application has the messages `receipt` names: the peer learns they were
+    /// delivered.
+    pub fn acknowledge(&mut self, now: Instant, id: ConnId, receipt: Receipt) {
+        self.acknowledge_now(id, receipt);
+        self.drive(now);
+    }
+
+    pub(crate) fn acknowledge_now(&mut self, id: ConnId, receipt: Receipt) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            conn.session
+                .acknowledge(&mut conn.quic, receipt.stream, receipt.delivered);
+            touch(&mut self.touched, id, conn);
+        }
+    }
+
+    /// Closes a connection and drops it from the pool (a connection already gone: nothing).
+    pub fn disconnect(&mut self, now: Instant, id: ConnId) {
+        self.close_conn(now, id, app_code::NO_ERROR, "disconnect");
+        self.drive(now);
+    }
+
+    /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
+    pub fn go_away(&mut self, now: Instant) {
+        self.endpoint.set_server_config(None);
+        for (&id, conn) in self.connections.iter_mut() {
+            conn.session.go_away(&mut conn.quic);
+            touch(&mut self.touched, id, conn);
+        }
+        self.drive(now);
+    }
+
+    /// Requests from peers still being read or answered (a graceful close waits for none).
+    pub fn serving(&self) -> usize {
+        self.connections.values().map(|c| c.session.serving()).sum()
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&mut self, now: Instant, reason: &str) {
+        let code = if self.is_server() {
+            app_code::SHUTDOWN
+        } else {
+            app_code::NO_ERROR
+        };
+        let ids: Vec<ConnId> = self.connections.keys().copied().collect();
+        for id in ids {
+            self.close_conn(now, id, code, reason);
+        }
+        self.drive(now);
+    }
+
+    /// Connections the engine holds (closing ones too, until their peer has the close).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Pool, admission and traffic figures, with each open connection's.
+    pub fn stats(&self) -> EngineStats {
+        let open = self.connections.iter().filter(|(_, c)| c.is_open());
+        EngineStats {
+            pool: self.pool.counters(),
+            accepted: self.accepted,
+            rejected: self.rejected,
+            refused: self.admission.refused(),
+            retried: self.admission.retried(),
+            connections: open
+                .map(|(&id, conn)| ConnectionEntry {
+                    id,
+                    idle: conn.session.is_idle(),
+                    stats: connection_stats(conn),
+                })
+                .collect(),
+        }
+    }
+
+    /// One open connection's traffic and path figures.
+    pub fn connection_stats(&self, id: ConnId) -> Option<ConnectionStats> {
+        self.connections.get(&id).map(connection_stats)
+    }
+
+    /// Where connection `id` stands, while the engine holds it.
+    pub fn connection_state(&self, id: ConnId) -> Option<ConnectionState> {
+        let conn = self.connections.get(&id)?;
+        Some(ConnectionState {
+            open: conn.is_open(),
+            going_away: conn.session.is_going_away(),
+            idle: conn.session.is_idle(),
+            serving: conn.session.serving(),
+            remote: conn.quic.remote_address(),
+        })
+    }
+
+    /// Feeds the datagrams received since the last call, then lets every connection act.
+    ///
+    /// Returns whether the driver should send what is ready (the ACKs owed) before it hands
+    /// the events to the application. After one datagram (a request, an answer) it should
+    /// not: what the application answers at once then leaves with those ACKs and stream
+    /// credit, in one datagram. After several (traffic streaming in) it should, as the
+    /// sender's window waits on the ACKs, not on the application.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>,
+    ) -> bool {
+        let mut count = 0;
+        for (remote, datagram) in datagrams {
+            self.handle_datagram(now, remote, datagram);
+            count += 1;
+        }
+        self.drive(now);
+        count > 1
+    }
+
+    /// Hands out every datagram ready to send now: its bytes, destination and, when it holds
+    /// several packets for segmentation offload (at most `max_segments`), their size. `send`
+    /// returns false when the socket is full (it keeps the datagram it was given); the rest
+    /// then waits for the next call.
+    pub fn poll_transmits(
+        &mut self,
+        now: Instant,
+        max_segments: usize,
+        mut send: impl FnMut(&[u8], SocketAddr, Option<usize>) -> bool,
+    ) {
+        while let Some((to, datagram)) = self.responses.pop_front() {
+            if !send(&datagram, to, None) {
+                return;
+            }
+        }
+        while let Some(&id) = self.sending.last() {
+            if let Some(conn) = self.connections.get_mut(&id) {
+                self.buf.clear();
+                while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
+                    if !send(&self.buf[..t.size], t.destination, t.segment_size) {
+                        return; // It stays in `sending`.
+                    }
+                    self.buf.clear();
+                }
+                conn.sending = false;
+                // Sending armed its timers: they hold until the next call moves it.
+                schedule(&mut self.timers, id, conn);
+            }
+            self.sending.pop();
+        }
+    }
+
+    /// When `on_timeout` is next due, or None when no timer is armed.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.schedule_unsent();
+        let first = self.timers.first().map(|t| t.0);
+        first
+            .into_iter()
+            .chain(self.dials.values().map(|d| d.1))
+            .chain((!self.pool.is_empty()).then_some(self.next_sweep))
+            .min()
+    }
+
+    /// Runs the timers that are due.
+    pub fn on_timeout(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        self.schedule_unsent();
+        while let Some(&(deadline, id)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(conn) = self.connections.get_mut(&id) else {
+                continue;
+            };
+            conn.deadline = None;
+            if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
+                conn.quic.handle_timeout(now);
+            }
+            let mut out = Vec::new();
+            conn.session.expire(&mut conn.quic, now, &mut out);
+            expired.extend(out.into_iter().map(|o| (id, o)));
+            touch(&mut self.touched, id, conn);
+        }
+        for (id, outcome) in expired {
+            self.report(now, id, outcome);
+        }
+        let late: Vec<(ConnId, PoolKey)> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.1 <= now)
+            .map(|(id, d)| (*id, d.0.clone()))
+            .collect();
+        for (id, key) in late {
+            let ms = self.cfg.connect_timeout_ms;
+            let e = Error::new(
+                ErrorCode::ConnectTimeout,
+                format!("no QUIC handshake with {key} within {ms} ms"),
+            );
+            self.report(now, id, Outcome::Failed(e));
+            self.close_conn(now, id, app_code::NO_ERROR, "connect timeout");
+        }
+        if self.next_sweep <= now {
+            self.sweep(now);
+        }
+        self.drive(now);
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether `poll_event` has events to hand out.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Lets the connections that calls moved act, and reports what happened (for callers
+    /// of the `*_now` entry points, which leave that to one call after a batch).
+    pub(crate) fn flush_calls(&mut self, now: Instant) {
+        self.drive(now);
+    }
+}
+
+impl Engine {
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: BytesMut) {
+        let event = self
+            .endpoint
+            .handle(now, remote, None, None, datagram, &mut self.buf);
+        match event {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                let Some(&id) = self.ids.get(&handle) else {
+                    return;
+                };
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.quic.handle_event(event);
+                    touch(&mut self.touched, id, conn);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                let validated = incoming.remote_address_validated();
+                let id = match self.admission.admit(remote.ip(), validated) {
+                    Decision::Accept => match CONNECTION_IDS.take() {
+                        Some(id) => id,
+                        None => {
+                            self.admission.release(remote.ip());
+                            self.refuse(incoming);
+                            return;
+                        }
+                    },
+                    Decision::Retry => {
+                        self.buf.clear();
+                        match self.endpoint.retry(incoming, &mut self.buf) {
+                            Ok(t) => self
+                                .responses
+                                .push_back((t.destination, self.buf[..t.size].to_vec())),
+                            Err(e) => self.endpoint.ignore(e.into_incoming()),
+                        }
+                        return;
+                    }
+                    Decision::Refuse => {
+                        self.refuse(incoming);
+                        return;
+                    }
+                };
+                let mut response = Vec::new();
+                let config = self
+                    .loopback_server
+                    .clone()
+                    .filter(|_| is_loopback(remote.ip()));
+                match self.endpoint.accept(incoming, now, &mut response, config) {
+                    Ok((handle, conn)) => {
+                        let peer: Arc<str> = remote.to_string().into();
+                        self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
+                    }
+                    Err(e) => {
+                        self.admission.release(remote.ip());
+                        if let Some(t) = e.response {
+                            self.responses
+                                .push_back((t.destination, response[..t.size].to_vec()));
+                        }
+                    }
+                }
+            }
+            Some(DatagramEvent::Response(t)) => {
+                self.responses
+                    .push_back((t.destination, self.buf[..t.size].to_vec()));
+            }
+            None => {}
+        }
+    }
+
+    /// Turns a new connection away (CONNECTION_REFUSED).
+    fn refuse(&mut self, incoming: quinn_proto::Incoming) {
+        self.buf.clear();
+        let t = self.endpoint.refuse(incoming, &mut self.buf);
+        self.responses
+            .push_back((t.destination, self.buf[..t.size].to_vec()));
+    }
+
+    /// Files the deadlines of connections not through `poll_transmits` yet (the driver
+    /// normally sends first), whose entries in `timers` may be stale.
+    fn schedule_unsent(&mut self) {
+        for &id in &self.sending {
+            if let Some(conn) = self.connections.get_mut(&id) {
+                schedule(&mut self.timers, id, conn);
+            }
+        }
+    }
+
+    fn closed_error(id: ConnId) -> Error {
+        Error::closed(format!("connection {id} is closed"))
+    }
+
+    /// An open connection.
+    fn open(&self, id: ConnId) -> Result<&Conn, Error> {
+        self.connections
+            .get(&id)
+            .filter(|c| !c.reported)
+            .ok_or_else(|| Self::closed_error(id))
+    }
+
+    /// An open connection, to be moved by the caller (so it is touched).
+    fn moved(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
+        let conn = self
+            .connections
+            .get_mut(&id)
+            .filter(|c| !c.reported)
+            .ok_or_else(|| Self::closed_error(id))?;
+        touch(&mut self.touched, id, conn);
+        Ok(conn)
+    }
+
+    /// Reports one thing that happened on connection `id`, keeping the pool's and the
+    /// server's books.
+    fn report(&mut self, now: Instant, id: ConnId, outcome: Outcome) {
+        let since = now - self.epoch;
+        let event = match outcome {
+            Outcome::Ready(negotiated) => {
+                if let Some((key, _)) = self.dials.remove(&id) {
+                    self.pool.finish_dial(key, Some(id), since);
+                    if self.next_sweep <= now {
+                        self.next_sweep = now + self.sweep_period();
+                    }
+                } else if self.is_server() {
+                    self.accepted += 1;
+                }
+                let peer = self.connections.get(&id).map(|c| c.peer.clone());
+                Event::Connected {
+                    conn: id,
+                    info: ConnectionInfo {
+                        encoding: negotiated.encoding,
+                        peer: peer.unwrap_or_else(|| "".into()),
+                        peer_max_message_size: negotiated.peer_max_message_size,
+                    },
+                }
+            }
+            Outcome::Failed(error) => {
+                if let Some((key, _)) = self.dials.remove(&id) {
+                    self.pool.finish_dial(key, None, since);
+                }
+                let Some(conn) = self.connections.get_mut(&id) else {
+                    return;
+                };
+                if conn.reported {
+                    return;
+                }
+                conn.reported = true;
+                let ready = conn.session.is_ready();
+                if let Some(key) = conn.key() {
+                    if self.pool.iter().any(|(k, h)| k == key && *h == id) {
+                        let key = key.clone();
+                        self.pool.take(&key);
+                    }
+                }
+                if self.client_config.is_none() && !ready {
+                    self.rejected += 1;
+                }
+                Event::Closed { conn: id, error }
+            }
+            Outcome::Message(body) => Event::Message { conn: id, body },
+            Outcome::Request { handle, body } => Event::Request {
+                conn: id,
+                handle,
+                body,
+            },
+            Outcome::Response { id: request, body } => Event::Response {
+                conn: id,
+                id: request,
+                body,
+            },
+            Outcome::RequestFailed { id: request, error } => Event::RequestFailed {
+                conn: id,
+                id: request,
+                error,
+            },
+            Outcome::Acked(delivered) => Event::Acked {
+                conn: id,
+                delivered,
+            },
+            Outcome::Receipt { stream, delivered } => Event::Receipt {
+                conn: id,
+                receipt: Receipt { stream, delivered },
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    fn insert(
+        &mut self,
+        now: Instant,
+        (id, handle): (ConnId, ConnectionHandle),
+        mut quic: quinn_proto::Connection,
+        peer: Arc<str>,
+        origin: Origin,
+    ) {
+        let is_client = matches!(origin, Origin::Dialed(_));
+        let mut session = Session::new(is_client, self.params.clone(), now);
+        if !is_client {
+            session.send_hello(&mut quic);
+        }
+        let mut conn = Conn {
+            handle,
+            quic,
+            session,
+            peer,
+            origin,
+            reported: false,
+            touched: false,
+            sending: false,
+            deadline: None,
+        };
+        touch(&mut self.touched, id, &mut conn);
+        self.connections.insert(id, conn);
+        self.ids.insert(handle, id);
+    }
+
+    /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
+    /// asked for) and forgets it in the pool.
+    fn close_conn(&mut self, now: Instant, id: ConnId, code: u32, reason: &str) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        let bytes = reason.as_bytes().to_vec().into();
+        conn.quic.close(now, VarInt::from_u32(code), bytes);
+        touch(&mut self.touched, id, conn);
+        let mut out = Vec::new();
+        let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
+        conn.session.fail_all(&err, &mut out);
+        out.push(Outcome::Failed(err));
+        for outcome in out {
+            self.report(now, id, outcome);
+        }
+    }
+
+    fn sweep_period(&self) -> Duration {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Closes pooled connections idle for idle_timeout and plans the next sweep.
+    fn sweep(&mut self, now: Instant) {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        self.next_sweep = now + self.sweep_period();
+        let conns = &self.connections;
+        let expired = self.pool.expire(now - self.epoch, idle, |h| {
+            conns
+                .get(h)
+                .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
+        });
+        for (_, id) in expired {
+            self.close_conn(now, id, app_code::EVICTED, "idle timeout");
+        }
+    }
+
+    /// Moves events between the endpoint and its connections until both are quiet, lets
+    /// each session make progress, and reports what happened.
+    fn drive(&mut self, now: Instant) {
+        let mut reports = Vec::new();
+        let mut drained = Vec::new();
+        // Each touched connection once; what drive itself moves is handled here too.
+        let touched = std::mem::take(&mut self.touched);
+        for &id in &touched {
+            let Some(conn) = self.connections.get_mut(&id) else {
+                continue;
+            };
+            conn.touched = false;
+            if !conn.sending {
+                conn.sending = true;
+                self.sending.push(id);
+            }
+            while let Some(event) = conn.quic.poll_endpoint_events() {
+                if let Some(back) = self.endpoint.handle_event(conn.handle, event) {
+                    conn.quic.handle_event(back);
+                }
+            }
+            let mut out = Vec::new();
+            let mut streams = false;
+            let mut lost = None;
+            while let Some(event) = conn.quic.poll() {
+                match event {
+                    QuicEvent::Connected => {
+                        conn.session.send_hello(&mut conn.quic);
+                        streams = true;
+                    }
+                    QuicEvent::Stream(StreamEvent::Finished { id }) => {
+                        conn.session.on_finished(id);
+                        streams = true;
+                    }
+                    QuicEvent::Stream(_) => streams = true,
+                    QuicEvent::ConnectionLost { reason } => lost = Some(reason),
+                    _ => {}
+                }
+            }
+            // Take what already arrived (an answer, then the close) before the loss.
+            if streams && !conn.reported {
+                conn.session.on_streams(&mut conn.quic, now, &mut out);
+            }
+            if let Some(reason) = lost.filter(|_| !conn.reported) {
+                let err = connection_error(&reason, &conn.quic.remote_address().to_string());
+                conn.session.fail_all(&err, &mut out);
+                out.push(Outcome::Failed(err));
+            }
+            reports.extend(out.into_iter().map(|o| (id, o)));
+            if conn.quic.is_drained() {
+                drained.push(id);
+            }
+        }
+        // The list back, for the next calls to fill without allocating (with any connection
+        // touched meanwhile, for the next drive).
+        let mut touched = touched;
+        touched.clear();
+        touched.append(&mut self.touched);
+        self.touched = touched;
+        for (id, outcome) in reports {
+            self.report(now, id, outcome);
+        }
+        for id in drained {
+            let Some(conn) = self.connections.remove(&id) else {
+                continue;
+            };
+            self.ids.remove(&conn.handle);
+            if let Some(deadline) = conn.deadline {
+                self.timers.remove(&(deadline, id));
+            }
+            if let Origin::Accepted(ip) = conn.origin {
+                self.admission.release(ip);
+            }
+        }
+    }
+}
+
+/// A connection's figures: the session's counters and quinn's path figures.
+fn connection_stats(conn: &Conn) -> ConnectionStats {
+    let q = conn.quic.stats();
+    ConnectionStats {
+        peer: conn.peer.to_string(),
+        streams_open: conn.session.streams_open(),
+        rtt_ms: q.path.rtt.as_secs_f64() * 1000.0,
+        lost_packets: q.path.lost_packets,
+        udp_tx: q.udp_tx.datagrams,
+        udp_rx: q.udp_rx.datagrams,
+        ..conn.session.counters.clone()
+    }
+}

@@ -1,0 +1,79 @@
+//! What an engine reports to its driver: the typed events of [`Engine::poll_event`].
+//!
+//! [`Engine::poll_event`]: crate::Engine::poll_event
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quicwire_core::{Encoding, Error};
+
+use crate::ConnId;
+
+/// A negotiated connection, as `Event::Connected` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The encoding both sides agreed on for bodies.
+    pub encoding: Encoding,
+    /// `host:port` as dialed (client side) or the peer's socket address (server side).
+    pub peer: Arc<str>,
+    /// The largest body the peer accepts.
+    pub peer_max_message_size: u64,
+}
+
+/// Proof that the peer's messages on one channel stream, up to a count, were handed to the
+/// application: [`Engine::acknowledge`] it once the application has them, and the peer's
+/// `send` resolves.
+///
+/// [`Engine::acknowledge`]: crate::Engine::acknowledge
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The channel stream's index.
+    pub stream: u64,
+    /// Messages delivered on it so far.
+    pub delivered: u64,
+}
+
+/// One thing that happened on a connection.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The handshake and the HELLO exchange are done: the connection is ready. A client's
+    /// `connect` waits for this; a server counts the connection from here.
+    Connected { conn: ConnId, info: ConnectionInfo },
+    /// A message from the peer, in the order sent. A `Receipt` follows each run of them.
+    Message { conn: ConnId, body: Bytes },
+    /// The messages before it were handed over; acknowledge once the application has them.
+    Receipt { conn: ConnId, receipt: Receipt },
+    /// A request from the peer: answer it with `Engine::respond` and this handle (unique
+    /// on its connection).
+    Request {
+        conn: ConnId,
+        handle: u64,
+        body: Bytes,
+    },
+    /// The answer to our request `id`.
+    Response { conn: ConnId, id: u64, body: Bytes },
+    /// Our request `id` failed: the peer's handler failed (ERR_REMOTE), it timed out,
+    /// its stream was reset, or the connection closed.
+    RequestFailed { conn: ConnId, id: u64, error: Error },
+    /// The peer's application has this many of the messages we sent on this connection.
+    Acked { conn: ConnId, delivered: u64 },
+    /// The connection is closed (or failed to open), for this reason. The last event of
+    /// the connection.
+    Closed { conn: ConnId, error: Error },
+}
+
+impl Event {
+    /// The connection the event is about.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Event::Connected { conn, .. }
+            | Event::Message { conn, .. }
+            | Event::Receipt { conn, .. }
+            | Event::Request { conn, .. }
+            | Event::Response { conn, .. }
+            | Event::RequestFailed { conn, .. }
+            | Event::Acked { conn, .. }
+            | Event::Closed { conn, .. } => *conn,
+        }
+    }
+}
