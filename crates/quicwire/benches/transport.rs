@@ -4,6 +4,9 @@
 //! same engine with no quicwire and no JS, which `npm run bench` compares the JS API against.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "common/quinn.rs"]
+mod quinn_setup;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,12 +16,11 @@ use futures::future::join_all;
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
 use quicwire::core::pool::{PoolKey, PoolTable};
 use quicwire::core::quic::transport_config;
-use quicwire::socket::endpoint;
-use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Connection, Event, Server,
     ServerConfig, ServerTls, TransportConfig,
 };
+use quinn_setup::{endpoint, quinn_client_config, quinn_server_config};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 

@@ -14,6 +14,9 @@
 //! it to the end and answers with what it counted, which ends the measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../benches/common/quinn.rs"]
+mod quinn_setup;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -23,9 +26,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use quicwire::core::frame::{put_message, Frame, FrameDecoder};
 use quicwire::core::quic::transport_config;
-use quicwire::socket::endpoint;
-use quicwire::tls::{quinn_client_config, quinn_server_config};
 use quicwire::{generate_dev_cert, ClientTls, ServerTls, TransportConfig};
+use quinn_setup::{endpoint, quinn_client_config, quinn_server_config};
 
 const CHUNK: usize = 64 << 10;
 

@@ -1,22 +1,26 @@
-//! quicwire: a QUIC message transport on quinn + tokio, for Rust programs. (The JS package
-//! runs the sans-IO engine in `quicwire-engine` instead, natively or in WebAssembly.)
+//! quicwire for Rust programs: a QUIC message transport with pooled connections, ordered
+//! messages that resolve on delivery, and request/response, on tokio.
+//!
+//! The protocol is `quicwire-engine`'s, the same engine the npm package runs natively and in
+//! WebAssembly; this crate drives it, as quinn drives quinn-proto: one task per endpoint
+//! moves datagrams between the engine and its UDP socket (quinn-udp) and follows its timer.
 //!
 //! [`Client`] keeps a pool of connections keyed by `host:port`; [`Server`] accepts them.
-//! Both hand incoming traffic to a [`Handler`]. Messages go over a long-lived channel stream
-//! per connection and direction, requests over a fresh stream each. The protocol rules
-//! (framing, negotiation, limits, pool policy) come from `quicwire-core`.
+//! Both hand incoming traffic to a [`Handler`] ([`event_queue`] makes one that queues
+//! [`Event`]s). Messages go over a long-lived channel stream per connection and direction,
+//! requests over a fresh stream each. To test code over the engine without sockets or
+//! waiting, see `quicwire_engine::sim`.
 
 pub mod client;
 pub mod connection;
-mod eager;
+mod endpoint;
 pub mod events;
 pub mod server;
-pub mod socket;
 pub mod tls;
+mod udp;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};
-pub(crate) use eager::eagerly;
 pub use events::{event_queue, Event};
 /// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.
 pub use quicwire_core as core;
@@ -24,5 +28,7 @@ pub use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
     ServerLimits, TransportConfig,
 };
+/// The engine itself, and its simulated network for tests.
+pub use quicwire_engine as engine;
 pub use server::{Server, ServerConfig, ServerStats};
 pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls};

@@ -67,7 +67,12 @@ async fn large_payloads_cross_intact() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
     let port = f.server.local_addr().port();
     let mut received = serve_echo(f.events);
-    let c = client(&f.ca, |c| c.transport.max_message_size = 16 << 20);
+    // 64 MiB in one batch: a send buffer that holds it all (the default bounds what waits
+    // at 2 x 8 MiB, and refuses the rest with ERR_FLOW_CONTROL_PAUSED).
+    let c = client(&f.ca, |c| {
+        c.transport.max_message_size = 16 << 20;
+        c.transport.send_buffer_high = 64 << 20;
+    });
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     assert_eq!(conn.request(&big).await.unwrap(), Bytes::from(big.clone()));

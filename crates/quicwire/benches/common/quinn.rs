@@ -1,4 +1,6 @@
-//! The UDP socket under each endpoint, and the quinn runtime that drives it.
+//! quinn alone, set up as quicwire sets up its engine: the same socket sizes, TLS and
+//! transport settings, for the ceiling measurements (`benches/transport.rs`,
+//! `examples/ceiling.rs`) and the tests' raw peers. No quicwire protocol in here.
 
 use std::fmt;
 use std::future::Future;
@@ -9,7 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use quicwire_core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
+use quicwire::core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
+use quicwire::{ClientTls, Error, ErrorCode, Result, ServerTls, TransportConfig};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -120,50 +123,30 @@ impl AsyncUdpSocket for Batched {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
+/// quinn's client side with quicwire's TLS and transport settings, for a path that is not
+/// loopback (a loopback connection swaps in `transport_config(transport, true)`).
+pub fn quinn_client_config(
+    tls: &ClientTls,
+    transport: &TransportConfig,
+) -> Result<quinn::ClientConfig> {
+    let tls = quicwire::tls::client_config(tls, Vec::new)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(quicwire::core::quic::transport_config(transport, false)?);
+    Ok(config)
+}
 
-    use super::*;
-
-    /// Ten 9000-byte packets in one GSO batch (88 KiB, too much for one send) all arrive.
-    #[tokio::test]
-    async fn oversized_gso_batches_go_out_in_pieces() {
-        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
-        let sender = LargeDatagrams
-            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-            .unwrap();
-        if sender.max_transmit_segments() < 10 {
-            eprintln!("no UDP GSO on this kernel: nothing to split");
-            return;
-        }
-        let packet = 9000;
-        let contents: Vec<u8> = (0..10 * packet).map(|i| (i / packet) as u8).collect();
-        let transmit = Transmit {
-            destination: receiver.local_addr().unwrap(),
-            ecn: None,
-            contents: &contents,
-            segment_size: Some(packet),
-            src_ip: None,
-        };
-        let mut poller = sender.clone().create_io_poller();
-        loop {
-            std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx))
-                .await
-                .unwrap();
-            match sender.try_send(&transmit) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => break r.unwrap(),
-            }
-        }
-        let mut buf = vec![0u8; 65_536];
-        for i in 0..10u8 {
-            let n = receiver.recv(&mut buf).unwrap();
-            assert_eq!(n, packet);
-            assert!(buf[..n].iter().all(|b| *b == i), "packet {i} out of order");
-        }
-    }
+/// quinn's server side with quicwire's TLS and transport settings, for a path that is not
+/// loopback (a loopback connection swaps in `transport_config(transport, true)`).
+pub fn quinn_server_config(
+    tls: &ServerTls,
+    transport: &TransportConfig,
+) -> Result<quinn::ServerConfig> {
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(quicwire::tls::server_config(tls)?)
+            .map_err(|e| Error::new(ErrorCode::Tls, e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(quicwire::core::quic::transport_config(transport, false)?);
+    Ok(config)
 }

@@ -90,10 +90,13 @@ pub async fn raw_quic(
     server: SocketAddr,
     ca: &str,
 ) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
-    let tls = quicwire::tls::client_config(&ClientTls {
-        ca: Some(ca.into()),
-        insecure: false,
-    })
+    let tls = quicwire::tls::client_config(
+        &ClientTls {
+            ca: Some(ca.into()),
+            insecure: false,
+        },
+        Vec::new,
+    )
     .unwrap();
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client(bind.parse().unwrap()).unwrap();

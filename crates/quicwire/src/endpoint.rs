@@ -1,0 +1,475 @@
+//! The tokio driver of one engine (a client's or a server's), as quinn drives quinn-proto:
+//! one task moves datagrams between the engine and its UDP sockets, runs its timer, and
+//! turns its events into resolved futures and handler calls. Calls from the application
+//! take the engine's lock, make their call and wake the task, so what many tasks start at
+//! once leaves in as few datagrams as fit.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::{Error, ErrorCode, Result};
+use quicwire_engine::{ConnId, ConnectionInfo, Engine, Event, Receipt};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::connection::{Connection, Handler, IncomingRequest};
+use crate::udp::{UdpSocket, RECV_SLOTS};
+
+/// How long a closing endpoint lets its CONNECTION_CLOSE datagrams go out.
+const CLOSE_LINGER: Duration = Duration::from_millis(50);
+
+/// Datagrams read per wake-up before the engine gets them and the loop turns.
+const RECV_ROUNDS: usize = 32;
+
+/// A connection's state shared by its handles and the driver.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub id: ConnId,
+    pub info: ConnectionInfo,
+    pub remote: SocketAddr,
+    /// Messages the peer acknowledged (sends wait on it).
+    pub acked: watch::Sender<u64>,
+    pub closed: OnceLock<Error>,
+    pub closed_notify: Notify,
+}
+
+/// What the driver and the application's calls share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// A call moved the engine: the driver has datagrams to send or a deadline to follow.
+    wake: Notify,
+    /// The driver finished a turn (graceful closes wait on it).
+    turned: Notify,
+    handler: Arc<dyn Handler>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) struct State {
+    pub engine: Engine,
+    /// Sockets by address family (IPv4, IPv6), bound on first use by a client.
+    sockets: [Option<Arc<UdpSocket>>; 2],
+    /// Negotiated connections, until they close.
+    pub conns: HashMap<ConnId, Arc<ConnState>>,
+    /// `connect` calls waiting for a handshake.
+    pub dialing: HashMap<ConnId, Vec<oneshot::Sender<Result<Arc<ConnState>>>>>,
+    /// Requests waiting for their answer, by connection and request id.
+    requests: HashMap<(ConnId, u64), oneshot::Sender<Result<Bytes>>>,
+    next_request: u64,
+    /// The endpoint is closing: the driver stops once its connections are gone.
+    closing: bool,
+}
+
+/// The application's hold on an endpoint; when the last one goes, the endpoint closes.
+pub(crate) struct Endpoint {
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.shared.close_all("endpoint dropped");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Endpoint {
+    /// Starts driving `engine` on the current tokio runtime, with `socket` if given (a
+    /// server's; a client binds one per address family when it first dials).
+    pub fn start(
+        engine: Engine,
+        socket: Option<UdpSocket>,
+        handler: Arc<dyn Handler>,
+    ) -> Arc<Endpoint> {
+        let mut sockets = [None, None];
+        if let Some(socket) = socket {
+            let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+            sockets[usize::from(v6)] = Some(Arc::new(socket));
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                engine,
+                sockets,
+                conns: HashMap::new(),
+                dialing: HashMap::new(),
+                requests: HashMap::new(),
+                next_request: 1,
+                closing: false,
+            }),
+            wake: Notify::new(),
+            turned: Notify::new(),
+            handler,
+            task: Mutex::new(None),
+        });
+        let endpoint = Arc::new(Endpoint {
+            shared: shared.clone(),
+        });
+        let task = tokio::spawn(drive(shared.clone(), Arc::downgrade(&endpoint)));
+        *lock(&shared.task) = Some(task);
+        endpoint
+    }
+}
+
+impl Shared {
+    /// Runs `f` on the engine with the time, then wakes the driver to act on it.
+    pub fn call<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+        let out = f(&mut lock(&self.state), now());
+        self.wake.notify_one();
+        out
+    }
+
+    /// Reads the engine without moving it.
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&lock(&self.state))
+    }
+
+    /// The socket for `addr`'s family, bound on first use.
+    pub fn socket_for(&self, addr: SocketAddr) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.closing {
+            return Err(Error::closed("the client is closed"));
+        }
+        let slot = &mut state.sockets[usize::from(addr.is_ipv6())];
+        if slot.is_none() {
+            let any: SocketAddr = if addr.is_ipv6() {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = UdpSocket::bind(any, true).map_err(|e| {
+                Error::new(
+                    ErrorCode::Io,
+                    format!("cannot bind a UDP socket on {any}: {e}"),
+                )
+            })?;
+            *slot = Some(Arc::new(socket));
+            drop(state);
+            self.wake.notify_one(); // the driver reads the new socket too
+        }
+        Ok(())
+    }
+
+    /// Sends request `body` on connection `conn` and waits for its answer. A dropped future
+    /// gives the request up (its stream is reset).
+    pub async fn request(
+        self: &Arc<Self>,
+        conn: ConnId,
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.call(|state, now| {
+            let id = state.next_request;
+            state.next_request += 1;
+            state.engine.request(now, conn, id, body, timeout)?;
+            state.requests.insert((conn, id), tx);
+            Ok::<_, Error>(id)
+        })?;
+        let mut pending = PendingRequest {
+            shared: self,
+            key: Some((conn, id)),
+        };
+        let answer = rx
+            .await
+            .unwrap_or_else(|_| Err(Error::closed(format!("connection {conn} is closed"))));
+        pending.key = None;
+        answer
+    }
+
+    /// Closes every connection and stops the driver once they are gone.
+    pub fn close_all(&self, reason: &str) {
+        self.call(|state, now| {
+            state.closing = true;
+            state.engine.close_all(now, reason);
+        });
+    }
+
+    /// Closes the endpoint and waits (a little) for its closes to go out and its sockets to
+    /// be released.
+    pub async fn close(&self, reason: &str) {
+        self.close_all(reason);
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+
+    /// Waits until `done` holds of the engine, rechecking after each turn of the driver.
+    pub async fn until(&self, done: impl Fn(&State) -> bool) {
+        loop {
+            let turned = self.turned.notified();
+            if self.read(&done) {
+                return;
+            }
+            turned.await;
+        }
+    }
+}
+
+/// A request in flight; dropped before its answer, it gives the request up.
+struct PendingRequest<'a> {
+    shared: &'a Arc<Shared>,
+    key: Option<(ConnId, u64)>,
+}
+
+impl Drop for PendingRequest<'_> {
+    fn drop(&mut self) {
+        if let Some((conn, id)) = self.key.take() {
+            self.shared.call(|state, now| {
+                state.requests.remove(&(conn, id));
+                state.engine.cancel_request(now, conn, id);
+            });
+        }
+    }
+}
+
+/// A datagram (or the rest of a GSO batch) the socket had no room for yet.
+struct Blocked {
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
+    data: Vec<u8>,
+    segment: Option<usize>,
+}
+
+/// The driver task: until the endpoint closes, sends what the engine has, dispatches its
+/// events, and waits for datagrams, its deadline or a call.
+async fn drive(shared: Arc<Shared>, endpoint: Weak<Endpoint>) {
+    let mut buf = vec![0u8; usize::from(MAX_UDP_PAYLOAD) * RECV_SLOTS];
+    let mut blocked: Option<Blocked> = None;
+    loop {
+        let (deadline, sockets, actions, done) = {
+            let mut state = lock(&shared.state);
+            if blocked.is_none() {
+                blocked = transmit(&mut state);
+            }
+            let actions = take_events(&mut state);
+            let done = state.closing && state.engine.connection_count() == 0;
+            let deadline = state.engine.next_timeout();
+            (deadline, state.sockets.clone(), actions, done)
+        };
+        dispatch(&shared, &endpoint, actions);
+        shared.turned.notify_waiters();
+        if done {
+            // Let the last CONNECTION_CLOSE datagrams leave.
+            tokio::time::sleep(CLOSE_LINGER).await;
+            let mut state = lock(&shared.state);
+            transmit(&mut state);
+            state.sockets = [None, None];
+            return;
+        }
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let readable = |i: usize| {
+            let socket = sockets[i].clone();
+            async move {
+                match socket {
+                    Some(s) => s.readable().await.map(|_| s),
+                    None => std::future::pending().await,
+                }
+            }
+        };
+        let writable = async {
+            match &blocked {
+                Some(b) => b.socket.writable().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = sleep => {
+                lock(&shared.state).engine.on_timeout(now());
+            }
+            Ok(socket) = readable(0) => receive(&shared, &socket, &mut buf),
+            Ok(socket) = readable(1) => receive(&shared, &socket, &mut buf),
+            Ok(()) = writable => {
+                if let Some(b) = blocked.take() {
+                    blocked = send_blocked(b);
+                }
+            }
+        }
+    }
+}
+
+/// Reads what `socket` holds (a bounded amount) and feeds it to the engine.
+fn receive(shared: &Shared, socket: &UdpSocket, buf: &mut [u8]) {
+    let mut datagrams = Vec::new();
+    for _ in 0..RECV_ROUNDS {
+        let more = socket.try_recv(buf, |from, data| {
+            datagrams.push((from, BytesMut::from(data)));
+        });
+        if !more {
+            break;
+        }
+    }
+    if !datagrams.is_empty() {
+        let mut state = lock(&shared.state);
+        if state.engine.receive(now(), datagrams) {
+            // Traffic streaming in: its ACKs go before the application runs.
+            transmit(&mut state);
+        }
+    }
+}
+
+/// Sends what the engine has ready; what a full socket did not take comes back.
+fn transmit(state: &mut State) -> Option<Blocked> {
+    let sockets = state.sockets.clone();
+    let segments = sockets
+        .iter()
+        .flatten()
+        .map(|s| s.max_gso_segments())
+        .min()
+        .unwrap_or(1);
+    let mut blocked = None;
+    state
+        .engine
+        .poll_transmits(now(), segments, |data, to, segment| {
+            let Some(socket) = &sockets[usize::from(to.is_ipv6())] else {
+                return true; // No socket of that family: a datagram lost.
+            };
+            match socket.try_send(to, data, segment) {
+                Ok(()) => true,
+                Err(sent) => {
+                    blocked = Some(Blocked {
+                        socket: socket.clone(),
+                        to,
+                        data: data[sent..].to_vec(),
+                        segment,
+                    });
+                    false
+                }
+            }
+        });
+    blocked
+}
+
+fn send_blocked(b: Blocked) -> Option<Blocked> {
+    match b.socket.try_send(b.to, &b.data, b.segment) {
+        Ok(()) => None,
+        Err(sent) => Some(Blocked {
+            data: b.data[sent..].to_vec(),
+            ..b
+        }),
+    }
+}
+
+/// What the application hears of, once the engine's lock is released.
+enum Action {
+    Connected(Arc<ConnState>),
+    Messages(Arc<ConnState>, Vec<Bytes>, Receipt),
+    Request(Arc<ConnState>, u64, Bytes),
+    Acked(Arc<ConnState>, u64),
+    Closed(Arc<ConnState>, Error),
+}
+
+/// Takes the engine's events: resolves what waits on them, and returns the handler's part.
+fn take_events(state: &mut State) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut messages: Vec<Bytes> = Vec::new();
+    while let Some(event) = state.engine.poll_event() {
+        match event {
+            Event::Connected { conn, info } => {
+                let remote = state
+                    .engine
+                    .connection_state(conn)
+                    .map(|s| s.remote)
+                    .unwrap_or_else(|| (std::net::Ipv4Addr::UNSPECIFIED, 0).into());
+                let c = Arc::new(ConnState {
+                    id: conn,
+                    info,
+                    remote,
+                    acked: watch::Sender::new(0),
+                    closed: OnceLock::new(),
+                    closed_notify: Notify::new(),
+                });
+                state.conns.insert(conn, c.clone());
+                for w in state.dialing.remove(&conn).unwrap_or_default() {
+                    let _ = w.send(Ok(c.clone()));
+                }
+                actions.push(Action::Connected(c));
+            }
+            Event::Message { body, .. } => messages.push(body),
+            Event::Receipt { conn, receipt } => {
+                let batch = std::mem::take(&mut messages);
+                if let Some(c) = state.conns.get(&conn) {
+                    actions.push(Action::Messages(c.clone(), batch, receipt));
+                }
+            }
+            Event::Request { conn, handle, body } => {
+                if let Some(c) = state.conns.get(&conn) {
+                    actions.push(Action::Request(c.clone(), handle, body));
+                }
+            }
+            Event::Response { conn, id, body } => {
+                if let Some(tx) = state.requests.remove(&(conn, id)) {
+                    let _ = tx.send(Ok(body));
+                }
+            }
+            Event::RequestFailed { conn, id, error } => {
+                if let Some(tx) = state.requests.remove(&(conn, id)) {
+                    let _ = tx.send(Err(error));
+                }
+            }
+            Event::Acked { conn, delivered } => {
+                if let Some(c) = state.conns.get(&conn) {
+                    c.acked.send_replace(delivered);
+                    actions.push(Action::Acked(c.clone(), delivered));
+                }
+            }
+            Event::Closed { conn, error } => {
+                for w in state.dialing.remove(&conn).unwrap_or_default() {
+                    let _ = w.send(Err(error.clone()));
+                }
+                state.requests.retain(|(c, _), _| *c != conn);
+                if let Some(c) = state.conns.remove(&conn) {
+                    if c.closed.set(error.clone()).is_ok() {
+                        c.closed_notify.notify_waiters();
+                    }
+                    actions.push(Action::Closed(c, error));
+                }
+            }
+        }
+    }
+    actions
+}
+
+/// Calls the handler for what happened (outside the engine's lock: it may call back).
+fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action>) {
+    if actions.is_empty() {
+        return;
+    }
+    let Some(endpoint) = endpoint.upgrade() else {
+        return; // Closing: nobody listens any more.
+    };
+    let handler = shared.handler.clone();
+    let conn = |c: Arc<ConnState>| Connection::new(c, endpoint.clone());
+    for action in actions {
+        match action {
+            Action::Connected(c) => handler.on_connection(&conn(c)),
+            Action::Messages(c, batch, receipt) => handler.on_messages(&conn(c), batch, receipt),
+            Action::Request(c, handle, body) => {
+                handler.on_request(IncomingRequest::new(conn(c), handle, body))
+            }
+            Action::Acked(c, n) => handler.on_acked(&conn(c), n),
+            Action::Closed(c, error) => handler.on_closed(&conn(c), &error),
+        }
+    }
+}
