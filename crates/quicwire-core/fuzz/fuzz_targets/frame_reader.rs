@@ -1,11 +1,13 @@
-//! The frame decoder on arbitrary stream bytes, fed in arbitrary pieces as a QUIC stream
-//! delivers them: it must never panic or allocate past its limit, and every frame it accepts
-//! must encode back to a frame that decodes the same.
+//! The frame reader the engine reads every stream with, on arbitrary stream bytes cut into
+//! arbitrary chunks as a QUIC stream hands them over: it must never panic or allocate past
+//! its limit, it must read the same frames (and the same error) however the bytes are cut,
+//! as the one-buffer decoder does on them whole, and every frame it accepts must encode back
+//! to a frame that decodes the same.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use quicwire_core::frame::{self, Frame, FrameDecoder};
+use quicwire_core::frame::{self, Frame, FrameDecoder, FrameReader};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&first, rest)) = input.split_first() else {
@@ -13,18 +15,41 @@ fuzz_target!(|input: &[u8]| {
     };
     // A small limit most of the time, so oversize paths are reached too.
     let limit = 1u64 << (first % 24);
-    let piece = usize::from(first >> 5) + 1;
-    let decoder = FrameDecoder::new(limit);
-    let mut buf = BytesMut::new();
-    for chunk in rest.chunks(piece) {
-        buf.extend_from_slice(chunk);
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(f)) => round_trip(&f, limit),
-                Ok(None) => break,
-                Err(_) => return,
-            }
+    // Chunk sizes from the input itself: every cut is reached.
+    let (cuts, stream) = rest.split_at(rest.len().min(usize::from(first >> 5) + 1));
+    let mut reader = FrameReader::new(limit);
+    let mut read = Vec::new();
+    let mut at = 0;
+    let mut cut = cuts.iter().cycle();
+    let read_error = loop {
+        if at < stream.len() {
+            let n = usize::from(*cut.next().unwrap_or(&1)).max(1);
+            let end = (at + n).min(stream.len());
+            reader.push(Bytes::copy_from_slice(&stream[at..end]));
+            at = end;
         }
+        match reader.next_frame() {
+            Ok(Some(f)) => read.push(f),
+            Ok(None) if at >= stream.len() => break None,
+            Ok(None) => {}
+            Err(e) => break Some(e),
+        }
+    };
+    // The same bytes whole, through the decoder.
+    let decoder = FrameDecoder::new(limit);
+    let mut whole = BytesMut::from(stream);
+    let mut decoded = Vec::new();
+    let decode_error = loop {
+        match decoder.decode(&mut whole) {
+            Ok(Some(f)) => decoded.push(f),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    assert_eq!(read, decoded, "chunked and whole reads differ");
+    assert_eq!(read_error, decode_error, "chunked and whole reads fail differently");
+    for f in &read {
+        round_trip(f, limit);
     }
 });
 
