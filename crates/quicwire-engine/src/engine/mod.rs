@@ -5,29 +5,29 @@
 //! [`Engine::poll_transmits`] hands out, and calls [`Engine::on_timeout`] once
 //! [`Engine::next_timeout`] has passed. The application's calls (connect, send, request,
 //! respond) come in as methods, and what happened goes out as [`Event`]s. Every entry point
-//! takes the time: the engine reads no clock.
+//! takes the time: the engine reads no clock. The client side (dialing through the pool) is
+//! in `dial`, the server side (admitting new connections) in `accept`.
+
+mod accept;
+mod dial;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use quicwire_core::quic::{self, connection_error, is_loopback, MAX_UDP_PAYLOAD};
-use quicwire_core::tls;
+use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
 use quicwire_core::{
-    app_code, Admission, ConnectionStats, Decision, Error, ErrorCode, PoolKey, PoolTable,
-    TransportConfig,
+    app_code, Admission, ConnectionStats, Error, ErrorCode, PoolKey, PoolTable, TransportConfig,
 };
 use quinn_proto::{
-    ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig,
-    StreamEvent, VarInt,
+    ConnectionHandle, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig, StreamEvent,
+    VarInt,
 };
 use web_time::{Duration, Instant};
 
-use crate::config::{ClientConfig, ServerConfig as QuicwireServerConfig};
 use crate::conn::{schedule, touch, Conn, Origin};
 use crate::event::{ConnectionInfo, Event, Receipt};
-use crate::ids::CONNECTION_IDS;
 use crate::outbox::Outbox;
 use crate::session::{Outcome, Params, Session};
 use crate::stats::{ConnectionEntry, ConnectionState, EngineStats};
@@ -86,43 +86,6 @@ fn no_encodings() -> Error {
 }
 
 impl Engine {
-    /// A client endpoint.
-    pub fn client(config: &ClientConfig, now: Instant) -> Result<Engine, Error> {
-        config.transport.validate()?;
-        if config.encodings.is_empty() {
-            return Err(no_encodings());
-        }
-        let roots = || config.system_roots.clone();
-        let crypto = tls::client_config(&config.tls, roots)?;
-        let crypto =
-            quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(tls_error)?;
-        let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(quic::transport_config(&config.transport, false)?);
-        let params = Params::new(&config.transport, config.encodings.clone());
-        Self::new(now, None, Some(client), &config.transport, params)
-    }
-
-    /// A server endpoint.
-    pub fn server(config: &QuicwireServerConfig, now: Instant) -> Result<Engine, Error> {
-        config.transport.validate()?;
-        config.limits.validate()?;
-        if config.encodings.is_empty() {
-            return Err(no_encodings());
-        }
-        let crypto = tls::server_config(&config.tls)?;
-        let crypto =
-            quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(tls_error)?;
-        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(quic::transport_config(&config.transport, false)?);
-        let mut loopback = server.clone();
-        let params = Params::new(&config.transport, config.encodings.clone());
-        let mut engine = Self::new(now, Some(Arc::new(server)), None, &config.transport, params)?;
-        engine.admission = Admission::new(config.limits);
-        loopback.transport_config(engine.loopback_transport.clone());
-        engine.loopback_server = Some(Arc::new(loopback));
-        Ok(engine)
-    }
-
     fn new(
         now: Instant,
         server: Option<Arc<ServerConfig>>,
@@ -162,64 +125,6 @@ impl Engine {
 
     pub fn is_server(&self) -> bool {
         self.client_config.is_none()
-    }
-
-    /// The pooled connection to `key` (an open one, or one being dialed), or a new handshake
-    /// with `remote` (what `key` resolved to), checking the certificate against its host.
-    /// It is ready once `Event::Connected` is reported (see also [`Self::connection`]).
-    pub fn connect(
-        &mut self,
-        now: Instant,
-        key: &PoolKey,
-        remote: SocketAddr,
-    ) -> Result<ConnId, Error> {
-        let mut config = self
-            .client_config
-            .clone()
-            .ok_or_else(|| Error::invalid_argument("this engine is a server; it cannot connect"))?;
-        if is_loopback(remote.ip()) {
-            config.transport_config(self.loopback_transport.clone());
-        }
-        let since = now - self.epoch;
-        let conns = &self.connections;
-        let usable = |id: &ConnId| {
-            conns
-                .get(id)
-                .is_some_and(|c| !c.reported && !c.session.is_going_away())
-        };
-        if let Some(id) = self.pool.checkout(key, since, usable) {
-            return Ok(*id);
-        }
-        if let Some((&id, _)) = self.dials.iter().find(|(_, (k, _))| k == key) {
-            self.pool.note_joined_dial();
-            return Ok(id);
-        }
-        let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
-        let evicted = self.pool.begin_dial(key, is_idle)?;
-        if let Some((_, id)) = evicted {
-            self.close_conn(now, id, app_code::EVICTED, "evicted from the pool");
-        }
-        let dialed = CONNECTION_IDS
-            .take()
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "connection ids are used up"))
-            .and_then(|id| {
-                let conn = self.endpoint.connect(now, config, remote, key.host());
-                conn.map(|c| (id, c))
-                    .map_err(|e| Error::invalid_argument(format!("cannot connect to {key}: {e}")))
-            });
-        let (id, (handle, conn)) = match dialed {
-            Ok(v) => v,
-            Err(e) => {
-                self.pool.finish_dial(key.clone(), None, since);
-                return Err(e);
-            }
-        };
-        let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
-        let peer: Arc<str> = key.to_string().into();
-        self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
-        self.dials.insert(id, (key.clone(), deadline));
-        self.drive(now);
-        Ok(id)
     }
 
     /// A connection open for traffic (negotiated, not closing): what `Event::Connected`
@@ -512,24 +417,7 @@ impl Engine {
         for (id, outcome) in expired {
             self.report(now, id, outcome);
         }
-        let late: Vec<(ConnId, PoolKey)> = self
-            .dials
-            .iter()
-            .filter(|(_, d)| d.1 <= now)
-            .map(|(id, d)| (*id, d.0.clone()))
-            .collect();
-        for (id, key) in late {
-            let ms = self.cfg.connect_timeout_ms;
-            let e = Error::new(
-                ErrorCode::ConnectTimeout,
-                format!("no QUIC handshake with {key} within {ms} ms"),
-            );
-            self.report(now, id, Outcome::Failed(e));
-            self.close_conn(now, id, app_code::NO_ERROR, "connect timeout");
-        }
-        if self.next_sweep <= now {
-            self.sweep(now);
-        }
+        self.expire_dials(now);
         self.drive(now);
     }
 
@@ -551,81 +439,6 @@ impl Engine {
 }
 
 impl Engine {
-    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: BytesMut) {
-        let event = self
-            .endpoint
-            .handle(now, remote, None, None, datagram, &mut self.buf);
-        match event {
-            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
-                let Some(&id) = self.ids.get(&handle) else {
-                    return;
-                };
-                if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.quic.handle_event(event);
-                    touch(&mut self.touched, id, conn);
-                }
-            }
-            Some(DatagramEvent::NewConnection(incoming)) => {
-                let validated = incoming.remote_address_validated();
-                let id = match self.admission.admit(remote.ip(), validated) {
-                    Decision::Accept => match CONNECTION_IDS.take() {
-                        Some(id) => id,
-                        None => {
-                            self.admission.release(remote.ip());
-                            self.refuse(incoming);
-                            return;
-                        }
-                    },
-                    Decision::Retry => {
-                        self.buf.clear();
-                        match self.endpoint.retry(incoming, &mut self.buf) {
-                            Ok(t) => self
-                                .responses
-                                .push_back((t.destination, self.buf[..t.size].to_vec())),
-                            Err(e) => self.endpoint.ignore(e.into_incoming()),
-                        }
-                        return;
-                    }
-                    Decision::Refuse => {
-                        self.refuse(incoming);
-                        return;
-                    }
-                };
-                let mut response = Vec::new();
-                let config = self
-                    .loopback_server
-                    .clone()
-                    .filter(|_| is_loopback(remote.ip()));
-                match self.endpoint.accept(incoming, now, &mut response, config) {
-                    Ok((handle, conn)) => {
-                        let peer: Arc<str> = remote.to_string().into();
-                        self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
-                    }
-                    Err(e) => {
-                        self.admission.release(remote.ip());
-                        if let Some(t) = e.response {
-                            self.responses
-                                .push_back((t.destination, response[..t.size].to_vec()));
-                        }
-                    }
-                }
-            }
-            Some(DatagramEvent::Response(t)) => {
-                self.responses
-                    .push_back((t.destination, self.buf[..t.size].to_vec()));
-            }
-            None => {}
-        }
-    }
-
-    /// Turns a new connection away (CONNECTION_REFUSED).
-    fn refuse(&mut self, incoming: quinn_proto::Incoming) {
-        self.buf.clear();
-        let t = self.endpoint.refuse(incoming, &mut self.buf);
-        self.responses
-            .push_back((t.destination, self.buf[..t.size].to_vec()));
-    }
-
     /// Files the deadlines of connections not through `poll_transmits` yet (the driver
     /// normally sends first), whose entries in `timers` may be stale.
     fn schedule_unsent(&mut self) {
@@ -778,26 +591,6 @@ impl Engine {
         out.push(Outcome::Failed(err));
         for outcome in out {
             self.report(now, id, outcome);
-        }
-    }
-
-    fn sweep_period(&self) -> Duration {
-        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
-        (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
-    }
-
-    /// Closes pooled connections idle for idle_timeout and plans the next sweep.
-    fn sweep(&mut self, now: Instant) {
-        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
-        self.next_sweep = now + self.sweep_period();
-        let conns = &self.connections;
-        let expired = self.pool.expire(now - self.epoch, idle, |h| {
-            conns
-                .get(h)
-                .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
-        });
-        for (_, id) in expired {
-            self.close_conn(now, id, app_code::EVICTED, "idle timeout");
         }
     }
 

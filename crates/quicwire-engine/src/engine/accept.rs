@@ -1,0 +1,116 @@
+//! The server side of an engine: new connections admitted (or refused, or sent through a
+//! Retry first) by the connection limits, and the datagrams every connection receives.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use quicwire_core::quic::{self, is_loopback};
+use quicwire_core::tls;
+use quicwire_core::{Admission, Decision, Error};
+use quinn_proto::{DatagramEvent, ServerConfig};
+use web_time::Instant;
+
+use super::{no_encodings, tls_error, Engine};
+use crate::config::ServerConfig as QuicwireServerConfig;
+use crate::conn::{touch, Origin};
+use crate::ids::CONNECTION_IDS;
+use crate::session::Params;
+
+impl Engine {
+    /// A server endpoint.
+    pub fn server(config: &QuicwireServerConfig, now: Instant) -> Result<Engine, Error> {
+        config.transport.validate()?;
+        config.limits.validate()?;
+        if config.encodings.is_empty() {
+            return Err(no_encodings());
+        }
+        let crypto = tls::server_config(&config.tls)?;
+        let crypto =
+            quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(tls_error)?;
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(quic::transport_config(&config.transport, false)?);
+        let mut loopback = server.clone();
+        let params = Params::new(&config.transport, config.encodings.clone());
+        let mut engine = Self::new(now, Some(Arc::new(server)), None, &config.transport, params)?;
+        engine.admission = Admission::new(config.limits);
+        loopback.transport_config(engine.loopback_transport.clone());
+        engine.loopback_server = Some(Arc::new(loopback));
+        Ok(engine)
+    }
+
+    pub(super) fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: BytesMut) {
+        let event = self
+            .endpoint
+            .handle(now, remote, None, None, datagram, &mut self.buf);
+        match event {
+            Some(DatagramEvent::ConnectionEvent(handle, event)) => {
+                let Some(&id) = self.ids.get(&handle) else {
+                    return;
+                };
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.quic.handle_event(event);
+                    touch(&mut self.touched, id, conn);
+                }
+            }
+            Some(DatagramEvent::NewConnection(incoming)) => {
+                let validated = incoming.remote_address_validated();
+                let id = match self.admission.admit(remote.ip(), validated) {
+                    Decision::Accept => match CONNECTION_IDS.take() {
+                        Some(id) => id,
+                        None => {
+                            self.admission.release(remote.ip());
+                            self.refuse(incoming);
+                            return;
+                        }
+                    },
+                    Decision::Retry => {
+                        self.buf.clear();
+                        match self.endpoint.retry(incoming, &mut self.buf) {
+                            Ok(t) => self
+                                .responses
+                                .push_back((t.destination, self.buf[..t.size].to_vec())),
+                            Err(e) => self.endpoint.ignore(e.into_incoming()),
+                        }
+                        return;
+                    }
+                    Decision::Refuse => {
+                        self.refuse(incoming);
+                        return;
+                    }
+                };
+                let mut response = Vec::new();
+                let config = self
+                    .loopback_server
+                    .clone()
+                    .filter(|_| is_loopback(remote.ip()));
+                match self.endpoint.accept(incoming, now, &mut response, config) {
+                    Ok((handle, conn)) => {
+                        let peer: Arc<str> = remote.to_string().into();
+                        self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
+                    }
+                    Err(e) => {
+                        self.admission.release(remote.ip());
+                        if let Some(t) = e.response {
+                            self.responses
+                                .push_back((t.destination, response[..t.size].to_vec()));
+                        }
+                    }
+                }
+            }
+            Some(DatagramEvent::Response(t)) => {
+                self.responses
+                    .push_back((t.destination, self.buf[..t.size].to_vec()));
+            }
+            None => {}
+        }
+    }
+
+    /// Turns a new connection away (CONNECTION_REFUSED).
+    fn refuse(&mut self, incoming: quinn_proto::Incoming) {
+        self.buf.clear();
+        let t = self.endpoint.refuse(incoming, &mut self.buf);
+        self.responses
+            .push_back((t.destination, self.buf[..t.size].to_vec()));
+    }
+}

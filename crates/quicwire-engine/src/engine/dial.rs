@@ -1,0 +1,137 @@
+//! The client side of an engine: dialing through the pool (a live connection is reused,
+//! concurrent dials of one key share a handshake, the pool's bound holds), handshakes that
+//! run out of time, and idle connections closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quicwire_core::quic::{self, is_loopback};
+use quicwire_core::tls;
+use quicwire_core::{app_code, Error, ErrorCode, PoolKey};
+use web_time::{Duration, Instant};
+
+use super::{no_encodings, tls_error, Engine};
+use crate::config::ClientConfig;
+use crate::conn::Origin;
+use crate::ids::CONNECTION_IDS;
+use crate::session::{Outcome, Params};
+use crate::ConnId;
+
+impl Engine {
+    /// A client endpoint.
+    pub fn client(config: &ClientConfig, now: Instant) -> Result<Engine, Error> {
+        config.transport.validate()?;
+        if config.encodings.is_empty() {
+            return Err(no_encodings());
+        }
+        let roots = || config.system_roots.clone();
+        let crypto = tls::client_config(&config.tls, roots)?;
+        let crypto =
+            quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(tls_error)?;
+        let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(quic::transport_config(&config.transport, false)?);
+        let params = Params::new(&config.transport, config.encodings.clone());
+        Self::new(now, None, Some(client), &config.transport, params)
+    }
+
+    /// The pooled connection to `key` (an open one, or one being dialed), or a new handshake
+    /// with `remote` (what `key` resolved to), checking the certificate against its host.
+    /// It is ready once `Event::Connected` is reported (see also [`Self::connection`]).
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        key: &PoolKey,
+        remote: SocketAddr,
+    ) -> Result<ConnId, Error> {
+        let mut config = self
+            .client_config
+            .clone()
+            .ok_or_else(|| Error::invalid_argument("this engine is a server; it cannot connect"))?;
+        if is_loopback(remote.ip()) {
+            config.transport_config(self.loopback_transport.clone());
+        }
+        let since = now - self.epoch;
+        let conns = &self.connections;
+        let usable = |id: &ConnId| {
+            conns
+                .get(id)
+                .is_some_and(|c| !c.reported && !c.session.is_going_away())
+        };
+        if let Some(id) = self.pool.checkout(key, since, usable) {
+            return Ok(*id);
+        }
+        if let Some((&id, _)) = self.dials.iter().find(|(_, (k, _))| k == key) {
+            self.pool.note_joined_dial();
+            return Ok(id);
+        }
+        let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
+        let evicted = self.pool.begin_dial(key, is_idle)?;
+        if let Some((_, id)) = evicted {
+            self.close_conn(now, id, app_code::EVICTED, "evicted from the pool");
+        }
+        let dialed = CONNECTION_IDS
+            .take()
+            .ok_or_else(|| Error::new(ErrorCode::Internal, "connection ids are used up"))
+            .and_then(|id| {
+                let conn = self.endpoint.connect(now, config, remote, key.host());
+                conn.map(|c| (id, c))
+                    .map_err(|e| Error::invalid_argument(format!("cannot connect to {key}: {e}")))
+            });
+        let (id, (handle, conn)) = match dialed {
+            Ok(v) => v,
+            Err(e) => {
+                self.pool.finish_dial(key.clone(), None, since);
+                return Err(e);
+            }
+        };
+        let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
+        let peer: Arc<str> = key.to_string().into();
+        self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
+        self.dials.insert(id, (key.clone(), deadline));
+        self.drive(now);
+        Ok(id)
+    }
+
+    /// Fails the handshakes past their deadline (ERR_CONNECT_TIMEOUT) and closes idle
+    /// pooled connections when their sweep is due.
+    pub(super) fn expire_dials(&mut self, now: Instant) {
+        let late: Vec<(ConnId, PoolKey)> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| d.1 <= now)
+            .map(|(id, d)| (*id, d.0.clone()))
+            .collect();
+        for (id, key) in late {
+            let ms = self.cfg.connect_timeout_ms;
+            let e = Error::new(
+                ErrorCode::ConnectTimeout,
+                format!("no QUIC handshake with {key} within {ms} ms"),
+            );
+            self.report(now, id, Outcome::Failed(e));
+            self.close_conn(now, id, app_code::NO_ERROR, "connect timeout");
+        }
+        if self.next_sweep <= now {
+            self.sweep(now);
+        }
+    }
+
+    pub(super) fn sweep_period(&self) -> Duration {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// Closes pooled connections idle for idle_timeout and plans the next sweep.
+    fn sweep(&mut self, now: Instant) {
+        let idle = Duration::from_millis(self.cfg.idle_timeout_ms);
+        self.next_sweep = now + self.sweep_period();
+        let conns = &self.connections;
+        let expired = self.pool.expire(now - self.epoch, idle, |h| {
+            conns
+                .get(h)
+                .is_some_and(|c| c.session.is_idle() && now - c.session.last_active >= idle)
+        });
+        for (_, id) in expired {
+            self.close_conn(now, id, app_code::EVICTED, "idle timeout");
+        }
+    }
+}
