@@ -10,6 +10,10 @@ import { QuicServer } from '../ts/index.js';
 import { ERROR_CODES } from '../ts/layout.js';
 import { sleep } from './helpers.js';
 
+// The engine reads no clock: these tests give it virtual time, which moves a millisecond a
+// round (the UDP test below gives it the real one).
+let now = 0;
+
 const CLIENT = '127.0.0.1:50001';
 const SERVER = '127.0.0.1:50002';
 const CONNECTION = 1;
@@ -66,9 +70,9 @@ function ops(list: [number, number, number, string, number][]): [Uint8Array, Flo
 
 /** A connected client/server pair with their connection ids. */
 function connectedPair() {
-  const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
-  const client = Engine.client(cert.cert, false, ['json'], NO_LIMITS);
-  const id = client.connect('localhost', 50002, SERVER);
+  const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+  const client = Engine.client(now, cert.cert, false, ['json'], NO_LIMITS);
+  const id = client.connect(now, 'localhost', 50002, SERVER);
   const seen = pump(client, server);
   const serverId = seen.server.find((e) => e[0] === CONNECTION)?.[1] as number;
   return { server, client, id, serverId };
@@ -76,10 +80,11 @@ function connectedPair() {
 
 /** Moves what `from` (at `fromAddr`) transmits into `to`, its only destination; returns how many datagrams. */
 function deliver(from: Engine, fromAddr: string, to: Engine, toAddr: string): number {
-  const t = from.transmits();
+  const t = from.transmits(now);
   for (const addr of t.addrs) expect(addr).toBe(toAddr);
   if (t.lens.length > 0)
     to.receive(
+      now,
       t.data,
       t.lens,
       t.addrs.map(() => fromAddr),
@@ -92,6 +97,7 @@ function deliver(from: Engine, fromAddr: string, to: Engine, toAddr: string): nu
 function exchange(client: Engine, server: Engine, acknowledge = true) {
   const got = { client: [] as [number[], string][], server: [] as [number[], string][] };
   for (let round = 0; round < 100; round++) {
+    now += 1;
     const moved = deliver(client, CLIENT, server, SERVER) + deliver(server, SERVER, client, CLIENT);
     for (const [side, engine] of [
       ['client', client],
@@ -102,7 +108,7 @@ function exchange(client: Engine, server: Engine, acknowledge = true) {
         got[side].push([ev, text.decode(e.bodies[i])]);
       });
       const receipts = e.list.filter((ev) => ev[0] === RECEIPT).flatMap((ev) => ev.slice(1, 4));
-      if (acknowledge && receipts.length > 0) engine.acknowledge(Float64Array.from(receipts));
+      if (acknowledge && receipts.length > 0) engine.acknowledge(now, Float64Array.from(receipts));
     }
     if (moved === 0) break;
   }
@@ -125,9 +131,9 @@ function pump(client: Engine, server: Engine): Seen {
 
 describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('completes a verified TLS 1.3 handshake', () => {
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
-    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
-    const id = client.connect('localhost', 50002, SERVER);
+    const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, [], NO_LIMITS);
+    const id = client.connect(now, 'localhost', 50002, SERVER);
     const seen = pump(client, server);
     // CONNECTION comes once TLS is done and both HELLOs agreed on an encoding.
     const connected = seen.client.find((e) => e[0] === CONNECTION && e[1] === id);
@@ -137,15 +143,50 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     expect(seen.serverText).toBe(`msgpack ${CLIENT}`);
     expect(client.connectionCount()).toBe(1);
     expect(server.connectionCount()).toBe(1);
-    // Timers keep working once connected (keep-alive is armed).
-    expect(client.nextTimeoutMs()).toBeGreaterThan(0);
-    client.onTimeout();
+  });
+
+  it('runs its timers on the time it is given: keep-alives hold a quiet connection, silence ends it', () => {
+    // An hour of pool idle timeout, so only QUIC's own timers are at work here.
+    const limits = Float64Array.from([Number.NaN, Number.NaN, 3_600_000]);
+    const server = Engine.server(now, cert.cert, cert.key, [], limits, NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, [], limits);
+    client.connect(now, 'localhost', 50002, SERVER);
+    pump(client, server);
+    /** Runs both engines' timers for `ms` of virtual time; `talk`: datagrams go through. */
+    const runFor = (ms: number, talk: boolean) => {
+      const end = now + ms;
+      const closed: number[][] = [];
+      for (let i = 0; i < 10_000 && now < end; i++) {
+        const due = [client.nextDeadlineMs(), server.nextDeadlineMs()].filter((t) => t >= 0);
+        now = Math.min(end, Math.max(now, ...(due.length > 0 ? [Math.min(...due)] : [end])));
+        for (const engine of [client, server]) {
+          const t = engine.nextDeadlineMs();
+          if (t >= 0 && t <= now) engine.onTimeout(now);
+        }
+        if (talk) {
+          exchange(client, server);
+        } else {
+          // Silence: whatever either sends is lost.
+          client.transmits(now);
+          server.transmits(now);
+        }
+        closed.push(...events(client).list.filter((e) => e[0] === CLOSED));
+      }
+      return closed;
+    };
+    expect(runFor(60_000, true), 'a minute of keep-alives: still open').toEqual([]);
+    expect(client.connectionCount()).toBe(1);
+    // The server falls silent: within three keep-alive intervals (15 s) the client gives up.
+    const started = now;
+    const closed = runFor(20_000, false);
+    expect(ERROR_CODES[closed[0]?.[3] as number]).toBe('ERR_CONNECTION_CLOSED');
+    expect(now - started).toBeGreaterThanOrEqual(15_000);
   });
 
   it('is ready after one round trip: the server HELLO comes with its TLS flight', () => {
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
-    const client = Engine.client(cert.cert, false, ['raw'], NO_LIMITS);
-    client.connect('localhost', 50002, SERVER);
+    const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, ['raw'], NO_LIMITS);
+    client.connect(now, 'localhost', 50002, SERVER);
     deliver(client, CLIENT, server, SERVER); // ClientHello
     expect(events(server).list.some((e) => e[0] === CONNECTION)).toBe(false);
     deliver(server, SERVER, client, CLIENT); // TLS flight, with the server's HELLO as 0.5-RTT data
@@ -158,9 +199,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
 
   it('rejects an untrusted certificate with ERR_TLS', () => {
     const other = generateDevCert(['localhost']);
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
-    const client = Engine.client(other.cert, false, [], NO_LIMITS);
-    client.connect('localhost', 50002, SERVER);
+    const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(now, other.cert, false, [], NO_LIMITS);
+    client.connect(now, 'localhost', 50002, SERVER);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(closed, 'the client saw its handshake fail').toBeDefined();
@@ -170,9 +211,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('rejects a certificate for another name with ERR_TLS', () => {
-    const server = Engine.server(cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
-    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
-    client.connect('example.test', 50002, SERVER);
+    const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, [], NO_LIMITS);
+    client.connect(now, 'example.test', 50002, SERVER);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(ERROR_CODES[closed?.[3] as number]).toBe('ERR_TLS');
@@ -180,20 +221,20 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
 
   it('acknowledges messages only once the host says the application has them', () => {
     const { server, client, id } = connectedPair();
-    client.write(...ops([[1, id, 0, 'held', 0]]));
+    client.write(now, ...ops([[1, id, 0, 'held', 0]]));
     const got = exchange(client, server, false);
     expect(got.server.filter(([e]) => e[0] === MESSAGE).map(([, b]) => b)).toEqual(['held']);
     expect(got.client.filter(([e]) => e[0] === ACKED)).toEqual([]);
     const receipt = got.server.find(([e]) => e[0] === RECEIPT)?.[0] as number[];
-    server.acknowledge(Float64Array.from(receipt.slice(1, 4)));
+    server.acknowledge(now, Float64Array.from(receipt.slice(1, 4)));
     const after = exchange(client, server);
     expect(after.client.filter(([e]) => e[0] === ACKED).map(([e]) => e[2])).toEqual([1]);
   });
 
   it('delivers messages in order both ways and acknowledges them', () => {
     const { server, client, id, serverId } = connectedPair();
-    expect(client.write(...ops([1, 2, 3].map((n) => [1, id, 0, `m${n}`, 0])))).toBeUndefined();
-    expect(server.write(...ops([[1, serverId, 0, 'to client', 0]]))).toBeUndefined();
+    expect(client.write(now, ...ops([1, 2, 3].map((n) => [1, id, 0, `m${n}`, 0])))).toBeUndefined();
+    expect(server.write(now, ...ops([[1, serverId, 0, 'to client', 0]]))).toBeUndefined();
     const got = exchange(client, server);
     const atServer = got.server.filter(([e]) => e[0] === MESSAGE).map(([, b]) => b);
     expect(atServer).toEqual(['m1', 'm2', 'm3']);
@@ -209,9 +250,10 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     ).toBe(1);
   });
 
-  it('answers requests, passes remote errors, and times out', async () => {
+  it('answers requests, passes remote errors, and times out', () => {
     const { server, client, id } = connectedPair();
     client.write(
+      now,
       ...ops([
         [2, id, 11, '{"q":1}', 0],
         [2, id, 12, '{"q":2}', 0],
@@ -225,6 +267,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const [first, second] = requests.map(([e]) => [e[1] as number, e[2] as number] as const);
     if (!first || !second) throw new Error('two requests expected');
     server.write(
+      now,
       ...ops([
         [3, first[0], first[1], '{"a":1}', 0],
         [4, second[0], second[1], 'handler failed', ERROR_CODES.indexOf('ERR_REMOTE')],
@@ -236,13 +279,13 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     expect(ERROR_CODES[failed?.[0][3] as number]).toBe('ERR_REMOTE');
     expect(failed?.[1]).toBe('handler failed');
     // An answer can be given only once.
-    const again = server.write(...ops([[3, first[0], first[1], 'again', 0]]));
+    const again = server.write(now, ...ops([[3, first[0], first[1], 'again', 0]]));
     expect(ERROR_CODES[again?.codes[0] as number]).toBe('ERR_INVALID_ARGUMENT');
     // No answer within 20 ms: ERR_TIMEOUT once the engine's timer runs.
-    client.write(...ops([[2, id, 13, 'slow', 20]]));
+    client.write(now, ...ops([[2, id, 13, 'slow', 20]]));
     exchange(client, server);
-    await sleep(40);
-    client.onTimeout();
+    now += 40;
+    client.onTimeout(now);
     const timedOut = events(client).list.find((e) => e[0] === REQUEST_FAILED && e[2] === 13);
     expect(ERROR_CODES[timedOut?.[3] as number]).toBe('ERR_TIMEOUT');
   });
@@ -250,6 +293,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('rejects writes to unknown connections and oversized messages', () => {
     const { client, id } = connectedPair();
     const failures = client.write(
+      now,
       ...ops([
         [1, 999, 0, 'nobody', 0],
         [1, id, 0, 'x'.repeat((1 << 20) + 1), 0],
@@ -262,9 +306,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('closes with ERR_NEGOTIATION when no encoding is common', () => {
-    const server = Engine.server(cert.cert, cert.key, ['json'], NO_LIMITS, NO_LIMITS);
-    const client = Engine.client(cert.cert, false, ['raw'], NO_LIMITS);
-    client.connect('localhost', 50002, SERVER);
+    const server = Engine.server(now, cert.cert, cert.key, ['json'], NO_LIMITS, NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, ['raw'], NO_LIMITS);
+    client.connect(now, 'localhost', 50002, SERVER);
     const seen = pump(client, server);
     const clientClosed = seen.client.find((e) => e[0] === CLOSED);
     const serverClosed = seen.server.find((e) => e[0] === CLOSED);
@@ -281,13 +325,15 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const server = await QuicServer.listen({ cert: cert.cert, key: cert.key });
     const socket = createSocket('udp4');
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-    const client = Engine.client(cert.cert, false, ['json'], NO_LIMITS);
+    const client = Engine.client(performance.now(), cert.cert, false, ['json'], NO_LIMITS);
     const seen: number[][] = [];
     let label = '';
     let timer: ReturnType<typeof setTimeout> | undefined;
-    // The smallest driver: send what the engine has, collect events, follow its timer.
+    // The smallest driver: send what the engine has, collect events, follow its timer, on
+    // the real clock.
+    const clock = () => performance.now();
     const step = () => {
-      const t = client.transmits();
+      const t = client.transmits(clock());
       const data = t.data;
       let offset = 0;
       t.lens.forEach((len, i) => {
@@ -299,20 +345,20 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       seen.push(...e.list);
       label += e.text;
       clearTimeout(timer);
-      const ms = client.nextTimeoutMs();
-      if (ms >= 0) {
+      const deadline = client.nextDeadlineMs();
+      if (deadline >= 0) {
         timer = setTimeout(() => {
-          client.onTimeout();
+          client.onTimeout(clock());
           step();
-        }, ms);
+        }, deadline - clock());
       }
     };
     socket.on('message', (msg, from) => {
-      client.receive(msg, new Uint32Array([msg.length]), [`${from.address}:${from.port}`]);
+      client.receive(clock(), msg, new Uint32Array([msg.length]), [`${from.address}:${from.port}`]);
       step();
     });
     try {
-      client.connect('localhost', server.port, `127.0.0.1:${server.port}`);
+      client.connect(clock(), 'localhost', server.port, `127.0.0.1:${server.port}`);
       step();
       for (let i = 0; i < 200 && !seen.some((e) => e[0] === CONNECTION); i++) await sleep(10);
       expect(seen.some((e) => e[0] === CONNECTION)).toBe(true);
@@ -327,7 +373,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   });
 
   it('reports bad arguments as ERR_INVALID_ARGUMENT, as a code on the error', () => {
-    const client = Engine.client(cert.cert, false, [], NO_LIMITS);
+    const client = Engine.client(now, cert.cert, false, [], NO_LIMITS);
     const code = (call: () => unknown) => {
       try {
         call();
@@ -337,14 +383,14 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       return 'did not throw';
     };
     const bad = [
-      () => client.connect('localhost', 1, 'not an address'),
-      () => client.connect('bad host!', 1, SERVER),
-      () => Engine.client('not pem', false, [], NO_LIMITS),
-      () => Engine.client(cert.cert, false, ['xml'], NO_LIMITS),
-      () => Engine.server('x', 'y', [], NO_LIMITS, NO_LIMITS),
+      () => client.connect(now, 'localhost', 1, 'not an address'),
+      () => client.connect(now, 'bad host!', 1, SERVER),
+      () => Engine.client(now, 'not pem', false, [], NO_LIMITS),
+      () => Engine.client(now, cert.cert, false, ['xml'], NO_LIMITS),
+      () => Engine.server(now, 'x', 'y', [], NO_LIMITS, NO_LIMITS),
       () => generateDevCert([]),
     ];
     for (const call of bad) expect(code(call)).toBe('ERR_INVALID_ARGUMENT');
-    expect(() => Engine.client(cert.cert, false, [], new Float64Array([0]))).toThrow(/maxMessageSize/);
+    expect(() => Engine.client(now, cert.cert, false, [], new Float64Array([0]))).toThrow(/maxMessageSize/);
   });
 });

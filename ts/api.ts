@@ -2,12 +2,13 @@
 // platform underneath it.
 
 export { backend, type InitWasmOptions, initWasm } from './backend.js';
+export { ManualClock } from './clock.js';
 export type { MessageHandler, RequestHandler } from './connection.js';
 export { Connection } from './connection.js';
 export type { ErrorHandler } from './endpoint.js';
 export { type ErrorCode, QuicwireError } from './errors.js';
-export { MemoryNetwork } from './memory.js';
-export type { DatagramNetwork, DatagramSocket } from './platform.js';
+export { type LinkOptions, MemoryNetwork, type MemoryNetworkOptions } from './memory.js';
+export type { Clock, DatagramNetwork, DatagramSocket } from './platform.js';
 export type { ConnectionHandler, DisconnectHandler } from './server.js';
 export { QuicServer } from './server.js';
 export type { Target } from './transport.js';

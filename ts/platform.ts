@@ -11,8 +11,28 @@ export interface DatagramSocket {
   close(): void;
 }
 
+/** A monotonic clock in milliseconds and timers on it: the runtime's, or a `ManualClock`. */
+export interface Clock {
+  now(): number;
+  setTimeout(f: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+/** The runtime's own clock. Its timers do not keep a Node process alive. */
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (f, ms) => {
+    const timer = setTimeout(f, ms);
+    unref(timer);
+    return timer;
+  },
+  clearTimeout: (timer) => clearTimeout(timer as ReturnType<typeof setTimeout>),
+};
+
 /** Where the wasm engine's datagrams go: UDP in Node, memory (or your own carrier) elsewhere. */
 export interface DatagramNetwork {
+  /** The clock the engines on this network run on (default: the runtime's). */
+  readonly clock?: Clock;
   /** An IP address for a host name (IP literals come back as they are). */
   resolve(host: string): Promise<{ address: string; family: 4 | 6 }>;
   /** Binds `host:port` (port 0: any free port); `receive` is called once per datagram. */

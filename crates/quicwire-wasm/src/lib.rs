@@ -1,8 +1,10 @@
 //! quicwire's engine in WebAssembly: the wasm-bindgen shell over `quicwire-engine`.
 //!
 //! There are no sockets or clocks in here. JS feeds every datagram received in a tick with
-//! one `receive` call, sends everything `transmits` returns, and calls `onTimeout` once
-//! `nextTimeoutMs` has passed (ts/wasm.ts). Addresses cross as "ip:port" strings.
+//! one `receive` call, sends everything `transmits` returns, and calls `onTimeout` once the
+//! deadline `nextDeadlineMs` gives has passed (ts/wasm.ts). Addresses cross as "ip:port"
+//! strings, and the time as milliseconds on the caller's monotonic clock (`now`): the
+//! page's own, or a manual one that tests move by hand.
 
 // wasm-bindgen types hold JS-facing data; Debug would only add code size to the module.
 #![allow(missing_debug_implementations)]
@@ -13,11 +15,23 @@ use bytes::BytesMut;
 use quicwire_core::tls;
 use quicwire_core::Error;
 use quicwire_engine::abi::{self, Failures, JsEngine, LARGE_BODY};
+use quicwire_engine::Instant;
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
-/// The engine reads no clock: the shell tells it the time (the page's monotonic clock).
-fn now() -> quicwire_engine::Instant {
-    quicwire_engine::Instant::now()
+thread_local! {
+    /// The instant JS time 0 stands for. Any will do: only differences matter.
+    static EPOCH: Instant = Instant::now();
+}
+
+/// JS time (milliseconds on the caller's clock, never negative) as an engine instant.
+fn at(now: f64) -> Instant {
+    EPOCH.with(|e| *e + Duration::from_secs_f64(now.max(0.0) / 1000.0))
+}
+
+/// An engine instant as JS time.
+fn ms(t: Instant) -> f64 {
+    EPOCH.with(|e| t.saturating_duration_since(*e).as_secs_f64() * 1000.0)
 }
 
 /// The one place a quicwire error becomes a JS error: an Error with its `code`.
@@ -77,12 +91,13 @@ impl Engine {
     /// A client endpoint that trusts `ca` (PEM), or anything when `insecure`, offering
     /// `encodings` (preferred first; empty: msgpack). `limits`: `transport_options`.
     pub fn client(
+        now: f64,
         ca: Option<String>,
         insecure: bool,
         encodings: Vec<String>,
         limits: &[f64],
     ) -> Result<Engine, JsValue> {
-        let inner = JsEngine::client(now(), ca, insecure, &encodings, limits);
+        let inner = JsEngine::client(at(now), ca, insecure, &encodings, limits);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -91,13 +106,14 @@ impl Engine {
     /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
     /// (empty: all). `admission`: `server_options`.
     pub fn server(
+        now: f64,
         cert: String,
         key: String,
         encodings: Vec<String>,
         limits: &[f64],
         admission: &[f64],
     ) -> Result<Engine, JsValue> {
-        let inner = JsEngine::server(now(), cert, key, &encodings, limits, admission);
+        let inner = JsEngine::server(at(now), cert, key, &encodings, limits, admission);
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })
@@ -105,20 +121,20 @@ impl Engine {
 
     /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
     /// its id (see `quicwire_engine::ConnId`).
-    pub fn connect(&mut self, host: &str, port: f64, addr: &str) -> Result<f64, JsValue> {
+    pub fn connect(&mut self, now: f64, host: &str, port: f64, addr: &str) -> Result<f64, JsValue> {
         self.inner
-            .connect(now(), host, port, addr)
+            .connect(at(now), host, port, addr)
             .map_err(js_error)
     }
 
     /// Closes a connection; an id of no open connection: nothing.
-    pub fn disconnect(&mut self, connection: f64) {
-        self.inner.disconnect(now(), connection)
+    pub fn disconnect(&mut self, now: f64, connection: f64) {
+        self.inner.disconnect(at(now), connection)
     }
 
     #[wasm_bindgen(js_name = goAway)]
-    pub fn go_away(&mut self) {
-        self.inner.engine_mut().go_away(now())
+    pub fn go_away(&mut self, now: f64) {
+        self.inner.engine_mut().go_away(at(now))
     }
 
     pub fn serving(&self) -> u32 {
@@ -126,8 +142,8 @@ impl Engine {
     }
 
     #[wasm_bindgen(js_name = closeAll)]
-    pub fn close_all(&mut self, reason: &str) {
-        self.inner.engine_mut().close_all(now(), reason)
+    pub fn close_all(&mut self, now: f64, reason: &str) {
+        self.inner.engine_mut().close_all(at(now), reason)
     }
 
     pub fn stats(&self) -> String {
@@ -137,7 +153,7 @@ impl Engine {
     /// The datagrams received since the last call: `data` back to back, `lens[i]` bytes
     /// each, from `addrs[i]`. True: send (`transmits`) before the application gets the
     /// events (see `quicwire_engine::Engine::receive`).
-    pub fn receive(&mut self, data: &[u8], lens: &[u32], addrs: Vec<String>) -> bool {
+    pub fn receive(&mut self, now: f64, data: &[u8], lens: &[u32], addrs: Vec<String>) -> bool {
         let mut offset = 0usize;
         let datagrams = lens.iter().zip(addrs).map_while(|(len, addr)| {
             let end = offset + *len as usize;
@@ -145,11 +161,11 @@ impl Engine {
             offset = end;
             Some((addr.parse::<SocketAddr>().ok()?, BytesMut::from(datagram)))
         });
-        self.inner.engine_mut().receive(now(), datagrams)
+        self.inner.engine_mut().receive(at(now), datagrams)
     }
 
     /// Everything ready to send now, in one call.
-    pub fn transmits(&mut self) -> Transmits {
+    pub fn transmits(&mut self, now: f64) -> Transmits {
         let mut out = Transmits {
             data: Vec::new(),
             lens: Vec::new(),
@@ -157,7 +173,7 @@ impl Engine {
         };
         self.inner
             .engine_mut()
-            .poll_transmits(now(), 1, |datagram, to, _| {
+            .poll_transmits(at(now), 1, |datagram, to, _| {
                 out.data.extend_from_slice(datagram);
                 out.lens.push(datagram.len() as u32);
                 out.addrs.push(to.to_string());
@@ -166,23 +182,21 @@ impl Engine {
         out
     }
 
-    /// Milliseconds until `onTimeout` is due, or -1 when no timer is armed.
-    #[wasm_bindgen(js_name = nextTimeoutMs)]
-    pub fn next_timeout_ms(&mut self) -> f64 {
-        let now = now();
-        self.inner.engine_mut().next_timeout().map_or(-1.0, |t| {
-            t.saturating_duration_since(now).as_secs_f64() * 1000.0
-        })
+    /// When `onTimeout` is next due (JS time, as `now` is given), or -1 when no timer is
+    /// armed.
+    #[wasm_bindgen(js_name = nextDeadlineMs)]
+    pub fn next_deadline_ms(&mut self) -> f64 {
+        self.inner.engine_mut().next_timeout().map_or(-1.0, ms)
     }
 
     #[wasm_bindgen(js_name = onTimeout)]
-    pub fn on_timeout(&mut self) {
-        self.inner.engine_mut().on_timeout(now())
+    pub fn on_timeout(&mut self, now: f64) {
+        self.inner.engine_mut().on_timeout(at(now))
     }
 
     /// (connection, stream, delivered) triples of RECEIPT events dealt with.
-    pub fn acknowledge(&mut self, receipts: &[f64]) {
-        self.inner.acknowledge(now(), receipts)
+    pub fn acknowledge(&mut self, now: f64, receipts: &[f64]) {
+        self.inner.acknowledge(at(now), receipts)
     }
 
     /// Events since the last call, seven numbers each, or nothing when there are none. Their
@@ -235,8 +249,8 @@ impl Engine {
 
     /// Carries out a batch of ops (messages, requests, answers); returns the failed ones,
     /// or nothing when none failed.
-    pub fn write(&mut self, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
-        let failed = Failures::of(self.inner.write(now(), data, ops, |_| None))?;
+    pub fn write(&mut self, now: f64, data: &[u8], ops: &[f64]) -> Option<WriteFailures> {
+        let failed = Failures::of(self.inner.write(at(now), data, ops, |_| None))?;
         Some(WriteFailures {
             ops: failed.ops,
             codes: failed.codes,
