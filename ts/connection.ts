@@ -1,9 +1,10 @@
 // One quicwire connection as JS sees it, on either side: a client's pooled connection or a
 // server's peer. Sends resolve when the peer's application has the message (delivery ACKs);
-// unacknowledged bytes are bounded by high/low watermarks.
+// the engine bounds what waits for them (its send buffer, `sendBufferHigh`).
 
 import { decode, encode } from './codec.js';
 import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
+import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
 import type { Encoding, ReceiveOptions, RequestOptions } from './types.js';
@@ -14,8 +15,6 @@ export type RequestHandler = (message: unknown, connection: Connection) => unkno
 /** The transport or server a connection belongs to. */
 export interface Owner {
   readonly isServer: boolean;
-  /** Unacknowledged bytes per connection before sends wait. */
-  readonly sendBufferHigh: number;
   readonly messageHandler: MessageHandler | undefined;
   /** Set with the message handler: it takes bytes only valid until it returns. */
   readonly borrowsMessages: boolean;
@@ -56,39 +55,22 @@ export class Connection implements AsyncIterable<unknown> {
   readonly #hub: Hub;
   readonly #owner: Owner;
   #closed: QuicwireError | undefined;
-  // Sending, per message and without a per-message object (the small-message hot path):
-  // queued in the hub (#pend*, until the engine takes them), then handed to the engine
-  // (#sent*, until the peer ACKs them). #queued is the seq of the newest #sent entry.
+  // Sending, with one small object per send (not per message): each message's delivery,
+  // queued in the hub until the engine takes it (#pending), then until the peer ACKs it
+  // (#sent). #queued is the engine's sequence number of the newest message in #sent.
   #queued = 0;
-  #unackedBytes = 0;
-  #pendBytes: number[] = [];
-  #pendDelivery: Delivery[] = [];
-  #pendHead = 0;
-  #sentBytes: number[] = [];
-  #sentDelivery: Delivery[] = [];
-  #sentHead = 0;
+  #pending = new Fifo<Delivery>();
+  #sent = new Fifo<Delivery>();
   /** The hub reports each queued message's fate here, in queue order. */
   readonly #handedOff = {
     ok: () => {
-      const i = this.#pendHead++;
       this.#queued += 1;
-      this.#sentBytes.push(this.#pendBytes[i] as number);
-      this.#sentDelivery.push(this.#pendDelivery[i] as Delivery);
-      this.#compactPending();
+      this.#sent.push(this.#pending.shift() as Delivery);
     },
-    fail: (err: QuicwireError) => {
-      const i = this.#pendHead++;
-      this.#unackedBytes -= this.#pendBytes[i] as number;
-      (this.#pendDelivery[i] as Delivery).reject(err);
-      this.#compactPending();
-    },
+    fail: (err: QuicwireError) => (this.#pending.shift() as Delivery).reject(err),
   };
-  // Sends held back while the window is full.
-  #waiting: { body: Uint8Array; delivery: Delivery }[] = [];
-  #waitingBytes = 0;
   // Receiving.
-  #inbox: Received[] = [];
-  #inboxHead = 0;
+  #inbox = new Fifo<Received>();
   #receivers: Receiver[] = [];
 
   constructor(
@@ -160,7 +142,7 @@ export class Connection implements AsyncIterable<unknown> {
         invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`),
       );
     }
-    const next = this.#takeReceived();
+    const next = this.#inbox.shift();
     if (next) return 'error' in next ? Promise.reject(next.error) : Promise.resolve(next.value);
     if (this.#closed) return Promise.reject(this.#closed);
     return new Promise((resolve, reject) => {
@@ -211,76 +193,17 @@ export class Connection implements AsyncIterable<unknown> {
   }
 
   #enqueue(body: Uint8Array, delivery: Delivery): void {
-    const high = this.#owner.sendBufferHigh;
-    const fits = this.#unackedBytes === 0 || this.#unackedBytes + body.length <= high;
-    if (this.#waiting.length > 0 || !fits) {
-      if (this.#waitingBytes + body.length > high) {
-        delivery.reject(
-          new QuicwireError(
-            'ERR_FLOW_CONTROL_PAUSED',
-            `${this.peer} is not reading fast enough: ${this.#unackedBytes + this.#waitingBytes} bytes already wait (sendBufferHigh ${high})`,
-          ),
-        );
-        return;
-      }
-      // A raw body is the caller's buffer, which it may reuse once send returns.
-      this.#waiting.push({ body: this.encoding === 'raw' ? body.slice() : body, delivery });
-      this.#waitingBytes += body.length;
-      return;
-    }
-    this.#sendNow(body, delivery);
-  }
-
-  #sendNow(body: Uint8Array, delivery: Delivery): void {
-    this.#unackedBytes += body.length;
-    this.#pendBytes.push(body.length);
-    this.#pendDelivery.push(delivery);
+    this.#pending.push(delivery);
     this.#hub.queue(Op.Message, this.id, 0, body, 0, this.#handedOff);
-  }
-
-  #compactPending(): void {
-    if (this.#pendHead === this.#pendBytes.length) {
-      this.#pendBytes.length = 0;
-      this.#pendDelivery.length = 0;
-      this.#pendHead = 0;
-    }
   }
 
   /** The engine says the peer has `delivered` of our messages. */
   acked(delivered: number): void {
-    const bytes = this.#sentBytes;
-    const deliveries = this.#sentDelivery;
-    let head = this.#sentHead;
-    // The entry at index i has seq #queued - (length - 1 - i).
-    const end = Math.min(bytes.length, bytes.length - (this.#queued - delivered));
-    while (head < end) {
-      this.#unackedBytes -= bytes[head] as number;
-      const d = deliveries[head] as Delivery;
+    // The oldest entry of #sent has seq #queued - (length - 1).
+    for (let n = this.#sent.length - (this.#queued - delivered); n > 0; n--) {
+      const d = this.#sent.shift() as Delivery;
       d.remaining -= 1;
       if (d.remaining === 0) d.resolve();
-      head++;
-    }
-    if (head === bytes.length) {
-      bytes.length = 0;
-      deliveries.length = 0;
-      head = 0;
-    } else if (head > 1024 && head * 2 > bytes.length) {
-      this.#sentBytes = bytes.slice(head);
-      this.#sentDelivery = deliveries.slice(head);
-      head = 0;
-    }
-    this.#sentHead = head;
-    if (this.#waiting.length > 0) this.#releaseWaiting();
-  }
-
-  #releaseWaiting(): void {
-    const high = this.#owner.sendBufferHigh;
-    while (this.#waiting.length > 0) {
-      const next = this.#waiting[0] as { body: Uint8Array; delivery: Delivery };
-      if (this.#unackedBytes > 0 && this.#unackedBytes + next.body.length > high) return;
-      this.#waiting.shift();
-      this.#waitingBytes -= next.body.length;
-      this.#sendNow(next.body, next.delivery);
     }
   }
 
@@ -307,16 +230,6 @@ export class Connection implements AsyncIterable<unknown> {
     } else {
       this.#inbox.push(item);
     }
-  }
-
-  #takeReceived(): Received | undefined {
-    if (this.#inboxHead >= this.#inbox.length) return undefined;
-    const item = this.#inbox[this.#inboxHead++];
-    if (this.#inboxHead > 1024 && this.#inboxHead * 2 > this.#inbox.length) {
-      this.#inbox = this.#inbox.slice(this.#inboxHead);
-      this.#inboxHead = 0;
-    }
-    return item;
   }
 
   /** What became of an answer: the owner hears of one that could not be sent. */
@@ -381,14 +294,7 @@ export class Connection implements AsyncIterable<unknown> {
       new QuicwireError('ERR_CONNECTION_CLOSED', `${closed.message}; ${what} may not have been delivered`, {
         cause: reason,
       });
-    for (let i = this.#sentHead; i < this.#sentDelivery.length; i++) {
-      (this.#sentDelivery[i] as Delivery).reject(undelivered('message'));
-    }
-    this.#sentBytes = [];
-    this.#sentDelivery = [];
-    this.#sentHead = 0;
-    for (const w of this.#waiting) w.delivery.reject(undelivered('message'));
-    this.#waiting = [];
+    for (const d of this.#sent.drain()) d.reject(undelivered('message'));
     for (const r of this.#receivers) {
       if (r.timer) clearTimeout(r.timer);
       r.reject(closed);

@@ -10,7 +10,6 @@ export type ErrorHandler = (error: QuicwireError, connection: Connection) => voi
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
-  abstract readonly sendBufferHigh: number;
   #messageHandler: MessageHandler | undefined;
   #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;

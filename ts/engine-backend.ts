@@ -1,15 +1,15 @@
 // The backend over quicwire's sans-IO engine (crates/quicwire-engine), whichever shell runs
 // it: the napi addon (native: the engine drives its own socket and timer from Node's event
 // loop, ts/native.ts) or WebAssembly (the platform's datagrams and timers, ts/wasm.ts). Both
-// expose the same engine API; this routes ops to the engine of their connection, turns
-// handshakes into promises, and hands event batches to the hub.
+// expose the same engine API (ts/shell.ts); this routes ops to the engine of their
+// connection, turns handshakes into promises (ts/slot.ts), and hands event batches to the
+// hub, large bodies lent where a handler borrows them (ts/lending.ts).
 
 import type {
   ConnectionInfo,
   Engine,
   EngineClientOptions,
   EngineServerOptions,
-  EngineTransportOptions,
   EventBatch,
   ServerInfo,
   WriteFailure,
@@ -17,96 +17,16 @@ import type {
 import { eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
+import { Lender } from './lending.js';
 import { ipFamily, soon, unref } from './platform.js';
-import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
-
-/** One endpoint (a client or a server) as both shells expose it. */
-export interface ShellEngine {
-  connect(host: string, port: number, addr: string): number;
-  disconnect(connection: number): void;
-  goAway(): void;
-  serving(): number;
-  closeAll(reason: string): void;
-  stats(): string;
-  acknowledge(receipts: Float64Array): void;
-  /** Events since the last call, or nothing when there are none. Their bytes, when small,
-   *  follow the words in the same buffer (`words.buffer` from `words.byteLength` on). */
-  takeEvents(): Float64Array | null | undefined;
-  /** The bytes of the last batch when they were too large to travel with its words. */
-  takeEventData(): Uint8Array;
-  /** The batch's large bodies, which events name by negative offsets. */
-  takeEventBodies(): Uint8Array[];
-  /** Copies them into `into`, one after another; the bytes they take (when more than
-   *  `into` holds, nothing was copied). */
-  copyEventBodies(into: Uint8Array): number;
-  /** The failed ops, if any: their indices, error code numbers and messages. */
-  write(
-    data: Uint8Array,
-    ops: Float64Array,
-  ): { ops: ArrayLike<number>; codes: ArrayLike<number>; messages: string[] } | undefined | null;
-}
-
-/** A shell's module: its engine constructors and helpers. */
-export interface Shell<E extends ShellEngine = ShellEngine> {
-  Engine: {
-    client(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): E;
-    server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
-  };
-  /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */
-  sendBuffer?(size: number): Uint8Array;
-  generateDevCert(names: string[]): { cert: string; key: string };
-  poolKey(host: string, port: number): string;
-}
-
-/** How one engine meets the network. */
-export interface EngineIo {
-  /** Binds its socket for an address family (once; later calls get the same); its port. */
-  socket(family: 4 | 6, host: string | undefined, port: number): Promise<number>;
-  /** After every engine call: sends what the engine has and follows its timer; whether
-   *  events may wait (false only when the engine said there are none). */
-  step(): boolean;
-  /** Closes its sockets and timer. */
-  close(): void;
-}
-
-/** Makes the I/O for an engine; `afterIo` is to be called, outside any other JS call, once
- *  datagrams or a timer moved the engine (and `step` ran), with its events (`takeEvents`). */
-export type IoFactory<E> = (
-  engine: E,
-  afterIo: (events: Float64Array | null | undefined) => void,
-) => EngineIo;
+import { failures, type IoFactory, positional, type Shell, type ShellEngine } from './shell.js';
+import { Slot } from './slot.js';
+import { type EngineFigures, poolStats, serverStats } from './stats.js';
+import type { DevCert, PoolStats, ServerStats } from './types.js';
 
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
-/** Lent bodies go in a buffer of at least LEND_MIN bytes, reused batch after batch; a
- *  batch whose lent bodies take more than LEND_MAX (a default sendBufferHigh: what a peer
- *  sends before it waits for delivery) gets buffers of its own. At most LEND_SPARE
- *  buffers wait for reuse, so what is kept stays bounded. */
-const LEND_MIN = 1 << 20;
-const LEND_MAX = 8 << 20;
-const LEND_SPARE = 2;
-
-/** Options as the engine takes them: numbers in the order `names` gives (NaN: the default). */
-function positional<K extends string>(
-  names: readonly K[],
-  options: { [key in K]?: number | boolean },
-): Float64Array {
-  return Float64Array.from(names, (name) => Number(options[name] ?? Number.NaN));
-}
-
-/** The failures a shell reported, as QuicwireErrors. */
-function failures(
-  failed: ReturnType<ShellEngine['write']>,
-  index: (op: number) => number = (op) => op,
-): WriteFailure[] {
-  if (!failed) return [];
-  return Array.from(failed.ops, (op, k) => ({
-    op: index(op),
-    error: new QuicwireError(codeOf(failed.codes[k] as number), failed.messages[k] as string),
-  }));
-}
-
 /** An event batch waiting for the hub, or handed to it. */
 interface Queued<E extends ShellEngine> {
   batch: EventBatch;
@@ -115,28 +35,6 @@ interface Queued<E extends ShellEngine> {
   receipts: number[];
   /** The buffer its lent bodies are in, reused once the batch is dispatched. */
   lentIn: Uint8Array | undefined;
-}
-
-interface Waiter {
-  resolve(info: ConnectionInfo): void;
-  reject(err: QuicwireError): void;
-}
-
-/** One engine (a client or a server) with its I/O. */
-class Slot<E extends ShellEngine> {
-  io!: EngineIo;
-  readonly ready = new Map<number, ConnectionInfo>();
-  readonly waiters = new Map<number, Waiter[]>();
-  /** Resolved once no request is being served (graceful close). */
-  drained: (() => void) | undefined;
-  closed = false;
-  /** A step is scheduled for after the current task (coalesced writes). */
-  stepSoon = false;
-
-  constructor(
-    readonly id: number,
-    readonly engine: E,
-  ) {}
 }
 
 export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engine {
@@ -156,8 +54,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   #batches: Queued<E>[] = [];
   /** The batch the hub took last: its messages are acknowledged when it asks again. */
   #handed: Queued<E> | undefined;
-  /** Buffers for lent bodies that no batch uses now. */
-  #spare: Uint8Array[] = [];
+  readonly #lender = new Lender();
   #notifyScheduled = false;
 
   constructor(
@@ -186,7 +83,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   takeEvents(): EventBatch | null {
     const handed = this.#handed;
     this.#handed = undefined;
-    if (handed?.lentIn && this.#spare.length < LEND_SPARE) this.#spare.push(handed.lentIn);
+    if (handed?.lentIn) this.#lender.giveBack(handed.lentIn);
     if (handed && handed.receipts.length > 0 && !handed.slot.closed) {
       handed.slot.engine.acknowledge(Float64Array.from(handed.receipts));
       this.#step(handed.slot, false); // the hub is taking events now
@@ -295,13 +192,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const id = this.#call(() => slot.engine.connect(host, port, addr));
     this.#routes.set(id, slot);
     this.#step(slot);
-    const ready = slot.ready.get(id);
-    if (ready) return ready;
-    return new Promise((resolve, reject) => {
-      const list = slot.waiters.get(id) ?? [];
-      list.push({ resolve, reject });
-      slot.waiters.set(id, list);
-    });
+    return slot.handshake(id);
   }
 
   disconnect(connection: number): void {
@@ -312,18 +203,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   poolStats(client: number): Omit<PoolStats, 'answersFailed'> {
-    const s = this.#stats(this.#slot(client));
-    const idle = s.connections.filter((c) => c.idle).length;
-    return {
-      active: s.connections.length - idle,
-      idle,
-      created: s.created,
-      reused: s.reused,
-      evicted: s.evicted,
-      failed: s.failed,
-      totals: s.totals,
-      connections: s.connections.map(({ idle: _, ...c }) => c).sort((a, b) => a.peer.localeCompare(b.peer)),
-    };
+    return poolStats(this.#figures(this.#slot(client)));
   }
 
   async closeClient(client: number): Promise<void> {
@@ -363,15 +243,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
   }
 
   serverStats(server: number): Omit<ServerStats, 'answersFailed'> {
-    const s = this.#stats(this.#slot(server));
-    return {
-      connections: s.connections.length,
-      accepted: s.accepted,
-      rejected: s.rejected,
-      refused: s.refused,
-      retried: s.retried,
-      totals: s.totals,
-    };
+    return serverStats(this.#figures(this.#slot(server)));
   }
 
   async closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void> {
@@ -409,19 +281,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
   }
 
-  #stats(slot: Slot<E>) {
-    return JSON.parse(slot.engine.stats()) as {
-      created: number;
-      reused: number;
-      evicted: number;
-      failed: number;
-      accepted: number;
-      rejected: number;
-      refused: number;
-      retried: number;
-      totals: ConnectionStats;
-      connections: (ConnectionStats & { idle: boolean })[];
-    };
+  #figures(slot: Slot<E>): EngineFigures {
+    return JSON.parse(slot.engine.stats()) as EngineFigures;
   }
 
   /** One step after the current task for all the writes in it: 64 KiB messages written one
@@ -490,49 +351,19 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
         const info = { id, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
         this.#routes.set(id, slot);
-        slot.ready.set(id, info);
-        for (const w of slot.waiters.get(id) ?? []) w.resolve(info);
-        slot.waiters.delete(id);
+        slot.connected(id, info);
       } else if (kind === Event.Closed) {
         this.#routes.delete(id);
-        slot.ready.delete(id);
-        const waiting = slot.waiters.get(id);
-        if (waiting) {
-          const err = new QuicwireError(codeOf(meta[i + 3] as number), text.decode(eventBody(batch, i)));
-          for (const w of waiting) w.reject(err);
-          slot.waiters.delete(id);
-        }
+        slot.disconnected(
+          id,
+          () => new QuicwireError(codeOf(meta[i + 3] as number), text.decode(eventBody(batch, i))),
+        );
       }
     }
-    const lentIn = lend > 0 && batch.bodies === NO_BODIES ? this.#lend(slot, batch, lend) : undefined;
+    const lentIn =
+      lend > 0 && batch.bodies === NO_BODIES ? this.#lender.lend(slot.engine, batch, lend) : undefined;
     this.#batches.push({ batch, slot, receipts, lentIn });
     return true;
-  }
-
-  /** Copies the batch's large bodies (`bytes` in all) into a reused buffer, which it
-   *  returns, and makes them views of it; or gives them buffers of their own when they
-   *  are too large to lend. */
-  #lend(slot: Slot<E>, batch: EventBatch, bytes: number): Uint8Array | undefined {
-    if (bytes > LEND_MAX) {
-      batch.bodies = slot.engine.takeEventBodies();
-      return undefined;
-    }
-    let into = this.#spare.pop();
-    if (!into || into.length < bytes) {
-      into = new Uint8Array(Math.max(LEND_MIN, 2 ** Math.ceil(Math.log2(bytes))));
-    }
-    slot.engine.copyEventBodies(into); // fits: `bytes` is what they take
-    const { meta } = batch;
-    const bodies: Uint8Array[] = [];
-    for (let i = 0, at = 0; i < meta.length; i += EVENT_WORDS) {
-      if ((meta[i + 5] as number) >= 0) continue;
-      const length = meta[i + 6] as number;
-      bodies.push(into.subarray(at, at + length));
-      at += length;
-    }
-    batch.bodies = bodies;
-    batch.lent = true;
-    return into;
   }
 
   #shutdown(slot: Slot<E>): void {

@@ -8,9 +8,10 @@
 import { createRequire } from 'node:module';
 import type * as AddonModule from '../crates/quicwire-node/index.js';
 import type { Engine } from './engine.js';
-import { EngineBackend, type EngineIo, type Shell, type ShellEngine } from './engine-backend.js';
+import { EngineBackend } from './engine-backend.js';
 import { fromEngine, QuicwireError } from './errors.js';
 import { platform } from './platform.js';
+import type { EngineIo, Shell, ShellEngine } from './shell.js';
 
 /** The addon's exports, as napi-rs generated them: the engine API as functions over an
  *  engine handle, plus its own socket and timer. */

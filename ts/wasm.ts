@@ -1,36 +1,97 @@
 // The wasm backend: the engine from pkg/ (crates/quicwire-wasm) driven over the platform's
-// datagram network (UDP in Node, memory in a browser) and its timers. Every datagram
-// received in a tick enters wasm in one call, all transmits come back in one call, and one
-// timer follows the engine's next deadline.
+// datagram network (UDP in Node, memory in a browser) and the network's clock. Every
+// datagram received in a tick enters wasm in one call, all transmits come back in one call,
+// and one timer follows the engine's next deadline.
 
 import type * as Wasm from '../pkg/quicwire_wasm.js';
-import { concat, EngineBackend, type EngineIo, type Shell } from './engine-backend.js';
+import { concat, EngineBackend } from './engine-backend.js';
 import { QuicwireError } from './errors.js';
 import {
+  type Clock,
   type DatagramNetwork,
   type DatagramSocket,
   platform,
+  realClock,
   soon,
-  unref,
   type WasmInput,
 } from './platform.js';
+import type { EngineIo, Shell, ShellEngine } from './shell.js';
 
 type WasmModule = typeof Wasm;
+
+/** A wasm engine as the shared engine API, with the time from its network's clock. */
+class WasmEngine implements ShellEngine {
+  constructor(
+    readonly raw: Wasm.Engine,
+    readonly clock: Clock,
+  ) {}
+  connect(host: string, port: number, addr: string): number {
+    return this.raw.connect(this.clock.now(), host, port, addr);
+  }
+  disconnect(connection: number): void {
+    this.raw.disconnect(this.clock.now(), connection);
+  }
+  goAway(): void {
+    this.raw.goAway(this.clock.now());
+  }
+  serving(): number {
+    return this.raw.serving();
+  }
+  closeAll(reason: string): void {
+    this.raw.closeAll(this.clock.now(), reason);
+  }
+  stats(): string {
+    return this.raw.stats();
+  }
+  acknowledge(receipts: Float64Array): void {
+    this.raw.acknowledge(this.clock.now(), receipts);
+  }
+  takeEvents(): Float64Array | undefined {
+    return this.raw.takeEvents();
+  }
+  takeEventData(): Uint8Array {
+    return this.raw.takeEventData();
+  }
+  takeEventBodies(): Uint8Array[] {
+    return this.raw.takeEventBodies();
+  }
+  copyEventBodies(into: Uint8Array): number {
+    return this.raw.copyEventBodies(into);
+  }
+  write(data: Uint8Array, ops: Float64Array): ReturnType<ShellEngine['write']> {
+    return this.raw.write(this.clock.now(), data, ops);
+  }
+}
+
+/** The wasm module as a shell of the shared engine backend, on `clock`. */
+function shell(wasm: WasmModule, clock: Clock): Shell<WasmEngine> {
+  return {
+    Engine: {
+      client: (...args) => new WasmEngine(wasm.Engine.client(clock.now(), ...args), clock),
+      server: (...args) => new WasmEngine(wasm.Engine.server(clock.now(), ...args), clock),
+    },
+    generateDevCert: (names) => wasm.generateDevCert(names),
+    poolKey: (host, port) => wasm.poolKey(host, port),
+  };
+}
 
 /** One wasm engine's sockets (one per address family, bound on first use) and timer. */
 class JsIo implements EngineIo {
   readonly #sockets: { 4?: Promise<DatagramSocket>; 6?: Promise<DatagramSocket> } = {};
   readonly #bound: { 4?: DatagramSocket; 6?: DatagramSocket } = {};
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #clock: Clock;
+  #timer: unknown;
   #inbox: { chunks: Uint8Array[]; lens: number[]; addrs: string[] } = { chunks: [], lens: [], addrs: [] };
   #receiving = false;
   #closed = false;
 
   constructor(
-    readonly engine: Wasm.Engine,
+    readonly engine: WasmEngine,
     readonly network: DatagramNetwork,
     readonly afterIo: (events: Float64Array | null | undefined) => void,
-  ) {}
+  ) {
+    this.#clock = engine.clock;
+  }
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
     this.#sockets[family] ??= this.network
@@ -58,7 +119,8 @@ class JsIo implements EngineIo {
     if (this.#closed || lens.length === 0) return;
     this.#inbox = { chunks: [], lens: [], addrs: [] };
     // Traffic streaming in: its ACKs first, if the engine says so (as in the native driver).
-    if (this.engine.receive(concat(chunks), Uint32Array.from(lens), addrs)) this.step();
+    const now = this.#clock.now();
+    if (this.engine.raw.receive(now, concat(chunks), Uint32Array.from(lens), addrs)) this.step();
     this.#afterIo();
   }
 
@@ -71,7 +133,8 @@ class JsIo implements EngineIo {
 
   step(): boolean {
     if (this.#closed) return false;
-    const { data, lens, addrs } = this.engine.transmits();
+    const clock = this.#clock;
+    const { data, lens, addrs } = this.engine.raw.transmits(clock.now());
     let offset = 0;
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i] as number;
@@ -79,28 +142,27 @@ class JsIo implements EngineIo {
       this.#bound[to.startsWith('[') ? 6 : 4]?.send(data.subarray(offset, offset + len), to);
       offset += len;
     }
-    clearTimeout(this.#timer);
-    const ms = this.engine.nextTimeoutMs();
-    if (ms >= 0) {
-      this.#timer = setTimeout(() => {
+    clock.clearTimeout(this.#timer);
+    const deadline = this.engine.raw.nextDeadlineMs();
+    if (deadline >= 0) {
+      this.#timer = clock.setTimeout(() => {
         if (this.#closed) return;
-        this.engine.onTimeout();
+        this.engine.raw.onTimeout(clock.now());
         this.#afterIo();
-      }, ms);
-      unref(this.#timer);
+      }, deadline - clock.now());
     }
     return true;
   }
 
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#bound[4]?.close();
     this.#bound[6]?.close();
   }
 }
 
-export type WasmBackend = EngineBackend<Wasm.Engine>;
+export type WasmBackend = EngineBackend<WasmEngine>;
 
 let loading: Promise<WasmBackend> | undefined;
 
@@ -111,9 +173,9 @@ export function loadWasm(input?: WasmInput, network?: DatagramNetwork): Promise<
       const wasm = (await import('../pkg/quicwire_wasm.js')) as WasmModule;
       await wasm.default({ module_or_path: await platform().wasmSource(input) });
       const net = network ?? platform().network;
-      return new EngineBackend<Wasm.Engine>(
+      return new EngineBackend<WasmEngine>(
         'wasm',
-        wasm as unknown as Shell<Wasm.Engine>,
+        shell(wasm, net.clock ?? realClock),
         (engine, afterIo) => new JsIo(engine, net, afterIo),
         (host) => net.resolve(host),
       );

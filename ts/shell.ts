@@ -1,0 +1,83 @@
+// The contract between the engine backend (ts/engine-backend.ts) and a shell of the engine:
+// the napi addon (ts/native.ts) or the wasm module (ts/wasm.ts). A shell speaks the engine's
+// batched layout (ts/layout.ts, generated from quicwire_engine::abi); this file says what it
+// offers and turns its positional options and failures into the facade's shapes.
+
+import type { WriteFailure } from './engine.js';
+import { codeOf, QuicwireError } from './errors.js';
+
+/** One endpoint (a client or a server) as both shells expose it. */
+export interface ShellEngine {
+  connect(host: string, port: number, addr: string): number;
+  disconnect(connection: number): void;
+  goAway(): void;
+  serving(): number;
+  closeAll(reason: string): void;
+  stats(): string;
+  acknowledge(receipts: Float64Array): void;
+  /** Events since the last call, or nothing when there are none. Their bytes, when small,
+   *  follow the words in the same buffer (`words.buffer` from `words.byteLength` on). */
+  takeEvents(): Float64Array | null | undefined;
+  /** The bytes of the last batch when they were too large to travel with its words. */
+  takeEventData(): Uint8Array;
+  /** The batch's large bodies, which events name by negative offsets. */
+  takeEventBodies(): Uint8Array[];
+  /** Copies them into `into`, one after another; the bytes they take (when more than
+   *  `into` holds, nothing was copied). */
+  copyEventBodies(into: Uint8Array): number;
+  /** The failed ops, if any: their indices, error code numbers and messages. */
+  write(
+    data: Uint8Array,
+    ops: Float64Array,
+  ): { ops: ArrayLike<number>; codes: ArrayLike<number>; messages: string[] } | undefined | null;
+}
+
+/** A shell's module: its engine constructors and helpers. */
+export interface Shell<E extends ShellEngine = ShellEngine> {
+  Engine: {
+    client(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): E;
+    server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
+  };
+  /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */
+  sendBuffer?(size: number): Uint8Array;
+  generateDevCert(names: string[]): { cert: string; key: string };
+  poolKey(host: string, port: number): string;
+}
+
+/** How one engine meets the network. */
+export interface EngineIo {
+  /** Binds its socket for an address family (once; later calls get the same); its port. */
+  socket(family: 4 | 6, host: string | undefined, port: number): Promise<number>;
+  /** After every engine call: sends what the engine has and follows its timer; whether
+   *  events may wait (false only when the engine said there are none). */
+  step(): boolean;
+  /** Closes its sockets and timer. */
+  close(): void;
+}
+
+/** Makes the I/O for an engine; `afterIo` is to be called, outside any other JS call, once
+ *  datagrams or a timer moved the engine (and `step` ran), with its events (`takeEvents`). */
+export type IoFactory<E> = (
+  engine: E,
+  afterIo: (events: Float64Array | null | undefined) => void,
+) => EngineIo;
+
+/** Options as the engine takes them: numbers in the order `names` gives (NaN: the default). */
+export function positional<K extends string>(
+  names: readonly K[],
+  options: { [key in K]?: number | boolean },
+): Float64Array {
+  return Float64Array.from(names, (name) => Number(options[name] ?? Number.NaN));
+}
+
+/** The failures a shell reported, as QuicwireErrors. */
+export function failures(
+  failed: ReturnType<ShellEngine['write']>,
+  index: (op: number) => number = (op) => op,
+): WriteFailure[] {
+  if (!failed) return [];
+  return Array.from(failed.ops, (op, k) => ({
+    op: index(op),
+    error: new QuicwireError(codeOf(failed.codes[k] as number), failed.messages[k] as string),
+  }));
+}
