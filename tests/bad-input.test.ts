@@ -2,7 +2,6 @@
 
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { fromEngine } from '../ts/errors.js';
 import {
@@ -194,16 +193,20 @@ describe('bad input', () => {
   });
 
   // The native addon turns panics into errors; in wasm (panic=abort) a panic traps the
-  // instance, so this case is native-only.
+  // instance, so this case is native-only. The addon that panics on purpose is a debug
+  // build with test hooks (npm run build:test-addon), loaded beside the shipped one.
   it.runIf(process.env.QUICWIRE_BACKEND === 'native')(
     'a Rust panic is an error in JS, and Node lives on',
     async () => {
       const { server, t, conn } = await connectedPair();
-      const require = createRequire(import.meta.url);
-      const addon = require('../crates/quicwire-node/index.cjs') as { debugPanic(): void };
+      const suffix = { darwin: 'dylib', win32: 'dll' }[process.platform as string] ?? 'so';
+      const prefix = process.platform === 'win32' ? '' : 'lib';
+      const built = new URL(`../target/debug/${prefix}quicwire_node.${suffix}`, import.meta.url);
+      const hooks = { exports: {} as { debugPanic(): void } };
+      process.dlopen(hooks, built.pathname);
       let caught: unknown;
       try {
-        addon.debugPanic();
+        hooks.exports.debugPanic();
       } catch (err) {
         caught = fromEngine(err);
       }

@@ -843,7 +843,6 @@ module.exports.connectionCount = nativeBinding.connectionCount
 module.exports.copyEventBodies = nativeBinding.copyEventBodies
 module.exports.createClient = nativeBinding.createClient
 module.exports.createServer = nativeBinding.createServer
-module.exports.debugPanic = nativeBinding.debugPanic
 module.exports.disconnect = nativeBinding.disconnect
 module.exports.flush = nativeBinding.flush
 module.exports.generateDevCert = nativeBinding.generateDevCert

@@ -49,9 +49,6 @@ export declare function createClient(ca: string | undefined | null, insecure: bo
  */
 export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array): number
 
-/** Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives. */
-export declare function debugPanic(): void
-
 export interface DevCert {
   cert: string
   key: string

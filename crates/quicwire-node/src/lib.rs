@@ -91,7 +91,9 @@ pub fn send_buffer(size: u32) -> Result<Uint8Array> {
     })
 }
 
-/// Panics on purpose, so tests can show a Rust panic reaches JS as an error and Node lives.
+/// Panics on purpose, so a test can show a Rust panic reaches JS as an error and Node lives
+/// on (the `test-hooks` build only).
+#[cfg(feature = "test-hooks")]
 #[napi(catch_unwind)]
 pub fn debug_panic() {
     panic!("debug_panic called");
