@@ -59,6 +59,15 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Waits until `done()` holds, checking every few ms; fails the test after `limitMs`. */
+export async function eventually(done: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const end = performance.now() + limitMs;
+  while (!done()) {
+    if (performance.now() > end) throw new Error(`${what}: not within ${limitMs} ms`);
+    await sleep(5);
+  }
+}
+
 /** Asserts `promise` rejects with a QuicwireError of `code`; returns it. */
 export async function rejectsWith(promise: Promise<unknown>, code: string): Promise<QuicwireError> {
   const err = await promise.then(

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { MemoryNetwork, type QuicwireError } from '../ts/index.js';
-import { echoServer, rejectsWith, sleep, transport } from './helpers.js';
+import { echoServer, eventually, rejectsWith, sleep, transport } from './helpers.js';
 
 /** Resolves with the first error `onError` hears of. */
 function nextError(endpoint: { onError(h: (e: QuicwireError) => void): unknown }): Promise<QuicwireError> {
@@ -60,9 +60,9 @@ describe('an answer that cannot be sent', () => {
     const conn = await t.connect('127.0.0.1', server.port);
     const pending = t.request(conn, 'late');
     pending.catch(() => {});
-    while (server.stats().totals.requestsIn === 0) await sleep(5);
+    await eventually(() => server.stats().totals.requestsIn > 0, 'the request reached the server');
     await t.disconnect(conn);
-    while (server.peers().length > 0) await sleep(5);
+    await eventually(() => server.peers().length === 0, 'the server saw the disconnect');
     release();
     const err = await failed;
     expect(err.code).toBe('ERR_CONNECTION_CLOSED');
@@ -96,7 +96,7 @@ describe('an answer that cannot be sent', () => {
       for (let i = 0; i < 2; i++) {
         await rejectsWith(t.request(conn, { sleepMs: 150 }, { timeoutMs: 20 }), 'ERR_TIMEOUT');
       }
-      while (server.stats().answersFailed < 2) await sleep(10);
+      await eventually(() => server.stats().answersFailed >= 2, 'both answers failed');
       await sleep(10);
       expect(warnings).toHaveLength(1);
       expect(warnings[0]?.message).toMatch(/could not be sent/);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
-import { connectedPair, echoServer, rejectsWith, sleep, transport } from './helpers.js';
+import { connectedPair, echoServer, eventually, rejectsWith, transport } from './helpers.js';
 
 /** An echo server and a raw-encoding client connected to it, both taking bodies up to `max`. */
 function rawPair(max: number) {
@@ -56,9 +56,9 @@ describe('messaging', () => {
     const a = transport().onRequest((m) => ({ answeredBy: 'a', m }));
     const b = transport();
     const ca = await a.connect('127.0.0.1', server.port);
-    while (seen.length < 1) await sleep(5);
+    await eventually(() => seen.length >= 1, 'the first message');
     const cb = await b.connect('127.0.0.1', server.port);
-    while (seen.length < 2) await sleep(5);
+    await eventually(() => seen.length >= 2, 'the second message');
     const [peerA, peerB] = seen as [Connection, Connection];
     expect(server.peers()).toHaveLength(2);
     await server.broadcast({ hello: 'all' });
