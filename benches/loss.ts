@@ -6,12 +6,12 @@
 //
 //   npm run bench:loss -- [--quick] [--runs N] [--loss 0,2,5] [--only name,name]
 //
-// Writes benches/results/loss.json and the README's loss table (--quick: loss-quick.json only).
+// Writes benches/results/loss.json and the loss table of docs/BENCHMARKS.md (--quick: loss-quick.json only).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { lossyLink, lossyLinkUnavailable } from '../tests/lossy-link.js';
-import { machine, medians, runOnce, versions, writeReadmeBlock } from './harness.js';
+import { machine, medians, runOnce, versions, writeBlock } from './harness.js';
 import type { Figures } from './scenarios.js';
 
 const { values: args } = parseArgs({
@@ -74,14 +74,14 @@ mkdirSync(`${here}results`, { recursive: true });
 const out = `${here}results/${quick ? 'loss-quick' : 'loss'}.json`;
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
 console.log(`wrote ${out}`);
-if (!quick) writeReadme();
+if (!quick) writeTable();
 process.exit(0);
 
-/** Replaces the README's loss block (between the loss markers) with this run's table. */
-function writeReadme(): void {
+/** Replaces docs/BENCHMARKS.md's loss block (between the loss markers) with this run's table. */
+function writeTable(): void {
   const ms = (us: number | undefined) => (us === undefined ? '-' : (us / 1000).toFixed(2));
   const tlsAt = (loss: number) => rows.find((r) => r.loss === loss && r.name === 'node-tls')?.median;
-  writeReadmeBlock('loss', 'npm run bench:loss', [
+  writeBlock('docs/BENCHMARKS.md', 'loss', 'npm run bench:loss', [
     `Measured with \`${report.command}\` on ${report.machine.cpus} × ${report.machine.cpu}, Node ${report.machine.node}, ${report.date.slice(0, 10)}: median of ${runs} runs. Every figure: \`benches/results/loss.json\`.`,
     '',
     '| loss each way | transport | req/s | p50 ms | p99 ms | p99 vs node-tls |',
@@ -92,5 +92,5 @@ function writeReadme(): void {
       return `| ${loss} % | ${name} | ${Math.round(m.requestsPerSec ?? 0).toLocaleString('en-US')} | ${ms(m.p50us)} | ${ms(m.p99us)} | ${ratio} |`;
     }),
   ]);
-  console.log('wrote the loss table in README.md');
+  console.log('wrote the loss table in docs/BENCHMARKS.md');
 }

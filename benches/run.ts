@@ -2,7 +2,7 @@
 // own process on 127.0.0.1, 3 runs each, medians kept, and quinn alone in Rust (quinn-ceiling)
 // through the bulk and small scenarios in the same layout. Writes benches/results/latest.json
 // and one SVG chart per scenario under docs/, prints the table and the targets met or missed,
-// and puts both in the README's generated block.
+// and puts the table in the README and the targets in docs/BENCHMARKS.md.
 //
 //   npm run bench -- [--quick] [--runs N] [--only name,name] [--scenarios a,b]
 //                    [--node-flags='--flag ...'] [--report]
@@ -10,8 +10,8 @@
 // --quick runs every scenario for a moment (CI: the harness must not rot) and writes
 // benches/results/quick.json instead; a run narrowed by --only or --scenarios, or given
 // --node-flags for every server's and client's node, writes benches/results/partial.json
-// and leaves the charts and README alone. --report re-renders the table, the charts and the
-// README block from benches/results/latest.json without measuring.
+// and leaves the charts and docs alone. --report re-renders the tables and the charts from
+// benches/results/latest.json without measuring.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
@@ -23,7 +23,7 @@ import {
   runCeiling,
   runOnce,
   machine as thisMachine,
-  writeReadmeBlock,
+  writeBlock,
 } from './harness.js';
 import type { Figures } from './scenarios.js';
 import { transports } from './transports.js';
@@ -85,7 +85,7 @@ const SCENARIOS = {
 } as const;
 type Scenario = keyof typeof SCENARIOS;
 
-/** One of issue 5's targets: `who`'s figure in `scenario` against `against`'s in the same run
+/** A target: `who`'s figure in `scenario` against `against`'s in the same run
  *  (or, without `against`, the figure itself) must be at least (≥) or at most (≤) `limit`. */
 type Target = [
   who: string,
@@ -227,7 +227,7 @@ for (const scenario of report.scenarios) {
 }
 
 const targets = assess();
-console.log('\nTargets (issue 5), as ratios in this run:');
+console.log('\nTargets, as ratios in this run:');
 const width = Math.max(0, ...targets.map((t) => t.label.length));
 for (const t of targets) console.log(`  ${t.met} ${t.label.padEnd(width)}  ${t.ratio}`);
 
@@ -245,8 +245,8 @@ if (!report.quick && !(partial && !args.report)) {
     const note = `${report.command} · ${where} · median of ${report.runs} · ${report.date.slice(0, 10)}`;
     writeFileSync(`${root}docs/bench-${scenario}.svg`, barChart(title, unit, bars, note));
   }
-  writeReadme();
-  console.log('wrote docs/bench-*.svg and the Performance table in README.md');
+  writeTables();
+  console.log('wrote docs/bench-*.svg, the table in README.md and the targets in docs/BENCHMARKS.md');
 }
 process.exit(0);
 
@@ -273,8 +273,8 @@ function assess() {
   );
 }
 
-/** Replaces the README's generated block (between the bench markers) with this run's table. */
-function writeReadme(): void {
+/** The README's table and docs/BENCHMARKS.md's targets, from this run. */
+function writeTables(): void {
   const cols: [Scenario, string, string][] = [
     ['bulk', 'mbPerSec', 'bulk MB/s'],
     ['small', 'messagesPerSec', '64 B msgs/s'],
@@ -291,19 +291,20 @@ function writeReadme(): void {
   const versions = Object.entries(report.versions)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  writeReadmeBlock('bench', 'npm run bench', [
-    `Measured with \`${report.command}\` on ${where}, ${machine.memoryGiB} GiB, ${machine.os}, ${report.date.slice(0, 10)}: median of ${report.runs} runs, server and client in their own processes on 127.0.0.1. Versions: ${versions}. Every figure: \`benches/results/latest.json\`.`,
+  writeBlock('README.md', 'bench', 'npm run bench', [
+    `Measured with \`${report.command}\` on ${where}, ${machine.memoryGiB} GiB, ${machine.os}: median of ${report.runs} runs, server and client in their own processes on 127.0.0.1. Versions: ${versions}. Every figure: \`benches/results/latest.json\`.`,
     '',
     `| transport | ${shown.map((c) => c[2]).join(' | ')} |`,
     `| --- | ${shown.map(() => '---:').join(' | ')} |`,
     ...report.names.map((name) => `| ${name} | ${shown.map(([sc, m]) => cell(sc, name, m)).join(' | ')} |`),
-    '',
-    `The targets of issue 5, as ratios in this run (${CEILING}: quinn alone in Rust, no JS, two processes; \`crates/quicwire/examples/ceiling.rs\`):`,
+  ]);
+  writeBlock('docs/BENCHMARKS.md', 'targets', 'npm run bench', [
+    `The targets, as ratios in the run of \`benches/results/latest.json\` (${report.date.slice(0, 10)}; ${CEILING}: quinn alone in Rust, no JS, two processes):`,
     '',
     '| target | figure | against | ratio | met |',
     '| --- | ---: | ---: | ---: | :---: |',
     ...targets.map((t) => `| ${t.label} | ${t.mine} | ${t.theirs} | ${t.ratio} | ${t.met} |`),
     '',
-    ...report.scenarios.map((sc) => `![${SCENARIOS[sc].title}](docs/bench-${sc}.svg)`),
+    ...report.scenarios.map((sc) => `![${SCENARIOS[sc].title}](bench-${sc}.svg)`),
   ]);
 }

@@ -9,7 +9,33 @@
 //! Both hand incoming traffic to a [`Handler`] ([`event_queue`] makes one that queues
 //! [`Event`]s). Messages go over a long-lived channel stream per connection and direction,
 //! requests over a fresh stream each. To test code over the engine without sockets or
-//! waiting, see `quicwire_engine::sim`.
+//! waiting, see [`engine::sim`].
+//!
+//! ```
+//! use quicwire::{event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Event};
+//! use quicwire::{Server, ServerConfig, ServerTls};
+//!
+//! # #[tokio::main] async fn main() -> quicwire::Result<()> {
+//! let dev = generate_dev_cert(&["localhost".into()])?;
+//! let (handler, mut events) = event_queue();
+//! let tls = ServerTls { cert: dev.cert.clone(), key: dev.key };
+//! let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::new(tls), handler)?;
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.recv().await {
+//!         if let Event::Request(req) = event {
+//!             let echo = req.body().clone();
+//!             let _ = req.respond(Ok(&echo)).await;
+//!         }
+//!     }
+//! });
+//! let (handler, _) = event_queue();
+//! let tls = ClientTls { ca: Some(dev.cert), insecure: false };
+//! let client = Client::new(ClientConfig { tls, ..Default::default() }, handler)?;
+//! let conn = client.connect("localhost", server.local_addr().port()).await?;
+//! conn.send(b"hello").await?; // the server's application has it
+//! assert_eq!(&conn.request(b"ping").await?[..], b"ping");
+//! # Ok(()) }
+//! ```
 
 pub mod client;
 pub mod connection;
