@@ -15,6 +15,8 @@ pub mod quic;
 pub mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "udp")]
+pub mod udp;
 pub mod varint;
 
 pub use admission::{Admission, Decision, ServerLimits};

@@ -402,10 +402,9 @@ impl JsEngine {
                     stream: r[1] as u64,
                     delivered: r[2] as u64,
                 };
-                self.engine.acknowledge_now(id, receipt);
+                self.engine.acknowledge(now, id, receipt);
             }
         }
-        self.engine.flush_calls(now);
     }
 
     /// Carries out a batch of ops; returns the failed ones. Each connection's messages are
@@ -460,7 +459,7 @@ impl JsEngine {
                 op::REQUEST => conn.and_then(|c| {
                     let timeout = (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64));
                     let body = Bytes::copy_from_slice(op.body);
-                    engine.request_now(now, c, op.id as u64, body, timeout)
+                    engine.request(now, c, op.id as u64, body, timeout)
                 }),
                 op::RESPOND | op::RESPOND_ERROR => conn.and_then(|c| {
                     let answer = if op.code == op::RESPOND {
@@ -470,7 +469,7 @@ impl JsEngine {
                         let text = String::from_utf8_lossy(op.body).into_owned();
                         Err(Error::new(code, text))
                     };
-                    engine.respond_now(c, op.id as u64, answer)
+                    engine.respond(now, c, op.id as u64, answer)
                 }),
                 other => Err(Error::new(
                     ErrorCode::Internal,
@@ -488,13 +487,12 @@ impl JsEngine {
             if outbox.is_empty() {
                 continue;
             }
-            if let Err(e) = engine.send_now(now, conn, &mut outbox) {
+            if let Err(e) = engine.send(now, conn, &mut outbox) {
                 for i in indices {
                     fail(i, e.clone());
                 }
             }
         }
-        engine.flush_calls(now);
         failures
     }
 
@@ -516,7 +514,7 @@ impl JsEngine {
     }
 
     /// Whether `take_events` has events to hand out.
-    pub fn has_events(&self) -> bool {
+    pub fn has_events(&mut self) -> bool {
         !self.events.words.is_empty() || self.engine.has_events()
     }
 

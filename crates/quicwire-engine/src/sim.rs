@@ -161,13 +161,7 @@ impl<E: AsMut<Engine>> Network<E> {
     /// deadline) and lets everything due happen; false when nothing is left to happen.
     pub fn step(&mut self) -> bool {
         self.transmit();
-        let landing = self.flights.peek().map(|Reverse(f)| f.0);
-        let deadline = self
-            .nodes
-            .iter_mut()
-            .filter_map(|n| n.engine.as_mut().next_timeout())
-            .min();
-        let Some(next) = landing.into_iter().chain(deadline).min() else {
+        let Some(next) = self.next_instant() else {
             return false;
         };
         self.now = self.now.max(next);
@@ -205,13 +199,7 @@ impl<E: AsMut<Engine>> Network<E> {
         let end = self.now + d;
         loop {
             self.transmit();
-            let landing = self.flights.peek().map(|Reverse(f)| f.0);
-            let deadline = self
-                .nodes
-                .iter_mut()
-                .filter_map(|n| n.engine.as_mut().next_timeout())
-                .min();
-            match landing.into_iter().chain(deadline).min() {
+            match self.next_instant() {
                 Some(next) if next <= end => {
                     self.step();
                 }
@@ -219,6 +207,17 @@ impl<E: AsMut<Engine>> Network<E> {
             }
         }
         self.now = end;
+    }
+
+    /// When something next happens: a datagram lands or an engine's deadline comes.
+    fn next_instant(&mut self) -> Option<Instant> {
+        let landing = self.flights.peek().map(|Reverse(f)| f.0);
+        let deadline = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.engine.as_mut().next_timeout())
+            .min();
+        landing.into_iter().chain(deadline).min()
     }
 
     /// Takes what every engine has to send and puts it on the links.

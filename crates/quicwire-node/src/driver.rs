@@ -12,12 +12,12 @@ use std::rc::{Rc, Weak};
 use bytes::BytesMut;
 use napi::bindgen_prelude::{ArrayBuffer, Float64Array, Float64ArraySlice, Function};
 use napi::Env;
-use quicwire_core::quic::{send_size, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
+use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::udp;
 use quicwire_core::{Error, ErrorCode};
 use quicwire_engine::abi::{JsEngine, LARGE_BODY};
 use quicwire_engine::Instant;
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
-use socket2::{Domain, Protocol, Socket, Type};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 
 use crate::uv::{JsCallback, Poll, RawSocket, Ready, Timer};
 
@@ -55,30 +55,22 @@ impl Endpoint {
     /// Sends a datagram or GSO batch, split where it exceeds one UDP send. On a full socket
     /// it keeps what did not go and watches for room.
     fn send(&mut self, to: SocketAddr, data: &[u8], segment: Option<usize>) -> bool {
-        let mut sent = 0;
-        for contents in data.chunks(send_size(data.len(), segment)) {
-            let transmit = Transmit {
-                destination: to,
-                ecn: None,
-                contents,
-                segment_size: segment.filter(|s| *s < contents.len()),
-                src_ip: None,
-            };
-            match self.state.send(UdpSockRef::from(&self.socket), &transmit) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.blocked = Some(Blocked {
-                        to,
-                        data: data[sent..].to_vec(),
-                        segment,
-                    });
-                    self.poll.watch(true);
-                    return false;
-                }
-                // Other errors are loss, which QUIC recovers from like any other.
-                _ => sent += contents.len(),
+        let (state, socket) = (&self.state, &self.socket);
+        let sent = udp::send(to, data, segment, |transmit| {
+            state.send(UdpSockRef::from(socket), transmit)
+        });
+        match sent {
+            Ok(()) => true,
+            Err(sent) => {
+                self.blocked = Some(Blocked {
+                    to,
+                    data: data[sent..].to_vec(),
+                    segment,
+                });
+                self.poll.watch(true);
+                false
             }
         }
-        true
     }
 
     /// Sends what waited for room; true when nothing waits any more.
@@ -137,7 +129,7 @@ impl Driver {
             )
         };
         let addr = SocketAddr::new(ip, port);
-        let socket = udp_socket(addr).map_err(|e| io("bind", e))?;
+        let socket = udp::bind(addr, false).map_err(|e| io("bind", e))?;
         let state = UdpSocketState::new(UdpSockRef::from(&socket)).map_err(|e| io("set up", e))?;
         let bound = socket.local_addr().map_err(|e| io("read", e))?.port();
         let weak = Rc::downgrade(self);
@@ -311,20 +303,6 @@ fn with(weak: &Weak<Driver>, f: impl FnOnce(&Driver)) {
     if let Some(driver) = weak.upgrade() {
         f(&driver);
     }
-}
-
-/// A non-blocking UDP socket on `addr` with large kernel buffers.
-fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    // Best effort: a smaller buffer still works, only with more loss under bursts.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
 }
 
 #[cfg(unix)]

@@ -4,9 +4,9 @@
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
-use quicwire_core::quic::{send_size, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
-use socket2::{Domain, Protocol, Socket, Type};
+use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::udp;
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 
 /// Datagram slots per receive call.
@@ -24,16 +24,7 @@ impl UdpSocket {
     /// IPv4 hosts; a server's binds exactly what it was told. Must be called within a
     /// tokio runtime.
     pub fn bind(addr: SocketAddr, dual_stack: bool) -> io::Result<UdpSocket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(!dual_stack)?;
-        }
-        // Best effort: a smaller buffer still works, only with more loss under bursts.
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        let std: std::net::UdpSocket = socket.into();
+        let std = udp::bind(addr, dual_stack)?;
         let state = UdpSocketState::new(UdpSockRef::from(&std))?;
         Ok(UdpSocket {
             socket: tokio::net::UdpSocket::from_std(std)?,
@@ -59,25 +50,11 @@ impl UdpSocket {
         data: &[u8],
         segment: Option<usize>,
     ) -> Result<(), usize> {
-        let mut sent = 0;
-        for contents in data.chunks(send_size(data.len(), segment)) {
-            let transmit = Transmit {
-                destination: to,
-                ecn: None,
-                contents,
-                segment_size: segment.filter(|s| *s < contents.len()),
-                src_ip: None,
-            };
-            let result = self.socket.try_io(Interest::WRITABLE, || {
-                self.state.send(UdpSockRef::from(&self.socket), &transmit)
-            });
-            match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(sent),
-                // Other errors are loss, which QUIC recovers from like any other.
-                _ => sent += contents.len(),
-            }
-        }
-        Ok(())
+        udp::send(to, data, segment, |transmit| {
+            self.socket.try_io(Interest::WRITABLE, || {
+                self.state.send(UdpSockRef::from(&self.socket), transmit)
+            })
+        })
     }
 
     /// Waits until the socket may take a send again.

@@ -43,6 +43,7 @@ impl Engine {
         key: &PoolKey,
         remote: SocketAddr,
     ) -> Result<ConnId, Error> {
+        self.at(now);
         let mut config = self
             .client_config
             .clone()
@@ -88,7 +89,6 @@ impl Engine {
         let peer: Arc<str> = key.to_string().into();
         self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
         self.dials.insert(id, (key.clone(), deadline));
-        self.drive(now);
         Ok(id)
     }
 

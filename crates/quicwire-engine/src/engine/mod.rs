@@ -45,6 +45,8 @@ pub struct Engine {
     cfg: TransportConfig,
     params: Params,
     epoch: Instant,
+    /// The latest time a call gave.
+    now: Instant,
     pool: PoolTable<ConnId>,
     /// Handshakes under way: their key and deadline.
     dials: HashMap<ConnId, (PoolKey, Instant)>,
@@ -106,6 +108,7 @@ impl Engine {
             cfg: cfg.clone(),
             params,
             epoch: now,
+            now,
             pool: PoolTable::new(cfg.max_connections),
             dials: HashMap::new(),
             next_sweep: now,
@@ -149,18 +152,7 @@ impl Engine {
     /// Sends an outbox's messages, in order, on connection `id`'s channel stream; the
     /// sequence number of the last, delivered once `Event::Acked` reaches it.
     pub fn send(&mut self, now: Instant, id: ConnId, outbox: &mut Outbox) -> Result<u64, Error> {
-        let seq = self.send_now(now, id, outbox);
-        self.drive(now);
-        seq
-    }
-
-    pub(crate) fn send_now(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        outbox: &mut Outbox,
-    ) -> Result<u64, Error> {
-        let conn = self.moved(id)?;
+        let conn = self.moved(now, id)?;
         conn.session.send(&mut conn.quic, outbox, now)
     }
 
@@ -176,20 +168,7 @@ impl Engine {
         body: Bytes,
         timeout: Option<Duration>,
     ) -> Result<(), Error> {
-        let result = self.request_now(now, id, request, body, timeout);
-        self.drive(now);
-        result
-    }
-
-    pub(crate) fn request_now(
-        &mut self,
-        now: Instant,
-        id: ConnId,
-        request: u64,
-        body: Bytes,
-        timeout: Option<Duration>,
-    ) -> Result<(), Error> {
-        let conn = self.moved(id)?;
+        let conn = self.moved(now, id)?;
         conn.session
             .request(&mut conn.quic, request, body, timeout, now)
     }
@@ -197,9 +176,8 @@ impl Engine {
     /// Gives up request `request` on connection `id`: its stream is reset, and nothing more
     /// is reported of it.
     pub fn cancel_request(&mut self, now: Instant, id: ConnId, request: u64) {
-        if let Ok(conn) = self.moved(id) {
+        if let Ok(conn) = self.moved(now, id) {
             conn.session.cancel(&mut conn.quic, request);
-            self.drive(now);
         }
     }
 
@@ -214,38 +192,22 @@ impl Engine {
         handle: u64,
         answer: Result<&[u8], Error>,
     ) -> Result<(), Error> {
-        let result = self.respond_now(id, handle, answer);
-        self.drive(now);
-        result
-    }
-
-    pub(crate) fn respond_now(
-        &mut self,
-        id: ConnId,
-        handle: u64,
-        answer: Result<&[u8], Error>,
-    ) -> Result<(), Error> {
-        let conn = self.moved(id)?;
+        let conn = self.moved(now, id)?;
         conn.session.respond(&mut conn.quic, handle, answer)
     }
 
     /// Turns down the peer's request `handle` without an answer: its stream is reset, and
     /// the requester gets ERR_STREAM_RESET.
     pub fn reset_request(&mut self, now: Instant, id: ConnId, handle: u64) {
-        if let Ok(conn) = self.moved(id) {
+        if let Ok(conn) = self.moved(now, id) {
             conn.session.reset_request(&mut conn.quic, handle);
-            self.drive(now);
         }
     }
 
     /// The application has the messages `receipt` names: the peer learns they were
     /// delivered.
     pub fn acknowledge(&mut self, now: Instant, id: ConnId, receipt: Receipt) {
-        self.acknowledge_now(id, receipt);
-        self.drive(now);
-    }
-
-    pub(crate) fn acknowledge_now(&mut self, id: ConnId, receipt: Receipt) {
+        self.at(now);
         if let Some(conn) = self.connections.get_mut(&id) {
             conn.session
                 .acknowledge(&mut conn.quic, receipt.stream, receipt.delivered);
@@ -255,18 +217,18 @@ impl Engine {
 
     /// Closes a connection and drops it from the pool (a connection already gone: nothing).
     pub fn disconnect(&mut self, now: Instant, id: ConnId) {
+        self.at(now);
         self.close_conn(now, id, app_code::NO_ERROR, "disconnect");
-        self.drive(now);
     }
 
     /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
     pub fn go_away(&mut self, now: Instant) {
+        self.at(now);
         self.endpoint.set_server_config(None);
         for (&id, conn) in self.connections.iter_mut() {
             conn.session.go_away(&mut conn.quic);
             touch(&mut self.touched, id, conn);
         }
-        self.drive(now);
     }
 
     /// Requests from peers still being read or answered (a graceful close waits for none).
@@ -281,11 +243,11 @@ impl Engine {
         } else {
             app_code::NO_ERROR
         };
+        self.at(now);
         let ids: Vec<ConnId> = self.connections.keys().copied().collect();
         for id in ids {
             self.close_conn(now, id, code, reason);
         }
-        self.drive(now);
     }
 
     /// Connections the engine holds (closing ones too, until their peer has the close).
@@ -341,12 +303,12 @@ impl Engine {
         now: Instant,
         datagrams: impl IntoIterator<Item = (SocketAddr, BytesMut)>,
     ) -> bool {
+        self.at(now);
         let mut count = 0;
         for (remote, datagram) in datagrams {
             self.handle_datagram(now, remote, datagram);
             count += 1;
         }
-        self.drive(now);
         count > 1
     }
 
@@ -360,6 +322,8 @@ impl Engine {
         max_segments: usize,
         mut send: impl FnMut(&[u8], SocketAddr, Option<usize>) -> bool,
     ) {
+        self.at(now);
+        self.drive_pending();
         while let Some((to, datagram)) = self.responses.pop_front() {
             if !send(&datagram, to, None) {
                 return;
@@ -384,6 +348,7 @@ impl Engine {
 
     /// When `on_timeout` is next due, or None when no timer is armed.
     pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.drive_pending();
         self.schedule_unsent();
         let first = self.timers.first().map(|t| t.0);
         first
@@ -395,6 +360,7 @@ impl Engine {
 
     /// Runs the timers that are due.
     pub fn on_timeout(&mut self, now: Instant) {
+        self.at(now);
         let mut expired = Vec::new();
         self.schedule_unsent();
         while let Some(&(deadline, id)) = self.timers.first() {
@@ -418,23 +384,18 @@ impl Engine {
             self.report(now, id, outcome);
         }
         self.expire_dials(now);
-        self.drive(now);
     }
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.drive_pending();
         self.events.pop_front()
     }
 
     /// Whether `poll_event` has events to hand out.
-    pub fn has_events(&self) -> bool {
+    pub fn has_events(&mut self) -> bool {
+        self.drive_pending();
         !self.events.is_empty()
-    }
-
-    /// Lets the connections that calls moved act, and reports what happened (for callers
-    /// of the `*_now` entry points, which leave that to one call after a batch).
-    pub(crate) fn flush_calls(&mut self, now: Instant) {
-        self.drive(now);
     }
 }
 
@@ -461,8 +422,23 @@ impl Engine {
             .ok_or_else(|| Self::closed_error(id))
     }
 
+    /// Takes the time of a call: the latest the engine has been told.
+    fn at(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// Lets the connections that calls and datagrams moved act on it, and reports what
+    /// happened. Calls only move connections; this runs once for all of them, when the
+    /// driver next asks for datagrams, events or the next deadline.
+    fn drive_pending(&mut self) {
+        if !self.touched.is_empty() {
+            self.drive(self.now);
+        }
+    }
+
     /// An open connection, to be moved by the caller (so it is touched).
-    fn moved(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
+    fn moved(&mut self, now: Instant, id: ConnId) -> Result<&mut Conn, Error> {
+        self.at(now);
         let conn = self
             .connections
             .get_mut(&id)

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use quicwire::core::quic::{MAX_SEND, MAX_UDP_PAYLOAD, SOCKET_BUFFER};
+use quicwire::core::quic::{MAX_SEND, MAX_UDP_PAYLOAD};
 use quicwire::{ClientTls, Error, ErrorCode, Result, ServerTls, TransportConfig};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// An endpoint on a fresh socket bound to `addr` (dual-stack when it is IPv6), serving when
 /// given a server config. It accepts datagrams of up to [`MAX_UDP_PAYLOAD`] bytes.
@@ -23,20 +22,14 @@ pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> io::Result<quinn::Endpoint> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() && server.is_none() {
-        // A client's wildcard socket reaches IPv4 hosts too; a server binds what it was told.
-        let _ = socket.set_only_v6(false);
-    }
-    // Best effort: a smaller buffer still works, only with more loss under bursts.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.bind(&addr.into())?;
+    // quicwire's socket: a client's wildcard socket reaches IPv4 hosts too; a server binds
+    // what it was told.
+    let socket = quicwire::core::udp::bind(addr, server.is_none())?;
     let mut config = quinn::EndpointConfig::default();
     config
         .max_udp_payload_size(MAX_UDP_PAYLOAD)
         .map_err(|e| io::Error::other(e.to_string()))?;
-    quinn::Endpoint::new(config, server, socket.into(), Arc::new(LargeDatagrams))
+    quinn::Endpoint::new(config, server, socket, Arc::new(LargeDatagrams))
 }
 
 /// tokio, with sockets wrapped in [`Batched`].
