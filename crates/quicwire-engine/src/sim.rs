@@ -36,6 +36,20 @@ pub struct Link {
     pub duplicate: f64,
 }
 
+impl Link {
+    /// What becomes of one datagram: the delays after which it arrives, none when it is
+    /// lost, two when it is duplicated.
+    pub fn fate(&self, dice: &mut Dice) -> Vec<Duration> {
+        if dice.chance(self.loss) {
+            return Vec::new();
+        }
+        let copies = if dice.chance(self.duplicate) { 2 } else { 1 };
+        (0..copies)
+            .map(|_| self.delay + self.jitter.mul_f64(dice.unit()))
+            .collect()
+    }
+}
+
 impl Default for Link {
     /// A clean link with 1 ms of delay each way.
     fn default() -> Self {
@@ -60,6 +74,17 @@ pub struct Traffic {
     pub duplicated: u64,
 }
 
+impl Traffic {
+    /// Counts a datagram's fate (see [`Link::fate`]).
+    pub fn count(&mut self, delays: &[Duration]) {
+        match delays.len() {
+            0 => self.lost += 1,
+            1 => {}
+            _ => self.duplicated += 1,
+        }
+    }
+}
+
 struct Node<E> {
     addr: SocketAddr,
     engine: E,
@@ -73,7 +98,7 @@ type Flight = Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>;
 /// anything that holds one (`abi::JsEngine`, whose events are its own to take).
 pub struct Network<E: AsMut<Engine> = Engine> {
     now: Instant,
-    rng: SplitMix64,
+    dice: Dice,
     link: Link,
     /// Links that differ from `link`, by (from, to).
     links: HashMap<(Host, Host), Link>,
@@ -98,7 +123,7 @@ impl<E: AsMut<Engine>> Network<E> {
     pub fn new(seed: u64) -> Network<E> {
         Network {
             now: Instant::now(),
-            rng: SplitMix64(seed),
+            dice: Dice::new(seed),
             link: Link::default(),
             links: HashMap::new(),
             nodes: Vec::new(),
@@ -237,19 +262,10 @@ impl<E: AsMut<Engine>> Network<E> {
                 continue;
             };
             let link = self.links.get(&(from, dest)).copied().unwrap_or(self.link);
-            if self.rng.chance(link.loss) {
-                self.traffic.lost += 1;
-                continue;
-            }
-            let copies = if self.rng.chance(link.duplicate) {
-                self.traffic.duplicated += 1;
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                let jitter = link.jitter.mul_f64(self.rng.unit());
-                let at = now + link.delay + jitter;
+            let delays = link.fate(&mut self.dice);
+            self.traffic.count(&delays);
+            for delay in delays {
+                let at = now + delay;
                 let source = self.nodes[from].addr;
                 self.next_flight += 1;
                 self.flights
@@ -285,11 +301,16 @@ impl AsMut<Engine> for Engine {
     }
 }
 
-/// A small seeded generator (SplitMix64): the same seed, the same losses.
-#[derive(Debug)]
-struct SplitMix64(u64);
+/// A link's randomness: a small seeded generator (SplitMix64), so the same seed gives the
+/// same losses.
+#[derive(Debug, Clone)]
+pub struct Dice(u64);
 
-impl SplitMix64 {
+impl Dice {
+    pub fn new(seed: u64) -> Dice {
+        Dice(seed)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

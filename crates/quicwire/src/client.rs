@@ -11,7 +11,9 @@ use quicwire_engine::Engine;
 use tokio::sync::oneshot;
 
 use crate::connection::{Connection, Handler};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{now, Endpoint};
+use crate::memory::MemoryNetwork;
+use crate::socket::Network;
 
 /// A pooled QUIC client. Cheap to clone; it closes when the last clone and the last of its
 /// connections are gone, or with [`Client::close`].
@@ -27,15 +29,33 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Validates `config` and starts the client's driver. Must be called inside a tokio
     /// runtime.
-    pub fn new(mut config: ClientConfig, handler: Arc<dyn Handler>) -> Result<Client> {
+    pub fn new(config: ClientConfig, handler: Arc<dyn Handler>) -> Result<Client> {
+        Self::start(config, handler, Network::Udp)
+    }
+
+    /// A client on a [`MemoryNetwork`] instead of UDP (tests). Must be called inside a
+    /// tokio runtime.
+    pub fn in_memory(
+        network: &MemoryNetwork,
+        config: ClientConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Client> {
+        Self::start(config, handler, Network::Memory(network.clone()))
+    }
+
+    fn start(
+        mut config: ClientConfig,
+        handler: Arc<dyn Handler>,
+        network: Network,
+    ) -> Result<Client> {
         if config.tls.ca.is_none() && !config.tls.insecure {
             config.system_roots = crate::tls::system_roots();
         }
         if config.tls.insecure {
             crate::tls::warn_insecure();
         }
-        let engine = Engine::client(&config, std::time::Instant::now())?;
-        Ok(Client(Endpoint::start(engine, None, handler)))
+        let engine = Engine::client(&config, now())?;
+        Ok(Client(Endpoint::start(engine, network, None, handler)))
     }
 
     /// The pooled connection to `host:port`, dialing it if needed.

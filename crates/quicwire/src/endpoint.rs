@@ -17,7 +17,8 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::connection::{Connection, Handler, IncomingRequest};
-use crate::udp::{UdpSocket, RECV_SLOTS};
+use crate::socket::{Network, Socket};
+use crate::udp::RECV_SLOTS;
 
 /// How long a closing endpoint lets its CONNECTION_CLOSE datagrams go out.
 const CLOSE_LINGER: Duration = Duration::from_millis(50);
@@ -50,8 +51,10 @@ pub(crate) struct Shared {
 
 pub(crate) struct State {
     pub engine: Engine,
+    /// Where its sockets bind.
+    network: Network,
     /// Sockets by address family (IPv4, IPv6), bound on first use by a client.
-    sockets: [Option<Arc<UdpSocket>>; 2],
+    sockets: [Option<Arc<Socket>>; 2],
     /// Negotiated connections, until they close.
     pub conns: HashMap<ConnId, Arc<ConnState>>,
     /// `connect` calls waiting for a handshake.
@@ -84,8 +87,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn now() -> Instant {
-    Instant::now()
+/// The time, on tokio's clock: a test that pauses it runs the engine on virtual time.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 impl Endpoint {
@@ -93,7 +97,8 @@ impl Endpoint {
     /// server's; a client binds one per address family when it first dials).
     pub fn start(
         engine: Engine,
-        socket: Option<UdpSocket>,
+        network: Network,
+        socket: Option<Socket>,
         handler: Arc<dyn Handler>,
     ) -> Arc<Endpoint> {
         let mut sockets = [None, None];
@@ -104,6 +109,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
+                network,
                 sockets,
                 conns: HashMap::new(),
                 dialing: HashMap::new(),
@@ -144,6 +150,7 @@ impl Shared {
         if state.closing {
             return Err(Error::closed("the client is closed"));
         }
+        let network = state.network.clone();
         let slot = &mut state.sockets[usize::from(addr.is_ipv6())];
         if slot.is_none() {
             let any: SocketAddr = if addr.is_ipv6() {
@@ -151,7 +158,7 @@ impl Shared {
             } else {
                 (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
             };
-            let socket = UdpSocket::bind(any, true).map_err(|e| {
+            let socket = network.bind(any, true).map_err(|e| {
                 Error::new(
                     ErrorCode::Io,
                     format!("cannot bind a UDP socket on {any}: {e}"),
@@ -240,7 +247,7 @@ impl Drop for PendingRequest<'_> {
 
 /// A datagram (or the rest of a GSO batch) the socket had no room for yet.
 struct Blocked {
-    socket: Arc<UdpSocket>,
+    socket: Arc<Socket>,
     to: SocketAddr,
     data: Vec<u8>,
     segment: Option<usize>,
@@ -310,7 +317,7 @@ async fn drive(shared: Arc<Shared>, endpoint: Weak<Endpoint>) {
 }
 
 /// Reads what `socket` holds (a bounded amount) and feeds it to the engine.
-fn receive(shared: &Shared, socket: &UdpSocket, buf: &mut [u8]) {
+fn receive(shared: &Shared, socket: &Socket, buf: &mut [u8]) {
     let mut datagrams = Vec::new();
     for _ in 0..RECV_ROUNDS {
         let more = socket.try_recv(buf, |from, data| {

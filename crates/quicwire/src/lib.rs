@@ -8,8 +8,9 @@
 //! [`Client`] keeps a pool of connections keyed by `host:port`; [`Server`] accepts them.
 //! Both hand incoming traffic to a [`Handler`] ([`event_queue`] makes one that queues
 //! [`Event`]s). Messages go over a long-lived channel stream per connection and direction,
-//! requests over a fresh stream each. To test code over the engine without sockets or
-//! waiting, see [`engine::sim`].
+//! requests over a fresh stream each. To test code that uses them without sockets or
+//! waiting, put them on a [`MemoryNetwork`] (`Client::in_memory`, `Server::bind_in_memory`)
+//! under a paused tokio clock; to test the engine itself, [`engine::sim`].
 //!
 //! ```
 //! use quicwire::{event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Event};
@@ -41,13 +42,16 @@ pub mod client;
 pub mod connection;
 mod endpoint;
 pub mod events;
+pub mod memory;
 pub mod server;
+mod socket;
 pub mod tls;
 mod udp;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{Connection, Handler, IncomingRequest, Receipt};
 pub use events::{event_queue, Event};
+pub use memory::MemoryNetwork;
 /// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.
 pub use quicwire_core as core;
 pub use quicwire_core::{

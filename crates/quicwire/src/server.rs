@@ -11,8 +11,9 @@ use quicwire_engine::Engine;
 pub use quicwire_engine::ServerConfig;
 
 use crate::connection::{Connection, Handler};
-use crate::endpoint::Endpoint;
-use crate::udp::UdpSocket;
+use crate::endpoint::{now, Endpoint};
+use crate::memory::MemoryNetwork;
+use crate::socket::Network;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerStats {
@@ -54,12 +55,31 @@ impl Server {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> Result<Server> {
-        let engine = Engine::server(&config, std::time::Instant::now())?;
+        Self::start(addr, config, handler, Network::Udp)
+    }
+
+    /// [`Self::bind`] on a [`MemoryNetwork`] instead of UDP (tests).
+    pub fn bind_in_memory(
+        network: &MemoryNetwork,
+        addr: SocketAddr,
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Server> {
+        Self::start(addr, config, handler, Network::Memory(network.clone()))
+    }
+
+    fn start(
+        addr: SocketAddr,
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+        network: Network,
+    ) -> Result<Server> {
+        let engine = Engine::server(&config, now())?;
         let io =
             |e: std::io::Error| Error::new(ErrorCode::Io, format!("cannot listen on {addr}: {e}"));
-        let socket = UdpSocket::bind(addr, false).map_err(io)?;
+        let socket = network.bind(addr, false).map_err(io)?;
         let local_addr = socket.local_addr().map_err(io)?;
-        let endpoint = Endpoint::start(engine, Some(socket), handler);
+        let endpoint = Endpoint::start(engine, network, Some(socket), handler);
         Ok(Server {
             endpoint,
             local_addr,
