@@ -17,7 +17,8 @@ export class Fifo<T> {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head++];
     if (this.#head === this.#items.length) {
-      this.#items = [];
+      // Emptied: the array is reused, its room kept for the next burst.
+      this.#items.length = 0;
       this.#head = 0;
     } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
