@@ -142,3 +142,34 @@ async fn messages_and_requests_cross_a_lossy_link() {
     let traffic = net.traffic();
     assert!(traffic.lost > 0 && traffic.duplicated > 0, "{traffic:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_is_given_up_and_its_late_answer_fails() {
+    let net = MemoryNetwork::new(3);
+    let (_server, echo, _client, conn) = pair(&net, |_| {}).await;
+    // The caller stops waiting: the request's stream is reset.
+    let waiting = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.request(b"never").await }
+    });
+    for _ in 0..1000 {
+        if !echo.held.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        echo.held.lock().unwrap().len(),
+        1,
+        "the request reached the server"
+    );
+    waiting.abort();
+    let _ = waiting.await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The server's answer now has nowhere to go, and says so.
+    let held = echo.held.lock().unwrap().pop().unwrap();
+    let err = held.respond(Ok(b"late")).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::StreamReset, "{err}");
+    // The connection goes on.
+    assert_eq!(&conn.request(b"after").await.unwrap()[..], b"after");
+}
