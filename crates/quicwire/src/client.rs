@@ -7,11 +7,17 @@ use std::sync::Arc;
 
 use quicwire_core::{ConnectionStats, Error, ErrorCode, PoolKey, PoolStats, Result};
 pub use quicwire_engine::ClientConfig;
-use quicwire_engine::Engine;
+use quicwire_engine::{ConnId, Engine};
 use tokio::sync::oneshot;
 
+/// Where a `connect` stands: the connection is open, or its handshake is awaited.
+enum Dial {
+    Open(Arc<ConnState>),
+    Waiting(oneshot::Receiver<Result<Arc<ConnState>>>),
+}
+
 use crate::connection::{Connection, Handler};
-use crate::endpoint::{now, Endpoint};
+use crate::endpoint::{now, ConnState, Endpoint, State};
 use crate::memory::MemoryNetwork;
 use crate::socket::Network;
 
@@ -64,31 +70,48 @@ impl Client {
     }
 
     pub async fn connect_key(&self, key: &PoolKey) -> Result<Connection> {
-        let addr = tokio::net::lookup_host((key.host(), key.port()))
-            .await
-            .map_err(|e| Error::new(ErrorCode::Io, format!("cannot resolve {key}: {e}")))?
-            .next()
-            .ok_or_else(|| Error::new(ErrorCode::Io, format!("{key} resolves to no address")))?;
         let shared = &self.0.shared;
-        shared.socket_for(addr)?;
-        let waiting = shared.call(|st, now| {
-            let id = st.engine.connect(now, key, addr)?;
-            if let Some(open) = st.conns.get(&id) {
-                return Ok(Err(open.clone()));
+        // A pooled connection needs no name lookup, and the driver no wake-up.
+        let pooled = shared.update(|st, now| {
+            let id = st.engine.checkout(now, key)?;
+            Some(Self::open_or_wait(st, id))
+        });
+        let waiting = match pooled {
+            Some(w) => w,
+            None => {
+                let addr = tokio::net::lookup_host((key.host(), key.port()))
+                    .await
+                    .map_err(|e| Error::new(ErrorCode::Io, format!("cannot resolve {key}: {e}")))?
+                    .next()
+                    .ok_or_else(|| {
+                        Error::new(ErrorCode::Io, format!("{key} resolves to no address"))
+                    })?;
+                shared.socket_for(addr)?;
+                shared.call(|st, now| {
+                    let id = st.engine.connect(now, key, addr)?;
+                    Ok::<_, Error>(Self::open_or_wait(st, id))
+                })?
             }
-            let (tx, rx) = oneshot::channel();
-            st.dialing.entry(id).or_default().push(tx);
-            Ok::<_, Error>(Ok(rx))
-        })?;
+        };
         let state = match waiting {
-            Err(open) => open,
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
+            Dial::Open(open) => open,
+            Dial::Waiting(rx) => rx.await.unwrap_or_else(|_| {
                 Err(Error::closed(format!(
                     "the client closed while dialing {key}"
                 )))
             })?,
         };
         Ok(Connection::new(state, self.0.clone()))
+    }
+
+    /// The connection `id` when it is open, or a wait for its handshake.
+    fn open_or_wait(st: &mut State, id: ConnId) -> Dial {
+        if let Some(open) = st.conns.get(&id) {
+            return Dial::Open(open.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        st.dialing.entry(id).or_default().push(tx);
+        Dial::Waiting(rx)
     }
 
     /// Closes `conn` and drops it from the pool.

@@ -134,9 +134,15 @@ impl Endpoint {
 impl Shared {
     /// Runs `f` on the engine with the time, then wakes the driver to act on it.
     pub fn call<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
-        let out = f(&mut lock(&self.state), now());
+        let out = self.update(f);
         self.wake.notify_one();
         out
+    }
+
+    /// Runs `f` on the engine with the time, for what moves no connection (a pool
+    /// checkout): the driver has nothing to do after it.
+    pub fn update<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+        f(&mut lock(&self.state), now())
     }
 
     /// Reads the engine without moving it.

@@ -34,6 +34,26 @@ impl Engine {
         Self::new(now, None, Some(client), &config.transport, params)
     }
 
+    /// The pooled connection to `key` when there is one to reuse: an open one, or one
+    /// being dialed (counted as reused either way). A driver asks this before it resolves
+    /// the host for [`Self::connect`].
+    pub fn checkout(&mut self, now: Instant, key: &PoolKey) -> Option<ConnId> {
+        self.at(now);
+        let since = now - self.epoch;
+        let conns = &self.connections;
+        let usable = |id: &ConnId| {
+            conns
+                .get(id)
+                .is_some_and(|c| !c.reported && !c.session.is_going_away())
+        };
+        if let Some(id) = self.pool.checkout(key, since, usable) {
+            return Some(*id);
+        }
+        let (&id, _) = self.dials.iter().find(|(_, (k, _))| k == key)?;
+        self.pool.note_joined_dial();
+        Some(id)
+    }
+
     /// The pooled connection to `key` (an open one, or one being dialed), or a new handshake
     /// with `remote` (what `key` resolved to), checking the certificate against its host.
     /// It is ready once `Event::Connected` is reported (see also [`Self::connection`]).
@@ -51,20 +71,11 @@ impl Engine {
         if is_loopback(remote.ip()) {
             config.transport_config(self.loopback_transport.clone());
         }
-        let since = now - self.epoch;
-        let conns = &self.connections;
-        let usable = |id: &ConnId| {
-            conns
-                .get(id)
-                .is_some_and(|c| !c.reported && !c.session.is_going_away())
-        };
-        if let Some(id) = self.pool.checkout(key, since, usable) {
-            return Ok(*id);
-        }
-        if let Some((&id, _)) = self.dials.iter().find(|(_, (k, _))| k == key) {
-            self.pool.note_joined_dial();
+        if let Some(id) = self.checkout(now, key) {
             return Ok(id);
         }
+        let since = now - self.epoch;
+        let conns = &self.connections;
         let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
         let evicted = self.pool.begin_dial(key, is_idle)?;
         if let Some((_, id)) = evicted {
