@@ -14,8 +14,7 @@ export const transports: Record<string, () => Transport> = {
   'node-tls': () => nodeTls,
   ws: () => ws,
   'matrixai-quic': () => matrixaiQuic,
-  'libp2p-quic': () => libp2pQuic(false),
-  'libp2p-quic coalesced': () => libp2pQuic(true),
+  'libp2p-quic': () => libp2pQuic,
 };
 
 export function transport(name: string): Transport {

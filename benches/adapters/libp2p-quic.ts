@@ -60,10 +60,9 @@ const byteStream = (s: NapiStream): ByteStream => ({
 /** One napi Client (a quinn endpoint) per process, as libp2p's transport keeps one. */
 let client: InstanceType<Napi['Client']> | undefined;
 
-/** `coalesce`: see streamClient. */
-export const libp2pQuic = (coalesce: boolean): Transport => ({
-  name: coalesce ? 'libp2p-quic coalesced' : 'libp2p-quic',
-  describe: `@chainsafe/libp2p-quic 1.1 (quinn via napi-rs), its napi binding driven directly${coalesce ? ', writes coalesced' : ''}`,
+export const libp2pQuic: Transport = {
+  name: 'libp2p-quic',
+  describe: '@chainsafe/libp2p-quic 1.1 (quinn via napi-rs), its napi binding driven directly',
   async listen() {
     const server = new napi.Server(await config(), HOST, 0);
     void (async () => {
@@ -87,8 +86,7 @@ export const libp2pQuic = (coalesce: boolean): Transport => ({
     const conn = await client.outboundConnection(HOST, port);
     return streamClient(
       async () => byteStream(await conn.outboundStream()),
-      coalesce,
       async () => conn.abort(),
     );
   },
-});
+};

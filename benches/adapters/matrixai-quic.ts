@@ -58,7 +58,7 @@ function byteStream(stream: QUICStream): ByteStream {
 
 export const matrixaiQuic: Transport = {
   name: 'matrixai-quic',
-  describe: '@matrixai/quic (Cloudflare quiche via napi-rs), web streams, writes coalesced',
+  describe: '@matrixai/quic (Cloudflare quiche via napi-rs), web streams',
   async listen(tls) {
     const server = new QUICServer({
       crypto: serverCrypto,
@@ -85,7 +85,6 @@ export const matrixaiQuic: Transport = {
     const conn = client.connection;
     return streamClient(
       async () => byteStream(conn.newStream('bidi')),
-      true,
       () => client.destroy({ force: true }),
     );
   },

@@ -1,8 +1,9 @@
 // quicwire itself, with the raw-bytes encoding: messages on the connection's channel stream,
 // each request on its own stream, bulk as 64 KiB messages (send resolves on delivery).
 // The built package (dist/), as users run it: not the TypeScript sources through tsx.
-// The msgpack and json rows send the same payloads encoded: msgpack carries bytes as they
-// are, JSON has no bytes, so they travel as base64 strings, as a JSON application sends them.
+// The msgpack (the default encoding) and json rows send the same payloads encoded: msgpack
+// carries bytes as a bin, JSON has none, so they travel as base64 strings, as a JSON
+// application sends them.
 import { allocSendBuffer, initWasm, QuicServer, QuicTransport } from '../../dist/index.js';
 import { readU64, u64 } from '../framing.js';
 import { type BenchClient, HOST, type Transport } from '../types.js';
@@ -31,7 +32,7 @@ export function quicwire(backend: 'native' | 'wasm', encoding: Encoding = 'raw')
   const suffix = encoding === 'raw' ? '' : ` ${encoding}`;
   return {
     name: `quicwire-${backend}${suffix}`,
-    describe: `quicwire ${backend} engine (quinn${backend === 'wasm' ? '-proto in WebAssembly' : ' via napi-rs'}), ${encoding} bodies`,
+    describe: `quicwire ${backend} engine (quinn${backend === 'wasm' ? '-proto in WebAssembly' : ' via napi-rs'}), ${encoding} bodies${encoding === 'msgpack' ? ' (the default encoding)' : ''}`,
     async listen(tls) {
       await initWasm(undefined, { backend });
       const server = await QuicServer.listen({

@@ -1,7 +1,17 @@
 // What the QUIC peers share: each library's stream reduced to write/finish/read, and the
-// benchmark protocol over such streams. Messages go on one long-lived stream, each request
-// on a fresh stream, bulk on its own stream; the server answers and finishes the stream.
-import { CoalescingWriter, FrameReader, type FrameServer, frame, Kind, readU64 } from '../framing.js';
+// benchmark protocol over such streams. Messages go on one long-lived stream, gathered into
+// large writes with one write in flight (framing.ts: these libraries' writes are
+// asynchronous and cost per call); each request on a fresh stream; bulk on its own stream,
+// one framed chunk written over and over. The server answers and finishes the stream.
+import {
+  FrameReader,
+  type FrameServer,
+  FrameWriter,
+  frame,
+  Kind,
+  type OnFrame,
+  readU64,
+} from '../framing.js';
 import type { BenchClient } from '../types.js';
 
 export interface ByteStream {
@@ -13,7 +23,7 @@ export interface ByteStream {
 }
 
 /** Feeds a stream's frames to `onFrame` until the stream ends. */
-export async function pump(stream: ByteStream, onFrame: (kind: number, id: number, p: Uint8Array) => void) {
+export async function pump(stream: ByteStream, onFrame: OnFrame) {
   const reader = new FrameReader();
   for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read())
     reader.push(chunk, onFrame);
@@ -25,8 +35,8 @@ async function ask(open: () => Promise<ByteStream>, kind: number, payload: Uint8
   await stream.write(frame(kind, 0, payload));
   await stream.finish();
   let answer: Uint8Array | undefined;
-  await pump(stream, (_k, _id, p) => {
-    answer = p;
+  await pump(stream, (_k, _id, b, start, end) => {
+    answer = b.slice(start, end);
   });
   if (!answer) throw new Error('stream ended without an answer');
   return answer;
@@ -34,39 +44,25 @@ async function ask(open: () => Promise<ByteStream>, kind: number, payload: Uint8
 
 /** The server side of one stream: frames into the connection's state, answers finish it. */
 export function serveStream(stream: ByteStream, state: FrameServer): void {
-  void pump(stream, (k, id, p) =>
-    state.handle(k, id, p, (f) => {
-      void stream
-        .write(f)
-        .then(() => stream.finish())
-        .catch(() => {});
-    }),
-  );
+  const reply = (kind: number, id: number, payload: Uint8Array) => {
+    void stream
+      .write(frame(kind, id, payload))
+      .then(() => stream.finish())
+      .catch(() => {});
+  };
+  void pump(stream, (k, id, b, start, end) => state.handle(k, id, b, start, end, reply));
 }
 
-/**
- * The client side over a library's streams. `coalesce`: frames written while a write is in
- * flight join the next write; without it, one awaited write per message, as a plain stream
- * sink does.
- */
+/** The client side over a library's streams. */
 export async function streamClient(
   open: () => Promise<ByteStream>,
-  coalesce: boolean,
   close: () => Promise<void>,
 ): Promise<BenchClient> {
   const messages = await open();
-  const writer = new CoalescingWriter((d) => messages.write(d));
-  let last: Promise<void> = Promise.resolve();
+  const writer = new FrameWriter((d) => messages.write(d));
   const client: BenchClient = {
-    send(payload) {
-      if (coalesce) return writer.push(frame(Kind.Message, 0, payload));
-      last = messages.write(frame(Kind.Message, 0, payload));
-      return last;
-    },
-    async flush() {
-      await writer.flush();
-      await last;
-    },
+    send: (payload) => writer.push(Kind.Message, 0, payload),
+    flush: () => writer.flush(),
     request: (payload) => ask(open, Kind.Request, payload),
     async bulk(chunk, count, until) {
       const stream = await open();
@@ -79,8 +75,8 @@ export async function streamClient(
       await stream.write(frame(Kind.BulkDone, 0, new Uint8Array(0)));
       await stream.finish();
       let total = 0;
-      await pump(stream, (_k, _id, p) => {
-        total = readU64(p);
+      await pump(stream, (_k, _id, b, start) => {
+        total = readU64(b.subarray(start));
       });
       if (total !== chunk.length * sent)
         throw new Error(`bulk: server counted ${total} of ${chunk.length * sent} bytes`);
