@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { decode, encode } from '../ts/codec.js';
 import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
 import { connectedPair, echoServer, eventually, rejectsWith, transport } from './helpers.js';
 
@@ -285,6 +286,33 @@ describe('messaging', () => {
     await t.sendBatch(conn, messages);
     expect(got).toEqual(messages.map(({ id }) => ({ id, ok: true })));
     expect(buffers.size).toBeLessThan(messages.length / 4);
+  });
+
+  it('sends bytes under msgpack as a standard bin, at every length form, as they were', async () => {
+    // Standard MessagePack (bin 8/16/32), which any MessagePack library reads as bytes.
+    expect([...encode(Uint8Array.of(1, 2, 3), 'msgpack')]).toEqual([0xc4, 3, 1, 2, 3]);
+    const server = await echoServer({ maxMessageSize: 1 << 20 });
+    const got: unknown[] = [];
+    server.onMessage((m) => got.push(m));
+    const t = transport({ maxMessageSize: 1 << 20 });
+    const conn = await t.connect('127.0.0.1', server.port);
+    const sizes = [0, 1, 255, 256, 65_535, 65_536, 300_000];
+    const bodies = sizes.map((n) => new Uint8Array(n).map((_, i) => (i * 7 + n) % 256));
+    await t.sendBatch(conn, [...bodies, Buffer.from('a buffer'), { nested: bodies[2] }]);
+    expect(got).toHaveLength(bodies.length + 2);
+    for (const [i, b] of bodies.entries()) {
+      expect(got[i]).toBeInstanceOf(Uint8Array);
+      expect(Buffer.from(got[i] as Uint8Array).equals(b)).toBe(true);
+    }
+    expect(Buffer.from(got[bodies.length] as Uint8Array).toString()).toBe('a buffer');
+    expect((got[bodies.length + 1] as { nested: Uint8Array }).nested).toEqual(bodies[2]);
+    // A body that only starts like a bin is not taken for one: the decoder rejects it.
+    expect(() => decode(Uint8Array.of(0xc4, 5, 1), 'msgpack')).toThrow(/cannot decode msgpack/);
+    expect(decode(encode(new Uint8Array(70_000).fill(9), 'msgpack'), 'msgpack')).toEqual(
+      new Uint8Array(70_000).fill(9),
+    );
+    // And requests answer bytes with bytes.
+    expect(await t.request(conn, Uint8Array.of(4, 5))).toEqual(Uint8Array.of(4, 5));
   });
 
   it('reports server stats', async () => {
