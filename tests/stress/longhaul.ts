@@ -119,12 +119,13 @@ async function connects(total: number, log: (s: string) => void): Promise<Omit<R
         failed++;
         firstFailure ??= `connect ${i}: ${describe(err)}`;
       }
-      if (conn) await t.disconnect(conn);
+      // Counted before the disconnect's await, so that each count is reported once.
       const done = ok + failed;
       if (done % PROGRESS === 0) {
         const s = (performance.now() - t0) / 1000;
         log(`${done} connects, ${failed} failed, ${Math.round(done / s)} connects/s`);
       }
+      if (conn) await t.disconnect(conn);
     }
   };
   await Promise.all(servers.map(loop));
