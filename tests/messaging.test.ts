@@ -315,6 +315,19 @@ describe('messaging', () => {
     expect(await t.request(conn, Uint8Array.of(4, 5))).toEqual(Uint8Array.of(4, 5));
   });
 
+  it('hands a long burst of sends to the engine while it is being made', async () => {
+    // As a socket write goes out at once: the peer can work on the burst meanwhile.
+    const { t, conn } = await rawPair(1 << 20);
+    const body = new Uint8Array(64).fill(7);
+    const sends: Promise<void>[] = [];
+    for (let i = 0; i < 4000; i++) sends.push(conn.send(body));
+    const during = t.getPoolStats().totals.messagesOut;
+    expect(during).toBeGreaterThan(0);
+    expect(during).toBeLessThan(4000);
+    await Promise.all(sends);
+    expect(t.getPoolStats().totals.messagesOut).toBe(4000);
+  });
+
   it('reports server stats', async () => {
     const server = await echoServer();
     const t = transport();

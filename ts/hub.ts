@@ -21,6 +21,9 @@ interface PendingRequest {
   reject(err: QuicwireError): void;
 }
 
+/** Bytes of queued bodies at which the batch goes to the engine at once. */
+const FLUSH_AT = 32 << 10;
+
 const text = new TextDecoder();
 const noop = () => {};
 
@@ -111,6 +114,12 @@ export class Hub {
     ops[at + 4] = extra;
     this.#opsLen = at + OP_WORDS;
     this.#results.push(result);
+    // A long burst goes out as it is made, so the peer works on it meanwhile (a socket
+    // write does the same): without this, the batch waits for the task to end.
+    if (this.#len >= FLUSH_AT) {
+      this.flush();
+      return;
+    }
     const due = this.#answering ? Due.Microtask : Due.Task;
     if (due > this.#due) {
       this.#due = due;
