@@ -6,7 +6,7 @@
 // straddles two chunks.
 
 export const Kind = { Message: 1, Request: 2, Response: 3, Count: 4, Bulk: 5, BulkDone: 6 } as const;
-export const HEADER = 9;
+const HEADER = 9;
 
 /** One frame on its own, for a stream that carries a single frame. */
 export function frame(kind: number, id: number, payload: Uint8Array): Uint8Array {
@@ -105,7 +105,7 @@ export class FrameReader {
 
 /** Where a FrameWriter's data goes: returns undefined when taken, or a promise that settles
  *  once the sink can take more (a socket's drain, an awaited stream write). */
-export type Sink = (data: Uint8Array) => Promise<void> | undefined;
+type Sink = (data: Uint8Array) => Promise<void> | undefined;
 
 const CHUNK = 64 << 10;
 /** Payloads this large go to the sink as they are, after their header. */

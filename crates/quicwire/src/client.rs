@@ -10,16 +10,16 @@ pub use quicwire_engine::ClientConfig;
 use quicwire_engine::{ConnId, Engine};
 use tokio::sync::oneshot;
 
+use crate::connection::{Connection, Handler};
+use crate::endpoint::{now, ConnState, Endpoint, State};
+use crate::memory::MemoryNetwork;
+use crate::socket::Network;
+
 /// Where a `connect` stands: the connection is open, or its handshake is awaited.
 enum Dial {
     Open(Arc<ConnState>),
     Waiting(oneshot::Receiver<Result<Arc<ConnState>>>),
 }
-
-use crate::connection::{Connection, Handler};
-use crate::endpoint::{now, ConnState, Endpoint, State};
-use crate::memory::MemoryNetwork;
-use crate::socket::Network;
 
 /// A pooled QUIC client. Cheap to clone; it closes when the last clone and the last of its
 /// connections are gone, or with [`Client::close`].
