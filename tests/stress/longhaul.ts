@@ -1,10 +1,13 @@
-// The long haul: what a long-lived process does to quicwire's id spaces. One echo server
-// and one client in one process, per backend:
-// - requests: one connection, raw encoding, 256 in flight, every answer checked against
-//   its question (each request carries its own index);
+// The long haul: what a long-lived process does to quicwire's id spaces, per backend:
+// - requests: one echo server and one client in one process; one connection, raw encoding,
+//   256 in flight, every answer checked against its question (each request carries its
+//   own index);
 // - connects: one QuicTransport dialing and disconnecting again and again (over a few
 //   servers at once, since a transport pools one connection per host:port), every
-//   connection a new id and every 1,000th one answering a request.
+//   connection a new id that answers a request (as a reconnecting client does, so it
+//   resumes its TLS session). The servers run in a process of their own, as they would
+//   in production, so that the client's and the server's halves of each handshake run on
+//   cores of their own.
 //
 //   npm run longhaul -- [--requests 3000000] [--connects 3000000] [--backends native,wasm]
 //   npm run longhaul -- --quick     (CI: 2,200,000 requests, past the old 2^21 limit; 20,000 connects)
@@ -87,7 +90,9 @@ async function requests(total: number, log: (s: string) => void): Promise<Omit<R
   return { what: 'requests', ok, failed, seconds, perSec: ok / seconds, firstFailure, rssMiB: rss() };
 }
 
-async function connects(total: number, log: (s: string) => void): Promise<Omit<Result, 'backend'>> {
+/** The connect run's echo servers, in this process until stdin closes: prints `{ ca, ports }`. */
+async function serve(): Promise<void> {
+  await initWasm();
   const { cert: pem, key } = cert();
   const servers = await Promise.all(
     Array.from({ length: SERVERS }, async () => {
@@ -96,23 +101,49 @@ async function connects(total: number, log: (s: string) => void): Promise<Omit<R
       return s;
     }),
   );
-  const t = new QuicTransport({ ca: pem });
+  process.stdout.write(`${JSON.stringify({ ca: pem, ports: servers.map((s) => s.port) })}\n`);
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  await Promise.all(servers.map((s) => s.close({ graceful: false })));
+}
+
+/** Starts `serve` in a child process with this backend; resolves once its servers listen. */
+function spawnServers(): Promise<{ ca: string; ports: number[]; stop: () => void }> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, ['--import', 'tsx', script, '--serve'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+      if (!out.includes('\n')) return;
+      const { ca, ports } = JSON.parse(out) as { ca: string; ports: number[] };
+      resolve({ ca, ports, stop: () => child.stdin.end() });
+    });
+    child.on('exit', (code) => reject(new Error(`the server process exited with ${code}`)));
+  });
+}
+
+async function connects(total: number, log: (s: string) => void): Promise<Omit<Result, 'backend'>> {
+  const servers = await spawnServers();
+  const t = new QuicTransport({ ca: servers.ca });
   let next = 0;
   let ok = 0;
   let failed = 0;
   let firstFailure: string | undefined;
   const t0 = performance.now();
-  const loop = async (server: QuicServer) => {
+  const loop = async (port: number) => {
     let newest = 0;
     while (next < total && failed < GIVE_UP) {
       const i = next++;
       let conn: Connection | undefined;
       try {
-        conn = await t.connect('127.0.0.1', server.port);
+        conn = await t.connect('127.0.0.1', port);
         // A loop's ids only grow (one counter for the process): an old one back is reuse.
         if (conn.id <= newest) throw new Error(`connection ${i} got id ${conn.id}, not above ${newest}`);
         newest = conn.id;
-        if (i % 1000 === 0 && (await t.request(conn, i)) !== i)
+        if ((await t.request(conn, i)) !== i)
           throw new Error(`connection ${i} answered wrong`);
         ok++;
       } catch (err) {
@@ -128,7 +159,7 @@ async function connects(total: number, log: (s: string) => void): Promise<Omit<R
       if (conn) await t.disconnect(conn);
     }
   };
-  await Promise.all(servers.map(loop));
+  await Promise.all(servers.ports.map(loop));
   const seconds = (performance.now() - t0) / 1000;
   const created = t.getPoolStats().created;
   if (created !== ok) {
@@ -136,7 +167,7 @@ async function connects(total: number, log: (s: string) => void): Promise<Omit<R
     firstFailure ??= `the pool counts ${created} connections created, not ${ok}`;
   }
   await t.close();
-  await Promise.all(servers.map((s) => s.close({ graceful: false })));
+  servers.stop();
   return { what: 'connects', ok, failed, seconds, perSec: ok / seconds, firstFailure, rssMiB: rss() };
 }
 
@@ -188,12 +219,14 @@ async function main(): Promise<void> {
       backends: { type: 'string', default: 'native,wasm' },
       quick: { type: 'boolean', default: false },
       one: { type: 'string' },
+      serve: { type: 'boolean', default: false },
     },
   });
   const counts = {
     requests: Number(values.requests ?? (values.quick ? 2_200_000 : 3_000_000)),
     connects: Number(values.connects ?? (values.quick ? 20_000 : 3_000_000)),
   };
+  if (values.serve) return serve();
   if (values.one) return runOne(values.one, counts);
   const results: Result[] = [];
   for (const backend of values.backends.split(',')) {

@@ -2,13 +2,18 @@
 //! in PEM, or the system roots), `insecure` only when asked for, and dev certificates.
 //! Pure configuration: the caller supplies system roots (reading them is I/O).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{Error, ErrorCode, Result, ALPN};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{DigitallySignedStruct, NamedGroup, SignatureScheme};
 
 /// How a client checks the server's certificate.
 #[derive(Debug, Clone, Default)]
@@ -118,10 +123,149 @@ pub fn client_config(
                 roots.add_parsable_certificates(system_roots());
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| tls_error(e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RecentChains::new(webpki)))
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)
+}
+
+/// A client's TLS setup for its dials. TLS 1.3 session tickets are kept per server name
+/// *and port*, as browsers key their session caches: servers on one host at different
+/// ports each resume with tickets of their own, where keyed by name alone they would be
+/// handed each other's tickets and fall back to full handshakes.
+#[derive(Debug, Clone)]
+pub struct ClientCrypto {
+    config: rustls::ClientConfig,
+    tickets: Arc<Tickets>,
+}
+
+impl ClientCrypto {
+    /// See [`client_config`].
+    pub fn new(
+        tls: &ClientTls,
+        system_roots: impl FnOnce() -> Vec<CertificateDer<'static>>,
+    ) -> Result<ClientCrypto> {
+        Ok(ClientCrypto {
+            config: client_config(tls, system_roots)?,
+            tickets: Arc::new(Tickets::default()),
+        })
+    }
+
+    /// The configuration for a dial to `port`: it resumes with, and keeps, that port's tickets.
+    pub fn for_port(&self, port: u16) -> rustls::ClientConfig {
+        let mut config = self.config.clone();
+        let tickets = self.tickets.clone();
+        config.resumption = Resumption::store(Arc::new(PortTickets { port, tickets }));
+        config
+    }
+}
+
+/// How many servers' tickets a client keeps (the least recently added forgotten first), and
+/// how many tickets per server (servers send two after each handshake; each is used once).
+const TICKET_SERVERS: usize = 256;
+const TICKETS_PER_SERVER: usize = 8;
+
+type ServerKey = (ServerName<'static>, u16);
+
+/// A client's session tickets, by server name and port.
+struct Tickets {
+    by_server: Mutex<TicketTable>,
+    /// Key-exchange hints (and TLS 1.2 sessions, which a TLS 1.3 client never makes): by name.
+    by_name: ClientSessionMemoryCache,
+}
+
+#[derive(Default)]
+struct TicketTable {
+    tickets: HashMap<ServerKey, VecDeque<Tls13ClientSessionValue>>,
+    /// The servers in the order they were first added, to forget the oldest.
+    order: VecDeque<ServerKey>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets {
+            by_server: Mutex::default(),
+            by_name: ClientSessionMemoryCache::new(TICKET_SERVERS),
+        }
+    }
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tickets").finish_non_exhaustive()
+    }
+}
+
+/// Plain data stays valid whatever a panicking holder of the lock left behind.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One port's view of a client's tickets: what rustls sees for a dial.
+#[derive(Debug)]
+struct PortTickets {
+    port: u16,
+    tickets: Arc<Tickets>,
+}
+
+impl ClientSessionStore for PortTickets {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.tickets.by_name.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.tickets.by_name.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.tickets.by_name.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.tickets.by_name.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.tickets.by_name.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        let mut table = lock(&self.tickets.by_server);
+        let TicketTable { tickets, order } = &mut *table;
+        let key = (server_name, self.port);
+        if !tickets.contains_key(&key) {
+            if order.len() == TICKET_SERVERS {
+                if let Some(oldest) = order.pop_front() {
+                    tickets.remove(&oldest);
+                }
+            }
+            order.push_back(key.clone());
+        }
+        let tickets = tickets.entry(key).or_default();
+        if tickets.len() == TICKETS_PER_SERVER {
+            tickets.pop_front();
+        }
+        tickets.push_back(value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let key = (server_name.clone(), self.port);
+        let mut table = lock(&self.tickets.by_server);
+        table.tickets.get_mut(&key).and_then(VecDeque::pop_back)
+    }
 }
 
 /// Builds the rustls server configuration from a PEM chain and key.
@@ -138,10 +282,128 @@ pub fn server_config(tls: &ServerTls) -> Result<rustls::ServerConfig> {
             Error::invalid_argument(format!("cert and key do not make a usable pair: {e}"))
         })?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // Stateless tickets (the session sealed under a key that rotates every 6 hours): any
+    // number of clients can resume, with no session table on the server.
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| tls_error(e.to_string()))?;
     config.max_early_data_size = 0;
     // A wasm server picks from its own order (ChaCha20 first) even for AES-first clients.
     config.ignore_client_order = PREFER_CHACHA;
     Ok(config)
+}
+
+/// How long a verified chain is taken as verified again without checking its signatures.
+const RECENT_SECS: u64 = 60;
+/// How many distinct chains (servers) are remembered at once.
+const RECENT_CHAINS: usize = 16;
+
+/// WebPKI verification that remembers the chains it verified in the last minute, as browsers
+/// do. Checking a chain costs a signature verification per certificate (P-256 in plain code
+/// on wasm, where it is most of a handshake's CPU), and a client reconnecting to the same
+/// servers is shown the same chain again and again. A chain counts as the same only if
+/// every byte matches (certificates, OCSP response and server name). The handshake's own
+/// signature, which proves that the peer holds the key, is checked on every handshake.
+#[derive(Debug)]
+struct RecentChains {
+    webpki: Arc<WebPkiServerVerifier>,
+    recent: Mutex<Vec<VerifiedChain>>,
+}
+
+#[derive(Debug)]
+struct VerifiedChain {
+    certs: Vec<Vec<u8>>,
+    ocsp: Vec<u8>,
+    server_name: String,
+    at: u64,
+}
+
+impl VerifiedChain {
+    fn is(&self, end_entity: &[u8], rest: &[CertificateDer<'_>], ocsp: &[u8], name: &str) -> bool {
+        self.server_name == name
+            && self.ocsp == ocsp
+            && self.certs.len() == rest.len() + 1
+            && self.certs[0] == end_entity
+            && self.certs[1..]
+                .iter()
+                .zip(rest)
+                .all(|(a, b)| a[..] == b[..])
+    }
+}
+
+impl RecentChains {
+    fn new(webpki: Arc<WebPkiServerVerifier>) -> Self {
+        RecentChains {
+            webpki,
+            recent: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn recent(&self) -> MutexGuard<'_, Vec<VerifiedChain>> {
+        lock(&self.recent)
+    }
+}
+
+impl ServerCertVerifier for RecentChains {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let name = server_name.to_str();
+        let now_secs = now.as_secs();
+        let fresh = |c: &VerifiedChain| c.at <= now_secs && now_secs - c.at < RECENT_SECS;
+        {
+            let mut recent = self.recent();
+            recent.retain(fresh);
+            if recent
+                .iter()
+                .any(|c| c.is(end_entity, intermediates, ocsp, &name))
+            {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        let verified =
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let mut recent = self.recent();
+        if recent.len() == RECENT_CHAINS {
+            recent.remove(0);
+        }
+        let mut certs = vec![end_entity.to_vec()];
+        certs.extend(intermediates.iter().map(|c| c.to_vec()));
+        recent.push(VerifiedChain {
+            certs,
+            ocsp: ocsp.to_vec(),
+            server_name: name.into_owned(),
+            at: now_secs,
+        });
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The verifier behind `insecure: true`: any certificate passes, but handshake signatures
@@ -227,6 +489,98 @@ mod tests {
             Vec::new,
         )
         .unwrap();
+    }
+
+    /// One TLS handshake in memory, and the tickets the server sends after it. Whether it
+    /// was resumed, and how many times the client checked a certificate chain.
+    fn handshake(
+        client: &ClientCrypto,
+        port: u16,
+        server: &Arc<rustls::ServerConfig>,
+    ) -> rustls::HandshakeKind {
+        use rustls::{ClientConnection, ServerConnection};
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = ClientConnection::new(Arc::new(client.for_port(port)), name).unwrap();
+        let mut s = ServerConnection::new(server.clone()).unwrap();
+        let mut buf = Vec::new();
+        // A few flights each way carry the handshake and then the tickets.
+        for _ in 0..4 {
+            buf.clear();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+            buf.clear();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        assert!(!c.is_handshaking());
+        c.handshake_kind().unwrap()
+    }
+
+    #[test]
+    fn sessions_resume_per_port() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let dev = generate_dev_cert(&["localhost".into()]).unwrap();
+        let client = ClientCrypto::new(
+            &ClientTls {
+                ca: Some(dev.cert.clone()),
+                insecure: false,
+            },
+            Vec::new,
+        )
+        .unwrap();
+        let tls = ServerTls {
+            cert: dev.cert,
+            key: dev.key,
+        };
+        // Two servers with one name at two ports, each with its own session store.
+        let a = Arc::new(server_config(&tls).unwrap());
+        let b = Arc::new(server_config(&tls).unwrap());
+        assert_eq!(handshake(&client, 1, &a), Full);
+        assert_eq!(handshake(&client, 2, &b), Full);
+        assert_eq!(handshake(&client, 1, &a), Resumed);
+        assert_eq!(handshake(&client, 2, &b), Resumed);
+        // A fresh client has no tickets.
+        let fresh = ClientCrypto {
+            tickets: Arc::default(),
+            ..client.clone()
+        };
+        assert_eq!(handshake(&fresh, 1, &a), Full);
+    }
+
+    #[test]
+    fn a_recent_chain_is_taken_only_when_every_byte_matches() {
+        let until = 1_893_456_000; // 2030-01-01, when the certificate expires
+        let make = || {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().der().clone()
+        };
+        let (trusted, other) = (make(), make());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(trusted.clone()).unwrap();
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider());
+        let verifier = RecentChains::new(webpki.build().unwrap());
+        let verify = |cert: &CertificateDer<'_>, name: &str, at: u64| {
+            let name = ServerName::try_from(name).unwrap();
+            let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at));
+            verifier.verify_server_cert(cert, &[], &name, &[], at)
+        };
+        let before = until - 10;
+        assert!(verify(&trusted, "localhost", before).is_ok());
+        // Neither another certificate nor another name rides on the verified chain.
+        assert!(verify(&other, "localhost", before).is_err());
+        assert!(verify(&trusted, "example.com", before).is_err());
+        // Within a minute of its check the chain is taken as verified, even just expired ...
+        assert!(verify(&trusted, "localhost", until + 10).is_ok());
+        // ... and checked afresh after that.
+        assert!(verify(&trusted, "localhost", before + RECENT_SECS).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use quicwire_core::quic::{self, is_loopback};
 use quicwire_core::tls;
 use quicwire_core::{app_code, Error, ErrorCode, PoolKey};
+use quinn_proto::crypto::rustls::QuicClientConfig;
 use web_time::{Duration, Instant};
 
 use super::{no_encodings, tls_error, Engine};
@@ -25,13 +26,16 @@ impl Engine {
             return Err(no_encodings());
         }
         let roots = || config.system_roots.clone();
-        let crypto = tls::client_config(&config.tls, roots)?;
-        let crypto =
-            quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(tls_error)?;
-        let mut client = quinn_proto::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(quic::transport_config(&config.transport, false)?);
+        let crypto = tls::ClientCrypto::new(&config.tls, roots)?;
+        let transport = quic::transport_config(&config.transport, false)?;
         let params = Params::new(&config.transport, config.encodings.clone());
-        Self::new(now, None, Some(client), &config.transport, params)
+        Self::new(
+            now,
+            None,
+            Some((crypto, transport)),
+            &config.transport,
+            params,
+        )
     }
 
     /// The pooled connection to `key` when there is one to reuse: an open one, or one
@@ -64,16 +68,21 @@ impl Engine {
         remote: SocketAddr,
     ) -> Result<ConnId, Error> {
         self.at(now);
-        let mut config = self
-            .client_config
-            .clone()
-            .ok_or_else(|| Error::invalid_argument("this engine is a server; it cannot connect"))?;
-        if is_loopback(remote.ip()) {
-            config.transport_config(self.loopback_transport.clone());
+        let a_server = || Error::invalid_argument("this engine is a server; it cannot connect");
+        if self.is_server() {
+            return Err(a_server());
         }
         if let Some(id) = self.checkout(now, key) {
             return Ok(id);
         }
+        let (crypto, transport) = self.client.as_ref().ok_or_else(a_server)?;
+        let crypto = QuicClientConfig::try_from(crypto.for_port(key.port())).map_err(tls_error)?;
+        let mut config = quinn_proto::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(if is_loopback(remote.ip()) {
+            self.loopback_transport.clone()
+        } else {
+            transport.clone()
+        });
         let since = now - self.epoch;
         let conns = &self.connections;
         let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
+use quicwire_core::tls;
 use quicwire_core::{
     app_code, Admission, ConnectionStats, Error, ErrorCode, PoolKey, PoolTable, TransportConfig,
 };
@@ -36,8 +37,8 @@ use crate::ConnId;
 /// One QUIC endpoint (a client or a server) and its connections.
 pub struct Engine {
     endpoint: Endpoint,
-    /// A client's QUIC and TLS setup (None: a server).
-    client_config: Option<quinn_proto::ClientConfig>,
+    /// A client's TLS setup and transport settings (None: a server).
+    client: Option<(tls::ClientCrypto, Arc<quinn_proto::TransportConfig>)>,
     /// Transport settings for a peer on this host (see `quic::transport_config`).
     loopback_transport: Arc<quinn_proto::TransportConfig>,
     /// Server: its config with those settings.
@@ -91,7 +92,7 @@ impl Engine {
     fn new(
         now: Instant,
         server: Option<Arc<ServerConfig>>,
-        client_config: Option<quinn_proto::ClientConfig>,
+        client: Option<(tls::ClientCrypto, Arc<quinn_proto::TransportConfig>)>,
         cfg: &TransportConfig,
         params: Params,
     ) -> Result<Engine, Error> {
@@ -102,7 +103,7 @@ impl Engine {
         let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
         Ok(Engine {
             endpoint,
-            client_config,
+            client,
             loopback_transport: quic::transport_config(cfg, true)?,
             loopback_server: None,
             cfg: cfg.clone(),
@@ -127,7 +128,7 @@ impl Engine {
     }
 
     pub fn is_server(&self) -> bool {
-        self.client_config.is_none()
+        self.client.is_none()
     }
 
     /// A connection open for traffic (negotiated, not closing): what `Event::Connected`
@@ -490,7 +491,7 @@ impl Engine {
                         self.pool.take(&key);
                     }
                 }
-                if self.client_config.is_none() && !ready {
+                if self.client.is_none() && !ready {
                     self.rejected += 1;
                 }
                 Event::Closed { conn: id, error }
