@@ -2,7 +2,8 @@
 // server and the client run in two network namespaces joined by veth, nftables dropping a
 // share of the packets each side receives (tests/lossy-link.ts); over it, the concurrency
 // scenario (100 requests in flight on one connection). On TCP one lost segment stalls every
-// request behind it (head-of-line blocking); on QUIC only the stream it carried. Needs root.
+// request behind it (head-of-line blocking); on QUIC only the stream it carried. quicwire
+// runs once per congestion controller. Needs root.
 //
 //   npm run bench:loss -- [--quick] [--runs N] [--loss 0,2,5] [--only name,name]
 //
@@ -19,7 +20,11 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     runs: { type: 'string' },
     loss: { type: 'string', default: '0,2,5' },
-    only: { type: 'string', default: 'quicwire-native,quicwire-wasm,node-tls' },
+    // quicwire-native runs CUBIC (the default); the newreno and bbr rows the other controllers.
+    only: {
+      type: 'string',
+      default: 'quicwire-native,quicwire-native newreno,quicwire-native bbr,quicwire-wasm,node-tls',
+    },
   },
 });
 const unavailable = lossyLinkUnavailable();

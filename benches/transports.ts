@@ -9,8 +9,10 @@ import type { Transport } from './types.js';
 export const transports: Record<string, () => Transport> = {
   'quicwire-native': () => quicwire('native'),
   'quicwire-wasm': () => quicwire('wasm'),
-  'quicwire-native msgpack': () => quicwire('native', 'msgpack'),
-  'quicwire-native json': () => quicwire('native', 'json'),
+  'quicwire-native msgpack': () => quicwire('native', { encoding: 'msgpack' }),
+  'quicwire-native json': () => quicwire('native', { encoding: 'json' }),
+  'quicwire-native newreno': () => quicwire('native', { congestionControl: 'newreno' }),
+  'quicwire-native bbr': () => quicwire('native', { congestionControl: 'bbr' }),
   'node-tls': () => nodeTls,
   ws: () => ws,
   'matrixai-quic': () => matrixaiQuic,

@@ -14,6 +14,8 @@ export interface EngineTransportOptions {
   maxConnections?: number;
   keepAliveMs?: number;
   sendBufferHigh?: number;
+  /** Index in CONGESTION_CONTROLLERS. */
+  congestionControl?: number;
 }
 
 export interface EngineClientOptions {

@@ -59,6 +59,7 @@ export const TRANSPORT_OPTIONS = [
   'maxConnections',
   'keepAliveMs',
   'sendBufferHigh',
+  'congestionControl',
 ] as const;
 
 /** The positional server admission options, in order. */
@@ -66,4 +67,11 @@ export const SERVER_OPTIONS = [
   'maxConnections',
   'maxConnectionsPerIp',
   'validateAddresses',
+] as const;
+
+/** Congestion controllers, by their number in `congestionControl`. */
+export const CONGESTION_CONTROLLERS = [
+  'cubic',
+  'newreno',
+  'bbr',
 ] as const;

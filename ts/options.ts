@@ -3,6 +3,7 @@
 
 import type { EngineTransportOptions } from './engine.js';
 import { invalidArgument } from './errors.js';
+import { CONGESTION_CONTROLLERS } from './layout.js';
 import { platform } from './platform.js';
 import type { Encoding, LimitOptions } from './types.js';
 
@@ -44,7 +45,13 @@ export function checkEncoding(name: string, value: unknown): Encoding {
   return value as Encoding;
 }
 
-export const LIMIT_KEYS = ['maxMessageSize', 'maxConcurrentStreams', 'keepAliveMs', 'requestTimeoutMs'];
+export const LIMIT_KEYS = [
+  'maxMessageSize',
+  'maxConcurrentStreams',
+  'keepAliveMs',
+  'requestTimeoutMs',
+  'congestionControl',
+];
 
 const U32 = 0xffff_ffff;
 
@@ -63,6 +70,15 @@ export function engineLimits(
   if (o.idleTimeoutMs !== undefined) out.idleTimeoutMs = checkInteger('idleTimeoutMs', o.idleTimeoutMs);
   if (o.connectTimeoutMs !== undefined)
     out.connectTimeoutMs = checkInteger('connectTimeoutMs', o.connectTimeoutMs);
+  if (o.congestionControl !== undefined) {
+    const index = CONGESTION_CONTROLLERS.indexOf(o.congestionControl);
+    if (index < 0) {
+      throw invalidArgument(
+        `congestionControl must be one of ${CONGESTION_CONTROLLERS.join(', ')}, got ${String(o.congestionControl)}`,
+      );
+    }
+    out.congestionControl = index;
+  }
   return out;
 }
 

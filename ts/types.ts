@@ -3,6 +3,9 @@
 /** How message bodies are encoded on the wire. `raw` sends Uint8Array as is. */
 export type Encoding = 'msgpack' | 'json' | 'raw';
 
+/** Congestion controllers: CUBIC (the default), NewReno, or BBR (which random loss slows less). */
+export type CongestionControl = 'cubic' | 'newreno' | 'bbr';
+
 /** Limits and timers shared by clients and servers. */
 export interface LimitOptions {
   /** Largest message, request or response body accepted, in bytes (default 1 MiB). */
@@ -13,6 +16,8 @@ export interface LimitOptions {
   keepAliveMs?: number;
   /** Default timeout of `request` (default 30000). */
   requestTimeoutMs?: number;
+  /** The congestion controller of this endpoint's connections (default 'cubic'). */
+  congestionControl?: CongestionControl;
 }
 
 export interface TransportOptions extends LimitOptions {
@@ -89,10 +94,22 @@ export interface ConnectionStats {
   bytesOut: number;
   bytesIn: number;
   streamsOpen: number;
+  /** Smoothed round-trip time, and the lowest one seen (ms). */
   rttMs: number;
+  minRttMs: number;
+  /** Packets declared lost (and retransmitted), and their bytes. */
   lostPackets: number;
+  lostBytes: number;
+  /** UDP datagrams sent and received. */
   udpTx: number;
   udpRx: number;
+  /** Congestion window: bytes that may be in flight. */
+  cwnd: number;
+  /** Times the congestion controller cut the window (loss or ECN). */
+  congestionEvents: number;
+  /** The path's maximum datagram size now (bytes of UDP payload). */
+  mtu: number;
+  congestionControl: CongestionControl;
 }
 
 export interface PoolStats {

@@ -4,7 +4,13 @@
 // The msgpack (the default encoding) and json rows send the same payloads encoded: msgpack
 // carries bytes as a bin, JSON has none, so they travel as base64 strings, as a JSON
 // application sends them.
-import { allocSendBuffer, initWasm, QuicServer, QuicTransport } from '../../dist/index.js';
+import {
+  allocSendBuffer,
+  type CongestionControl,
+  initWasm,
+  QuicServer,
+  QuicTransport,
+} from '../../dist/index.js';
 import { readU64, u64 } from '../framing.js';
 import { type BenchClient, HOST, type Transport } from '../types.js';
 
@@ -22,17 +28,25 @@ function codec(encoding: Encoding): { wrap(b: Uint8Array): unknown; unwrap(v: un
   };
 }
 
-export function quicwire(backend: 'native' | 'wasm', encoding: Encoding = 'raw'): Transport {
+/** A variant of the default setup: another encoding, or another congestion controller on both sides. */
+export interface Variant {
+  encoding?: Encoding;
+  congestionControl?: CongestionControl;
+}
+
+export function quicwire(backend: 'native' | 'wasm', variant: Variant = {}): Transport {
+  const { encoding = 'raw', congestionControl } = variant;
   const { wrap, unwrap } = codec(encoding);
   const json = encoding === 'json';
   // An application keeps one QuicTransport; its pool holds one connection per host:port, so
   // a second live connection to the same server (the memory scenario) needs its own.
   let shared: QuicTransport | undefined;
   let sharedBusy = false;
-  const suffix = encoding === 'raw' ? '' : ` ${encoding}`;
+  const suffix = `${encoding === 'raw' ? '' : ` ${encoding}`}${congestionControl ? ` ${congestionControl}` : ''}`;
+  const cc = congestionControl ? `, ${congestionControl} congestion control` : '';
   return {
     name: `quicwire-${backend}${suffix}`,
-    describe: `quicwire ${backend} engine (quinn${backend === 'wasm' ? '-proto in WebAssembly' : ' via napi-rs'}), ${encoding} bodies${encoding === 'msgpack' ? ' (the default encoding)' : ''}`,
+    describe: `quicwire ${backend} engine (quinn${backend === 'wasm' ? '-proto in WebAssembly' : ' via napi-rs'}), ${encoding} bodies${encoding === 'msgpack' ? ' (the default encoding)' : ''}${cc}`,
     async listen(tls) {
       await initWasm(undefined, { backend });
       const server = await QuicServer.listen({
@@ -42,6 +56,7 @@ export function quicwire(backend: 'native' | 'wasm', encoding: Encoding = 'raw')
         key: tls.key,
         maxMessageSize: 1 << 20,
         maxConcurrentStreams: 1000,
+        ...(congestionControl && { congestionControl }),
       });
       let messages = 0;
       // Counted, not kept: the handler borrows the bytes (no allocation per message).
@@ -59,7 +74,12 @@ export function quicwire(backend: 'native' | 'wasm', encoding: Encoding = 'raw')
     },
     async connect(port, tls): Promise<BenchClient> {
       await initWasm(undefined, { backend });
-      const options = { ca: tls.cert, encoding, maxMessageSize: 1 << 20 };
+      const options = {
+        ca: tls.cert,
+        encoding,
+        maxMessageSize: 1 << 20,
+        ...(congestionControl && { congestionControl }),
+      };
       const own = sharedBusy;
       shared ??= new QuicTransport(options);
       const t = own ? new QuicTransport(options) : shared;

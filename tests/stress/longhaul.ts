@@ -143,8 +143,7 @@ async function connects(total: number, log: (s: string) => void): Promise<Omit<R
         // A loop's ids only grow (one counter for the process): an old one back is reuse.
         if (conn.id <= newest) throw new Error(`connection ${i} got id ${conn.id}, not above ${newest}`);
         newest = conn.id;
-        if ((await t.request(conn, i)) !== i)
-          throw new Error(`connection ${i} answered wrong`);
+        if ((await t.request(conn, i)) !== i) throw new Error(`connection ${i} answered wrong`);
         ok++;
       } catch (err) {
         failed++;

@@ -23,6 +23,48 @@ pub struct TransportConfig {
     /// Message bytes per connection the peer has not acknowledged before sends wait, and
     /// as many again waiting before sends fail with ERR_FLOW_CONTROL_PAUSED (default 8 MiB).
     pub send_buffer_high: u64,
+    /// The congestion controller of this endpoint's connections (default CUBIC).
+    pub congestion_control: CongestionControl,
+}
+
+/// Congestion controllers (quinn-proto's): how fast a connection may send into the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CongestionControl {
+    /// CUBIC (RFC 9438): loss-based, the default of Linux TCP and of quinn.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 9002's controller): loss-based, halves on loss.
+    NewReno,
+    /// BBR (v1, quinn's experimental one): models bandwidth and RTT instead of reacting
+    /// to loss, so random loss cuts its rate less.
+    Bbr,
+}
+
+impl CongestionControl {
+    pub const ALL: [CongestionControl; 3] = [
+        CongestionControl::Cubic,
+        CongestionControl::NewReno,
+        CongestionControl::Bbr,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::NewReno => "newreno",
+            CongestionControl::Bbr => "bbr",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<CongestionControl> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "unknown congestionControl {name:?}: expected \"cubic\", \"newreno\" or \"bbr\""
+                ))
+            })
+    }
 }
 
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -41,6 +83,7 @@ impl Default for TransportConfig {
             max_connections: 64,
             keep_alive_ms: 5_000,
             send_buffer_high: DEFAULT_SEND_BUFFER_HIGH,
+            congestion_control: CongestionControl::default(),
         }
     }
 }

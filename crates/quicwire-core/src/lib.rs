@@ -20,7 +20,7 @@ pub mod udp;
 pub mod varint;
 
 pub use admission::{Admission, Decision, ServerLimits};
-pub use config::TransportConfig;
+pub use config::{CongestionControl, TransportConfig};
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};
 pub use hello::{Encoding, Hello, Negotiated, ALPN, PROTOCOL_VERSION};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quinn_proto::{ConnectionError, IdleTimeout, TransportErrorCode, VarInt};
 
 use crate::config::initial_stream_credit;
-use crate::{app_code, Error, ErrorCode, Result, TransportConfig};
+use crate::{app_code, CongestionControl, Error, ErrorCode, Result, TransportConfig};
 
 /// Uni streams a peer may open: its control and channel streams, with room to spare.
 const MAX_UNI_STREAMS: u32 = 8;
@@ -80,16 +80,36 @@ pub fn transport_config(
     let mut ack = quinn_proto::AckFrequencyConfig::default();
     ack.max_ack_delay(Some(Duration::from_millis(1)));
     t.ack_frequency_config(Some(ack));
+    // quinn's initial window is 14,720 bytes whatever the MTU: on loopback less than one
+    // datagram, which would never be sent. Ten datagrams there, as RFC 9002 starts with.
+    let window = loopback.then(|| 10 * u64::from(LOOPBACK_MTU));
+    t.congestion_controller_factory(controller(cfg.congestion_control, window));
     if loopback {
-        // quinn's initial window is 14,720 bytes whatever the MTU: less than one such
-        // datagram, which would never be sent. Ten datagrams, as RFC 9002 starts with.
-        let mut cubic = quinn_proto::congestion::CubicConfig::default();
-        cubic.initial_window(10 * u64::from(LOOPBACK_MTU));
-        t.initial_mtu(LOOPBACK_MTU)
-            .mtu_discovery_config(None)
-            .congestion_controller_factory(Arc::new(cubic));
+        t.initial_mtu(LOOPBACK_MTU).mtu_discovery_config(None);
     }
     Ok(Arc::new(t))
+}
+
+/// quinn-proto's factory for `cc`, with its initial window set when given.
+fn controller(
+    cc: CongestionControl,
+    initial_window: Option<u64>,
+) -> Arc<dyn quinn_proto::congestion::ControllerFactory + Send + Sync> {
+    use quinn_proto::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+    macro_rules! with_window {
+        ($config:expr) => {{
+            let mut config = $config;
+            if let Some(w) = initial_window {
+                config.initial_window(w);
+            }
+            Arc::new(config)
+        }};
+    }
+    match cc {
+        CongestionControl::Cubic => with_window!(CubicConfig::default()),
+        CongestionControl::NewReno => with_window!(NewRenoConfig::default()),
+        CongestionControl::Bbr => with_window!(BbrConfig::default()),
+    }
 }
 
 /// Maps why a QUIC connection ended to a quicwire error.

@@ -1,6 +1,8 @@
 //! Statistics types every binding reports. Counters are filled by the runtime; the shapes
 //! live here so native and wasm report the same fields.
 
+use crate::CongestionControl;
+
 /// Traffic and path figures of one connection.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionStats {
@@ -17,15 +19,26 @@ pub struct ConnectionStats {
     pub streams_open: u64,
     /// Smoothed round-trip time, milliseconds.
     pub rtt_ms: f64,
-    /// Packets the QUIC stack declared lost.
+    /// The lowest round-trip time seen, milliseconds.
+    pub min_rtt_ms: f64,
+    /// Packets the QUIC stack declared lost, and their bytes.
     pub lost_packets: u64,
+    pub lost_bytes: u64,
     /// UDP datagrams sent and received by QUIC.
     pub udp_tx: u64,
     pub udp_rx: u64,
+    /// The congestion window (bytes that may be in flight), and how many times the
+    /// controller cut it (loss or ECN).
+    pub cwnd: u64,
+    pub congestion_events: u64,
+    /// The path's current maximum datagram size (bytes of UDP payload).
+    pub mtu: u64,
+    pub congestion_control: CongestionControl,
 }
 
 impl ConnectionStats {
-    /// Adds `other`'s counters into `self` (for totals); rtt keeps the maximum.
+    /// Adds `other`'s counters into `self` (for totals); round-trip times and the MTU keep
+    /// the maximum.
     pub fn accumulate(&mut self, other: &ConnectionStats) {
         self.messages_out += other.messages_out;
         self.messages_in += other.messages_in;
@@ -35,9 +48,15 @@ impl ConnectionStats {
         self.bytes_in += other.bytes_in;
         self.streams_open += other.streams_open;
         self.rtt_ms = self.rtt_ms.max(other.rtt_ms);
+        self.min_rtt_ms = self.min_rtt_ms.max(other.min_rtt_ms);
         self.lost_packets += other.lost_packets;
+        self.lost_bytes += other.lost_bytes;
         self.udp_tx += other.udp_tx;
         self.udp_rx += other.udp_rx;
+        self.cwnd += other.cwnd;
+        self.congestion_events += other.congestion_events;
+        self.mtu = self.mtu.max(other.mtu);
+        self.congestion_control = other.congestion_control;
     }
 }
 

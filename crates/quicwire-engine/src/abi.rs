@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use quicwire_core::tls::{ClientTls, ServerTls};
-use quicwire_core::{Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig};
+use quicwire_core::{
+    CongestionControl, Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig,
+};
 use web_time::{Duration, Instant};
 
 use crate::config::{ClientConfig, ServerConfig};
@@ -86,8 +88,9 @@ pub mod event {
     ];
 }
 
-/// The positional transport options, in order.
-pub const TRANSPORT_OPTIONS: [&str; 8] = [
+/// The positional transport options, in order. `congestionControl` travels as its index in
+/// [`CongestionControl::ALL`] (`CONGESTION_CONTROLLERS` in `ts/layout.ts`).
+pub const TRANSPORT_OPTIONS: [&str; 9] = [
     "maxMessageSize",
     "maxConcurrentStreams",
     "idleTimeoutMs",
@@ -96,6 +99,7 @@ pub const TRANSPORT_OPTIONS: [&str; 8] = [
     "maxConnections",
     "keepAliveMs",
     "sendBufferHigh",
+    "congestionControl",
 ];
 
 /// The positional server admission options, in order (`validateAddresses` as 0 or 1).
@@ -133,6 +137,12 @@ pub fn transport_options(values: &[f64]) -> Result<TransportConfig, Error> {
         max_connections: option(values, 5).map_or(d.max_connections, clamp_u32),
         keep_alive_ms: get(6, d.keep_alive_ms),
         send_buffer_high: get(7, d.send_buffer_high),
+        congestion_control: match option(values, 8) {
+            None => d.congestion_control,
+            Some(v) => *CongestionControl::ALL.get(v as usize).ok_or_else(|| {
+                Error::invalid_argument(format!("congestionControl number {v} is unknown"))
+            })?,
+        },
     };
     cfg.validate()?;
     Ok(cfg)
@@ -571,7 +581,8 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
         concat!(
             "{{{}\"peer\":{:?},\"messagesOut\":{},\"messagesIn\":{},\"requestsOut\":{},",
             "\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},\"streamsOpen\":{},",
-            "\"rttMs\":{},\"lostPackets\":{},\"udpTx\":{},\"udpRx\":{}}}"
+            "\"rttMs\":{},\"minRttMs\":{},\"lostPackets\":{},\"lostBytes\":{},\"udpTx\":{},",
+            "\"udpRx\":{},\"cwnd\":{},\"congestionEvents\":{},\"mtu\":{},\"congestionControl\":\"{}\"}}"
         ),
         idle,
         s.peer,
@@ -583,9 +594,15 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
         s.bytes_in,
         s.streams_open,
         s.rtt_ms,
+        s.min_rtt_ms,
         s.lost_packets,
+        s.lost_bytes,
         s.udp_tx,
         s.udp_rx,
+        s.cwnd,
+        s.congestion_events,
+        s.mtu,
+        s.congestion_control.as_str(),
     )
 }
 
@@ -648,6 +665,9 @@ pub fn typescript_layout() -> String {
     out += &quoted(&TRANSPORT_OPTIONS);
     out += "] as const;\n\n/** The positional server admission options, in order. */\nexport const SERVER_OPTIONS = [\n";
     out += &quoted(&SERVER_OPTIONS);
+    out += "] as const;\n\n/** Congestion controllers, by their number in `congestionControl`. */\nexport const CONGESTION_CONTROLLERS = [\n";
+    let controllers: Vec<_> = CongestionControl::ALL.iter().map(|c| c.as_str()).collect();
+    out += &quoted(&controllers);
     out += "] as const;\n";
     out
 }
@@ -679,7 +699,7 @@ mod tests {
     #[test]
     fn options_by_position_with_nan_for_defaults() {
         let d = TransportConfig::default();
-        let mut values = [f64::NAN; 8];
+        let mut values = [f64::NAN; 9];
         values[0] = 2048.0;
         values[7] = 4096.0;
         let cfg = transport_options(&values).unwrap();
@@ -688,6 +708,13 @@ mod tests {
         values[7] = 10.0;
         let e = transport_options(&values).unwrap_err();
         assert!(e.message.contains("sendBufferHigh"), "{e}");
+        values[7] = f64::NAN;
+        values[8] = 2.0;
+        let cfg = transport_options(&values).unwrap();
+        assert_eq!(cfg.congestion_control, CongestionControl::Bbr);
+        values[8] = 3.0;
+        let e = transport_options(&values).unwrap_err();
+        assert!(e.message.contains("congestionControl"), "{e}");
         let limits = server_options(&[f64::NAN, 3.0, 1.0]).unwrap();
         assert_eq!(limits.max_connections_per_ip, 3);
         assert!(limits.validate_addresses);

@@ -55,8 +55,8 @@ pub use memory::MemoryNetwork;
 /// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.
 pub use quicwire_core as core;
 pub use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats, Result,
-    ServerLimits, TransportConfig,
+    app_code, CongestionControl, ConnectionStats, Encoding, Error, ErrorCode, PoolKey, PoolStats,
+    Result, ServerLimits, TransportConfig,
 };
 /// The engine itself, and its simulated network for tests.
 pub use quicwire_engine as engine;

@@ -94,6 +94,26 @@ async fn large_payloads_cross_intact() {
 /// A peer on this host gets loopback's 64 KiB datagrams both ways: 8 MiB there and back
 /// takes a few hundred datagrams each way, where 1452-byte ones would take over 5,700.
 #[tokio::test]
+async fn each_side_runs_the_congestion_controller_it_asks_for() {
+    use quicwire::CongestionControl::{Bbr, NewReno};
+    let f = start_server(|c| c.transport.congestion_control = NewReno);
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let c = client(&f.ca, |c| c.transport.congestion_control = Bbr);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(conn.request(&[1u8; 100_000]).await.unwrap().len(), 100_000);
+    let (mine, theirs) = (conn.stats(), f.server.connections()[0].stats());
+    assert_eq!(
+        (mine.congestion_control, theirs.congestion_control),
+        (Bbr, NewReno)
+    );
+    assert!(
+        mine.cwnd > 0 && mine.mtu > 1200 && mine.min_rtt_ms > 0.0,
+        "{mine:?}"
+    );
+}
+
+#[tokio::test]
 async fn loopback_peers_use_large_datagrams() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
     let port = f.server.local_addr().port();

@@ -19,7 +19,8 @@ use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
 use quicwire_core::tls;
 use quicwire_core::{
-    app_code, Admission, ConnectionStats, Error, ErrorCode, PoolKey, PoolTable, TransportConfig,
+    app_code, Admission, CongestionControl, ConnectionStats, Error, ErrorCode, PoolKey, PoolTable,
+    TransportConfig,
 };
 use quinn_proto::{
     ConnectionHandle, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig, StreamEvent,
@@ -651,13 +652,33 @@ impl Engine {
 /// A connection's figures: the session's counters and quinn's path figures.
 fn connection_stats(conn: &Conn) -> ConnectionStats {
     let q = conn.quic.stats();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     ConnectionStats {
         peer: conn.peer.to_string(),
         streams_open: conn.session.streams_open(),
-        rtt_ms: q.path.rtt.as_secs_f64() * 1000.0,
+        rtt_ms: ms(q.path.rtt),
+        min_rtt_ms: ms(q.path.min_rtt),
         lost_packets: q.path.lost_packets,
+        lost_bytes: q.path.lost_bytes,
         udp_tx: q.udp_tx.datagrams,
         udp_rx: q.udp_rx.datagrams,
+        cwnd: q.path.cwnd,
+        congestion_events: q.path.congestion_events,
+        mtu: q.path.current_mtu.into(),
+        congestion_control: controller(&conn.quic),
         ..conn.session.counters.clone()
+    }
+}
+
+/// The controller a connection runs, as quinn-proto has it.
+fn controller(quic: &quinn_proto::Connection) -> CongestionControl {
+    use quinn_proto::congestion::{Bbr, NewReno};
+    let running = quic.congestion_state().clone_box().into_any();
+    if running.is::<Bbr>() {
+        CongestionControl::Bbr
+    } else if running.is::<NewReno>() {
+        CongestionControl::NewReno
+    } else {
+        CongestionControl::Cubic
     }
 }
