@@ -1,9 +1,9 @@
-// QUIC's own powers beyond streams, on every backend: congestion controllers and the path
-// figures a connection reports.
+// QUIC's own powers beyond streams, on every backend: congestion controllers, the path
+// figures a connection reports, and unreliable datagrams.
 
 import { describe, expect, it } from 'vitest';
 import type { CongestionControl } from '../ts/index.js';
-import { echoServer, transport } from './helpers.js';
+import { echoServer, eventually, rejectsWith, transport } from './helpers.js';
 
 describe('congestion control and path stats', () => {
   it.each<CongestionControl>(['cubic', 'newreno', 'bbr'])('runs %s and reports the path', async (cc) => {
@@ -34,5 +34,44 @@ describe('congestion control and path stats', () => {
       const make = () => transport({ congestionControl: bad as unknown as CongestionControl });
       expect(make).toThrowError(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     }
+  });
+});
+
+describe('unreliable datagrams', () => {
+  it('cross both ways, are counted, and never block the connection', async () => {
+    const server = await echoServer();
+    const atServer: number[] = [];
+    server.onDatagram((d, peer) => {
+      atServer.push(d[0] as number);
+      // Back to the client, on the same connection.
+      void peer.sendDatagram(d);
+    });
+    const t = transport();
+    const back: number[] = [];
+    t.onDatagram((d) => back.push(d[0] as number));
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(conn.maxDatagramSize).toBeGreaterThan(1200);
+    for (let i = 0; i < 100; i++) await t.sendDatagram(conn, new Uint8Array(200).fill(i));
+    // A request after them: its answer comes once they have had time to arrive.
+    expect(await t.request(conn, 'after')).toBe('after');
+    await eventually(() => back.length === 100, 'the datagrams echoed back');
+    expect(atServer).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(back).toEqual(atServer);
+    const s = t.getPoolStats().connections[0];
+    expect(s).toMatchObject({ datagramsOut: 100, datagramsIn: 100, datagramsDropped: 0, datagramsLost: 0 });
+    expect(s?.maxDatagramSize).toBe(conn.maxDatagramSize);
+    expect(server.stats().totals).toMatchObject({ datagramsOut: 100, datagramsIn: 100 });
+  });
+
+  it('rejects what is not bytes or too large, and the connection carries on', async () => {
+    const server = await echoServer();
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    await rejectsWith(conn.sendDatagram('text' as unknown as Uint8Array), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(conn.sendDatagram(new Uint8Array(conn.maxDatagramSize + 1)), 'ERR_MESSAGE_TOO_LARGE');
+    await conn.sendDatagram(new Uint8Array(conn.maxDatagramSize));
+    expect(await conn.request({ still: 'here' })).toEqual({ still: 'here' });
+    conn.close();
+    await rejectsWith(conn.sendDatagram(new Uint8Array(1)), 'ERR_CONNECTION_CLOSED');
   });
 });

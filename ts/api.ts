@@ -3,7 +3,7 @@
 
 export { backend, type InitWasmOptions, initWasm } from './backend.js';
 export { ManualClock } from './clock.js';
-export type { MessageHandler, RequestHandler } from './connection.js';
+export type { DatagramHandler, MessageHandler, RequestHandler } from './connection.js';
 export { Connection } from './connection.js';
 export type { ErrorHandler } from './endpoint.js';
 export { type ErrorCode, QuicwireError } from './errors.js';

@@ -3,6 +3,7 @@
 // the engine bounds what waits for them (its send buffer, `sendBufferHigh`).
 
 import { decode, encode } from './codec.js';
+import type { ConnectionInfo } from './engine.js';
 import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
@@ -11,6 +12,8 @@ import type { Encoding, ReceiveOptions, RequestOptions } from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection) => void;
 export type RequestHandler = (message: unknown, connection: Connection) => unknown;
+/** Gets a datagram's bytes to keep (a copy of its own). */
+export type DatagramHandler = (datagram: Uint8Array, connection: Connection) => void;
 
 /** The transport or server a connection belongs to. */
 export interface Owner {
@@ -19,6 +22,7 @@ export interface Owner {
   /** Set with the message handler: it takes bytes only valid until it returns. */
   readonly borrowsMessages: boolean;
   readonly requestHandler: RequestHandler | undefined;
+  readonly datagramHandler: DatagramHandler | undefined;
   connected(connection: Connection): void;
   disconnected(connection: Connection, reason: QuicwireError): void;
   /** Closes this one connection. */
@@ -51,6 +55,9 @@ export class Connection implements AsyncIterable<unknown> {
   readonly encoding: Encoding;
   /** The largest body the peer accepts. */
   readonly peerMaxMessageSize: number;
+  /** The largest datagram this side could send when the connection opened (0: the peer
+   *  takes none); `stats` has the current one, which follows the path's MTU. */
+  readonly maxDatagramSize: number;
 
   readonly #hub: Hub;
   readonly #owner: Owner;
@@ -73,20 +80,14 @@ export class Connection implements AsyncIterable<unknown> {
   #inbox = new Fifo<Received>();
   #receivers: Receiver[] = [];
 
-  constructor(
-    hub: Hub,
-    owner: Owner,
-    id: number,
-    encoding: Encoding,
-    peer: string,
-    peerMaxMessageSize: number,
-  ) {
+  constructor(hub: Hub, owner: Owner, info: ConnectionInfo) {
     this.#hub = hub;
     this.#owner = owner;
-    this.id = id;
-    this.encoding = encoding;
-    this.peer = peer;
-    this.peerMaxMessageSize = peerMaxMessageSize;
+    this.id = info.id;
+    this.encoding = info.encoding as Encoding;
+    this.peer = info.peer;
+    this.peerMaxMessageSize = info.peerMaxMessageSize;
+    this.maxDatagramSize = info.maxDatagramSize;
   }
 
   /** Why the connection closed, or undefined while open. */
@@ -120,6 +121,29 @@ export class Connection implements AsyncIterable<unknown> {
       const delivery: Delivery = { remaining: bodies.length, resolve, reject };
       for (const body of bodies) this.#enqueue(body, delivery);
     });
+  }
+
+  /** Sends an unreliable datagram (raw bytes, whatever the encoding): it may be lost, is
+   *  never retransmitted and never waits behind a lost packet. Resolves once it is queued
+   *  to go; while the connection cannot send, datagrams wait in a bounded queue that drops
+   *  the oldest when full. Rejects with ERR_MESSAGE_TOO_LARGE past the path's limit. */
+  sendDatagram(datagram: Uint8Array): Promise<void> {
+    if (!(datagram instanceof Uint8Array)) {
+      return Promise.reject(invalidArgument('sendDatagram takes a Uint8Array'));
+    }
+    try {
+      this.#assertOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      this.#hub.queue(Op.Datagram, this.id, 0, datagram, 0, { ok: resolve, fail: reject });
+    });
+  }
+
+  /** A datagram from the peer: to the handler, if there is one (else it is dropped). */
+  datagramArrived(body: Uint8Array): void {
+    this.#owner.datagramHandler?.(body.slice(), this);
   }
 
   /** Sends a request on its own stream; resolves with the peer handler's answer. */

@@ -1,6 +1,6 @@
 // What a client transport and a server share: the handlers incoming traffic goes to.
 
-import type { Connection, MessageHandler, Owner, RequestHandler } from './connection.js';
+import type { Connection, DatagramHandler, MessageHandler, Owner, RequestHandler } from './connection.js';
 import { invalidArgument, type QuicwireError } from './errors.js';
 import { checkKeys, checkObject } from './options.js';
 import { platform } from './platform.js';
@@ -13,6 +13,7 @@ export abstract class Endpoint implements Owner {
   #messageHandler: MessageHandler | undefined;
   #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;
+  #datagramHandler: DatagramHandler | undefined;
   #errorHandler: ErrorHandler | undefined;
   #warned = false;
   /** Answers to requests that could not be sent. */
@@ -28,6 +29,10 @@ export abstract class Endpoint implements Owner {
 
   get requestHandler(): RequestHandler | undefined {
     return this.#requestHandler;
+  }
+
+  get datagramHandler(): DatagramHandler | undefined {
+    return this.#datagramHandler;
   }
 
   /** Handles incoming messages with a callback; without one they queue for `receive()`.
@@ -50,6 +55,14 @@ export abstract class Endpoint implements Owner {
   onRequest(handler: RequestHandler): this {
     if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
     this.#requestHandler = handler;
+    return this;
+  }
+
+  /** Handles the peers' unreliable datagrams (`sendDatagram`); without a handler they are
+   *  dropped (and still counted in the stats' `datagramsIn`). */
+  onDatagram(handler: DatagramHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onDatagram takes a function');
+    this.#datagramHandler = handler;
     return this;
   }
 

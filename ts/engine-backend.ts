@@ -349,7 +349,13 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       if (kind === Event.Connection) {
         meta[i + 2] = slot.id; // the owner: this client or server
         const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
-        const info = { id, encoding, peer, peerMaxMessageSize: meta[i + 4] as number };
+        const info = {
+          id,
+          encoding,
+          peer,
+          peerMaxMessageSize: meta[i + 4] as number,
+          maxDatagramSize: meta[i + 3] as number,
+        };
         this.#routes.set(id, slot);
         slot.connected(id, info);
       } else if (kind === Event.Closed) {

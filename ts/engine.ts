@@ -42,6 +42,8 @@ export interface ConnectionInfo {
   encoding: string;
   peer: string;
   peerMaxMessageSize: number;
+  /** The largest datagram this side may send (0: the peer takes none). */
+  maxDatagramSize: number;
 }
 
 export interface ServerInfo {

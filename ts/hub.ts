@@ -2,12 +2,11 @@
 // dispatches everything the engine received, one batch per wake-up.
 
 import { Connection, type Owner } from './connection.js';
-import type { Engine, EventBatch, WriteFailure } from './engine.js';
+import type { ConnectionInfo, Engine, EventBatch, WriteFailure } from './engine.js';
 import { eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, LARGE_BODY, OP_WORDS, Op } from './layout.js';
 import { soon } from './platform.js';
-import type { Encoding } from './types.js';
 
 /** What to tell when an op of the current batch is done. */
 interface OpResult {
@@ -71,11 +70,11 @@ export class Hub {
   }
 
   /** The Connection object for an engine connection, created on first sight. */
-  attach(id: number, owner: Owner, encoding: string, peer: string, peerMaxMessageSize: number): Connection {
-    let conn = this.#connections.get(id);
+  attach(owner: Owner, info: ConnectionInfo): Connection {
+    let conn = this.#connections.get(info.id);
     if (!conn) {
-      conn = new Connection(this, owner, id, encoding as Encoding, peer, peerMaxMessageSize);
-      this.#connections.set(id, conn);
+      conn = new Connection(this, owner, info);
+      this.#connections.set(info.id, conn);
       owner.connected(conn);
       this.#updateKeepAlive();
     }
@@ -202,11 +201,14 @@ export class Hub {
           const owner = this.#owners.get(b);
           if (!owner) break;
           const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
-          this.attach(a, owner, encoding, peer, d);
+          this.attach(owner, { id: a, encoding, peer, peerMaxMessageSize: d, maxDatagramSize: c });
           break;
         }
         case Event.Message:
           this.#connections.get(a)?.delivered(body, batch.lent);
+          break;
+        case Event.Datagram:
+          this.#connections.get(a)?.datagramArrived(body);
           break;
         case Event.Request:
           this.#connections.get(a)?.requested(b, body);

@@ -12,6 +12,7 @@ export const Op = {
   Request: 2,
   Respond: 3,
   RespondError: 4,
+  Datagram: 5,
 } as const;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */
@@ -24,6 +25,7 @@ export const Event = {
   Acked: 6,
   Closed: 7,
   Receipt: 8,
+  Datagram: 9,
 } as const;
 
 /** Error codes by their number. */

@@ -76,7 +76,7 @@ export class QuicTransport extends Endpoint {
     } catch (err) {
       throw fromEngine(err);
     }
-    return this.#hub.attach(info.id, this, info.encoding, info.peer, info.peerMaxMessageSize);
+    return this.#hub.attach(this, info);
   }
 
   /** Sends one message; resolves once the peer's application has it. */
@@ -90,6 +90,11 @@ export class QuicTransport extends Endpoint {
   }
 
   /** A request on its own stream; resolves with the server handler's answer. */
+  /** `Connection.sendDatagram` on the pooled connection to `target`. */
+  async sendDatagram(target: Target, datagram: Uint8Array): Promise<void> {
+    return (await this.#resolve(target)).sendDatagram(datagram);
+  }
+
   async request(target: Target, message: unknown, options?: RequestOptions): Promise<unknown> {
     return (await this.#resolve(target)).request(message, options);
   }

@@ -110,6 +110,15 @@ export interface ConnectionStats {
   /** The path's maximum datagram size now (bytes of UDP payload). */
   mtu: number;
   congestionControl: CongestionControl;
+  /** Unreliable datagrams sent and received. */
+  datagramsOut: number;
+  datagramsIn: number;
+  /** Datagrams dropped before they went: the send queue was full (the oldest go first). */
+  datagramsDropped: number;
+  /** The peer's datagrams that never arrived (gaps in their numbering, its drops included). */
+  datagramsLost: number;
+  /** The largest datagram this side may send now (0: the peer takes none). */
+  maxDatagramSize: number;
 }
 
 export interface PoolStats {

@@ -34,6 +34,14 @@ pub struct ConnectionStats {
     /// The path's current maximum datagram size (bytes of UDP payload).
     pub mtu: u64,
     pub congestion_control: CongestionControl,
+    /// Unreliable datagrams sent (handed to QUIC) and received; dropped from the send
+    /// queue (full) before they went; the peer's that never arrived (gaps in their
+    /// numbering). And the largest one this side may send now (0: the peer takes none).
+    pub datagrams_out: u64,
+    pub datagrams_in: u64,
+    pub datagrams_dropped: u64,
+    pub datagrams_lost: u64,
+    pub max_datagram_size: u64,
 }
 
 impl ConnectionStats {
@@ -57,6 +65,11 @@ impl ConnectionStats {
         self.congestion_events += other.congestion_events;
         self.mtu = self.mtu.max(other.mtu);
         self.congestion_control = other.congestion_control;
+        self.datagrams_out += other.datagrams_out;
+        self.datagrams_in += other.datagrams_in;
+        self.datagrams_dropped += other.datagrams_dropped;
+        self.datagrams_lost += other.datagrams_lost;
+        self.max_datagram_size = self.max_datagram_size.max(other.max_datagram_size);
     }
 }
 

@@ -46,19 +46,22 @@ pub mod op {
     pub const RESPOND: u32 = 3;
     /// id = request handle, extra = error code number; body = the error text.
     pub const RESPOND_ERROR: u32 = 4;
+    /// body = an unreliable datagram.
+    pub const DATAGRAM: u32 = 5;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, u32); 4] = [
+    pub(crate) const NAMES: [(&str, u32); 5] = [
         ("Message", MESSAGE),
         ("Request", REQUEST),
         ("Respond", RESPOND),
         ("RespondError", RESPOND_ERROR),
+        ("Datagram", DATAGRAM),
     ];
 }
 
 /// Event kinds: `[kind, connection, b, c, d, offset, length]`.
 pub mod event {
-    /// b = owner (0 here; the facade fills in its client or server), d = peer
-    /// maxMessageSize; data = "encoding peer".
+    /// b = owner (0 here; the facade fills in its client or server), c = the largest
+    /// datagram this side may send, d = peer maxMessageSize; data = "encoding peer".
     pub const CONNECTION: f64 = 1.0;
     /// data = body.
     pub const MESSAGE: f64 = 2.0;
@@ -75,8 +78,10 @@ pub mod event {
     /// b = channel stream, c = its messages handed over so far: the facade acknowledges
     /// them once the application has them.
     pub const RECEIPT: f64 = 8.0;
+    /// data = an unreliable datagram.
+    pub const DATAGRAM: f64 = 9.0;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, f64); 8] = [
+    pub(crate) const NAMES: [(&str, f64); 9] = [
         ("Connection", CONNECTION),
         ("Message", MESSAGE),
         ("Request", REQUEST),
@@ -85,6 +90,7 @@ pub mod event {
         ("Acked", ACKED),
         ("Closed", CLOSED),
         ("Receipt", RECEIPT),
+        ("Datagram", DATAGRAM),
     ];
 }
 
@@ -286,9 +292,16 @@ impl Batch {
             Event::Connected { conn, info } => {
                 let label = format!("{} {}", info.encoding.as_str(), info.peer);
                 let limit = info.peer_max_message_size as f64;
-                self.push(event::CONNECTION, conn, [0.0, 0.0, limit], label.into());
+                let datagrams = info.max_datagram_size as f64;
+                self.push(
+                    event::CONNECTION,
+                    conn,
+                    [0.0, datagrams, limit],
+                    label.into(),
+                );
             }
             Event::Message { conn, body } => self.push(event::MESSAGE, conn, [0.0; 3], body),
+            Event::Datagram { conn, body } => self.push(event::DATAGRAM, conn, [0.0; 3], body),
             Event::Receipt { conn, receipt } => {
                 let words = [receipt.stream as f64, receipt.delivered as f64, 0.0];
                 self.push(event::RECEIPT, conn, words, Bytes::new());
@@ -471,6 +484,7 @@ impl JsEngine {
                     let body = Bytes::copy_from_slice(op.body);
                     engine.request(now, c, op.id as u64, body, timeout)
                 }),
+                op::DATAGRAM => conn.and_then(|c| engine.send_datagram(now, c, op.body)),
                 op::RESPOND | op::RESPOND_ERROR => conn.and_then(|c| {
                     let answer = if op.code == op::RESPOND {
                         Ok(op.body)
@@ -582,7 +596,9 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
             "{{{}\"peer\":{:?},\"messagesOut\":{},\"messagesIn\":{},\"requestsOut\":{},",
             "\"requestsIn\":{},\"bytesOut\":{},\"bytesIn\":{},\"streamsOpen\":{},",
             "\"rttMs\":{},\"minRttMs\":{},\"lostPackets\":{},\"lostBytes\":{},\"udpTx\":{},",
-            "\"udpRx\":{},\"cwnd\":{},\"congestionEvents\":{},\"mtu\":{},\"congestionControl\":\"{}\"}}"
+            "\"udpRx\":{},\"cwnd\":{},\"congestionEvents\":{},\"mtu\":{},\"congestionControl\":\"{}\",",
+            "\"datagramsOut\":{},\"datagramsIn\":{},\"datagramsDropped\":{},\"datagramsLost\":{},",
+            "\"maxDatagramSize\":{}}}"
         ),
         idle,
         s.peer,
@@ -603,6 +619,11 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
         s.congestion_events,
         s.mtu,
         s.congestion_control.as_str(),
+        s.datagrams_out,
+        s.datagrams_in,
+        s.datagrams_dropped,
+        s.datagrams_lost,
+        s.max_datagram_size,
     )
 }
 

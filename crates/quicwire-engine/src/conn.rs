@@ -10,6 +10,7 @@ use quicwire_core::PoolKey;
 use quinn_proto::{Connection, ConnectionHandle};
 use web_time::Instant;
 
+use crate::datagram::Datagrams;
 use crate::session::Session;
 use crate::ConnId;
 
@@ -27,6 +28,9 @@ pub(crate) struct Conn {
     pub handle: ConnectionHandle,
     pub quic: Connection,
     pub session: Session,
+    pub datagrams: Datagrams,
+    /// quinn-proto holds datagrams from the peer not taken yet (they wait for negotiation).
+    pub datagrams_in: bool,
     /// `host:port` as dialed (client side) or the peer's address (server side).
     pub peer: Arc<str>,
     pub origin: Origin,

@@ -18,6 +18,8 @@ pub struct ConnectionInfo {
     pub peer: Arc<str>,
     /// The largest body the peer accepts.
     pub peer_max_message_size: u64,
+    /// The largest datagram this side may send now (0: the peer takes none).
+    pub max_datagram_size: u64,
 }
 
 /// Proof that the peer's messages on one channel stream, up to a count, were handed to the
@@ -41,6 +43,8 @@ pub enum Event {
     Connected { conn: ConnId, info: ConnectionInfo },
     /// A message from the peer, in the order sent. A `Receipt` follows each run of them.
     Message { conn: ConnId, body: Bytes },
+    /// An unreliable datagram from the peer (`Engine::send_datagram`).
+    Datagram { conn: ConnId, body: Bytes },
     /// The messages before it were handed over; acknowledge once the application has them.
     Receipt { conn: ConnId, receipt: Receipt },
     /// A request from the peer: answer it with `Engine::respond` and this handle (unique
@@ -68,6 +72,7 @@ impl Event {
         match self {
             Event::Connected { conn, .. }
             | Event::Message { conn, .. }
+            | Event::Datagram { conn, .. }
             | Event::Receipt { conn, .. }
             | Event::Request { conn, .. }
             | Event::Response { conn, .. }

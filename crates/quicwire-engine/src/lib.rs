@@ -18,6 +18,7 @@
 pub mod abi;
 pub mod config;
 mod conn;
+mod datagram;
 pub mod engine;
 pub mod event;
 mod ids;
@@ -27,6 +28,7 @@ pub mod sim;
 pub mod stats;
 
 pub use config::{ClientConfig, ServerConfig};
+pub use datagram::DATAGRAM_QUEUE;
 pub use engine::Engine;
 pub use event::{ConnectionInfo, Event, Receipt};
 pub use ids::{ConnId, MAX_ID};

@@ -42,6 +42,8 @@ pub(crate) enum Outcome {
     /// The connection is being closed with this error.
     Failed(Error),
     Message(Bytes),
+    /// An unreliable datagram from the peer.
+    Datagram(Bytes),
     /// A request to answer with [`Session::respond`] and its `handle`.
     Request {
         handle: u64,

@@ -464,3 +464,81 @@ fn a_handler_error_comes_back_with_its_code_and_text() {
         "{failed:?}"
     );
 }
+
+fn datagrams(net: &mut Network, host: usize) -> Vec<Bytes> {
+    let got = net
+        .events(host)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Datagram { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .collect();
+    net.events(host)
+        .retain(|e| !matches!(e, Event::Datagram { .. }));
+    got
+}
+
+#[test]
+fn datagrams_lost_on_the_way_are_counted_not_resent() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(11, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    let lossy = Link {
+        loss: 0.2,
+        ..Link::default()
+    };
+    net.set_link(c, s, lossy);
+    let mut got = Vec::new();
+    for i in 0..1000u32 {
+        let now = net.now();
+        net.engine(c)
+            .send_datagram(now, id, &i.to_be_bytes())
+            .unwrap();
+        net.advance(Duration::from_micros(200));
+        got.extend(datagrams(&mut net, s));
+    }
+    net.advance(Duration::from_millis(100));
+    got.extend(datagrams(&mut net, s));
+    let stats = net.engine(s).connection_stats(peer).unwrap();
+    assert_eq!(stats.datagrams_in, got.len() as u64);
+    // About a fifth lost, none resent: what arrived came once, in order of sending here.
+    let seqs: Vec<u32> = got
+        .iter()
+        .map(|b| u32::from_be_bytes(b[..].try_into().unwrap()))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "a datagram came twice"
+    );
+    let highest = u64::from(*seqs.last().unwrap());
+    assert_eq!(stats.datagrams_in + stats.datagrams_lost, highest + 1);
+    assert!((100..300).contains(&stats.datagrams_lost), "{stats:?}");
+}
+
+#[test]
+fn a_full_datagram_queue_drops_its_oldest() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(12, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    // More at once than quinn-proto's buffer and the engine's queue hold.
+    let sent = 4 * quicwire_engine::DATAGRAM_QUEUE as u32;
+    let now = net.now();
+    for i in 0..sent {
+        let body = [&i.to_be_bytes()[..], &[0; 1000]].concat();
+        net.engine(c).send_datagram(now, id, &body).unwrap();
+    }
+    net.advance(Duration::from_secs(1));
+    let got = datagrams(&mut net, s);
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    let theirs = net.engine(s).connection_stats(peer).unwrap();
+    assert!(mine.datagrams_dropped > 0, "{mine:?}");
+    assert_eq!(mine.datagrams_out + mine.datagrams_dropped, u64::from(sent));
+    assert_eq!(theirs.datagrams_in, got.len() as u64);
+    assert_eq!(theirs.datagrams_in, mine.datagrams_out);
+    // The newest made it: the last one sent arrived.
+    let last = got
+        .last()
+        .map(|b| u32::from_be_bytes(b[..4].try_into().unwrap()));
+    assert_eq!(last, Some(sent - 1));
+}

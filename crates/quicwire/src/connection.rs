@@ -24,6 +24,8 @@ pub trait Handler: Send + Sync + 'static {
     fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt);
     /// A request to answer with [`IncomingRequest::respond`].
     fn on_request(&self, request: IncomingRequest);
+    /// An unreliable datagram from the peer ([`Connection::send_datagram`]).
+    fn on_datagram(&self, _conn: &Connection, _body: Bytes) {}
     /// The peer has now received `delivered` of the messages this side sent.
     fn on_acked(&self, _conn: &Connection, _delivered: u64) {}
     /// The connection closed; every later call on it fails with `reason`'s code.
@@ -75,6 +77,12 @@ impl Connection {
     /// The largest body the peer accepts (bodies we send must fit).
     pub fn peer_max_message_size(&self) -> u64 {
         self.state.info.peer_max_message_size
+    }
+
+    /// The largest datagram this side could send when the connection opened (0: the peer
+    /// takes none); [`Connection::stats`] has the current one.
+    pub fn max_datagram_size(&self) -> u64 {
+        self.state.info.max_datagram_size
     }
 
     /// Why the connection closed, once it has.
@@ -196,6 +204,19 @@ impl Connection {
         self.endpoint
             .shared
             .call(|st, now| st.engine.acknowledge(now, id, receipt));
+    }
+
+    /// Sends an unreliable datagram: it may be lost, is never retransmitted and never waits
+    /// behind a lost packet. Returns once it is queued; while the connection cannot send,
+    /// it waits in a bounded queue that drops its oldest when full
+    /// ([`crate::engine::DATAGRAM_QUEUE`]). ERR_MESSAGE_TOO_LARGE past
+    /// [`Self::max_datagram_size`].
+    pub fn send_datagram(&self, body: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let id = self.state.id;
+        self.endpoint
+            .shared
+            .call(|st, now| st.engine.send_datagram(now, id, body))
     }
 
     /// Closes the connection (requests in flight fail, unacknowledged sends fail).

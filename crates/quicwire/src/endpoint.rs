@@ -388,6 +388,7 @@ fn send_blocked(b: Blocked) -> Option<Blocked> {
 enum Action {
     Connected(Arc<ConnState>),
     Messages(Arc<ConnState>, Vec<Bytes>, Receipt),
+    Datagram(Arc<ConnState>, Bytes),
     Request(Arc<ConnState>, u64, Bytes),
     Acked(Arc<ConnState>, u64),
     Closed(Arc<ConnState>, Error),
@@ -420,6 +421,11 @@ fn take_events(state: &mut State) -> Vec<Action> {
                 actions.push(Action::Connected(c));
             }
             Event::Message { body, .. } => messages.push(body),
+            Event::Datagram { conn, body } => {
+                if let Some(c) = state.conns.get(&conn) {
+                    actions.push(Action::Datagram(c.clone(), body));
+                }
+            }
             Event::Receipt { conn, receipt } => {
                 let batch = std::mem::take(&mut messages);
                 if let Some(c) = state.conns.get(&conn) {
@@ -478,6 +484,7 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
         match action {
             Action::Connected(c) => handler.on_connection(&conn(c)),
             Action::Messages(c, batch, receipt) => handler.on_messages(&conn(c), batch, receipt),
+            Action::Datagram(c, body) => handler.on_datagram(&conn(c), body),
             Action::Request(c, handle, body) => {
                 handler.on_request(IncomingRequest::new(conn(c), handle, body))
             }

@@ -12,6 +12,7 @@ use crate::{Connection, Error, Handler, IncomingRequest, Receipt};
 pub enum Event {
     Connected(Connection),
     Messages(Connection, Vec<Bytes>),
+    Datagram(Connection, Bytes),
     Request(IncomingRequest),
     Closed(Connection, Error),
 }
@@ -31,6 +32,9 @@ impl Handler for EventQueue {
     }
     fn on_request(&self, request: IncomingRequest) {
         let _ = self.0.send(Event::Request(request));
+    }
+    fn on_datagram(&self, conn: &Connection, body: Bytes) {
+        let _ = self.0.send(Event::Datagram(conn.clone(), body));
     }
     fn on_closed(&self, conn: &Connection, reason: &Error) {
         let _ = self.0.send(Event::Closed(conn.clone(), reason.clone()));

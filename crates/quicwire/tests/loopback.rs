@@ -114,6 +114,34 @@ async fn each_side_runs_the_congestion_controller_it_asks_for() {
 }
 
 #[tokio::test]
+async fn datagrams_cross_and_are_counted() {
+    let mut f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let max = conn.max_datagram_size() as usize;
+    assert!(max > 1200, "loopback carries large datagrams: {max}");
+    for i in 0..100u8 {
+        conn.send_datagram(&[i; 100]).unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        let event = tokio::time::timeout(Duration::from_secs(5), f.events.recv());
+        if let Event::Datagram(_, body) = event.await.unwrap().unwrap() {
+            got.push(body[0]);
+        }
+    }
+    assert_eq!(got, (0..100).collect::<Vec<u8>>());
+    // Too large for the path: refused, and the connection carries on.
+    let e = conn.send_datagram(&vec![0; max + 1]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::MessageTooLarge);
+    conn.send(b"still here").await.unwrap();
+    let (mine, theirs) = (conn.stats(), f.server.connections()[0].stats());
+    assert_eq!((mine.datagrams_out, mine.datagrams_dropped), (100, 0));
+    assert_eq!((theirs.datagrams_in, theirs.datagrams_lost), (100, 0));
+}
+
+#[tokio::test]
 async fn loopback_peers_use_large_datagrams() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
     let port = f.server.local_addr().port();

@@ -141,6 +141,7 @@ impl Engine {
             encoding: negotiated.encoding,
             peer: conn.peer.clone(),
             peer_max_message_size: negotiated.peer_max_message_size,
+            max_datagram_size: conn.datagrams.max_size,
         })
     }
 
@@ -156,6 +157,15 @@ impl Engine {
     pub fn send(&mut self, now: Instant, id: ConnId, outbox: &mut Outbox) -> Result<u64, Error> {
         let conn = self.moved(now, id)?;
         conn.session.send(&mut conn.quic, outbox, now)
+    }
+
+    /// Sends `body` as an unreliable datagram: it may be lost, and is never retransmitted.
+    /// ERR_MESSAGE_TOO_LARGE past the path's limit (`ConnectionInfo::max_datagram_size`);
+    /// ERR_PROTOCOL when the peer takes no datagrams. While the connection cannot send, it
+    /// waits in a queue of [`crate::DATAGRAM_QUEUE`] that drops its oldest when full.
+    pub fn send_datagram(&mut self, now: Instant, id: ConnId, body: &[u8]) -> Result<(), Error> {
+        let conn = self.moved(now, id)?;
+        conn.datagrams.send(&mut conn.quic, body)
     }
 
     /// Sends request `request` (an id of the caller's, unique among its requests in
@@ -464,13 +474,20 @@ impl Engine {
                 } else if self.is_server() {
                     self.accepted += 1;
                 }
-                let peer = self.connections.get(&id).map(|c| c.peer.clone());
+                let (peer, max_datagram_size) = match self.connections.get_mut(&id) {
+                    Some(c) => {
+                        c.datagrams.update_max_size(&mut c.quic);
+                        (c.peer.clone(), c.datagrams.max_size)
+                    }
+                    None => ("".into(), 0),
+                };
                 Event::Connected {
                     conn: id,
                     info: ConnectionInfo {
                         encoding: negotiated.encoding,
-                        peer: peer.unwrap_or_else(|| "".into()),
+                        peer,
                         peer_max_message_size: negotiated.peer_max_message_size,
+                        max_datagram_size,
                     },
                 }
             }
@@ -498,6 +515,7 @@ impl Engine {
                 Event::Closed { conn: id, error }
             }
             Outcome::Message(body) => Event::Message { conn: id, body },
+            Outcome::Datagram(body) => Event::Datagram { conn: id, body },
             Outcome::Request { handle, body } => Event::Request {
                 conn: id,
                 handle,
@@ -542,6 +560,8 @@ impl Engine {
             handle,
             quic,
             session,
+            datagrams: Default::default(),
+            datagrams_in: false,
             peer,
             origin,
             reported: false,
@@ -608,12 +628,21 @@ impl Engine {
                     }
                     QuicEvent::Stream(_) => streams = true,
                     QuicEvent::ConnectionLost { reason } => lost = Some(reason),
+                    QuicEvent::DatagramReceived => conn.datagrams_in = true,
+                    QuicEvent::DatagramsUnblocked => conn.datagrams.flush(&mut conn.quic),
                     _ => {}
                 }
             }
             // Take what already arrived (an answer, then the close) before the loss.
             if streams && !conn.reported {
                 conn.session.on_streams(&mut conn.quic, now, &mut out);
+            }
+            // Datagrams once the connection is negotiated (they may overtake the HELLO).
+            if conn.datagrams_in && conn.session.is_ready() && !conn.reported {
+                conn.datagrams_in = false;
+                let mut bodies = Vec::new();
+                conn.datagrams.receive(&mut conn.quic, &mut bodies);
+                out.extend(bodies.into_iter().map(Outcome::Datagram));
             }
             if let Some(reason) = lost.filter(|_| !conn.reported) {
                 let err = connection_error(&reason, &conn.quic.remote_address().to_string());
@@ -666,6 +695,11 @@ fn connection_stats(conn: &Conn) -> ConnectionStats {
         congestion_events: q.path.congestion_events,
         mtu: q.path.current_mtu.into(),
         congestion_control: controller(&conn.quic),
+        datagrams_out: conn.datagrams.counters.sent,
+        datagrams_in: conn.datagrams.counters.received,
+        datagrams_dropped: conn.datagrams.counters.dropped,
+        datagrams_lost: conn.datagrams.counters.lost,
+        max_datagram_size: conn.datagrams.max_size,
         ..conn.session.counters.clone()
     }
 }
