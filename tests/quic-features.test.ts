@@ -75,3 +75,30 @@ describe('unreliable datagrams', () => {
     await rejectsWith(conn.sendDatagram(new Uint8Array(1)), 'ERR_CONNECTION_CLOSED');
   });
 });
+
+describe('TLS key log', () => {
+  it('gives both sides the same secrets, as SSLKEYLOGFILE lines', async () => {
+    const atServer: string[] = [];
+    const atClient: string[] = [];
+    const server = await echoServer({ keyLog: (line) => atServer.push(line) });
+    const t = transport({ keyLog: (line) => atClient.push(line) });
+    expect(await t.request(`127.0.0.1:${server.port}`, 'hi')).toBe('hi');
+    const labels = new Set(atClient.map((l) => l.split(' ')[0]));
+    for (const label of [
+      'CLIENT_HANDSHAKE_TRAFFIC_SECRET',
+      'SERVER_HANDSHAKE_TRAFFIC_SECRET',
+      'CLIENT_TRAFFIC_SECRET_0',
+      'SERVER_TRAFFIC_SECRET_0',
+    ]) {
+      expect(labels).toContain(label);
+    }
+    for (const line of atClient) expect(line).toMatch(/^[A-Z_0-9]+ [0-9a-f]{64} [0-9a-f]{64,96}$/);
+    expect([...atServer].sort()).toEqual([...atClient].sort());
+  });
+
+  it('takes only a function', () => {
+    expect(() => transport({ keyLog: 'keys.log' as unknown as () => void })).toThrowError(
+      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
+    );
+  });
+});

@@ -23,6 +23,8 @@ export interface Owner {
   readonly borrowsMessages: boolean;
   readonly requestHandler: RequestHandler | undefined;
   readonly datagramHandler: DatagramHandler | undefined;
+  /** A TLS key log line of one of its connections (the `keyLog` option). */
+  keyLogged(line: string): void;
   connected(connection: Connection): void;
   disconnected(connection: Connection, reason: QuicwireError): void;
   /** Closes this one connection. */

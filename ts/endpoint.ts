@@ -10,6 +10,7 @@ export type ErrorHandler = (error: QuicwireError, connection: Connection) => voi
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
+  readonly #keyLog: ((line: string) => void) | undefined;
   #messageHandler: MessageHandler | undefined;
   #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;
@@ -18,6 +19,15 @@ export abstract class Endpoint implements Owner {
   #warned = false;
   /** Answers to requests that could not be sent. */
   protected answersFailed = 0;
+
+  /** `keyLog`: the option of that name, checked by `engineLimits`. */
+  constructor(keyLog: ((line: string) => void) | undefined) {
+    this.#keyLog = keyLog;
+  }
+
+  keyLogged(line: string): void {
+    this.#keyLog?.(line);
+  }
 
   get messageHandler(): MessageHandler | undefined {
     return this.#messageHandler;

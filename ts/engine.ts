@@ -16,6 +16,8 @@ export interface EngineTransportOptions {
   sendBufferHigh?: number;
   /** Index in CONGESTION_CONTROLLERS. */
   congestionControl?: number;
+  /** 1: report TLS key log lines. */
+  keyLog?: number;
 }
 
 export interface EngineClientOptions {

@@ -207,6 +207,9 @@ export class Hub {
         case Event.Message:
           this.#connections.get(a)?.delivered(body, batch.lent);
           break;
+        case Event.KeyLog:
+          this.#owners.get(b)?.keyLogged(text.decode(body));
+          break;
         case Event.Datagram:
           this.#connections.get(a)?.datagramArrived(body);
           break;

@@ -26,6 +26,7 @@ export const Event = {
   Closed: 7,
   Receipt: 8,
   Datagram: 9,
+  KeyLog: 10,
 } as const;
 
 /** Error codes by their number. */
@@ -62,6 +63,7 @@ export const TRANSPORT_OPTIONS = [
   'keepAliveMs',
   'sendBufferHigh',
   'congestionControl',
+  'keyLog',
 ] as const;
 
 /** The positional server admission options, in order. */

@@ -51,6 +51,7 @@ export const LIMIT_KEYS = [
   'keepAliveMs',
   'requestTimeoutMs',
   'congestionControl',
+  'keyLog',
 ];
 
 const U32 = 0xffff_ffff;
@@ -70,6 +71,10 @@ export function engineLimits(
   if (o.idleTimeoutMs !== undefined) out.idleTimeoutMs = checkInteger('idleTimeoutMs', o.idleTimeoutMs);
   if (o.connectTimeoutMs !== undefined)
     out.connectTimeoutMs = checkInteger('connectTimeoutMs', o.connectTimeoutMs);
+  if (o.keyLog !== undefined) {
+    if (typeof o.keyLog !== 'function') throw invalidArgument('keyLog must be a function (line) => void');
+    out.keyLog = 1;
+  }
   if (o.congestionControl !== undefined) {
     const index = CONGESTION_CONTROLLERS.indexOf(o.congestionControl);
     if (index < 0) {

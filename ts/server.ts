@@ -48,8 +48,15 @@ export class QuicServer extends Endpoint {
   #disconnectHandler: DisconnectHandler | undefined;
   readonly #peers = new Set<Connection>();
 
-  private constructor(hub: Hub, handle: number, host: string, port: number, high: number) {
-    super();
+  private constructor(
+    hub: Hub,
+    handle: number,
+    host: string,
+    port: number,
+    high: number,
+    keyLog: ServerOptions['keyLog'],
+  ) {
+    super(keyLog);
     this.#hub = hub;
     this.#handle = handle;
     this.host = host;
@@ -103,7 +110,7 @@ export class QuicServer extends Endpoint {
     } catch (err) {
       throw fromEngine(err);
     }
-    const server = new QuicServer(hub, info.id, info.host, info.port, high);
+    const server = new QuicServer(hub, info.id, info.host, info.port, high, options.keyLog);
     hub.addOwner(info.id, server);
     return server;
   }

@@ -49,12 +49,13 @@ export class QuicTransport extends Endpoint {
     }
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
-    super();
-    this.sendBufferHigh = sendBufferHigh(options.sendBufferHigh);
+    const transport = { ...engineLimits(options), sendBufferHigh: sendBufferHigh(options.sendBufferHigh) };
+    super(options.keyLog);
+    this.sendBufferHigh = transport.sendBufferHigh;
     this.#hub = getHub();
     try {
       this.#handle = this.#hub.engine.createClient({
-        transport: { ...engineLimits(options), sendBufferHigh: this.sendBufferHigh },
+        transport,
         ...(options.ca !== undefined && { ca: options.ca }),
         insecure: options.insecure ?? false,
         encodings: [encoding],

@@ -18,6 +18,9 @@ export interface LimitOptions {
   requestTimeoutMs?: number;
   /** The congestion controller of this endpoint's connections (default 'cubic'). */
   congestionControl?: CongestionControl;
+  /** Gets each connection's TLS secrets as `SSLKEYLOGFILE` lines, to decrypt a packet
+   *  capture (Wireshark). Anyone with the lines can read the traffic: for debugging only. */
+  keyLog?: (line: string) => void;
 }
 
 export interface TransportOptions extends LimitOptions {

@@ -25,6 +25,10 @@ pub struct TransportConfig {
     pub send_buffer_high: u64,
     /// The congestion controller of this endpoint's connections (default CUBIC).
     pub congestion_control: CongestionControl,
+    /// Report each connection's TLS secrets as key log lines (the `SSLKEYLOGFILE` format),
+    /// so that a packet capture can be decrypted. Off by default: anyone with the lines
+    /// can read the traffic.
+    pub key_log: bool,
 }
 
 /// Congestion controllers (quinn-proto's): how fast a connection may send into the network.
@@ -84,6 +88,7 @@ impl Default for TransportConfig {
             keep_alive_ms: 5_000,
             send_buffer_high: DEFAULT_SEND_BUFFER_HIGH,
             congestion_control: CongestionControl::default(),
+            key_log: false,
         }
     }
 }

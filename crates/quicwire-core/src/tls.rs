@@ -157,6 +157,11 @@ impl ClientCrypto {
         })
     }
 
+    /// Logs the TLS secrets of every connection to `lines`.
+    pub fn log_keys(&mut self, lines: Arc<KeyLogLines>) {
+        self.config.key_log = lines;
+    }
+
     /// The configuration for a dial to `port`: it resumes with, and keeps, that port's tickets.
     pub fn for_port(&self, port: u16) -> rustls::ClientConfig {
         let mut config = self.config.clone();
@@ -290,6 +295,27 @@ pub fn server_config(tls: &ServerTls) -> Result<rustls::ServerConfig> {
     // A wasm server picks from its own order (ChaCha20 first) even for AES-first clients.
     config.ignore_client_order = PREFER_CHACHA;
     Ok(config)
+}
+
+/// TLS secrets as `SSLKEYLOGFILE` lines (`LABEL <client random> <secret>`, hex), kept until
+/// taken: rustls logs them while it handles a connection's packets, and the engine takes
+/// them right after, so each line is known to be that connection's.
+#[derive(Debug, Default)]
+pub struct KeyLogLines(Mutex<Vec<String>>);
+
+impl KeyLogLines {
+    /// The lines logged since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
+impl rustls::KeyLog for KeyLogLines {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let line = format!("{label} {} {}", hex(client_random), hex(secret));
+        lock(&self.0).push(line);
+    }
 }
 
 /// How long a verified chain is taken as verified again without checking its signatures.

@@ -80,8 +80,10 @@ pub mod event {
     pub const RECEIPT: f64 = 8.0;
     /// data = an unreliable datagram.
     pub const DATAGRAM: f64 = 9.0;
+    /// b = owner (as for CONNECTION); data = a TLS key log line.
+    pub const KEY_LOG: f64 = 10.0;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, f64); 9] = [
+    pub(crate) const NAMES: [(&str, f64); 10] = [
         ("Connection", CONNECTION),
         ("Message", MESSAGE),
         ("Request", REQUEST),
@@ -91,12 +93,13 @@ pub mod event {
         ("Closed", CLOSED),
         ("Receipt", RECEIPT),
         ("Datagram", DATAGRAM),
+        ("KeyLog", KEY_LOG),
     ];
 }
 
 /// The positional transport options, in order. `congestionControl` travels as its index in
 /// [`CongestionControl::ALL`] (`CONGESTION_CONTROLLERS` in `ts/layout.ts`).
-pub const TRANSPORT_OPTIONS: [&str; 9] = [
+pub const TRANSPORT_OPTIONS: [&str; 10] = [
     "maxMessageSize",
     "maxConcurrentStreams",
     "idleTimeoutMs",
@@ -106,6 +109,7 @@ pub const TRANSPORT_OPTIONS: [&str; 9] = [
     "keepAliveMs",
     "sendBufferHigh",
     "congestionControl",
+    "keyLog",
 ];
 
 /// The positional server admission options, in order (`validateAddresses` as 0 or 1).
@@ -149,6 +153,7 @@ pub fn transport_options(values: &[f64]) -> Result<TransportConfig, Error> {
                 Error::invalid_argument(format!("congestionControl number {v} is unknown"))
             })?,
         },
+        key_log: option(values, 9).is_some_and(|v| v != 0.0),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -302,6 +307,9 @@ impl Batch {
             }
             Event::Message { conn, body } => self.push(event::MESSAGE, conn, [0.0; 3], body),
             Event::Datagram { conn, body } => self.push(event::DATAGRAM, conn, [0.0; 3], body),
+            Event::KeyLog { conn, line } => {
+                self.push(event::KEY_LOG, conn, [0.0; 3], line.into_bytes().into())
+            }
             Event::Receipt { conn, receipt } => {
                 let words = [receipt.stream as f64, receipt.delivered as f64, 0.0];
                 self.push(event::RECEIPT, conn, words, Bytes::new());
@@ -720,7 +728,7 @@ mod tests {
     #[test]
     fn options_by_position_with_nan_for_defaults() {
         let d = TransportConfig::default();
-        let mut values = [f64::NAN; 9];
+        let mut values = [f64::NAN; 10];
         values[0] = 2048.0;
         values[7] = 4096.0;
         let cfg = transport_options(&values).unwrap();

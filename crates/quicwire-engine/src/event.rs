@@ -45,6 +45,8 @@ pub enum Event {
     Message { conn: ConnId, body: Bytes },
     /// An unreliable datagram from the peer (`Engine::send_datagram`).
     Datagram { conn: ConnId, body: Bytes },
+    /// A TLS secret of the connection as a key log line (`TransportConfig::key_log`).
+    KeyLog { conn: ConnId, line: String },
     /// The messages before it were handed over; acknowledge once the application has them.
     Receipt { conn: ConnId, receipt: Receipt },
     /// A request from the peer: answer it with `Engine::respond` and this handle (unique
@@ -73,6 +75,7 @@ impl Event {
             Event::Connected { conn, .. }
             | Event::Message { conn, .. }
             | Event::Datagram { conn, .. }
+            | Event::KeyLog { conn, .. }
             | Event::Receipt { conn, .. }
             | Event::Request { conn, .. }
             | Event::Response { conn, .. }

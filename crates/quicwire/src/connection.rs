@@ -26,6 +26,9 @@ pub trait Handler: Send + Sync + 'static {
     fn on_request(&self, request: IncomingRequest);
     /// An unreliable datagram from the peer ([`Connection::send_datagram`]).
     fn on_datagram(&self, _conn: &Connection, _body: Bytes) {}
+    /// A TLS secret as an `SSLKEYLOGFILE` line, with `TransportConfig::key_log` on: append
+    /// the lines to a file, and Wireshark decrypts a capture of the traffic.
+    fn on_key_log(&self, _line: &str) {}
     /// The peer has now received `delivered` of the messages this side sent.
     fn on_acked(&self, _conn: &Connection, _delivered: u64) {}
     /// The connection closed; every later call on it fails with `reason`'s code.

@@ -389,6 +389,7 @@ enum Action {
     Connected(Arc<ConnState>),
     Messages(Arc<ConnState>, Vec<Bytes>, Receipt),
     Datagram(Arc<ConnState>, Bytes),
+    KeyLog(String),
     Request(Arc<ConnState>, u64, Bytes),
     Acked(Arc<ConnState>, u64),
     Closed(Arc<ConnState>, Error),
@@ -421,6 +422,7 @@ fn take_events(state: &mut State) -> Vec<Action> {
                 actions.push(Action::Connected(c));
             }
             Event::Message { body, .. } => messages.push(body),
+            Event::KeyLog { line, .. } => actions.push(Action::KeyLog(line)),
             Event::Datagram { conn, body } => {
                 if let Some(c) = state.conns.get(&conn) {
                     actions.push(Action::Datagram(c.clone(), body));
@@ -485,6 +487,7 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
             Action::Connected(c) => handler.on_connection(&conn(c)),
             Action::Messages(c, batch, receipt) => handler.on_messages(&conn(c), batch, receipt),
             Action::Datagram(c, body) => handler.on_datagram(&conn(c), body),
+            Action::KeyLog(line) => handler.on_key_log(&line),
             Action::Request(c, handle, body) => {
                 handler.on_request(IncomingRequest::new(conn(c), handle, body))
             }

@@ -13,6 +13,8 @@ pub enum Event {
     Connected(Connection),
     Messages(Connection, Vec<Bytes>),
     Datagram(Connection, Bytes),
+    /// A TLS key log line (`TransportConfig::key_log`).
+    KeyLog(String),
     Request(IncomingRequest),
     Closed(Connection, Error),
 }
@@ -35,6 +37,9 @@ impl Handler for EventQueue {
     }
     fn on_datagram(&self, conn: &Connection, body: Bytes) {
         let _ = self.0.send(Event::Datagram(conn.clone(), body));
+    }
+    fn on_key_log(&self, line: &str) {
+        let _ = self.0.send(Event::KeyLog(line.to_string()));
     }
     fn on_closed(&self, conn: &Connection, reason: &Error) {
         let _ = self.0.send(Event::Closed(conn.clone(), reason.clone()));

@@ -142,6 +142,53 @@ async fn datagrams_cross_and_are_counted() {
 }
 
 #[tokio::test]
+async fn both_sides_log_the_same_tls_secrets() {
+    let mut f = start_server(|c| c.transport.key_log = true);
+    let port = f.server.local_addr().port();
+    let (handler, mut events) = event_queue();
+    let mut config = ClientConfig {
+        tls: ClientTls {
+            ca: Some(f.ca.clone()),
+            insecure: false,
+        },
+        ..Default::default()
+    };
+    config.transport.key_log = true;
+    let c = Client::new(config, handler).unwrap();
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    conn.send(b"x").await.unwrap();
+    let lines = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>| {
+        let mut lines = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::KeyLog(line) = e {
+                lines.push(line);
+            }
+        }
+        lines.sort();
+        lines
+    };
+    let (mine, theirs) = (lines(&mut events), lines(&mut f.events));
+    let labels: Vec<_> = mine.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    for label in [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+    ] {
+        assert!(labels.contains(&label), "{label} missing from {mine:?}");
+    }
+    for line in &mine {
+        let parts: Vec<_> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[1].len(), 64, "client random: {line}");
+        assert!(parts[1..]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
+    }
+    assert_eq!(mine, theirs);
+}
+
+#[tokio::test]
 async fn loopback_peers_use_large_datagrams() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
     let port = f.server.local_addr().port();

@@ -25,7 +25,14 @@ impl Engine {
         if config.encodings.is_empty() {
             return Err(no_encodings());
         }
-        let crypto = tls::server_config(&config.tls)?;
+        let mut crypto = tls::server_config(&config.tls)?;
+        let key_log = config
+            .transport
+            .key_log
+            .then(|| Arc::new(tls::KeyLogLines::default()));
+        if let Some(lines) = &key_log {
+            crypto.key_log = lines.clone();
+        }
         let crypto =
             quinn_proto::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(tls_error)?;
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
@@ -34,6 +41,7 @@ impl Engine {
         let params = Params::new(&config.transport, config.encodings.clone());
         let mut engine = Self::new(now, Some(Arc::new(server)), None, &config.transport, params)?;
         engine.admission = Admission::new(config.limits);
+        engine.key_log = key_log;
         loopback.transport_config(engine.loopback_transport.clone());
         engine.loopback_server = Some(Arc::new(loopback));
         Ok(engine)
@@ -51,6 +59,7 @@ impl Engine {
                 if let Some(conn) = self.connections.get_mut(&id) {
                     conn.quic.handle_event(event);
                     touch(&mut self.touched, id, conn);
+                    self.report_key_log(id);
                 }
             }
             Some(DatagramEvent::NewConnection(incoming)) => {
@@ -88,6 +97,7 @@ impl Engine {
                     Ok((handle, conn)) => {
                         let peer: Arc<str> = remote.to_string().into();
                         self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
+                        self.report_key_log(id);
                     }
                     Err(e) => {
                         self.admission.release(remote.ip());

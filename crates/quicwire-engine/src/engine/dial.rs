@@ -26,16 +26,20 @@ impl Engine {
             return Err(no_encodings());
         }
         let roots = || config.system_roots.clone();
-        let crypto = tls::ClientCrypto::new(&config.tls, roots)?;
+        let mut crypto = tls::ClientCrypto::new(&config.tls, roots)?;
+        let key_log = config
+            .transport
+            .key_log
+            .then(|| Arc::new(tls::KeyLogLines::default()));
+        if let Some(lines) = &key_log {
+            crypto.log_keys(lines.clone());
+        }
         let transport = quic::transport_config(&config.transport, false)?;
         let params = Params::new(&config.transport, config.encodings.clone());
-        Self::new(
-            now,
-            None,
-            Some((crypto, transport)),
-            &config.transport,
-            params,
-        )
+        let client = Some((crypto, transport));
+        let mut engine = Self::new(now, None, client, &config.transport, params)?;
+        engine.key_log = key_log;
+        Ok(engine)
     }
 
     /// The pooled connection to `key` when there is one to reuse: an open one, or one

@@ -67,6 +67,8 @@ pub struct Engine {
     /// Each connection's next deadline (its QUIC timers and request timeouts), soonest first.
     timers: BTreeSet<(Instant, ConnId)>,
     events: VecDeque<Event>,
+    /// TLS secrets logged and not yet reported (`TransportConfig::key_log`).
+    key_log: Option<Arc<tls::KeyLogLines>>,
     /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
     responses: VecDeque<(SocketAddr, Vec<u8>)>,
     buf: Vec<u8>,
@@ -125,6 +127,7 @@ impl Engine {
             events: VecDeque::new(),
             responses: VecDeque::new(),
             buf: Vec::new(),
+            key_log: None,
         })
     }
 
@@ -402,6 +405,16 @@ impl Engine {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.drive_pending();
         self.events.pop_front()
+    }
+
+    /// Reports the TLS secrets logged while connection `id` was handled, as its own.
+    pub(super) fn report_key_log(&mut self, id: ConnId) {
+        let Some(lines) = &self.key_log else {
+            return;
+        };
+        for line in lines.take() {
+            self.events.push_back(Event::KeyLog { conn: id, line });
+        }
     }
 
     /// Whether `poll_event` has events to hand out.
