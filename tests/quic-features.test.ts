@@ -2,7 +2,7 @@
 // figures a connection reports, and unreliable datagrams.
 
 import { describe, expect, it } from 'vitest';
-import type { CongestionControl } from '../ts/index.js';
+import { backend, type CongestionControl } from '../ts/index.js';
 import { echoServer, eventually, rejectsWith, transport } from './helpers.js';
 
 describe('congestion control and path stats', () => {
@@ -100,5 +100,38 @@ describe('TLS key log', () => {
     expect(() => transport({ keyLog: 'keys.log' as unknown as () => void })).toThrowError(
       expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
     );
+  });
+});
+
+describe('qlog', () => {
+  it('traces each connection (native); the wasm backend says it cannot', async () => {
+    const none = () => {};
+    if (backend() === 'wasm') {
+      const unavailable = expect.objectContaining({ code: 'ERR_BACKEND_UNAVAILABLE' });
+      expect(() => transport({ qlog: none })).toThrowError(unavailable);
+      await rejectsWith(echoServer({ qlog: none }), 'ERR_BACKEND_UNAVAILABLE');
+      return;
+    }
+    const traces = new Map<number, string>();
+    const add = (records: string, id: number) => traces.set(id, (traces.get(id) ?? '') + records);
+    let serverRecords = '';
+    const server = await echoServer({ qlog: (records) => (serverRecords += records) });
+    const t = transport({ qlog: add });
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(await t.request(conn, 'traced')).toBe('traced');
+    const parsed = () =>
+      (traces.get(conn.id) ?? '')
+        .split('\x1e')
+        .filter((r) => r.length > 0)
+        .map((r) => JSON.parse(r) as { name?: string; qlog_version?: string });
+    const oneRtt = (name: string) =>
+      parsed().some((r) => r.name === name && JSON.stringify(r).includes('1RTT'));
+    await eventually(
+      () => oneRtt('transport:packet_sent') && oneRtt('transport:packet_received'),
+      'a trace of 1-RTT packets both ways',
+    );
+    expect(parsed()[0]?.qlog_version).toBeDefined();
+    expect([...traces.keys()]).toEqual([conn.id]);
+    expect(serverRecords).toContain('transport:packet_received');
   });
 });

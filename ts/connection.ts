@@ -25,6 +25,8 @@ export interface Owner {
   readonly datagramHandler: DatagramHandler | undefined;
   /** A TLS key log line of one of its connections (the `keyLog` option). */
   keyLogged(line: string): void;
+  /** qlog records of one of its connections (the `qlog` option). */
+  qlogged(records: string, connectionId: number): void;
   connected(connection: Connection): void;
   disconnected(connection: Connection, reason: QuicwireError): void;
   /** Closes this one connection. */

@@ -4,13 +4,14 @@ import type { Connection, DatagramHandler, MessageHandler, Owner, RequestHandler
 import { invalidArgument, type QuicwireError } from './errors.js';
 import { checkKeys, checkObject } from './options.js';
 import { platform } from './platform.js';
-import type { MessageHandlerOptions } from './types.js';
+import type { LimitOptions, MessageHandlerOptions } from './types.js';
 
 export type ErrorHandler = (error: QuicwireError, connection: Connection) => void;
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
-  readonly #keyLog: ((line: string) => void) | undefined;
+  readonly #keyLog: LimitOptions['keyLog'];
+  readonly #qlog: LimitOptions['qlog'];
   #messageHandler: MessageHandler | undefined;
   #borrowsMessages = false;
   #requestHandler: RequestHandler | undefined;
@@ -20,13 +21,18 @@ export abstract class Endpoint implements Owner {
   /** Answers to requests that could not be sent. */
   protected answersFailed = 0;
 
-  /** `keyLog`: the option of that name, checked by `engineLimits`. */
-  constructor(keyLog: ((line: string) => void) | undefined) {
-    this.#keyLog = keyLog;
+  /** `tracing`: the options of those names, checked by `engineLimits`. */
+  constructor(tracing: Pick<LimitOptions, 'keyLog' | 'qlog'>) {
+    this.#keyLog = tracing.keyLog;
+    this.#qlog = tracing.qlog;
   }
 
   keyLogged(line: string): void {
     this.#keyLog?.(line);
+  }
+
+  qlogged(records: string, connectionId: number): void {
+    this.#qlog?.(records, connectionId);
   }
 
   get messageHandler(): MessageHandler | undefined {

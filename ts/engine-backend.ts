@@ -346,7 +346,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       }
       if (kind === Event.Receipt) receipts.push(id, meta[i + 2] as number, meta[i + 3] as number);
       // The batch goes to the hub as it is, with the owner filled in.
-      if (kind === Event.KeyLog) meta[i + 2] = slot.id;
+      if (kind === Event.KeyLog || kind === Event.Qlog) meta[i + 2] = slot.id;
       if (kind === Event.Connection) {
         meta[i + 2] = slot.id; // the owner: this client or server
         const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');

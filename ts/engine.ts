@@ -18,6 +18,8 @@ export interface EngineTransportOptions {
   congestionControl?: number;
   /** 1: report TLS key log lines. */
   keyLog?: number;
+  /** 1: report qlog records. */
+  qlog?: number;
 }
 
 export interface EngineClientOptions {

@@ -210,6 +210,9 @@ export class Hub {
         case Event.KeyLog:
           this.#owners.get(b)?.keyLogged(text.decode(body));
           break;
+        case Event.Qlog:
+          this.#owners.get(b)?.qlogged(text.decode(body), a);
+          break;
         case Event.Datagram:
           this.#connections.get(a)?.datagramArrived(body);
           break;

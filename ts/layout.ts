@@ -27,6 +27,7 @@ export const Event = {
   Receipt: 8,
   Datagram: 9,
   KeyLog: 10,
+  Qlog: 11,
 } as const;
 
 /** Error codes by their number. */
@@ -64,6 +65,7 @@ export const TRANSPORT_OPTIONS = [
   'sendBufferHigh',
   'congestionControl',
   'keyLog',
+  'qlog',
 ] as const;
 
 /** The positional server admission options, in order. */

@@ -52,6 +52,7 @@ export const LIMIT_KEYS = [
   'requestTimeoutMs',
   'congestionControl',
   'keyLog',
+  'qlog',
 ];
 
 const U32 = 0xffff_ffff;
@@ -74,6 +75,11 @@ export function engineLimits(
   if (o.keyLog !== undefined) {
     if (typeof o.keyLog !== 'function') throw invalidArgument('keyLog must be a function (line) => void');
     out.keyLog = 1;
+  }
+  if (o.qlog !== undefined) {
+    if (typeof o.qlog !== 'function')
+      throw invalidArgument('qlog must be a function (records, connectionId) => void');
+    out.qlog = 1;
   }
   if (o.congestionControl !== undefined) {
     const index = CONGESTION_CONTROLLERS.indexOf(o.congestionControl);

@@ -54,9 +54,9 @@ export class QuicServer extends Endpoint {
     host: string,
     port: number,
     high: number,
-    keyLog: ServerOptions['keyLog'],
+    tracing: ServerOptions,
   ) {
-    super(keyLog);
+    super(tracing);
     this.#hub = hub;
     this.#handle = handle;
     this.host = host;
@@ -110,7 +110,7 @@ export class QuicServer extends Endpoint {
     } catch (err) {
       throw fromEngine(err);
     }
-    const server = new QuicServer(hub, info.id, info.host, info.port, high, options.keyLog);
+    const server = new QuicServer(hub, info.id, info.host, info.port, high, options);
     hub.addOwner(info.id, server);
     return server;
   }

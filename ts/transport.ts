@@ -50,7 +50,7 @@ export class QuicTransport extends Endpoint {
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
     const transport = { ...engineLimits(options), sendBufferHigh: sendBufferHigh(options.sendBufferHigh) };
-    super(options.keyLog);
+    super(options);
     this.sendBufferHigh = transport.sendBufferHigh;
     this.#hub = getHub();
     try {

@@ -21,6 +21,10 @@ export interface LimitOptions {
   /** Gets each connection's TLS secrets as `SSLKEYLOGFILE` lines, to decrypt a packet
    *  capture (Wireshark). Anyone with the lines can read the traffic: for debugging only. */
   keyLog?: (line: string) => void;
+  /** Gets each connection's qlog trace (JSON-SEQ records, whole ones) as it is written,
+   *  with the connection's `id`: append them to `<id>.sqlog` and open it in qvis. The trace
+   *  starts with the handshake, before the connection is ready. Native backend only. */
+  qlog?: (records: string, connectionId: number) => void;
 }
 
 export interface TransportOptions extends LimitOptions {

@@ -29,6 +29,9 @@ pub struct TransportConfig {
     /// so that a packet capture can be decrypted. Off by default: anyone with the lines
     /// can read the traffic.
     pub key_log: bool,
+    /// Trace each connection in qlog (JSON-SEQ), for qvis and other QUIC tools. Native
+    /// builds only.
+    pub qlog: bool,
 }
 
 /// Congestion controllers (quinn-proto's): how fast a connection may send into the network.
@@ -89,6 +92,7 @@ impl Default for TransportConfig {
             send_buffer_high: DEFAULT_SEND_BUFFER_HIGH,
             congestion_control: CongestionControl::default(),
             key_log: false,
+            qlog: false,
         }
     }
 }

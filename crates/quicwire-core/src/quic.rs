@@ -61,6 +61,11 @@ pub fn transport_config(
     cfg: &TransportConfig,
     loopback: bool,
 ) -> Result<Arc<quinn_proto::TransportConfig>> {
+    transport(cfg, loopback).map(Arc::new)
+}
+
+/// [`transport_config`] unshared, for a caller that adds to it.
+pub fn transport(cfg: &TransportConfig, loopback: bool) -> Result<quinn_proto::TransportConfig> {
     let mut t = quinn_proto::TransportConfig::default();
     // Credit starts small and grows with use, so idle connections stay small.
     t.max_concurrent_bidi_streams(VarInt::from_u32(initial_stream_credit(
@@ -92,7 +97,7 @@ pub fn transport_config(
     if loopback {
         t.initial_mtu(LOOPBACK_MTU).mtu_discovery_config(None);
     }
-    Ok(Arc::new(t))
+    Ok(t)
 }
 
 /// quinn-proto's factory for `cc`, with its initial window set when given.

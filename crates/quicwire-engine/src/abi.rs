@@ -82,8 +82,10 @@ pub mod event {
     pub const DATAGRAM: f64 = 9.0;
     /// b = owner (as for CONNECTION); data = a TLS key log line.
     pub const KEY_LOG: f64 = 10.0;
+    /// b = owner (as for CONNECTION); data = qlog records (JSON-SEQ).
+    pub const QLOG: f64 = 11.0;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, f64); 10] = [
+    pub(crate) const NAMES: [(&str, f64); 11] = [
         ("Connection", CONNECTION),
         ("Message", MESSAGE),
         ("Request", REQUEST),
@@ -94,12 +96,13 @@ pub mod event {
         ("Receipt", RECEIPT),
         ("Datagram", DATAGRAM),
         ("KeyLog", KEY_LOG),
+        ("Qlog", QLOG),
     ];
 }
 
 /// The positional transport options, in order. `congestionControl` travels as its index in
 /// [`CongestionControl::ALL`] (`CONGESTION_CONTROLLERS` in `ts/layout.ts`).
-pub const TRANSPORT_OPTIONS: [&str; 10] = [
+pub const TRANSPORT_OPTIONS: [&str; 11] = [
     "maxMessageSize",
     "maxConcurrentStreams",
     "idleTimeoutMs",
@@ -110,6 +113,7 @@ pub const TRANSPORT_OPTIONS: [&str; 10] = [
     "sendBufferHigh",
     "congestionControl",
     "keyLog",
+    "qlog",
 ];
 
 /// The positional server admission options, in order (`validateAddresses` as 0 or 1).
@@ -154,6 +158,7 @@ pub fn transport_options(values: &[f64]) -> Result<TransportConfig, Error> {
             })?,
         },
         key_log: option(values, 9).is_some_and(|v| v != 0.0),
+        qlog: option(values, 10).is_some_and(|v| v != 0.0),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -310,6 +315,7 @@ impl Batch {
             Event::KeyLog { conn, line } => {
                 self.push(event::KEY_LOG, conn, [0.0; 3], line.into_bytes().into())
             }
+            Event::Qlog { conn, records } => self.push(event::QLOG, conn, [0.0; 3], records),
             Event::Receipt { conn, receipt } => {
                 let words = [receipt.stream as f64, receipt.delivered as f64, 0.0];
                 self.push(event::RECEIPT, conn, words, Bytes::new());
@@ -728,7 +734,7 @@ mod tests {
     #[test]
     fn options_by_position_with_nan_for_defaults() {
         let d = TransportConfig::default();
-        let mut values = [f64::NAN; 10];
+        let mut values = [f64::NAN; 11];
         values[0] = 2048.0;
         values[7] = 4096.0;
         let cfg = transport_options(&values).unwrap();

@@ -11,6 +11,7 @@ use quinn_proto::{Connection, ConnectionHandle};
 use web_time::Instant;
 
 use crate::datagram::Datagrams;
+use crate::qlog::QlogBuffer;
 use crate::session::Session;
 use crate::ConnId;
 
@@ -31,6 +32,8 @@ pub(crate) struct Conn {
     pub datagrams: Datagrams,
     /// quinn-proto holds datagrams from the peer not taken yet (they wait for negotiation).
     pub datagrams_in: bool,
+    /// Its qlog trace, when the engine traces.
+    pub qlog: Option<QlogBuffer>,
     /// `host:port` as dialed (client side) or the peer's address (server side).
     pub peer: Arc<str>,
     pub origin: Origin,

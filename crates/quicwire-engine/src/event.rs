@@ -47,6 +47,9 @@ pub enum Event {
     Datagram { conn: ConnId, body: Bytes },
     /// A TLS secret of the connection as a key log line (`TransportConfig::key_log`).
     KeyLog { conn: ConnId, line: String },
+    /// qlog records of the connection (JSON-SEQ, whole records; `TransportConfig::qlog`).
+    /// The last may come after its `Closed`.
+    Qlog { conn: ConnId, records: Bytes },
     /// The messages before it were handed over; acknowledge once the application has them.
     Receipt { conn: ConnId, receipt: Receipt },
     /// A request from the peer: answer it with `Engine::respond` and this handle (unique
@@ -76,6 +79,7 @@ impl Event {
             | Event::Message { conn, .. }
             | Event::Datagram { conn, .. }
             | Event::KeyLog { conn, .. }
+            | Event::Qlog { conn, .. }
             | Event::Receipt { conn, .. }
             | Event::Request { conn, .. }
             | Event::Response { conn, .. }

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod event;
 mod ids;
 pub mod outbox;
+mod qlog;
 mod session;
 pub mod sim;
 pub mod stats;

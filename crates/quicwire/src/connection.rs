@@ -29,6 +29,11 @@ pub trait Handler: Send + Sync + 'static {
     /// A TLS secret as an `SSLKEYLOGFILE` line, with `TransportConfig::key_log` on: append
     /// the lines to a file, and Wireshark decrypts a capture of the traffic.
     fn on_key_log(&self, _line: &str) {}
+    /// qlog records (JSON-SEQ, whole records) of the connection with this `id`
+    /// ([`Connection::id`]; the trace starts before the connection is ready), with
+    /// `TransportConfig::qlog` on: append each connection's to a `.sqlog` file for qvis.
+    /// The last may come after the connection closed.
+    fn on_qlog(&self, _id: u64, _records: &[u8]) {}
     /// The peer has now received `delivered` of the messages this side sent.
     fn on_acked(&self, _conn: &Connection, _delivered: u64) {}
     /// The connection closed; every later call on it fails with `reason`'s code.

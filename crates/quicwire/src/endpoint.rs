@@ -390,6 +390,7 @@ enum Action {
     Messages(Arc<ConnState>, Vec<Bytes>, Receipt),
     Datagram(Arc<ConnState>, Bytes),
     KeyLog(String),
+    Qlog(ConnId, Bytes),
     Request(Arc<ConnState>, u64, Bytes),
     Acked(Arc<ConnState>, u64),
     Closed(Arc<ConnState>, Error),
@@ -423,6 +424,7 @@ fn take_events(state: &mut State) -> Vec<Action> {
             }
             Event::Message { body, .. } => messages.push(body),
             Event::KeyLog { line, .. } => actions.push(Action::KeyLog(line)),
+            Event::Qlog { conn, records } => actions.push(Action::Qlog(conn, records)),
             Event::Datagram { conn, body } => {
                 if let Some(c) = state.conns.get(&conn) {
                     actions.push(Action::Datagram(c.clone(), body));
@@ -488,6 +490,7 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
             Action::Messages(c, batch, receipt) => handler.on_messages(&conn(c), batch, receipt),
             Action::Datagram(c, body) => handler.on_datagram(&conn(c), body),
             Action::KeyLog(line) => handler.on_key_log(&line),
+            Action::Qlog(id, records) => handler.on_qlog(id.get(), &records),
             Action::Request(c, handle, body) => {
                 handler.on_request(IncomingRequest::new(conn(c), handle, body))
             }

@@ -15,6 +15,8 @@ pub enum Event {
     Datagram(Connection, Bytes),
     /// A TLS key log line (`TransportConfig::key_log`).
     KeyLog(String),
+    /// qlog records of the connection with this id (`TransportConfig::qlog`).
+    Qlog(u64, Bytes),
     Request(IncomingRequest),
     Closed(Connection, Error),
 }
@@ -40,6 +42,11 @@ impl Handler for EventQueue {
     }
     fn on_key_log(&self, line: &str) {
         let _ = self.0.send(Event::KeyLog(line.to_string()));
+    }
+    fn on_qlog(&self, id: u64, records: &[u8]) {
+        let _ = self
+            .0
+            .send(Event::Qlog(id, Bytes::copy_from_slice(records)));
     }
     fn on_closed(&self, conn: &Connection, reason: &Error) {
         let _ = self.0.send(Event::Closed(conn.clone(), reason.clone()));

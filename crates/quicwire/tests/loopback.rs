@@ -189,6 +189,53 @@ async fn both_sides_log_the_same_tls_secrets() {
 }
 
 #[tokio::test]
+async fn qlog_traces_each_connection() {
+    let f = start_server(|c| c.transport.qlog = true);
+    let port = f.server.local_addr().port();
+    let _rx = serve_echo(f.events);
+    let (handler, mut events) = event_queue();
+    let mut config = ClientConfig {
+        tls: ClientTls {
+            ca: Some(f.ca.clone()),
+            insecure: false,
+        },
+        ..Default::default()
+    };
+    config.transport.qlog = true;
+    let c = Client::new(config, handler).unwrap();
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(&conn.request(b"traced").await.unwrap()[..], b"traced");
+    let mut trace = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Until the trace holds 1-RTT packets both ways (the request and its answer).
+    let done = |t: &[u8]| {
+        let t = String::from_utf8_lossy(t);
+        ["transport:packet_sent", "transport:packet_received"]
+            .iter()
+            .all(|name| {
+                t.split('\u{1e}')
+                    .any(|r| r.contains(name) && r.contains("1RTT"))
+            })
+    };
+    while !done(&trace) {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap();
+        if let Some(Event::Qlog(id, records)) = event {
+            assert_eq!(id, conn.id());
+            trace.extend_from_slice(&records);
+        }
+    }
+    // JSON-SEQ: each record is RS, a JSON text, LF; the first is the trace's header.
+    let text = String::from_utf8(trace).unwrap();
+    let records: Vec<&str> = text.split('\u{1e}').filter(|r| !r.is_empty()).collect();
+    assert!(records
+        .iter()
+        .all(|r| r.starts_with('{') && r.ends_with("}\n")));
+    assert!(records[0].contains("\"qlog_version\""), "{}", records[0]);
+}
+
+#[tokio::test]
 async fn loopback_peers_use_large_datagrams() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
     let port = f.server.local_addr().port();

@@ -15,6 +15,7 @@ use super::{no_encodings, tls_error, Engine};
 use crate::config::ServerConfig as QuicwireServerConfig;
 use crate::conn::{touch, Origin};
 use crate::ids::CONNECTION_IDS;
+use crate::qlog;
 use crate::session::Params;
 
 impl Engine {
@@ -22,6 +23,7 @@ impl Engine {
     pub fn server(config: &QuicwireServerConfig, now: Instant) -> Result<Engine, Error> {
         config.transport.validate()?;
         config.limits.validate()?;
+        qlog::check(&config.transport)?;
         if config.encodings.is_empty() {
             return Err(no_encodings());
         }
@@ -89,14 +91,28 @@ impl Engine {
                     }
                 };
                 let mut response = Vec::new();
-                let config = self
-                    .loopback_server
-                    .clone()
-                    .filter(|_| is_loopback(remote.ip()));
+                let loopback = is_loopback(remote.ip());
+                let mut config = self.loopback_server.clone().filter(|_| loopback);
+                let mut qlog = None;
+                if self.cfg.qlog {
+                    let title = format!("server, client {remote}");
+                    if let (Ok((traced, buffer)), Some(base)) = (
+                        qlog::traced(&self.cfg, loopback, title, now),
+                        self.loopback_server.as_deref(),
+                    ) {
+                        let mut traced_config = base.clone();
+                        traced_config.transport_config(traced);
+                        config = Some(Arc::new(traced_config));
+                        qlog = Some(buffer);
+                    }
+                }
                 match self.endpoint.accept(incoming, now, &mut response, config) {
                     Ok((handle, conn)) => {
                         let peer: Arc<str> = remote.to_string().into();
                         self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
+                        if let Some(c) = self.connections.get_mut(&id) {
+                            c.qlog = qlog;
+                        }
                         self.report_key_log(id);
                     }
                     Err(e) => {

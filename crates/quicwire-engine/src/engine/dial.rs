@@ -15,6 +15,7 @@ use super::{no_encodings, tls_error, Engine};
 use crate::config::ClientConfig;
 use crate::conn::Origin;
 use crate::ids::CONNECTION_IDS;
+use crate::qlog;
 use crate::session::{Outcome, Params};
 use crate::ConnId;
 
@@ -22,6 +23,7 @@ impl Engine {
     /// A client endpoint.
     pub fn client(config: &ClientConfig, now: Instant) -> Result<Engine, Error> {
         config.transport.validate()?;
+        qlog::check(&config.transport)?;
         if config.encodings.is_empty() {
             return Err(no_encodings());
         }
@@ -82,11 +84,18 @@ impl Engine {
         let (crypto, transport) = self.client.as_ref().ok_or_else(a_server)?;
         let crypto = QuicClientConfig::try_from(crypto.for_port(key.port())).map_err(tls_error)?;
         let mut config = quinn_proto::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(if is_loopback(remote.ip()) {
-            self.loopback_transport.clone()
+        let loopback = is_loopback(remote.ip());
+        let mut qlog = None;
+        if self.cfg.qlog {
+            let (traced, buffer) =
+                qlog::traced(&self.cfg, loopback, format!("client to {key}"), now)?;
+            config.transport_config(traced);
+            qlog = Some(buffer);
+        } else if loopback {
+            config.transport_config(self.loopback_transport.clone());
         } else {
-            transport.clone()
-        });
+            config.transport_config(transport.clone());
+        }
         let since = now - self.epoch;
         let conns = &self.connections;
         let is_idle = |id: &ConnId| conns.get(id).is_none_or(|c| c.session.is_idle());
@@ -112,6 +121,9 @@ impl Engine {
         let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
         let peer: Arc<str> = key.to_string().into();
         self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
+        if let Some(c) = self.connections.get_mut(&id) {
+            c.qlog = qlog;
+        }
         self.dials.insert(id, (key.clone(), deadline));
         Ok(id)
     }

@@ -404,6 +404,9 @@ impl Engine {
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.drive_pending();
+        if self.events.is_empty() {
+            self.report_qlog();
+        }
         self.events.pop_front()
     }
 
@@ -417,9 +420,24 @@ impl Engine {
         }
     }
 
+    /// Reports the qlog records written since the last call, of every traced connection.
+    fn report_qlog(&mut self) {
+        if !self.cfg.qlog {
+            return;
+        }
+        for (&conn, c) in &self.connections {
+            if let Some(records) = c.qlog.as_ref().and_then(|q| q.take()) {
+                self.events.push_back(Event::Qlog { conn, records });
+            }
+        }
+    }
+
     /// Whether `poll_event` has events to hand out.
     pub fn has_events(&mut self) -> bool {
         self.drive_pending();
+        if self.events.is_empty() {
+            self.report_qlog();
+        }
         !self.events.is_empty()
     }
 }
@@ -575,6 +593,7 @@ impl Engine {
             session,
             datagrams: Default::default(),
             datagrams_in: false,
+            qlog: None,
             peer,
             origin,
             reported: false,
@@ -680,6 +699,9 @@ impl Engine {
             let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
+            if let Some(records) = conn.qlog.as_ref().and_then(|q| q.take()) {
+                self.events.push_back(Event::Qlog { conn: id, records });
+            }
             self.ids.remove(&conn.handle);
             if let Some(deadline) = conn.deadline {
                 self.timers.remove(&(deadline, id));
