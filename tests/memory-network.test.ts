@@ -94,4 +94,31 @@ describe.runIf(wasm)('MemoryNetwork: a poor link on a manual clock', () => {
     expect(() => network.setLink({ loss: 2 })).toThrow(/loss/);
     expect(() => new MemoryNetwork({ delayMs: -1 })).toThrow(/delayMs/);
   });
+
+  it('a request with priority goes before the bulk queued ahead of it', async () => {
+    network.setLink({ delayMs: 20 });
+    // A server at an address other than the client's, so that datagrams are the usual
+    // 1,200 bytes rather than loopback's 64 KiB: the bulk then takes many round trips.
+    const far = generateDevCert(['10.9.0.1']);
+    /** How many of 31 bulk requests the server had before the one queued after them. */
+    const ahead = async (priority: number): Promise<number> => {
+      const server = await QuicServer.listen({ host: '10.9.0.1', cert: far.cert, key: far.key });
+      const seen: string[] = [];
+      server.onRequest((m) => {
+        seen.push((m as { kind: string }).kind);
+        return 'ok';
+      });
+      const t = new QuicTransport({ ca: far.cert });
+      const conn = await until(t.connect('10.9.0.1', server.port));
+      const bulk = 'x'.repeat(16 * 1024);
+      const all = Array.from({ length: 31 }, () => t.request(conn, { kind: 'bulk', bulk }));
+      all.push(t.request(conn, { kind: 'urgent', bulk }, { priority }));
+      await until(Promise.all(all));
+      await close(server, t);
+      return seen.indexOf('urgent');
+    };
+    expect(await ahead(10)).toBe(0);
+    // The control: at the same priority it waits its turn behind most of them.
+    expect(await ahead(0)).toBeGreaterThan(15);
+  });
 });

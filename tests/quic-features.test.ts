@@ -135,3 +135,17 @@ describe('qlog', () => {
     expect(serverRecords).toContain('transport:packet_received');
   });
 });
+
+describe('request priority', () => {
+  it('takes a 32-bit integer, and only that', async () => {
+    const server = await echoServer();
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(await t.request(conn, 'first', { priority: 7 })).toBe('first');
+    expect(await conn.request('low', { priority: -5 })).toBe('low');
+    for (const bad of [1.5, 2 ** 31, Number.NaN, '1']) {
+      await rejectsWith(t.request(conn, 'x', { priority: bad as number }), 'ERR_INVALID_ARGUMENT');
+    }
+    expect(await t.request(conn, 'still fine')).toBe('still fine');
+  });
+});

@@ -55,7 +55,7 @@ const RECEIPT = 8;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
-/** Encodes ops for `write`: [op, target, id, body, extra] each. */
+/** Encodes ops for `write`: [op, target, id, body, extra] each (priority 0). */
 function ops(list: [number, number, number, string, number][]): [Uint8Array, Float64Array] {
   const bodies = list.map((o) => utf8.encode(o[3]));
   const data = new Uint8Array(bodies.reduce((n, b) => n + b.length, 0));
@@ -64,7 +64,7 @@ function ops(list: [number, number, number, string, number][]): [Uint8Array, Flo
     data.set(b, offset);
     offset += b.length;
   }
-  const words = list.flatMap((o, i) => [o[0], o[1], o[2], (bodies[i] as Uint8Array).length, o[4]]);
+  const words = list.flatMap((o, i) => [o[0], o[1], o[2], (bodies[i] as Uint8Array).length, o[4], 0]);
   return [data, Float64Array.from(words)];
 }
 

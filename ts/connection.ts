@@ -156,9 +156,13 @@ export class Connection implements AsyncIterable<unknown> {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
       throw invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
     }
+    const priority = options.priority ?? 0;
+    if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority >= 2 ** 31) {
+      throw invalidArgument(`priority must be a 32-bit integer, got ${String(priority)}`);
+    }
     this.#assertOpen();
     const body = this.#encode(message);
-    const answer = await this.#hub.request(this, body, timeoutMs);
+    const answer = await this.#hub.request(this, body, timeoutMs, priority);
     return decode(answer, this.encoding);
   }
 

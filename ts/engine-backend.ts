@@ -144,7 +144,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const failed: WriteFailure[] = [];
     let offset = 0;
     for (let i = 0, n = 0; i < ops.length; i += OP_WORDS, n++) {
-      const [op, target, id, len, extra] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
+      const [op, target, id, len, extra, priority] = ops.subarray(i, i + OP_WORDS) as unknown as number[];
       const body = data.subarray(offset, offset + (len as number));
       offset += len as number;
       const slot = this.#routes.get(target as number);
@@ -158,7 +158,14 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         batch = { ops: [], bodies: [], index: [] };
         perSlot.set(slot, batch);
       }
-      batch.ops.push(op as number, target as number, id as number, len as number, extra as number);
+      batch.ops.push(
+        op as number,
+        target as number,
+        id as number,
+        len as number,
+        extra as number,
+        priority as number,
+      );
       batch.bodies.push(body);
       batch.index.push(n);
     }

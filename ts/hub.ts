@@ -82,13 +82,21 @@ export class Hub {
   }
 
   /** Queues an op for the next flush. `body` is copied now, so callers may reuse it. */
-  queue(op: number, target: number, id: number, body: Uint8Array, extra: number, result?: OpResult) {
+  queue(
+    op: number,
+    target: number,
+    id: number,
+    body: Uint8Array,
+    extra: number,
+    result?: OpResult,
+    priority = 0,
+  ) {
     // From LARGE_BODY on a body goes to the engine at once, not through the batch buffer.
     if (body.length >= LARGE_BODY) {
       // The engine copies it once; the batch copy would be one copy too many. What is
       // queued goes first, so the order holds.
       this.flush();
-      this.#write(body, Float64Array.of(op, target, id, body.length, extra), [result], true);
+      this.#write(body, Float64Array.of(op, target, id, body.length, extra, priority), [result], true);
       return;
     }
     const need = this.#len + body.length;
@@ -111,6 +119,7 @@ export class Hub {
     ops[at + 2] = id;
     ops[at + 3] = body.length;
     ops[at + 4] = extra;
+    ops[at + 5] = priority;
     this.#opsLen = at + OP_WORDS;
     this.#results.push(result);
     // A long burst goes out as it is made, so the peer works on it meanwhile (a socket
@@ -128,17 +137,18 @@ export class Hub {
   }
 
   /** Starts a request; resolves with the raw answer body. */
-  request(connection: Connection, body: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  request(connection: Connection, body: Uint8Array, timeoutMs: number, priority: number): Promise<Uint8Array> {
     const id = this.#nextRequest++;
     return new Promise((resolve, reject) => {
       this.#requests.set(id, { connection, resolve, reject });
-      this.queue(Op.Request, connection.id, id, body, timeoutMs, {
+      const result = {
         ok: noop,
-        fail: (err) => {
+        fail: (err: QuicwireError) => {
           this.#requests.delete(id);
           reject(err);
         },
-      });
+      };
+      this.queue(Op.Request, connection.id, id, body, timeoutMs, result, priority);
     });
   }
 

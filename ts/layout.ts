@@ -1,7 +1,7 @@
 // Generated from crates/quicwire-engine/src/abi.rs by its tests: do not edit. After a
 // change there, `QUICWIRE_BLESS=1 cargo test -p quicwire-engine` writes it anew.
 
-export const OP_WORDS = 5;
+export const OP_WORDS = 6;
 export const EVENT_WORDS = 7;
 /** Bodies of this many bytes and more travel in buffers of their own. */
 export const LARGE_BODY = 16384;

@@ -70,6 +70,10 @@ export interface ServerOptions extends LimitOptions {
 export interface RequestOptions {
   /** Reject with ERR_TIMEOUT when no answer came within this many ms. */
   timeoutMs?: number;
+  /** Its bytes go before those of this side's lower-priority streams, and it takes a
+   *  free stream before waiting requests of lower priority (default 0, as messages and
+   *  answers; a 32-bit integer, higher first). The answer comes at the responder's pace. */
+  priority?: number;
 }
 
 export interface MessageHandlerOptions {

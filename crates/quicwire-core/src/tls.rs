@@ -123,13 +123,19 @@ pub fn client_config(
                 roots.add_parsable_certificates(system_roots());
             }
         }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| tls_error(e.to_string()))?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(RecentChains::new(webpki)))
-            .with_no_client_auth()
+        if roots.is_empty() {
+            // Nothing to trust (no CA given, no system roots here): every handshake fails
+            // with ERR_TLS, as it should, rather than the client failing to be made.
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| tls_error(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(RecentChains::new(webpki)))
+                .with_no_client_auth()
+        }
     };
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(config)

@@ -32,15 +32,15 @@ use crate::{ConnId, Engine};
 
 pub use crate::outbox::LARGE_BODY;
 
-pub const OP_WORDS: usize = 5;
+pub const OP_WORDS: usize = 6;
 pub const EVENT_WORDS: usize = 7;
 
-/// Op codes: `[op, connection, id, length, extra]`.
+/// Op codes: `[op, connection, id, length, extra, priority]`.
 pub mod op {
     /// body = the message.
     pub const MESSAGE: u32 = 1;
     /// id = request id (unique among the caller's requests in flight on the connection),
-    /// extra = timeout ms (0: the default); body = the request.
+    /// extra = timeout ms (0: the default), priority = its stream's; body = the request.
     pub const REQUEST: u32 = 2;
     /// id = request handle; body = the answer.
     pub const RESPOND: u32 = 3;
@@ -198,6 +198,8 @@ pub struct Op<'a> {
     pub id: f64,
     pub body: &'a [u8],
     pub extra: f64,
+    /// Send priority (higher first); 0 by default.
+    pub priority: i32,
 }
 
 /// The ops of a batch, in order; an op whose body overruns `data` ends it with an error.
@@ -233,6 +235,7 @@ pub fn ops<'a>(
                 id: w[2],
                 body,
                 extra: w[4],
+                priority: w[5].clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32,
             }))
         })
 }
@@ -496,7 +499,7 @@ impl JsEngine {
                 op::REQUEST => conn.and_then(|c| {
                     let timeout = (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64));
                     let body = Bytes::copy_from_slice(op.body);
-                    engine.request(now, c, op.id as u64, body, timeout)
+                    engine.request(now, c, op.id as u64, body, timeout, op.priority)
                 }),
                 op::DATAGRAM => conn.and_then(|c| engine.send_datagram(now, c, op.body)),
                 op::RESPOND | op::RESPOND_ERROR => conn.and_then(|c| {
@@ -717,7 +720,9 @@ mod tests {
     fn splits_bodies_and_stops_at_an_overrun() {
         let data = b"abcdef";
         let words = [
-            1.0, 7.0, 0.0, 2.0, 0.0, 2.0, 7.0, 9.0, 4.0, 5.0, 1.0, 7.0, 0.0, 99.0, 0.0,
+            1.0, 7.0, 0.0, 2.0, 0.0, 0.0, // a message
+            2.0, 7.0, 9.0, 4.0, 5.0, -3.0, // a request at priority -3
+            1.0, 7.0, 0.0, 99.0, 0.0, 0.0, // a body past the data
         ];
         let got: Vec<_> = ops(data, &words).collect();
         assert_eq!(got.len(), 3);
@@ -725,8 +730,8 @@ mod tests {
         assert_eq!((a.code, a.body), (op::MESSAGE, &b"ab"[..]));
         let b = got[1].as_ref().unwrap();
         assert_eq!(
-            (b.code, b.id, b.body, b.extra),
-            (op::REQUEST, 9.0, &b"cdef"[..], 5.0)
+            (b.code, b.id, b.body, b.extra, b.priority),
+            (op::REQUEST, 9.0, &b"cdef"[..], 5.0, -3)
         );
         assert_eq!(got[2].as_ref().unwrap_err().0, 2);
     }

@@ -77,6 +77,16 @@ struct Outgoing {
     timeout: Duration,
 }
 
+/// A request waiting for a stream (the peer's stream limit is reached).
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    body: Bytes,
+    deadline: Instant,
+    timeout: Duration,
+    priority: i32,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     chunks: VecDeque<Bytes>,
@@ -105,7 +115,7 @@ pub(crate) struct Session {
     acks_due: Vec<(u64, u64)>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
-    requests_waiting: VecDeque<(u64, Bytes, Instant, Duration)>,
+    requests_waiting: VecDeque<Waiting>,
     next_wire_id: u64,
     /// Peer requests still being read, with the deadline for the whole request.
     requests_in: HashMap<StreamId, (FrameReader, Instant)>,
@@ -298,6 +308,7 @@ impl Session {
         id: u64,
         body: Bytes,
         timeout: Option<Duration>,
+        priority: i32,
         now: Instant,
     ) -> Result<(), Error> {
         let negotiated = self.usable()?;
@@ -312,18 +323,41 @@ impl Session {
         self.counters.requests_out += 1;
         self.counters.bytes_out += body.len() as u64;
         self.last_active = now;
-        self.requests_waiting.push_back((id, body, deadline, limit));
+        // Higher priorities take the next free stream first; equal ones keep their order.
+        let at = self
+            .requests_waiting
+            .iter()
+            .position(|w| w.priority < priority)
+            .unwrap_or(self.requests_waiting.len());
+        let waiting = Waiting {
+            id,
+            body,
+            deadline,
+            timeout: limit,
+            priority,
+        };
+        self.requests_waiting.insert(at, waiting);
         self.start_requests(conn);
         Ok(())
     }
 
     fn start_requests(&mut self, conn: &mut Connection) {
-        while let Some((id, body, deadline, limit)) = self.requests_waiting.pop_front() {
+        while let Some(waiting) = self.requests_waiting.pop_front() {
             let Some(stream) = conn.streams().open(Dir::Bi) else {
-                self.requests_waiting
-                    .push_front((id, body, deadline, limit));
+                self.requests_waiting.push_front(waiting);
                 return;
             };
+            let Waiting {
+                id,
+                body,
+                deadline,
+                timeout: limit,
+                priority,
+            } = waiting;
+            if priority != 0 {
+                // A stream just opened here: it exists, and setting it cannot fail.
+                let _ = conn.send_stream(stream).set_priority(priority);
+            }
             let wire_id = self.next_wire_id;
             self.next_wire_id += 1;
             let mut head = BytesMut::new();
@@ -380,7 +414,7 @@ impl Session {
     /// Gives up request `id` (its caller stopped waiting): its stream is reset, and no
     /// outcome is reported for it.
     pub fn cancel(&mut self, conn: &mut Connection, id: u64) {
-        if let Some(at) = self.requests_waiting.iter().position(|r| r.0 == id) {
+        if let Some(at) = self.requests_waiting.iter().position(|r| r.id == id) {
             self.requests_waiting.remove(at);
             return;
         }
@@ -413,7 +447,7 @@ impl Session {
 
     /// The earliest request deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let waiting = self.requests_waiting.iter().map(|r| r.2);
+        let waiting = self.requests_waiting.iter().map(|r| r.deadline);
         let reading = self.requests_in.values().map(|r| r.1);
         self.requests_out
             .values()
@@ -443,9 +477,13 @@ impl Session {
                 out.push(timeout(r.id, r.timeout));
             }
         }
-        while self.requests_waiting.front().is_some_and(|r| r.2 <= now) {
-            if let Some((id, _, _, limit)) = self.requests_waiting.pop_front() {
-                out.push(timeout(id, limit));
+        // Waiting requests are in priority order, their deadlines in any order.
+        let mut i = 0;
+        while let Some(w) = self.requests_waiting.get(i) {
+            if w.deadline > now {
+                i += 1;
+            } else if let Some(w) = self.requests_waiting.remove(i) {
+                out.push(timeout(w.id, w.timeout));
             }
         }
         // A peer request not fully received in time is answered ERR_TIMEOUT, its slot freed.
@@ -732,7 +770,7 @@ impl Session {
                 error: error.clone(),
             });
         }
-        for (id, ..) in self.requests_waiting.drain(..) {
+        for Waiting { id, .. } in self.requests_waiting.drain(..) {
             out.push(Outcome::RequestFailed {
                 id,
                 error: error.clone(),

@@ -17,7 +17,9 @@ use quicwire_engine::{Event, LARGE_BODY};
 fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
     let now = net.now();
     let body = Bytes::copy_from_slice(body);
-    net.engine(host).request(now, conn, id, body, None).unwrap();
+    net.engine(host)
+        .request(now, conn, id, body, None, 0)
+        .unwrap();
 }
 
 /// Answers every request `host` has with its own body, as an echo server would.
@@ -73,7 +75,7 @@ fn an_answer_that_cannot_go_is_an_error() {
     let now = net.now();
     let timeout = Some(Duration::from_millis(10));
     net.engine(c)
-        .request(now, id, 1, Bytes::from_static(b"slow"), timeout)
+        .request(now, id, 1, Bytes::from_static(b"slow"), timeout, 0)
         .unwrap();
     let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
     else {
@@ -377,7 +379,7 @@ fn goaway_drains_requests_in_flight_and_refuses_new_ones() {
     let now = net.now();
     let refused = net
         .engine(c)
-        .request(now, id, 2, Bytes::from_static(b"new"), None);
+        .request(now, id, 2, Bytes::from_static(b"new"), None, 0);
     assert_eq!(refused.unwrap_err().code, ErrorCode::ConnectionClosed);
     net.engine(s)
         .respond(now, peer, handle, Ok(b"answered"))
@@ -541,4 +543,43 @@ fn a_full_datagram_queue_drops_its_oldest() {
         .last()
         .map(|b| u32::from_be_bytes(b[..4].try_into().unwrap()));
     assert_eq!(last, Some(sent - 1));
+}
+
+/// How many of 31 bulk requests the server had whole before the request queued after them
+/// at `priority`, over a path of 1,200-byte datagrams (not loopback).
+fn bulk_ahead_of(priority: i32) -> usize {
+    let setup = Setup::new();
+    let mut net = Network::new(13);
+    let server = quicwire_engine::Engine::server(&setup.server_config(), net.now()).unwrap();
+    let s = net.add("10.0.0.1:4433".parse().unwrap(), server);
+    let c = setup.add_client(&mut net, setup.client_config(), "10.0.0.2:40000");
+    let (id, _) = connect(&mut net, c, s);
+    let now = net.now();
+    let bulk = Bytes::from(vec![1u8; 32 << 10]);
+    for n in 0..31 {
+        let engine = net.engine(c);
+        engine.request(now, id, n, bulk.clone(), None, 0).unwrap();
+    }
+    let urgent = Bytes::from(vec![2u8; 32 << 10]);
+    net.engine(c)
+        .request(now, id, 99, urgent, None, priority)
+        .unwrap();
+    let Event::Request { .. } = wait(
+        &mut net,
+        s,
+        |e| matches!(e, Event::Request { body, .. } if body[0] == 2),
+    ) else {
+        unreachable!()
+    };
+    net.events(s)
+        .iter()
+        .filter(|e| matches!(e, Event::Request { .. }))
+        .count()
+}
+
+#[test]
+fn a_request_with_priority_goes_before_the_bulk() {
+    assert_eq!(bulk_ahead_of(10), 0);
+    // The control: at the same priority it waits its turn behind most of them.
+    assert!(bulk_ahead_of(0) > 15, "{}", bulk_ahead_of(0));
 }

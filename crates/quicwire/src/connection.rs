@@ -12,6 +12,16 @@ pub use quicwire_engine::Receipt;
 
 use crate::endpoint::{ConnState, Endpoint};
 
+/// How one request goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// How long to wait for the answer (default: the configured request timeout).
+    pub timeout: Option<Duration>,
+    /// Its bytes go before those of this side's lower-priority streams (messages and other
+    /// requests are 0). The answer comes at the responder's own priority.
+    pub priority: i32,
+}
+
 /// What the application gets from its connections. Calls come from the endpoint's driver
 /// task and must not block; hand work off (a channel, a spawned task) and return.
 pub trait Handler: Send + Sync + 'static {
@@ -189,20 +199,29 @@ impl Connection {
     /// Sends a request on a fresh stream and waits for the answer (up to the configured
     /// request timeout). A handler error on the peer comes back as ERR_REMOTE.
     pub async fn request(&self, body: &[u8]) -> Result<Bytes> {
-        self.send_request(body, None).await
+        self.request_with(body, RequestOptions::default()).await
     }
 
     /// [`Self::request`] with its own timeout.
     pub async fn request_with_timeout(&self, body: &[u8], timeout: Duration) -> Result<Bytes> {
-        self.send_request(body, Some(timeout)).await
+        let timeout = Some(timeout);
+        self.request_with(
+            body,
+            RequestOptions {
+                timeout,
+                ..Default::default()
+            },
+        )
+        .await
     }
 
-    async fn send_request(&self, body: &[u8], timeout: Option<Duration>) -> Result<Bytes> {
+    /// [`Self::request`] with its own timeout and priority.
+    pub async fn request_with(&self, body: &[u8], options: RequestOptions) -> Result<Bytes> {
         self.check_open()?;
         let body = Bytes::copy_from_slice(body);
         self.endpoint
             .shared
-            .request(self.state.id, body, timeout)
+            .request(self.state.id, body, options)
             .await
     }
 

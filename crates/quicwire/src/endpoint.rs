@@ -16,7 +16,7 @@ use quicwire_engine::{ConnId, ConnectionInfo, Engine, Event, Receipt};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::connection::{Connection, Handler, IncomingRequest};
+use crate::connection::{Connection, Handler, IncomingRequest, RequestOptions};
 use crate::socket::{Network, Socket};
 use crate::udp::RECV_SLOTS;
 
@@ -183,13 +183,16 @@ impl Shared {
         self: &Arc<Self>,
         conn: ConnId,
         body: Bytes,
-        timeout: Option<Duration>,
+        options: RequestOptions,
     ) -> Result<Bytes> {
         let (tx, rx) = oneshot::channel();
         let id = self.call(|state, now| {
             let id = state.next_request;
             state.next_request += 1;
-            state.engine.request(now, conn, id, body, timeout)?;
+            let (timeout, priority) = (options.timeout, options.priority);
+            state
+                .engine
+                .request(now, conn, id, body, timeout, priority)?;
             state.requests.insert((conn, id), tx);
             Ok::<_, Error>(id)
         })?;

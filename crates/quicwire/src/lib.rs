@@ -49,7 +49,7 @@ pub mod tls;
 mod udp;
 
 pub use client::{Client, ClientConfig};
-pub use connection::{Connection, Handler, IncomingRequest, Receipt};
+pub use connection::{Connection, Handler, IncomingRequest, Receipt, RequestOptions};
 pub use events::{event_queue, Event};
 pub use memory::MemoryNetwork;
 /// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.

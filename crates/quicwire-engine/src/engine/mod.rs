@@ -174,7 +174,8 @@ impl Engine {
     /// Sends request `request` (an id of the caller's, unique among its requests in
     /// flight on this connection) on a fresh stream; its answer comes back as
     /// `Event::Response` or `Event::RequestFailed` with that id. `timeout`: the
-    /// connection's request timeout when None.
+    /// connection's request timeout when None. `priority` orders the request's bytes
+    /// against this side's other streams (higher first; messages and answers are 0).
     pub fn request(
         &mut self,
         now: Instant,
@@ -182,10 +183,11 @@ impl Engine {
         request: u64,
         body: Bytes,
         timeout: Option<Duration>,
+        priority: i32,
     ) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
         conn.session
-            .request(&mut conn.quic, request, body, timeout, now)
+            .request(&mut conn.quic, request, body, timeout, priority, now)
     }
 
     /// Gives up request `request` on connection `id`: its stream is reset, and nothing more
