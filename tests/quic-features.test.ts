@@ -149,3 +149,27 @@ describe('request priority', () => {
     expect(await t.request(conn, 'still fine')).toBe('still fine');
   });
 });
+
+describe('connection migration', () => {
+  it('rebind() mid-traffic loses nothing and fails nothing', async () => {
+    const server = await echoServer();
+    const got: unknown[] = [];
+    server.onMessage((m) => got.push(m));
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(await t.request(conn, 'first')).toBe('first');
+    const messages = Array.from({ length: 10_000 }, (_, i) => i);
+    const sending = t.sendBatch(conn, messages);
+    const asking = Array.from({ length: 1_000 }, (_, i) => t.request(conn, i));
+    await t.rebind();
+    await sending;
+    expect(await Promise.all(asking)).toEqual(Array.from({ length: 1_000 }, (_, i) => i));
+    expect(got).toEqual(messages);
+    expect(conn.isOpen).toBe(true);
+    // And again, on the path it moved to.
+    await t.rebind();
+    expect(await t.request(conn, 'after')).toBe('after');
+    await t.close();
+    await rejectsWith(t.rebind(), 'ERR_CONNECTION_CLOSED');
+  });
+});

@@ -213,6 +213,13 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return poolStats(this.#figures(this.#slot(client)));
   }
 
+  async rebind(client: number): Promise<void> {
+    const slot = this.#slots.get(client);
+    if (!slot || slot.closed) throw new QuicwireError('ERR_CONNECTION_CLOSED', 'the transport is closed');
+    await slot.io.rebind();
+    this.#step(slot);
+  }
+
   async closeClient(client: number): Promise<void> {
     const slot = this.#slots.get(client);
     if (!slot || slot.closed) return;

@@ -97,6 +97,8 @@ export interface Engine {
   disconnect(connection: number): void;
   poolStats(client: number): Omit<PoolStats, 'answersFailed'>;
   closeClient(client: number): Promise<void>;
+  /** Moves a client's traffic to new local ports; its connections migrate. */
+  rebind(client: number): Promise<void>;
   listen(options: EngineServerOptions): Promise<ServerInfo>;
   serverStats(server: number): Omit<ServerStats, 'answersFailed'>;
   closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;

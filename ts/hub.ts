@@ -137,7 +137,12 @@ export class Hub {
   }
 
   /** Starts a request; resolves with the raw answer body. */
-  request(connection: Connection, body: Uint8Array, timeoutMs: number, priority: number): Promise<Uint8Array> {
+  request(
+    connection: Connection,
+    body: Uint8Array,
+    timeoutMs: number,
+    priority: number,
+  ): Promise<Uint8Array> {
     const id = this.#nextRequest++;
     return new Promise((resolve, reject) => {
       this.#requests.set(id, { connection, resolve, reject });

@@ -41,6 +41,9 @@ class NativeEngine implements ShellEngine {
   flush(): boolean {
     return this.addon.flush(this.handle);
   }
+  rebind(): void {
+    this.addon.rebind(this.handle);
+  }
   shutdown(): void {
     live.delete(this);
     if (live.size === 0) process.off('exit', shutdownAll);
@@ -115,6 +118,14 @@ class NativeIo implements EngineIo {
       }
     }
     return this.#ports[family] as number;
+  }
+
+  async rebind(): Promise<void> {
+    try {
+      this.engine.rebind();
+    } catch (err) {
+      throw fromEngine(err);
+    }
   }
 
   step(): boolean {

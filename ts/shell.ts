@@ -48,6 +48,9 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
 export interface EngineIo {
   /** Binds its socket for an address family (once; later calls get the same); its port. */
   socket(family: 4 | 6, host: string | undefined, port: number): Promise<number>;
+  /** Moves its traffic to new sockets (new ports) on the same addresses; its connections
+   *  migrate. */
+  rebind(): Promise<void>;
   /** After every engine call: sends what the engine has and follows its timer; whether
    *  events may wait (false only when the engine said there are none). */
   step(): boolean;

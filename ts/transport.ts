@@ -91,6 +91,15 @@ export class QuicTransport extends Endpoint {
   }
 
   /** A request on its own stream; resolves with the server handler's answer. */
+  /** Moves this transport's connections to new local UDP ports, as after a network change
+   *  (another Wi-Fi, a VPN coming up): QUIC migrates them once the server has validated the
+   *  new path, and nothing sent or in flight is lost. A server also follows a client whose
+   *  NAT gave it another port, with no call at all. */
+  async rebind(): Promise<void> {
+    this.#assertOpen();
+    await this.#hub.engine.rebind(this.#handle);
+  }
+
   /** `Connection.sendDatagram` on the pooled connection to `target`. */
   async sendDatagram(target: Target, datagram: Uint8Array): Promise<void> {
     return (await this.#resolve(target)).sendDatagram(datagram);

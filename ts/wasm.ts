@@ -79,6 +79,8 @@ function shell(wasm: WasmModule, clock: Clock): Shell<WasmEngine> {
 class JsIo implements EngineIo {
   readonly #sockets: { 4?: Promise<DatagramSocket>; 6?: Promise<DatagramSocket> } = {};
   readonly #bound: { 4?: DatagramSocket; 6?: DatagramSocket } = {};
+  /** The host each family's socket was bound on (a rebind binds there again). */
+  readonly #hosts: { 4?: string | undefined; 6?: string | undefined } = {};
   readonly #clock: Clock;
   #timer: unknown;
   #inbox: { chunks: Uint8Array[]; lens: number[]; addrs: string[] } = { chunks: [], lens: [], addrs: [] };
@@ -94,23 +96,37 @@ class JsIo implements EngineIo {
   }
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
-    this.#sockets[family] ??= this.network
-      .bind(family, host, port, (data, from) => {
-        const inbox = this.#inbox;
-        inbox.chunks.push(data);
-        inbox.lens.push(data.length);
-        inbox.addrs.push(from);
-        if (!this.#receiving) {
-          this.#receiving = true;
-          soon(() => this.#receive());
-        }
-      })
-      .then((socket) => {
+    if (!this.#sockets[family]) {
+      this.#hosts[family] = host;
+      this.#sockets[family] = this.network.bind(family, host, port, this.#arrived).then((socket) => {
         this.#bound[family] = socket;
         return socket;
       });
+    }
     return (await this.#sockets[family]).port;
   }
+
+  async rebind(): Promise<void> {
+    for (const family of [4, 6] as const) {
+      const old = this.#bound[family];
+      if (!old) continue;
+      const socket = await this.network.bind(family, this.#hosts[family], 0, this.#arrived);
+      this.#sockets[family] = Promise.resolve(socket);
+      this.#bound[family] = socket;
+      old.close();
+    }
+  }
+
+  readonly #arrived = (data: Uint8Array, from: string): void => {
+    const inbox = this.#inbox;
+    inbox.chunks.push(data);
+    inbox.lens.push(data.length);
+    inbox.addrs.push(from);
+    if (!this.#receiving) {
+      this.#receiving = true;
+      soon(() => this.#receive());
+    }
+  };
 
   /** Everything received since the last tick, in one call. */
   #receive(): void {

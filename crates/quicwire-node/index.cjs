@@ -848,6 +848,7 @@ module.exports.flush = nativeBinding.flush
 module.exports.generateDevCert = nativeBinding.generateDevCert
 module.exports.goAway = nativeBinding.goAway
 module.exports.poolKey = nativeBinding.poolKey
+module.exports.rebind = nativeBinding.rebind
 module.exports.sendBuffer = nativeBinding.sendBuffer
 module.exports.serving = nativeBinding.serving
 module.exports.shutdown = nativeBinding.shutdown

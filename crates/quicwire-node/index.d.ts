@@ -72,6 +72,12 @@ export declare function goAway(engine: number): void
 export declare function poolKey(host: string, port: number): string
 
 /**
+ * Moves the engine's traffic to new sockets (new ports), as after a network change; its
+ * connections migrate.
+ */
+export declare function rebind(engine: number): void
+
+/**
  * A zeroed buffer of `size` bytes in engine memory: a message body in it is sent without
  * a copy (the engine shares the memory until the peer has it).
  */

@@ -114,6 +114,43 @@ impl Driver {
         port: u16,
         notify: Function<Option<Float64Array>, ()>,
     ) -> Result<u16, Error> {
+        let (endpoint, bound) = self.open(env, host, port, self.endpoints.borrow().len())?;
+        if self.timer.borrow().is_none() {
+            let weak = Rc::downgrade(self);
+            let timer = Timer::new(env, move || with(&weak, Driver::on_timer))?;
+            *self.timer.borrow_mut() = Some(timer);
+        }
+        if self.notify.borrow().is_none() {
+            let callback = JsCallback::new(env, notify)?;
+            *self.notify.borrow_mut() = Some(Rc::new(callback));
+        }
+        self.endpoints.borrow_mut().push(endpoint);
+        Ok(bound)
+    }
+
+    /// Moves the engine's traffic to new sockets (new ports) on the same addresses, as
+    /// after a network change: QUIC migrates its connections. What the old sockets still
+    /// held is lost, and QUIC sends it again.
+    pub fn rebind(self: &Rc<Self>, env: &Env) -> Result<(), Error> {
+        let count = self.endpoints.borrow().len();
+        for index in 0..count {
+            let ip = self.endpoints.borrow()[index].socket.local_addr();
+            let ip = ip.map_err(|e| Error::new(ErrorCode::Io, format!("cannot rebind: {e}")))?;
+            let (endpoint, _) = self.open(env, &ip.ip().to_string(), 0, index)?;
+            // The old socket leaves the loop (its poll first) and closes here.
+            self.endpoints.borrow_mut()[index] = endpoint;
+        }
+        Ok(())
+    }
+
+    /// A socket on `host:port` that the loop reads as endpoint `index`; its bound port.
+    fn open(
+        self: &Rc<Self>,
+        env: &Env,
+        host: &str,
+        port: u16,
+        index: usize,
+    ) -> Result<(Endpoint, u16), Error> {
         // An IP literal (the facade checks): no name lookup may block the loop here.
         let ip: IpAddr = host
             .trim_start_matches('[')
@@ -134,27 +171,17 @@ impl Driver {
         let bound = socket.local_addr().map_err(|e| io("read", e))?.port();
         let weak = Rc::downgrade(self);
         let raw = raw_socket(&socket);
-        let index = self.endpoints.borrow().len();
         let poll = Poll::new(env, raw, move |ready| {
             with(&weak, |d| d.on_ready(index, ready))
         })?;
-        if self.timer.borrow().is_none() {
-            let weak = Rc::downgrade(self);
-            let timer = Timer::new(env, move || with(&weak, Driver::on_timer))?;
-            *self.timer.borrow_mut() = Some(timer);
-        }
-        if self.notify.borrow().is_none() {
-            let callback = JsCallback::new(env, notify)?;
-            *self.notify.borrow_mut() = Some(Rc::new(callback));
-        }
-        self.endpoints.borrow_mut().push(Endpoint {
+        let endpoint = Endpoint {
             poll,
             socket,
             state,
             v6: addr.is_ipv6(),
             blocked: None,
-        });
-        Ok(bound)
+        };
+        Ok((endpoint, bound))
     }
 
     /// Events since the last call, seven numbers each, or None when there are none. Their

@@ -207,6 +207,13 @@ pub fn bind(
         .map_err(js_error)
 }
 
+/// Moves the engine's traffic to new sockets (new ports), as after a network change; its
+/// connections migrate.
+#[napi(catch_unwind)]
+pub fn rebind(env: Env, engine: u32) -> Result<()> {
+    driver(engine)?.rebind(&env).map_err(js_error)
+}
+
 /// Sends what is ready and sets the timer, after every other call that changes state;
 /// whether events wait (`takeEvents`).
 #[napi(catch_unwind)]

@@ -114,6 +114,12 @@ impl Client {
         Dial::Waiting(rx)
     }
 
+    /// Moves this client's connections to new local sockets (new ports), as after a
+    /// network change: QUIC migrates them, and nothing sent is lost.
+    pub fn rebind(&self) -> Result<()> {
+        self.0.shared.rebind()
+    }
+
     /// Closes `conn` and drops it from the pool.
     pub fn disconnect(&self, conn: &Connection) {
         conn.close();

@@ -82,9 +82,15 @@ impl Connection {
         &self.state.info.peer
     }
 
-    /// The peer's address when the connection opened.
+    /// The peer's address: where it was when the connection opened, and where it is now
+    /// once a client moved (connection migration, or a NAT that gave it another port).
     pub fn remote_address(&self) -> SocketAddr {
-        self.state.remote
+        let id = self.state.id;
+        let now = self
+            .endpoint
+            .shared
+            .read(|st| st.engine.connection_state(id).map(|s| s.remote));
+        now.unwrap_or(self.state.remote)
     }
 
     /// The negotiated encoding of message bodies.

@@ -156,24 +156,32 @@ impl Shared {
         if state.closing {
             return Err(Error::closed("the client is closed"));
         }
-        let network = state.network.clone();
-        let slot = &mut state.sockets[usize::from(addr.is_ipv6())];
-        if slot.is_none() {
-            let any: SocketAddr = if addr.is_ipv6() {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-            };
-            let socket = network.bind(any, true).map_err(|e| {
-                Error::new(
-                    ErrorCode::Io,
-                    format!("cannot bind a UDP socket on {any}: {e}"),
-                )
-            })?;
-            *slot = Some(Arc::new(socket));
+        let family = usize::from(addr.is_ipv6());
+        if state.sockets[family].is_none() {
+            state.sockets[family] = Some(Arc::new(bind_any(&state.network, addr.is_ipv6())?));
             drop(state);
             self.wake.notify_one(); // the driver reads the new socket too
         }
+        Ok(())
+    }
+
+    /// Moves a client's traffic to new sockets (new local ports), as after a network
+    /// change: its connections carry on over the new path once the server has validated
+    /// it (QUIC connection migration). Datagrams still in the old sockets are lost, and
+    /// QUIC sends them again.
+    pub fn rebind(&self) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.closing {
+            return Err(Error::closed("the client is closed"));
+        }
+        for v6 in [false, true] {
+            if state.sockets[usize::from(v6)].is_some() {
+                let socket = bind_any(&state.network, v6)?;
+                state.sockets[usize::from(v6)] = Some(Arc::new(socket));
+            }
+        }
+        drop(state);
+        self.wake.notify_one(); // the driver reads the new sockets
         Ok(())
     }
 
@@ -260,6 +268,21 @@ struct Blocked {
     to: SocketAddr,
     data: Vec<u8>,
     segment: Option<usize>,
+}
+
+/// A socket on any address of the family, on a free port.
+fn bind_any(network: &Network, v6: bool) -> Result<Socket> {
+    let any: SocketAddr = if v6 {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    network.bind(any, true).map_err(|e| {
+        Error::new(
+            ErrorCode::Io,
+            format!("cannot bind a UDP socket on {any}: {e}"),
+        )
+    })
 }
 
 /// The driver task: until the endpoint closes, sends what the engine has, dispatches its

@@ -235,6 +235,47 @@ async fn qlog_traces_each_connection() {
     assert!(records[0].contains("\"qlog_version\""), "{}", records[0]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebind_mid_traffic_loses_nothing() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    // Answered: the server has the connection (it counts it once the client's HELLO came).
+    conn.request(b"first").await.unwrap();
+    let before = f.server.connections()[0].remote_address();
+    let sending = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let bodies: Vec<[u8; 4]> = (0..10_000u32).map(u32::to_be_bytes).collect();
+            let refs: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+            conn.send_batch(&refs).await
+        })
+    };
+    let asking: Vec<_> = (0..1_000u32)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move { (i, conn.request(&i.to_be_bytes()).await) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    c.rebind().unwrap();
+    sending.await.unwrap().unwrap();
+    for task in asking {
+        let (i, answer) = task.await.unwrap();
+        assert_eq!(&answer.unwrap()[..], &i.to_be_bytes()[..]);
+    }
+    for i in 0..10_000u32 {
+        let m = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+        assert_eq!(&m.unwrap().unwrap()[..], &i.to_be_bytes()[..]);
+    }
+    // The server follows the client to its new port.
+    let after = f.server.connections()[0].remote_address();
+    assert_eq!(after.ip(), before.ip());
+    assert_ne!(after.port(), before.port());
+}
+
 #[tokio::test]
 async fn loopback_peers_use_large_datagrams() {
     let f = start_server(|c| c.transport.max_message_size = 16 << 20);
