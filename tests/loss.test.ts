@@ -1,9 +1,10 @@
-// Packet loss: a server and a client in two network namespaces joined by veth, with nftables
-// dropping 2 % and then 5 % of the packets each side receives. Over it, 100 channels send
-// numbered messages and requests for 20 s (QUICWIRE_LOSS_SECONDS); every message must arrive
-// exactly once and in order within its channel, every request be answered once, and nothing
-// fail. Needs root: elsewhere it is skipped, saying why. (benches/loss.ts measures request
-// latency over the same link against node:tls.)
+// Packet loss and a moving client: a server and a client in two network namespaces joined
+// by veth. Loss: nftables drops 2 % and then 5 % of the packets each side receives; over
+// it, 100 channels send numbered messages and requests for 20 s (QUICWIRE_LOSS_SECONDS);
+// every message must arrive exactly once and in order within its channel, every request be
+// answered once, and nothing fail. Moving: the same workload while the client's address
+// changes under it. Needs root: elsewhere it is skipped, saying why. (benches/loss.ts
+// measures request latency over the same link against node:tls.)
 
 import { describe, expect, it } from 'vitest';
 import { generateDevCert } from '../ts/index.js';
@@ -81,4 +82,35 @@ describe.skipIf(unavailable)('packet loss', () => {
       (seconds + 60) * 1000,
     );
   }
+
+  it('the client moves to another address mid-traffic: the connections follow, nothing lost', async () => {
+    const link = lossyLink(0);
+    try {
+      const tls = generateDevCert([link.serverIp]);
+      const server = await serverProcess(
+        { QUICWIRE_HOST: link.serverIp, QUICWIRE_CERT: tls.cert, QUICWIRE_KEY: tls.key },
+        link.spawn.bind(link, 'server'),
+      );
+      const client = fixture(
+        'loss-client.ts',
+        [link.serverIp, String(server.port), '6'],
+        { QUICWIRE_CA: tls.cert },
+        link.spawn.bind(link, 'client'),
+      );
+      const outcome = lineFrom(client);
+      // Mid-traffic: the old address goes away, so the connections live only if the
+      // server follows them to the new one (QUIC connection migration).
+      await new Promise((r) => setTimeout(r, 2_000));
+      link.moveClient();
+      const result = JSON.parse(await outcome) as Outcome;
+      expect(result.errors).toEqual([]);
+      expect(result.mismatches).toBe(0);
+      for (const ch of Object.keys(result.sent)) {
+        expect(result.server.messages[ch]).toEqual({ count: result.sent[ch], inOrder: true });
+        expect(result.server.requests[ch]).toEqual({ count: result.requested[ch], inOrder: true });
+      }
+    } finally {
+      link.close();
+    }
+  }, 60_000);
 });

@@ -12,6 +12,9 @@ export interface LossyLink {
   spawn(side: 'server' | 'client', command: string, args: string[], options?: SpawnOptions): ChildProcess;
   /** Packets dropped so far, both directions. */
   dropped(): number;
+  /** Gives the client another address and takes its old one away, as a network change
+   *  does: its sockets stay, and what it sends comes from the new address. */
+  moveClient(): string;
   /** Removes both namespaces (and with them the veth pair and the rules). */
   close(): void;
 }
@@ -38,6 +41,7 @@ export function lossyLink(lossPercent: number): LossyLink {
   const ns = { server: `${tag}s`, client: `${tag}c` };
   const serverIp = '10.77.0.1';
   const clientIp = '10.77.0.2';
+  const movedIp = '10.77.0.3';
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const inNs = (name: string, cmd: string, args: string[], input?: string) =>
     execFileSync('ip', ['netns', 'exec', name, cmd, ...args], { input, encoding: 'utf8' });
@@ -58,7 +62,10 @@ export function lossyLink(lossPercent: number): LossyLink {
       [ns.server, `${tag}a`, serverIp],
       [ns.client, `${tag}b`, clientIp],
     ] as const) {
-      inNs(name, 'ip', ['addr', 'add', `${addr}/30`, 'dev', dev]);
+      // A /29, so that the client may move to another address of the link.
+      inNs(name, 'ip', ['addr', 'add', `${addr}/29`, 'dev', dev]);
+      // Deleting the first address must not take the second (the move) with it.
+      inNs(name, 'sysctl', ['-qw', `net.ipv4.conf.${dev}.promote_secondaries=1`]);
       inNs(name, 'ip', ['link', 'set', dev, 'up']);
       inNs(name, 'ip', ['link', 'set', 'lo', 'up']);
       // Every IP packet arriving (UDP and TCP alike) is dropped with probability N %.
@@ -84,6 +91,11 @@ export function lossyLink(lossPercent: number): LossyLink {
     clientIp,
     spawn: (side, command, args, options = {}) =>
       spawn('ip', ['netns', 'exec', ns[side], command, ...args], options),
+    moveClient: () => {
+      inNs(ns.client, 'ip', ['addr', 'add', `${movedIp}/29`, 'dev', `${tag}b`]);
+      inNs(ns.client, 'ip', ['addr', 'del', `${clientIp}/29`, 'dev', `${tag}b`]);
+      return movedIp;
+    },
     dropped: () =>
       Object.values(ns).reduce((sum, name) => {
         const listing = inNs(name, 'nft', ['list', 'chain', 'inet', 'quicwire_loss', 'input']);
