@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, dev_cert, serve_echo, start_server};
+use common::{client, client_and_events, dev_cert, serve_echo, start_server};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
     Server, ServerConfig, ServerTls,
@@ -145,16 +145,7 @@ async fn datagrams_cross_and_are_counted() {
 async fn both_sides_log_the_same_tls_secrets() {
     let mut f = start_server(|c| c.transport.key_log = true);
     let port = f.server.local_addr().port();
-    let (handler, mut events) = event_queue();
-    let mut config = ClientConfig {
-        tls: ClientTls {
-            ca: Some(f.ca.clone()),
-            insecure: false,
-        },
-        ..Default::default()
-    };
-    config.transport.key_log = true;
-    let c = Client::new(config, handler).unwrap();
+    let (c, mut events) = client_and_events(&f.ca, |c| c.transport.key_log = true);
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     conn.send(b"x").await.unwrap();
     let lines = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>| {
@@ -193,16 +184,7 @@ async fn qlog_traces_each_connection() {
     let f = start_server(|c| c.transport.qlog = true);
     let port = f.server.local_addr().port();
     let _rx = serve_echo(f.events);
-    let (handler, mut events) = event_queue();
-    let mut config = ClientConfig {
-        tls: ClientTls {
-            ca: Some(f.ca.clone()),
-            insecure: false,
-        },
-        ..Default::default()
-    };
-    config.transport.qlog = true;
-    let c = Client::new(config, handler).unwrap();
+    let (c, mut events) = client_and_events(&f.ca, |c| c.transport.qlog = true);
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     assert_eq!(&conn.request(b"traced").await.unwrap()[..], b"traced");
     let mut trace = Vec::new();

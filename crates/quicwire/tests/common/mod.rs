@@ -72,6 +72,14 @@ pub fn serve_echo(mut events: UnboundedReceiver<Event>) -> UnboundedReceiver<Byt
 }
 
 pub fn client(ca: &str, edit: impl FnOnce(&mut ClientConfig)) -> Client {
+    client_and_events(ca, edit).0
+}
+
+/// A client that trusts `ca`, and what it hears of (its handler's events).
+pub fn client_and_events(
+    ca: &str,
+    edit: impl FnOnce(&mut ClientConfig),
+) -> (Client, UnboundedReceiver<Event>) {
     let mut config = ClientConfig {
         tls: ClientTls {
             ca: Some(ca.to_string()),
@@ -80,8 +88,8 @@ pub fn client(ca: &str, edit: impl FnOnce(&mut ClientConfig)) -> Client {
         ..Default::default()
     };
     edit(&mut config);
-    let (handler, _events) = event_queue();
-    Client::new(config, handler).unwrap()
+    let (handler, events) = event_queue();
+    (Client::new(config, handler).unwrap(), events)
 }
 
 /// A raw QUIC connection (TLS verified, no quicwire HELLO yet) from a socket bound to `bind`.
