@@ -57,7 +57,7 @@ for (const loss of rates) {
     rows.push(row);
     const m = row.median;
     console.log(
-      `${String(loss).padStart(2)} % loss  ${name.padEnd(16)} ${Math.round(m.requestsPerSec ?? 0)
+      `${String(loss).padStart(2)} % loss  ${name.padEnd(24)} ${Math.round(m.requestsPerSec ?? 0)
         .toString()
         .padStart(
           7,
