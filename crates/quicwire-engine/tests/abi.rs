@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use quicwire_core::tls::generate_dev_cert;
 use quicwire_core::ErrorCode;
-use quicwire_engine::abi::{event, op, JsEngine, EVENT_WORDS, LARGE_BODY};
+use quicwire_engine::abi::{
+    event, op, JsEngine, EVENT_WORDS, LARGE_BODY, OP_WORDS, TRANSPORT_OPTIONS,
+};
 use quicwire_engine::Instant;
 
 thread_local! {
@@ -131,8 +133,8 @@ fn connected(client: &mut JsEngine, server: &mut JsEngine, full: bool) -> f64 {
 }
 
 /// One op with `body` as its bytes.
-fn one_op(code: u32, target: f64, id: f64, body: &[u8]) -> [f64; 5] {
-    [f64::from(code), target, id, body.len() as f64, 0.0]
+fn one_op(code: u32, target: f64, id: f64, body: &[u8]) -> [f64; OP_WORDS] {
+    [f64::from(code), target, id, body.len() as f64, 0.0, 0.0]
 }
 
 fn write(js: &mut JsEngine, data: &[u8], ops: &[f64]) -> Vec<ErrorCode> {
@@ -294,7 +296,7 @@ fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
 #[test]
 fn bad_options_are_invalid_arguments_naming_the_option() {
     let cert = generate_dev_cert(&["localhost".into()]).unwrap();
-    let mut options = [f64::NAN; 8];
+    let mut options = [f64::NAN; TRANSPORT_OPTIONS.len()];
     options[2] = 0.0; // idleTimeoutMs
     let e = JsEngine::client(now(), None, false, &[], &options).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
