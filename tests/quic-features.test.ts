@@ -115,7 +115,11 @@ describe('qlog', () => {
     const traces = new Map<number, string>();
     const add = (records: string, id: number) => traces.set(id, (traces.get(id) ?? '') + records);
     let serverRecords = '';
-    const server = await echoServer({ qlog: (records) => (serverRecords += records) });
+    const server = await echoServer({
+      qlog: (records) => {
+        serverRecords += records;
+      },
+    });
     const t = transport({ qlog: add });
     const conn = await t.connect('127.0.0.1', server.port);
     expect(await t.request(conn, 'traced')).toBe('traced');
