@@ -60,7 +60,7 @@ export class Connection implements AsyncIterable<unknown> {
   /** The largest body the peer accepts. */
   readonly peerMaxMessageSize: number;
   /** The largest datagram this side could send when the connection opened (0: the peer
-   *  takes none); `stats` has the current one, which follows the path's MTU. */
+   *  takes none); `stats` has it as of the last datagram sent, which follows the path's MTU. */
   readonly maxDatagramSize: number;
 
   readonly #hub: Hub;

@@ -128,7 +128,8 @@ export interface ConnectionStats {
   datagramsDropped: number;
   /** The peer's datagrams that never arrived (gaps in their numbering, its drops included). */
   datagramsLost: number;
-  /** The largest datagram this side may send now (0: the peer takes none). */
+  /** The largest datagram this side may send, as of the connection's start or its last
+   *  datagram sent (0: the peer takes none). */
   maxDatagramSize: number;
 }
 

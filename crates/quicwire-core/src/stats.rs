@@ -36,7 +36,8 @@ pub struct ConnectionStats {
     pub congestion_control: CongestionControl,
     /// Unreliable datagrams sent (handed to QUIC) and received; dropped from the send
     /// queue (full) before they went; the peer's that never arrived (gaps in their
-    /// numbering). And the largest one this side may send now (0: the peer takes none).
+    /// numbering). And the largest one this side may send, as of the connection's start
+    /// or its last datagram sent (0: the peer takes none).
     pub datagrams_out: u64,
     pub datagrams_in: u64,
     pub datagrams_dropped: u64,
