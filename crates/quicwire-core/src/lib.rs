@@ -13,6 +13,7 @@ pub mod pool;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod stats;
+pub mod sync;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "udp")]

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::sync::lock;
 use crate::{Error, ErrorCode, Result, ALPN};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
@@ -214,10 +215,6 @@ impl std::fmt::Debug for Tickets {
 }
 
 /// Plain data stays valid whatever a panicking holder of the lock left behind.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One port's view of a client's tickets: what rustls sees for a dial.
 #[derive(Debug)]
 struct PortTickets {

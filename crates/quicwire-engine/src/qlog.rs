@@ -6,6 +6,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use quicwire_core::sync::lock;
 use quicwire_core::{quic, Error, ErrorCode, TransportConfig};
 use web_time::Instant;
 
@@ -15,10 +16,7 @@ pub(crate) struct QlogBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for QlogBuffer {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
+        lock(&self.0).extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -31,7 +29,7 @@ impl QlogBuffer {
     /// The whole records written since the last call (each ends with a newline); a
     /// record being written stays.
     pub fn take(&self) -> Option<Bytes> {
-        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = lock(&self.0);
         let end = buf.iter().rposition(|&b| b == b'\n')? + 1;
         let rest = buf.split_off(end);
         Some(std::mem::replace(&mut *buf, rest).into())

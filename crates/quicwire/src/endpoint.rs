@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::MAX_UDP_PAYLOAD;
+use quicwire_core::sync::lock;
 use quicwire_core::{Error, ErrorCode, Result};
 use quicwire_engine::{ConnId, ConnectionInfo, Engine, Event, Receipt};
 use tokio::sync::{oneshot, watch, Notify};
@@ -81,10 +82,6 @@ impl Drop for Endpoint {
     fn drop(&mut self) {
         self.shared.close_all("endpoint dropped");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The time, on tokio's clock: a test that pauses it runs the engine on virtual time.

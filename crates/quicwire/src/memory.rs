@@ -10,8 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
+use quicwire_core::sync::lock;
 use quicwire_engine::sim::{Dice, Link, Traffic};
 use tokio::sync::Notify;
 
@@ -36,10 +37,6 @@ struct Net {
 pub(crate) struct Inbox {
     datagrams: Mutex<VecDeque<(SocketAddr, Vec<u8>)>>,
     arrived: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryNetwork {

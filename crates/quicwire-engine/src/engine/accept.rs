@@ -11,7 +11,7 @@ use quicwire_core::{Admission, Decision, Error};
 use quinn_proto::{DatagramEvent, ServerConfig};
 use web_time::Instant;
 
-use super::{no_encodings, tls_error, Engine};
+use super::{key_log_lines, no_encodings, tls_error, Engine};
 use crate::config::ServerConfig as QuicwireServerConfig;
 use crate::conn::{touch, Origin};
 use crate::ids::CONNECTION_IDS;
@@ -28,10 +28,7 @@ impl Engine {
             return Err(no_encodings());
         }
         let mut crypto = tls::server_config(&config.tls)?;
-        let key_log = config
-            .transport
-            .key_log
-            .then(|| Arc::new(tls::KeyLogLines::default()));
+        let key_log = key_log_lines(&config.transport);
         if let Some(lines) = &key_log {
             crypto.key_log = lines.clone();
         }

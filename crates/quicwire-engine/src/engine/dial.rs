@@ -11,7 +11,7 @@ use quicwire_core::{app_code, Error, ErrorCode, PoolKey};
 use quinn_proto::crypto::rustls::QuicClientConfig;
 use web_time::{Duration, Instant};
 
-use super::{no_encodings, tls_error, Engine};
+use super::{key_log_lines, no_encodings, tls_error, Engine};
 use crate::config::ClientConfig;
 use crate::conn::Origin;
 use crate::ids::CONNECTION_IDS;
@@ -29,10 +29,7 @@ impl Engine {
         }
         let roots = || config.system_roots.clone();
         let mut crypto = tls::ClientCrypto::new(&config.tls, roots)?;
-        let key_log = config
-            .transport
-            .key_log
-            .then(|| Arc::new(tls::KeyLogLines::default()));
+        let key_log = key_log_lines(&config.transport);
         if let Some(lines) = &key_log {
             crypto.log_keys(lines.clone());
         }

@@ -91,6 +91,11 @@ fn no_encodings() -> Error {
     Error::invalid_argument("encodings must list at least one encoding")
 }
 
+/// Where TLS writes its secrets when `key_log` asks for them.
+fn key_log_lines(transport: &TransportConfig) -> Option<Arc<tls::KeyLogLines>> {
+    transport.key_log.then(Default::default)
+}
+
 impl Engine {
     fn new(
         now: Instant,
