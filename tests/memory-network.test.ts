@@ -121,4 +121,31 @@ describe.runIf(wasm)('MemoryNetwork: a poor link on a manual clock', () => {
     // The control: at the same priority it waits its turn behind most of them.
     expect(await ahead(0)).toBeGreaterThan(15);
   });
+
+  it('a message lane of higher priority passes the bulk queued ahead of it', async () => {
+    network.setLink({ delayMs: 20 });
+    const far = generateDevCert(['10.9.0.1']);
+    /** How many of 128 bulk messages the server had before the last of 8 sent after them. */
+    const ahead = async (priority: number): Promise<number> => {
+      const server = await QuicServer.listen({ host: '10.9.0.1', cert: far.cert, key: far.key });
+      const seen: string[] = [];
+      server.onMessage((m) => seen.push((m as { kind: string }).kind));
+      const t = new QuicTransport({ ca: far.cert });
+      const conn = await until(t.connect('10.9.0.1', server.port));
+      const bulk = 'x'.repeat(8 * 1024);
+      const sends = [
+        conn.sendBatch(Array.from({ length: 128 }, () => ({ kind: 'bulk', bulk }))),
+        conn.sendBatch(
+          Array.from({ length: 8 }, () => ({ kind: 'urgent', bulk })),
+          { priority },
+        ),
+      ];
+      await until(Promise.all(sends));
+      await close(server, t);
+      return seen.slice(0, seen.lastIndexOf('urgent')).filter((k) => k === 'bulk').length;
+    };
+    expect(await ahead(10)).toBeLessThanOrEqual(1);
+    // Below the bulk's lane, it waits for all of it; order holds within each lane.
+    expect(await ahead(-10)).toBe(128);
+  });
 });

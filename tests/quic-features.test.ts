@@ -154,6 +154,39 @@ describe('request priority', () => {
   });
 });
 
+describe('message lanes', () => {
+  it('keep order within a lane, resolve each on its own, and refuse a lane too many', async () => {
+    const server = await echoServer();
+    const got: [number, number][] = [];
+    server.onMessage((m) => got.push(m as [number, number]));
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    const lanes = [0, 5, -5, 1, 2, 3, 4, 2 ** 31 - 1];
+    await Promise.all(
+      lanes.map((p) =>
+        conn.sendBatch(
+          [0, 1, 2, 3].map((i) => [p, i]),
+          { priority: p },
+        ),
+      ),
+    );
+    await t.send(conn, [lanes[1], 4], { priority: lanes[1] });
+    for (const p of lanes) {
+      const order = got.filter(([lane]) => lane === p).map(([, i]) => i);
+      expect(order).toEqual(p === lanes[1] ? [0, 1, 2, 3, 4] : [0, 1, 2, 3]);
+    }
+    // A ninth priority would open a ninth lane.
+    await rejectsWith(conn.send('one lane too many', { priority: 99 }), 'ERR_INVALID_ARGUMENT');
+    for (const bad of [1.5, 2 ** 31, Number.NaN, '1']) {
+      await rejectsWith(conn.send('x', { priority: bad as number }), 'ERR_INVALID_ARGUMENT');
+    }
+    // Every lane goes on working, and so does the connection.
+    await Promise.all(lanes.map((p) => conn.send([p, 9], { priority: p })));
+    expect(got.filter(([, i]) => i === 9)).toHaveLength(lanes.length);
+    expect(await t.request(conn, 'still fine')).toBe('still fine');
+  });
+});
+
 describe('connection migration', () => {
   it('rebind() mid-traffic loses nothing and fails nothing', async () => {
     const server = await echoServer();

@@ -8,7 +8,7 @@ import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
-import type { Encoding, ReceiveOptions, RequestOptions } from './types.js';
+import type { Encoding, ReceiveOptions, RequestOptions, SendOptions } from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection) => void;
 export type RequestHandler = (message: unknown, connection: Connection) => unknown;
@@ -42,6 +42,47 @@ interface Delivery {
   reject(err: QuicwireError): void;
 }
 
+/** Our messages of one send priority, in order: each delivery queued in the hub until the
+ *  engine takes it (pending), then until the peer ACKs it (sent). */
+class Lane {
+  /** The engine's sequence number of the newest message in `sent`. */
+  queued = 0;
+  readonly pending = new Fifo<Delivery>();
+  readonly sent = new Fifo<Delivery>();
+  /** The hub reports each queued message's fate here, in queue order. */
+  readonly handedOff: { ok(): void; fail(err: QuicwireError): void };
+
+  constructor(
+    readonly priority: number,
+    onFail: (lane: Lane) => void,
+  ) {
+    this.handedOff = {
+      ok: () => {
+        this.queued += 1;
+        this.sent.push(this.pending.shift() as Delivery);
+      },
+      fail: (err: QuicwireError) => {
+        (this.pending.shift() as Delivery).reject(err);
+        onFail(this);
+      },
+    };
+  }
+
+  /** The peer has `delivered` of this lane's messages. */
+  acked(delivered: number): void {
+    // The oldest entry of `sent` has seq queued - (length - 1).
+    for (let n = this.sent.length - (this.queued - delivered); n > 0; n--) {
+      const d = this.sent.shift() as Delivery;
+      d.remaining -= 1;
+      if (d.remaining === 0) d.resolve();
+    }
+  }
+
+  get isUnused(): boolean {
+    return this.queued === 0 && this.pending.length === 0;
+  }
+}
+
 interface Receiver {
   resolve(value: unknown): void;
   reject(err: QuicwireError): void;
@@ -66,20 +107,13 @@ export class Connection implements AsyncIterable<unknown> {
   readonly #hub: Hub;
   readonly #owner: Owner;
   #closed: QuicwireError | undefined;
-  // Sending, with one small object per send (not per message): each message's delivery,
-  // queued in the hub until the engine takes it (#pending), then until the peer ACKs it
-  // (#sent). #queued is the engine's sequence number of the newest message in #sent.
-  #queued = 0;
-  #pending = new Fifo<Delivery>();
-  #sent = new Fifo<Delivery>();
-  /** The hub reports each queued message's fate here, in queue order. */
-  readonly #handedOff = {
-    ok: () => {
-      this.#queued += 1;
-      this.#sent.push(this.#pending.shift() as Delivery);
-    },
-    fail: (err: QuicwireError) => (this.#pending.shift() as Delivery).reject(err),
+  // Sending, with one small object per send (not per message), per lane (send priority).
+  // A lane the engine refused (one too many) is forgotten again.
+  readonly #forget = (lane: Lane) => {
+    if (lane.isUnused) this.#lanes.delete(lane.priority);
   };
+  readonly #lane0 = new Lane(0, () => {});
+  readonly #lanes = new Map<number, Lane>([[0, this.#lane0]]);
   // Receiving.
   #inbox = new Fifo<Received>();
   #receivers: Receiver[] = [];
@@ -104,18 +138,21 @@ export class Connection implements AsyncIterable<unknown> {
   }
 
   /** Sends one message; resolves once the peer's application has it. */
-  send(message: unknown): Promise<void> {
-    return this.sendBatch([message]);
+  send(message: unknown, options?: SendOptions): Promise<void> {
+    return this.sendBatch([message], options);
   }
 
-  /** Sends messages in order; resolves once the peer's application has all of them. */
-  sendBatch(messages: readonly unknown[]): Promise<void> {
+  /** Sends messages in order on their lane; resolves once the peer's application has all
+   *  of them. */
+  sendBatch(messages: readonly unknown[], options?: SendOptions): Promise<void> {
     if (!Array.isArray(messages)) {
       return Promise.reject(invalidArgument('sendBatch takes an array of messages'));
     }
-    if (messages.length === 0) return Promise.resolve();
+    let lane: Lane;
     let bodies: Uint8Array[];
     try {
+      lane = this.#lane(options?.priority ?? 0);
+      if (messages.length === 0) return Promise.resolve();
       this.#assertOpen();
       bodies = messages.map((m) => this.#encode(m));
     } catch (err) {
@@ -123,7 +160,7 @@ export class Connection implements AsyncIterable<unknown> {
     }
     return new Promise((resolve, reject) => {
       const delivery: Delivery = { remaining: bodies.length, resolve, reject };
-      for (const body of bodies) this.#enqueue(body, delivery);
+      for (const body of bodies) this.#enqueue(lane, body, delivery);
     });
   }
 
@@ -156,10 +193,7 @@ export class Connection implements AsyncIterable<unknown> {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
       throw invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
     }
-    const priority = options.priority ?? 0;
-    if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority >= 2 ** 31) {
-      throw invalidArgument(`priority must be a 32-bit integer, got ${String(priority)}`);
-    }
+    const priority = checkPriority(options.priority ?? 0);
     this.#assertOpen();
     const body = this.#encode(message);
     const answer = await this.#hub.request(this, body, timeoutMs, priority);
@@ -224,19 +258,24 @@ export class Connection implements AsyncIterable<unknown> {
     return body;
   }
 
-  #enqueue(body: Uint8Array, delivery: Delivery): void {
-    this.#pending.push(delivery);
-    this.#hub.queue(Op.Message, this.id, 0, body, 0, this.#handedOff);
+  #lane(priority: number): Lane {
+    if (priority === 0) return this.#lane0;
+    let lane = this.#lanes.get(checkPriority(priority));
+    if (!lane) {
+      lane = new Lane(priority, this.#forget);
+      this.#lanes.set(priority, lane);
+    }
+    return lane;
   }
 
-  /** The engine says the peer has `delivered` of our messages. */
-  acked(delivered: number): void {
-    // The oldest entry of #sent has seq #queued - (length - 1).
-    for (let n = this.#sent.length - (this.#queued - delivered); n > 0; n--) {
-      const d = this.#sent.shift() as Delivery;
-      d.remaining -= 1;
-      if (d.remaining === 0) d.resolve();
-    }
+  #enqueue(lane: Lane, body: Uint8Array, delivery: Delivery): void {
+    lane.pending.push(delivery);
+    this.#hub.queue(Op.Message, this.id, 0, body, 0, lane.handedOff, lane.priority);
+  }
+
+  /** The engine says the peer has `delivered` of our messages on the lane of `priority`. */
+  acked(priority: number, delivered: number): void {
+    this.#lanes.get(priority)?.acked(delivered);
   }
 
   /** A message arrived from the peer; when `lent`, its bytes are only valid for now. */
@@ -326,7 +365,9 @@ export class Connection implements AsyncIterable<unknown> {
       new QuicwireError('ERR_CONNECTION_CLOSED', `${closed.message}; ${what} may not have been delivered`, {
         cause: reason,
       });
-    for (const d of this.#sent.drain()) d.reject(undelivered('message'));
+    for (const lane of this.#lanes.values()) {
+      for (const d of lane.sent.drain()) d.reject(undelivered('message'));
+    }
     for (const r of this.#receivers) {
       if (r.timer) clearTimeout(r.timer);
       r.reject(closed);
@@ -334,4 +375,12 @@ export class Connection implements AsyncIterable<unknown> {
     this.#receivers = [];
     this.#owner.disconnected(this, closed);
   }
+}
+
+/** A send or request priority: a 32-bit integer (higher first). */
+function checkPriority(priority: number): number {
+  if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority >= 2 ** 31) {
+    throw invalidArgument(`priority must be a 32-bit integer, got ${String(priority)}`);
+  }
+  return priority;
 }

@@ -251,7 +251,7 @@ export class Hub {
           break;
         }
         case Event.Acked:
-          this.#connections.get(a)?.acked(b);
+          this.#connections.get(a)?.acked(c, b);
           break;
         case Event.Closed: {
           const conn = this.#connections.get(a);

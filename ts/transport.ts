@@ -16,7 +16,7 @@ import {
   sendBufferHigh,
   warnInsecure,
 } from './options.js';
-import type { PoolStats, ReceiveOptions, RequestOptions, TransportOptions } from './types.js';
+import type { PoolStats, ReceiveOptions, RequestOptions, SendOptions, TransportOptions } from './types.js';
 
 const KEYS = [
   ...LIMIT_KEYS,
@@ -81,13 +81,13 @@ export class QuicTransport extends Endpoint {
   }
 
   /** Sends one message; resolves once the peer's application has it. */
-  async send(target: Target, message: unknown): Promise<void> {
-    return (await this.#resolve(target)).send(message);
+  async send(target: Target, message: unknown, options?: SendOptions): Promise<void> {
+    return (await this.#resolve(target)).send(message, options);
   }
 
-  /** Sends messages in order over one channel; resolves once all were delivered. */
-  async sendBatch(target: Target, messages: readonly unknown[]): Promise<void> {
-    return (await this.#resolve(target)).sendBatch(messages);
+  /** Sends messages in order on their lane; resolves once all were delivered. */
+  async sendBatch(target: Target, messages: readonly unknown[], options?: SendOptions): Promise<void> {
+    return (await this.#resolve(target)).sendBatch(messages, options);
   }
 
   /** A request on its own stream; resolves with the server handler's answer. */

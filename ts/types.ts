@@ -76,6 +76,14 @@ export interface RequestOptions {
   priority?: number;
 }
 
+export interface SendOptions {
+  /** The lane: each priority in use has a stream of its own, whose bytes go before those
+   *  of lower-priority streams (requests and answers too). Order holds within a lane, not
+   *  across lanes. A 32-bit integer, higher first (default 0); a connection has at most 8
+   *  lanes (ERR_INVALID_ARGUMENT past them). */
+  priority?: number;
+}
+
 export interface MessageHandlerOptions {
   /** The handler takes a message's bytes only until it returns: they may be views of a
    *  buffer quicwire reuses, which spares an allocation (and the garbage collector's

@@ -78,6 +78,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
 pub const DEFAULT_SEND_BUFFER_HIGH: u64 = 8 << 20;
 /// Hard ceiling for maxMessageSize: one message is never more than 1 GiB.
 pub const MAX_MESSAGE_SIZE_CEILING: u64 = 1 << 30;
+/// Message lanes a connection may open on each side: one per send priority in use, each its
+/// own channel stream (order holds within a lane, not across lanes).
+pub const MAX_LANES: u32 = 8;
 
 impl Default for TransportConfig {
     fn default() -> Self {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use quinn_proto::{ConnectionError, IdleTimeout, TransportErrorCode, VarInt};
 
-use crate::config::initial_stream_credit;
+use crate::config::{initial_stream_credit, MAX_LANES};
 use crate::{app_code, CongestionControl, Error, ErrorCode, Result, TransportConfig};
 
-/// Uni streams a peer may open: its control and channel streams, with room to spare.
-const MAX_UNI_STREAMS: u32 = 8;
+/// Uni streams a peer may open: its control stream and a channel per lane, with room to spare.
+const MAX_UNI_STREAMS: u32 = 2 * MAX_LANES;
 
 /// The largest UDP payload an engine accepts (its `max_udp_payload_size` transport
 /// parameter): the most IPv6 allows, so a loopback peer may send [`LOOPBACK_MTU`] datagrams.

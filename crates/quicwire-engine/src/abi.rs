@@ -18,6 +18,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use quicwire_core::config::MAX_LANES;
 use quicwire_core::tls::{ClientTls, ServerTls};
 use quicwire_core::{
     CongestionControl, Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig,
@@ -37,7 +38,7 @@ pub const EVENT_WORDS: usize = 7;
 
 /// Op codes: `[op, connection, id, length, extra, priority]`.
 pub mod op {
-    /// body = the message.
+    /// priority = its lane; body = the message.
     pub const MESSAGE: u32 = 1;
     /// id = request id (unique among the caller's requests in flight on the connection),
     /// extra = timeout ms (0: the default), priority = its stream's; body = the request.
@@ -71,7 +72,7 @@ pub mod event {
     pub const RESPONSE: f64 = 4.0;
     /// b = request id, c = error code number; data = text.
     pub const REQUEST_FAILED: f64 = 5.0;
-    /// b = messages delivered so far.
+    /// b = messages of the lane delivered so far, c = the lane (its send priority).
     pub const ACKED: f64 = 6.0;
     /// c = error code number; data = reason.
     pub const CLOSED: f64 = 7.0;
@@ -333,8 +334,12 @@ impl Batch {
                 let words = [id as f64, code(&error), 0.0];
                 self.push(event::REQUEST_FAILED, conn, words, error.message.into());
             }
-            Event::Acked { conn, delivered } => {
-                let words = [delivered as f64, 0.0, 0.0];
+            Event::Acked {
+                conn,
+                priority,
+                delivered,
+            } => {
+                let words = [delivered as f64, f64::from(priority), 0.0];
                 self.push(event::ACKED, conn, words, Bytes::new());
             }
             Event::Closed { conn, error } => {
@@ -463,8 +468,9 @@ impl JsEngine {
                 error,
             })
         };
-        // Each connection's messages: its outbox (or why it has none), and their ops.
-        let mut outboxes: Vec<(f64, Result<Outbox, Error>, Vec<usize>)> = Vec::new();
+        // Each connection's messages, per lane: its outbox (or why it has none), and their ops.
+        type Lane = (f64, i32);
+        let mut outboxes: Vec<(Lane, Result<Outbox, Error>, Vec<usize>)> = Vec::new();
         let engine = &mut self.engine;
         for op in self::ops(data, ops) {
             let op = match op {
@@ -478,11 +484,12 @@ impl JsEngine {
                 .ok_or_else(|| Error::closed(format!("connection {} is closed", op.target)));
             let result = match op.code {
                 op::MESSAGE => {
-                    let at = match outboxes.iter().position(|o| o.0 == op.target) {
+                    let lane = (op.target, op.priority);
+                    let at = match outboxes.iter().position(|o| o.0 == lane) {
                         Some(at) => at,
                         None => {
-                            let outbox = conn.clone().and_then(|c| engine.outbox(c));
-                            outboxes.push((op.target, outbox, Vec::new()));
+                            let outbox = conn.clone().and_then(|c| engine.outbox(c, op.priority));
+                            outboxes.push((lane, outbox, Vec::new()));
                             outboxes.len() - 1
                         }
                     };
@@ -521,7 +528,7 @@ impl JsEngine {
                 fail(op.index, e);
             }
         }
-        for (target, outbox, indices) in outboxes {
+        for ((target, _), outbox, indices) in outboxes {
             let (Some(conn), Ok(mut outbox)) = (ConnId::from_f64(target), outbox) else {
                 continue; // Its ops failed already.
             };
@@ -685,9 +692,13 @@ pub fn typescript_layout() -> String {
         "export const OP_WORDS = {OP_WORDS};\nexport const EVENT_WORDS = {EVENT_WORDS};\n"
     );
     out += &format!(
-        "/** Bodies of this many bytes and more travel in buffers of their own. */\nexport const LARGE_BODY = {LARGE_BODY};\n\n"
+        "/** Bodies of this many bytes and more travel in buffers of their own. */\nexport const LARGE_BODY = {LARGE_BODY};\n"
     );
-    out += "/** Op codes (`[op, connection, id, length, extra]`). */\nexport const Op = {\n";
+    out += &format!(
+        "/** Message lanes (send priorities in use) a connection may have. */\nexport const MAX_LANES = {MAX_LANES};\n\n"
+    );
+    out +=
+        "/** Op codes (`[op, connection, id, length, extra, priority]`). */\nexport const Op = {\n";
     for (name, n) in op::NAMES {
         out += &format!("  {name}: {n},\n");
     }

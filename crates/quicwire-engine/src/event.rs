@@ -64,8 +64,13 @@ pub enum Event {
     /// Our request `id` failed: the peer's handler failed (ERR_REMOTE), it timed out,
     /// its stream was reset, or the connection closed.
     RequestFailed { conn: ConnId, id: u64, error: Error },
-    /// The peer's application has this many of the messages we sent on this connection.
-    Acked { conn: ConnId, delivered: u64 },
+    /// The peer's application has this many of the messages we sent on this connection's
+    /// lane of `priority` (the sequence numbers `Engine::send` returns for that lane).
+    Acked {
+        conn: ConnId,
+        priority: i32,
+        delivered: u64,
+    },
     /// The connection is closed (or failed to open), for this reason. The last event of
     /// the connection.
     Closed { conn: ConnId, error: Error },

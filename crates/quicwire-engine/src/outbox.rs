@@ -16,7 +16,7 @@ use quicwire_core::{Error, ErrorCode};
 /// way out (quinn sends a `Bytes` as it is), handed over apart on the way in.
 pub const LARGE_BODY: usize = 16 * 1024;
 
-/// The send buffer of one connection, as the session keeps it.
+/// The send buffer of one lane of a connection, as the session keeps it.
 #[derive(Debug, Default)]
 pub(crate) struct SendBuffer {
     /// Body sizes of the messages on the channel the peer has not acknowledged, oldest first.
@@ -93,6 +93,8 @@ fn fits(unacked: u64, size: u64, high: u64) -> bool {
 #[derive(Debug)]
 pub struct Outbox {
     peer: Arc<str>,
+    /// The lane (send priority) the messages go on.
+    pub(crate) priority: i32,
     /// The largest body the peer accepts.
     limit: u64,
     high: u64,
@@ -111,9 +113,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(peer: Arc<str>, limit: u64, high: u64, buffer: &SendBuffer) -> Outbox {
+    pub(crate) fn new(
+        peer: Arc<str>,
+        priority: i32,
+        limit: u64,
+        high: u64,
+        buffer: &SendBuffer,
+    ) -> Outbox {
         Outbox {
             peer,
+            priority,
             limit,
             high,
             unacked_bytes: buffer.unacked_bytes,
@@ -232,7 +241,7 @@ mod tests {
     use super::*;
 
     fn outbox(buffer: &SendBuffer, high: u64) -> Outbox {
-        Outbox::new("peer".into(), 1 << 20, high, buffer)
+        Outbox::new("peer".into(), 0, 1 << 20, high, buffer)
     }
 
     #[test]
@@ -264,7 +273,7 @@ mod tests {
     #[test]
     fn a_message_over_the_peers_limit_is_refused_alone() {
         let buffer = SendBuffer::default();
-        let mut out = Outbox::new("peer".into(), 10, 100, &buffer);
+        let mut out = Outbox::new("peer".into(), 0, 10, 100, &buffer);
         assert_eq!(
             out.push(&[0; 11]).unwrap_err().code,
             ErrorCode::MessageTooLarge

@@ -3,14 +3,15 @@
 //! streams, the same shape as the native runtime:
 //! - each side's first unidirectional stream is its control stream: HELLO (sent at once,
 //!   a server's as 0.5-RTT data), then ACK and GOAWAY frames;
-//! - each side sends messages on one unidirectional channel stream; the receiver ACKs
-//!   them once handed to the application;
+//! - each side sends messages on a unidirectional channel stream per lane (send priority:
+//!   the stream's, so a higher lane's messages pass a lower one's); the receiver ACKs each
+//!   lane's once handed to the application;
 //! - every request has its own bidirectional stream.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-use quicwire_core::config::{grown_stream_credit, initial_stream_credit};
+use quicwire_core::config::{grown_stream_credit, initial_stream_credit, MAX_LANES};
 use quicwire_core::frame::{self, Frame, FrameReader};
 use quicwire_core::{
     app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated, TransportConfig,
@@ -57,8 +58,11 @@ pub(crate) enum Outcome {
         id: u64,
         error: Error,
     },
-    /// The peer's application has this many of our messages.
-    Acked(u64),
+    /// The peer's application has this many of our messages on the lane of `priority`.
+    Acked {
+        priority: i32,
+        delivered: u64,
+    },
     /// The peer's messages on `stream` up to `delivered` were handed over; acknowledge them
     /// with [`Session::acknowledge`] once the application has them.
     Receipt {
@@ -87,6 +91,18 @@ struct Waiting {
     priority: i32,
 }
 
+/// Our messages of one send priority: its channel stream, in order.
+#[derive(Debug)]
+struct Lane {
+    priority: i32,
+    stream: StreamId,
+    /// Messages accepted for the lane so far (sent, or held by `buffer`), and how many of
+    /// them the peer acknowledged.
+    queued: u64,
+    acked: u64,
+    buffer: SendBuffer,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     chunks: VecDeque<Bytes>,
@@ -104,12 +120,8 @@ pub(crate) struct Session {
     /// The peer's control stream (its first uni stream) and its bytes not yet decoded.
     peer_control: Option<StreamId>,
     control_in: FrameReader,
-    channel: Option<StreamId>,
-    /// Messages accepted for our channel so far (sent, or held by `buffer`), and how many
-    /// of them the peer acknowledged.
-    queued: u64,
-    acked: u64,
-    buffer: SendBuffer,
+    /// Our channel streams, one per send priority used (at most [`MAX_LANES`]).
+    lanes: Vec<Lane>,
     /// Peer channels: their frames being read, and messages delivered.
     channels_in: HashMap<StreamId, (FrameReader, u64)>,
     acks_due: Vec<(u64, u64)>,
@@ -158,10 +170,7 @@ impl Session {
             control: None,
             peer_control: None,
             control_in,
-            channel: None,
-            queued: 0,
-            acked: 0,
-            buffer: SendBuffer::default(),
+            lanes: Vec::new(),
             channels_in: HashMap::new(),
             acks_due: Vec::new(),
             requests_out: HashMap::new(),
@@ -197,7 +206,7 @@ impl Session {
             && self.requests_waiting.is_empty()
             && self.requests_in.is_empty()
             && self.answering.is_empty()
-            && self.acked >= self.queued
+            && self.lanes.iter().all(|l| l.acked >= l.queued)
     }
 
     /// Requests from the peer still being read or answered.
@@ -210,9 +219,9 @@ impl Session {
         self.responding.remove(&id);
     }
 
-    /// Streams open now: our channel and requests in flight.
+    /// Streams open now: our channels and requests in flight.
     pub fn streams_open(&self) -> u64 {
-        u64::from(self.channel.is_some()) + (self.requests_out.len() + self.serving()) as u64
+        (self.lanes.len() + self.requests_out.len() + self.serving()) as u64
     }
 
     /// Asks the peer to start nothing new here (a closing server).
@@ -254,20 +263,28 @@ impl Session {
             .ok_or_else(|| Error::closed("the connection is not ready yet"))
     }
 
-    /// An outbox for messages to the peer, planned against our send buffer.
-    pub fn outbox(&self, peer: std::sync::Arc<str>) -> Result<Outbox, Error> {
+    /// An outbox for messages to the peer on the lane of `priority`, planned against that
+    /// lane's send buffer. ERR_INVALID_ARGUMENT for a new lane past [`MAX_LANES`].
+    pub fn outbox(&self, peer: std::sync::Arc<str>, priority: i32) -> Result<Outbox, Error> {
         let negotiated = self.usable()?;
+        let fresh = SendBuffer::default();
+        let buffer = match self.lanes.iter().find(|l| l.priority == priority) {
+            Some(lane) => &lane.buffer,
+            None if self.lanes.len() < MAX_LANES as usize => &fresh,
+            None => return Err(too_many_lanes(priority)),
+        };
         Ok(Outbox::new(
             peer,
+            priority,
             negotiated.peer_max_message_size,
             self.params.send_buffer_high,
-            &self.buffer,
+            buffer,
         ))
     }
 
-    /// Sends an outbox's messages on our channel stream (those it holds go once the peer's
-    /// ACKs make room); the sequence number of its last message, which is delivered once
-    /// `Acked` reaches it.
+    /// Sends an outbox's messages on its lane's channel stream (those it holds go once the
+    /// peer's ACKs make room); the lane's sequence number of its last message, which is
+    /// delivered once that lane's `Acked` reaches it.
     pub fn send(
         &mut self,
         conn: &mut Connection,
@@ -275,25 +292,41 @@ impl Session {
         now: Instant,
     ) -> Result<u64, Error> {
         self.usable()?;
-        let id = match self.channel {
-            Some(id) => id,
+        let priority = outbox.priority;
+        let at = match self.lanes.iter().position(|l| l.priority == priority) {
+            Some(at) => at,
             None => {
-                let id = conn.streams().open(Dir::Uni).ok_or_else(|| {
+                if self.lanes.len() >= MAX_LANES as usize {
+                    return Err(too_many_lanes(priority));
+                }
+                let stream = conn.streams().open(Dir::Uni).ok_or_else(|| {
                     Error::new(ErrorCode::FlowControlPaused, "no stream for the channel")
                 })?;
-                self.channel = Some(id);
-                id
+                if priority != 0 {
+                    // A stream just opened here: it exists, and setting it cannot fail.
+                    let _ = conn.send_stream(stream).set_priority(priority);
+                }
+                self.lanes.push(Lane {
+                    priority,
+                    stream,
+                    queued: 0,
+                    acked: 0,
+                    buffer: SendBuffer::default(),
+                });
+                self.lanes.len() - 1
             }
         };
+        let lane = &mut self.lanes[at];
         let count = outbox.len() as u64;
-        outbox.commit(&mut self.buffer);
-        self.queued += count;
+        outbox.commit(&mut lane.buffer);
+        lane.queued += count;
+        let (stream, queued) = (lane.stream, lane.queued);
         self.counters.messages_out += count;
         self.counters.bytes_out += outbox.bytes;
         self.last_active = now;
         let mut chunks = std::mem::take(&mut outbox.chunks);
-        self.write_chunks(conn, id, &mut chunks, false);
-        Ok(self.queued)
+        self.write_chunks(conn, stream, &mut chunks, false);
+        Ok(queued)
     }
 
     /// The largest body the peer accepts.
@@ -592,17 +625,25 @@ impl Session {
             match self.control_in.next_frame() {
                 Ok(None) => return,
                 Ok(Some(Frame::Ack { stream, count })) => {
-                    let ours = self.channel.map(|c| c.index());
-                    if ours == Some(stream) && count > self.acked && count <= self.queued {
-                        // Room in the send buffer: what it held goes out now.
-                        let high = self.params.send_buffer_high;
-                        let mut released = self.buffer.acked(count - self.acked, high);
-                        self.acked = count;
-                        if let Some(channel) = self.channel.filter(|_| !released.is_empty()) {
-                            self.write_chunks(conn, channel, &mut released, false);
-                        }
-                        out.push(Outcome::Acked(count));
+                    let high = self.params.send_buffer_high;
+                    let Some(lane) = self.lanes.iter_mut().find(|l| l.stream.index() == stream)
+                    else {
+                        continue;
+                    };
+                    if count <= lane.acked || count > lane.queued {
+                        continue;
                     }
+                    // Room in the lane's send buffer: what it held goes out now.
+                    let mut released = lane.buffer.acked(count - lane.acked, high);
+                    lane.acked = count;
+                    let (stream, priority) = (lane.stream, lane.priority);
+                    if !released.is_empty() {
+                        self.write_chunks(conn, stream, &mut released, false);
+                    }
+                    out.push(Outcome::Acked {
+                        priority,
+                        delivered: count,
+                    });
                 }
                 Ok(Some(Frame::GoAway)) => self.going_away = true,
                 Ok(Some(other)) => {
@@ -865,6 +906,13 @@ fn write_now(conn: &mut Connection, id: StreamId, chunks: &mut [Bytes]) -> Optio
         Err(quinn_proto::WriteError::Blocked) => Some(0),
         Err(_) => None,
     }
+}
+
+fn too_many_lanes(priority: i32) -> Error {
+    Error::invalid_argument(format!(
+        "priority {priority} would open a lane past the {MAX_LANES} a connection may have \
+         (one per message priority in use)"
+    ))
 }
 
 fn timeout(id: u64, timeout: Duration) -> Outcome {

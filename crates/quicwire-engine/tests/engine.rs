@@ -117,7 +117,7 @@ fn connection_ids_are_never_reused() {
         let (id, _) = connect(&mut net, c, s);
         assert!(ids.insert(id), "id {id} came twice");
         if let Some(old) = last {
-            let e = net.engine(c).outbox(old).unwrap_err();
+            let e = net.engine(c).outbox(old, 0).unwrap_err();
             assert_eq!(e.code, ErrorCode::ConnectionClosed);
         }
         let now = net.now();
@@ -331,7 +331,7 @@ fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
     let refused = loop {
         let now = net.now();
         let engine = net.engine(c);
-        let mut outbox = engine.outbox(id).unwrap();
+        let mut outbox = engine.outbox(id, 0).unwrap();
         if let Err(e) = outbox.push(&chunk) {
             break e;
         }
@@ -355,7 +355,7 @@ fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
         |e| matches!(e, Event::Acked { delivered, .. } if *delivered == accepted as u64),
     );
     assert_eq!(acked.conn(), id);
-    assert!(net.engine(c).outbox(id).unwrap().push(&chunk).is_ok());
+    assert!(net.engine(c).outbox(id, 0).unwrap().push(&chunk).is_ok());
 }
 
 #[test]
@@ -582,4 +582,84 @@ fn a_request_with_priority_goes_before_the_bulk() {
     assert_eq!(bulk_ahead_of(10), 0);
     // The control: at the same priority it waits its turn behind most of them.
     assert!(bulk_ahead_of(0) > 15, "{}", bulk_ahead_of(0));
+}
+
+/// Sends `bodies` in one outbox on the lane of `priority`; the lane's sequence number of
+/// the last.
+fn send_on(
+    net: &mut Network,
+    host: usize,
+    conn: quicwire_engine::ConnId,
+    priority: i32,
+    bodies: &[&[u8]],
+) -> u64 {
+    let now = net.now();
+    let engine = net.engine(host);
+    let mut outbox = engine.outbox(conn, priority).unwrap();
+    for body in bodies {
+        outbox.push(body).unwrap();
+    }
+    engine.send(now, conn, &mut outbox).unwrap()
+}
+
+/// How many of 64 bulk messages (16 KiB each, lane 0) the server had before the last of 8
+/// like them queued after them on the lane of `priority`, over a path of 1,200-byte datagrams.
+fn bulk_messages_ahead_of(priority: i32) -> usize {
+    let setup = Setup::new();
+    let mut net = Network::new(14);
+    let server = quicwire_engine::Engine::server(&setup.server_config(), net.now()).unwrap();
+    let s = net.add("10.0.0.1:4433".parse().unwrap(), server);
+    let c = setup.add_client(&mut net, setup.client_config(), "10.0.0.2:40000");
+    let (id, _) = connect(&mut net, c, s);
+    let bulk = vec![1u8; 16 << 10];
+    let urgent = vec![2u8; 16 << 10];
+    send_on(&mut net, c, id, 0, &vec![&bulk[..]; 64]);
+    send_on(&mut net, c, id, priority, &[&urgent[..]; 8]);
+    net.run_until(PATIENCE, |net| {
+        messages(net, s).iter().filter(|m| m[0] == 2).count() == 8
+    });
+    let got = messages(&mut net, s);
+    let last = got.iter().rposition(|m| m[0] == 2).unwrap();
+    got[..last].iter().filter(|m| m[0] == 1).count()
+}
+
+#[test]
+fn a_message_lane_of_higher_priority_passes_the_bulk() {
+    // At most the bulk that was on its way before the urgent lane had anything to send.
+    let ahead = bulk_messages_ahead_of(10);
+    assert!(ahead <= 1, "{ahead}");
+    // Below the bulk, it waits for all of it (lanes of one priority would share turns).
+    assert_eq!(bulk_messages_ahead_of(-10), 64);
+}
+
+#[test]
+fn each_lane_keeps_its_order_and_is_acknowledged_on_its_own() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(15, |_| {}, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    let lanes = quicwire_core::config::MAX_LANES as i32;
+    for lane in 0..lanes {
+        let bodies: Vec<[u8; 2]> = (0..3).map(|i| [lane as u8, i]).collect();
+        let bodies: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+        assert_eq!(send_on(&mut net, c, id, lane - 4, &bodies), 3);
+    }
+    // One lane more than a connection may have.
+    let e = net.engine(c).outbox(id, 100).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}");
+    net.run_until(PATIENCE, |net| messages(net, s).len() == 3 * lanes as usize);
+    let got = messages(&mut net, s);
+    for lane in 0..lanes as u8 {
+        let order: Vec<u8> = got.iter().filter(|m| m[0] == lane).map(|m| m[1]).collect();
+        assert_eq!(order, [0, 1, 2], "lane {lane}");
+    }
+    acknowledge_all(&mut net, s);
+    for lane in 0..lanes {
+        wait(
+            &mut net,
+            c,
+            |e| matches!(e, Event::Acked { priority, delivered: 3, .. } if *priority == lane - 4),
+        );
+    }
+    // A lane already open takes more.
+    assert_eq!(send_on(&mut net, c, id, -4, &[b"more"]), 4);
 }

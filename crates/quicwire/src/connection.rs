@@ -22,6 +22,23 @@ pub struct RequestOptions {
     pub priority: i32,
 }
 
+/// How messages are sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// The lane: each priority in use has its own channel stream, whose bytes go before
+    /// those of lower-priority streams (requests and answers included). Order holds within
+    /// a lane, not across lanes. A connection has at most 8 lanes (ERR_INVALID_ARGUMENT past).
+    pub priority: i32,
+}
+
+/// Where a send's last message is: delivered once the lane's acknowledged count
+/// ([`Connection::acked`]) reaches `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub priority: i32,
+    pub seq: u64,
+}
+
 /// What the application gets from its connections. Calls come from the endpoint's driver
 /// task and must not block; hand work off (a channel, a spawned task) and return.
 pub trait Handler: Send + Sync + 'static {
@@ -44,8 +61,9 @@ pub trait Handler: Send + Sync + 'static {
     /// `TransportConfig::qlog` on: append each connection's to a `.sqlog` file for qvis.
     /// The last may come after the connection closed.
     fn on_qlog(&self, _id: u64, _records: &[u8]) {}
-    /// The peer has now received `delivered` of the messages this side sent.
-    fn on_acked(&self, _conn: &Connection, _delivered: u64) {}
+    /// The peer has now received `delivered` of the messages this side sent on the lane
+    /// of `priority`.
+    fn on_acked(&self, _conn: &Connection, _priority: i32, _delivered: u64) {}
     /// The connection closed; every later call on it fails with `reason`'s code.
     fn on_closed(&self, _conn: &Connection, _reason: &Error) {}
 }
@@ -156,20 +174,22 @@ impl Connection {
             .unwrap_or_default()
     }
 
-    /// Queues messages in order (all of them, or none and an error); the sequence number
-    /// of the last, delivered once [`Self::acked`] reaches it. Past the send buffer
+    /// Queues messages in order on their lane (all of them, or none and an error); where
+    /// the last is, delivered once [`Self::acked`] reaches it. Past the lane's send buffer
     /// (`send_buffer_high` bytes unacknowledged, and as many waiting) it fails with
     /// ERR_FLOW_CONTROL_PAUSED.
-    pub fn enqueue(&self, bodies: &[&[u8]]) -> Result<u64> {
+    pub fn enqueue(&self, bodies: &[&[u8]], options: SendOptions) -> Result<Queued> {
         self.check_open()?;
         let id = self.state.id;
-        self.endpoint.shared.call(|st, now| {
-            let mut outbox = st.engine.outbox(id)?;
+        let priority = options.priority;
+        let seq = self.endpoint.shared.call(|st, now| {
+            let mut outbox = st.engine.outbox(id, priority)?;
             for body in bodies {
                 outbox.push(body)?;
             }
             st.engine.send(now, id, &mut outbox)
-        })
+        })?;
+        Ok(Queued { priority, seq })
     }
 
     /// Sends one message and waits until the peer's application has it.
@@ -177,29 +197,37 @@ impl Connection {
         self.send_batch(&[body]).await
     }
 
-    /// Sends messages in order on the channel stream; resolves when all were delivered.
+    /// Sends messages in order; resolves when all were delivered.
     pub async fn send_batch(&self, bodies: &[&[u8]]) -> Result<()> {
-        let seq = self.enqueue(bodies)?;
-        self.delivered(seq).await
+        self.send_batch_with(bodies, SendOptions::default()).await
     }
 
-    /// Waits until the peer acknowledged message `seq`, or fails when the connection closes
-    /// first (the message may or may not have arrived).
-    pub async fn delivered(&self, seq: u64) -> Result<()> {
+    /// [`Self::send_batch`] on the lane of `options.priority`.
+    pub async fn send_batch_with(&self, bodies: &[&[u8]], options: SendOptions) -> Result<()> {
+        let queued = self.enqueue(bodies, options)?;
+        self.delivered(queued).await
+    }
+
+    /// Waits until the peer acknowledged the message `queued` names, or fails when the
+    /// connection closes first (the message may or may not have arrived).
+    pub async fn delivered(&self, queued: Queued) -> Result<()> {
         let mut acked = self.state.acked.subscribe();
         let closed = self.closed();
         tokio::pin!(closed);
+        let Queued { priority, seq } = queued;
         tokio::select! {
-            r = acked.wait_for(|a| *a >= seq) => r.map(|_| ()).map_err(|_| self.closed_error()),
+            r = acked.wait_for(|a| lane_acked(a, priority) >= seq) => {
+                r.map(|_| ()).map_err(|_| self.closed_error())
+            }
             e = &mut closed => Err(Error::closed(format!(
-                "{}; message {seq} may not have been delivered", e.message
+                "{}; message {seq} of lane {priority} may not have been delivered", e.message
             ))),
         }
     }
 
-    /// Messages the peer has acknowledged so far.
-    pub fn acked(&self) -> u64 {
-        *self.state.acked.borrow()
+    /// Messages the peer has acknowledged so far on the lane of `priority`.
+    pub fn acked(&self, priority: i32) -> u64 {
+        lane_acked(&self.state.acked.borrow(), priority)
     }
 
     /// Sends a request on a fresh stream and waits for the answer (up to the configured
@@ -347,4 +375,12 @@ impl Drop for IncomingRequest {
                 .call(|st, now| st.engine.reset_request(now, id, handle));
         }
     }
+}
+
+/// A lane's acknowledged count in a connection's list of them.
+fn lane_acked(lanes: &[(i32, u64)], priority: i32) -> u64 {
+    lanes
+        .iter()
+        .find(|(p, _)| *p == priority)
+        .map_or(0, |(_, n)| *n)
 }

@@ -33,8 +33,8 @@ pub(crate) struct ConnState {
     pub id: ConnId,
     pub info: ConnectionInfo,
     pub remote: SocketAddr,
-    /// Messages the peer acknowledged (sends wait on it).
-    pub acked: watch::Sender<u64>,
+    /// Messages the peer acknowledged, per lane (priority, count): sends wait on it.
+    pub acked: watch::Sender<Vec<(i32, u64)>>,
     pub closed: OnceLock<Error>,
     pub closed_notify: Notify,
 }
@@ -415,7 +415,7 @@ enum Action {
     KeyLog(String),
     Qlog(ConnId, Bytes),
     Request(Arc<ConnState>, u64, Bytes),
-    Acked(Arc<ConnState>, u64),
+    Acked(Arc<ConnState>, i32, u64),
     Closed(Arc<ConnState>, Error),
 }
 
@@ -435,7 +435,7 @@ fn take_events(state: &mut State) -> Vec<Action> {
                     id: conn,
                     info,
                     remote,
-                    acked: watch::Sender::new(0),
+                    acked: watch::Sender::new(Vec::new()),
                     closed: OnceLock::new(),
                     closed_notify: Notify::new(),
                 });
@@ -474,10 +474,19 @@ fn take_events(state: &mut State) -> Vec<Action> {
                     let _ = tx.send(Err(error));
                 }
             }
-            Event::Acked { conn, delivered } => {
+            Event::Acked {
+                conn,
+                priority,
+                delivered,
+            } => {
                 if let Some(c) = state.conns.get(&conn) {
-                    c.acked.send_replace(delivered);
-                    actions.push(Action::Acked(c.clone(), delivered));
+                    c.acked.send_modify(|lanes| {
+                        match lanes.iter_mut().find(|(p, _)| *p == priority) {
+                            Some(lane) => lane.1 = delivered,
+                            None => lanes.push((priority, delivered)),
+                        }
+                    });
+                    actions.push(Action::Acked(c.clone(), priority, delivered));
                 }
             }
             Event::Closed { conn, error } => {
@@ -517,7 +526,7 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
             Action::Request(c, handle, body) => {
                 handler.on_request(IncomingRequest::new(conn(c), handle, body))
             }
-            Action::Acked(c, n) => handler.on_acked(&conn(c), n),
+            Action::Acked(c, priority, n) => handler.on_acked(&conn(c), priority, n),
             Action::Closed(c, error) => handler.on_closed(&conn(c), &error),
         }
     }

@@ -49,7 +49,9 @@ pub mod tls;
 mod udp;
 
 pub use client::{Client, ClientConfig};
-pub use connection::{Connection, Handler, IncomingRequest, Receipt, RequestOptions};
+pub use connection::{
+    Connection, Handler, IncomingRequest, Queued, Receipt, RequestOptions, SendOptions,
+};
 pub use events::{event_queue, Event};
 pub use memory::MemoryNetwork;
 /// The protocol rules (codec, negotiation, limits), for raw-peer tests and tools.

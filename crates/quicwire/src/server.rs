@@ -10,7 +10,7 @@ use quicwire_core::{ConnectionStats, Error, ErrorCode, Result};
 use quicwire_engine::Engine;
 pub use quicwire_engine::ServerConfig;
 
-use crate::connection::{Connection, Handler};
+use crate::connection::{Connection, Handler, SendOptions};
 use crate::endpoint::{now, Endpoint};
 use crate::memory::MemoryNetwork;
 use crate::socket::Network;
@@ -107,7 +107,7 @@ impl Server {
     pub fn broadcast(&self, body: &[u8]) -> Result<usize> {
         let mut sent = 0;
         for conn in self.connections() {
-            match conn.enqueue(&[body]) {
+            match conn.enqueue(&[body], SendOptions::default()) {
                 Ok(_) => sent += 1,
                 Err(e) if e.code == ErrorCode::MessageTooLarge => return Err(e),
                 Err(_) => {} // Closed or full meanwhile: that one is skipped.

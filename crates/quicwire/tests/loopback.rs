@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{client, client_and_events, dev_cert, serve_echo, start_server};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
-    Server, ServerConfig, ServerTls,
+    SendOptions, Server, ServerConfig, ServerTls,
 };
 
 #[tokio::test]
@@ -110,6 +110,48 @@ async fn each_side_runs_the_congestion_controller_it_asks_for() {
     assert!(
         mine.cwnd > 0 && mine.mtu > 1200 && mine.min_rtt_ms > 0.0,
         "{mine:?}"
+    );
+}
+
+#[tokio::test]
+async fn message_lanes_keep_their_own_order_and_acknowledgements() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let lanes = [0, 7, -7, 1, 2, 3, 4, i32::MAX];
+    for priority in lanes {
+        let bodies: Vec<Vec<u8>> = (0..3).map(|i| format!("{priority}:{i}").into()).collect();
+        let bodies: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+        let options = SendOptions { priority };
+        conn.send_batch_with(&bodies, options).await.unwrap();
+        assert_eq!(conn.acked(priority), 3, "lane {priority}");
+    }
+    let mut got = Vec::new();
+    while let Ok(body) = received.try_recv() {
+        got.push(String::from_utf8(body.to_vec()).unwrap());
+    }
+    for priority in lanes {
+        let order: Vec<&str> = got
+            .iter()
+            .filter_map(|m| m.strip_prefix(&format!("{priority}:")))
+            .collect();
+        assert_eq!(order, ["0", "1", "2"], "lane {priority}");
+    }
+    // A ninth priority would open a ninth lane.
+    let e = conn
+        .enqueue(&[b"x"], SendOptions { priority: 99 })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    let queued = conn
+        .enqueue(&[b"more"], SendOptions { priority: 7 })
+        .unwrap();
+    assert_eq!(queued.seq, 4);
+    conn.delivered(queued).await.unwrap();
+    assert_eq!(
+        conn.request(b"still fine").await.unwrap(),
+        &b"still fine"[..]
     );
 }
 

@@ -153,15 +153,18 @@ impl Engine {
         })
     }
 
-    /// An outbox for messages to connection `id` (see [`Outbox`]): push them, then
-    /// [`Self::send`] it.
-    pub fn outbox(&self, id: ConnId) -> Result<Outbox, Error> {
+    /// An outbox for messages to connection `id` on the lane of `priority` (see [`Outbox`]):
+    /// push them, then [`Self::send`] it. Each send priority in use is a lane: its own
+    /// channel stream at that stream priority (higher first), its own order and send buffer;
+    /// a connection has at most [`quicwire_core::config::MAX_LANES`] (ERR_INVALID_ARGUMENT past them).
+    pub fn outbox(&self, id: ConnId, priority: i32) -> Result<Outbox, Error> {
         let conn = self.open(id)?;
-        conn.session.outbox(conn.peer.clone())
+        conn.session.outbox(conn.peer.clone(), priority)
     }
 
-    /// Sends an outbox's messages, in order, on connection `id`'s channel stream; the
-    /// sequence number of the last, delivered once `Event::Acked` reaches it.
+    /// Sends an outbox's messages, in order, on connection `id`'s channel stream of its
+    /// lane; the lane's sequence number of the last, delivered once `Event::Acked` of that
+    /// lane reaches it.
     pub fn send(&mut self, now: Instant, id: ConnId, outbox: &mut Outbox) -> Result<u64, Error> {
         let conn = self.moved(now, id)?;
         conn.session.send(&mut conn.quic, outbox, now)
@@ -569,8 +572,12 @@ impl Engine {
                 id: request,
                 error,
             },
-            Outcome::Acked(delivered) => Event::Acked {
+            Outcome::Acked {
+                priority,
+                delivered,
+            } => Event::Acked {
                 conn: id,
+                priority,
                 delivered,
             },
             Outcome::Receipt { stream, delivered } => Event::Receipt {

@@ -134,7 +134,7 @@ pub fn acknowledge_all(net: &mut Network, host: Host) {
 pub fn send(net: &mut Network, host: Host, conn: ConnId, bodies: &[&[u8]]) -> u64 {
     let now = net.now();
     let engine = net.engine(host);
-    let mut outbox = engine.outbox(conn).unwrap();
+    let mut outbox = engine.outbox(conn, 0).unwrap();
     for body in bodies {
         outbox.push(body).unwrap();
     }
