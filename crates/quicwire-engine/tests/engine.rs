@@ -628,8 +628,10 @@ fn a_message_lane_of_higher_priority_passes_the_bulk() {
     // At most the bulk that was on its way before the urgent lane had anything to send.
     let ahead = bulk_messages_ahead_of(10);
     assert!(ahead <= 1, "{ahead}");
-    // Below the bulk, it waits for all of it (lanes of one priority would share turns).
-    assert_eq!(bulk_messages_ahead_of(-10), 64);
+    // Below the bulk, it waits for the bulk to be sent (the last flight's two lanes may be
+    // read in either order); lanes of one priority would share turns (6 ahead here).
+    let behind = bulk_messages_ahead_of(-10);
+    assert!(behind > 48, "{behind}");
 }
 
 #[test]
