@@ -1,6 +1,7 @@
 // A lossy network of our own: two network namespaces joined by a veth pair, with nftables
-// dropping a share of the IP packets each side receives, at random. Used by the packet-loss
-// test and the loss benchmark (benches/loss.ts). Needs root (CAP_NET_ADMIN), `ip` and `nft`.
+// dropping a share of the IP packets each side receives, at random, and optionally a rate
+// limit. Used by the packet-loss test and the loss and priority benchmarks. Needs root
+// (CAP_NET_ADMIN), `ip`, `nft` and, for a rate, `tc`.
 
 import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 
@@ -34,7 +35,12 @@ export function lossyLinkUnavailable(): string | undefined {
 
 let made = 0;
 
-export function lossyLink(lossPercent: number): LossyLink {
+export interface LinkShape {
+  /** Each side sends at most this many Mbit/s (a token bucket of 25 ms of queue). */
+  rateMbit?: number;
+}
+
+export function lossyLink(lossPercent: number, shape: LinkShape = {}): LossyLink {
   if (!(lossPercent >= 0 && lossPercent < 100)) throw new Error(`loss ${lossPercent}% out of range`);
   // Short unique names: interface names are capped at 15 bytes.
   const tag = `qw${process.pid}x${made++}`;
@@ -68,6 +74,23 @@ export function lossyLink(lossPercent: number): LossyLink {
       inNs(name, 'sysctl', ['-qw', `net.ipv4.conf.${dev}.promote_secondaries=1`]);
       inNs(name, 'ip', ['link', 'set', dev, 'up']);
       inNs(name, 'ip', ['link', 'set', 'lo', 'up']);
+      if (shape.rateMbit) {
+        const rate = `${shape.rateMbit}mbit`;
+        inNs(name, 'tc', [
+          'qdisc',
+          'add',
+          'dev',
+          dev,
+          'root',
+          'tbf',
+          'rate',
+          rate,
+          'burst',
+          '128kb',
+          'latency',
+          '25ms',
+        ]);
+      }
       // Every IP packet arriving (UDP and TCP alike) is dropped with probability N %.
       inNs(
         name,

@@ -108,12 +108,10 @@ export class Connection implements AsyncIterable<unknown> {
   readonly #owner: Owner;
   #closed: QuicwireError | undefined;
   // Sending, with one small object per send (not per message), per lane (send priority).
-  // A lane the engine refused (one too many) is forgotten again.
-  readonly #forget = (lane: Lane) => {
-    if (lane.isUnused) this.#lanes.delete(lane.priority);
-  };
+  // The other lanes are made on first use (most connections have only the default one);
+  // a lane the engine refused (one too many) is forgotten again.
   readonly #lane0 = new Lane(0, () => {});
-  readonly #lanes = new Map<number, Lane>([[0, this.#lane0]]);
+  #lanes: Map<number, Lane> | undefined;
   // Receiving.
   #inbox = new Fifo<Received>();
   #receivers: Receiver[] = [];
@@ -260,10 +258,14 @@ export class Connection implements AsyncIterable<unknown> {
 
   #lane(priority: number): Lane {
     if (priority === 0) return this.#lane0;
-    let lane = this.#lanes.get(checkPriority(priority));
+    this.#lanes ??= new Map();
+    const lanes = this.#lanes;
+    let lane = lanes.get(checkPriority(priority));
     if (!lane) {
-      lane = new Lane(priority, this.#forget);
-      this.#lanes.set(priority, lane);
+      lane = new Lane(priority, (refused) => {
+        if (refused.isUnused) lanes.delete(refused.priority);
+      });
+      lanes.set(priority, lane);
     }
     return lane;
   }
@@ -275,7 +277,7 @@ export class Connection implements AsyncIterable<unknown> {
 
   /** The engine says the peer has `delivered` of our messages on the lane of `priority`. */
   acked(priority: number, delivered: number): void {
-    this.#lanes.get(priority)?.acked(delivered);
+    (priority === 0 ? this.#lane0 : this.#lanes?.get(priority))?.acked(delivered);
   }
 
   /** A message arrived from the peer; when `lent`, its bytes are only valid for now. */
@@ -365,7 +367,7 @@ export class Connection implements AsyncIterable<unknown> {
       new QuicwireError('ERR_CONNECTION_CLOSED', `${closed.message}; ${what} may not have been delivered`, {
         cause: reason,
       });
-    for (const lane of this.#lanes.values()) {
+    for (const lane of [this.#lane0, ...(this.#lanes?.values() ?? [])]) {
       for (const d of lane.sent.drain()) d.reject(undelivered('message'));
     }
     for (const r of this.#receivers) {

@@ -57,7 +57,9 @@ pub struct Engine {
     rejected: u64,
     /// Server: connection caps and address validation.
     admission: Admission,
-    connections: HashMap<ConnId, Conn>,
+    /// Boxed: a connection is several KiB, and a table of them inline would keep up to twice
+    /// that per connection in empty slots.
+    connections: HashMap<ConnId, Box<Conn>>,
     /// The id of each quinn-proto handle, for the datagrams the endpoint routes by handle.
     ids: HashMap<ConnectionHandle, ConnId>,
     /// Connections moved since the last `drive`, and those that may have datagrams to send:
@@ -301,7 +303,7 @@ impl Engine {
 
     /// One open connection's traffic and path figures.
     pub fn connection_stats(&self, id: ConnId) -> Option<ConnectionStats> {
-        self.connections.get(&id).map(connection_stats)
+        self.connections.get(&id).map(|c| connection_stats(c))
     }
 
     /// Where connection `id` stands, while the engine holds it.
@@ -471,6 +473,7 @@ impl Engine {
     fn open(&self, id: ConnId) -> Result<&Conn, Error> {
         self.connections
             .get(&id)
+            .map(|c| &**c)
             .filter(|c| !c.reported)
             .ok_or_else(|| Self::closed_error(id))
     }
@@ -616,7 +619,7 @@ impl Engine {
             deadline: None,
         };
         touch(&mut self.touched, id, &mut conn);
-        self.connections.insert(id, conn);
+        self.connections.insert(id, Box::new(conn));
         self.ids.insert(handle, id);
     }
 
