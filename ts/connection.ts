@@ -8,10 +8,10 @@ import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
-import type { Encoding, ReceiveOptions, RequestOptions, SendOptions } from './types.js';
+import type { Encoding, ReceiveOptions, RequestInfo, RequestOptions, SendOptions } from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection) => void;
-export type RequestHandler = (message: unknown, connection: Connection) => unknown;
+export type RequestHandler = (message: unknown, connection: Connection, info: RequestInfo) => unknown;
 /** Gets a datagram's bytes to keep (a copy of its own). */
 export type DatagramHandler = (datagram: Uint8Array, connection: Connection) => void;
 
@@ -192,9 +192,11 @@ export class Connection implements AsyncIterable<unknown> {
       throw invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
     }
     const priority = checkPriority(options.priority ?? 0);
+    const idempotent = options.idempotent ?? false;
+    if (typeof idempotent !== 'boolean') throw invalidArgument('idempotent must be a boolean');
     this.#assertOpen();
     const body = this.#encode(message);
-    const answer = await this.#hub.request(this, body, timeoutMs, priority);
+    const answer = await this.#hub.request(this, body, { timeoutMs, priority, idempotent });
     return decode(answer, this.encoding);
   }
 
@@ -312,7 +314,7 @@ export class Connection implements AsyncIterable<unknown> {
   };
 
   /** A request arrived from the peer: run the owner's handler and answer. */
-  requested(handle: number, body: Uint8Array): void {
+  requested(handle: number, body: Uint8Array, early: boolean): void {
     const hub = this.#hub;
     const fail = (
       code: 'ERR_REMOTE' | 'ERR_DECODE' | 'ERR_ENCODE' | 'ERR_MESSAGE_TOO_LARGE',
@@ -339,7 +341,7 @@ export class Connection implements AsyncIterable<unknown> {
       return;
     }
     Promise.resolve()
-      .then(() => handler(message, this))
+      .then(() => handler(message, this, { early }))
       .then(
         (reply) => {
           let answer: Uint8Array;

@@ -20,6 +20,8 @@ export interface EngineTransportOptions {
   keyLog?: number;
   /** 1: report qlog records. */
   qlog?: number;
+  /** 1: 0-RTT. */
+  earlyData?: number;
 }
 
 export interface EngineClientOptions {

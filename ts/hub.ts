@@ -140,8 +140,7 @@ export class Hub {
   request(
     connection: Connection,
     body: Uint8Array,
-    timeoutMs: number,
-    priority: number,
+    how: { timeoutMs: number; priority: number; idempotent: boolean },
   ): Promise<Uint8Array> {
     const id = this.#nextRequest++;
     return new Promise((resolve, reject) => {
@@ -153,7 +152,8 @@ export class Hub {
           reject(err);
         },
       };
-      this.queue(Op.Request, connection.id, id, body, timeoutMs, result, priority);
+      const op = how.idempotent ? Op.IdempotentRequest : Op.Request;
+      this.queue(op, connection.id, id, body, how.timeoutMs, result, how.priority);
     });
   }
 
@@ -232,7 +232,7 @@ export class Hub {
           this.#connections.get(a)?.datagramArrived(body);
           break;
         case Event.Request:
-          this.#connections.get(a)?.requested(b, body);
+          this.#connections.get(a)?.requested(b, body, c === 1);
           break;
         case Event.Response: {
           const r = this.#requests.get(b);

@@ -15,6 +15,7 @@ export const Op = {
   Respond: 3,
   RespondError: 4,
   Datagram: 5,
+  IdempotentRequest: 6,
 } as const;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */
@@ -68,6 +69,7 @@ export const TRANSPORT_OPTIONS = [
   'congestionControl',
   'keyLog',
   'qlog',
+  'earlyData',
 ] as const;
 
 /** The positional server admission options, in order. */

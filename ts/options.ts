@@ -53,6 +53,7 @@ export const LIMIT_KEYS = [
   'congestionControl',
   'keyLog',
   'qlog',
+  'earlyData',
 ];
 
 const U32 = 0xffff_ffff;
@@ -80,6 +81,10 @@ export function engineLimits(
     if (typeof o.qlog !== 'function')
       throw invalidArgument('qlog must be a function (records, connectionId) => void');
     out.qlog = 1;
+  }
+  if (o.earlyData !== undefined) {
+    if (typeof o.earlyData !== 'boolean') throw invalidArgument('earlyData must be a boolean');
+    out.earlyData = o.earlyData ? 1 : 0;
   }
   if (o.congestionControl !== undefined) {
     const index = CONGESTION_CONTROLLERS.indexOf(o.congestionControl);

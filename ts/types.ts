@@ -25,6 +25,12 @@ export interface LimitOptions {
    *  with the connection's `id`: append them to `<id>.sqlog` and open it in qvis. The trace
    *  starts with the handshake, before the connection is ready. Native backend only. */
   qlog?: (records: string, connectionId: number) => void;
+  /** 0-RTT (default false). A server takes 0-RTT data from clients that resume a session
+   *  and says which requests came that way (`info.early` in `onRequest`): an attacker can
+   *  replay them. A client with it on resumes such a server at once: `connect` resolves
+   *  without waiting for the handshake, its idempotent requests (`{ idempotent: true }`)
+   *  go with the first packet, and everything else after the handshake. */
+  earlyData?: boolean;
 }
 
 export interface TransportOptions extends LimitOptions {
@@ -74,6 +80,9 @@ export interface RequestOptions {
    *  free stream before waiting requests of lower priority (default 0, as messages and
    *  answers; a 32-bit integer, higher first). The answer comes at the responder's pace. */
   priority?: number;
+  /** Safe to repeat (default false): on a connection resuming with 0-RTT (`earlyData`) it
+   *  goes with the first packet, as 0-RTT data, which an attacker can replay. */
+  idempotent?: boolean;
 }
 
 export interface SendOptions {
@@ -82,6 +91,13 @@ export interface SendOptions {
    *  across lanes. A 32-bit integer, higher first (default 0); a connection has at most 8
    *  lanes (ERR_INVALID_ARGUMENT past them). */
   priority?: number;
+}
+
+/** What a request handler learns of a request besides its message. */
+export interface RequestInfo {
+  /** It came as 0-RTT data, before the client finished its handshake: an attacker may
+   *  have replayed it. Act on it only if doing so twice is harmless. */
+  early: boolean;
 }
 
 export interface MessageHandlerOptions {
@@ -139,6 +155,11 @@ export interface ConnectionStats {
   /** The largest datagram this side may send, as of the connection's start or its last
    *  datagram sent (0: the peer takes none). */
   maxDatagramSize: number;
+  /** 1 when the connection's 0-RTT data was taken (`earlyData`), or, in
+   *  `zeroRttRejected`, turned down by the server and sent again after the handshake. In
+   *  totals, how many connections. */
+  zeroRttAccepted: number;
+  zeroRttRejected: number;
 }
 
 export interface PoolStats {

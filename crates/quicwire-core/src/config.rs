@@ -32,6 +32,11 @@ pub struct TransportConfig {
     /// Trace each connection in qlog (JSON-SEQ), for qvis and other QUIC tools. Native
     /// builds only.
     pub qlog: bool,
+    /// 0-RTT. A server takes 0-RTT data from clients resuming a session; a client resuming
+    /// with such a server is ready at once and sends its HELLO and its idempotent requests
+    /// as 0-RTT data, everything else after the handshake. Early data can be replayed by an
+    /// attacker, so a server's handlers are told which requests came early. Off by default.
+    pub early_data: bool,
 }
 
 /// Congestion controllers (quinn-proto's): how fast a connection may send into the network.
@@ -95,6 +100,7 @@ impl Default for TransportConfig {
             send_buffer_high: DEFAULT_SEND_BUFFER_HIGH,
             congestion_control: CongestionControl::default(),
             key_log: false,
+            early_data: false,
             qlog: false,
         }
     }

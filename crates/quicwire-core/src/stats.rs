@@ -43,6 +43,11 @@ pub struct ConnectionStats {
     pub datagrams_dropped: u64,
     pub datagrams_lost: u64,
     pub max_datagram_size: u64,
+    /// 1 when this connection's 0-RTT data was taken (client), or it took the client's
+    /// (server); 1 in `zero_rtt_rejected` when the server turned it down and it went again
+    /// after the handshake. In totals, how many connections.
+    pub zero_rtt_accepted: u64,
+    pub zero_rtt_rejected: u64,
 }
 
 impl ConnectionStats {
@@ -71,6 +76,8 @@ impl ConnectionStats {
         self.datagrams_dropped += other.datagrams_dropped;
         self.datagrams_lost += other.datagrams_lost;
         self.max_datagram_size = self.max_datagram_size.max(other.max_datagram_size);
+        self.zero_rtt_accepted += other.zero_rtt_accepted;
+        self.zero_rtt_rejected += other.zero_rtt_rejected;
     }
 }
 

@@ -14,6 +14,7 @@ use rustls::client::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ServerSessionMemoryCache;
 use rustls::{DigitallySignedStruct, NamedGroup, SignatureScheme};
 
 /// How a client checks the server's certificate.
@@ -158,10 +159,18 @@ impl ClientCrypto {
         tls: &ClientTls,
         system_roots: impl FnOnce() -> Vec<CertificateDer<'static>>,
     ) -> Result<ClientCrypto> {
+        let mut config = client_config(tls, system_roots)?;
+        // Each dial gets its port's store (`for_port`); rustls' default one would sit unused.
+        config.resumption = Resumption::disabled();
         Ok(ClientCrypto {
-            config: client_config(tls, system_roots)?,
+            config,
             tickets: Arc::new(Tickets::default()),
         })
+    }
+
+    /// Sends 0-RTT data when resuming with a server that takes it.
+    pub fn enable_early_data(&mut self) {
+        self.config.enable_early_data = true;
     }
 
     /// Logs the TLS secrets of every connection to `lines`.
@@ -294,10 +303,44 @@ pub fn server_config(tls: &ServerTls) -> Result<rustls::ServerConfig> {
     // number of clients can resume, with no session table on the server.
     config.ticketer =
         rustls::crypto::ring::Ticketer::new().map_err(|e| tls_error(e.to_string()))?;
+    // 0-RTT is off unless the server asks for it ([`allow_early_data`]).
     config.max_early_data_size = 0;
     // A wasm server picks from its own order (ChaCha20 first) even for AES-first clients.
     config.ignore_client_order = PREFER_CHACHA;
     Ok(config)
+}
+
+/// Sessions a server taking 0-RTT data keeps for clients to resume.
+const EARLY_SESSIONS: usize = 8192;
+
+/// Lets clients resuming a session send 0-RTT data. rustls takes early data only on
+/// sessions the server keeps itself, not on stateless tickets: the server keeps up to
+/// [`EARLY_SESSIONS`], and each ticket (the session's id) resumes once, so a first flight
+/// replayed to this server after the client's own finds it gone. quinn takes no TLS limit
+/// on early data but `u32::MAX`: QUIC's flow control bounds it.
+pub fn allow_early_data(config: &mut rustls::ServerConfig) {
+    config.ticketer = Arc::new(SessionIds);
+    config.session_storage = ServerSessionMemoryCache::new(EARLY_SESSIONS);
+    config.max_early_data_size = u32::MAX;
+}
+
+/// No sealed tickets: the server's session store issues ids instead.
+#[derive(Debug)]
+struct SessionIds;
+
+impl rustls::server::ProducesTickets for SessionIds {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// TLS secrets as `SSLKEYLOGFILE` lines (`LABEL <client random> <secret>`, hex), kept until

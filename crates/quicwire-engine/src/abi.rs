@@ -28,6 +28,7 @@ use web_time::{Duration, Instant};
 use crate::config::{ClientConfig, ServerConfig};
 use crate::event::{Event, Receipt};
 use crate::outbox::Outbox;
+use crate::session::RequestOptions;
 use crate::stats::EngineStats;
 use crate::{ConnId, Engine};
 
@@ -49,13 +50,16 @@ pub mod op {
     pub const RESPOND_ERROR: u32 = 4;
     /// body = an unreliable datagram.
     pub const DATAGRAM: u32 = 5;
+    /// A REQUEST the application says is safe to repeat: it may go as 0-RTT data.
+    pub const IDEMPOTENT_REQUEST: u32 = 6;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, u32); 5] = [
+    pub(crate) const NAMES: [(&str, u32); 6] = [
         ("Message", MESSAGE),
         ("Request", REQUEST),
         ("Respond", RESPOND),
         ("RespondError", RESPOND_ERROR),
         ("Datagram", DATAGRAM),
+        ("IdempotentRequest", IDEMPOTENT_REQUEST),
     ];
 }
 
@@ -66,7 +70,8 @@ pub mod event {
     pub const CONNECTION: f64 = 1.0;
     /// data = body.
     pub const MESSAGE: f64 = 2.0;
-    /// b = request handle (unique on its connection); data = body.
+    /// b = request handle (unique on its connection), c = 1 when it came as 0-RTT data;
+    /// data = body.
     pub const REQUEST: f64 = 3.0;
     /// b = request id; data = body.
     pub const RESPONSE: f64 = 4.0;
@@ -103,7 +108,7 @@ pub mod event {
 
 /// The positional transport options, in order. `congestionControl` travels as its index in
 /// [`CongestionControl::ALL`] (`CONGESTION_CONTROLLERS` in `ts/layout.ts`).
-pub const TRANSPORT_OPTIONS: [&str; 11] = [
+pub const TRANSPORT_OPTIONS: [&str; 12] = [
     "maxMessageSize",
     "maxConcurrentStreams",
     "idleTimeoutMs",
@@ -115,6 +120,7 @@ pub const TRANSPORT_OPTIONS: [&str; 11] = [
     "congestionControl",
     "keyLog",
     "qlog",
+    "earlyData",
 ];
 
 /// The positional server admission options, in order (`validateAddresses` as 0 or 1).
@@ -160,6 +166,7 @@ pub fn transport_options(values: &[f64]) -> Result<TransportConfig, Error> {
         },
         key_log: option(values, 9).is_some_and(|v| v != 0.0),
         qlog: option(values, 10).is_some_and(|v| v != 0.0),
+        early_data: option(values, 11).is_some_and(|v| v != 0.0),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -324,8 +331,14 @@ impl Batch {
                 let words = [receipt.stream as f64, receipt.delivered as f64, 0.0];
                 self.push(event::RECEIPT, conn, words, Bytes::new());
             }
-            Event::Request { conn, handle, body } => {
-                self.push(event::REQUEST, conn, [handle as f64, 0.0, 0.0], body)
+            Event::Request {
+                conn,
+                handle,
+                body,
+                early,
+            } => {
+                let words = [handle as f64, f64::from(u8::from(early)), 0.0];
+                self.push(event::REQUEST, conn, words, body)
             }
             Event::Response { conn, id, body } => {
                 self.push(event::RESPONSE, conn, [id as f64, 0.0, 0.0], body)
@@ -503,10 +516,14 @@ impl JsEngine {
                     }
                     pushed
                 }
-                op::REQUEST => conn.and_then(|c| {
-                    let timeout = (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64));
+                op::REQUEST | op::IDEMPOTENT_REQUEST => conn.and_then(|c| {
+                    let options = RequestOptions {
+                        timeout: (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64)),
+                        priority: op.priority,
+                        idempotent: op.code == op::IDEMPOTENT_REQUEST,
+                    };
                     let body = Bytes::copy_from_slice(op.body);
-                    engine.request(now, c, op.id as u64, body, timeout, op.priority)
+                    engine.request(now, c, op.id as u64, body, options)
                 }),
                 op::DATAGRAM => conn.and_then(|c| engine.send_datagram(now, c, op.body)),
                 op::RESPOND | op::RESPOND_ERROR => conn.and_then(|c| {
@@ -622,7 +639,7 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
             "\"rttMs\":{},\"minRttMs\":{},\"lostPackets\":{},\"lostBytes\":{},\"udpTx\":{},",
             "\"udpRx\":{},\"cwnd\":{},\"congestionEvents\":{},\"mtu\":{},\"congestionControl\":\"{}\",",
             "\"datagramsOut\":{},\"datagramsIn\":{},\"datagramsDropped\":{},\"datagramsLost\":{},",
-            "\"maxDatagramSize\":{}}}"
+            "\"maxDatagramSize\":{},\"zeroRttAccepted\":{},\"zeroRttRejected\":{}}}"
         ),
         idle,
         s.peer,
@@ -648,6 +665,8 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
         s.datagrams_dropped,
         s.datagrams_lost,
         s.max_datagram_size,
+        s.zero_rtt_accepted,
+        s.zero_rtt_rejected,
     )
 }
 

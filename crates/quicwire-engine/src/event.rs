@@ -53,11 +53,13 @@ pub enum Event {
     /// The messages before it were handed over; acknowledge once the application has them.
     Receipt { conn: ConnId, receipt: Receipt },
     /// A request from the peer: answer it with `Engine::respond` and this handle (unique
-    /// on its connection).
+    /// on its connection). `early`: it came as 0-RTT data, before the client finished its
+    /// handshake, so an attacker may have replayed it; act on it only if that is harmless.
     Request {
         conn: ConnId,
         handle: u64,
         body: Bytes,
+        early: bool,
     },
     /// The answer to our request `id`.
     Response { conn: ConnId, id: u64, body: Bytes },

@@ -33,6 +33,9 @@ pub(crate) struct Params {
     pub max_streams: u32,
     /// Unacknowledged message bytes before sends wait (and as many again before they fail).
     pub send_buffer_high: u64,
+    /// 0-RTT (`TransportConfig::early_data`): a server reads what comes before the handshake
+    /// is done.
+    pub early_data: bool,
 }
 
 /// What a session reports to its engine.
@@ -45,10 +48,12 @@ pub(crate) enum Outcome {
     Message(Bytes),
     /// An unreliable datagram from the peer.
     Datagram(Bytes),
-    /// A request to answer with [`Session::respond`] and its `handle`.
+    /// A request to answer with [`Session::respond`] and its `handle`; `early` when it came
+    /// before the client finished its handshake (0-RTT data, which an attacker can replay).
     Request {
         handle: u64,
         body: Bytes,
+        early: bool,
     },
     Response {
         id: u64,
@@ -81,6 +86,16 @@ struct Outgoing {
     timeout: Duration,
 }
 
+/// A peer request still being read.
+#[derive(Debug)]
+struct Incoming {
+    reader: FrameReader,
+    /// When the whole request must be in.
+    deadline: Instant,
+    /// Its stream came before the client finished its handshake (0-RTT).
+    early: bool,
+}
+
 /// A request waiting for a stream (the peer's stream limit is reached).
 #[derive(Debug)]
 struct Waiting {
@@ -89,18 +104,31 @@ struct Waiting {
     deadline: Instant,
     timeout: Duration,
     priority: i32,
+    /// It may go as 0-RTT data (the application said it is safe to repeat).
+    idempotent: bool,
 }
 
 /// Our messages of one send priority: its channel stream, in order.
 #[derive(Debug)]
 struct Lane {
     priority: i32,
-    stream: StreamId,
+    /// Opened with the lane's first write (after the handshake: messages never go as 0-RTT).
+    stream: Option<StreamId>,
     /// Messages accepted for the lane so far (sent, or held by `buffer`), and how many of
     /// them the peer acknowledged.
     queued: u64,
     acked: u64,
     buffer: SendBuffer,
+}
+
+/// A stream we opened while our data went as 0-RTT, and everything written on it: a server
+/// that turns 0-RTT data down has none of it, and it is all written again.
+#[derive(Debug)]
+struct EarlyStream {
+    id: StreamId,
+    priority: i32,
+    chunks: Vec<Bytes>,
+    finish: bool,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +150,13 @@ pub(crate) struct Session {
     control_in: FrameReader,
     /// Our channel streams, one per send priority used (at most [`MAX_LANES`]).
     lanes: Vec<Lane>,
+    /// Messages sent while our data goes as 0-RTT, by lane priority: they go after it.
+    held: Vec<(i32, Vec<Bytes>)>,
+    /// Client, while its data goes as 0-RTT: the server's settings as the last connection
+    /// to it agreed them, until its HELLO confirms them.
+    assumed: Option<Negotiated>,
+    /// Client, while its data goes as 0-RTT: the streams it opened, in order.
+    early: Option<Vec<EarlyStream>>,
     /// Peer channels: their frames being read, and messages delivered.
     channels_in: HashMap<StreamId, (FrameReader, u64)>,
     acks_due: Vec<(u64, u64)>,
@@ -130,7 +165,7 @@ pub(crate) struct Session {
     requests_waiting: VecDeque<Waiting>,
     next_wire_id: u64,
     /// Peer requests still being read, with the deadline for the whole request.
-    requests_in: HashMap<StreamId, (FrameReader, Instant)>,
+    requests_in: HashMap<StreamId, Incoming>,
     /// Request streams the peer may open now (grows with use up to `params.max_streams`).
     stream_limit: u32,
     /// Requests handed to the application and not answered yet, by handle (the index of
@@ -147,6 +182,17 @@ pub(crate) struct Session {
     pub counters: ConnectionStats,
 }
 
+/// How a request goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOptions {
+    /// The connection's request timeout when None.
+    pub timeout: Option<Duration>,
+    /// Its stream's send priority (higher first).
+    pub priority: i32,
+    /// Safe to repeat: it may go as 0-RTT data, which an attacker can replay.
+    pub idempotent: bool,
+}
+
 impl Params {
     pub fn new(cfg: &TransportConfig, encodings: Vec<Encoding>) -> Params {
         Params {
@@ -155,6 +201,7 @@ impl Params {
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             max_streams: cfg.max_concurrent_streams,
             send_buffer_high: cfg.send_buffer_high,
+            early_data: cfg.early_data,
         }
     }
 }
@@ -171,6 +218,9 @@ impl Session {
             peer_control: None,
             control_in,
             lanes: Vec::new(),
+            held: Vec::new(),
+            assumed: None,
+            early: None,
             channels_in: HashMap::new(),
             acks_due: Vec::new(),
             requests_out: HashMap::new(),
@@ -221,7 +271,8 @@ impl Session {
 
     /// Streams open now: our channels and requests in flight.
     pub fn streams_open(&self) -> u64 {
-        (self.lanes.len() + self.requests_out.len() + self.serving()) as u64
+        let channels = self.lanes.iter().filter(|l| l.stream.is_some()).count();
+        (channels + self.requests_out.len() + self.serving()) as u64
     }
 
     /// Asks the peer to start nothing new here (a closing server).
@@ -234,6 +285,67 @@ impl Session {
         let mut bytes = BytesMut::new();
         frame::put_goaway(&mut bytes);
         self.write(conn, control, bytes.freeze(), false);
+    }
+
+    /// Client resuming a session whose server takes 0-RTT data: ready now, on the settings
+    /// the last connection to that server agreed (`assumed`), its HELLO and idempotent
+    /// requests going as 0-RTT data. Checked against the server's HELLO once it comes.
+    pub fn start_early(&mut self, conn: &mut Connection, assumed: Negotiated) {
+        self.early = Some(Vec::new());
+        self.assumed = Some(assumed);
+        self.negotiated = Some(assumed);
+        self.send_hello(conn);
+    }
+
+    /// The client's handshake is done: if the server turned our 0-RTT data down, it has none
+    /// of it, and every stream is opened and written again, in the same order (so with the
+    /// same ids). Then the messages and requests held for the handshake go.
+    pub fn on_handshake(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+        if let Err(e) = self.replay_early(conn) {
+            out.push(self.fail(conn, now, e));
+        }
+    }
+
+    fn replay_early(&mut self, conn: &mut Connection) -> Result<(), Error> {
+        let Some(streams) = self.early.take() else {
+            return Ok(());
+        };
+        if conn.accepted_0rtt() {
+            self.counters.zero_rtt_accepted = 1;
+        } else {
+            self.counters.zero_rtt_rejected = 1;
+            for mut early in streams {
+                if conn.streams().open(early.id.dir()) != Some(early.id) {
+                    return Err(Error::new(
+                        ErrorCode::Internal,
+                        "the server turned 0-RTT data down, and a stream could not be opened again",
+                    ));
+                }
+                self.pending.remove(&early.id);
+                if early.priority != 0 {
+                    let _ = conn.send_stream(early.id).set_priority(early.priority);
+                }
+                let live =
+                    Some(early.id) == self.control || self.requests_out.contains_key(&early.id);
+                if live {
+                    self.write_chunks(conn, early.id, &mut early.chunks, early.finish);
+                } else {
+                    // Given up meanwhile (timed out, cancelled): reset again.
+                    let _ = conn
+                        .send_stream(early.id)
+                        .reset(VarInt::from_u32(app_code::CANCELLED));
+                }
+            }
+        }
+        for (priority, mut chunks) in std::mem::take(&mut self.held) {
+            let Some(at) = self.lanes.iter().position(|l| l.priority == priority) else {
+                continue;
+            };
+            let stream = self.lane_stream(conn, at)?;
+            self.write_chunks(conn, stream, &mut chunks, false);
+        }
+        self.start_requests(conn);
+        Ok(())
     }
 
     fn hello(&self) -> Hello {
@@ -299,16 +411,9 @@ impl Session {
                 if self.lanes.len() >= MAX_LANES as usize {
                     return Err(too_many_lanes(priority));
                 }
-                let stream = conn.streams().open(Dir::Uni).ok_or_else(|| {
-                    Error::new(ErrorCode::FlowControlPaused, "no stream for the channel")
-                })?;
-                if priority != 0 {
-                    // A stream just opened here: it exists, and setting it cannot fail.
-                    let _ = conn.send_stream(stream).set_priority(priority);
-                }
                 self.lanes.push(Lane {
                     priority,
-                    stream,
+                    stream: None,
                     queued: 0,
                     acked: 0,
                     buffer: SendBuffer::default(),
@@ -316,17 +421,44 @@ impl Session {
                 self.lanes.len() - 1
             }
         };
+        // Messages never go as 0-RTT data (nothing says they are safe to repeat): while our
+        // data does, they wait for the handshake.
+        let stream = match self.early {
+            Some(_) => None,
+            None => Some(self.lane_stream(conn, at)?),
+        };
         let lane = &mut self.lanes[at];
         let count = outbox.len() as u64;
         outbox.commit(&mut lane.buffer);
         lane.queued += count;
-        let (stream, queued) = (lane.stream, lane.queued);
+        let queued = lane.queued;
         self.counters.messages_out += count;
         self.counters.bytes_out += outbox.bytes;
         self.last_active = now;
         let mut chunks = std::mem::take(&mut outbox.chunks);
-        self.write_chunks(conn, stream, &mut chunks, false);
+        match stream {
+            Some(stream) => self.write_chunks(conn, stream, &mut chunks, false),
+            None => self.held.push((priority, chunks)),
+        }
         Ok(queued)
+    }
+
+    /// Lane `at`'s channel stream, opened now if it has none yet.
+    fn lane_stream(&mut self, conn: &mut Connection, at: usize) -> Result<StreamId, Error> {
+        let lane = &mut self.lanes[at];
+        if let Some(stream) = lane.stream {
+            return Ok(stream);
+        }
+        let stream = conn
+            .streams()
+            .open(Dir::Uni)
+            .ok_or_else(|| Error::new(ErrorCode::FlowControlPaused, "no stream for the channel"))?;
+        if lane.priority != 0 {
+            // A stream just opened here: it exists, and setting it cannot fail.
+            let _ = conn.send_stream(stream).set_priority(lane.priority);
+        }
+        lane.stream = Some(stream);
+        Ok(stream)
     }
 
     /// The largest body the peer accepts.
@@ -340,10 +472,14 @@ impl Session {
         conn: &mut Connection,
         id: u64,
         body: Bytes,
-        timeout: Option<Duration>,
-        priority: i32,
+        options: RequestOptions,
         now: Instant,
     ) -> Result<(), Error> {
+        let RequestOptions {
+            timeout,
+            priority,
+            idempotent,
+        } = options;
         let negotiated = self.usable()?;
         if body.len() as u64 > negotiated.peer_max_message_size {
             return Err(Error::too_large(
@@ -368,6 +504,7 @@ impl Session {
             deadline,
             timeout: limit,
             priority,
+            idempotent,
         };
         self.requests_waiting.insert(at, waiting);
         self.start_requests(conn);
@@ -375,18 +512,28 @@ impl Session {
     }
 
     fn start_requests(&mut self, conn: &mut Connection) {
-        while let Some(waiting) = self.requests_waiting.pop_front() {
+        // While our data goes as 0-RTT, only idempotent requests go; the rest keep their place.
+        let early = self.early.is_some();
+        let mut next = 0;
+        while let Some(waiting) = self.requests_waiting.get(next) {
+            if early && !waiting.idempotent {
+                next += 1;
+                continue;
+            }
             let Some(stream) = conn.streams().open(Dir::Bi) else {
-                self.requests_waiting.push_front(waiting);
                 return;
             };
-            let Waiting {
+            let Some(Waiting {
                 id,
                 body,
                 deadline,
                 timeout: limit,
                 priority,
-            } = waiting;
+                ..
+            }) = self.requests_waiting.remove(next)
+            else {
+                return;
+            };
             if priority != 0 {
                 // A stream just opened here: it exists, and setting it cannot fail.
                 let _ = conn.send_stream(stream).set_priority(priority);
@@ -481,7 +628,7 @@ impl Session {
     /// The earliest request deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         let waiting = self.requests_waiting.iter().map(|r| r.deadline);
-        let reading = self.requests_in.values().map(|r| r.1);
+        let reading = self.requests_in.values().map(|r| r.deadline);
         self.requests_out
             .values()
             .map(|r| r.deadline)
@@ -523,7 +670,7 @@ impl Session {
         let stalled: Vec<StreamId> = self
             .requests_in
             .iter()
-            .filter(|(_, r)| r.1 <= now)
+            .filter(|(_, r)| r.deadline <= now)
             .map(|(s, _)| *s)
             .collect();
         if stalled.is_empty() {
@@ -544,9 +691,15 @@ impl Session {
 
     /// Something happened on the streams: make all the progress possible.
     pub fn on_streams(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
-        if self.negotiated.is_none() {
+        if self.negotiated.is_none() || self.assumed.is_some() {
             self.negotiate(conn, now, out);
             if self.negotiated.is_none() {
+                return;
+            }
+            if self.assumed.is_some() {
+                // Our 0-RTT data goes; the server's streams wait for its HELLO.
+                self.flush_all(conn);
+                self.start_requests(conn);
                 return;
             }
         }
@@ -558,9 +711,13 @@ impl Session {
             self.channels_in.insert(id, (reader, 0));
         }
         while let Some(id) = conn.streams().accept(Dir::Bi) {
-            let deadline = now + self.params.request_timeout;
-            let reader = FrameReader::new(self.params.max_message_size);
-            self.requests_in.insert(id, (reader, deadline));
+            let incoming = Incoming {
+                reader: FrameReader::new(self.params.max_message_size),
+                deadline: now + self.params.request_timeout,
+                // Before the client's Finished: it may be 0-RTT data an attacker replayed.
+                early: !self.is_client && conn.is_handshaking(),
+            };
+            self.requests_in.insert(id, incoming);
             // Half the credit in use: double it (an idle connection stays small).
             let open = self.serving() as u64;
             if let Some(next) =
@@ -581,7 +738,10 @@ impl Session {
         if let Some(id) = self.control {
             self.flush(conn, id);
         }
-        if conn.is_handshaking() {
+        // A server taking 0-RTT data reads the client's HELLO and requests before the
+        // handshake is done; otherwise both sides wait for it.
+        let early_server = !self.is_client && self.params.early_data;
+        if conn.is_handshaking() && !early_server {
             return;
         }
         if self.peer_control.is_none() {
@@ -607,10 +767,23 @@ impl Session {
             }
         };
         match self.hello().agree(&theirs, self.is_client) {
-            Ok(negotiated) => {
-                self.negotiated = Some(negotiated);
-                out.push(Outcome::Ready(negotiated));
-            }
+            Ok(negotiated) => match self.assumed.take() {
+                // Ready since the start, on what the last connection agreed.
+                Some(assumed) if assumed == negotiated => {}
+                Some(_) => {
+                    let e = Error::new(
+                        ErrorCode::Negotiation,
+                        "the server's settings changed since the session this connection \
+                         resumed, and its 0-RTT data was sent on the old ones",
+                    );
+                    self.negotiated = Some(negotiated);
+                    out.push(self.fail(conn, now, e));
+                }
+                None => {
+                    self.negotiated = Some(negotiated);
+                    out.push(Outcome::Ready(negotiated));
+                }
+            },
             Err(e) => out.push(self.fail(conn, now, e)),
         }
     }
@@ -626,8 +799,8 @@ impl Session {
                 Ok(None) => return,
                 Ok(Some(Frame::Ack { stream, count })) => {
                     let high = self.params.send_buffer_high;
-                    let Some(lane) = self.lanes.iter_mut().find(|l| l.stream.index() == stream)
-                    else {
+                    let ours = |l: &&mut Lane| l.stream.map(StreamId::index) == Some(stream);
+                    let Some(lane) = self.lanes.iter_mut().find(ours) else {
                         continue;
                     };
                     if count <= lane.acked || count > lane.queued {
@@ -637,7 +810,7 @@ impl Session {
                     let mut released = lane.buffer.acked(count - lane.acked, high);
                     lane.acked = count;
                     let (stream, priority) = (lane.stream, lane.priority);
-                    if !released.is_empty() {
+                    if let Some(stream) = stream.filter(|_| !released.is_empty()) {
                         self.write_chunks(conn, stream, &mut released, false);
                     }
                     out.push(Outcome::Acked {
@@ -707,7 +880,8 @@ impl Session {
     fn read_requests_in(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         let mut answers = Vec::new();
-        for (id, (reader, _)) in self.requests_in.iter_mut() {
+        for (id, incoming) in self.requests_in.iter_mut() {
+            let reader = &mut incoming.reader;
             let read = read_into(conn, *id, reader);
             match read.and_then(|_| reader.next_frame()) {
                 Ok(None) => {}
@@ -720,6 +894,7 @@ impl Session {
                     out.push(Outcome::Request {
                         handle: id.index(),
                         body,
+                        early: incoming.early,
                     });
                 }
                 Ok(Some(_)) => {
@@ -848,6 +1023,9 @@ impl Session {
         chunks: &mut [Bytes],
         finish: bool,
     ) {
+        if let Some(early) = &mut self.early {
+            log_early(early, id, conn, chunks, finish);
+        }
         if let Some(pending) = self.pending.get_mut(&id) {
             pending.chunks.extend(chunks.iter_mut().map(std::mem::take));
             pending.finish |= finish;
@@ -906,6 +1084,31 @@ fn write_now(conn: &mut Connection, id: StreamId, chunks: &mut [Bytes]) -> Optio
         Err(quinn_proto::WriteError::Blocked) => Some(0),
         Err(_) => None,
     }
+}
+
+/// Records a write on `id` while our data goes as 0-RTT (see [`EarlyStream`]).
+fn log_early(
+    early: &mut Vec<EarlyStream>,
+    id: StreamId,
+    conn: &mut Connection,
+    chunks: &[Bytes],
+    finish: bool,
+) {
+    let at = match early.iter().position(|e| e.id == id) {
+        Some(at) => at,
+        None => {
+            let priority = conn.send_stream(id).priority().unwrap_or(0);
+            early.push(EarlyStream {
+                id,
+                priority,
+                chunks: Vec::new(),
+                finish: false,
+            });
+            early.len() - 1
+        }
+    };
+    early[at].chunks.extend(chunks.iter().cloned());
+    early[at].finish |= finish;
 }
 
 fn too_many_lanes(priority: i32) -> Error {

@@ -12,13 +12,13 @@ use bytes::Bytes;
 use common::{acknowledge_all, connect, messages, send, wait, Setup, PATIENCE};
 use quicwire_core::{Error, ErrorCode};
 use quicwire_engine::sim::{Link, Network};
-use quicwire_engine::{Event, LARGE_BODY};
+use quicwire_engine::{Event, RequestOptions, LARGE_BODY};
 
 fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
     let now = net.now();
     let body = Bytes::copy_from_slice(body);
     net.engine(host)
-        .request(now, conn, id, body, None, 0)
+        .request(now, conn, id, body, RequestOptions::default())
         .unwrap();
 }
 
@@ -28,7 +28,9 @@ fn echo(net: &mut Network, host: usize) -> usize {
         .events(host)
         .iter()
         .filter_map(|e| match e {
-            Event::Request { conn, handle, body } => Some((*conn, *handle, body.clone())),
+            Event::Request {
+                conn, handle, body, ..
+            } => Some((*conn, *handle, body.clone())),
             _ => None,
         })
         .collect();
@@ -75,7 +77,16 @@ fn an_answer_that_cannot_go_is_an_error() {
     let now = net.now();
     let timeout = Some(Duration::from_millis(10));
     net.engine(c)
-        .request(now, id, 1, Bytes::from_static(b"slow"), timeout, 0)
+        .request(
+            now,
+            id,
+            1,
+            Bytes::from_static(b"slow"),
+            RequestOptions {
+                timeout,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
     else {
@@ -377,9 +388,13 @@ fn goaway_drains_requests_in_flight_and_refuses_new_ones() {
             .is_some_and(|st| st.going_away)
     });
     let now = net.now();
-    let refused = net
-        .engine(c)
-        .request(now, id, 2, Bytes::from_static(b"new"), None, 0);
+    let refused = net.engine(c).request(
+        now,
+        id,
+        2,
+        Bytes::from_static(b"new"),
+        RequestOptions::default(),
+    );
     assert_eq!(refused.unwrap_err().code, ErrorCode::ConnectionClosed);
     net.engine(s)
         .respond(now, peer, handle, Ok(b"answered"))
@@ -558,11 +573,22 @@ fn bulk_ahead_of(priority: i32) -> usize {
     let bulk = Bytes::from(vec![1u8; 32 << 10]);
     for n in 0..31 {
         let engine = net.engine(c);
-        engine.request(now, id, n, bulk.clone(), None, 0).unwrap();
+        engine
+            .request(now, id, n, bulk.clone(), RequestOptions::default())
+            .unwrap();
     }
     let urgent = Bytes::from(vec![2u8; 32 << 10]);
     net.engine(c)
-        .request(now, id, 99, urgent, None, priority)
+        .request(
+            now,
+            id,
+            99,
+            urgent,
+            RequestOptions {
+                priority,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let Event::Request { .. } = wait(
         &mut net,
@@ -664,4 +690,190 @@ fn each_lane_keeps_its_order_and_is_acknowledged_on_its_own() {
     }
     // A lane already open takes more.
     assert_eq!(send_on(&mut net, c, id, -4, &[b"more"]), 4);
+}
+
+/// A client and a server with 0-RTT on, over links of 10 ms each way, after one connection
+/// that left the client a session ticket and the server's settings (it is closed now).
+fn resumable(seed: u64) -> (Setup, Network, usize, usize) {
+    let setup = Setup::new();
+    let early = |t: &mut quicwire_core::TransportConfig| t.early_data = true;
+    let (net, c, s) = setup.network(
+        seed,
+        |c| early(&mut c.transport),
+        |s| early(&mut s.transport),
+    );
+    let mut net = net.with_link(Link {
+        delay: Duration::from_millis(10),
+        ..Link::default()
+    });
+    let (id, _) = connect(&mut net, c, s);
+    net.advance(Duration::from_millis(100)); // The tickets come after the handshake.
+    let now = net.now();
+    net.engine(c).disconnect(now, id);
+    net.advance(Duration::from_millis(100));
+    net.events(c).clear();
+    net.events(s).clear();
+    (setup, net, c, s)
+}
+
+/// Dials `server` (as the pool key localhost:4433), sends an idempotent request and a plain
+/// one at once, and answers them; how long the idempotent one took, and whether each came
+/// early on the server.
+fn dial_and_ask(
+    net: &mut Network,
+    c: usize,
+    s: usize,
+) -> (quicwire_engine::ConnId, Duration, [bool; 2]) {
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let addr = net.addr(s);
+    let start = net.now();
+    let id = net.engine(c).connect(start, &key, addr).unwrap();
+    let idempotent = RequestOptions {
+        idempotent: true,
+        ..Default::default()
+    };
+    // Ready at once when it resumes with 0-RTT; else once connected.
+    if net.engine(c).connection(id).is_none() {
+        wait(net, c, |e| matches!(e, Event::Connected { .. }));
+    }
+    let now = net.now();
+    let engine = net.engine(c);
+    engine
+        .request(now, id, 1, Bytes::from_static(b"safe"), idempotent)
+        .unwrap();
+    engine
+        .request(
+            now,
+            id,
+            2,
+            Bytes::from_static(b"plain"),
+            RequestOptions::default(),
+        )
+        .unwrap();
+    let mut early = [false; 2];
+    let mut took = Duration::ZERO;
+    for (n, asked) in [(1u64, &b"safe"[..]), (2, &b"plain"[..])] {
+        let Event::Request {
+            conn,
+            handle,
+            body,
+            early: was,
+        } = wait(
+            net,
+            s,
+            |e| matches!(e, Event::Request { body, .. } if &body[..] == asked),
+        )
+        else {
+            unreachable!()
+        };
+        early[n as usize - 1] = was;
+        let now = net.now();
+        net.engine(s).respond(now, conn, handle, Ok(&body)).unwrap();
+        let answer = wait(
+            net,
+            c,
+            |e| matches!(e, Event::Response { id, .. } if *id == n),
+        );
+        assert!(matches!(answer, Event::Response { ref body, .. } if &body[..] == asked));
+        if n == 1 {
+            took = net.now() - start;
+        }
+    }
+    (id, took, early)
+}
+
+#[test]
+fn a_resumed_connection_sends_its_idempotent_requests_as_0rtt_data() {
+    let (_, mut net, c, s) = resumable(16);
+    let (id, took, early) = dial_and_ask(&mut net, c, s);
+    // The idempotent request went with the first flight; the plain one after the handshake.
+    assert_eq!(early, [true, false]);
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!((mine.zero_rtt_accepted, mine.zero_rtt_rejected), (1, 0));
+    assert_eq!(net.engine(s).stats().connections.len(), 1);
+    assert_eq!(
+        net.engine(s).stats().connections[0].stats.zero_rtt_accepted,
+        1
+    );
+    // One round trip of 20 ms to the answer, where a full handshake takes two.
+    assert!(took < Duration::from_millis(30), "{took:?}");
+
+    // The control: a client without 0-RTT waits a round trip for the handshake first.
+    let setup = Setup::new();
+    let (net, c, s) = setup.network(16, |_| {}, |_| {});
+    let mut net = net.with_link(Link {
+        delay: Duration::from_millis(10),
+        ..Link::default()
+    });
+    let (_, took, early) = dial_and_ask(&mut net, c, s);
+    assert_eq!(early, [false, false]);
+    assert!(took >= Duration::from_millis(40), "{took:?}");
+}
+
+#[test]
+fn turned_down_0rtt_data_is_sent_again_after_the_handshake() {
+    let (setup, mut net, c, _) = resumable(17);
+    // Another server under the same name and port (as after a restart): it cannot open the
+    // first one's ticket, so it makes a full handshake and turns the 0-RTT data down.
+    let mut config = setup.server_config();
+    config.transport.early_data = true;
+    let other = quicwire_engine::Engine::server(&config, net.now()).unwrap();
+    let s2 = net.add("127.0.0.2:4433".parse().unwrap(), other);
+    let (id, _, early) = dial_and_ask(&mut net, c, s2);
+    // Both answered, each once; neither reached the server early.
+    assert_eq!(early, [false, false]);
+    net.advance(Duration::from_millis(200));
+    assert_eq!(
+        net.events(s2)
+            .iter()
+            .filter(|e| matches!(e, Event::Request { .. }))
+            .count(),
+        0
+    );
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!((mine.zero_rtt_accepted, mine.zero_rtt_rejected), (0, 1));
+    // Messages and requests carry on.
+    send(&mut net, c, id, &[b"after"]);
+    net.run_until(PATIENCE, |net| messages(net, s2).len() == 1);
+}
+
+#[test]
+fn a_server_whose_settings_changed_fails_the_0rtt_connection_and_the_next_one_works() {
+    let (setup, mut net, c, _) = resumable(18);
+    let mut config = setup.server_config();
+    config.transport.early_data = true;
+    config.transport.max_message_size = 4096; // The client assumed 1 MiB.
+    let other = quicwire_engine::Engine::server(&config, net.now()).unwrap();
+    let s2 = net.add("127.0.0.3:4433".parse().unwrap(), other);
+    // This server holds no ticket key of the first one either: so that it takes the
+    // 0-RTT data, the client first resumes a session of its own with it.
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let addr = net.addr(s2);
+    let now = net.now();
+    let id = net.engine(c).connect(now, &key, addr).unwrap();
+    let closed = wait(&mut net, c, |e| {
+        matches!(e, Event::Closed { .. } | Event::Connected { .. })
+    });
+    // Its assumed settings were the first server's: the HELLO tells them apart.
+    if let Event::Closed { error, .. } = &closed {
+        assert_eq!(error.code, ErrorCode::Negotiation, "{error}");
+    } else {
+        wait(
+            &mut net,
+            c,
+            |e| matches!(e, Event::Closed { error, .. } if error.code == ErrorCode::Negotiation),
+        );
+    }
+    assert!(net.engine(c).connection(id).is_none());
+    // The next connection makes its handshake first, and works.
+    net.advance(Duration::from_millis(100));
+    let now = net.now();
+    let id = net.engine(c).connect(now, &key, addr).unwrap();
+    wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Connected { conn, .. } if *conn == id),
+    );
+    let stats = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!((stats.zero_rtt_accepted, stats.zero_rtt_rejected), (0, 0));
 }

@@ -8,19 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quicwire_core::{ConnectionStats, Encoding, Error, Result};
-pub use quicwire_engine::Receipt;
+pub use quicwire_engine::{Receipt, RequestOptions};
 
 use crate::endpoint::{ConnState, Endpoint};
-
-/// How one request goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestOptions {
-    /// How long to wait for the answer (default: the configured request timeout).
-    pub timeout: Option<Duration>,
-    /// Its bytes go before those of this side's lower-priority streams (messages and other
-    /// requests are 0). The answer comes at the responder's own priority.
-    pub priority: i32,
-}
 
 /// How messages are sent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -321,6 +311,7 @@ pub struct IncomingRequest {
     conn: Connection,
     handle: u64,
     body: Bytes,
+    early: bool,
     answered: bool,
 }
 
@@ -335,17 +326,24 @@ impl std::fmt::Debug for IncomingRequest {
 }
 
 impl IncomingRequest {
-    pub(crate) fn new(conn: Connection, handle: u64, body: Bytes) -> IncomingRequest {
+    pub(crate) fn new(conn: Connection, handle: u64, body: Bytes, early: bool) -> IncomingRequest {
         IncomingRequest {
             conn,
             handle,
             body,
+            early,
             answered: false,
         }
     }
 
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// It came as 0-RTT data (`TransportConfig::early_data`), before the client finished
+    /// its handshake: an attacker may have replayed it. Act on it only if that is harmless.
+    pub fn is_early(&self) -> bool {
+        self.early
     }
 
     pub fn connection(&self) -> &Connection {

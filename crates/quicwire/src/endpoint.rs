@@ -194,10 +194,7 @@ impl Shared {
         let id = self.call(|state, now| {
             let id = state.next_request;
             state.next_request += 1;
-            let (timeout, priority) = (options.timeout, options.priority);
-            state
-                .engine
-                .request(now, conn, id, body, timeout, priority)?;
+            state.engine.request(now, conn, id, body, options)?;
             state.requests.insert((conn, id), tx);
             Ok::<_, Error>(id)
         })?;
@@ -414,7 +411,7 @@ enum Action {
     Datagram(Arc<ConnState>, Bytes),
     KeyLog(String),
     Qlog(ConnId, Bytes),
-    Request(Arc<ConnState>, u64, Bytes),
+    Request(Arc<ConnState>, u64, Bytes, bool),
     Acked(Arc<ConnState>, i32, u64),
     Closed(Arc<ConnState>, Error),
 }
@@ -459,9 +456,14 @@ fn take_events(state: &mut State) -> Vec<Action> {
                     actions.push(Action::Messages(c.clone(), batch, receipt));
                 }
             }
-            Event::Request { conn, handle, body } => {
+            Event::Request {
+                conn,
+                handle,
+                body,
+                early,
+            } => {
                 if let Some(c) = state.conns.get(&conn) {
-                    actions.push(Action::Request(c.clone(), handle, body));
+                    actions.push(Action::Request(c.clone(), handle, body, early));
                 }
             }
             Event::Response { conn, id, body } => {
@@ -523,8 +525,8 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
             Action::Datagram(c, body) => handler.on_datagram(&conn(c), body),
             Action::KeyLog(line) => handler.on_key_log(&line),
             Action::Qlog(id, records) => handler.on_qlog(id.get(), &records),
-            Action::Request(c, handle, body) => {
-                handler.on_request(IncomingRequest::new(conn(c), handle, body))
+            Action::Request(c, handle, body, early) => {
+                handler.on_request(IncomingRequest::new(conn(c), handle, body, early))
             }
             Action::Acked(c, priority, n) => handler.on_acked(&conn(c), priority, n),
             Action::Closed(c, error) => handler.on_closed(&conn(c), &error),

@@ -28,6 +28,9 @@ impl Engine {
             return Err(no_encodings());
         }
         let mut crypto = tls::server_config(&config.tls)?;
+        if config.transport.early_data {
+            tls::allow_early_data(&mut crypto);
+        }
         let key_log = key_log_lines(&config.transport);
         if let Some(lines) = &key_log {
             crypto.key_log = lines.clone();

@@ -29,6 +29,9 @@ impl Engine {
         }
         let roots = || config.system_roots.clone();
         let mut crypto = tls::ClientCrypto::new(&config.tls, roots)?;
+        if config.transport.early_data {
+            crypto.enable_early_data();
+        }
         let key_log = key_log_lines(&config.transport);
         if let Some(lines) = &key_log {
             crypto.log_keys(lines.clone());
@@ -122,7 +125,24 @@ impl Engine {
             c.qlog = qlog;
         }
         self.dials.insert(id, (key.clone(), deadline));
+        self.start_early(now, id, key);
         Ok(id)
+    }
+
+    /// With 0-RTT on, a dial that resumes a session whose server takes 0-RTT data is ready
+    /// at once, on what the last connection to that server agreed.
+    fn start_early(&mut self, now: Instant, id: ConnId, key: &PoolKey) {
+        let Some(&assumed) = self.resumable.get(key) else {
+            return;
+        };
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if !conn.quic.has_0rtt() {
+            return;
+        }
+        conn.session.start_early(&mut conn.quic, assumed);
+        self.report(now, id, Outcome::Ready(assumed));
     }
 
     /// Fails the handshakes past their deadline (ERR_CONNECT_TIMEOUT) and closes idle

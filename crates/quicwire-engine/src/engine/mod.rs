@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
 use quicwire_core::tls;
 use quicwire_core::{
-    app_code, Admission, CongestionControl, ConnectionStats, Error, ErrorCode, PoolKey, PoolTable,
-    TransportConfig,
+    app_code, Admission, CongestionControl, ConnectionStats, Error, ErrorCode, Negotiated, PoolKey,
+    PoolTable, TransportConfig,
 };
 use quinn_proto::{
     ConnectionHandle, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig, StreamEvent,
@@ -31,7 +31,7 @@ use web_time::{Duration, Instant};
 use crate::conn::{schedule, touch, Conn, Origin};
 use crate::event::{ConnectionInfo, Event, Receipt};
 use crate::outbox::Outbox;
-use crate::session::{Outcome, Params, Session};
+use crate::session::{Outcome, Params, RequestOptions, Session};
 use crate::stats::{ConnectionEntry, ConnectionState, EngineStats};
 use crate::ConnId;
 
@@ -60,6 +60,9 @@ pub struct Engine {
     /// Boxed: a connection is several KiB, and a table of them inline would keep up to twice
     /// that per connection in empty slots.
     connections: HashMap<ConnId, Box<Conn>>,
+    /// Client with 0-RTT on: what the last connection to each server agreed, for the next
+    /// one to send 0-RTT data on (at most [`RESUMABLE`] servers).
+    resumable: HashMap<PoolKey, Negotiated>,
     /// The id of each quinn-proto handle, for the datagrams the endpoint routes by handle.
     ids: HashMap<ConnectionHandle, ConnId>,
     /// Connections moved since the last `drive`, and those that may have datagrams to send:
@@ -127,6 +130,7 @@ impl Engine {
             rejected: 0,
             admission: Admission::default(),
             connections: HashMap::new(),
+            resumable: HashMap::new(),
             ids: HashMap::new(),
             touched: Vec::new(),
             sending: Vec::new(),
@@ -183,21 +187,18 @@ impl Engine {
 
     /// Sends request `request` (an id of the caller's, unique among its requests in
     /// flight on this connection) on a fresh stream; its answer comes back as
-    /// `Event::Response` or `Event::RequestFailed` with that id. `timeout`: the
-    /// connection's request timeout when None. `priority` orders the request's bytes
-    /// against this side's other streams (higher first; messages and answers are 0).
+    /// `Event::Response` or `Event::RequestFailed` with that id (see [`RequestOptions`]).
     pub fn request(
         &mut self,
         now: Instant,
         id: ConnId,
         request: u64,
         body: Bytes,
-        timeout: Option<Duration>,
-        priority: i32,
+        options: RequestOptions,
     ) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
         conn.session
-            .request(&mut conn.quic, request, body, timeout, priority, now)
+            .request(&mut conn.quic, request, body, options, now)
     }
 
     /// Gives up request `request` on connection `id`: its stream is reset, and nothing more
@@ -510,6 +511,11 @@ impl Engine {
         let since = now - self.epoch;
         let event = match outcome {
             Outcome::Ready(negotiated) => {
+                if let Some(key) = self.connections.get(&id).and_then(|c| c.key()) {
+                    if self.cfg.early_data {
+                        remember(&mut self.resumable, key, negotiated);
+                    }
+                }
                 if let Some((key, _)) = self.dials.remove(&id) {
                     self.pool.finish_dial(key, Some(id), since);
                     if self.next_sweep <= now {
@@ -547,6 +553,13 @@ impl Engine {
                 }
                 conn.reported = true;
                 let ready = conn.session.is_ready();
+                if error.code == ErrorCode::Negotiation {
+                    // Its 0-RTT data went on settings the server no longer has: the next
+                    // connection makes a handshake first, and learns the new ones.
+                    if let Some(key) = conn.key() {
+                        self.resumable.remove(key);
+                    }
+                }
                 if let Some(key) = conn.key() {
                     if self.pool.iter().any(|(k, h)| k == key && *h == id) {
                         let key = key.clone();
@@ -560,10 +573,15 @@ impl Engine {
             }
             Outcome::Message(body) => Event::Message { conn: id, body },
             Outcome::Datagram(body) => Event::Datagram { conn: id, body },
-            Outcome::Request { handle, body } => Event::Request {
+            Outcome::Request {
+                handle,
+                body,
+                early,
+            } => Event::Request {
                 conn: id,
                 handle,
                 body,
+                early,
             },
             Outcome::Response { id: request, body } => Event::Response {
                 conn: id,
@@ -668,6 +686,7 @@ impl Engine {
             while let Some(event) = conn.quic.poll() {
                 match event {
                     QuicEvent::Connected => {
+                        conn.session.on_handshake(&mut conn.quic, now, &mut out);
                         conn.session.send_hello(&mut conn.quic);
                         streams = true;
                     }
@@ -730,6 +749,20 @@ impl Engine {
     }
 }
 
+/// How many servers a client keeps 0-RTT settings for (as many as it keeps tickets for).
+const RESUMABLE: usize = 256;
+
+/// Keeps what a connection to `key` agreed, for the next one's 0-RTT data; past
+/// [`RESUMABLE`] servers, an arbitrary other one is forgotten (it resumes with 1-RTT).
+fn remember(resumable: &mut HashMap<PoolKey, Negotiated>, key: &PoolKey, negotiated: Negotiated) {
+    if resumable.len() >= RESUMABLE && !resumable.contains_key(key) {
+        if let Some(other) = resumable.keys().next().cloned() {
+            resumable.remove(&other);
+        }
+    }
+    resumable.insert(key.clone(), negotiated);
+}
+
 /// A connection's figures: the session's counters and quinn's path figures.
 fn connection_stats(conn: &Conn) -> ConnectionStats {
     let q = conn.quic.stats();
@@ -752,6 +785,11 @@ fn connection_stats(conn: &Conn) -> ConnectionStats {
         datagrams_dropped: conn.datagrams.counters.dropped,
         datagrams_lost: conn.datagrams.counters.lost,
         max_datagram_size: conn.datagrams.max_size,
+        // A server that derived 0-RTT keys took the client's early data.
+        zero_rtt_accepted: match conn.origin {
+            Origin::Accepted(_) => u64::from(conn.quic.has_0rtt()),
+            Origin::Dialed(_) => conn.session.counters.zero_rtt_accepted,
+        },
         ..conn.session.counters.clone()
     }
 }
