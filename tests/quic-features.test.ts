@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { backend, type CongestionControl } from '../ts/index.js';
-import { echoServer, eventually, rejectsWith, transport } from './helpers.js';
+import { echoServer, eventually, rejectsWith, sleep, throwsWith, transport } from './helpers.js';
 
 describe('congestion control and path stats', () => {
   it.each<CongestionControl>(['cubic', 'newreno', 'bbr'])('runs %s and reports the path', async (cc) => {
@@ -184,6 +184,72 @@ describe('message lanes', () => {
     await Promise.all(lanes.map((p) => conn.send([p, 9], { priority: p })));
     expect(got.filter(([, i]) => i === 9)).toHaveLength(lanes.length);
     expect(await t.request(conn, 'still fine')).toBe('still fine');
+  });
+});
+
+describe('0-RTT', () => {
+  /** A server with 0-RTT on that answers with whether the request came early. */
+  async function earlyServer(port = 0) {
+    const server = await echoServer({ earlyData: true, port });
+    server.onRequest((m, _conn, info) => ({ m, early: info.early }));
+    return server;
+  }
+
+  /** A client with 0-RTT on, holding a session of `port`'s server and its settings. */
+  async function resumingClient(port: number) {
+    const t = transport({ earlyData: true });
+    const first = await t.connect('127.0.0.1', port);
+    expect(await t.request(first, 'hello')).toEqual({ m: 'hello', early: false });
+    await sleep(50); // The session tickets come after the handshake.
+    await t.disconnect(first);
+    return t;
+  }
+
+  it('sends idempotent requests with the first packet, and the rest after the handshake', async () => {
+    const server = await earlyServer();
+    const t = await resumingClient(server.port);
+    const conn = await t.connect('127.0.0.1', server.port);
+    const [safe, plain] = await Promise.all([
+      t.request(conn, 'safe', { idempotent: true }),
+      t.request(conn, 'plain'),
+    ]);
+    expect(safe).toEqual({ m: 'safe', early: true });
+    expect(plain).toEqual({ m: 'plain', early: false });
+    await t.send(conn, 'a message');
+    const mine = t.getPoolStats().connections.find((c) => c.zeroRttAccepted === 1);
+    expect(mine?.zeroRttRejected).toBe(0);
+    expect(server.stats().totals.zeroRttAccepted).toBe(1);
+  });
+
+  it('sends it all again when the server turns 0-RTT down (a restarted server)', async () => {
+    const first = await earlyServer();
+    const port = first.port;
+    const t = await resumingClient(port);
+    await first.close({ graceful: false });
+    // A new server on the same port knows nothing of the session: it turns 0-RTT down.
+    const server = await earlyServer(port);
+    const conn = await t.connect('127.0.0.1', port);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => t.request(conn, i, { idempotent: true })),
+    );
+    expect(answers).toEqual(Array.from({ length: 20 }, (_, i) => ({ m: i, early: false })));
+    expect(t.getPoolStats().totals.zeroRttRejected).toBe(1);
+    expect(server.stats().totals.requestsIn).toBe(20); // each once
+  });
+
+  it('takes only booleans', async () => {
+    for (const bad of ['yes', 1, null]) {
+      throwsWith(() => transport({ earlyData: bad as unknown as boolean }), 'ERR_INVALID_ARGUMENT');
+    }
+    const server = await echoServer();
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    await rejectsWith(
+      t.request(conn, 'x', { idempotent: 'yes' as unknown as boolean }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    // Without 0-RTT on both ends it is an ordinary request.
+    expect(await t.request(conn, 'y', { idempotent: true })).toBe('y');
   });
 });
 

@@ -18,7 +18,7 @@ import { eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
 import { Lender } from './lending.js';
-import { ipFamily, soon, unref } from './platform.js';
+import { ipFamily, soon } from './platform.js';
 import { failures, type IoFactory, positional, type Shell, type ShellEngine } from './shell.js';
 import { Slot } from './slot.js';
 import { type EngineFigures, poolStats, serverStats } from './stats.js';
@@ -27,6 +27,8 @@ import type { DevCert, PoolStats, ServerStats } from './types.js';
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
+/** How long a closing endpoint's sockets stay, for its CONNECTION_CLOSE datagrams to leave. */
+const CLOSE_LINGER_MS = 50;
 /** An event batch waiting for the hub, or handed to it. */
 interface Queued<E extends ShellEngine> {
   batch: EventBatch;
@@ -225,7 +227,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     if (!slot || slot.closed) return;
     slot.engine.closeAll('client closed');
     this.#step(slot);
-    this.#shutdown(slot);
+    await this.#shutdown(slot);
   }
 
   async listen(options: EngineServerOptions): Promise<ServerInfo> {
@@ -278,7 +280,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     }
     slot.engine.closeAll('server closing');
     this.#step(slot);
-    this.#shutdown(slot);
+    await this.#shutdown(slot);
   }
 
   generateDevCert(names: string[]): DevCert {
@@ -387,16 +389,14 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return true;
   }
 
-  #shutdown(slot: Slot<E>): void {
+  /** Resolves once the sockets are closed (their ports free for a new server). */
+  async #shutdown(slot: Slot<E>): Promise<void> {
     slot.closed = true;
     for (const [id, owner] of this.#routes) if (owner === slot) this.#routes.delete(id);
     // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
-    unref(
-      setTimeout(() => {
-        slot.io.close();
-        this.#slots.delete(slot.id);
-      }, 50),
-    );
+    await new Promise((resolve) => setTimeout(resolve, CLOSE_LINGER_MS));
+    slot.io.close();
+    this.#slots.delete(slot.id);
   }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{client, client_and_events, dev_cert, serve_echo, start_server};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
-    SendOptions, Server, ServerConfig, ServerTls,
+    RequestOptions, SendOptions, Server, ServerConfig, ServerTls,
 };
 
 #[tokio::test]
@@ -153,6 +153,42 @@ async fn message_lanes_keep_their_own_order_and_acknowledgements() {
         conn.request(b"still fine").await.unwrap(),
         &b"still fine"[..]
     );
+}
+
+#[tokio::test]
+async fn a_resumed_connection_sends_idempotent_requests_as_0rtt_data() {
+    let f = start_server(|c| c.transport.early_data = true);
+    let port = f.server.local_addr().port();
+    // Answers with whether the request came early (0-RTT).
+    let mut events = f.events;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::Request(req) = event {
+                let early = [u8::from(req.is_early())];
+                let _ = req.respond(Ok(&early)).await;
+            }
+        }
+    });
+    let c = client(&f.ca, |c| c.transport.early_data = true);
+    let first = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(&first.request(b"warm").await.unwrap()[..], [0]);
+    tokio::time::sleep(Duration::from_millis(50)).await; // The tickets follow the handshake.
+    c.disconnect(&first);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let idempotent = RequestOptions {
+        idempotent: true,
+        ..Default::default()
+    };
+    let (safe, plain) = tokio::join!(
+        conn.request_with(b"safe", idempotent),
+        conn.request(b"plain")
+    );
+    assert_eq!(
+        (&safe.unwrap()[..], &plain.unwrap()[..]),
+        (&[1][..], &[0][..])
+    );
+    let stats = conn.stats();
+    assert_eq!((stats.zero_rtt_accepted, stats.zero_rtt_rejected), (1, 0));
 }
 
 #[tokio::test]
