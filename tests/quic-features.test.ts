@@ -215,7 +215,15 @@ describe('0-RTT', () => {
     ]);
     expect(safe).toEqual({ m: 'safe', early: true });
     expect(plain).toEqual({ m: 'plain', early: false });
-    await t.send(conn, 'a message');
+    const got: unknown[] = [];
+    server.onMessage((m) => got.push(m));
+    await Promise.all([
+      t.send(conn, 'first', { idempotent: true }),
+      t.send(conn, 'second'),
+      t.sendBatch(conn, ['third', 'fourth'], { idempotent: true }),
+    ]);
+    expect(got).toEqual(['first', 'second', 'third', 'fourth']);
+    await rejectsWith(t.send(conn, 'x', { idempotent: 1 as unknown as boolean }), 'ERR_INVALID_ARGUMENT');
     const mine = t.getPoolStats().connections.find((c) => c.zeroRttAccepted === 1);
     expect(mine?.zeroRttRejected).toBe(0);
     expect(server.stats().totals.zeroRttAccepted).toBe(1);

@@ -148,8 +148,13 @@ export class Connection implements AsyncIterable<unknown> {
     }
     let lane: Lane;
     let bodies: Uint8Array[];
+    let op: number = Op.Message;
     try {
       lane = this.#lane(options?.priority ?? 0);
+      if (options?.idempotent !== undefined) {
+        if (typeof options.idempotent !== 'boolean') throw invalidArgument('idempotent must be a boolean');
+        if (options.idempotent) op = Op.IdempotentMessage;
+      }
       if (messages.length === 0) return Promise.resolve();
       this.#assertOpen();
       bodies = messages.map((m) => this.#encode(m));
@@ -158,7 +163,7 @@ export class Connection implements AsyncIterable<unknown> {
     }
     return new Promise((resolve, reject) => {
       const delivery: Delivery = { remaining: bodies.length, resolve, reject };
-      for (const body of bodies) this.#enqueue(lane, body, delivery);
+      for (const body of bodies) this.#enqueue(op, lane, body, delivery);
     });
   }
 
@@ -272,9 +277,9 @@ export class Connection implements AsyncIterable<unknown> {
     return lane;
   }
 
-  #enqueue(lane: Lane, body: Uint8Array, delivery: Delivery): void {
+  #enqueue(op: number, lane: Lane, body: Uint8Array, delivery: Delivery): void {
     lane.pending.push(delivery);
-    this.#hub.queue(Op.Message, this.id, 0, body, 0, lane.handedOff, lane.priority);
+    this.#hub.queue(op, this.id, 0, body, 0, lane.handedOff, lane.priority);
   }
 
   /** The engine says the peer has `delivered` of our messages on the lane of `priority`. */

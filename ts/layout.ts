@@ -16,6 +16,7 @@ export const Op = {
   RespondError: 4,
   Datagram: 5,
   IdempotentRequest: 6,
+  IdempotentMessage: 7,
 } as const;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */

@@ -91,6 +91,10 @@ export interface SendOptions {
    *  across lanes. A 32-bit integer, higher first (default 0); a connection has at most 8
    *  lanes (ERR_INVALID_ARGUMENT past them). */
   priority?: number;
+  /** Safe to repeat (default false): on a connection resuming with 0-RTT (`earlyData`) they
+   *  go with the first packet, as 0-RTT data, which an attacker can replay; unless messages
+   *  sent before them on their lane wait for the handshake (order holds). */
+  idempotent?: boolean;
 }
 
 /** What a request handler learns of a request besides its message. */

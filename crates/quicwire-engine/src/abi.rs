@@ -27,7 +27,7 @@ use web_time::{Duration, Instant};
 
 use crate::config::{ClientConfig, ServerConfig};
 use crate::event::{Event, Receipt};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SendOptions};
 use crate::session::RequestOptions;
 use crate::stats::EngineStats;
 use crate::{ConnId, Engine};
@@ -52,14 +52,17 @@ pub mod op {
     pub const DATAGRAM: u32 = 5;
     /// A REQUEST the application says is safe to repeat: it may go as 0-RTT data.
     pub const IDEMPOTENT_REQUEST: u32 = 6;
+    /// A MESSAGE the application says is safe to repeat.
+    pub const IDEMPOTENT_MESSAGE: u32 = 7;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, u32); 6] = [
+    pub(crate) const NAMES: [(&str, u32); 7] = [
         ("Message", MESSAGE),
         ("Request", REQUEST),
         ("Respond", RESPOND),
         ("RespondError", RESPOND_ERROR),
         ("Datagram", DATAGRAM),
         ("IdempotentRequest", IDEMPOTENT_REQUEST),
+        ("IdempotentMessage", IDEMPOTENT_MESSAGE),
     ];
 }
 
@@ -496,19 +499,28 @@ impl JsEngine {
             let conn = ConnId::from_f64(op.target)
                 .ok_or_else(|| Error::closed(format!("connection {} is closed", op.target)));
             let result = match op.code {
-                op::MESSAGE => {
+                op::MESSAGE | op::IDEMPOTENT_MESSAGE => {
+                    let options = SendOptions {
+                        priority: op.priority,
+                        idempotent: op.code == op::IDEMPOTENT_MESSAGE,
+                    };
                     let lane = (op.target, op.priority);
                     let at = match outboxes.iter().position(|o| o.0 == lane) {
                         Some(at) => at,
                         None => {
-                            let outbox = conn.clone().and_then(|c| engine.outbox(c, op.priority));
+                            let outbox = conn.clone().and_then(|c| engine.outbox(c, options));
                             outboxes.push((lane, outbox, Vec::new()));
                             outboxes.len() - 1
                         }
                     };
                     let (_, outbox, indices) = &mut outboxes[at];
                     let pushed = match outbox {
-                        Ok(outbox) => outbox.push_shared(op.body, &shared),
+                        Ok(outbox) => {
+                            // One outbox per lane keeps the lane's order: it goes as 0-RTT
+                            // data only if every message in it may.
+                            outbox.options.idempotent &= options.idempotent;
+                            outbox.push_shared(op.body, &shared)
+                        }
                         Err(e) => Err(e.clone()),
                     };
                     if pushed.is_ok() {

@@ -87,14 +87,27 @@ fn fits(unacked: u64, size: u64, high: u64) -> bool {
     unacked == 0 || unacked + size <= high
 }
 
+/// How messages are sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// The lane: each priority in use has its own channel stream at that stream priority
+    /// (higher first), its own order and send buffer; a connection has at most
+    /// [`quicwire_core::config::MAX_LANES`] (ERR_INVALID_ARGUMENT past them).
+    pub priority: i32,
+    /// Safe to repeat: on a connection resuming with 0-RTT they may go as 0-RTT data, which
+    /// an attacker can replay (unless messages sent before them on the lane wait for the
+    /// handshake: order holds).
+    pub idempotent: bool,
+}
+
 /// Messages for one connection, placed as they are pushed (see the module). Build it with
 /// `Engine::outbox`, push the messages, and give it to `Engine::send` straight away: it
 /// plans against the send buffer as it was when built.
 #[derive(Debug)]
 pub struct Outbox {
     peer: Arc<str>,
-    /// The lane (send priority) the messages go on.
-    pub(crate) priority: i32,
+    /// The lane (send priority) the messages go on, and whether they may go as 0-RTT data.
+    pub(crate) options: SendOptions,
     /// The largest body the peer accepts.
     limit: u64,
     high: u64,
@@ -115,14 +128,14 @@ pub struct Outbox {
 impl Outbox {
     pub(crate) fn new(
         peer: Arc<str>,
-        priority: i32,
+        options: SendOptions,
         limit: u64,
         high: u64,
         buffer: &SendBuffer,
     ) -> Outbox {
         Outbox {
             peer,
-            priority,
+            options,
             limit,
             high,
             unacked_bytes: buffer.unacked_bytes,
@@ -241,7 +254,7 @@ mod tests {
     use super::*;
 
     fn outbox(buffer: &SendBuffer, high: u64) -> Outbox {
-        Outbox::new("peer".into(), 0, 1 << 20, high, buffer)
+        Outbox::new("peer".into(), SendOptions::default(), 1 << 20, high, buffer)
     }
 
     #[test]
@@ -273,7 +286,7 @@ mod tests {
     #[test]
     fn a_message_over_the_peers_limit_is_refused_alone() {
         let buffer = SendBuffer::default();
-        let mut out = Outbox::new("peer".into(), 0, 10, 100, &buffer);
+        let mut out = Outbox::new("peer".into(), SendOptions::default(), 10, 100, &buffer);
         assert_eq!(
             out.push(&[0; 11]).unwrap_err().code,
             ErrorCode::MessageTooLarge

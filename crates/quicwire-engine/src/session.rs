@@ -19,7 +19,7 @@ use quicwire_core::{
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
 
-use crate::outbox::{Outbox, SendBuffer};
+use crate::outbox::{Outbox, SendBuffer, SendOptions};
 
 /// Read at most this much of a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -112,7 +112,7 @@ struct Waiting {
 #[derive(Debug)]
 struct Lane {
     priority: i32,
-    /// Opened with the lane's first write (after the handshake: messages never go as 0-RTT).
+    /// Opened with the lane's first write.
     stream: Option<StreamId>,
     /// Messages accepted for the lane so far (sent, or held by `buffer`), and how many of
     /// them the peer acknowledged.
@@ -377,9 +377,10 @@ impl Session {
 
     /// An outbox for messages to the peer on the lane of `priority`, planned against that
     /// lane's send buffer. ERR_INVALID_ARGUMENT for a new lane past [`MAX_LANES`].
-    pub fn outbox(&self, peer: std::sync::Arc<str>, priority: i32) -> Result<Outbox, Error> {
+    pub fn outbox(&self, peer: std::sync::Arc<str>, options: SendOptions) -> Result<Outbox, Error> {
         let negotiated = self.usable()?;
         let fresh = SendBuffer::default();
+        let priority = options.priority;
         let buffer = match self.lanes.iter().find(|l| l.priority == priority) {
             Some(lane) => &lane.buffer,
             None if self.lanes.len() < MAX_LANES as usize => &fresh,
@@ -387,7 +388,7 @@ impl Session {
         };
         Ok(Outbox::new(
             peer,
-            priority,
+            options,
             negotiated.peer_max_message_size,
             self.params.send_buffer_high,
             buffer,
@@ -404,7 +405,10 @@ impl Session {
         now: Instant,
     ) -> Result<u64, Error> {
         self.usable()?;
-        let priority = outbox.priority;
+        let SendOptions {
+            priority,
+            idempotent,
+        } = outbox.options;
         let at = match self.lanes.iter().position(|l| l.priority == priority) {
             Some(at) => at,
             None => {
@@ -421,11 +425,13 @@ impl Session {
                 self.lanes.len() - 1
             }
         };
-        // Messages never go as 0-RTT data (nothing says they are safe to repeat): while our
-        // data does, they wait for the handshake.
-        let stream = match self.early {
-            Some(_) => None,
-            None => Some(self.lane_stream(conn, at)?),
+        // While our data goes as 0-RTT, messages wait for the handshake, unless they are
+        // safe to repeat and none of their lane waits before them.
+        let waits =
+            self.early.is_some() && (!idempotent || self.held.iter().any(|(p, _)| *p == priority));
+        let stream = match waits {
+            true => None,
+            false => Some(self.lane_stream(conn, at)?),
         };
         let lane = &mut self.lanes[at];
         let count = outbox.len() as u64;

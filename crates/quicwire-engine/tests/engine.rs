@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{acknowledge_all, connect, messages, send, wait, Setup, PATIENCE};
 use quicwire_core::{Error, ErrorCode};
 use quicwire_engine::sim::{Link, Network};
-use quicwire_engine::{Event, RequestOptions, LARGE_BODY};
+use quicwire_engine::{Event, RequestOptions, SendOptions, LARGE_BODY};
 
 fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
     let now = net.now();
@@ -128,7 +128,10 @@ fn connection_ids_are_never_reused() {
         let (id, _) = connect(&mut net, c, s);
         assert!(ids.insert(id), "id {id} came twice");
         if let Some(old) = last {
-            let e = net.engine(c).outbox(old, 0).unwrap_err();
+            let e = net
+                .engine(c)
+                .outbox(old, SendOptions::default())
+                .unwrap_err();
             assert_eq!(e.code, ErrorCode::ConnectionClosed);
         }
         let now = net.now();
@@ -342,7 +345,7 @@ fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
     let refused = loop {
         let now = net.now();
         let engine = net.engine(c);
-        let mut outbox = engine.outbox(id, 0).unwrap();
+        let mut outbox = engine.outbox(id, SendOptions::default()).unwrap();
         if let Err(e) = outbox.push(&chunk) {
             break e;
         }
@@ -366,7 +369,12 @@ fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
         |e| matches!(e, Event::Acked { delivered, .. } if *delivered == accepted as u64),
     );
     assert_eq!(acked.conn(), id);
-    assert!(net.engine(c).outbox(id, 0).unwrap().push(&chunk).is_ok());
+    assert!(net
+        .engine(c)
+        .outbox(id, SendOptions::default())
+        .unwrap()
+        .push(&chunk)
+        .is_ok());
 }
 
 #[test]
@@ -621,7 +629,15 @@ fn send_on(
 ) -> u64 {
     let now = net.now();
     let engine = net.engine(host);
-    let mut outbox = engine.outbox(conn, priority).unwrap();
+    let mut outbox = engine
+        .outbox(
+            conn,
+            SendOptions {
+                priority,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     for body in bodies {
         outbox.push(body).unwrap();
     }
@@ -672,7 +688,16 @@ fn each_lane_keeps_its_order_and_is_acknowledged_on_its_own() {
         assert_eq!(send_on(&mut net, c, id, lane - 4, &bodies), 3);
     }
     // One lane more than a connection may have.
-    let e = net.engine(c).outbox(id, 100).unwrap_err();
+    let e = net
+        .engine(c)
+        .outbox(
+            id,
+            SendOptions {
+                priority: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}");
     net.run_until(PATIENCE, |net| messages(net, s).len() == 3 * lanes as usize);
     let got = messages(&mut net, s);
@@ -876,4 +901,41 @@ fn a_server_whose_settings_changed_fails_the_0rtt_connection_and_the_next_one_wo
     );
     let stats = net.engine(c).connection_stats(id).unwrap();
     assert_eq!((stats.zero_rtt_accepted, stats.zero_rtt_rejected), (0, 0));
+}
+
+#[test]
+fn idempotent_messages_go_as_0rtt_data_and_the_rest_wait_in_order() {
+    let (_, mut net, c, s) = resumable(19);
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let addr = net.addr(s);
+    let start = net.now();
+    let id = net.engine(c).connect(start, &key, addr).unwrap();
+    let send_as = |net: &mut Network, body: &[u8], idempotent: bool| {
+        let now = net.now();
+        let engine = net.engine(c);
+        let options = SendOptions {
+            idempotent,
+            ..Default::default()
+        };
+        let mut outbox = engine.outbox(id, options).unwrap();
+        outbox.push(body).unwrap();
+        engine.send(now, id, &mut outbox).unwrap()
+    };
+    assert_eq!(send_as(&mut net, b"early", true), 1);
+    assert_eq!(send_as(&mut net, b"late", false), 2);
+    // Safe to repeat, but behind one that waits for the handshake: it waits too.
+    assert_eq!(send_as(&mut net, b"also late", true), 3);
+    let mut arrived = Vec::new();
+    net.run_until(PATIENCE, |net| {
+        let got = messages(net, s);
+        while got.len() > arrived.len() {
+            arrived.push((got[arrived.len()].clone(), net.now() - start));
+        }
+        got.len() == 3
+    });
+    let order: Vec<&[u8]> = arrived.iter().map(|(m, _)| &m[..]).collect();
+    assert_eq!(order, [&b"early"[..], b"late", b"also late"]);
+    // One way (10 ms) for the 0-RTT one; the others after the handshake's round trip.
+    assert!(arrived[0].1 < Duration::from_millis(15), "{arrived:?}");
+    assert!(arrived[1].1 >= Duration::from_millis(30), "{arrived:?}");
 }

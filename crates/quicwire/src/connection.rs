@@ -8,18 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quicwire_core::{ConnectionStats, Encoding, Error, Result};
-pub use quicwire_engine::{Receipt, RequestOptions};
+pub use quicwire_engine::{Receipt, RequestOptions, SendOptions};
 
 use crate::endpoint::{ConnState, Endpoint};
-
-/// How messages are sent.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SendOptions {
-    /// The lane: each priority in use has its own channel stream, whose bytes go before
-    /// those of lower-priority streams (requests and answers included). Order holds within
-    /// a lane, not across lanes. A connection has at most 8 lanes (ERR_INVALID_ARGUMENT past).
-    pub priority: i32,
-}
 
 /// Where a send's last message is: delivered once the lane's acknowledged count
 /// ([`Connection::acked`]) reaches `seq`.
@@ -173,7 +164,7 @@ impl Connection {
         let id = self.state.id;
         let priority = options.priority;
         let seq = self.endpoint.shared.call(|st, now| {
-            let mut outbox = st.engine.outbox(id, priority)?;
+            let mut outbox = st.engine.outbox(id, options)?;
             for body in bodies {
                 outbox.push(body)?;
             }

@@ -124,7 +124,10 @@ async fn message_lanes_keep_their_own_order_and_acknowledgements() {
     for priority in lanes {
         let bodies: Vec<Vec<u8>> = (0..3).map(|i| format!("{priority}:{i}").into()).collect();
         let bodies: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
-        let options = SendOptions { priority };
+        let options = SendOptions {
+            priority,
+            ..Default::default()
+        };
         conn.send_batch_with(&bodies, options).await.unwrap();
         assert_eq!(conn.acked(priority), 3, "lane {priority}");
     }
@@ -141,11 +144,23 @@ async fn message_lanes_keep_their_own_order_and_acknowledgements() {
     }
     // A ninth priority would open a ninth lane.
     let e = conn
-        .enqueue(&[b"x"], SendOptions { priority: 99 })
+        .enqueue(
+            &[b"x"],
+            SendOptions {
+                priority: 99,
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     let queued = conn
-        .enqueue(&[b"more"], SendOptions { priority: 7 })
+        .enqueue(
+            &[b"more"],
+            SendOptions {
+                priority: 7,
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(queued.seq, 4);
     conn.delivered(queued).await.unwrap();

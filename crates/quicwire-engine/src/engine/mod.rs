@@ -30,7 +30,7 @@ use web_time::{Duration, Instant};
 
 use crate::conn::{schedule, touch, Conn, Origin};
 use crate::event::{ConnectionInfo, Event, Receipt};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SendOptions};
 use crate::session::{Outcome, Params, RequestOptions, Session};
 use crate::stats::{ConnectionEntry, ConnectionState, EngineStats};
 use crate::ConnId;
@@ -163,9 +163,9 @@ impl Engine {
     /// push them, then [`Self::send`] it. Each send priority in use is a lane: its own
     /// channel stream at that stream priority (higher first), its own order and send buffer;
     /// a connection has at most [`quicwire_core::config::MAX_LANES`] (ERR_INVALID_ARGUMENT past them).
-    pub fn outbox(&self, id: ConnId, priority: i32) -> Result<Outbox, Error> {
+    pub fn outbox(&self, id: ConnId, options: SendOptions) -> Result<Outbox, Error> {
         let conn = self.open(id)?;
-        conn.session.outbox(conn.peer.clone(), priority)
+        conn.session.outbox(conn.peer.clone(), options)
     }
 
     /// Sends an outbox's messages, in order, on connection `id`'s channel stream of its

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quicwire_core::tls::{generate_dev_cert, ClientTls, ServerTls};
 use quicwire_core::{Encoding, PoolKey};
 use quicwire_engine::sim::{Host, Network};
-use quicwire_engine::{ClientConfig, ConnId, Engine, Event, ServerConfig};
+use quicwire_engine::{ClientConfig, ConnId, Engine, Event, SendOptions, ServerConfig};
 
 pub const SERVER: &str = "127.0.0.1:4433";
 
@@ -134,7 +134,7 @@ pub fn acknowledge_all(net: &mut Network, host: Host) {
 pub fn send(net: &mut Network, host: Host, conn: ConnId, bodies: &[&[u8]]) -> u64 {
     let now = net.now();
     let engine = net.engine(host);
-    let mut outbox = engine.outbox(conn, 0).unwrap();
+    let mut outbox = engine.outbox(conn, SendOptions::default()).unwrap();
     for body in bodies {
         outbox.push(body).unwrap();
     }
