@@ -2,7 +2,7 @@
 // each in their own process (on loopback, or on either side of a lossy link), medians, and
 // the machine and versions a report names.
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { LossyLink } from '../tests/lossy-link.js';
@@ -138,6 +138,25 @@ export function writeBlock(file: string, name: string, command: string, lines: s
     end,
   ];
   writeFileSync(`${root}${file}`, text.slice(0, from) + block.join('\n') + text.slice(to + end.length));
+}
+
+/** A side benchmark's report: what ran, where, with which versions, and `fields` (its rows).
+ *  Written to benches/results/<name>.json, or <name>-quick.json for a --quick run. */
+export function saveReport<T extends object>(name: string, script: string, quick: boolean, fields: T) {
+  const argv = process.argv.slice(2).filter((a) => !a.startsWith('--serve'));
+  const report = {
+    date: new Date().toISOString(),
+    command: `npm run ${script}${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+    quick,
+    machine: machine(),
+    versions: versions(),
+    ...fields,
+  };
+  mkdirSync(`${here}results`, { recursive: true });
+  const out = `${here}results/${quick ? `${name}-quick` : name}.json`;
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`wrote ${out}`);
+  return report;
 }
 
 export function machine() {

@@ -8,11 +8,10 @@
 //   npm run bench:loss -- [--quick] [--runs N] [--loss 0,2,5] [--only name,name]
 //
 // Writes benches/results/loss.json and the loss table of docs/BENCHMARKS.md (--quick: loss-quick.json only).
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { lossyLink, lossyLinkUnavailable } from '../tests/lossy-link.js';
-import { machine, medians, runOnce, versions, writeBlock } from './harness.js';
+import { medians, runOnce, saveReport, writeBlock } from './harness.js';
 import type { Figures } from './scenarios.js';
 
 const { values: args } = parseArgs({
@@ -36,7 +35,6 @@ const quick = args.quick ?? false;
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const rates = (args.loss ?? '').split(',').map(Number);
 const names = (args.only ?? '').split(',');
-const here = new URL('.', import.meta.url).pathname;
 
 type Row = { loss: number; name: string; median: Figures; runs: Figures[] };
 const rows: Row[] = [];
@@ -66,19 +64,7 @@ for (const loss of rates) {
   }
 }
 
-const report = {
-  date: new Date().toISOString(),
-  command: `npm run bench:loss${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
-  quick,
-  runs,
-  machine: machine(),
-  versions: versions(),
-  rows,
-};
-mkdirSync(`${here}results`, { recursive: true });
-const out = `${here}results/${quick ? 'loss-quick' : 'loss'}.json`;
-writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-console.log(`wrote ${out}`);
+const report = saveReport('loss', 'bench:loss', quick, { runs, rows });
 if (!quick) writeTable();
 process.exit(0);
 

@@ -19,12 +19,11 @@
 // (--quick: priority-quick.json only).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { type CongestionControl, generateDevCert, QuicServer, QuicTransport } from '../dist/index.js';
 import { type LossyLink, lossyLink, lossyLinkUnavailable } from '../tests/lossy-link.js';
-import { machine, median, versions, writeBlock } from './harness.js';
+import { median, saveReport, writeBlock } from './harness.js';
 
 /** An upload is answered with this, not echoed: the bulk goes one way. */
 const RECEIVED = Uint8Array.of(1);
@@ -140,21 +139,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const report = {
-    date: new Date().toISOString(),
-    command: `npm run bench:priority${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
-    quick,
-    runs,
-    seconds,
-    machine: machine(),
-    versions: versions(),
-    rows,
-  };
-  const here = new URL('.', import.meta.url).pathname;
-  mkdirSync(`${here}results`, { recursive: true });
-  const out = `${here}results/${quick ? 'priority-quick' : 'priority'}.json`;
-  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`wrote ${out}`);
+  const report = saveReport('priority', 'bench:priority', quick, { runs, seconds, rows });
   if (!quick) {
     const p99At = (link: Link, bulk: Bulk) =>
       rows.find((r) => r.link === link && r.bulk === bulk && r.priority === 0 && r.cc === 'cubic')?.median

@@ -12,11 +12,10 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { generateDevCert, QuicServer, QuicTransport } from '../dist/index.js';
-import { machine, versions, writeBlock } from './harness.js';
+import { saveReport, writeBlock } from './harness.js';
 
 const HOST = '127.0.0.1';
 const DELAY_MS = 10;
@@ -83,20 +82,7 @@ async function main(): Promise<void> {
   }
   relay.close();
 
-  const report = {
-    date: new Date().toISOString(),
-    command: `npm run bench:0rtt${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
-    quick,
-    runs,
-    machine: machine(),
-    versions: versions(),
-    rows,
-  };
-  const here = new URL('.', import.meta.url).pathname;
-  mkdirSync(`${here}results`, { recursive: true });
-  const out = `${here}results/${quick ? 'zero-rtt-quick' : 'zero-rtt'}.json`;
-  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`wrote ${out}`);
+  const report = saveReport('zero-rtt', 'bench:0rtt', quick, { runs, rows });
   if (!quick) {
     const full = (path: string) =>
       rows.find((r) => r.path === path && r.way === 'full handshake')?.median.p50ms;
