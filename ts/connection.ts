@@ -8,10 +8,10 @@ import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
-import type { Encoding, ReceiveOptions, RequestInfo, RequestOptions, SendOptions } from './types.js';
+import type { ArrivalInfo, Encoding, ReceiveOptions, RequestOptions, SendOptions } from './types.js';
 
-export type MessageHandler = (message: unknown, connection: Connection) => void;
-export type RequestHandler = (message: unknown, connection: Connection, info: RequestInfo) => unknown;
+export type MessageHandler = (message: unknown, connection: Connection, info: ArrivalInfo) => void;
+export type RequestHandler = (message: unknown, connection: Connection, info: ArrivalInfo) => unknown;
 /** Gets a datagram's bytes to keep (a copy of its own). */
 export type DatagramHandler = (datagram: Uint8Array, connection: Connection) => void;
 
@@ -82,6 +82,10 @@ class Lane {
     return this.queued === 0 && this.pending.length === 0;
   }
 }
+
+/** What handlers are told of an arrival: shared, not made per message. */
+const ON_TIME: ArrivalInfo = Object.freeze({ early: false });
+const EARLY: ArrivalInfo = Object.freeze({ early: true });
 
 interface Receiver {
   resolve(value: unknown): void;
@@ -288,7 +292,7 @@ export class Connection implements AsyncIterable<unknown> {
   }
 
   /** A message arrived from the peer; when `lent`, its bytes are only valid for now. */
-  delivered(body: Uint8Array, lent: boolean): void {
+  delivered(body: Uint8Array, lent: boolean, early: boolean): void {
     // Lent, but the handler that borrowed it was replaced since: a copy to keep.
     if (lent && !this.#owner.borrowsMessages) body = body.slice();
     let item: Received;
@@ -299,7 +303,7 @@ export class Connection implements AsyncIterable<unknown> {
     }
     const handler = this.#owner.messageHandler;
     if (handler && 'value' in item) {
-      handler(item.value, this);
+      handler(item.value, this, early ? EARLY : ON_TIME);
       return;
     }
     const receiver = this.#receivers.shift();
@@ -346,7 +350,7 @@ export class Connection implements AsyncIterable<unknown> {
       return;
     }
     Promise.resolve()
-      .then(() => handler(message, this, { early }))
+      .then(() => handler(message, this, early ? EARLY : ON_TIME))
       .then(
         (reply) => {
           let answer: Uint8Array;

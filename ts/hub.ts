@@ -220,7 +220,7 @@ export class Hub {
           break;
         }
         case Event.Message:
-          this.#connections.get(a)?.delivered(body, batch.lent);
+          this.#connections.get(a)?.delivered(body, batch.lent, c === 1);
           break;
         case Event.KeyLog:
           this.#owners.get(b)?.keyLogged(text.decode(body));

@@ -97,8 +97,8 @@ export interface SendOptions {
   idempotent?: boolean;
 }
 
-/** What a request handler learns of a request besides its message. */
-export interface RequestInfo {
+/** What a handler learns of a message or request besides its body. */
+export interface ArrivalInfo {
   /** It came as 0-RTT data, before the client finished its handshake: an attacker may
    *  have replayed it. Act on it only if doing so twice is harmless. */
   early: boolean;

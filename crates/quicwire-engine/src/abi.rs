@@ -71,7 +71,7 @@ pub mod event {
     /// b = owner (0 here; the facade fills in its client or server), c = the largest
     /// datagram this side may send, d = peer maxMessageSize; data = "encoding peer".
     pub const CONNECTION: f64 = 1.0;
-    /// data = body.
+    /// c = 1 when it came as 0-RTT data; data = body.
     pub const MESSAGE: f64 = 2.0;
     /// b = request handle (unique on its connection), c = 1 when it came as 0-RTT data;
     /// data = body.
@@ -324,7 +324,10 @@ impl Batch {
                     label.into(),
                 );
             }
-            Event::Message { conn, body } => self.push(event::MESSAGE, conn, [0.0; 3], body),
+            Event::Message { conn, body, early } => {
+                let words = [0.0, f64::from(u8::from(early)), 0.0];
+                self.push(event::MESSAGE, conn, words, body)
+            }
             Event::Datagram { conn, body } => self.push(event::DATAGRAM, conn, [0.0; 3], body),
             Event::KeyLog { conn, line } => {
                 self.push(event::KEY_LOG, conn, [0.0; 3], line.into_bytes().into())
@@ -462,6 +465,7 @@ impl JsEngine {
                 let receipt = Receipt {
                     stream: r[1] as u64,
                     delivered: r[2] as u64,
+                    early: false,
                 };
                 self.engine.acknowledge(now, id, receipt);
             }
@@ -505,7 +509,24 @@ impl JsEngine {
                         idempotent: op.code == op::IDEMPOTENT_MESSAGE,
                     };
                     let lane = (op.target, op.priority);
-                    let at = match outboxes.iter().position(|o| o.0 == lane) {
+                    let mut found = outboxes.iter().position(|o| o.0 == lane);
+                    // Messages safe to repeat followed by one that is not: those go now (as
+                    // 0-RTT data, maybe), the rest in an outbox of their own after them.
+                    if let Some(at) = found.filter(|&at| {
+                        !options.idempotent
+                            && matches!(&outboxes[at].1, Ok(o) if o.options.idempotent && !o.is_empty())
+                    }) {
+                        let (_, earlier, indices) = outboxes.remove(at);
+                        if let (Ok(c), Ok(mut earlier)) = (conn.clone(), earlier) {
+                            if let Err(e) = engine.send(now, c, &mut earlier) {
+                                for i in indices {
+                                    fail(i, e.clone());
+                                }
+                            }
+                        }
+                        found = None;
+                    }
+                    let at = match found {
                         Some(at) => at,
                         None => {
                             let outbox = conn.clone().and_then(|c| engine.outbox(c, options));

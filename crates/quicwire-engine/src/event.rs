@@ -33,6 +33,10 @@ pub struct Receipt {
     pub stream: u64,
     /// Messages delivered on it so far.
     pub delivered: u64,
+    /// The messages came as 0-RTT data, before the client finished its handshake, so an
+    /// attacker may have replayed them (`TransportConfig::early_data`). Not needed to
+    /// acknowledge them.
+    pub early: bool,
 }
 
 /// One thing that happened on a connection.
@@ -42,7 +46,12 @@ pub enum Event {
     /// `connect` waits for this; a server counts the connection from here.
     Connected { conn: ConnId, info: ConnectionInfo },
     /// A message from the peer, in the order sent. A `Receipt` follows each run of them.
-    Message { conn: ConnId, body: Bytes },
+    Message {
+        conn: ConnId,
+        body: Bytes,
+        /// It came as 0-RTT data (see [`Receipt::early`]).
+        early: bool,
+    },
     /// An unreliable datagram from the peer (`Engine::send_datagram`).
     Datagram { conn: ConnId, body: Bytes },
     /// A TLS secret of the connection as a key log line (`TransportConfig::key_log`).

@@ -45,7 +45,11 @@ pub(crate) enum Outcome {
     Ready(Negotiated),
     /// The connection is being closed with this error.
     Failed(Error),
-    Message(Bytes),
+    /// `early`: it came as 0-RTT data, before the client finished its handshake.
+    Message {
+        body: Bytes,
+        early: bool,
+    },
     /// An unreliable datagram from the peer.
     Datagram(Bytes),
     /// A request to answer with [`Session::respond`] and its `handle`; `early` when it came
@@ -73,6 +77,7 @@ pub(crate) enum Outcome {
     Receipt {
         stream: u64,
         delivered: u64,
+        early: bool,
     },
 }
 
@@ -840,6 +845,8 @@ impl Session {
 
     fn read_channels(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let mut broken = Vec::new();
+        // Before the client's Finished: 0-RTT data, which an attacker may have replayed.
+        let early = !self.is_client && conn.is_handshaking();
         for (id, (reader, delivered)) in self.channels_in.iter_mut() {
             let before = *delivered;
             let failure = match read_into(conn, *id, reader) {
@@ -854,7 +861,7 @@ impl Session {
                             self.counters.messages_in += 1;
                             self.counters.bytes_in += body.len() as u64;
                             self.last_active = now;
-                            out.push(Outcome::Message(body));
+                            out.push(Outcome::Message { body, early });
                         }
                         Ok(None) => break None,
                         Ok(Some(other)) => {
@@ -868,6 +875,7 @@ impl Session {
                 out.push(Outcome::Receipt {
                     stream: id.index(),
                     delivered: *delivered,
+                    early,
                 });
             }
             if let Some(e) = failure {

@@ -29,6 +29,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Messages read off a channel stream, in order. Called once per received batch. The
     /// sender's `send` resolves only once the handler passes `receipt` to
     /// [`Connection::acknowledge`]: do so when the application has the messages.
+    /// `receipt.early`: they came as 0-RTT data, which an attacker may have replayed.
     fn on_messages(&self, conn: &Connection, messages: Vec<Bytes>, receipt: Receipt);
     /// A request to answer with [`IncomingRequest::respond`].
     fn on_request(&self, request: IncomingRequest);

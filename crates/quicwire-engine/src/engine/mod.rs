@@ -571,7 +571,11 @@ impl Engine {
                 }
                 Event::Closed { conn: id, error }
             }
-            Outcome::Message(body) => Event::Message { conn: id, body },
+            Outcome::Message { body, early } => Event::Message {
+                conn: id,
+                body,
+                early,
+            },
             Outcome::Datagram(body) => Event::Datagram { conn: id, body },
             Outcome::Request {
                 handle,
@@ -601,9 +605,17 @@ impl Engine {
                 priority,
                 delivered,
             },
-            Outcome::Receipt { stream, delivered } => Event::Receipt {
+            Outcome::Receipt {
+                stream,
+                delivered,
+                early,
+            } => Event::Receipt {
                 conn: id,
-                receipt: Receipt { stream, delivered },
+                receipt: Receipt {
+                    stream,
+                    delivered,
+                    early,
+                },
             },
         };
         self.events.push_back(event);
