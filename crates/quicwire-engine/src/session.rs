@@ -124,6 +124,9 @@ struct Lane {
     queued: u64,
     acked: u64,
     buffer: SendBuffer,
+    /// Frames sent while our data goes as 0-RTT that may not go as such: they go after the
+    /// handshake, in order.
+    held: Vec<Bytes>,
 }
 
 /// A stream we opened while our data went as 0-RTT, and everything written on it: a server
@@ -155,8 +158,6 @@ pub(crate) struct Session {
     control_in: FrameReader,
     /// Our channel streams, one per send priority used (at most [`MAX_LANES`]).
     lanes: Vec<Lane>,
-    /// Messages sent while our data goes as 0-RTT, by lane priority: they go after it.
-    held: Vec<(i32, Vec<Bytes>)>,
     /// Client, while its data goes as 0-RTT: the server's settings as the last connection
     /// to it agreed them, until its HELLO confirms them.
     assumed: Option<Negotiated>,
@@ -223,7 +224,6 @@ impl Session {
             peer_control: None,
             control_in,
             lanes: Vec::new(),
-            held: Vec::new(),
             assumed: None,
             early: None,
             channels_in: HashMap::new(),
@@ -330,8 +330,9 @@ impl Session {
                 if early.priority != 0 {
                     let _ = conn.send_stream(early.id).set_priority(early.priority);
                 }
-                let live =
-                    Some(early.id) == self.control || self.requests_out.contains_key(&early.id);
+                let live = Some(early.id) == self.control
+                    || self.requests_out.contains_key(&early.id)
+                    || self.lanes.iter().any(|l| l.stream == Some(early.id));
                 if live {
                     self.write_chunks(conn, early.id, &mut early.chunks, early.finish);
                 } else {
@@ -342,12 +343,12 @@ impl Session {
                 }
             }
         }
-        for (priority, mut chunks) in std::mem::take(&mut self.held) {
-            let Some(at) = self.lanes.iter().position(|l| l.priority == priority) else {
-                continue;
-            };
-            let stream = self.lane_stream(conn, at)?;
-            self.write_chunks(conn, stream, &mut chunks, false);
+        for at in 0..self.lanes.len() {
+            let mut held = std::mem::take(&mut self.lanes[at].held);
+            if !held.is_empty() {
+                let stream = self.lane_stream(conn, at)?;
+                self.write_chunks(conn, stream, &mut held, false);
+            }
         }
         self.start_requests(conn);
         Ok(())
@@ -426,14 +427,14 @@ impl Session {
                     queued: 0,
                     acked: 0,
                     buffer: SendBuffer::default(),
+                    held: Vec::new(),
                 });
                 self.lanes.len() - 1
             }
         };
         // While our data goes as 0-RTT, messages wait for the handshake, unless they are
         // safe to repeat and none of their lane waits before them.
-        let waits =
-            self.early.is_some() && (!idempotent || self.held.iter().any(|(p, _)| *p == priority));
+        let waits = self.early.is_some() && (!idempotent || !self.lanes[at].held.is_empty());
         let stream = match waits {
             true => None,
             false => Some(self.lane_stream(conn, at)?),
@@ -449,7 +450,7 @@ impl Session {
         let mut chunks = std::mem::take(&mut outbox.chunks);
         match stream {
             Some(stream) => self.write_chunks(conn, stream, &mut chunks, false),
-            None => self.held.push((priority, chunks)),
+            None => self.lanes[at].held.extend(chunks),
         }
         Ok(queued)
     }

@@ -9,10 +9,24 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{acknowledge_all, connect, messages, send, wait, Setup, PATIENCE};
+use common::{acknowledge_all, connect, messages, send, send_with, wait, Setup, PATIENCE};
 use quicwire_core::{Error, ErrorCode};
 use quicwire_engine::sim::{Link, Network};
 use quicwire_engine::{Event, RequestOptions, SendOptions, LARGE_BODY};
+
+/// Messages on the lane of `priority`.
+fn lane(priority: i32) -> SendOptions {
+    SendOptions {
+        priority,
+        ..Default::default()
+    }
+}
+
+/// Messages safe to repeat (they may go as 0-RTT data), on the default lane.
+const SAFE: SendOptions = SendOptions {
+    priority: 0,
+    idempotent: true,
+};
 
 fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
     let now = net.now();
@@ -568,15 +582,22 @@ fn a_full_datagram_queue_drops_its_oldest() {
     assert_eq!(last, Some(sent - 1));
 }
 
-/// How many of 31 bulk requests the server had whole before the request queued after them
-/// at `priority`, over a path of 1,200-byte datagrams (not loopback).
-fn bulk_ahead_of(priority: i32) -> usize {
+/// A client and a server at different addresses (so datagrams are 1,200 bytes, not
+/// loopback's 64 KiB), connected: the network, the client, the server, the connection.
+fn far_pair(seed: u64) -> (Network, usize, usize, quicwire_engine::ConnId) {
     let setup = Setup::new();
-    let mut net = Network::new(13);
+    let mut net = Network::new(seed);
     let server = quicwire_engine::Engine::server(&setup.server_config(), net.now()).unwrap();
     let s = net.add("10.0.0.1:4433".parse().unwrap(), server);
     let c = setup.add_client(&mut net, setup.client_config(), "10.0.0.2:40000");
     let (id, _) = connect(&mut net, c, s);
+    (net, c, s, id)
+}
+
+/// How many of 31 bulk requests the server had whole before the request queued after them
+/// at `priority`, over a path of 1,200-byte datagrams (not loopback).
+fn bulk_ahead_of(priority: i32) -> usize {
+    let (mut net, c, s, id) = far_pair(13);
     let now = net.now();
     let bulk = Bytes::from(vec![1u8; 32 << 10]);
     for n in 0..31 {
@@ -618,45 +639,14 @@ fn a_request_with_priority_goes_before_the_bulk() {
     assert!(bulk_ahead_of(0) > 15, "{}", bulk_ahead_of(0));
 }
 
-/// Sends `bodies` in one outbox on the lane of `priority`; the lane's sequence number of
-/// the last.
-fn send_on(
-    net: &mut Network,
-    host: usize,
-    conn: quicwire_engine::ConnId,
-    priority: i32,
-    bodies: &[&[u8]],
-) -> u64 {
-    let now = net.now();
-    let engine = net.engine(host);
-    let mut outbox = engine
-        .outbox(
-            conn,
-            SendOptions {
-                priority,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    for body in bodies {
-        outbox.push(body).unwrap();
-    }
-    engine.send(now, conn, &mut outbox).unwrap()
-}
-
 /// How many of 64 bulk messages (16 KiB each, lane 0) the server had before the last of 8
 /// like them queued after them on the lane of `priority`, over a path of 1,200-byte datagrams.
 fn bulk_messages_ahead_of(priority: i32) -> usize {
-    let setup = Setup::new();
-    let mut net = Network::new(14);
-    let server = quicwire_engine::Engine::server(&setup.server_config(), net.now()).unwrap();
-    let s = net.add("10.0.0.1:4433".parse().unwrap(), server);
-    let c = setup.add_client(&mut net, setup.client_config(), "10.0.0.2:40000");
-    let (id, _) = connect(&mut net, c, s);
+    let (mut net, c, s, id) = far_pair(14);
     let bulk = vec![1u8; 16 << 10];
     let urgent = vec![2u8; 16 << 10];
-    send_on(&mut net, c, id, 0, &vec![&bulk[..]; 64]);
-    send_on(&mut net, c, id, priority, &[&urgent[..]; 8]);
+    send_with(&mut net, c, id, lane(0), &vec![&bulk[..]; 64]);
+    send_with(&mut net, c, id, lane(priority), &[&urgent[..]; 8]);
     net.run_until(PATIENCE, |net| {
         messages(net, s).iter().filter(|m| m[0] == 2).count() == 8
     });
@@ -682,39 +672,30 @@ fn each_lane_keeps_its_order_and_is_acknowledged_on_its_own() {
     let (mut net, c, s) = setup.network(15, |_| {}, |_| {});
     let (id, _) = connect(&mut net, c, s);
     let lanes = quicwire_core::config::MAX_LANES as i32;
-    for lane in 0..lanes {
-        let bodies: Vec<[u8; 2]> = (0..3).map(|i| [lane as u8, i]).collect();
+    for n in 0..lanes {
+        let bodies: Vec<[u8; 2]> = (0..3).map(|i| [n as u8, i]).collect();
         let bodies: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
-        assert_eq!(send_on(&mut net, c, id, lane - 4, &bodies), 3);
+        assert_eq!(send_with(&mut net, c, id, lane(n - 4), &bodies), 3);
     }
     // One lane more than a connection may have.
-    let e = net
-        .engine(c)
-        .outbox(
-            id,
-            SendOptions {
-                priority: 100,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+    let e = net.engine(c).outbox(id, lane(100)).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument, "{e:?}");
     net.run_until(PATIENCE, |net| messages(net, s).len() == 3 * lanes as usize);
     let got = messages(&mut net, s);
-    for lane in 0..lanes as u8 {
-        let order: Vec<u8> = got.iter().filter(|m| m[0] == lane).map(|m| m[1]).collect();
-        assert_eq!(order, [0, 1, 2], "lane {lane}");
+    for n in 0..lanes as u8 {
+        let order: Vec<u8> = got.iter().filter(|m| m[0] == n).map(|m| m[1]).collect();
+        assert_eq!(order, [0, 1, 2], "lane {n}");
     }
     acknowledge_all(&mut net, s);
-    for lane in 0..lanes {
+    for n in 0..lanes {
         wait(
             &mut net,
             c,
-            |e| matches!(e, Event::Acked { priority, delivered: 3, .. } if *priority == lane - 4),
+            |e| matches!(e, Event::Acked { priority, delivered: 3, .. } if *priority == n - 4),
         );
     }
     // A lane already open takes more.
-    assert_eq!(send_on(&mut net, c, id, -4, &[b"more"]), 4);
+    assert_eq!(send_with(&mut net, c, id, lane(-4), &[b"more"]), 4);
 }
 
 /// A client and a server with 0-RTT on, over links of 10 ms each way, after one connection
@@ -910,21 +891,10 @@ fn idempotent_messages_go_as_0rtt_data_and_the_rest_wait_in_order() {
     let addr = net.addr(s);
     let start = net.now();
     let id = net.engine(c).connect(start, &key, addr).unwrap();
-    let send_as = |net: &mut Network, body: &[u8], idempotent: bool| {
-        let now = net.now();
-        let engine = net.engine(c);
-        let options = SendOptions {
-            idempotent,
-            ..Default::default()
-        };
-        let mut outbox = engine.outbox(id, options).unwrap();
-        outbox.push(body).unwrap();
-        engine.send(now, id, &mut outbox).unwrap()
-    };
-    assert_eq!(send_as(&mut net, b"early", true), 1);
-    assert_eq!(send_as(&mut net, b"late", false), 2);
+    assert_eq!(send_with(&mut net, c, id, SAFE, &[b"early"]), 1);
+    assert_eq!(send_with(&mut net, c, id, lane(0), &[b"late"]), 2);
     // Safe to repeat, but behind one that waits for the handshake: it waits too.
-    assert_eq!(send_as(&mut net, b"also late", true), 3);
+    assert_eq!(send_with(&mut net, c, id, SAFE, &[b"also late"]), 3);
     let mut arrived = Vec::new();
     net.run_until(PATIENCE, |net| {
         let got = messages(net, s);
@@ -938,4 +908,28 @@ fn idempotent_messages_go_as_0rtt_data_and_the_rest_wait_in_order() {
     // One way (10 ms) for the 0-RTT one; the others after the handshake's round trip.
     assert!(arrived[0].1 < Duration::from_millis(15), "{arrived:?}");
     assert!(arrived[1].1 >= Duration::from_millis(30), "{arrived:?}");
+}
+
+#[test]
+fn a_turned_down_0rtt_message_is_sent_again_once() {
+    let (setup, mut net, c, _) = resumable(20);
+    let mut config = setup.server_config();
+    config.transport.early_data = true;
+    let other = quicwire_engine::Engine::server(&config, net.now()).unwrap();
+    let s2 = net.add("127.0.0.4:4433".parse().unwrap(), other);
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let now = net.now();
+    let addr = net.addr(s2);
+    let id = net.engine(c).connect(now, &key, addr).unwrap();
+    assert_eq!(send_with(&mut net, c, id, SAFE, &[b"early"]), 1);
+    assert_eq!(send_with(&mut net, c, id, lane(0), &[b"late"]), 2);
+    net.run_until(PATIENCE, |net| messages(net, s2).len() == 2);
+    net.advance(Duration::from_millis(200));
+    assert_eq!(messages(&mut net, s2), [&b"early"[..], b"late"]);
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!(mine.zero_rtt_rejected, 1);
+    acknowledge_all(&mut net, s2);
+    wait(&mut net, c, |e| {
+        matches!(e, Event::Acked { delivered: 2, .. })
+    });
 }

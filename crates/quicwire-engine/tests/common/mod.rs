@@ -132,9 +132,20 @@ pub fn acknowledge_all(net: &mut Network, host: Host) {
 
 /// Sends `bodies` in one outbox; the sequence number of the last.
 pub fn send(net: &mut Network, host: Host, conn: ConnId, bodies: &[&[u8]]) -> u64 {
+    send_with(net, host, conn, SendOptions::default(), bodies)
+}
+
+/// [`send`] on a lane of `options`; the lane's sequence number of the last.
+pub fn send_with(
+    net: &mut Network,
+    host: Host,
+    conn: ConnId,
+    options: SendOptions,
+    bodies: &[&[u8]],
+) -> u64 {
     let now = net.now();
     let engine = net.engine(host);
-    let mut outbox = engine.outbox(conn, SendOptions::default()).unwrap();
+    let mut outbox = engine.outbox(conn, options).unwrap();
     for body in bodies {
         outbox.push(body).unwrap();
     }
