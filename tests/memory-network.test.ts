@@ -95,21 +95,27 @@ describe.runIf(wasm)('MemoryNetwork: a poor link on a manual clock', () => {
     expect(() => new MemoryNetwork({ delayMs: -1 })).toThrow(/delayMs/);
   });
 
-  it('a request with priority goes before the bulk queued ahead of it', async () => {
+  const far = generateDevCert(['10.9.0.1']);
+  /** A server at an address other than the client's, so that datagrams are the usual
+   *  1,200 bytes rather than loopback's 64 KiB (bulk then takes many round trips), over
+   *  links of 20 ms; and a client connected to it. */
+  async function farPair(): Promise<{ server: QuicServer; t: QuicTransport; conn: Connection }> {
     network.setLink({ delayMs: 20 });
-    // A server at an address other than the client's, so that datagrams are the usual
-    // 1,200 bytes rather than loopback's 64 KiB: the bulk then takes many round trips.
-    const far = generateDevCert(['10.9.0.1']);
+    const server = await QuicServer.listen({ host: '10.9.0.1', cert: far.cert, key: far.key });
+    const t = new QuicTransport({ ca: far.cert });
+    const conn = await until(t.connect('10.9.0.1', server.port));
+    return { server, t, conn };
+  }
+
+  it('a request with priority goes before the bulk queued ahead of it', async () => {
     /** How many of 31 bulk requests the server had before the one queued after them. */
     const ahead = async (priority: number): Promise<number> => {
-      const server = await QuicServer.listen({ host: '10.9.0.1', cert: far.cert, key: far.key });
+      const { server, t, conn } = await farPair();
       const seen: string[] = [];
       server.onRequest((m) => {
         seen.push((m as { kind: string }).kind);
         return 'ok';
       });
-      const t = new QuicTransport({ ca: far.cert });
-      const conn = await until(t.connect('10.9.0.1', server.port));
       const bulk = 'x'.repeat(16 * 1024);
       const all = Array.from({ length: 31 }, () => t.request(conn, { kind: 'bulk', bulk }));
       all.push(t.request(conn, { kind: 'urgent', bulk }, { priority }));
@@ -123,15 +129,11 @@ describe.runIf(wasm)('MemoryNetwork: a poor link on a manual clock', () => {
   });
 
   it('a message lane of higher priority passes the bulk queued ahead of it', async () => {
-    network.setLink({ delayMs: 20 });
-    const far = generateDevCert(['10.9.0.1']);
     /** How many of 128 bulk messages the server had before the last of 8 sent after them. */
     const ahead = async (priority: number): Promise<number> => {
-      const server = await QuicServer.listen({ host: '10.9.0.1', cert: far.cert, key: far.key });
+      const { server, t, conn } = await farPair();
       const seen: string[] = [];
       server.onMessage((m) => seen.push((m as { kind: string }).kind));
-      const t = new QuicTransport({ ca: far.cert });
-      const conn = await until(t.connect('10.9.0.1', server.port));
       const bulk = 'x'.repeat(8 * 1024);
       const sends = [
         conn.sendBatch(Array.from({ length: 128 }, () => ({ kind: 'bulk', bulk }))),

@@ -5,8 +5,6 @@ export const OP_WORDS = 6;
 export const EVENT_WORDS = 7;
 /** Bodies of this many bytes and more travel in buffers of their own. */
 export const LARGE_BODY = 16384;
-/** Message lanes (send priorities in use) a connection may have. */
-export const MAX_LANES = 8;
 
 /** Op codes (`[op, connection, id, length, extra, priority]`). */
 export const Op = {

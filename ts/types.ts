@@ -26,10 +26,10 @@ export interface LimitOptions {
    *  starts with the handshake, before the connection is ready. Native backend only. */
   qlog?: (records: string, connectionId: number) => void;
   /** 0-RTT (default false). A server takes 0-RTT data from clients that resume a session
-   *  and says which requests came that way (`info.early` in `onRequest`): an attacker can
-   *  replay them. A client with it on resumes such a server at once: `connect` resolves
-   *  without waiting for the handshake, its idempotent requests (`{ idempotent: true }`)
-   *  go with the first packet, and everything else after the handshake. */
+   *  and says which messages and requests came that way (`info.early` in its handlers): an
+   *  attacker can replay them. A client with it on resumes such a server at once: `connect`
+   *  resolves without waiting for the handshake, what is marked `{ idempotent: true }`
+   *  goes with the first packet, and everything else after the handshake. */
   earlyData?: boolean;
 }
 

@@ -18,7 +18,6 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use quicwire_core::config::MAX_LANES;
 use quicwire_core::tls::{ClientTls, ServerTls};
 use quicwire_core::{
     CongestionControl, Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig,
@@ -744,10 +743,7 @@ pub fn typescript_layout() -> String {
         "export const OP_WORDS = {OP_WORDS};\nexport const EVENT_WORDS = {EVENT_WORDS};\n"
     );
     out += &format!(
-        "/** Bodies of this many bytes and more travel in buffers of their own. */\nexport const LARGE_BODY = {LARGE_BODY};\n"
-    );
-    out += &format!(
-        "/** Message lanes (send priorities in use) a connection may have. */\nexport const MAX_LANES = {MAX_LANES};\n\n"
+        "/** Bodies of this many bytes and more travel in buffers of their own. */\nexport const LARGE_BODY = {LARGE_BODY};\n\n"
     );
     out +=
         "/** Op codes (`[op, connection, id, length, extra, priority]`). */\nexport const Op = {\n";
