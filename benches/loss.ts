@@ -7,11 +7,13 @@
 //
 //   npm run bench:loss -- [--quick] [--runs N] [--loss 0,2,5] [--only name,name]
 //
-// Writes benches/results/loss.json and the loss table of docs/BENCHMARKS.md (--quick: loss-quick.json only).
+// Writes benches/results/loss.json, the loss table of docs/BENCHMARKS.md and README.md's
+// table (benches/readme.ts); --quick: loss-quick.json only.
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { lossyLink, lossyLinkUnavailable } from '../tests/lossy-link.js';
 import { medians, runOnce, saveReport, writeBlock } from './harness.js';
+import { writeReadmeTable } from './readme.js';
 import type { Figures } from './scenarios.js';
 
 const { values: args } = parseArgs({
@@ -84,4 +86,5 @@ function writeTable(): void {
     }),
   ]);
   console.log('wrote the loss table in docs/BENCHMARKS.md');
+  writeReadmeTable();
 }

@@ -15,8 +15,8 @@
 //
 //   npm run bench:priority -- [--quick] [--runs N] [--seconds S]
 //
-// Writes benches/results/priority.json and the priority table of docs/BENCHMARKS.md
-// (--quick: priority-quick.json only).
+// Writes benches/results/priority.json, the priority table of docs/BENCHMARKS.md and
+// README.md's table (benches/readme.ts); --quick: priority-quick.json only.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { type CongestionControl, generateDevCert, QuicServer, QuicTransport } from '../dist/index.js';
 import { type LossyLink, lossyLink, lossyLinkUnavailable } from '../tests/lossy-link.js';
 import { median, saveReport, writeBlock } from './harness.js';
+import { writeReadmeTable } from './readme.js';
 
 /** An upload is answered with this, not echoed: the bulk goes one way. */
 const RECEIVED = Uint8Array.of(1);
@@ -157,6 +158,7 @@ async function main(): Promise<void> {
       }),
     ]);
     console.log('wrote the priority table in docs/BENCHMARKS.md');
+    writeReadmeTable();
   }
   process.exit(0);
 }

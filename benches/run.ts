@@ -18,6 +18,7 @@ import { SingleBar } from 'cli-progress';
 import { generateDevCert } from '../dist/index.js';
 import { barChart } from './chart.js';
 import {
+  fmt,
   medians,
   versions as packageVersions,
   runCeiling,
@@ -25,6 +26,7 @@ import {
   machine as thisMachine,
   writeBlock,
 } from './harness.js';
+import { writeReadmeTable } from './readme.js';
 import type { Figures } from './scenarios.js';
 import { transports } from './transports.js';
 
@@ -250,10 +252,6 @@ if (!report.quick && !(partial && !args.report)) {
 }
 process.exit(0);
 
-function fmt(v: number): string {
-  return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2);
-}
-
 /** Each target measured in this report: its label, the two figures, the ratio, and whether met. */
 function assess() {
   return TARGETS.filter(([, scenario]) => report.scenarios.includes(scenario)).map(
@@ -273,31 +271,8 @@ function assess() {
   );
 }
 
-/** The README's table and docs/BENCHMARKS.md's targets, from this run. */
+/** docs/BENCHMARKS.md's targets and README.md's table, from this run. */
 function writeTables(): void {
-  const cols: [Scenario, string, string][] = [
-    ['bulk', 'mbPerSec', 'bulk MB/s'],
-    ['small', 'messagesPerSec', '64 B msgs/s'],
-    ['pingpong', 'p50us', 'ping-pong p50 µs'],
-    ['pingpong', 'p99us', 'p99 µs'],
-    ['concurrency', 'requestsPerSec', '100 in flight req/s'],
-    ['concurrency', 'p99us', 'p99 µs'],
-    ['setup', 'p50ms', 'setup p50 ms'],
-    ['memory', 'serverKiBPerConn', 'server KiB/conn'],
-    ['memory', 'clientKiBPerConn', 'client KiB/conn'],
-    ['memory', 'crowdedP50us', 'ping-pong p50 µs, 500 idle held'],
-  ];
-  const shown = cols.filter(([sc]) => report.scenarios.includes(sc));
-  const versions = Object.entries(report.versions)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
-  writeBlock('README.md', 'bench', 'npm run bench', [
-    `Measured with \`${report.command}\` on ${where}, ${machine.memoryGiB} GiB, ${machine.os}: median of ${report.runs} runs, server and client in their own processes on 127.0.0.1. Versions: ${versions}. Every figure: \`benches/results/latest.json\`.`,
-    '',
-    `| transport | ${shown.map((c) => c[2]).join(' | ')} |`,
-    `| --- | ${shown.map(() => '---:').join(' | ')} |`,
-    ...report.names.map((name) => `| ${name} | ${shown.map(([sc, m]) => cell(sc, name, m)).join(' | ')} |`),
-  ]);
   writeBlock('docs/BENCHMARKS.md', 'targets', 'npm run bench', [
     `The targets, as ratios in the run of \`benches/results/latest.json\` (${report.date.slice(0, 10)}; ${CEILING}: quinn alone in Rust, no JS, two processes):`,
     '',
@@ -307,4 +282,5 @@ function writeTables(): void {
     '',
     ...report.scenarios.map((sc) => `![${SCENARIOS[sc].title}](bench-${sc}.svg)`),
   ]);
+  writeReadmeTable();
 }

@@ -7,8 +7,8 @@
 //
 //   npm run bench:0rtt -- [--quick] [--runs N]
 //
-// Writes benches/results/zero-rtt.json and the 0-RTT table of docs/BENCHMARKS.md
-// (--quick: zero-rtt-quick.json only).
+// Writes benches/results/zero-rtt.json, the 0-RTT table of docs/BENCHMARKS.md and
+// README.md's table (benches/readme.ts); --quick: zero-rtt-quick.json only.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { generateDevCert, QuicServer, QuicTransport } from '../dist/index.js';
 import { saveReport, writeBlock } from './harness.js';
+import { writeReadmeTable } from './readme.js';
 
 const HOST = '127.0.0.1';
 const DELAY_MS = 10;
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
       }),
     ]);
     console.log('wrote the 0-RTT table in docs/BENCHMARKS.md');
+    writeReadmeTable();
   }
   process.exit(0);
 }
