@@ -139,9 +139,25 @@ class NativeIo implements EngineIo {
 
 let loaded: Engine | undefined;
 
+/** A runtime that loads Node addons but has libuv only in part, named with its version. The
+ *  addon's driver polls its UDP sockets on libuv (crates/quicwire-node/src/uv.rs): Bun has no
+ *  `uv_poll_init_socket`, and under Deno's the connection goes silent and the runtime panics at exit. */
+function partialLibuv(): string | undefined {
+  const { bun, deno } = process.versions as { bun?: string; deno?: string };
+  return bun ? `Bun ${bun}` : deno ? `Deno ${deno}` : undefined;
+}
+
 /** Loads the addon, or throws ERR_BACKEND_UNAVAILABLE saying everything it tried. */
 export function loadNative(): Engine {
   if (loaded) return loaded;
+  const runtime = partialLibuv();
+  if (runtime) {
+    throw new QuicwireError(
+      'ERR_BACKEND_UNAVAILABLE',
+      `the native addon runs on Node's libuv event loop, which ${runtime} provides only in part; ` +
+        'the wasm engine serves here: `await initWasm()`',
+    );
+  }
   const require = createRequire(import.meta.url);
   let addon: Addon;
   try {

@@ -22,7 +22,8 @@ export interface Clock {
 export const realClock: Clock = {
   now: () => performance.now(),
   setTimeout: (f, ms) => {
-    const timer = setTimeout(f, ms);
+    // Deno and Bun warn of a negative delay (a deadline just passed); Node takes it as 1 ms.
+    const timer = setTimeout(f, Math.max(0, ms));
     unref(timer);
     return timer;
   },
