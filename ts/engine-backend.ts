@@ -5,6 +5,8 @@
 // connection, turns handshakes into promises (ts/slot.ts), and hands event batches to the
 // hub, large bodies lent where a handler borrows them (ts/lending.ts).
 
+import { concat } from './bytes.js';
+import { isTunnel, StreamCarrier } from './carrier.js';
 import type {
   ConnectionInfo,
   Engine,
@@ -18,7 +20,7 @@ import { eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
 import { Lender } from './lending.js';
-import { ipFamily, soon } from './platform.js';
+import { ipFamily, platform, soon } from './platform.js';
 import { failures, type IoFactory, positional, type Shell, type ShellEngine } from './shell.js';
 import { Slot } from './slot.js';
 import { type EngineFigures, poolStats, serverStats } from './stats.js';
@@ -115,7 +117,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   #add(engine: E): Slot<E> {
     const slot = new Slot(this.#nextSlot++, engine);
-    slot.io = this.#io(engine, (events) => this.#afterIo(slot, events));
+    slot.tunnels = new StreamCarrier(platform().streams, (data, lens, addrs) =>
+      slot.io.carried(data, lens, addrs),
+    );
+    slot.io = this.#io(engine, (events) => this.#afterIo(slot, events), slot.tunnels);
     this.#slots.set(slot.id, slot);
     return slot;
   }
@@ -188,7 +193,9 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         positional(TRANSPORT_OPTIONS, options.transport),
       ),
     );
-    return this.#add(engine).id;
+    const slot = this.#add(engine);
+    slot.overTcp = options.carrier === 'tcp';
+    return slot.id;
   }
 
   async connect(client: number, host: string, port: number): Promise<ConnectionInfo> {
@@ -197,8 +204,23 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     this.#call(() => this.#shell.poolKey(host, port));
     const { address, family } = await this.#resolve(host);
     await slot.io.socket(family, undefined, 0);
-    const addr = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
-    const id = this.#call(() => slot.engine.connect(host, port, addr));
+    const addr = slot.overTcp
+      ? slot.tunnels.reserve(address, port)
+      : family === 6
+        ? `[${address}]:${port}`
+        : `${address}:${port}`;
+    let id: number;
+    try {
+      id = this.#call(() => slot.engine.connect(host, port, addr));
+    } catch (err) {
+      if (slot.overTcp) slot.tunnels.release(addr);
+      throw err;
+    }
+    if (slot.overTcp) {
+      // A pooled connection (or a handshake under way) serves instead: no tunnel for it.
+      if (this.#routes.has(id)) slot.tunnels.release(addr);
+      else slot.tunnelOf.set(id, addr);
+    }
     this.#routes.set(id, slot);
     this.#step(slot);
     return slot.handshake(id);
@@ -254,8 +276,14 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       ),
     );
     const slot = this.#add(engine);
-    const port = await slot.io.socket(family, options.host, options.port);
-    return { id: slot.id, host: options.host, port };
+    try {
+      const port = await slot.io.socket(family, options.host, options.port);
+      if (options.tcp) await slot.tunnels.listen(options.host, port);
+      return { id: slot.id, host: options.host, port };
+    } catch (err) {
+      await this.#shutdown(slot);
+      throw err;
+    }
   }
 
   serverStats(server: number): Omit<ServerStats, 'answersFailed'> {
@@ -374,9 +402,15 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
           maxDatagramSize: meta[i + 3] as number,
         };
         this.#routes.set(id, slot);
+        if (isTunnel(peer)) slot.tunnelOf.set(id, peer); // a server's client over TCP
         slot.connected(id, info);
       } else if (kind === Event.Closed) {
         this.#routes.delete(id);
+        const tunnel = slot.tunnelOf.get(id);
+        if (tunnel !== undefined) {
+          slot.tunnelOf.delete(id);
+          slot.tunnels.end(tunnel);
+        }
         slot.disconnected(
           id,
           () => new QuicwireError(codeOf(meta[i + 3] as number), text.decode(eventBody(batch, i))),
@@ -396,16 +430,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     // Let the CONNECTION_CLOSE datagrams leave before the sockets go.
     await new Promise((resolve) => setTimeout(resolve, CLOSE_LINGER_MS));
     slot.io.close();
+    slot.tunnels.closeAll();
     this.#slots.delete(slot.id);
   }
-}
-
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((a, b) => a + b.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }

@@ -29,6 +29,8 @@ export interface EngineClientOptions {
   ca?: string;
   insecure?: boolean;
   encodings: string[];
+  /** What carries its QUIC packets (default UDP). */
+  carrier?: 'udp' | 'tcp';
 }
 
 export interface EngineServerOptions {
@@ -41,6 +43,8 @@ export interface EngineServerOptions {
   maxConnections?: number;
   maxConnectionsPerIp?: number;
   validateAddresses?: boolean;
+  /** Also accept QUIC carried over TCP, on the same port number. */
+  tcp?: boolean;
 }
 
 export interface ConnectionInfo {

@@ -7,6 +7,7 @@
 
 import { createRequire } from 'node:module';
 import type * as AddonModule from '../crates/quicwire-node/index.js';
+import type { StreamCarrier } from './carrier.js';
 import type { Engine } from './engine.js';
 import { EngineBackend } from './engine-backend.js';
 import { fromEngine, QuicwireError } from './errors.js';
@@ -43,6 +44,15 @@ class NativeEngine implements ShellEngine {
   }
   rebind(): void {
     this.addon.rebind(this.handle);
+  }
+  carry(onCarried: () => void): void {
+    this.addon.carry(this.handle, onCarried);
+  }
+  carryIn(data: Uint8Array, lens: Uint32Array, addrs: string[]): boolean {
+    return this.addon.carryIn(this.handle, data, lens, addrs);
+  }
+  takeCarried(): { data: Uint8Array; lens: number[]; addrs: string[] } | null {
+    return this.addon.takeCarried(this.handle);
   }
   shutdown(): void {
     live.delete(this);
@@ -104,9 +114,13 @@ function shell(addon: Addon): Shell<NativeEngine> {
 class NativeIo implements EngineIo {
   readonly #ports: { 4?: number; 6?: number } = {};
 
+  /** The driver tells us when datagrams for tunnels wait (once there are tunnels). */
+  #carrying = false;
+
   constructor(
     readonly engine: NativeEngine,
     readonly afterIo: (events: Float64Array | null | undefined) => void,
+    readonly tunnels: StreamCarrier,
   ) {}
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
@@ -129,7 +143,31 @@ class NativeIo implements EngineIo {
   }
 
   step(): boolean {
-    return this.engine.flush();
+    const more = this.engine.flush();
+    if (this.tunnels.active) this.#sendCarried();
+    return more;
+  }
+
+  carried(data: Uint8Array, lens: Uint32Array, addrs: string[]): void {
+    if (this.engine.carryIn(data, lens, addrs)) this.step();
+    this.afterIo(this.engine.takeEvents());
+    this.step();
+  }
+
+  /** What the engine has for tunnels, into them. */
+  #sendCarried(): void {
+    if (!this.#carrying) {
+      this.#carrying = true;
+      this.engine.carry(() => this.#sendCarried());
+    }
+    const out = this.engine.takeCarried();
+    if (!out) return;
+    let offset = 0;
+    for (let i = 0; i < out.lens.length; i++) {
+      const len = out.lens[i] as number;
+      this.tunnels.send(out.addrs[i] as string, out.data.subarray(offset, offset + len));
+      offset += len;
+    }
   }
 
   close(): void {
@@ -174,7 +212,7 @@ export function loadNative(): Engine {
   loaded = new EngineBackend<NativeEngine>(
     'native',
     shell(addon),
-    (engine, afterIo) => new NativeIo(engine, afterIo),
+    (engine, afterIo, tunnels) => new NativeIo(engine, afterIo, tunnels),
     (host) => platform().network.resolve(host),
   );
   return loaded;

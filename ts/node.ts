@@ -4,6 +4,8 @@
 import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import type { ByteStream, StreamEvents, StreamNetwork } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { loadNative } from './native.js';
 import type { DatagramNetwork, DatagramSocket, Platform, WasmInput } from './platform.js';
@@ -75,9 +77,52 @@ const udp: DatagramNetwork = {
   },
 };
 
+/** A TCP socket as a tunnel's stream: no Nagle delay (each frame is a packet), and, like the
+ *  UDP sockets, it does not keep the process alive. */
+function byteStream(socket: Socket): ByteStream {
+  socket.setNoDelay(true);
+  socket.unref();
+  // A reset or refusal closes it: QUIC then times out, as on a lost path.
+  socket.on('error', () => {});
+  return {
+    write: (data) => void socket.write(data),
+    get queued() {
+      return socket.writableLength;
+    },
+    close: () => socket.end(),
+  };
+}
+
+function deliver(socket: Socket, events: StreamEvents): void {
+  socket.on('data', (chunk) => events.data(chunk));
+  socket.on('close', () => events.closed());
+}
+
+const tcp: StreamNetwork = {
+  connect(address, port, events) {
+    const socket = tcpConnect({ host: address, port });
+    deliver(socket, events);
+    return byteStream(socket);
+  },
+  async listen(host, port, accept) {
+    const server = createServer((socket) => deliver(socket, accept(byteStream(socket))));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) =>
+        reject(
+          new QuicwireError('ERR_IO', `cannot listen on TCP ${host}:${port}: ${err.message}`, { cause: err }),
+        ),
+      );
+      server.listen(port, host, () => resolve());
+    });
+    server.unref();
+    return { close: () => server.close() };
+  },
+};
+
 export const nodePlatform: Platform = {
   loadNative,
   network: udp,
+  streams: tcp,
   async wasmSource(input: WasmInput | undefined) {
     if (input instanceof WebAssembly.Module || ArrayBuffer.isView(input) || input instanceof ArrayBuffer) {
       return input;

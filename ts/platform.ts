@@ -2,6 +2,7 @@
 // native addon and the .wasm from disk; a browser or edge runtime (ts/browser.ts) brings an
 // in-memory datagram network and fetches the .wasm. Everything else is the same code.
 
+import type { StreamNetwork } from './carrier.js';
 import type { Engine } from './engine.js';
 
 /** A bound datagram socket. Addresses are `ip:port`, or `[ipv6]:port`. */
@@ -51,6 +52,8 @@ export interface Platform {
   /** The napi addon, or throws saying what it tried. */
   loadNative(): Engine;
   network: DatagramNetwork;
+  /** TCP, to carry QUIC where UDP is blocked (ts/carrier.ts); none in browsers. */
+  streams?: StreamNetwork;
   /** The .wasm as bytes or a module, from what the user passed to `initWasm` (or nothing). */
   wasmSource(input: WasmInput | undefined): Promise<BufferSource | WebAssembly.Module | URL>;
   /** An environment variable, where the runtime has them. */

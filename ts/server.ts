@@ -30,6 +30,7 @@ const KEYS = [
   'maxConnections',
   'maxConnectionsPerIp',
   'validateAddresses',
+  'tcp',
 ];
 
 export type ConnectionHandler = (peer: Connection) => void;
@@ -95,6 +96,8 @@ export class QuicServer extends Endpoint {
         throw invalidArgument('validateAddresses must be a boolean');
       admission.validateAddresses = options.validateAddresses;
     }
+    if (options.tcp !== undefined && typeof options.tcp !== 'boolean')
+      throw invalidArgument('tcp must be a boolean');
     const hub = getHub();
     let info: Awaited<ReturnType<Hub['engine']['listen']>>;
     try {
@@ -106,6 +109,7 @@ export class QuicServer extends Endpoint {
         key,
         encodings,
         ...admission,
+        tcp: options.tcp ?? false,
       });
     } catch (err) {
       throw fromEngine(err);

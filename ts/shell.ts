@@ -3,6 +3,7 @@
 // batched layout (ts/layout.ts, generated from quicwire_engine::abi); this file says what it
 // offers and turns its positional options and failures into the facade's shapes.
 
+import type { StreamCarrier } from './carrier.js';
 import type { WriteFailure } from './engine.js';
 import { codeOf, QuicwireError } from './errors.js';
 
@@ -54,15 +55,20 @@ export interface EngineIo {
   /** After every engine call: sends what the engine has and follows its timer; whether
    *  events may wait (false only when the engine said there are none). */
   step(): boolean;
+  /** Datagrams that came through the engine's stream tunnels (ts/carrier.ts): `data` back to
+   *  back, `lens[i]` bytes each, from `addrs[i]`. */
+  carried(data: Uint8Array, lens: Uint32Array, addrs: string[]): void;
   /** Closes its sockets and timer. */
   close(): void;
 }
 
 /** Makes the I/O for an engine; `afterIo` is to be called, outside any other JS call, once
- *  datagrams or a timer moved the engine (and `step` ran), with its events (`takeEvents`). */
+ *  datagrams or a timer moved the engine (and `step` ran), with its events (`takeEvents`).
+ *  Datagrams to tunnel addresses go to `tunnels`. */
 export type IoFactory<E> = (
   engine: E,
   afterIo: (events: Float64Array | null | undefined) => void,
+  tunnels: StreamCarrier,
 ) => EngineIo;
 
 /** Options as the engine takes them: numbers in the order `names` gives (NaN: the default). */

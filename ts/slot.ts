@@ -1,6 +1,7 @@
 // One engine (a client or a server) as the backend holds it: its I/O, the handshakes
 // `connect` waits on, and a graceful close's wait for requests in flight.
 
+import type { StreamCarrier } from './carrier.js';
 import type { ConnectionInfo } from './engine.js';
 import type { QuicwireError } from './errors.js';
 import type { EngineIo, ShellEngine } from './shell.js';
@@ -12,6 +13,11 @@ interface Waiter {
 
 export class Slot<E extends ShellEngine> {
   io!: EngineIo;
+  tunnels!: StreamCarrier;
+  /** A client that reaches servers over TCP tunnels instead of UDP. */
+  overTcp = false;
+  /** The tunnel of each connection carried over TCP, closed when the connection closes. */
+  readonly tunnelOf = new Map<number, string>();
   /** Connections whose handshake is done, until they close. */
   readonly #ready = new Map<number, ConnectionInfo>();
   /** `connect` calls waiting for a handshake. */

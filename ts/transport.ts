@@ -27,6 +27,7 @@ const KEYS = [
   'idleTimeoutMs',
   'connectTimeoutMs',
   'sendBufferHigh',
+  'transport',
 ];
 
 /** A connection, or its pool key "host:port" (connected on demand). */
@@ -49,6 +50,10 @@ export class QuicTransport extends Endpoint {
     }
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
+    const carrier = options.transport ?? 'udp';
+    if (carrier !== 'udp' && carrier !== 'tcp') {
+      throw invalidArgument(`transport must be 'udp' or 'tcp', got ${String(options.transport)}`);
+    }
     const transport = { ...engineLimits(options), sendBufferHigh: sendBufferHigh(options.sendBufferHigh) };
     super(options);
     this.sendBufferHigh = transport.sendBufferHigh;
@@ -59,6 +64,7 @@ export class QuicTransport extends Endpoint {
         ...(options.ca !== undefined && { ca: options.ca }),
         insecure: options.insecure ?? false,
         encodings: [encoding],
+        carrier,
       });
     } catch (err) {
       throw fromEngine(err);

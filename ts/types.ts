@@ -49,6 +49,10 @@ export interface TransportOptions extends LimitOptions {
   /** Unacknowledged bytes per connection before `send` waits (default 8 MiB); queued
    *  bytes beyond twice this reject with ERR_FLOW_CONTROL_PAUSED. */
   sendBufferHigh?: number;
+  /** What carries QUIC to servers (default 'udp'). 'tcp': QUIC's packets over a TCP
+   *  connection to the same port, for networks that block UDP (the server must listen with
+   *  `tcp: true`); the same handshake, certificate checks, delivery and ordering. */
+  transport?: 'udp' | 'tcp';
 }
 
 export interface ServerOptions extends LimitOptions {
@@ -71,6 +75,9 @@ export interface ServerOptions extends LimitOptions {
   /** Clients prove their address with a retry token first: one more round trip per
    * connection, but a spoofed flood costs the server nothing (default false). */
   validateAddresses?: boolean;
+  /** Also take QUIC carried over TCP, on the same port number, from clients behind a UDP
+   *  block (`transport: 'tcp'`); default false. */
+  tcp?: boolean;
 }
 
 export interface RequestOptions {
@@ -164,6 +171,8 @@ export interface ConnectionStats {
    *  totals, how many connections. */
   zeroRttAccepted: number;
   zeroRttRejected: number;
+  /** What carries its packets: 'udp', or 'tcp' (`transport: 'tcp'`). */
+  carrier: 'udp' | 'tcp';
 }
 
 export interface PoolStats {

@@ -4,7 +4,9 @@
 // and one timer follows the engine's next deadline.
 
 import type * as Wasm from '../pkg/quicwire_wasm.js';
-import { concat, EngineBackend } from './engine-backend.js';
+import { concat } from './bytes.js';
+import { isTunnel, type StreamCarrier } from './carrier.js';
+import { EngineBackend } from './engine-backend.js';
 import { QuicwireError } from './errors.js';
 import {
   type Clock,
@@ -91,6 +93,7 @@ class JsIo implements EngineIo {
     readonly engine: WasmEngine,
     readonly network: DatagramNetwork,
     readonly afterIo: (events: Float64Array | null | undefined) => void,
+    readonly tunnels: StreamCarrier,
   ) {
     this.#clock = engine.clock;
   }
@@ -140,6 +143,12 @@ class JsIo implements EngineIo {
     this.#afterIo();
   }
 
+  carried(data: Uint8Array, lens: Uint32Array, addrs: string[]): void {
+    if (this.#closed) return;
+    if (this.engine.raw.receive(this.#clock.now(), data, lens, addrs)) this.step();
+    this.#afterIo();
+  }
+
   /** The application first, the socket after its microtasks: what it answers at once leaves
    *  with the ACKs and stream credit owed, in one datagram (its write steps already). */
   #afterIo(): void {
@@ -155,7 +164,10 @@ class JsIo implements EngineIo {
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i] as number;
       const to = addrs[i] as string;
-      this.#bound[to.startsWith('[') ? 6 : 4]?.send(data.subarray(offset, offset + len), to);
+      const datagram = data.subarray(offset, offset + len);
+      if (!to.startsWith('[')) this.#bound[4]?.send(datagram, to);
+      else if (isTunnel(to)) this.tunnels.send(to, datagram);
+      else this.#bound[6]?.send(datagram, to);
       offset += len;
     }
     clock.clearTimeout(this.#timer);
@@ -192,7 +204,7 @@ export function loadWasm(input?: WasmInput, network?: DatagramNetwork): Promise<
       return new EngineBackend<WasmEngine>(
         'wasm',
         shell(wasm, net.clock ?? realClock),
-        (engine, afterIo) => new JsIo(engine, net, afterIo),
+        (engine, afterIo, tunnels) => new JsIo(engine, net, afterIo, tunnels),
         (host) => net.resolve(host),
       );
     } catch (err) {

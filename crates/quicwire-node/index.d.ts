@@ -19,6 +19,29 @@ export declare function acknowledge(engine: number, receipts: Float64Array): voi
  */
 export declare function bind(engine: number, host: string, port: number, onEvents: (arg: Float64Array | undefined | null) => void): number
 
+/**
+ * Datagrams to peers behind stream tunnels: `data` back to back, `lens[i]` bytes each, to
+ * `addrs[i]` (addresses in 100::/64, which the facade gave its tunnels).
+ */
+export interface CarriedDatagrams {
+  data: Uint8Array
+  lens: Array<number>
+  addrs: Array<string>
+}
+
+/**
+ * Hands datagrams for the facade's stream tunnels (TCP when UDP is blocked) to it: the
+ * engine's transmits to their addresses wait for `takeCarried`, and after the event loop
+ * moved the engine `onCarried` is called when some wait.
+ */
+export declare function carry(engine: number, onCarried: (arg: Float64Array | undefined | null) => void): void
+
+/**
+ * Datagrams that came through stream tunnels: `data` back to back, `lens[i]` bytes each,
+ * from `addrs[i]`. True: flush before the facade takes the events.
+ */
+export declare function carryIn(engine: number, data: Uint8Array, lens: Uint32Array, addrs: Array<string>): boolean
+
 export declare function closeAll(engine: number, reason: string): void
 
 /**
@@ -90,6 +113,9 @@ export declare function shutdown(engine: number): void
 
 /** Pool and traffic figures as JSON. */
 export declare function stats(engine: number): string
+
+/** The datagrams waiting for stream tunnels, or null. */
+export declare function takeCarried(engine: number): CarriedDatagrams | null
 
 /** Not copied: JS gets views of the engine's buffers, released when it lets go of them. */
 export declare function takeEventBodies(engine: number): Array<Uint8Array>

@@ -5,6 +5,7 @@
 //! exactly the same rules. Nothing here touches a socket, a clock or a thread.
 
 pub mod admission;
+pub mod carrier;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -21,6 +22,7 @@ pub mod udp;
 pub mod varint;
 
 pub use admission::{Admission, Decision, ServerLimits};
+pub use carrier::Carrier;
 pub use config::{CongestionControl, TransportConfig};
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};

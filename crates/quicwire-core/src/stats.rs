@@ -1,7 +1,7 @@
 //! Statistics types every binding reports. Counters are filled by the runtime; the shapes
 //! live here so native and wasm report the same fields.
 
-use crate::CongestionControl;
+use crate::{Carrier, CongestionControl};
 
 /// Traffic and path figures of one connection.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,6 +48,8 @@ pub struct ConnectionStats {
     /// after the handshake. In totals, how many connections.
     pub zero_rtt_accepted: u64,
     pub zero_rtt_rejected: u64,
+    /// What carries its datagrams (UDP, or TCP where UDP is blocked).
+    pub carrier: Carrier,
 }
 
 impl ConnectionStats {

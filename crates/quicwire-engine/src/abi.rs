@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quicwire_core::tls::{ClientTls, ServerTls};
 use quicwire_core::{
     CongestionControl, Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig,
@@ -433,6 +433,20 @@ impl JsEngine {
         &mut self.engine
     }
 
+    /// Datagrams a shell received, as JS hands them over: `data` back to back, `lens[i]`
+    /// bytes each, from `addrs[i]` ("ip:port"); see [`Engine::receive`]. A datagram with an
+    /// address that does not parse ends the batch.
+    pub fn receive(&mut self, now: Instant, data: &[u8], lens: &[u32], addrs: &[String]) -> bool {
+        let mut offset = 0usize;
+        let datagrams = lens.iter().zip(addrs).map_while(|(len, addr)| {
+            let end = offset + *len as usize;
+            let datagram = data.get(offset..end)?;
+            offset = end;
+            Some((addr.parse::<SocketAddr>().ok()?, BytesMut::from(datagram)))
+        });
+        self.engine.receive(now, datagrams)
+    }
+
     /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
     /// its id, as a number.
     pub fn connect(
@@ -671,7 +685,7 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
             "\"rttMs\":{},\"minRttMs\":{},\"lostPackets\":{},\"lostBytes\":{},\"udpTx\":{},",
             "\"udpRx\":{},\"cwnd\":{},\"congestionEvents\":{},\"mtu\":{},\"congestionControl\":\"{}\",",
             "\"datagramsOut\":{},\"datagramsIn\":{},\"datagramsDropped\":{},\"datagramsLost\":{},",
-            "\"maxDatagramSize\":{},\"zeroRttAccepted\":{},\"zeroRttRejected\":{}}}"
+            "\"maxDatagramSize\":{},\"zeroRttAccepted\":{},\"zeroRttRejected\":{},\"carrier\":\"{}\"}}"
         ),
         idle,
         s.peer,
@@ -699,6 +713,7 @@ fn connection_json(s: &quicwire_core::ConnectionStats, idle: Option<bool>) -> St
         s.max_datagram_size,
         s.zero_rtt_accepted,
         s.zero_rtt_rejected,
+        s.carrier.as_str(),
     )
 }
 

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::{ArrayBuffer, Float64Array, Float64ArraySlice, Functi
 use napi::Env;
 use quicwire_core::quic::MAX_UDP_PAYLOAD;
 use quicwire_core::udp;
-use quicwire_core::{Error, ErrorCode};
+use quicwire_core::{Carrier, Error, ErrorCode};
 use quicwire_engine::abi::{JsEngine, LARGE_BODY};
 use quicwire_engine::Instant;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
@@ -32,6 +32,15 @@ thread_local! {
     static RECV_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Where a batch's words and bytes are put together before V8 copies them.
     static EVENTS_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Datagrams for peers the facade reaches over a stream instead of UDP (`Carrier::Tcp`),
+/// for it to take (`take_carried`): `data` back to back, `lens[i]` bytes each, to `addrs[i]`.
+#[derive(Default)]
+pub struct Carried {
+    pub data: Vec<u8>,
+    pub lens: Vec<u32>,
+    pub addrs: Vec<String>,
 }
 
 /// A bound socket and its poll.
@@ -92,6 +101,9 @@ pub struct Driver {
     endpoints: RefCell<Vec<Endpoint>>,
     timer: RefCell<Option<Timer>>,
     notify: RefCell<Option<Rc<JsCallback>>>,
+    carried: RefCell<Carried>,
+    /// Told when datagrams for stream tunnels wait after a loop callback (`carry`).
+    on_carried: RefCell<Option<Rc<JsCallback>>>,
 }
 
 impl Driver {
@@ -101,6 +113,8 @@ impl Driver {
             endpoints: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             notify: RefCell::new(None),
+            carried: RefCell::default(),
+            on_carried: RefCell::new(None),
         })
     }
 
@@ -184,6 +198,31 @@ impl Driver {
         Ok((endpoint, bound))
     }
 
+    /// From now on `on_carried` is called when datagrams for stream tunnels wait after the
+    /// loop moved the engine (after a JS call, the facade takes them itself).
+    pub fn carry(
+        &self,
+        env: &Env,
+        on_carried: Function<Option<Float64Array>, ()>,
+    ) -> Result<(), Error> {
+        *self.on_carried.borrow_mut() = Some(Rc::new(JsCallback::new(env, on_carried)?));
+        Ok(())
+    }
+
+    /// Datagrams that came through stream tunnels (see [`JsEngine::receive`]); whether to
+    /// send before the facade gets the events.
+    pub fn carry_in(&self, data: &[u8], lens: &[u32], addrs: &[String]) -> bool {
+        self.engine
+            .borrow_mut()
+            .receive(Instant::now(), data, lens, addrs)
+    }
+
+    /// The datagrams waiting for stream tunnels, if any.
+    pub fn take_carried(&self) -> Option<Carried> {
+        let mut carried = self.carried.borrow_mut();
+        (!carried.lens.is_empty()).then(|| std::mem::take(&mut *carried))
+    }
+
     /// Events since the last call, seven numbers each, or None when there are none. Their
     /// bytes, when small, follow the words in the same ArrayBuffer (`words.buffer` from
     /// `words.byteLength` on): one allocation per batch. Large ones wait in the engine
@@ -224,7 +263,16 @@ impl Driver {
                 .map(|e| e.state.max_gso_segments())
                 .min()
                 .unwrap_or(1);
+            let mut carried = self.carried.borrow_mut();
             engine.poll_transmits(now, segments, |data, to, segment| {
+                if Carrier::of(&to) == Carrier::Tcp {
+                    for datagram in data.chunks(segment.unwrap_or(data.len()).max(1)) {
+                        carried.data.extend_from_slice(datagram);
+                        carried.lens.push(datagram.len() as u32);
+                        carried.addrs.push(to.to_string());
+                    }
+                    return true;
+                }
                 match endpoints.iter_mut().find(|e| e.v6 == to.is_ipv6()) {
                     Some(e) => e.send(to, data, segment),
                     None => true, // No socket of that family: a datagram lost.
@@ -248,6 +296,7 @@ impl Driver {
         self.endpoints.borrow_mut().clear();
         self.timer.borrow_mut().take();
         self.notify.borrow_mut().take();
+        self.on_carried.borrow_mut().take();
     }
 
     // The facade runs before the socket is flushed unless the engine asks for its ACKs
@@ -264,6 +313,7 @@ impl Driver {
             self.notify();
             self.flush();
         }
+        self.tell_carrier();
     }
 
     fn on_timer(&self) {
@@ -273,6 +323,18 @@ impl Driver {
             .on_timeout(Instant::now());
         self.notify();
         self.flush();
+        self.tell_carrier();
+    }
+
+    /// After a loop callback: datagrams for stream tunnels wait, and the facade is told.
+    fn tell_carrier(&self) {
+        if self.carried.borrow().lens.is_empty() {
+            return;
+        }
+        let told = self.on_carried.borrow().clone();
+        if let Some(t) = told {
+            t.call(|_| Ok(None));
+        }
     }
 
     /// Reads what the socket holds (a bounded amount) and feeds it to the engine at once;

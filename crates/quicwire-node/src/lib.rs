@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use napi::bindgen_prelude::{
-    Float64Array, Float64ArraySlice, Function, Status, Uint8Array, Uint8ArraySlice,
+    Float64Array, Float64ArraySlice, Function, Status, Uint32ArraySlice, Uint8Array,
+    Uint8ArraySlice,
 };
 use napi::Env;
 use napi_derive::napi;
@@ -219,6 +220,45 @@ pub fn rebind(env: Env, engine: u32) -> Result<()> {
 #[napi(catch_unwind)]
 pub fn flush(engine: u32) -> Result<bool> {
     driver(engine).map(|d| d.flush())
+}
+
+/// Datagrams to peers behind stream tunnels: `data` back to back, `lens[i]` bytes each, to
+/// `addrs[i]` (addresses in 100::/64, which the facade gave its tunnels).
+#[napi(object)]
+pub struct CarriedDatagrams {
+    pub data: Uint8Array,
+    pub lens: Vec<u32>,
+    pub addrs: Vec<String>,
+}
+
+/// Hands datagrams for the facade's stream tunnels (TCP when UDP is blocked) to it: the
+/// engine's transmits to their addresses wait for `takeCarried`, and after the event loop
+/// moved the engine `onCarried` is called when some wait.
+#[napi(catch_unwind)]
+pub fn carry(env: Env, engine: u32, on_carried: Function<Option<Float64Array>, ()>) -> Result<()> {
+    driver(engine)?.carry(&env, on_carried).map_err(js_error)
+}
+
+/// Datagrams that came through stream tunnels: `data` back to back, `lens[i]` bytes each,
+/// from `addrs[i]`. True: flush before the facade takes the events.
+#[napi(catch_unwind)]
+pub fn carry_in(
+    engine: u32,
+    data: Uint8ArraySlice,
+    lens: Uint32ArraySlice,
+    addrs: Vec<String>,
+) -> Result<bool> {
+    Ok(driver(engine)?.carry_in(&data, &lens, &addrs))
+}
+
+/// The datagrams waiting for stream tunnels, or null.
+#[napi(catch_unwind)]
+pub fn take_carried(engine: u32) -> Result<Option<CarriedDatagrams>> {
+    Ok(driver(engine)?.take_carried().map(|c| CarriedDatagrams {
+        data: c.data.into(),
+        lens: c.lens,
+        addrs: c.addrs,
+    }))
 }
 
 /// Closes the sockets and the timer, and lets go of the engine: its handle is dead.

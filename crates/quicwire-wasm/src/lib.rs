@@ -9,9 +9,6 @@
 // wasm-bindgen types hold JS-facing data; Debug would only add code size to the module.
 #![allow(missing_debug_implementations)]
 
-use std::net::SocketAddr;
-
-use bytes::BytesMut;
 use quicwire_core::tls;
 use quicwire_core::Error;
 use quicwire_engine::abi::{self, Failures, JsEngine, LARGE_BODY};
@@ -154,14 +151,7 @@ impl Engine {
     /// each, from `addrs[i]`. True: send (`transmits`) before the application gets the
     /// events (see `quicwire_engine::Engine::receive`).
     pub fn receive(&mut self, now: f64, data: &[u8], lens: &[u32], addrs: Vec<String>) -> bool {
-        let mut offset = 0usize;
-        let datagrams = lens.iter().zip(addrs).map_while(|(len, addr)| {
-            let end = offset + *len as usize;
-            let datagram = data.get(offset..end)?;
-            offset = end;
-            Some((addr.parse::<SocketAddr>().ok()?, BytesMut::from(datagram)))
-        });
-        self.inner.engine_mut().receive(at(now), datagrams)
+        self.inner.receive(at(now), data, lens, &addrs)
     }
 
     /// Everything ready to send now, in one call.

@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
 use quicwire_core::tls;
 use quicwire_core::{
-    app_code, Admission, CongestionControl, ConnectionStats, Error, ErrorCode, Negotiated, PoolKey,
-    PoolTable, TransportConfig,
+    app_code, Admission, Carrier, CongestionControl, ConnectionStats, Error, ErrorCode, Negotiated,
+    PoolKey, PoolTable, TransportConfig,
 };
 use quinn_proto::{
     ConnectionHandle, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig, StreamEvent,
@@ -781,6 +781,7 @@ fn connection_stats(conn: &Conn) -> ConnectionStats {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     ConnectionStats {
         peer: conn.peer.to_string(),
+        carrier: Carrier::of(&conn.quic.remote_address()),
         streams_open: conn.session.streams_open(),
         rtt_ms: ms(q.path.rtt),
         min_rtt_ms: ms(q.path.min_rtt),

@@ -1,0 +1,178 @@
+// Carrying QUIC datagrams over a byte stream (TCP), for networks that block UDP: the same
+// engine, handshake, certificate checks, delivery and ordering, on another carrier. Each
+// datagram travels as a frame: its length (2 bytes, big-endian), then its bytes. The engine
+// knows each tunnel by an address of its own in 100::/64 (the discard-only prefix of RFC
+// 6666, which no real peer has; crates/quicwire-node/src/driver.rs sends there through
+// this instead of UDP).
+
+import { concat } from './bytes.js';
+import { QuicwireError } from './errors.js';
+
+/** A byte stream as the platform has it (node:net in Node). */
+export interface ByteStream {
+  write(data: Uint8Array): void;
+  /** Bytes written and not yet sent. */
+  readonly queued: number;
+  /** Closes it once what is queued has gone. */
+  close(): void;
+}
+
+/** Where the platform opens streams: TCP in Node; none in browsers. */
+export interface StreamNetwork {
+  connect(address: string, port: number, events: StreamEvents): ByteStream;
+  /** Listens on TCP `host:port`; `accept` takes each stream and says what to do with it. */
+  listen(
+    host: string,
+    port: number,
+    accept: (stream: ByteStream) => StreamEvents,
+  ): Promise<{ close(): void }>;
+}
+
+export interface StreamEvents {
+  data(chunk: Uint8Array): void;
+  /** Closed, by either side or by an error. */
+  closed(): void;
+}
+
+/** Frames a tunnel keeps queued before it drops datagrams: QUIC sees the loss and slows,
+ *  instead of a queue growing without bound. */
+const HIGH_WATER = 4 << 20;
+
+let nextTunnel = 0;
+
+/** A tunnel's address: 100::/64, one address per tunnel in the process. */
+function tunnelAddress(): string {
+  const n = nextTunnel++;
+  return `[100::${(1 + Math.floor(n / 0x10000)).toString(16)}:${(n % 0x10000).toString(16)}]:1`;
+}
+
+export function isTunnel(addr: string): boolean {
+  return addr.startsWith('[100::');
+}
+
+class Tunnel {
+  stream: ByteStream | undefined;
+  /** Bytes of a frame not complete yet. */
+  partial: Uint8Array | undefined;
+
+  constructor(
+    readonly addr: string,
+    readonly open: (() => ByteStream) | undefined,
+  ) {}
+}
+
+/** One engine's stream tunnels: those it dials (a client) and those it accepts (a server). */
+export class StreamCarrier {
+  readonly #tunnels = new Map<string, Tunnel>();
+  #listener: { close(): void } | undefined;
+  #closed = false;
+
+  constructor(
+    readonly network: StreamNetwork | undefined,
+    /** Datagrams that came in: back to back, `lens[i]` bytes each, from `addrs[i]`. */
+    readonly deliver: (data: Uint8Array, lens: Uint32Array, addrs: string[]) => void,
+  ) {}
+
+  get active(): boolean {
+    return this.#tunnels.size > 0;
+  }
+
+  #network(): StreamNetwork {
+    if (!this.network) {
+      throw new QuicwireError('ERR_INVALID_ARGUMENT', 'this runtime has no TCP: only UDP carries QUIC here');
+    }
+    return this.network;
+  }
+
+  /** An address for a tunnel to `address:port`, opened when the engine first sends there
+   *  (a pooled connection reused instead never opens it: `release`). */
+  reserve(address: string, port: number): string {
+    const network = this.#network();
+    const addr = tunnelAddress();
+    const tunnel: Tunnel = new Tunnel(addr, () => network.connect(address, port, this.#events(tunnel)));
+    this.#tunnels.set(addr, tunnel);
+    return addr;
+  }
+
+  release(addr: string): void {
+    const tunnel = this.#tunnels.get(addr);
+    if (tunnel && !tunnel.stream) this.#tunnels.delete(addr);
+  }
+
+  /** Accepts tunnels on TCP `host:port`. */
+  async listen(host: string, port: number): Promise<void> {
+    this.#listener = await this.#network().listen(host, port, (stream) => {
+      const tunnel = new Tunnel(tunnelAddress(), undefined);
+      tunnel.stream = stream;
+      this.#tunnels.set(tunnel.addr, tunnel);
+      return this.#events(tunnel);
+    });
+  }
+
+  /** One datagram into its tunnel (none, or too much queued: dropped, as UDP would). */
+  send(addr: string, datagram: Uint8Array): void {
+    const tunnel = this.#tunnels.get(addr);
+    if (!tunnel || this.#closed) return;
+    tunnel.stream ??= tunnel.open?.();
+    if (!tunnel.stream || tunnel.stream.queued > HIGH_WATER) return;
+    const frame = new Uint8Array(2 + datagram.length);
+    frame[0] = datagram.length >> 8;
+    frame[1] = datagram.length & 0xff;
+    frame.set(datagram, 2);
+    tunnel.stream.write(frame);
+  }
+
+  /** Closes the tunnel of a connection that ended (after what is queued on it). */
+  end(addr: string): void {
+    this.#tunnels.get(addr)?.stream?.close();
+    this.#tunnels.delete(addr);
+  }
+
+  /** Stops listening and closes every tunnel. */
+  closeAll(): void {
+    this.#closed = true;
+    this.#listener?.close();
+    for (const tunnel of this.#tunnels.values()) tunnel.stream?.close();
+    this.#tunnels.clear();
+  }
+
+  #events(tunnel: Tunnel): StreamEvents {
+    return {
+      data: (chunk) => this.#arrived(tunnel, chunk),
+      closed: () => {
+        this.#tunnels.delete(tunnel.addr);
+      },
+    };
+  }
+
+  /** Whole frames to the engine in one call; a partial one waits for the rest. */
+  #arrived(tunnel: Tunnel, chunk: Uint8Array): void {
+    let bytes = chunk;
+    if (tunnel.partial) {
+      bytes = new Uint8Array(tunnel.partial.length + chunk.length);
+      bytes.set(tunnel.partial);
+      bytes.set(chunk, tunnel.partial.length);
+      tunnel.partial = undefined;
+    }
+    const lens: number[] = [];
+    let at = 0;
+    let end = 0;
+    const parts: Uint8Array[] = [];
+    while (at + 2 <= bytes.length) {
+      const len = ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
+      if (at + 2 + len > bytes.length) break;
+      parts.push(bytes.subarray(at + 2, at + 2 + len));
+      lens.push(len);
+      at += 2 + len;
+      end = at;
+    }
+    if (end < bytes.length) tunnel.partial = bytes.slice(end);
+    if (lens.length === 0) return;
+    const data = parts.length === 1 ? (parts[0] as Uint8Array) : concat(parts);
+    this.deliver(
+      data,
+      Uint32Array.from(lens),
+      lens.map(() => tunnel.addr),
+    );
+  }
+}
