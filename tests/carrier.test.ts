@@ -1,12 +1,30 @@
 // QUIC carried over TCP, for networks that block UDP: a server with `tcp: true` takes the
 // same connections on a TCP port of the same number, and a client with `transport: 'tcp'`
-// makes them there. The engine, TLS, delivery and ordering are the same as over UDP.
+// makes them there (or with 'auto', when UDP has not answered in time). The engine, TLS,
+// delivery and ordering are the same as over UDP. The UDP block is real where the tests run
+// as root: two network namespaces whose nftables drop every UDP packet.
 
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, createServer, connect as tcpConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { generateDevCert, QuicServer } from '../ts/index.js';
-import { cert, echoServer, eventually, rejectsWith, throwsWith, transport } from './helpers.js';
+import { HEALTHY } from './fixtures/exchange.js';
+import { lineFrom } from './fixtures/spawn.js';
+import {
+  cert,
+  echoServer,
+  eventually,
+  fixture,
+  rejectsWith,
+  serverProcess,
+  throwsWith,
+  transport,
+} from './helpers.js';
+import { lossyLink, lossyLinkUnavailable } from './lossy-link.js';
+
+const noNamespaces = lossyLinkUnavailable();
+if (noNamespaces) console.warn(`UDP-block tests skipped: ${noNamespaces}`);
 
 /** TCP connections established to or from `port` on this host (/proc/net/tcp). */
 function established(port: number): number {
@@ -81,6 +99,79 @@ describe('QUIC over TCP', () => {
     const server = await echoServer();
     const t = transport({ transport: 'tcp', connectTimeoutMs: 1000 });
     await rejectsWith(t.connect('127.0.0.1', server.port), 'ERR_CONNECT_TIMEOUT');
+  });
+
+  it("'auto' stays on UDP where UDP answers: no TCP connection is made", async () => {
+    const server = await echoServer({ tcp: true });
+    const t = transport({ transport: 'auto' });
+    const conn = await t.connect('127.0.0.1', server.port);
+    expect(conn.carrier).toBe('udp');
+    expect(await t.request(conn, 'u')).toBe('u');
+    expect(established(server.port)).toBe(0);
+  });
+
+  it("'auto' falls back to TCP after fallbackDelayMs when UDP goes unanswered", async () => {
+    const server = await echoServer({ tcp: true });
+    // A port whose UDP swallows everything and whose TCP leads to the server: a path where
+    // only TCP gets through.
+    const sink = createSocket('udp4');
+    await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+    const port = sink.address().port;
+    const relay = createServer((inbound) => {
+      const outbound = tcpConnect(server.port, '127.0.0.1');
+      inbound.pipe(outbound).pipe(inbound);
+      inbound.on('error', () => outbound.destroy());
+      outbound.on('error', () => inbound.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(port, '127.0.0.1', () => r()));
+    try {
+      const t = transport({ transport: 'auto', fallbackDelayMs: 100 });
+      const started = performance.now();
+      const conn = await t.connect('127.0.0.1', port);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(100);
+      expect(conn.carrier).toBe('tcp');
+      const replies = await Promise.all(Array.from({ length: 100 }, (_, i) => t.request(conn, { i })));
+      expect(replies).toEqual(Array.from({ length: 100 }, (_, i) => ({ i })));
+      expect(t.getPoolStats().connections[0]?.carrier).toBe('tcp');
+      // The UDP attempt that lost is gone: one connection in the pool, none failed.
+      const stats = t.getPoolStats();
+      expect(stats.active + stats.idle).toBe(1);
+      expect(stats.failed).toBe(0);
+    } finally {
+      relay.close();
+      sink.close();
+    }
+  });
+
+  describe.skipIf(noNamespaces)('behind a real UDP block (network namespaces)', () => {
+    for (const blockUdp of [true, false]) {
+      it(`'auto' ${blockUdp ? 'gets through over TCP where nftables drop all UDP' : 'uses UDP where it is open'}`, async () => {
+        const link = lossyLink(0, { blockUdp });
+        try {
+          const tls = generateDevCert([link.serverIp]);
+          const server = await serverProcess(
+            {
+              QUICWIRE_HOST: link.serverIp,
+              QUICWIRE_CERT: tls.cert,
+              QUICWIRE_KEY: tls.key,
+              QUICWIRE_TCP: '1',
+            },
+            link.spawn.bind(link, 'server'),
+          );
+          const client = fixture(
+            'exchange-client.ts',
+            [String(server.port), link.serverIp],
+            { QUICWIRE_CA: tls.cert, QUICWIRE_TRANSPORT: 'auto' },
+            link.spawn.bind(link, 'client'),
+          );
+          const seen = JSON.parse(await lineFrom(client)) as Record<string, unknown>;
+          expect(seen).toMatchObject({ ...HEALTHY, carrier: blockUdp ? 'tcp' : 'udp' });
+          if (blockUdp) expect(link.dropped()).toBeGreaterThan(0);
+        } finally {
+          link.close();
+        }
+      }, 60_000);
+    }
   });
 
   it('rejects bad options and a TCP port already taken', async () => {

@@ -1,6 +1,6 @@
 // A lossy network of our own: two network namespaces joined by a veth pair, with nftables
 // dropping a share of the IP packets each side receives, at random, and optionally a rate
-// limit. Used by the packet-loss test and the loss and priority benchmarks. Needs root
+// limit or a block on all UDP. Used by the packet-loss test and the loss and priority benchmarks. Needs root
 // (CAP_NET_ADMIN), `ip`, `nft` and, for a rate, `tc`.
 
 import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from 'node:child_process';
@@ -38,6 +38,8 @@ let made = 0;
 export interface LinkShape {
   /** Each side sends at most this many Mbit/s (a token bucket of 25 ms of queue). */
   rateMbit?: number;
+  /** Every UDP packet is dropped, as on networks that allow only TCP. */
+  blockUdp?: boolean;
 }
 
 export function lossyLink(lossPercent: number, shape: LinkShape = {}): LossyLink {
@@ -99,7 +101,12 @@ export function lossyLink(lossPercent: number, shape: LinkShape = {}): LossyLink
         `table inet quicwire_loss {
   chain input {
     type filter hook input priority 0; policy accept;
-    iifname "${dev}" numgen random mod 100 < ${lossPercent} counter drop
+    iifname "${dev}" numgen random mod 100 < ${lossPercent} counter drop${
+      shape.blockUdp
+        ? `
+    iifname "${dev}" meta l4proto udp counter drop`
+        : ''
+    }
   }
 }
 `,
@@ -122,7 +129,8 @@ export function lossyLink(lossPercent: number, shape: LinkShape = {}): LossyLink
     dropped: () =>
       Object.values(ns).reduce((sum, name) => {
         const listing = inNs(name, 'nft', ['list', 'chain', 'inet', 'quicwire_loss', 'input']);
-        return sum + Number(listing.match(/counter packets (\d+)/)?.[1] ?? 0);
+        const counts = [...listing.matchAll(/counter packets (\d+)/g)].map((m) => Number(m[1]));
+        return counts.reduce((a, b) => a + b, sum);
       }, 0),
     close,
   };

@@ -107,6 +107,8 @@ export class Connection implements AsyncIterable<unknown> {
   /** The largest datagram this side could send when the connection opened (0: the peer
    *  takes none); `stats` has it as of the last datagram sent, which follows the path's MTU. */
   readonly maxDatagramSize: number;
+  /** What carries its packets: 'udp', or 'tcp' (a UDP block, see `transport`). */
+  readonly carrier: 'udp' | 'tcp';
 
   readonly #hub: Hub;
   readonly #owner: Owner;
@@ -128,6 +130,7 @@ export class Connection implements AsyncIterable<unknown> {
     this.peer = info.peer;
     this.peerMaxMessageSize = info.peerMaxMessageSize;
     this.maxDatagramSize = info.maxDatagramSize;
+    this.carrier = info.carrier;
   }
 
   /** Why the connection closed, or undefined while open. */

@@ -16,7 +16,7 @@ import type {
   ServerInfo,
   WriteFailure,
 } from './engine.js';
-import { eventBody } from './engine.js';
+import { connectionInfo, eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
 import { Lender } from './lending.js';
@@ -194,7 +194,8 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       ),
     );
     const slot = this.#add(engine);
-    slot.overTcp = options.carrier === 'tcp';
+    slot.carrier = options.carrier ?? 'udp';
+    slot.fallbackDelayMs = options.fallbackDelayMs ?? 0;
     return slot.id;
   }
 
@@ -204,22 +205,27 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     this.#call(() => this.#shell.poolKey(host, port));
     const { address, family } = await this.#resolve(host);
     await slot.io.socket(family, undefined, 0);
-    const addr = slot.overTcp
-      ? slot.tunnels.reserve(address, port)
-      : family === 6
-        ? `[${address}]:${port}`
-        : `${address}:${port}`;
+    const direct = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+    // A tunnel's TCP connection opens only if the engine sends there: with 'auto', only if
+    // UDP has not finished the handshake by the fallback delay.
+    const tunnel = slot.carrier === 'udp' ? undefined : slot.tunnels.reserve(address, port);
     let id: number;
     try {
-      id = this.#call(() => slot.engine.connect(host, port, addr));
+      id = this.#call(() =>
+        tunnel === undefined
+          ? slot.engine.connect(host, port, direct)
+          : slot.carrier === 'tcp'
+            ? slot.engine.connect(host, port, tunnel)
+            : slot.engine.connectRacing(host, port, direct, tunnel, slot.fallbackDelayMs),
+      );
     } catch (err) {
-      if (slot.overTcp) slot.tunnels.release(addr);
+      if (tunnel !== undefined) slot.tunnels.release(tunnel);
       throw err;
     }
-    if (slot.overTcp) {
+    if (tunnel !== undefined) {
       // A pooled connection (or a handshake under way) serves instead: no tunnel for it.
-      if (this.#routes.has(id)) slot.tunnels.release(addr);
-      else slot.tunnelOf.set(id, addr);
+      if (this.#routes.has(id)) slot.tunnels.release(tunnel);
+      else slot.tunnelOf.set(id, tunnel);
     }
     this.#routes.set(id, slot);
     this.#step(slot);
@@ -393,16 +399,15 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       if (kind === Event.KeyLog || kind === Event.Qlog) meta[i + 2] = slot.id;
       if (kind === Event.Connection) {
         meta[i + 2] = slot.id; // the owner: this client or server
-        const [encoding = 'msgpack', peer = ''] = text.decode(eventBody(batch, i)).split(' ');
-        const info = {
-          id,
-          encoding,
-          peer,
-          peerMaxMessageSize: meta[i + 4] as number,
-          maxDatagramSize: meta[i + 3] as number,
-        };
+        const info = connectionInfo(batch, i);
         this.#routes.set(id, slot);
-        if (isTunnel(peer)) slot.tunnelOf.set(id, peer); // a server's client over TCP
+        if (isTunnel(info.peer)) slot.tunnelOf.set(id, info.peer); // a server's client over TCP
+        const tunnel = slot.tunnelOf.get(id);
+        if (info.carrier === 'udp' && tunnel !== undefined) {
+          // UDP won the race: the tunnel (if it opened at all) goes.
+          slot.tunnelOf.delete(id);
+          slot.tunnels.end(tunnel);
+        }
         slot.connected(id, info);
       } else if (kind === Event.Closed) {
         this.#routes.delete(id);

@@ -24,13 +24,18 @@ export interface EngineTransportOptions {
   earlyData?: number;
 }
 
+/** What carries a client's QUIC packets (see `TransportOptions.transport`). */
+export type Carrier = 'udp' | 'tcp' | 'auto';
+
 export interface EngineClientOptions {
   transport: EngineTransportOptions;
   ca?: string;
   insecure?: boolean;
   encodings: string[];
-  /** What carries its QUIC packets (default UDP). */
-  carrier?: 'udp' | 'tcp';
+  /** What carries its QUIC packets (default UDP; 'auto': UDP, and TCP too when UDP has
+   *  not finished a handshake `fallbackDelayMs` in). */
+  carrier?: Carrier;
+  fallbackDelayMs?: number;
 }
 
 export interface EngineServerOptions {
@@ -54,6 +59,7 @@ export interface ConnectionInfo {
   peerMaxMessageSize: number;
   /** The largest datagram this side may send (0: the peer takes none). */
   maxDatagramSize: number;
+  carrier: 'udp' | 'tcp';
 }
 
 export interface ServerInfo {
@@ -84,6 +90,22 @@ export function eventBody({ data, meta, bodies }: EventBatch, i: number): Uint8A
   const off = meta[i + 5] as number;
   if (off < 0) return bodies[-off - 1] as Uint8Array;
   return data.subarray(off, off + (meta[i + 6] as number));
+}
+
+const text = new TextDecoder();
+
+/** A CONNECTION event's connection (see `Event` in ./layout.ts: its body is
+ *  "encoding peer carrier", c the largest datagram, d the peer's maxMessageSize). */
+export function connectionInfo(batch: EventBatch, i: number): ConnectionInfo {
+  const [encoding = 'msgpack', peer = '', carrier] = text.decode(eventBody(batch, i)).split(' ');
+  return {
+    id: batch.meta[i + 1] as number,
+    encoding,
+    peer,
+    peerMaxMessageSize: batch.meta[i + 4] as number,
+    maxDatagramSize: batch.meta[i + 3] as number,
+    carrier: carrier === 'tcp' ? 'tcp' : 'udp',
+  };
 }
 
 export interface Engine {

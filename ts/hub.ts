@@ -3,7 +3,7 @@
 
 import { Connection, type Owner } from './connection.js';
 import type { ConnectionInfo, Engine, EventBatch, WriteFailure } from './engine.js';
-import { eventBody } from './engine.js';
+import { connectionInfo, eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, LARGE_BODY, OP_WORDS, Op } from './layout.js';
 import { soon } from './platform.js';
@@ -209,14 +209,12 @@ export class Hub {
       const a = meta[i + 1] as number;
       const b = meta[i + 2] as number;
       const c = meta[i + 3] as number;
-      const d = meta[i + 4] as number;
       const body = eventBody(batch, i);
       switch (kind) {
         case Event.Connection: {
           const owner = this.#owners.get(b);
           if (!owner) break;
-          const [encoding = 'msgpack', peer = ''] = text.decode(body).split(' ');
-          this.attach(owner, { id: a, encoding, peer, peerMaxMessageSize: d, maxDatagramSize: c });
+          this.attach(owner, connectionInfo(batch, i));
           break;
         }
         case Event.Message:

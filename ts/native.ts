@@ -62,6 +62,9 @@ class NativeEngine implements ShellEngine {
   connect(host: string, port: number, addr: string): number {
     return this.addon.connect(this.handle, host, port, addr);
   }
+  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
+    return this.addon.connectRacing(this.handle, host, port, addr, fallback, afterMs);
+  }
   disconnect(connection: number): void {
     this.addon.disconnect(this.handle, connection);
   }

@@ -10,6 +10,7 @@ import { codeOf, QuicwireError } from './errors.js';
 /** One endpoint (a client or a server) as both shells expose it. */
 export interface ShellEngine {
   connect(host: string, port: number, addr: string): number;
+  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number;
   disconnect(connection: number): void;
   goAway(): void;
   serving(): number;

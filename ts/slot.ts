@@ -2,7 +2,7 @@
 // `connect` waits on, and a graceful close's wait for requests in flight.
 
 import type { StreamCarrier } from './carrier.js';
-import type { ConnectionInfo } from './engine.js';
+import type { Carrier, ConnectionInfo } from './engine.js';
 import type { QuicwireError } from './errors.js';
 import type { EngineIo, ShellEngine } from './shell.js';
 
@@ -14,8 +14,9 @@ interface Waiter {
 export class Slot<E extends ShellEngine> {
   io!: EngineIo;
   tunnels!: StreamCarrier;
-  /** A client that reaches servers over TCP tunnels instead of UDP. */
-  overTcp = false;
+  /** A client's carrier: UDP, TCP tunnels, or both raced. */
+  carrier: Carrier = 'udp';
+  fallbackDelayMs = 0;
   /** The tunnel of each connection carried over TCP, closed when the connection closes. */
   readonly tunnelOf = new Map<number, string>();
   /** Connections whose handshake is done, until they close. */

@@ -28,7 +28,12 @@ const KEYS = [
   'connectTimeoutMs',
   'sendBufferHigh',
   'transport',
+  'fallbackDelayMs',
 ];
+
+/** With `transport: 'auto'`, how long UDP has alone: a handshake on a working path is done
+ *  well within it, and a blocked one costs users no more than that. */
+const DEFAULT_FALLBACK_DELAY_MS = 250;
 
 /** A connection, or its pool key "host:port" (connected on demand). */
 export type Target = Connection | string;
@@ -51,9 +56,13 @@ export class QuicTransport extends Endpoint {
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
     const carrier = options.transport ?? 'udp';
-    if (carrier !== 'udp' && carrier !== 'tcp') {
-      throw invalidArgument(`transport must be 'udp' or 'tcp', got ${String(options.transport)}`);
+    if (carrier !== 'udp' && carrier !== 'tcp' && carrier !== 'auto') {
+      throw invalidArgument(`transport must be 'udp', 'tcp' or 'auto', got ${String(options.transport)}`);
     }
+    const fallbackDelayMs = checkInteger(
+      'fallbackDelayMs',
+      options.fallbackDelayMs ?? DEFAULT_FALLBACK_DELAY_MS,
+    );
     const transport = { ...engineLimits(options), sendBufferHigh: sendBufferHigh(options.sendBufferHigh) };
     super(options);
     this.sendBufferHigh = transport.sendBufferHigh;
@@ -65,6 +74,7 @@ export class QuicTransport extends Endpoint {
         insecure: options.insecure ?? false,
         encodings: [encoding],
         carrier,
+        fallbackDelayMs,
       });
     } catch (err) {
       throw fromEngine(err);

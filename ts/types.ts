@@ -51,8 +51,12 @@ export interface TransportOptions extends LimitOptions {
   sendBufferHigh?: number;
   /** What carries QUIC to servers (default 'udp'). 'tcp': QUIC's packets over a TCP
    *  connection to the same port, for networks that block UDP (the server must listen with
-   *  `tcp: true`); the same handshake, certificate checks, delivery and ordering. */
-  transport?: 'udp' | 'tcp';
+   *  `tcp: true`); the same handshake, certificate checks, delivery and ordering. 'auto':
+   *  UDP first, and if it has not finished the handshake `fallbackDelayMs` in, TCP races
+   *  it (happy eyeballs); the first to finish is the connection. */
+  transport?: 'udp' | 'tcp' | 'auto';
+  /** With `transport: 'auto'`, how long UDP has alone before TCP joins (default 250). */
+  fallbackDelayMs?: number;
 }
 
 export interface ServerOptions extends LimitOptions {

@@ -30,6 +30,9 @@ class WasmEngine implements ShellEngine {
   connect(host: string, port: number, addr: string): number {
     return this.raw.connect(this.clock.now(), host, port, addr);
   }
+  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
+    return this.raw.connectRacing(this.clock.now(), host, port, addr, fallback, afterMs);
+  }
   disconnect(connection: number): void {
     this.raw.disconnect(this.clock.now(), connection);
   }

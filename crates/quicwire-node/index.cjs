@@ -842,6 +842,7 @@ module.exports.carryIn = nativeBinding.carryIn
 module.exports.closeAll = nativeBinding.closeAll
 module.exports.connect = nativeBinding.connect
 module.exports.connectionCount = nativeBinding.connectionCount
+module.exports.connectRacing = nativeBinding.connectRacing
 module.exports.copyEventBodies = nativeBinding.copyEventBodies
 module.exports.createClient = nativeBinding.createClient
 module.exports.createServer = nativeBinding.createServer

@@ -53,6 +53,12 @@ export declare function connect(engine: number, host: string, port: number, addr
 export declare function connectionCount(engine: number): number
 
 /**
+ * Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first is
+ * not done `afterMs` in; the first to finish goes on under the id returned.
+ */
+export declare function connectRacing(engine: number, host: string, port: number, addr: string, fallback: string, afterMs: number): number
+
+/**
  * Copies the last batch's large bodies into `into` (a buffer JS reuses), one after
  * another; the bytes they take, more than `into` holds when they did not fit (then they
  * stay for a bigger buffer or `takeEventBodies`).

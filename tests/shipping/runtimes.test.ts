@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initWasm, QuicTransport } from '../../ts/index.js';
-import { exchange, MESSAGES, REQUESTS } from '../fixtures/exchange.js';
+import { exchange, HEALTHY } from '../fixtures/exchange.js';
 import { lineFrom } from '../fixtures/spawn.js';
 import { serverProcess } from '../helpers.js';
 
@@ -39,16 +39,6 @@ async function run(
   children.push(child);
   return { child, first: JSON.parse(await lineFrom(child)) as Record<string, unknown> };
 }
-
-/** What exchange() sees from a healthy echo server. */
-const HEALTHY = {
-  counted: MESSAGES,
-  inOrder: { count: MESSAGES, inOrder: true },
-  echoed: REQUESTS,
-  bigIntact: true,
-  handlerError: 'ERR_REMOTE',
-  pushedInOrder: true,
-};
 
 for (const name of Object.keys(RUNTIMES) as (keyof typeof RUNTIMES)[]) {
   describe(name, () => {

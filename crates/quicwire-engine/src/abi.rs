@@ -68,7 +68,8 @@ pub mod op {
 /// Event kinds: `[kind, connection, b, c, d, offset, length]`.
 pub mod event {
     /// b = owner (0 here; the facade fills in its client or server), c = the largest
-    /// datagram this side may send, d = peer maxMessageSize; data = "encoding peer".
+    /// datagram this side may send, d = peer maxMessageSize; data = "encoding peer carrier"
+    /// (carrier: udp or tcp).
     pub const CONNECTION: f64 = 1.0;
     /// c = 1 when it came as 0-RTT data; data = body.
     pub const MESSAGE: f64 = 2.0;
@@ -313,7 +314,12 @@ impl Batch {
         let code = |e: &Error| f64::from(code_number(e.code));
         match e {
             Event::Connected { conn, info } => {
-                let label = format!("{} {}", info.encoding.as_str(), info.peer);
+                let label = format!(
+                    "{} {} {}",
+                    info.encoding.as_str(),
+                    info.peer,
+                    info.carrier.as_str()
+                );
                 let limit = info.peer_max_message_size as f64;
                 let datagrams = info.max_datagram_size as f64;
                 self.push(
@@ -461,6 +467,29 @@ impl JsEngine {
             Error::invalid_argument(format!("invalid address {addr:?}: expected ip:port"))
         })?;
         self.engine.connect(now, &key, remote).map(ConnId::to_f64)
+    }
+
+    /// Like `connect`, racing a second handshake with `fallback` when the first is not done
+    /// `after_ms` in (see [`Engine::connect_racing`]).
+    pub fn connect_racing(
+        &mut self,
+        now: Instant,
+        host: &str,
+        port: f64,
+        addr: &str,
+        fallback: &str,
+        after_ms: f64,
+    ) -> Result<f64, Error> {
+        let key = PoolKey::new(host, port as i64)?;
+        let parse = |a: &str| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                Error::invalid_argument(format!("invalid address {a:?}: expected ip:port"))
+            })
+        };
+        let after = Duration::from_millis(after_ms.max(0.0) as u64);
+        self.engine
+            .connect_racing(now, &key, parse(addr)?, parse(fallback)?, after)
+            .map(ConnId::to_f64)
     }
 
     /// Closes connection `id` (an id of no open connection: nothing).

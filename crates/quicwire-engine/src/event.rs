@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use quicwire_core::{Encoding, Error};
+use quicwire_core::{Carrier, Encoding, Error};
 
 use crate::ConnId;
 
@@ -20,6 +20,8 @@ pub struct ConnectionInfo {
     pub peer_max_message_size: u64,
     /// The largest datagram this side may send now (0: the peer takes none).
     pub max_datagram_size: u64,
+    /// What carries its packets (UDP, or a stream tunnel).
+    pub carrier: Carrier,
 }
 
 /// Proof that the peer's messages on one channel stream, up to a count, were handed to the

@@ -106,6 +106,31 @@ pub struct Network<E: AsMut<Engine> = Engine> {
     flights: BinaryHeap<Flight>,
     next_flight: u64,
     traffic: Traffic,
+    tunnels: Vec<Tunnel>,
+}
+
+/// A second path between two hosts, as a stream tunnel is (see `quicwire_core::Carrier`):
+/// `a` reaches `b` at `b_at`, and `b` sees `a` at `a_at`.
+#[derive(Debug, Clone, Copy)]
+struct Tunnel {
+    a: Host,
+    b_at: SocketAddr,
+    b: Host,
+    a_at: SocketAddr,
+    link: Link,
+}
+
+impl Tunnel {
+    /// Where a datagram from `from` to `to` lands through this tunnel, and whom it is from.
+    fn route(&self, from: Host, to: SocketAddr) -> Option<(Host, SocketAddr)> {
+        if from == self.a && to == self.b_at {
+            Some((self.b, self.a_at))
+        } else if from == self.b && to == self.a_at {
+            Some((self.a, self.b_at))
+        } else {
+            None
+        }
+    }
 }
 
 impl<E: AsMut<Engine>> std::fmt::Debug for Network<E> {
@@ -130,6 +155,7 @@ impl<E: AsMut<Engine>> Network<E> {
             flights: BinaryHeap::new(),
             next_flight: 0,
             traffic: Traffic::default(),
+            tunnels: Vec::new(),
         }
     }
 
@@ -142,6 +168,18 @@ impl<E: AsMut<Engine>> Network<E> {
     /// Datagrams from `from` to `to` fare like `link`.
     pub fn set_link(&mut self, from: Host, to: Host, link: Link) {
         self.links.insert((from, to), link);
+    }
+
+    /// A second path between `a` and `b`, whose datagrams fare like `link`: `a` reaches `b`
+    /// at `b_at`, and `b` sees it at `a_at` (addresses of a stream tunnel, in 100::/64).
+    pub fn tunnel(&mut self, a: Host, b_at: SocketAddr, b: Host, a_at: SocketAddr, link: Link) {
+        self.tunnels.push(Tunnel {
+            a,
+            b_at,
+            b,
+            a_at,
+            link,
+        });
     }
 
     /// Puts an engine on the network at `addr`. Make it with [`Self::now`] as its time.
@@ -257,16 +295,25 @@ impl<E: AsMut<Engine>> Network<E> {
         }
         for (from, to, data) in sent {
             self.traffic.sent += 1;
-            let Some(dest) = self.nodes.iter().position(|n| n.addr == to) else {
-                self.traffic.lost += 1; // Nobody there.
-                continue;
+            let tunneled = self
+                .tunnels
+                .iter()
+                .find_map(|t| Some((t.route(from, to)?, t.link)));
+            let (dest, source, link) = match tunneled {
+                Some(((dest, source), link)) => (dest, source, link),
+                None => {
+                    let Some(dest) = self.nodes.iter().position(|n| n.addr == to) else {
+                        self.traffic.lost += 1; // Nobody there.
+                        continue;
+                    };
+                    let link = self.links.get(&(from, dest)).copied().unwrap_or(self.link);
+                    (dest, self.nodes[from].addr, link)
+                }
             };
-            let link = self.links.get(&(from, dest)).copied().unwrap_or(self.link);
             let delays = link.fate(&mut self.dice);
             self.traffic.count(&delays);
             for delay in delays {
                 let at = now + delay;
-                let source = self.nodes[from].addr;
                 self.next_flight += 1;
                 self.flights
                     .push(Reverse((at, self.next_flight, dest, source, data.clone())));

@@ -933,3 +933,150 @@ fn a_turned_down_0rtt_message_is_sent_again_once() {
         matches!(e, Event::Acked { delivered: 2, .. })
     });
 }
+
+/// A client and a server at different addresses, with a second path between them (a
+/// stream tunnel, as QUIC over TCP is) whose datagrams fare like `tunnel`, and the direct
+/// path (UDP) like `udp`. The client races the two (`connect_racing`), the tunnel `after`
+/// the start: the network, the client, the server and the id `connect_racing` returned.
+fn race(
+    udp: Link,
+    tunnel: Link,
+    after: Duration,
+) -> (Network, usize, usize, quicwire_engine::ConnId) {
+    let setup = Setup::new();
+    let mut net = Network::new(21);
+    let server = quicwire_engine::Engine::server(&setup.server_config(), net.now()).unwrap();
+    let s = net.add("10.0.0.1:4433".parse().unwrap(), server);
+    let c = setup.add_client(&mut net, setup.client_config(), "10.0.0.2:40000");
+    net.set_link(c, s, udp);
+    net.set_link(s, c, udp);
+    let server_at = "[100::1:0]:1".parse().unwrap();
+    net.tunnel(c, server_at, s, "[100::1:1]:1".parse().unwrap(), tunnel);
+    let key = quicwire_core::PoolKey::new("localhost", 4433).unwrap();
+    let now = net.now();
+    let udp_at = net.addr(s);
+    let id = net
+        .engine(c)
+        .connect_racing(now, &key, udp_at, server_at, after)
+        .unwrap();
+    (net, c, s, id)
+}
+
+fn blocked() -> Link {
+    Link {
+        loss: 1.0,
+        ..Link::default()
+    }
+}
+
+fn delayed(ms: u64) -> Link {
+    Link {
+        delay: Duration::from_millis(ms),
+        ..Link::default()
+    }
+}
+
+/// Closed events a host reported for `id`.
+fn closes(net: &mut Network, host: usize, id: quicwire_engine::ConnId) -> usize {
+    net.events(host)
+        .iter()
+        .filter(|e| matches!(e, Event::Closed { conn, .. } if *conn == id))
+        .count()
+}
+
+#[test]
+fn a_race_falls_back_to_the_tunnel_when_udp_is_blocked() {
+    let (mut net, c, s, id) = race(blocked(), delayed(5), Duration::from_millis(300));
+    let started = net.now();
+    wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Connected { conn, .. } if *conn == id),
+    );
+    // Not before the fallback began, and one tunnel handshake after it.
+    let took = net.now() - started;
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(400),
+        "{took:?}"
+    );
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!(mine.carrier, quicwire_core::Carrier::Tcp);
+    // The connection works under the id the dial returned.
+    request(&mut net, c, id, 1, b"over the tunnel");
+    assert_eq!(echo_when_asked(&mut net, s), 1);
+    let answer = wait(&mut net, c, |e| matches!(e, Event::Response { .. }));
+    assert!(matches!(answer, Event::Response { conn, id: 1, .. } if conn == id));
+    // The UDP handshake that never finished is gone without a word.
+    net.advance(Duration::from_secs(10));
+    assert_eq!(closes(&mut net, c, id), 0);
+    assert_eq!(net.engine(c).connection_count(), 1);
+    assert!(net.engine(c).connection(id).is_some());
+}
+
+#[test]
+fn a_race_is_won_by_udp_when_it_answers_in_time() {
+    let (mut net, c, s, id) = race(Link::default(), delayed(5), Duration::from_millis(300));
+    wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Connected { conn, .. } if *conn == id),
+    );
+    let mine = net.engine(c).connection_stats(id).unwrap();
+    assert_eq!(mine.carrier, quicwire_core::Carrier::Udp);
+    // The tunnel was never used: the server saw one connection, over UDP.
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.engine(s).connection_count(), 1);
+    assert_eq!(net.traffic().lost, 0);
+}
+
+#[test]
+fn a_slow_udp_path_still_wins_a_race_it_finishes_first() {
+    // UDP needs 400 ms a round trip; the tunnel starts at 100 ms and needs 2 s one.
+    let (mut net, c, s, id) = race(delayed(200), delayed(1000), Duration::from_millis(100));
+    wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Connected { conn, .. } if *conn == id),
+    );
+    assert_eq!(
+        net.engine(c).connection_stats(id).unwrap().carrier,
+        quicwire_core::Carrier::Udp
+    );
+    // The losing tunnel handshake is closed, quietly on this side; the server lets go of it.
+    net.advance(Duration::from_secs(20));
+    assert_eq!(closes(&mut net, c, id), 0);
+    assert_eq!(net.engine(c).connection_count(), 1);
+    assert_eq!(net.engine(s).connection_count(), 1);
+    request(&mut net, c, id, 2, b"still here");
+    assert_eq!(echo_when_asked(&mut net, s), 1);
+    wait(&mut net, c, |e| matches!(e, Event::Response { id: 2, .. }));
+}
+
+#[test]
+fn a_race_both_paths_lose_fails_once_at_the_deadline() {
+    let (mut net, c, _, id) = race(blocked(), blocked(), Duration::from_millis(300));
+    let started = net.now();
+    let closed = wait(
+        &mut net,
+        c,
+        |e| matches!(e, Event::Closed { conn, .. } if *conn == id),
+    );
+    assert!(
+        matches!(closed, Event::Closed { ref error, .. } if error.code == ErrorCode::ConnectTimeout),
+        "{closed:?}"
+    );
+    assert!(net.now() - started >= Duration::from_secs(5));
+    net.advance(Duration::from_secs(10));
+    assert_eq!(closes(&mut net, c, id), 0); // the one above was taken out
+    assert_eq!(net.engine(c).connection_count(), 0);
+}
+
+/// Runs the network until `host` has a request, and answers every one it has.
+fn echo_when_asked(net: &mut Network, host: usize) -> usize {
+    net.run_until(PATIENCE, |net| {
+        net.events(host)
+            .iter()
+            .any(|e| matches!(e, Event::Request { .. }))
+    });
+    echo(net, host)
+}

@@ -276,6 +276,23 @@ pub fn connect(engine: u32, host: String, port: f64, addr: String) -> Result<f64
     with_engine(engine, |e| e.connect(Instant::now(), &host, port, &addr))?.map_err(js_error)
 }
 
+/// Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first is
+/// not done `afterMs` in; the first to finish goes on under the id returned.
+#[napi(catch_unwind)]
+pub fn connect_racing(
+    engine: u32,
+    host: String,
+    port: f64,
+    addr: String,
+    fallback: String,
+    after_ms: f64,
+) -> Result<f64> {
+    with_engine(engine, |e| {
+        e.connect_racing(Instant::now(), &host, port, &addr, &fallback, after_ms)
+    })?
+    .map_err(js_error)
+}
+
 /// Closes a connection; an id of no open connection: nothing.
 #[napi(catch_unwind)]
 pub fn disconnect(engine: u32, connection: f64) -> Result<()> {

@@ -124,6 +124,23 @@ impl Engine {
             .map_err(js_error)
     }
 
+    /// Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first
+    /// is not done `after_ms` in; the first to finish goes on under the id returned.
+    #[wasm_bindgen(js_name = connectRacing)]
+    pub fn connect_racing(
+        &mut self,
+        now: f64,
+        host: &str,
+        port: f64,
+        addr: &str,
+        fallback: &str,
+        after_ms: f64,
+    ) -> Result<f64, JsValue> {
+        self.inner
+            .connect_racing(at(now), host, port, addr, fallback, after_ms)
+            .map_err(js_error)
+    }
+
     /// Closes a connection; an id of no open connection: nothing.
     pub fn disconnect(&mut self, now: f64, connection: f64) {
         self.inner.disconnect(at(now), connection)

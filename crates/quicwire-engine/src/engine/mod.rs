@@ -11,6 +11,8 @@
 mod accept;
 mod dial;
 
+use dial::Dial;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,8 +52,13 @@ pub struct Engine {
     /// The latest time a call gave.
     now: Instant,
     pool: PoolTable<ConnId>,
-    /// Handshakes under way: their key and deadline.
-    dials: HashMap<ConnId, (PoolKey, Instant)>,
+    /// Handshakes under way.
+    dials: HashMap<ConnId, Dial>,
+    /// Second handshakes racing a dial (`connect_racing`): the dial each races for.
+    rivals: HashMap<ConnId, ConnId>,
+    /// Connections that traded ids in this `drive` (a rival that won, see `rename`): what
+    /// was reported under one id before belongs to the other.
+    renamed: HashMap<ConnId, ConnId>,
     next_sweep: Instant,
     accepted: u64,
     rejected: u64,
@@ -125,6 +132,8 @@ impl Engine {
             now,
             pool: PoolTable::new(cfg.max_connections),
             dials: HashMap::new(),
+            rivals: HashMap::new(),
+            renamed: HashMap::new(),
             next_sweep: now,
             accepted: 0,
             rejected: 0,
@@ -156,6 +165,7 @@ impl Engine {
             peer: conn.peer.clone(),
             peer_max_message_size: negotiated.peer_max_message_size,
             max_datagram_size: conn.datagrams.max_size,
+            carrier: Carrier::of(&conn.quic.remote_address()),
         })
     }
 
@@ -381,7 +391,8 @@ impl Engine {
         let first = self.timers.first().map(|t| t.0);
         first
             .into_iter()
-            .chain(self.dials.values().map(|d| d.1))
+            .chain(self.dials.values().map(|d| d.deadline))
+            .chain(self.dials.values().filter_map(|d| d.fallback.map(|f| f.1)))
             .chain((!self.pool.is_empty()).then_some(self.next_sweep))
             .min()
     }
@@ -508,6 +519,14 @@ impl Engine {
     /// Reports one thing that happened on connection `id`, keeping the pool's and the
     /// server's books.
     fn report(&mut self, now: Instant, id: ConnId, outcome: Outcome) {
+        if let Some(&dial) = self.rivals.get(&id) {
+            return self.rival_outcome(now, id, dial, outcome);
+        }
+        if matches!(outcome, Outcome::Ready(_) | Outcome::Failed(_))
+            && self.settle_race(now, id, &outcome)
+        {
+            return; // its rival goes on under its id
+        }
         let since = now - self.epoch;
         let event = match outcome {
             Outcome::Ready(negotiated) => {
@@ -516,20 +535,21 @@ impl Engine {
                         remember(&mut self.resumable, key, negotiated);
                     }
                 }
-                if let Some((key, _)) = self.dials.remove(&id) {
-                    self.pool.finish_dial(key, Some(id), since);
+                if let Some(dial) = self.dials.remove(&id) {
+                    self.pool.finish_dial(dial.key, Some(id), since);
                     if self.next_sweep <= now {
                         self.next_sweep = now + self.sweep_period();
                     }
                 } else if self.is_server() {
                     self.accepted += 1;
                 }
-                let (peer, max_datagram_size) = match self.connections.get_mut(&id) {
+                let (peer, max_datagram_size, carrier) = match self.connections.get_mut(&id) {
                     Some(c) => {
                         c.datagrams.update_max_size(&mut c.quic);
-                        (c.peer.clone(), c.datagrams.max_size)
+                        let carrier = Carrier::of(&c.quic.remote_address());
+                        (c.peer.clone(), c.datagrams.max_size, carrier)
                     }
-                    None => ("".into(), 0),
+                    None => ("".into(), 0, Carrier::Udp),
                 };
                 Event::Connected {
                     conn: id,
@@ -538,12 +558,13 @@ impl Engine {
                         peer,
                         peer_max_message_size: negotiated.peer_max_message_size,
                         max_datagram_size,
+                        carrier,
                     },
                 }
             }
             Outcome::Failed(error) => {
-                if let Some((key, _)) = self.dials.remove(&id) {
-                    self.pool.finish_dial(key, None, since);
+                if let Some(dial) = self.dials.remove(&id) {
+                    self.pool.finish_dial(dial.key, None, since);
                 }
                 let Some(conn) = self.connections.get_mut(&id) else {
                     return;
@@ -656,6 +677,7 @@ impl Engine {
     /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
     /// asked for) and forgets it in the pool.
     fn close_conn(&mut self, now: Instant, id: ConnId, code: u32, reason: &str) {
+        self.drop_rival(now, id);
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
@@ -669,6 +691,42 @@ impl Engine {
         for outcome in out {
             self.report(now, id, outcome);
         }
+    }
+
+    /// Closes a connection without reporting it: the loser of a race (`connect_racing`).
+    fn close_quietly(&mut self, now: Instant, id: ConnId, reason: &str) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        conn.reported = true;
+        let bytes = reason.as_bytes().to_vec().into();
+        conn.quic
+            .close(now, VarInt::from_u32(app_code::NO_ERROR), bytes);
+        touch(&mut self.touched, id, conn);
+    }
+
+    /// The connection under `from` goes on under `to`, and the one under `to` (if any)
+    /// under `from`: a rival that won a race takes its dial's id, which `connect` returned.
+    fn rename(&mut self, from: ConnId, to: ConnId) {
+        let moving = self.connections.remove(&from);
+        let other = self.connections.remove(&to);
+        for (id, conn) in [(to, moving), (from, other)] {
+            let Some(mut conn) = conn else {
+                continue;
+            };
+            self.ids.insert(conn.handle, id);
+            // Filed anew under its new id: its timer, and the lists a call puts it on.
+            if let Some(old) = conn.deadline.take() {
+                self.timers.remove(&(old, if id == to { from } else { to }));
+            }
+            conn.touched = false;
+            conn.sending = true;
+            self.sending.push(id);
+            touch(&mut self.touched, id, &mut conn);
+            self.connections.insert(id, conn);
+        }
+        self.renamed.insert(from, to);
+        self.renamed.insert(to, from);
     }
 
     /// Moves events between the endpoint and its connections until both are quiet, lets
@@ -740,10 +798,21 @@ impl Engine {
         touched.clear();
         touched.append(&mut self.touched);
         self.touched = touched;
+        self.renamed.clear();
         for (id, outcome) in reports {
+            // A race settled by an earlier report here may have moved the connection.
+            let id = self.renamed.get(&id).copied().unwrap_or(id);
             self.report(now, id, outcome);
         }
         for id in drained {
+            let id = self.renamed.get(&id).copied().unwrap_or(id);
+            if !self
+                .connections
+                .get(&id)
+                .is_some_and(|c| c.quic.is_drained())
+            {
+                continue;
+            }
             let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
