@@ -138,9 +138,9 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     // CONNECTION comes once TLS is done and both HELLOs agreed on an encoding.
     const connected = seen.client.find((e) => e[0] === CONNECTION && e[1] === id);
     expect(connected?.[4], "the server's maxMessageSize").toBe(1 << 20);
-    expect(seen.clientText).toBe('msgpack localhost:50002');
+    expect(seen.clientText).toBe('msgpack localhost:50002 udp');
     expect(seen.server.some((e) => e[0] === CONNECTION)).toBe(true);
-    expect(seen.serverText).toBe(`msgpack ${CLIENT}`);
+    expect(seen.serverText).toBe(`msgpack ${CLIENT} udp`);
     expect(client.connectionCount()).toBe(1);
     expect(server.connectionCount()).toBe(1);
   });
@@ -192,7 +192,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     deliver(server, SERVER, client, CLIENT); // TLS flight, with the server's HELLO as 0.5-RTT data
     const ready = events(client);
     expect(ready.list.some((e) => e[0] === CONNECTION)).toBe(true);
-    expect(ready.text).toBe('raw localhost:50002');
+    expect(ready.text).toBe('raw localhost:50002 udp');
     deliver(client, CLIENT, server, SERVER); // Finished and the client's HELLO, together
     expect(events(server).list.some((e) => e[0] === CONNECTION)).toBe(true);
   });
@@ -362,7 +362,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       step();
       for (let i = 0; i < 200 && !seen.some((e) => e[0] === CONNECTION); i++) await sleep(10);
       expect(seen.some((e) => e[0] === CONNECTION)).toBe(true);
-      expect(label).toBe(`json localhost:${server.port}`);
+      expect(label).toBe(`json localhost:${server.port} udp`);
       for (let i = 0; i < 100 && server.peers().length === 0; i++) await sleep(10);
       expect(server.peers()[0]?.encoding).toBe('json');
     } finally {

@@ -1,11 +1,49 @@
-// quicwire for browsers and edge runtimes: the wasm engine only. They have no UDP, so
-// datagrams travel over a MemoryNetwork by default (engines in the same page or worker), or
-// over any carrier you pass as `initWasm(url, { network })`. Built by rollup into
-// dist/browser/ with the .wasm beside the bundle.
+// quicwire for browsers and edge runtimes: the wasm engine only. They have no UDP: a client
+// with `transport: 'tcp'` reaches a quicwire server (`tcp: true`) over a WebSocket to its
+// port (ts/carrier.ts); otherwise datagrams travel over a MemoryNetwork (engines in the same
+// page or worker), or over any carrier you pass as `initWasm(url, { network })`. Built by
+// rollup into dist/browser/ with the .wasm beside the bundle.
 
+import type { StreamNetwork } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { MemoryNetwork } from './memory.js';
 import { type Platform, usePlatform } from './platform.js';
+
+/** WebSockets as the streams that carry QUIC: `ws://host:port/`, binary messages holding
+ *  the same frames as a TCP tunnel (the packets inside are QUIC's, encrypted and checked). */
+const webSockets: StreamNetwork = {
+  connect(host, port, events) {
+    const name = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    const ws = new WebSocket(`ws://${name}:${port}/`);
+    ws.binaryType = 'arraybuffer';
+    let waiting: Uint8Array[] = [];
+    let waitingBytes = 0;
+    ws.onopen = () => {
+      for (const data of waiting) ws.send(data);
+      waiting = [];
+      waitingBytes = 0;
+    };
+    ws.onmessage = (e) => events.data(new Uint8Array(e.data as ArrayBuffer));
+    ws.onclose = () => events.closed();
+    return {
+      write(data) {
+        if (ws.readyState === WebSocket.OPEN) {
+          ws.send(data);
+        } else if (ws.readyState === WebSocket.CONNECTING) {
+          waiting.push(data);
+          waitingBytes += data.length;
+        }
+      },
+      get queued() {
+        return ws.bufferedAmount + waitingBytes;
+      },
+      close: () => ws.close(),
+    };
+  },
+  listen() {
+    throw new QuicwireError('ERR_INVALID_ARGUMENT', 'a browser cannot listen for connections');
+  },
+};
 
 const browserPlatform: Platform = {
   loadNative() {
@@ -15,6 +53,7 @@ const browserPlatform: Platform = {
     );
   },
   network: new MemoryNetwork(),
+  streams: webSockets,
   async wasmSource(input) {
     return input ?? new URL('./quicwire_wasm_bg.wasm', import.meta.url);
   },

@@ -1,14 +1,15 @@
-// Carrying QUIC datagrams over a byte stream (TCP), for networks that block UDP: the same
-// engine, handshake, certificate checks, delivery and ordering, on another carrier. Each
-// datagram travels as a frame: its length (2 bytes, big-endian), then its bytes. The engine
-// knows each tunnel by an address of its own in 100::/64 (the discard-only prefix of RFC
-// 6666, which no real peer has; crates/quicwire-node/src/driver.rs sends there through
-// this instead of UDP).
+// Carrying QUIC datagrams over a byte stream, for networks that block UDP and for runtimes
+// without UDP: the same engine, handshake, certificate checks, delivery and ordering, on
+// another carrier. The stream is a TCP connection (Node) or a WebSocket's binary messages
+// (browsers, to the same server port); on it each datagram travels as a frame: its length
+// (2 bytes, big-endian), then its bytes. The engine knows each tunnel by an address of its
+// own in 100::/64 (the discard-only prefix of RFC 6666, which no real peer has;
+// crates/quicwire-node/src/driver.rs hands what it sends there to this instead of UDP).
 
 import { concat } from './bytes.js';
 import { QuicwireError } from './errors.js';
 
-/** A byte stream as the platform has it (node:net in Node). */
+/** A byte stream as the platform has it: TCP (node:net) or a WebSocket. */
 export interface ByteStream {
   write(data: Uint8Array): void;
   /** Bytes written and not yet sent. */
@@ -17,9 +18,11 @@ export interface ByteStream {
   close(): void;
 }
 
-/** Where the platform opens streams: TCP in Node; none in browsers. */
+/** Where the platform opens streams: TCP in Node (which also takes WebSockets when it
+ *  listens), WebSockets in browsers. */
 export interface StreamNetwork {
-  connect(address: string, port: number, events: StreamEvents): ByteStream;
+  /** A stream to `host:port` (a name or an IP address). */
+  connect(host: string, port: number, events: StreamEvents): ByteStream;
   /** Listens on TCP `host:port`; `accept` takes each stream and says what to do with it. */
   listen(
     host: string,
@@ -79,17 +82,17 @@ export class StreamCarrier {
 
   #network(): StreamNetwork {
     if (!this.network) {
-      throw new QuicwireError('ERR_INVALID_ARGUMENT', 'this runtime has no TCP: only UDP carries QUIC here');
+      throw new QuicwireError('ERR_INVALID_ARGUMENT', 'this runtime has no streams to carry QUIC over');
     }
     return this.network;
   }
 
-  /** An address for a tunnel to `address:port`, opened when the engine first sends there
+  /** An address for a tunnel to `host:port`, opened when the engine first sends there
    *  (a pooled connection reused instead never opens it: `release`). */
-  reserve(address: string, port: number): string {
+  reserve(host: string, port: number): string {
     const network = this.#network();
     const addr = tunnelAddress();
-    const tunnel: Tunnel = new Tunnel(addr, () => network.connect(address, port, this.#events(tunnel)));
+    const tunnel: Tunnel = new Tunnel(addr, () => network.connect(host, port, this.#events(tunnel)));
     this.#tunnels.set(addr, tunnel);
     return addr;
   }

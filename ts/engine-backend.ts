@@ -203,12 +203,14 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const slot = this.#slot(client);
     // The pool's rules first: a bad host fails before any DNS lookup.
     this.#call(() => this.#shell.poolKey(host, port));
-    const { address, family } = await this.#resolve(host);
+    // Over TCP alone, the platform's stream resolves the name itself (a browser can only).
+    const { address, family } =
+      slot.carrier === 'tcp' ? { address: host, family: 4 as const } : await this.#resolve(host);
     await slot.io.socket(family, undefined, 0);
     const direct = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
     // A tunnel's TCP connection opens only if the engine sends there: with 'auto', only if
     // UDP has not finished the handshake by the fallback delay.
-    const tunnel = slot.carrier === 'udp' ? undefined : slot.tunnels.reserve(address, port);
+    const tunnel = slot.carrier === 'udp' ? undefined : slot.tunnels.reserve(host, port);
     let id: number;
     try {
       id = this.#call(() =>

@@ -1,10 +1,13 @@
 // The Node.js platform (also Deno and Bun through their node: modules): UDP sockets from
-// node:dgram (for the wasm engine), the napi addon (ts/native.ts), the .wasm read from disk.
+// node:dgram (for the wasm engine), TCP from node:net and WebSockets from `ws` (for QUIC
+// where UDP cannot go, ts/carrier.ts), the napi addon (ts/native.ts), the .wasm from disk.
 
 import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { ByteStream, StreamEvents, StreamNetwork } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { loadNative } from './native.js';
@@ -98,14 +101,58 @@ function deliver(socket: Socket, events: StreamEvents): void {
   socket.on('close', () => events.closed());
 }
 
+/** A WebSocket (from a browser) as a tunnel's stream: its binary messages carry the same
+ *  frames as TCP does. */
+function webSocketStream(ws: WebSocket, accept: (stream: ByteStream) => StreamEvents): void {
+  const events = accept({
+    write: (data) => ws.send(data),
+    get queued() {
+      return ws.bufferedAmount;
+    },
+    close: () => ws.close(),
+  });
+  ws.on('message', (data: Buffer) => events.data(data));
+  ws.on('close', () => events.closed());
+  ws.on('error', () => {});
+}
+
+/** Hands `socket` on once its first bytes tell a WebSocket upgrade ("GET ") from a tunnel
+ *  (which starts with the length of a QUIC Initial), those bytes put back. */
+function sniff(socket: Socket, route: (http: boolean) => void): void {
+  let seen = Buffer.alloc(0);
+  const first = (chunk: Buffer) => {
+    seen = Buffer.concat([seen, chunk]);
+    if (seen.length < 4) return;
+    socket.off('data', first);
+    socket.pause();
+    socket.unshift(seen);
+    route(seen.subarray(0, 4).toString('latin1') === 'GET ');
+    socket.resume();
+  };
+  socket.on('data', first);
+  socket.on('error', () => {});
+}
+
 const tcp: StreamNetwork = {
-  connect(address, port, events) {
-    const socket = tcpConnect({ host: address, port });
+  connect(host, port, events) {
+    const socket = tcpConnect({ host: host.replace(/^\[|\]$/g, ''), port });
     deliver(socket, events);
     return byteStream(socket);
   },
   async listen(host, port, accept) {
-    const server = createServer((socket) => deliver(socket, accept(byteStream(socket))));
+    // Browsers come as WebSockets to the same port: an HTTP server of our own upgrades them.
+    const web = createHttpServer();
+    const upgrades = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+    web.on('upgrade', (req, socket, head) => {
+      (socket as Socket).unref();
+      upgrades.handleUpgrade(req, socket, head, (ws) => webSocketStream(ws, accept));
+    });
+    const server = createServer((socket) =>
+      sniff(socket, (http) => {
+        if (http) web.emit('connection', socket);
+        else deliver(socket, accept(byteStream(socket)));
+      }),
+    );
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) =>
         reject(
@@ -115,7 +162,13 @@ const tcp: StreamNetwork = {
       server.listen(port, host, () => resolve());
     });
     server.unref();
-    return { close: () => server.close() };
+    return {
+      close: () => {
+        server.close();
+        for (const ws of upgrades.clients) ws.terminate();
+        upgrades.close();
+      },
+    };
   },
 };
 

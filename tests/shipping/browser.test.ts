@@ -1,5 +1,6 @@
 // The browser bundle in headless Chromium: the page loads dist/browser/quicwire.js, runs
-// initWasm, and two wasm engines complete a QUIC handshake and exchange messages in memory.
+// initWasm, and two wasm engines complete a QUIC handshake and exchange messages in memory;
+// and a page reaches a quicwire server in Node over a WebSocket to its port.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -7,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateDevCert, QuicServer } from '../../ts/index.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const CHROMIUM = process.env.QUICWIRE_CHROMIUM ?? '/usr/bin/chromium';
@@ -62,11 +64,11 @@ afterAll(async () => {
   server?.close();
 });
 
-async function runPage(query: string) {
+async function runPage(query: string, path = '') {
   const page = await browser.newPage();
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
-  await page.goto(`${base}/examples/browser/${query}`);
+  await page.goto(`${base}/examples/browser/${path}${query}`);
   const result = await page.evaluate(
     () => (window as unknown as { quicwireResult: Promise<unknown> }).quicwireResult,
   );
@@ -89,6 +91,57 @@ describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
     });
     expect(result.rttMs).toBeGreaterThanOrEqual(0);
     expect(log).toContain('1000 messages delivered');
+  });
+
+  it('a page reaches a quicwire server in Node: messages and requests both ways, 8 MiB, errors, a close', async () => {
+    const tls = generateDevCert(['127.0.0.1']);
+    const server = await QuicServer.listen({
+      cert: tls.cert,
+      key: tls.key,
+      tcp: true,
+      maxMessageSize: 16 << 20,
+    });
+    let messages = 0;
+    server.onMessage(() => {
+      messages++;
+    });
+    server.onRequest(async (msg, peer) => {
+      const m = msg as { op?: string; n?: number };
+      if (m?.op === 'count') return messages;
+      if (m?.op === 'fail') throw new Error('this handler fails on purpose');
+      if (m?.op === 'push') {
+        await Promise.all(Array.from({ length: m.n ?? 0 }, (_, i) => peer.send({ pushed: i })));
+        return m.n;
+      }
+      if (m?.op === 'ask') {
+        const answers = await Promise.all(Array.from({ length: m.n ?? 0 }, (_, q) => peer.request({ q })));
+        return answers.filter((a, q) => (a as { fromPage?: { q?: number } })?.fromPage?.q === q).length;
+      }
+      if (m?.op === 'close') {
+        setTimeout(() => void server.close({ graceful: true }), 10);
+        return 'closing';
+      }
+      return msg;
+    });
+    try {
+      const query = `?port=${server.port}&ca=${encodeURIComponent(tls.cert)}`;
+      const { result, errors, log } = await runPage(query, 'remote.html');
+      expect(errors).toEqual([]);
+      expect(result).toEqual({
+        backend: 'wasm',
+        carrier: 'tcp',
+        counted: 1000,
+        echoed: 1000,
+        bigIntact: true,
+        handlerError: 'ERR_REMOTE',
+        pushedInOrder: true,
+        answered: 1000,
+        afterClose: 'ERR_CONNECTION_CLOSED',
+      });
+      expect(log).toContain('connected over tcp');
+    } finally {
+      await server.close({ graceful: false });
+    }
   });
 
   it('takes the .wasm URL passed to initWasm explicitly', async () => {
