@@ -95,10 +95,42 @@ describe('QUIC over TCP', () => {
     await eventually(() => established(server.port) === 0, 'the TCP connection closed');
   });
 
-  it('a server without tcp takes no TCP: the client times out', async () => {
+  it('a server without tcp refuses the TCP connection: connect fails at once, saying why', async () => {
     const server = await echoServer();
-    const t = transport({ transport: 'tcp', connectTimeoutMs: 1000 });
-    await rejectsWith(t.connect('127.0.0.1', server.port), 'ERR_CONNECT_TIMEOUT');
+    const t = transport({ transport: 'tcp' });
+    const err = await rejectsWith(t.connect('127.0.0.1', server.port), 'ERR_CONNECTION_CLOSED');
+    expect(err.message).toMatch(/TCP connection carrying it closed/);
+  });
+
+  it('a TCP connection that breaks takes its QUIC connection with it at once', async () => {
+    const server = await echoServer({ tcp: true });
+    // A relay between client and server, whose sockets we can cut.
+    const cut: (() => void)[] = [];
+    const relay = createServer((inbound) => {
+      const outbound = tcpConnect(server.port, '127.0.0.1');
+      inbound.pipe(outbound).pipe(inbound);
+      inbound.on('error', () => {});
+      outbound.on('error', () => {});
+      cut.push(() => {
+        inbound.destroy();
+        outbound.destroy();
+      });
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    try {
+      const t = transport({ transport: 'tcp', keepAliveMs: 60_000 });
+      const conn = await t.connect('127.0.0.1', (relay.address() as AddressInfo).port);
+      expect(await t.request(conn, 'before')).toBe('before');
+      for (const c of cut) c();
+      // Well before any QUIC timeout (three keep-alives: 3 minutes here).
+      await eventually(() => !conn.isOpen, 'the connection closed', 3000);
+      expect(conn.closeReason?.code).toBe('ERR_CONNECTION_CLOSED');
+      expect(conn.closeReason?.message).toMatch(/TCP connection carrying it closed/);
+      await rejectsWith(t.request(conn, 'after'), 'ERR_CONNECTION_CLOSED');
+      await eventually(() => server.stats().connections === 0, 'the server let go of it', 3000);
+    } finally {
+      relay.close();
+    }
   });
 
   it("'auto' stays on UDP where UDP answers: no TCP connection is made", async () => {

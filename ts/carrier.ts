@@ -74,6 +74,8 @@ export class StreamCarrier {
     readonly network: StreamNetwork | undefined,
     /** Datagrams that came in: back to back, `lens[i]` bytes each, from `addrs[i]`. */
     readonly deliver: (data: Uint8Array, lens: Uint32Array, addrs: string[]) => void,
+    /** A tunnel closed (or failed to open) without our asking: its connection is cut off. */
+    readonly lost: (addr: string) => void,
   ) {}
 
   get active(): boolean {
@@ -143,7 +145,10 @@ export class StreamCarrier {
     return {
       data: (chunk) => this.#arrived(tunnel, chunk),
       closed: () => {
+        // Not one we closed ourselves (`end`, `closeAll`: it is gone from the table then).
+        if (this.#tunnels.get(tunnel.addr) !== tunnel) return;
         this.#tunnels.delete(tunnel.addr);
+        this.lost(tunnel.addr);
       },
     };
   }

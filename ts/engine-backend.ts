@@ -117,8 +117,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   #add(engine: E): Slot<E> {
     const slot = new Slot(this.#nextSlot++, engine);
-    slot.tunnels = new StreamCarrier(platform().streams, (data, lens, addrs) =>
-      slot.io.carried(data, lens, addrs),
+    slot.tunnels = new StreamCarrier(
+      platform().streams,
+      (data, lens, addrs) => slot.io.carried(data, lens, addrs),
+      (addr) => this.#tunnelLost(slot, addr),
     );
     slot.io = this.#io(engine, (events) => this.#afterIo(slot, events), slot.tunnels);
     this.#slots.set(slot.id, slot);
@@ -346,6 +348,20 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       slot.stepSoon = false;
       this.#step(slot);
     });
+  }
+
+  /** A connection's TCP tunnel closed under it (the peer went, or the path broke): it
+   *  closes now rather than after its idle timeout. Not a race's tunnel while UDP may still
+   *  win it. */
+  #tunnelLost(slot: Slot<E>, addr: string): void {
+    for (const [id, tunnel] of slot.tunnelOf) {
+      if (tunnel !== addr) continue;
+      if (slot.carrier === 'auto' && !slot.isConnected(id)) return;
+      slot.tunnelOf.delete(id);
+      slot.engine.disconnect(id, 'the TCP connection carrying it closed');
+      this.#step(slot);
+      return;
+    }
   }
 
   /** Sends what the engine has, follows its timer, and reports its events (with `wake`,

@@ -65,8 +65,8 @@ class NativeEngine implements ShellEngine {
   connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
     return this.addon.connectRacing(this.handle, host, port, addr, fallback, afterMs);
   }
-  disconnect(connection: number): void {
-    this.addon.disconnect(this.handle, connection);
+  disconnect(connection: number, reason?: string): void {
+    this.addon.disconnect(this.handle, connection, reason);
   }
   goAway(): void {
     this.addon.goAway(this.handle);

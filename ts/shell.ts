@@ -11,7 +11,8 @@ import { codeOf, QuicwireError } from './errors.js';
 export interface ShellEngine {
   connect(host: string, port: number, addr: string): number;
   connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number;
-  disconnect(connection: number): void;
+  /** Closes a connection; its close error says `reason` when given. */
+  disconnect(connection: number, reason?: string): void;
   goAway(): void;
   serving(): number;
   closeAll(reason: string): void;

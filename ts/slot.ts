@@ -45,6 +45,10 @@ export class Slot<E extends ShellEngine> {
     });
   }
 
+  isConnected(id: number): boolean {
+    return this.#ready.has(id);
+  }
+
   connected(id: number, info: ConnectionInfo): void {
     this.#ready.set(id, info);
     for (const w of this.#waiters.get(id) ?? []) w.resolve(info);

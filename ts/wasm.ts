@@ -33,8 +33,8 @@ class WasmEngine implements ShellEngine {
   connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
     return this.raw.connectRacing(this.clock.now(), host, port, addr, fallback, afterMs);
   }
-  disconnect(connection: number): void {
-    this.raw.disconnect(this.clock.now(), connection);
+  disconnect(connection: number, reason?: string): void {
+    this.raw.disconnect(this.clock.now(), connection, reason);
   }
   goAway(): void {
     this.raw.goAway(this.clock.now());

@@ -83,8 +83,11 @@ export interface DevCert {
   key: string
 }
 
-/** Closes a connection; an id of no open connection: nothing. */
-export declare function disconnect(engine: number, connection: number): void
+/**
+ * Closes a connection (for `reason`, which its close error then says); an id of no open
+ * connection: nothing.
+ */
+export declare function disconnect(engine: number, connection: number, reason?: string | undefined | null): void
 
 /**
  * Sends what is ready and sets the timer, after every other call that changes state;

@@ -492,10 +492,10 @@ impl JsEngine {
             .map(ConnId::to_f64)
     }
 
-    /// Closes connection `id` (an id of no open connection: nothing).
-    pub fn disconnect(&mut self, now: Instant, id: f64) {
+    /// Closes connection `id` (an id of no open connection: nothing), for `reason` if given.
+    pub fn disconnect(&mut self, now: Instant, id: f64, reason: Option<&str>) {
         if let Some(id) = ConnId::from_f64(id) {
-            self.engine.disconnect(now, id);
+            self.engine.close(now, id, reason.unwrap_or("disconnect"));
         }
     }
 

@@ -293,10 +293,13 @@ pub fn connect_racing(
     .map_err(js_error)
 }
 
-/// Closes a connection; an id of no open connection: nothing.
+/// Closes a connection (for `reason`, which its close error then says); an id of no open
+/// connection: nothing.
 #[napi(catch_unwind)]
-pub fn disconnect(engine: u32, connection: f64) -> Result<()> {
-    with_engine(engine, |e| e.disconnect(Instant::now(), connection))
+pub fn disconnect(engine: u32, connection: f64, reason: Option<String>) -> Result<()> {
+    with_engine(engine, |e| {
+        e.disconnect(Instant::now(), connection, reason.as_deref())
+    })
 }
 
 #[napi(catch_unwind)]

@@ -141,9 +141,11 @@ impl Engine {
             .map_err(js_error)
     }
 
-    /// Closes a connection; an id of no open connection: nothing.
-    pub fn disconnect(&mut self, now: f64, connection: f64) {
-        self.inner.disconnect(at(now), connection)
+    /// Closes a connection (for `reason`, which its close error then says); an id of no
+    /// open connection: nothing.
+    pub fn disconnect(&mut self, now: f64, connection: f64, reason: Option<String>) {
+        self.inner
+            .disconnect(at(now), connection, reason.as_deref())
     }
 
     #[wasm_bindgen(js_name = goAway)]

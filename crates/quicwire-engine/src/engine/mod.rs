@@ -255,8 +255,14 @@ impl Engine {
 
     /// Closes a connection and drops it from the pool (a connection already gone: nothing).
     pub fn disconnect(&mut self, now: Instant, id: ConnId) {
+        self.close(now, id, "disconnect");
+    }
+
+    /// Closes connection `id`, its close error saying `reason` (say, that the stream tunnel
+    /// carrying it closed).
+    pub fn close(&mut self, now: Instant, id: ConnId, reason: &str) {
         self.at(now);
-        self.close_conn(now, id, app_code::NO_ERROR, "disconnect");
+        self.close_conn(now, id, app_code::NO_ERROR, reason);
     }
 
     /// Sends GOAWAY on every connection and stops accepting new ones (a closing server).
