@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, connect as tcpConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { generateDevCert, QuicServer } from '../ts/index.js';
+import { generateDevCert, QuicServer, type QuicTransport } from '../ts/index.js';
 import { HEALTHY } from './fixtures/exchange.js';
 import { lineFrom } from './fixtures/spawn.js';
 import {
@@ -93,6 +93,25 @@ describe('QUIC over TCP', () => {
     expect(established(server.port)).toBe(2);
     await t.disconnect(conn);
     await eventually(() => established(server.port) === 0, 'the TCP connection closed');
+  });
+
+  it('works over IPv6 as over IPv4', async () => {
+    const server = await echoServer({ tcp: true, host: '::1' });
+    const t = transport({ transport: 'tcp' });
+    const conn = await t.connect('::1', server.port);
+    expect(conn.carrier).toBe('tcp');
+    expect(await t.request(conn, 'six')).toBe('six');
+  });
+
+  it("a server's limit per client IP holds over TCP too", async () => {
+    const server = await echoServer({ tcp: true, maxConnectionsPerIp: 2 });
+    const clients = [0, 1, 2].map(() => transport({ transport: 'tcp' }));
+    const [a, b, c] = clients as [QuicTransport, QuicTransport, QuicTransport];
+    expect(await a.request(`127.0.0.1:${server.port}`, 'a')).toBe('a');
+    expect(await b.request(`127.0.0.1:${server.port}`, 'b')).toBe('b');
+    const err = await rejectsWith(c.connect('127.0.0.1', server.port), 'ERR_CONNECTION_CLOSED');
+    expect(err.message).toMatch(/connection limit/);
+    expect(server.stats().refused).toBe(1);
   });
 
   it('a server without tcp refuses the TCP connection: connect fails at once, saying why', async () => {

@@ -11,6 +11,8 @@ import { QuicwireError } from './errors.js';
 
 /** A byte stream as the platform has it: TCP (node:net) or a WebSocket. */
 export interface ByteStream {
+  /** The IP address of the other end, where the platform knows it. */
+  readonly remote?: string | undefined;
   write(data: Uint8Array): void;
   /** Bytes written and not yet sent. */
   readonly queued: number;
@@ -43,10 +45,28 @@ const HIGH_WATER = 4 << 20;
 
 let nextTunnel = 0;
 
-/** A tunnel's address: 100::/64, one address per tunnel in the process. */
+/** A dialed tunnel's address: 100::/64, one address per tunnel in the process. */
 function tunnelAddress(): string {
   const n = nextTunnel++;
   return `[100::${(1 + Math.floor(n / 0x10000)).toString(16)}:${(n % 0x10000).toString(16)}]:1`;
+}
+
+/** The low half of an accepted tunnel's address: the client's IPv4 address whole (as
+ *  ::ffff:a.b.c.d has it), or its IPv6 address's /64, so that the server's per-IP limit
+ *  counts a client's tunnels together. */
+function clientHalf(ip: string): number[] {
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    return [0, 0xffff, (a << 8) | b, (c << 8) | d];
+  }
+  const [head = '', tail] = ip.split('::');
+  const groups = (part: string | undefined) =>
+    part ? part.split(':').map((g) => Number.parseInt(g, 16) || 0) : [];
+  const high = groups(head);
+  const low = tail === undefined ? [] : groups(tail);
+  const all = [...high, ...new Array(8 - high.length - low.length).fill(0), ...low];
+  return all.slice(0, 4);
 }
 
 export function isTunnel(addr: string): boolean {
@@ -67,6 +87,8 @@ class Tunnel {
 /** One engine's stream tunnels: those it dials (a client) and those it accepts (a server). */
 export class StreamCarrier {
   readonly #tunnels = new Map<string, Tunnel>();
+  /** Per client address (accepted tunnels): the port its next tunnel tries. */
+  readonly #ports = new Map<string, number>();
   #listener: { close(): void } | undefined;
   #closed = false;
 
@@ -107,11 +129,28 @@ export class StreamCarrier {
   /** Accepts tunnels on TCP `host:port`. */
   async listen(host: string, port: number): Promise<void> {
     this.#listener = await this.#network().listen(host, port, (stream) => {
-      const tunnel = new Tunnel(tunnelAddress(), undefined);
+      const tunnel = new Tunnel(this.#acceptedAddress(stream.remote ?? ''), undefined);
       tunnel.stream = stream;
       this.#tunnels.set(tunnel.addr, tunnel);
       return this.#events(tunnel);
     });
+  }
+
+  /** An accepted tunnel's address: the client's (see `clientHalf`), and a port none of its
+   *  tunnels has. The engine prints addresses canonically, and so does URL. */
+  #acceptedAddress(ip: string): string {
+    const host = new URL(
+      `http://[100:0:0:0:${clientHalf(ip)
+        .map((g) => g.toString(16))
+        .join(':')}]/`,
+    ).hostname;
+    for (let tries = 0; tries < 0xffff; tries++) {
+      const port = this.#ports.get(host) ?? 1;
+      this.#ports.set(host, port === 0xffff ? 1 : port + 1);
+      const addr = `${host}:${port}`;
+      if (!this.#tunnels.has(addr)) return addr;
+    }
+    return tunnelAddress(); // 65,535 tunnels from one address: it stands alone
   }
 
   /** One datagram into its tunnel (none, or too much queued: dropped, as UDP would). */

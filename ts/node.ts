@@ -88,6 +88,7 @@ function byteStream(socket: Socket): ByteStream {
   // A reset or refusal closes it: QUIC then times out, as on a lost path.
   socket.on('error', () => {});
   return {
+    remote: socket.remoteAddress,
     write: (data) => void socket.write(data),
     get queued() {
       return socket.writableLength;
@@ -103,8 +104,13 @@ function deliver(socket: Socket, events: StreamEvents): void {
 
 /** A WebSocket (from a browser) as a tunnel's stream: its binary messages carry the same
  *  frames as TCP does. */
-function webSocketStream(ws: WebSocket, accept: (stream: ByteStream) => StreamEvents): void {
+function webSocketStream(
+  ws: WebSocket,
+  remote: string | undefined,
+  accept: (stream: ByteStream) => StreamEvents,
+): void {
   const events = accept({
+    remote,
     write: (data) => ws.send(data),
     get queued() {
       return ws.bufferedAmount;
@@ -145,7 +151,8 @@ const tcp: StreamNetwork = {
     const upgrades = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
     web.on('upgrade', (req, socket, head) => {
       (socket as Socket).unref();
-      upgrades.handleUpgrade(req, socket, head, (ws) => webSocketStream(ws, accept));
+      const remote = req.socket.remoteAddress;
+      upgrades.handleUpgrade(req, socket, head, (ws) => webSocketStream(ws, remote, accept));
     });
     const server = createServer((socket) =>
       sniff(socket, (http) => {
