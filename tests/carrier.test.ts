@@ -95,6 +95,32 @@ describe('QUIC over TCP', () => {
     await eventually(() => established(server.port) === 0, 'the TCP connection closed');
   });
 
+  // The carrier is the facade's, the same for both backends: once is enough for 10 s.
+  it.runIf(process.env.QUICWIRE_BACKEND !== 'wasm')(
+    'a TCP stream that carries no QUIC connection is closed after 10 s, silent or sending garbage',
+    async () => {
+      const server = await echoServer({ tcp: true });
+      const closed = (socket: ReturnType<typeof tcpConnect>) =>
+        new Promise<number>((resolve) => {
+          const started = performance.now();
+          socket.on('error', () => {});
+          socket.on('close', () => resolve(performance.now() - started));
+        });
+      const silent = tcpConnect(server.port, '127.0.0.1');
+      const noisy = tcpConnect(server.port, '127.0.0.1');
+      // Frames of 1,200 bytes of nothing QUIC can parse.
+      const junk = new Uint8Array(1202).fill(7);
+      junk[0] = 0x04;
+      junk[1] = 0xb0;
+      noisy.write(junk);
+      noisy.write(junk);
+      const [a, b] = await Promise.all([closed(silent), closed(noisy)]);
+      for (const ms of [a, b]) expect(ms).toBeGreaterThan(9_000);
+      expect(server.stats().connections).toBe(0);
+    },
+    20_000,
+  );
+
   it('works over IPv6 as over IPv4', async () => {
     const server = await echoServer({ tcp: true, host: '::1' });
     const t = transport({ transport: 'tcp' });

@@ -8,6 +8,7 @@
 
 import { concat } from './bytes.js';
 import { QuicwireError } from './errors.js';
+import { unref } from './platform.js';
 
 /** A byte stream as the platform has it: TCP (node:net) or a WebSocket. */
 export interface ByteStream {
@@ -73,10 +74,16 @@ export function isTunnel(addr: string): boolean {
   return addr.startsWith('[100::');
 }
 
+/** How long an accepted tunnel may go without carrying a QUIC connection (a handshake takes
+ *  well under this): past it, it is closed, so idle or garbage streams cannot pile up. */
+export const UNBOUND_TUNNEL_MS = 10_000;
+
 class Tunnel {
   stream: ByteStream | undefined;
   /** Bytes of a frame not complete yet. */
   partial: Uint8Array | undefined;
+  /** An accepted tunnel's deadline to carry a connection (`bound` clears it). */
+  deadline: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly addr: string,
@@ -131,9 +138,17 @@ export class StreamCarrier {
     this.#listener = await this.#network().listen(host, port, (stream) => {
       const tunnel = new Tunnel(this.#acceptedAddress(stream.remote ?? ''), undefined);
       tunnel.stream = stream;
+      tunnel.deadline = setTimeout(() => this.end(tunnel.addr), UNBOUND_TUNNEL_MS);
+      unref(tunnel.deadline);
       this.#tunnels.set(tunnel.addr, tunnel);
       return this.#events(tunnel);
     });
+  }
+
+  /** An accepted tunnel carries a connection now: it lives as long as that does. */
+  bound(addr: string): void {
+    const tunnel = this.#tunnels.get(addr);
+    clearTimeout(tunnel?.deadline);
   }
 
   /** An accepted tunnel's address: the client's (see `clientHalf`), and a port none of its
@@ -168,7 +183,9 @@ export class StreamCarrier {
 
   /** Closes the tunnel of a connection that ended (after what is queued on it). */
   end(addr: string): void {
-    this.#tunnels.get(addr)?.stream?.close();
+    const tunnel = this.#tunnels.get(addr);
+    clearTimeout(tunnel?.deadline);
+    tunnel?.stream?.close();
     this.#tunnels.delete(addr);
   }
 
@@ -176,7 +193,10 @@ export class StreamCarrier {
   closeAll(): void {
     this.#closed = true;
     this.#listener?.close();
-    for (const tunnel of this.#tunnels.values()) tunnel.stream?.close();
+    for (const tunnel of this.#tunnels.values()) {
+      clearTimeout(tunnel.deadline);
+      tunnel.stream?.close();
+    }
     this.#tunnels.clear();
   }
 
@@ -186,6 +206,7 @@ export class StreamCarrier {
       closed: () => {
         // Not one we closed ourselves (`end`, `closeAll`: it is gone from the table then).
         if (this.#tunnels.get(tunnel.addr) !== tunnel) return;
+        clearTimeout(tunnel.deadline);
         this.#tunnels.delete(tunnel.addr);
         this.lost(tunnel.addr);
       },

@@ -419,7 +419,11 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         meta[i + 2] = slot.id; // the owner: this client or server
         const info = connectionInfo(batch, i);
         this.#routes.set(id, slot);
-        if (isTunnel(info.peer)) slot.tunnelOf.set(id, info.peer); // a server's client over TCP
+        if (isTunnel(info.peer)) {
+          // A server's client over TCP.
+          slot.tunnelOf.set(id, info.peer);
+          slot.tunnels.bound(info.peer);
+        }
         const tunnel = slot.tunnelOf.get(id);
         if (info.carrier === 'udp' && tunnel !== undefined) {
           // UDP won the race: the tunnel (if it opened at all) goes.

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { ByteStream, StreamEvents, StreamNetwork } from './carrier.js';
+import { type ByteStream, type StreamEvents, type StreamNetwork, UNBOUND_TUNNEL_MS } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { loadNative } from './native.js';
 import type { DatagramNetwork, DatagramSocket, Platform, WasmInput } from './platform.js';
@@ -126,9 +126,12 @@ function webSocketStream(
  *  (which starts with the length of a QUIC Initial), those bytes put back. */
 function sniff(socket: Socket, route: (http: boolean) => void): void {
   let seen = Buffer.alloc(0);
+  // A stream that says nothing is not kept.
+  socket.setTimeout(UNBOUND_TUNNEL_MS, () => socket.destroy());
   const first = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
     if (seen.length < 4) return;
+    socket.setTimeout(0);
     socket.off('data', first);
     socket.pause();
     socket.unshift(seen);
