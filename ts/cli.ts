@@ -3,7 +3,9 @@
 // Exit codes: 0 done, 1 the operation failed (network, TLS, timeout), 2 bad usage.
 
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,6 +13,7 @@ import { SingleBar } from 'cli-progress';
 import {
   backend,
   type Connection,
+  collectMetrics,
   generateDevCert,
   initWasm,
   QuicServer,
@@ -22,7 +25,10 @@ const HELP = `quicwire: QUIC message transport (TLS 1.3, one stream per request,
 
 Usage:
   quicwire serve [--host H] [--port P] (--dev-cert | --cert FILE --key FILE) [--quiet]
+                 [--tcp] [--metrics HOST:PORT]
       Listen; print each message received as a JSON line; answer requests with their body.
+      --tcp also takes QUIC over TCP (clients behind a UDP block, browsers); --metrics
+      serves Prometheus metrics at http://HOST:PORT/metrics.
   quicwire send <host:port> <json> [--count N] [--ca FILE | --insecure]
       Send a message; exits once the server has it.
   quicwire request <host:port> <json> [--timeout MS] [--ca FILE | --insecure]
@@ -52,6 +58,8 @@ const OPTIONS = {
   cert: { type: 'string' },
   key: { type: 'string' },
   quiet: { type: 'boolean' },
+  tcp: { type: 'boolean' },
+  metrics: { type: 'string' },
   ca: { type: 'string' },
   insecure: { type: 'boolean' },
   count: { type: 'string' },
@@ -84,12 +92,12 @@ function integer(name: string, value: string | undefined, fallback: number, min 
   return n;
 }
 
-function target(value: string | undefined): { host: string; port: number } {
+function target(value: string | undefined, lowest = 1): { host: string; port: number } {
   if (!value) throw new UsageError('missing <host:port>, e.g. 127.0.0.1:4433');
   const i = value.lastIndexOf(':');
   const host = value.slice(0, i).replace(/^\[|\]$/g, '');
   const port = Number(value.slice(i + 1));
-  if (i <= 0 || !host || !Number.isInteger(port) || port < 1 || port > 65535) {
+  if (i <= 0 || !host || !Number.isInteger(port) || port < lowest || port > 65535) {
     throw new UsageError(`expected <host:port> such as 127.0.0.1:4433 or [::1]:4433, got ${value}`);
   }
   return { host, port };
@@ -139,12 +147,15 @@ async function serve(flags: Flags): Promise<number> {
       'serve needs a certificate: --dev-cert, or --cert FILE --key FILE (see `quicwire cert`)',
     );
   }
+  const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
   const server = await QuicServer.listen({
     host: flags.host ?? '127.0.0.1',
     port: integer('port', flags.port, 4433, 0),
     cert,
     key,
+    tcp: flags.tcp ?? false,
   });
+  const scrape = metricsAt && (await serveMetrics(server, metricsAt));
   let messages = 0;
   let requests = 0;
   server.onMessage((message, peer) => {
@@ -162,10 +173,37 @@ async function serve(flags: Flags): Promise<number> {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+  scrape?.close();
   await server.close({ graceful: true });
   // Counted here: the server's stats cover the connections open now, not the ones gone.
   console.error(`closed after ${messages} messages and ${requests} requests`);
   return 0;
+}
+
+/** Prometheus metrics of `server` at http://host:port/metrics (port 0: a free one). */
+async function serveMetrics(server: QuicServer, at: { host: string; port: number }): Promise<Server> {
+  const { Registry } = await import('prom-client').catch(() => {
+    throw new UsageError('--metrics needs prom-client: npm install prom-client');
+  });
+  const registry = new Registry();
+  await collectMetrics(server, { registry });
+  const http = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('metrics are at /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(err.message),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', (err) => reject(new UsageError(`--metrics ${at.host}:${at.port}: ${err.message}`)));
+    http.listen(at.port, at.host, () => resolve());
+  });
+  const { port } = http.address() as AddressInfo;
+  console.error(`metrics at http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${port}/metrics`);
+  return http;
 }
 
 /** Connects to `addr` (host:port) with the TLS flags, runs `use`, and closes. */

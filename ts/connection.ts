@@ -33,6 +33,17 @@ export interface Owner {
   closeConnection(connection: Connection): void;
   /** An answer to one of the peer's requests could not be sent. */
   answerFailed(connection: Connection, reason: QuicwireError): void;
+  /** Hears of requests as they end, when metrics watch the owner (ts/metrics.ts). */
+  readonly meter: Meter | undefined;
+}
+
+/** What metrics hear of as it happens: each request this side made, and each it answered,
+ *  with how long it took and how it ended (an error code, or none). */
+export interface Meter {
+  requested(seconds: number, code: string | undefined): void;
+  answered(seconds: number, code: string | undefined): void;
+  /** Something else failed with `code` (an answer that could not be sent). */
+  failed(code: string): void;
 }
 
 /** Resolves once every message of a send or sendBatch is delivered. */
@@ -208,8 +219,21 @@ export class Connection implements AsyncIterable<unknown> {
     if (typeof idempotent !== 'boolean') throw invalidArgument('idempotent must be a boolean');
     this.#assertOpen();
     const body = this.#encode(message);
-    const answer = await this.#hub.request(this, body, { timeoutMs, priority, idempotent });
-    return decode(answer, this.encoding);
+    const meter = this.#owner.meter;
+    if (!meter)
+      return decode(await this.#hub.request(this, body, { timeoutMs, priority, idempotent }), this.encoding);
+    const started = performance.now();
+    try {
+      const answer = decode(
+        await this.#hub.request(this, body, { timeoutMs, priority, idempotent }),
+        this.encoding,
+      );
+      meter.requested((performance.now() - started) / 1000, undefined);
+      return answer;
+    } catch (err) {
+      meter.requested((performance.now() - started) / 1000, (err as QuicwireError).code ?? 'ERR_INTERNAL');
+      throw err;
+    }
   }
 
   /** The next message from the peer. */
@@ -328,10 +352,13 @@ export class Connection implements AsyncIterable<unknown> {
   /** A request arrived from the peer: run the owner's handler and answer. */
   requested(handle: number, body: Uint8Array, early: boolean): void {
     const hub = this.#hub;
+    const meter = this.#owner.meter;
+    const started = meter ? performance.now() : 0;
     const fail = (
       code: 'ERR_REMOTE' | 'ERR_DECODE' | 'ERR_ENCODE' | 'ERR_MESSAGE_TOO_LARGE',
       message: string,
-    ) =>
+    ) => {
+      meter?.answered((performance.now() - started) / 1000, code);
       hub.queue(
         Op.RespondError,
         this.id,
@@ -340,6 +367,7 @@ export class Connection implements AsyncIterable<unknown> {
         codeNumber(code),
         this.#answered,
       );
+    };
     let message: unknown;
     try {
       message = decode(body, this.encoding);
@@ -363,6 +391,7 @@ export class Connection implements AsyncIterable<unknown> {
             fail('ERR_ENCODE', `the reply could not be encoded: ${(err as Error).message}`);
             return;
           }
+          meter?.answered((performance.now() - started) / 1000, undefined);
           hub.queue(Op.Respond, this.id, handle, answer, 0, this.#answered);
         },
         (err: unknown) => fail('ERR_REMOTE', err instanceof Error ? err.message : String(err)),

@@ -1,6 +1,13 @@
 // What a client transport and a server share: the handlers incoming traffic goes to.
 
-import type { Connection, DatagramHandler, MessageHandler, Owner, RequestHandler } from './connection.js';
+import type {
+  Connection,
+  DatagramHandler,
+  MessageHandler,
+  Meter,
+  Owner,
+  RequestHandler,
+} from './connection.js';
 import { invalidArgument, type QuicwireError } from './errors.js';
 import { checkKeys, checkObject } from './options.js';
 import { platform } from './platform.js';
@@ -20,6 +27,8 @@ export abstract class Endpoint implements Owner {
   #warned = false;
   /** Answers to requests that could not be sent. */
   protected answersFailed = 0;
+  /** Set while metrics watch this endpoint (ts/metrics.ts). */
+  meter: Meter | undefined;
 
   /** `tracing`: the options of those names, checked by `engineLimits`. */
   constructor(tracing: Pick<LimitOptions, 'keyLog' | 'qlog'>) {
@@ -93,6 +102,7 @@ export abstract class Endpoint implements Owner {
 
   answerFailed(connection: Connection, reason: QuicwireError): void {
     this.answersFailed++;
+    this.meter?.failed(reason.code);
     if (this.#errorHandler) {
       this.#errorHandler(reason, connection);
     } else if (!this.#warned) {

@@ -6,3 +6,4 @@ import { usePlatform } from './platform.js';
 usePlatform(nodePlatform);
 
 export * from './api.js';
+export { collectMetrics, type MetricsOptions } from './metrics.js';

@@ -13,6 +13,7 @@ export interface EngineFigures {
   refused: number;
   retried: number;
   totals: ConnectionStats;
+  ended: ConnectionStats;
   connections: (ConnectionStats & { idle: boolean })[];
 }
 
@@ -26,6 +27,7 @@ export function poolStats(s: EngineFigures): Omit<PoolStats, 'answersFailed'> {
     evicted: s.evicted,
     failed: s.failed,
     totals: s.totals,
+    ended: s.ended,
     connections: s.connections.map(({ idle: _, ...c }) => c).sort((a, b) => a.peer.localeCompare(b.peer)),
   };
 }
@@ -38,5 +40,6 @@ export function serverStats(s: EngineFigures): Omit<ServerStats, 'answersFailed'
     refused: s.refused,
     retried: s.retried,
     totals: s.totals,
+    ended: s.ended,
   };
 }

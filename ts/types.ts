@@ -194,7 +194,11 @@ export interface PoolStats {
   failed: number;
   /** Answers to the servers' requests that could not be sent (see `onError`). */
   answersFailed: number;
+  /** The open connections' figures, added up. */
   totals: ConnectionStats;
+  /** Those of every connection no longer open (closing, or gone), added up: with `totals`,
+   *  what the client did since it started (never decreasing, for metrics). */
+  ended: ConnectionStats;
   connections: ConnectionStats[];
 }
 
@@ -210,7 +214,10 @@ export interface ServerStats {
   retried: number;
   /** Answers to clients' requests that could not be sent (see `onError`). */
   answersFailed: number;
+  /** The open connections' figures, added up. */
   totals: ConnectionStats;
+  /** Those of every connection no longer open, added up (see `PoolStats.ended`). */
+  ended: ConnectionStats;
 }
 
 export interface DevCert {

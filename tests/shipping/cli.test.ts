@@ -130,6 +130,24 @@ describe('quicwire CLI', () => {
     expect(server.err()).toContain('closed after 3 messages and 2 requests');
   });
 
+  it('serve --metrics serves Prometheus metrics that count what it served', async () => {
+    const server = await serve(['--dev-cert', '--quiet', '--tcp', '--metrics', '127.0.0.1:0']);
+    await expect.poll(() => /metrics at (http:\S+)/.exec(server.err())?.[1]).toBeTruthy();
+    const url = /metrics at (http:\S+)/.exec(server.err())?.[1] as string;
+    const ca = ['--ca', server.ca as string];
+    const addr = `127.0.0.1:${server.port}`;
+    expect((await run(['request', addr, '"one"', ...ca])).code).toBe(0);
+    expect((await run(['send', addr, '"two"', '--count', '4', ...ca])).code).toBe(0);
+    const res = await fetch(url);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    const text = await res.text();
+    expect(text).toContain('# TYPE quicwire_requests_total counter');
+    expect(text).toMatch(/quicwire_requests_total\{role="server",direction="in"\} 1\n/);
+    expect(text).toMatch(/quicwire_messages_total\{role="server",direction="in"\} 4\n/);
+    expect(text).toMatch(/quicwire_request_duration_seconds_count\{role="server",side="answered"\} 1\n/);
+    expect((await fetch(url.replace('/metrics', '/'))).status).toBe(404);
+  });
+
   it('fails with ERR_TLS and says what to do when the server is not trusted', async () => {
     const server = await serve(['--dev-cert', '--quiet']);
     const r = await run(['request', `127.0.0.1:${server.port}`, '{}']);

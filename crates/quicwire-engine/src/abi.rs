@@ -756,7 +756,8 @@ fn stats_json(s: &EngineStats) -> String {
     format!(
         concat!(
             "{{\"created\":{},\"reused\":{},\"evicted\":{},\"failed\":{},\"accepted\":{},",
-            "\"rejected\":{},\"refused\":{},\"retried\":{},\"totals\":{},\"connections\":[{}]}}"
+            "\"rejected\":{},\"refused\":{},\"retried\":{},\"totals\":{},\"ended\":{},",
+            "\"connections\":[{}]}}"
         ),
         s.pool.created,
         s.pool.reused,
@@ -767,6 +768,7 @@ fn stats_json(s: &EngineStats) -> String {
         s.refused,
         s.retried,
         connection_json(&totals, None),
+        connection_json(&s.ended, None),
         conns.join(",")
     )
 }

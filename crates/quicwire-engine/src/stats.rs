@@ -22,6 +22,9 @@ pub struct EngineStats {
     pub retried: u64,
     /// Every open connection.
     pub connections: Vec<ConnectionEntry>,
+    /// The figures of every connection that is no longer open (closing, or gone), added
+    /// up: with those of the open ones, what the endpoint did since it started.
+    pub ended: ConnectionStats,
 }
 
 /// One open connection in [`EngineStats`].

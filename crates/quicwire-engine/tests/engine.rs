@@ -1080,3 +1080,42 @@ fn echo_when_asked(net: &mut Network, host: usize) -> usize {
     });
     echo(net, host)
 }
+
+#[test]
+fn what_ended_connections_did_stays_counted() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(5, |_| {}, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    send(&mut net, c, id, &[b"one", b"two", b"three"]);
+    net.advance(Duration::from_millis(50));
+    acknowledge_all(&mut net, s);
+    wait(&mut net, c, |e| {
+        matches!(e, Event::Acked { delivered: 3, .. })
+    });
+    let before = net.engine(c).stats();
+    assert_eq!(before.connections[0].stats.messages_out, 3);
+    assert_eq!(before.ended.messages_out, 0);
+    let now = net.now();
+    net.engine(c).disconnect(now, id);
+    // Closing, and then gone: the three messages count in `ended` all along.
+    let closing = net.engine(c).stats();
+    assert!(closing.connections.is_empty());
+    assert_eq!(closing.ended.messages_out, 3);
+    net.advance(Duration::from_secs(10));
+    assert_eq!(net.engine(c).connection_count(), 0);
+    assert_eq!(net.engine(c).stats().ended.messages_out, 3);
+    assert_eq!(net.engine(s).stats().ended.messages_in, 3);
+    // A second connection adds to it.
+    let (again, _) = connect(&mut net, c, s);
+    send(&mut net, c, again, &[b"four"]);
+    net.advance(Duration::from_millis(50));
+    acknowledge_all(&mut net, s);
+    wait(&mut net, c, |e| {
+        matches!(e, Event::Acked { delivered: 1, .. })
+    });
+    let stats = net.engine(c).stats();
+    assert_eq!(
+        stats.ended.messages_out + stats.connections[0].stats.messages_out,
+        4
+    );
+}

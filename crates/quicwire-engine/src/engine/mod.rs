@@ -54,6 +54,8 @@ pub struct Engine {
     pool: PoolTable<ConnId>,
     /// Handshakes under way.
     dials: HashMap<ConnId, Dial>,
+    /// The figures of the connections gone, added up (see `EngineStats::ended`).
+    ended: ConnectionStats,
     /// Second handshakes racing a dial (`connect_racing`): the dial each races for.
     rivals: HashMap<ConnId, ConnId>,
     /// Connections that traded ids in this `drive` (a rival that won, see `rename`): what
@@ -132,6 +134,7 @@ impl Engine {
             now,
             pool: PoolTable::new(cfg.max_connections),
             dials: HashMap::new(),
+            ended: ConnectionStats::default(),
             rivals: HashMap::new(),
             renamed: HashMap::new(),
             next_sweep: now,
@@ -302,7 +305,12 @@ impl Engine {
     /// Pool, admission and traffic figures, with each open connection's.
     pub fn stats(&self) -> EngineStats {
         let open = self.connections.iter().filter(|(_, c)| c.is_open());
+        let mut ended = self.ended.clone();
+        for conn in self.connections.values().filter(|c| !c.is_open()) {
+            ended.accumulate(&connection_stats(conn));
+        }
         EngineStats {
+            ended,
             pool: self.pool.counters(),
             accepted: self.accepted,
             rejected: self.rejected,
@@ -822,6 +830,7 @@ impl Engine {
             let Some(conn) = self.connections.remove(&id) else {
                 continue;
             };
+            self.ended.accumulate(&connection_stats(&conn));
             if let Some(records) = conn.qlog.as_ref().and_then(|q| q.take()) {
                 self.events.push_back(Event::Qlog { conn: id, records });
             }
