@@ -42,6 +42,10 @@ describe('metrics', () => {
     expect(value(scrape, 'quicwire_requests_total', { ...client, direction: 'out' })).toBe(8);
     expect(value(scrape, 'quicwire_requests_total', { ...server_, direction: 'in' })).toBe(8);
     expect(value(scrape, 'quicwire_bytes_total', { ...client, direction: 'out' })).toBeGreaterThan(0);
+    // The answers' bytes, as the server sent them and the client got them.
+    const answered = value(scrape, 'quicwire_bytes_total', { ...server_, direction: 'out' }) ?? 0;
+    expect(answered).toBeGreaterThan(0);
+    expect(value(scrape, 'quicwire_bytes_total', { ...client, direction: 'in' })).toBe(answered);
     expect(value(scrape, 'quicwire_errors_total', { ...client, code: 'ERR_REMOTE' })).toBe(1);
     expect(value(scrape, 'quicwire_errors_total', { ...server_, code: 'ERR_REMOTE' })).toBe(1);
     expect(value(scrape, 'quicwire_request_duration_seconds_count', { ...client, side: 'made' })).toBe(8);

@@ -20,6 +20,7 @@ import {
   QuicTransport,
   QuicwireError,
 } from './index.js';
+import { top } from './top.js';
 
 const HELP = `quicwire: QUIC message transport (TLS 1.3, one stream per request, pooled connections)
 
@@ -35,6 +36,10 @@ Usage:
       Send a request and print the reply as JSON.
   quicwire bench <host:port> [--streams N] [--duration S] [--size BYTES] [--ca FILE | --insecure]
       N requests in flight for S seconds against a \`quicwire serve\`; prints a summary table.
+  quicwire top <url> [--interval MS] [--frames N]
+      A live view of the endpoints whose metrics <url> serves (\`serve --metrics\`, or an
+      application's collectMetrics registry): connections, streams, RTT, and rates of
+      messages, requests, bytes and lost packets. --frames: stop after N refreshes.
   quicwire cert --out DIR [--name NAME]...
       Write a self-signed certificate (cert.pem, key.pem) for local development.
 
@@ -60,6 +65,8 @@ const OPTIONS = {
   quiet: { type: 'boolean' },
   tcp: { type: 'boolean' },
   metrics: { type: 'string' },
+  interval: { type: 'string' },
+  frames: { type: 'string' },
   ca: { type: 'string' },
   insecure: { type: 'boolean' },
   count: { type: 'string' },
@@ -177,6 +184,21 @@ async function serve(flags: Flags): Promise<number> {
   await server.close({ graceful: true });
   // Counted here: the server's stats cover the connections open now, not the ones gone.
   console.error(`closed after ${messages} messages and ${requests} requests`);
+  return 0;
+}
+
+async function watch(flags: Flags, args: string[]): Promise<number> {
+  const [url] = args;
+  if (!url) throw new UsageError('missing <url>, e.g. http://127.0.0.1:9464/metrics');
+  if (!/^https?:\/\//.test(url)) throw new UsageError(`<url> must be http(s)://…, got ${url}`);
+  const interval = integer('interval', flags.interval, 1000, 10);
+  const frames = integer('frames', flags.frames, 0, 0);
+  try {
+    await top(url, interval, frames, (text) => process.stdout.write(text));
+  } catch (err) {
+    console.error(`top: ${(err as Error).message}`);
+    return 1;
+  }
   return 0;
 }
 
@@ -368,6 +390,8 @@ async function main(argv: string[]): Promise<number> {
       return bench(flags, args);
     case 'cert':
       return cert(flags);
+    case 'top':
+      return watch(flags, args);
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
   }

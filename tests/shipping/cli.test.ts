@@ -148,6 +148,29 @@ describe('quicwire CLI', () => {
     expect((await fetch(url.replace('/metrics', '/'))).status).toBe(404);
   });
 
+  it('top shows a served endpoint live: connections and request rates from its metrics', async () => {
+    const server = await serve(['--dev-cert', '--quiet', '--metrics', '127.0.0.1:0']);
+    await expect.poll(() => /metrics at (http:\S+)/.exec(server.err())?.[1]).toBeTruthy();
+    const url = /metrics at (http:\S+)/.exec(server.err())?.[1] as string;
+    const addr = `127.0.0.1:${server.port}`;
+    const [watched] = await Promise.all([
+      run(['top', url, '--interval', '300', '--frames', '5']),
+      run(['bench', addr, '--duration', '2', '--streams', '4', '--ca', server.ca as string]),
+    ]);
+    expect(watched.code).toBe(0);
+    expect(watched.stdout).toContain('quicwire top');
+    const rows = watched.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('role=server'))
+      .map((line) => line.split(/\s+/));
+    expect(rows).toHaveLength(5);
+    // endpoint, conns, streams, rtt ms, msg/s in, msg/s out, req/s in, …
+    expect(Math.max(...rows.map((r) => Number(r[1])))).toBe(1);
+    expect(Math.max(...rows.map((r) => Number(r[6])))).toBeGreaterThan(0);
+    const bad = await run(['top', 'not-a-url']);
+    expect(bad.code).toBe(2);
+  });
+
   it('fails with ERR_TLS and says what to do when the server is not trusted', async () => {
     const server = await serve(['--dev-cert', '--quiet']);
     const r = await run(['request', `127.0.0.1:${server.port}`, '{}']);

@@ -591,6 +591,8 @@ impl Session {
         let mut out = BytesMut::new();
         match answer {
             Ok(body) => {
+                // Answers count as sent bytes, as the requester counts them received.
+                self.counters.bytes_out += body.len() as u64;
                 if let Err(e) = frame::put_response(&mut out, wire_id, body, limit) {
                     let text = format!("response: {}", e.message);
                     frame::put_error(&mut out, wire_id, e.code, &text);
