@@ -14,6 +14,7 @@ use crate::connection::{Connection, Handler};
 use crate::endpoint::{now, ConnState, Endpoint, State};
 use crate::memory::MemoryNetwork;
 use crate::socket::Network;
+use crate::tunnel::Transport;
 
 /// Where a `connect` stands: the connection is open, or its handshake is awaited.
 enum Dial {
@@ -37,6 +38,19 @@ impl Client {
     /// runtime.
     pub fn new(config: ClientConfig, handler: Arc<dyn Handler>) -> Result<Client> {
         Self::start(config, handler, Network::Udp)
+    }
+
+    /// A client that reaches servers over `transport`: UDP, TCP (to a server that
+    /// listens there too, for networks that block UDP), or UDP with TCP racing it after a
+    /// delay. Must be called inside a tokio runtime.
+    pub fn with_transport(
+        config: ClientConfig,
+        handler: Arc<dyn Handler>,
+        transport: Transport,
+    ) -> Result<Client> {
+        let client = Self::start(config, handler, Network::Udp)?;
+        client.0.shared.update(|st, _| st.transport = transport);
+        Ok(client)
     }
 
     /// A client on a [`MemoryNetwork`] instead of UDP (tests). Must be called inside a
@@ -79,18 +93,23 @@ impl Client {
         let waiting = match pooled {
             Some(w) => w,
             None => {
-                let addr = tokio::net::lookup_host((key.host(), key.port()))
-                    .await
-                    .map_err(|e| Error::new(ErrorCode::Io, format!("cannot resolve {key}: {e}")))?
-                    .next()
-                    .ok_or_else(|| {
-                        Error::new(ErrorCode::Io, format!("{key} resolves to no address"))
-                    })?;
-                shared.socket_for(addr)?;
-                shared.call(|st, now| {
-                    let id = st.engine.connect(now, key, addr)?;
-                    Ok::<_, Error>(Self::open_or_wait(st, id))
-                })?
+                // Over TCP alone, the tunnel resolves the name itself.
+                let udp = if shared.read(|st| st.transport) == Transport::Tcp {
+                    None
+                } else {
+                    let addr = tokio::net::lookup_host((key.host(), key.port()))
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorCode::Io, format!("cannot resolve {key}: {e}"))
+                        })?
+                        .next()
+                        .ok_or_else(|| {
+                            Error::new(ErrorCode::Io, format!("{key} resolves to no address"))
+                        })?;
+                    shared.socket_for(addr)?;
+                    Some(addr)
+                };
+                shared.dial(key, udp, Self::open_or_wait)?
             }
         };
         let state = match waiting {

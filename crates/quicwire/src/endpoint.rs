@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use quicwire_core::quic::MAX_UDP_PAYLOAD;
 use quicwire_core::sync::lock;
-use quicwire_core::{Error, ErrorCode, Result};
+use quicwire_core::{Carrier, Error, ErrorCode, PoolKey, Result};
 use quicwire_engine::{ConnId, ConnectionInfo, Engine, Event, Receipt};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::connection::{Connection, Handler, IncomingRequest, RequestOptions};
 use crate::socket::{Network, Socket};
+use crate::tunnel::{Inbound, Transport, Tunnels};
 use crate::udp::RECV_SLOTS;
 
 /// How long a closing endpoint lets its CONNECTION_CLOSE datagrams go out.
@@ -48,6 +50,8 @@ pub(crate) struct Shared {
     turned: Notify,
     handler: Arc<dyn Handler>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// A server's TCP listener (`listen_tcp`), stopped when the endpoint closes.
+    tcp: Mutex<Option<JoinHandle<()>>>,
 }
 
 pub(crate) struct State {
@@ -65,6 +69,11 @@ pub(crate) struct State {
     next_request: u64,
     /// The endpoint is closing: the driver stops once its connections are gone.
     closing: bool,
+    /// How a client reaches servers.
+    pub transport: Transport,
+    /// QUIC over TCP: the tunnels, and the one each connection runs on.
+    tunnels: Tunnels,
+    tunnel_of: HashMap<ConnId, SocketAddr>,
 }
 
 /// The application's hold on an endpoint; when the last one goes, the endpoint closes.
@@ -103,6 +112,7 @@ impl Endpoint {
             let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
             sockets[usize::from(v6)] = Some(Arc::new(socket));
         }
+        let (inbound, tunneled) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -113,16 +123,20 @@ impl Endpoint {
                 requests: HashMap::new(),
                 next_request: 1,
                 closing: false,
+                transport: Transport::Udp,
+                tunnels: Tunnels::new(inbound),
+                tunnel_of: HashMap::new(),
             }),
             wake: Notify::new(),
             turned: Notify::new(),
             handler,
             task: Mutex::new(None),
+            tcp: Mutex::new(None),
         });
         let endpoint = Arc::new(Endpoint {
             shared: shared.clone(),
         });
-        let task = tokio::spawn(drive(shared.clone(), Arc::downgrade(&endpoint)));
+        let task = tokio::spawn(drive(shared.clone(), Arc::downgrade(&endpoint), tunneled));
         *lock(&shared.task) = Some(task);
         endpoint
     }
@@ -182,6 +196,82 @@ impl Shared {
         Ok(())
     }
 
+    /// Dials `key` the client's way (`Transport`): `udp` is what it resolved to (not needed
+    /// over TCP alone). `then` gets the connection's id under the same lock (so no event
+    /// about it can come between).
+    pub fn dial<T>(
+        &self,
+        key: &PoolKey,
+        udp: Option<SocketAddr>,
+        then: impl FnOnce(&mut State, ConnId) -> T,
+    ) -> Result<T> {
+        self.call(|st, now| {
+            let transport = st.transport;
+            let tunnel = match transport {
+                Transport::Udp => None,
+                _ => Some(st.tunnels.dial(key.host().to_string(), key.port())),
+            };
+            let any = || Error::new(ErrorCode::Io, format!("{key} resolves to no address"));
+            let id = match (transport, tunnel) {
+                (Transport::Auto(after), Some(t)) => {
+                    st.engine
+                        .connect_racing(now, key, udp.ok_or_else(any)?, t, after)
+                }
+                (_, Some(t)) => st.engine.connect(now, key, t),
+                (_, None) => st.engine.connect(now, key, udp.ok_or_else(any)?),
+            };
+            let id = match id {
+                Ok(id) => id,
+                Err(e) => {
+                    if let Some(t) = tunnel {
+                        st.tunnels.end(&t);
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(t) = tunnel {
+                // A pooled connection (or a handshake under way) serves instead.
+                let known = st.conns.contains_key(&id)
+                    || st.dialing.contains_key(&id)
+                    || st.tunnel_of.contains_key(&id);
+                if known {
+                    st.tunnels.end(&t);
+                } else {
+                    st.tunnel_of.insert(id, t);
+                }
+            }
+            Ok(then(st, id))
+        })
+    }
+
+    /// Also takes QUIC over TCP on `addr` (a server's address, the same port number), from
+    /// clients behind a UDP block.
+    pub async fn listen_tcp(self: &Arc<Self>, addr: SocketAddr) -> Result<()> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::new(ErrorCode::Io, format!("cannot listen on TCP {addr}: {e}")))?;
+        let weak = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, from)) = listener.accept().await {
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                shared.accept_tunnel(stream, from);
+            }
+        });
+        if let Some(old) = lock(&self.tcp).replace(task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    fn accept_tunnel(&self, stream: TcpStream, from: SocketAddr) {
+        let mut state = lock(&self.state);
+        if !state.closing {
+            state.tunnels.accept(stream, from);
+        }
+    }
+
     /// Sends request `body` on connection `conn` and waits for its answer. A dropped future
     /// gives the request up (its stream is reset).
     pub async fn request(
@@ -220,6 +310,9 @@ impl Shared {
     /// Closes the endpoint and waits (a little) for its closes to go out and its sockets to
     /// be released.
     pub async fn close(&self, reason: &str) {
+        if let Some(tcp) = lock(&self.tcp).take() {
+            tcp.abort();
+        }
         self.close_all(reason);
         let task = lock(&self.task).take();
         if let Some(task) = task {
@@ -281,7 +374,11 @@ fn bind_any(network: &Network, v6: bool) -> Result<Socket> {
 
 /// The driver task: until the endpoint closes, sends what the engine has, dispatches its
 /// events, and waits for datagrams, its deadline or a call.
-async fn drive(shared: Arc<Shared>, endpoint: Weak<Endpoint>) {
+async fn drive(
+    shared: Arc<Shared>,
+    endpoint: Weak<Endpoint>,
+    mut tunneled: mpsc::UnboundedReceiver<Inbound>,
+) {
     let mut buf = vec![0u8; usize::from(MAX_UDP_PAYLOAD) * RECV_SLOTS];
     let mut blocked: Option<Blocked> = None;
     loop {
@@ -303,6 +400,7 @@ async fn drive(shared: Arc<Shared>, endpoint: Weak<Endpoint>) {
             let mut state = lock(&shared.state);
             transmit(&mut state);
             state.sockets = [None, None];
+            state.tunnels.clear();
             return;
         }
         let sleep = async {
@@ -338,6 +436,7 @@ async fn drive(shared: Arc<Shared>, endpoint: Weak<Endpoint>) {
                     blocked = send_blocked(b);
                 }
             }
+            Some(first) = tunneled.recv() => carried(&shared, first, &mut tunneled),
         }
     }
 }
@@ -362,6 +461,47 @@ fn receive(shared: &Shared, socket: &Socket, buf: &mut [u8]) {
     }
 }
 
+/// What the tunnels have for the engine: datagrams (with any others already waiting), and
+/// tunnels that closed or were never used.
+fn carried(shared: &Shared, first: Inbound, more: &mut mpsc::UnboundedReceiver<Inbound>) {
+    let mut state = lock(&shared.state);
+    let mut datagrams = Vec::new();
+    let mut next = Some(first);
+    while let Some(inbound) = next.take().or_else(|| more.try_recv().ok()) {
+        match inbound {
+            Inbound::Datagram(from, datagram) => datagrams.push((from, datagram)),
+            Inbound::Lost(addr) => {
+                let Some(id) = state
+                    .tunnel_of
+                    .iter()
+                    .find(|(_, t)| **t == addr)
+                    .map(|(id, _)| *id)
+                else {
+                    state.tunnels.end(&addr);
+                    continue;
+                };
+                // A race's tunnel, while UDP may still win it, is not the connection's.
+                if matches!(state.transport, Transport::Auto(_)) && !state.conns.contains_key(&id) {
+                    continue;
+                }
+                state.tunnel_of.remove(&id);
+                state.tunnels.end(&addr);
+                state
+                    .engine
+                    .close(now(), id, "the TCP connection carrying it closed");
+            }
+            Inbound::Unbound(addr) => {
+                if !state.tunnel_of.values().any(|t| *t == addr) {
+                    state.tunnels.end(&addr);
+                }
+            }
+        }
+    }
+    if !datagrams.is_empty() && state.engine.receive(now(), datagrams) {
+        transmit(&mut state);
+    }
+}
+
 /// Sends what the engine has ready; what a full socket did not take comes back.
 fn transmit(state: &mut State) -> Option<Blocked> {
     let sockets = state.sockets.clone();
@@ -372,9 +512,14 @@ fn transmit(state: &mut State) -> Option<Blocked> {
         .min()
         .unwrap_or(1);
     let mut blocked = None;
+    let tunnels = &state.tunnels;
     state
         .engine
         .poll_transmits(now(), segments, |data, to, segment| {
+            if Carrier::of(&to) == Carrier::Tcp {
+                tunnels.send(to, data, segment);
+                return true;
+            }
             let Some(socket) = &sockets[usize::from(to.is_ipv6())] else {
                 return true; // No socket of that family: a datagram lost.
             };
@@ -437,6 +582,11 @@ fn take_events(state: &mut State) -> Vec<Action> {
                     closed_notify: Notify::new(),
                 });
                 state.conns.insert(conn, c.clone());
+                if Carrier::of(&remote) == Carrier::Tcp {
+                    state.tunnel_of.insert(conn, remote);
+                } else if let Some(tunnel) = state.tunnel_of.remove(&conn) {
+                    state.tunnels.end(&tunnel); // UDP won the race
+                }
                 for w in state.dialing.remove(&conn).unwrap_or_default() {
                     let _ = w.send(Ok(c.clone()));
                 }
@@ -492,6 +642,9 @@ fn take_events(state: &mut State) -> Vec<Action> {
                 }
             }
             Event::Closed { conn, error } => {
+                if let Some(tunnel) = state.tunnel_of.remove(&conn) {
+                    state.tunnels.end(&tunnel);
+                }
                 for w in state.dialing.remove(&conn).unwrap_or_default() {
                     let _ = w.send(Err(error.clone()));
                 }

@@ -46,6 +46,7 @@ pub mod memory;
 pub mod server;
 mod socket;
 pub mod tls;
+mod tunnel;
 mod udp;
 
 pub use client::{Client, ClientConfig};
@@ -64,3 +65,4 @@ pub use quicwire_core::{
 pub use quicwire_engine as engine;
 pub use server::{Server, ServerConfig, ServerStats};
 pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls};
+pub use tunnel::Transport;

@@ -86,6 +86,12 @@ impl Server {
         })
     }
 
+    /// Also takes QUIC over TCP on the TCP port of the same number, from clients behind a
+    /// UDP block (`Transport::Tcp`, `Transport::Auto`).
+    pub async fn listen_tcp(&self) -> Result<()> {
+        self.endpoint.shared.listen_tcp(self.local_addr).await
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

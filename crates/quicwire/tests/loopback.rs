@@ -650,3 +650,101 @@ async fn server_sends_and_requests_to_its_clients() {
     );
     assert_eq!(conn.stats().requests_in, 1);
 }
+
+/// A client that trusts `ca` and reaches servers over `transport`.
+fn client_over(ca: &str, transport: quicwire::Transport) -> Client {
+    let config = ClientConfig {
+        tls: ClientTls {
+            ca: Some(ca.to_string()),
+            insecure: false,
+        },
+        ..Default::default()
+    };
+    let (handler, _) = event_queue();
+    Client::with_transport(config, handler, transport).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_over_tcp_carries_messages_and_requests() {
+    let f = start_server(|_| {});
+    f.server.listen_tcp().await.unwrap();
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client_over(&f.ca, quicwire::Transport::Tcp);
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Tcp);
+    conn.send_batch(&[b"one", b"two"]).await.unwrap();
+    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"one"));
+    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"two"));
+    let answers = futures::future::join_all((0..100u32).map(|i| {
+        let conn = conn.clone();
+        async move { conn.request(&i.to_be_bytes()).await.unwrap() }
+    }))
+    .await;
+    assert!(answers
+        .iter()
+        .enumerate()
+        .all(|(i, a)| a[..] == (i as u32).to_be_bytes()));
+    let big = Bytes::from(vec![7u8; 512 << 10]);
+    assert_eq!(conn.request(&big).await.unwrap(), big);
+    assert_eq!(f.server.stats().connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_stays_on_udp_where_udp_answers() {
+    let f = start_server(|_| {});
+    f.server.listen_tcp().await.unwrap();
+    let port = f.server.local_addr().port();
+    let _received = serve_echo(f.events);
+    let c = client_over(&f.ca, quicwire::Transport::Auto(Duration::from_millis(250)));
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Udp);
+    assert_eq!(&conn.request(b"u").await.unwrap()[..], b"u");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_tcp_when_udp_goes_unanswered() {
+    let f = start_server(|_| {});
+    f.server.listen_tcp().await.unwrap();
+    let server_port = f.server.local_addr().port();
+    let _received = serve_echo(f.events);
+    // A port whose UDP swallows everything and whose TCP leads to the server.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let relay = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", server_port))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let c = client_over(&f.ca, quicwire::Transport::Auto(Duration::from_millis(100)));
+    let started = std::time::Instant::now();
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Tcp);
+    assert_eq!(&conn.request(b"t").await.unwrap()[..], b"t");
+    let stats = c.stats();
+    assert_eq!((stats.active + stats.idle, stats.failed), (1, 0));
+}
+
+#[tokio::test]
+async fn a_refused_tcp_connection_fails_the_dial_at_once() {
+    let f = start_server(|_| {}); // no listen_tcp
+    let port = f.server.local_addr().port();
+    let c = client_over(&f.ca, quicwire::Transport::Tcp);
+    let started = std::time::Instant::now();
+    let err = c.connect("127.0.0.1", port).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ConnectionClosed, "{err}");
+    assert!(
+        err.message.contains("TCP connection carrying it closed"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
