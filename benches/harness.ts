@@ -123,6 +123,19 @@ export function medians(runs: Figures[]): Figures {
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((f) => f[k] as number))]));
 }
 
+/** `npm run bench`'s report: benches/results/latest.json (quick.json, partial.json). */
+export interface MainReport<Scenario extends string = string> {
+  date: string;
+  command: string;
+  quick: boolean;
+  runs: number;
+  machine: ReturnType<typeof machine>;
+  versions: Record<string, string>;
+  names: string[];
+  scenarios: Scenario[];
+  results: Record<string, Record<string, { median: Figures; runs: Figures[] } | { error: string }>>;
+}
+
 /** A figure as the tables print it: thousands grouped, small ones to two decimals. */
 export function fmt(v: number): string {
   return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2);

@@ -4,7 +4,7 @@
 // (zero-rtt.json) and priority (priority.json). Each of those commands re-renders the table
 // after a full run, so it always shows the newest full run of each.
 import { existsSync, readFileSync } from 'node:fs';
-import { fmt, writeBlock } from './harness.js';
+import { fmt, type MainReport, writeBlock } from './harness.js';
 
 const here = new URL('.', import.meta.url).pathname;
 const NATIVE = 'quicwire-native';
@@ -15,17 +15,6 @@ interface Side<Row> {
   date: string;
   rows: (Row & { median: Figures })[];
 }
-interface Main {
-  command: string;
-  date: string;
-  runs: number;
-  machine: { cpus: number; cpu: string; memoryGiB: number; os: string; node: string };
-  versions: Record<string, string>;
-  names: string[];
-  scenarios: string[];
-  results: Record<string, Record<string, { median: Figures } | { error: string }>>;
-}
-
 /** The main table's columns: scenario, metric, heading. */
 const COLUMNS: [string, string, string][] = [
   ['bulk', 'mbPerSec', 'bulk MB/s'],
@@ -47,7 +36,7 @@ function load<T>(name: string): T | undefined {
 
 /** Renders README.md's bench block from every full report there is. */
 export function writeReadmeTable(): void {
-  const main = load<Main>('latest');
+  const main = load<MainReport>('latest');
   if (!main) {
     console.log('README.md table left alone: no benches/results/latest.json (`npm run bench` writes it)');
     return;

@@ -19,6 +19,7 @@ import { generateDevCert } from '../dist/index.js';
 import { barChart } from './chart.js';
 import {
   fmt,
+  type MainReport,
   medians,
   versions as packageVersions,
   runCeiling,
@@ -117,19 +118,8 @@ const here = new URL('.', import.meta.url).pathname;
 
 const tls = generateDevCert(['localhost', '127.0.0.1']);
 
-type Result = { median: Figures; runs: Figures[] } | { error: string };
-
-interface Report {
-  date: string;
-  command: string;
-  quick: boolean;
-  runs: number;
-  machine: { cpus: number; cpu: string; memoryGiB: number; os: string; node: string };
-  versions: Record<string, string>;
-  names: string[];
-  scenarios: Scenario[];
-  results: Record<string, Record<string, Result>>;
-}
+type Result = MainReport['results'][string][string];
+type Report = MainReport<Scenario>;
 
 async function measure(): Promise<Report> {
   const results: Record<string, Record<string, Result>> = {};

@@ -651,25 +651,27 @@ async fn server_sends_and_requests_to_its_clients() {
     assert_eq!(conn.stats().requests_in, 1);
 }
 
-/// A client that trusts `ca` and reaches servers over `transport`.
+/// An echo server that also takes QUIC over TCP: it, its port, and what it received.
+async fn tcp_server() -> (
+    common::Fixture,
+    u16,
+    tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut f = start_server(|_| {});
+    f.server.listen_tcp().await.unwrap();
+    let port = f.server.local_addr().port();
+    let events = std::mem::replace(&mut f.events, tokio::sync::mpsc::unbounded_channel().1);
+    (f, port, serve_echo(events))
+}
+
+/// A client over `transport` (its events dropped).
 fn client_over(ca: &str, transport: quicwire::Transport) -> Client {
-    let config = ClientConfig {
-        tls: ClientTls {
-            ca: Some(ca.to_string()),
-            insecure: false,
-        },
-        ..Default::default()
-    };
-    let (handler, _) = event_queue();
-    Client::with_transport(config, handler, transport).unwrap()
+    common::client_over(ca, transport, |_| {}).0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_over_tcp_carries_messages_and_requests() {
-    let f = start_server(|_| {});
-    f.server.listen_tcp().await.unwrap();
-    let port = f.server.local_addr().port();
-    let mut received = serve_echo(f.events);
+    let (f, port, mut received) = tcp_server().await;
     let c = client_over(&f.ca, quicwire::Transport::Tcp);
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Tcp);
@@ -692,10 +694,7 @@ async fn quic_over_tcp_carries_messages_and_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_stays_on_udp_where_udp_answers() {
-    let f = start_server(|_| {});
-    f.server.listen_tcp().await.unwrap();
-    let port = f.server.local_addr().port();
-    let _received = serve_echo(f.events);
+    let (f, port, _received) = tcp_server().await;
     let c = client_over(&f.ca, quicwire::Transport::Auto(Duration::from_millis(250)));
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Udp);
@@ -704,10 +703,7 @@ async fn auto_stays_on_udp_where_udp_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_falls_back_to_tcp_when_udp_goes_unanswered() {
-    let f = start_server(|_| {});
-    f.server.listen_tcp().await.unwrap();
-    let server_port = f.server.local_addr().port();
-    let _received = serve_echo(f.events);
+    let (f, server_port, _received) = tcp_server().await;
     // A port whose UDP swallows everything and whose TCP leads to the server.
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
-    Server, ServerConfig, ServerTls,
+    Server, ServerConfig, ServerTls, Transport,
 };
 use quicwire_core::frame::{self, Frame, FrameDecoder};
 use quicwire_core::Hello;
@@ -80,6 +80,15 @@ pub fn client_and_events(
     ca: &str,
     edit: impl FnOnce(&mut ClientConfig),
 ) -> (Client, UnboundedReceiver<Event>) {
+    client_over(ca, Transport::Udp, edit)
+}
+
+/// A client that trusts `ca` and reaches servers over `transport`, and its events.
+pub fn client_over(
+    ca: &str,
+    transport: Transport,
+    edit: impl FnOnce(&mut ClientConfig),
+) -> (Client, UnboundedReceiver<Event>) {
     let mut config = ClientConfig {
         tls: ClientTls {
             ca: Some(ca.to_string()),
@@ -89,7 +98,10 @@ pub fn client_and_events(
     };
     edit(&mut config);
     let (handler, events) = event_queue();
-    (Client::new(config, handler).unwrap(), events)
+    (
+        Client::with_transport(config, handler, transport).unwrap(),
+        events,
+    )
 }
 
 /// A raw QUIC connection (TLS verified, no quicwire HELLO yet) from a socket bound to `bind`.
