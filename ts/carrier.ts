@@ -107,10 +107,6 @@ export class StreamCarrier {
     readonly lost: (addr: string) => void,
   ) {}
 
-  get active(): boolean {
-    return this.#tunnels.size > 0;
-  }
-
   #network(): StreamNetwork {
     if (!this.network) {
       throw new QuicwireError('ERR_INVALID_ARGUMENT', 'this runtime has no streams to carry QUIC over');

@@ -39,7 +39,8 @@ class NativeEngine implements ShellEngine {
   bind(host: string, port: number, onEvents: (events: Float64Array | null | undefined) => void): number {
     return this.addon.bind(this.handle, host, port, onEvents);
   }
-  flush(): boolean {
+  /** Flags: 1 events wait, 2 datagrams for tunnels wait. */
+  flush(): number {
     return this.addon.flush(this.handle);
   }
   rebind(): void {
@@ -113,18 +114,23 @@ function shell(addon: Addon): Shell<NativeEngine> {
   };
 }
 
+/** What `flush` says waits: events, and datagrams for stream tunnels. */
+const EVENTS = 1;
+const CARRIED = 2;
+
 /** The engine does its own I/O: this binds its sockets and tells it when to send. */
 class NativeIo implements EngineIo {
   readonly #ports: { 4?: number; 6?: number } = {};
-
-  /** The driver tells us when datagrams for tunnels wait (once there are tunnels). */
-  #carrying = false;
 
   constructor(
     readonly engine: NativeEngine,
     readonly afterIo: (events: Float64Array | null | undefined) => void,
     readonly tunnels: StreamCarrier,
-  ) {}
+  ) {
+    // After a JS call `flush` says when datagrams for tunnels wait; after the event loop
+    // moved the engine (a timer, say), the driver calls this.
+    engine.carry(() => this.#sendCarried());
+  }
 
   async socket(family: 4 | 6, host: string | undefined, port: number): Promise<number> {
     if (this.#ports[family] === undefined) {
@@ -146,9 +152,9 @@ class NativeIo implements EngineIo {
   }
 
   step(): boolean {
-    const more = this.engine.flush();
-    if (this.tunnels.active) this.#sendCarried();
-    return more;
+    const waiting = this.engine.flush();
+    if (waiting & CARRIED) this.#sendCarried();
+    return (waiting & EVENTS) !== 0;
   }
 
   carried(data: Uint8Array, lens: Uint32Array, addrs: string[]): void {
@@ -159,10 +165,6 @@ class NativeIo implements EngineIo {
 
   /** What the engine has for tunnels, into them. */
   #sendCarried(): void {
-    if (!this.#carrying) {
-      this.#carrying = true;
-      this.engine.carry(() => this.#sendCarried());
-    }
     const out = this.engine.takeCarried();
     if (!out) return;
     let offset = 0;

@@ -90,10 +90,11 @@ export interface DevCert {
 export declare function disconnect(engine: number, connection: number, reason?: string | undefined | null): void
 
 /**
- * Sends what is ready and sets the timer, after every other call that changes state;
- * whether events wait (`takeEvents`).
+ * Sends what is ready and sets the timer, after every other call that changes state.
+ * Returns flags: 1 when events wait (`takeEvents`), 2 when datagrams for stream tunnels
+ * wait (`takeCarried`).
  */
-export declare function flush(engine: number): boolean
+export declare function flush(engine: number): number
 
 /** A self-signed certificate for development (`cert`, `key` in PEM). */
 export declare function generateDevCert(names: Array<string>): DevCert

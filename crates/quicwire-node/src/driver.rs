@@ -217,10 +217,15 @@ impl Driver {
             .receive(Instant::now(), data, lens, addrs)
     }
 
+    /// Whether datagrams wait for stream tunnels.
+    pub fn has_carried(&self) -> bool {
+        !self.carried.borrow().lens.is_empty()
+    }
+
     /// The datagrams waiting for stream tunnels, if any.
     pub fn take_carried(&self) -> Option<Carried> {
-        let mut carried = self.carried.borrow_mut();
-        (!carried.lens.is_empty()).then(|| std::mem::take(&mut *carried))
+        self.has_carried()
+            .then(|| std::mem::take(&mut *self.carried.borrow_mut()))
     }
 
     /// Events since the last call, seven numbers each, or None when there are none. Their
@@ -328,7 +333,7 @@ impl Driver {
 
     /// After a loop callback: datagrams for stream tunnels wait, and the facade is told.
     fn tell_carrier(&self) {
-        if self.carried.borrow().lens.is_empty() {
+        if !self.has_carried() {
             return;
         }
         let told = self.on_carried.borrow().clone();

@@ -215,11 +215,12 @@ pub fn rebind(env: Env, engine: u32) -> Result<()> {
     driver(engine)?.rebind(&env).map_err(js_error)
 }
 
-/// Sends what is ready and sets the timer, after every other call that changes state;
-/// whether events wait (`takeEvents`).
+/// Sends what is ready and sets the timer, after every other call that changes state.
+/// Returns flags: 1 when events wait (`takeEvents`), 2 when datagrams for stream tunnels
+/// wait (`takeCarried`).
 #[napi(catch_unwind)]
-pub fn flush(engine: u32) -> Result<bool> {
-    driver(engine).map(|d| d.flush())
+pub fn flush(engine: u32) -> Result<u32> {
+    driver(engine).map(|d| u32::from(d.flush()) | (u32::from(d.has_carried()) << 1))
 }
 
 /// Datagrams to peers behind stream tunnels: `data` back to back, `lens[i]` bytes each, to
