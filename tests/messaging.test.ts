@@ -50,6 +50,50 @@ describe('messaging', () => {
     expect(stats.totals.requestsOut).toBe(1001);
   });
 
+  it('aborts a request with its signal: ERR_ABORTED at once, its stream reset', async () => {
+    const server = await echoServer();
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let started = 0;
+    server.onRequest(async (m) => {
+      started++;
+      if (m === 'slow') await held;
+      return m;
+    });
+    const failed: string[] = [];
+    server.onError((e) => failed.push(e.code));
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    // Aborted before it starts: it never leaves.
+    const early = new AbortController();
+    early.abort(new Error('not wanted'));
+    const gone = await rejectsWith(t.request(conn, 'slow', { signal: early.signal }), 'ERR_ABORTED');
+    expect((gone.cause as Error).message).toBe('not wanted');
+    // Aborted while the peer works on it: rejected at once, the peer's late answer dropped.
+    const c = new AbortController();
+    const pending = t.request(conn, 'slow', { signal: c.signal });
+    await eventually(() => started === 1, 'the request reached the server');
+    c.abort();
+    await rejectsWith(pending, 'ERR_ABORTED');
+    // A request sent after it comes back once the server has read the reset too.
+    expect(await t.request(conn, 'fast')).toBe('fast');
+    release();
+    // The server learns it: its late answer finds the stream reset.
+    await eventually(() => failed.length === 1, 'the answer failed');
+    expect(failed).toEqual(['ERR_STREAM_RESET']);
+    // A signal that never fires leaves the request alone, and the connection is fine.
+    const idle = new AbortController();
+    expect(await t.request(conn, 'fast', { signal: idle.signal })).toBe('fast');
+    idle.abort();
+    expect(await t.request(conn, 'after')).toBe('after');
+    await rejectsWith(
+      t.request(conn, 'x', { signal: 'no' as unknown as AbortSignal }),
+      'ERR_INVALID_ARGUMENT',
+    );
+  });
+
   it('lets the server send, request and broadcast to its clients', async () => {
     const server = await echoServer();
     const seen: Connection[] = [];

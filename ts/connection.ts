@@ -217,21 +217,21 @@ export class Connection implements AsyncIterable<unknown> {
     const priority = checkPriority(options.priority ?? 0);
     const idempotent = options.idempotent ?? false;
     if (typeof idempotent !== 'boolean') throw invalidArgument('idempotent must be a boolean');
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw invalidArgument('signal must be an AbortSignal');
+    }
     this.#assertOpen();
     const body = this.#encode(message);
+    const how = { timeoutMs, priority, idempotent, signal };
     const meter = this.#owner.meter;
-    if (!meter)
-      return decode(await this.#hub.request(this, body, { timeoutMs, priority, idempotent }), this.encoding);
-    const started = performance.now();
+    const started = meter ? performance.now() : 0;
     try {
-      const answer = decode(
-        await this.#hub.request(this, body, { timeoutMs, priority, idempotent }),
-        this.encoding,
-      );
-      meter.requested((performance.now() - started) / 1000, undefined);
+      const answer = decode(await this.#hub.request(this, body, how), this.encoding);
+      meter?.requested((performance.now() - started) / 1000, undefined);
       return answer;
     } catch (err) {
-      meter.requested((performance.now() - started) / 1000, (err as QuicwireError).code ?? 'ERR_INTERNAL');
+      meter?.requested((performance.now() - started) / 1000, (err as QuicwireError).code ?? 'ERR_INTERNAL');
       throw err;
     }
   }

@@ -25,6 +25,12 @@ const FLUSH_AT = 32 << 10;
 
 const text = new TextDecoder();
 const noop = () => {};
+const EMPTY = new Uint8Array(0);
+
+/** The error of a request whose `signal` aborted. */
+export function aborted(signal: AbortSignal): QuicwireError {
+  return new QuicwireError('ERR_ABORTED', 'the request was aborted', { cause: signal.reason });
+}
 
 /** How soon the queued ops are flushed: none scheduled, after the current task, or once the
  *  current microtasks are done. A later one is not scheduled when a sooner one is. */
@@ -136,20 +142,45 @@ export class Hub {
     }
   }
 
-  /** Starts a request; resolves with the raw answer body. */
+  /** Starts a request; resolves with the raw answer body. An aborted `signal` rejects it
+   *  with ERR_ABORTED and resets its stream. */
   request(
     connection: Connection,
     body: Uint8Array,
-    how: { timeoutMs: number; priority: number; idempotent: boolean },
+    how: { timeoutMs: number; priority: number; idempotent: boolean; signal: AbortSignal | undefined },
   ): Promise<Uint8Array> {
+    const { signal } = how;
+    if (signal?.aborted) return Promise.reject(aborted(signal));
     const id = this.#nextRequest++;
-    return new Promise((resolve, reject) => {
-      this.#requests.set(id, { connection, resolve, reject });
+    return new Promise<Uint8Array>((resolve, reject) => {
+      if (signal) {
+        const abort = () => {
+          if (!this.#requests.delete(id)) return;
+          this.queue(Op.Cancel, connection.id, id, EMPTY, 0);
+          reject(aborted(signal));
+        };
+        signal.addEventListener('abort', abort, { once: true });
+        // Settled: the listener goes, so a long-lived signal does not keep it.
+        const done = () => signal.removeEventListener('abort', abort);
+        this.#requests.set(id, {
+          connection,
+          resolve: (body) => {
+            done();
+            resolve(body);
+          },
+          reject: (err) => {
+            done();
+            reject(err);
+          },
+        });
+      } else {
+        this.#requests.set(id, { connection, resolve, reject });
+      }
       const result = {
         ok: noop,
         fail: (err: QuicwireError) => {
+          this.#requests.get(id)?.reject(err);
           this.#requests.delete(id);
-          reject(err);
         },
       };
       const op = how.idempotent ? Op.IdempotentRequest : Op.Request;

@@ -15,6 +15,7 @@ export const Op = {
   Datagram: 5,
   IdempotentRequest: 6,
   IdempotentMessage: 7,
+  Cancel: 8,
 } as const;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */
@@ -52,6 +53,9 @@ export const ERROR_CODES = [
   'ERR_PROTOCOL',
   'ERR_NEGOTIATION',
   'ERR_IO',
+  'ERR_NO_RESPONDERS',
+  'ERR_NAME_TAKEN',
+  'ERR_ABORTED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -94,6 +94,9 @@ export interface RequestOptions {
   /** Safe to repeat (default false): on a connection resuming with 0-RTT (`earlyData`) it
    *  goes with the first packet, as 0-RTT data, which an attacker can replay. */
   idempotent?: boolean;
+  /** Aborting it rejects the request with ERR_ABORTED at once and resets its stream, so the
+   *  peer's answer, if it still comes, is dropped. */
+  signal?: AbortSignal;
 }
 
 export interface SendOptions {

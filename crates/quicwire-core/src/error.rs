@@ -26,11 +26,14 @@ pub enum ErrorCode {
     Protocol = 15,
     Negotiation = 16,
     Io = 17,
+    NoResponders = 18,
+    NameTaken = 19,
+    Aborted = 20,
 }
 
 impl ErrorCode {
     /// Every code, indexed by its numeric value.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
         ErrorCode::ConnectTimeout,
@@ -49,6 +52,9 @@ impl ErrorCode {
         ErrorCode::Protocol,
         ErrorCode::Negotiation,
         ErrorCode::Io,
+        ErrorCode::NoResponders,
+        ErrorCode::NameTaken,
+        ErrorCode::Aborted,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -71,6 +77,9 @@ impl ErrorCode {
             ErrorCode::Protocol => "ERR_PROTOCOL",
             ErrorCode::Negotiation => "ERR_NEGOTIATION",
             ErrorCode::Io => "ERR_IO",
+            ErrorCode::NoResponders => "ERR_NO_RESPONDERS",
+            ErrorCode::NameTaken => "ERR_NAME_TAKEN",
+            ErrorCode::Aborted => "ERR_ABORTED",
         }
     }
 

@@ -53,8 +53,11 @@ pub mod op {
     pub const IDEMPOTENT_REQUEST: u32 = 6;
     /// A MESSAGE the application says is safe to repeat.
     pub const IDEMPOTENT_MESSAGE: u32 = 7;
+    /// id = a request id: its caller stopped waiting. Its stream is reset, and nothing more
+    /// is reported of it.
+    pub const CANCEL: u32 = 8;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, u32); 7] = [
+    pub(crate) const NAMES: [(&str, u32); 8] = [
         ("Message", MESSAGE),
         ("Request", REQUEST),
         ("Respond", RESPOND),
@@ -62,6 +65,7 @@ pub mod op {
         ("Datagram", DATAGRAM),
         ("IdempotentRequest", IDEMPOTENT_REQUEST),
         ("IdempotentMessage", IDEMPOTENT_MESSAGE),
+        ("Cancel", CANCEL),
     ];
 }
 
@@ -601,6 +605,7 @@ impl JsEngine {
                     engine.request(now, c, op.id as u64, body, options)
                 }),
                 op::DATAGRAM => conn.and_then(|c| engine.send_datagram(now, c, op.body)),
+                op::CANCEL => conn.map(|c| engine.cancel_request(now, c, op.id as u64)),
                 op::RESPOND | op::RESPOND_ERROR => conn.and_then(|c| {
                     let answer = if op.code == op::RESPOND {
                         Ok(op.body)
