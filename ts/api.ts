@@ -2,14 +2,32 @@
 // platform underneath it.
 
 export { backend, type InitWasmOptions, initWasm } from './backend.js';
+export {
+  Agent,
+  type AgentMessageHandler,
+  type AgentOptions,
+  type AgentRequestHandler,
+  type AgentRequestOptions,
+  type Answer,
+  type AskOptions,
+  type From,
+  type Published,
+  type QuorumOptions,
+  type ReconnectOptions,
+  type SubjectHandler,
+  type SubscribeOptions,
+  Subscription,
+} from './bus/agent.js';
+export { type BusOptions, type PresenceEvent, QuicBus } from './bus/bus.js';
+export type { LeaseState } from './bus/leases.js';
 export { ManualClock } from './clock.js';
 export type { DatagramHandler, MessageHandler, RequestHandler } from './connection.js';
 export { Connection } from './connection.js';
-export type { ErrorHandler } from './endpoint.js';
+export type { DisconnectHandler, ErrorHandler } from './endpoint.js';
 export { type ErrorCode, QuicwireError } from './errors.js';
 export { type LinkOptions, MemoryNetwork, type MemoryNetworkOptions } from './memory.js';
 export type { Clock, DatagramNetwork, DatagramSocket } from './platform.js';
-export type { ConnectionHandler, DisconnectHandler } from './server.js';
+export type { ConnectionHandler } from './server.js';
 export { QuicServer } from './server.js';
 export type { Target } from './transport.js';
 export { QuicTransport } from './transport.js';

@@ -14,6 +14,7 @@ import { platform } from './platform.js';
 import type { LimitOptions, MessageHandlerOptions } from './types.js';
 
 export type ErrorHandler = (error: QuicwireError, connection: Connection) => void;
+export type DisconnectHandler = (connection: Connection, reason: QuicwireError) => void;
 
 export abstract class Endpoint implements Owner {
   abstract readonly isServer: boolean;
@@ -24,6 +25,7 @@ export abstract class Endpoint implements Owner {
   #requestHandler: RequestHandler | undefined;
   #datagramHandler: DatagramHandler | undefined;
   #errorHandler: ErrorHandler | undefined;
+  #disconnectHandler: DisconnectHandler | undefined;
   #warned = false;
   /** Answers to requests that could not be sent. */
   protected answersFailed = 0;
@@ -98,6 +100,18 @@ export abstract class Endpoint implements Owner {
     if (typeof handler !== 'function') throw invalidArgument('onError takes a function');
     this.#errorHandler = handler;
     return this;
+  }
+
+  /** Hears of each connection that closed, with why (ERR_CONNECTION_CLOSED; its cause
+   *  has the underlying error). */
+  onDisconnect(handler: DisconnectHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onDisconnect takes a function');
+    this.#disconnectHandler = handler;
+    return this;
+  }
+
+  protected get disconnectHandler(): DisconnectHandler | undefined {
+    return this.#disconnectHandler;
   }
 
   answerFailed(connection: Connection, reason: QuicwireError): void {

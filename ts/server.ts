@@ -34,7 +34,6 @@ const KEYS = [
 ];
 
 export type ConnectionHandler = (peer: Connection) => void;
-export type DisconnectHandler = (peer: Connection, reason: QuicwireError) => void;
 
 export class QuicServer extends Endpoint {
   readonly isServer = true;
@@ -46,7 +45,6 @@ export class QuicServer extends Endpoint {
   readonly #handle: number;
   #closed = false;
   #connectionHandler: ConnectionHandler | undefined;
-  #disconnectHandler: DisconnectHandler | undefined;
   readonly #peers = new Set<Connection>();
 
   private constructor(
@@ -125,12 +123,6 @@ export class QuicServer extends Endpoint {
     return this;
   }
 
-  onDisconnect(handler: DisconnectHandler): this {
-    if (typeof handler !== 'function') throw invalidArgument('onDisconnect takes a function');
-    this.#disconnectHandler = handler;
-    return this;
-  }
-
   /** Connected clients. */
   peers(): Connection[] {
     return [...this.#peers];
@@ -167,7 +159,7 @@ export class QuicServer extends Endpoint {
 
   disconnected(peer: Connection, reason: QuicwireError): void {
     this.#peers.delete(peer);
-    this.#disconnectHandler?.(peer, reason);
+    this.disconnectHandler?.(peer, reason);
   }
 
   closeConnection(peer: Connection): void {

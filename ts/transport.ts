@@ -158,8 +158,9 @@ export class QuicTransport extends Endpoint {
     this.#connections.add(connection);
   }
 
-  disconnected(connection: Connection): void {
+  disconnected(connection: Connection, reason: QuicwireError): void {
     this.#connections.delete(connection);
+    this.disconnectHandler?.(connection, reason);
   }
 
   closeConnection(connection: Connection): void {

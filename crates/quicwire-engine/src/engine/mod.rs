@@ -283,9 +283,11 @@ impl Engine {
         self.connections.values().map(|c| c.session.serving()).sum()
     }
 
-    /// Closes every connection.
+    /// Closes every connection; a server also stops accepting, so no handshake starts while
+    /// the closing ones drain.
     pub fn close_all(&mut self, now: Instant, reason: &str) {
         let code = if self.is_server() {
+            self.endpoint.set_server_config(None);
             app_code::SHUTDOWN
         } else {
             app_code::NO_ERROR

@@ -1,0 +1,754 @@
+// An agent: one connection to a bus, under a name, with subscriptions. It reconnects on
+// its own (backoff with jitter), says its name and subscriptions again, and holds what is
+// sent meanwhile in a bounded buffer.
+
+import { decode, encode } from '../codec.js';
+import type { Connection } from '../connection.js';
+import { invalidArgument, QuicwireError } from '../errors.js';
+import { Fifo } from '../fifo.js';
+import { aborted } from '../hub.js';
+import { checkInteger, checkKeys, checkObject, checkString } from '../options.js';
+import { QuicTransport } from '../transport.js';
+import type { TransportOptions } from '../types.js';
+import type { PresenceEvent } from './bus.js';
+import { type Control, encodeControl, type Subscription as Wire } from './control.js';
+import { FrameReader, FrameWriter, Kind, OK, readAnswer, statusError } from './frames.js';
+import type { LeaseState } from './leases.js';
+import { checkSubject } from './subjects.js';
+
+export interface ReconnectOptions {
+  /** The first retry's delay (default 100 ms); each next one doubles, up to `maxDelayMs`. */
+  initialDelayMs?: number;
+  /** The longest delay between retries (default 5000 ms). */
+  maxDelayMs?: number;
+  /** Retries before the agent gives up and closes (default: no limit). */
+  maxAttempts?: number;
+}
+
+export interface AgentOptions
+  extends Omit<TransportOptions, 'encoding' | 'maxConnections' | 'idleTimeoutMs'> {
+  /** The agent's name on the bus: unique (ERR_NAME_TAKEN if another agent has it). */
+  name: string;
+  /** Reconnecting after the connection drops (default on); `false` closes the agent. */
+  reconnect?: ReconnectOptions | false;
+  /** Messages held while reconnecting (default 1000); past it sends reject with
+   *  ERR_FLOW_CONTROL_PAUSED. */
+  bufferLimit?: number;
+}
+
+export interface AgentRequestOptions {
+  /** Reject with ERR_TIMEOUT when no answer came within this many ms (default: the
+   *  `requestTimeoutMs` option, 30000). Time spent reconnecting counts. */
+  timeoutMs?: number;
+  /** Aborting rejects with ERR_ABORTED at once and resets the request's stream. */
+  signal?: AbortSignal;
+}
+
+export interface AskOptions extends AgentRequestOptions {
+  /** Within each queue group, the member this key belongs to answers (consistent
+   *  hashing: the same key reaches the same member while the group stays the same). */
+  key?: string;
+}
+
+export interface QuorumOptions extends AgentRequestOptions {
+  /** How many answers make a quorum. */
+  threshold: number;
+}
+
+/** One agent's answer to an ask: its value, or its error. */
+export type Answer = { from: string; value: unknown } | { from: string; error: QuicwireError };
+
+/** Where a message came from. */
+export interface From {
+  /** The sending agent's name. */
+  from: string;
+}
+
+/** A published message's subject and sender. */
+export interface Published extends From {
+  subject: string;
+}
+
+export type AgentMessageHandler = (message: unknown, info: From) => void;
+export type AgentRequestHandler = (message: unknown, info: From) => unknown;
+/** Gets what is published on a subscribed subject; for an ask, its return value (or
+ *  promise) is the answer. */
+export type SubjectHandler = (message: unknown, info: Published) => unknown;
+
+export interface SubscribeOptions {
+  /** A queue group: each message or ask goes to one member of it. */
+  queue?: string;
+}
+
+interface Sub extends Wire {
+  handler: SubjectHandler;
+}
+
+interface Pending {
+  resolve(count: number): void;
+  reject(err: QuicwireError): void;
+  /** What it was sent to, for its error's message. */
+  to: string;
+}
+
+const KEYS = [
+  'name',
+  'reconnect',
+  'bufferLimit',
+  'ca',
+  'insecure',
+  'connectTimeoutMs',
+  'sendBufferHigh',
+  'transport',
+  'fallbackDelayMs',
+  'maxMessageSize',
+  'maxConcurrentStreams',
+  'keepAliveMs',
+  'requestTimeoutMs',
+  'congestionControl',
+  'keyLog',
+  'qlog',
+];
+
+/** What an answer from the bus may take beyond the agent's own timeout, so the bus's
+ *  ERR_TIMEOUT (which names the agent) arrives before the local one. */
+const MARGIN_MS = 1000;
+const DAY_MS = 86_400_000;
+
+type State = 'connected' | 'reconnecting' | 'closed';
+
+export class Agent {
+  readonly name: string;
+  readonly #transport: QuicTransport;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #instance = randomId();
+  readonly #reconnect: Required<ReconnectOptions> | false;
+  readonly #bufferLimit: number;
+  readonly #requestTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  #conn: Connection | undefined;
+  #state: State = 'reconnecting';
+  #closeReason: QuicwireError | undefined;
+  // Sends and publishes: waiting for their ACK, and held while reconnecting.
+  #seq = 0;
+  readonly #pending = new Map<number, Pending>();
+  readonly #held: Uint8Array[] = [];
+  /** Requests waiting for the connection. */
+  readonly #waiters = new Set<{ resolve(c: Connection): void; reject(e: QuicwireError): void }>();
+  // What the bus is told again after a reconnect.
+  #nextSid = 1;
+  readonly #subs = new Map<number, Sub>();
+  #presenceHandler: ((event: PresenceEvent) => void) | undefined;
+  #messageHandler: AgentMessageHandler | undefined;
+  #requestHandler: AgentRequestHandler | undefined;
+  #inbox = new Fifo<{ message: unknown; from: string }>();
+  #stateHandler: ((state: State, reason?: QuicwireError) => void) | undefined;
+  #errorHandler: ((error: QuicwireError) => void) | undefined;
+
+  private constructor(transport: QuicTransport, host: string, port: number, options: AgentOptions) {
+    this.#transport = transport;
+    this.#host = host;
+    this.#port = port;
+    this.name = options.name;
+    const r = options.reconnect ?? {};
+    if (r === false) {
+      this.#reconnect = false;
+    } else {
+      checkObject('reconnect', r);
+      checkKeys('reconnect', r, ['initialDelayMs', 'maxDelayMs', 'maxAttempts']);
+      this.#reconnect = {
+        initialDelayMs: checkInteger('initialDelayMs', r.initialDelayMs ?? 100),
+        maxDelayMs: checkInteger('maxDelayMs', r.maxDelayMs ?? 5000),
+        maxAttempts:
+          r.maxAttempts === undefined ? Number.POSITIVE_INFINITY : checkInteger('maxAttempts', r.maxAttempts),
+      };
+    }
+    this.#bufferLimit = checkInteger('bufferLimit', options.bufferLimit ?? 1000);
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    transport.onMessage((body) => this.#message(body as Uint8Array));
+    transport.onRequest((body) => this.#called(body as Uint8Array));
+    transport.onDisconnect((conn, reason) => this.#dropped(conn, reason));
+    transport.onError((err) => this.#errorHandler?.(err));
+  }
+
+  /** Connects to the bus at `target` ("host:port") and registers `options.name`. */
+  static async connect(target: string, options: AgentOptions): Promise<Agent> {
+    checkObject('Agent.connect options', options);
+    checkKeys('Agent.connect', options, KEYS);
+    checkName('name', options.name);
+    const [host, port] = parseTarget(target);
+    const { name: _name, reconnect: _r, bufferLimit: _b, ...transportOptions } = options;
+    const transport = new QuicTransport({ ...transportOptions, encoding: 'raw', idleTimeoutMs: DAY_MS });
+    let agent: Agent;
+    try {
+      agent = new Agent(transport, host, port, options);
+      await agent.#attach(await transport.connect(host, port));
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+    return agent;
+  }
+
+  /** 'connected', 'reconnecting' (sends are held), or 'closed'. */
+  get state(): State {
+    return this.#state;
+  }
+
+  /** Hears of each change of `state` (with why, when the connection dropped or closed). */
+  onStateChange(handler: (state: State, reason?: QuicwireError) => void): this {
+    if (typeof handler !== 'function') throw invalidArgument('onStateChange takes a function');
+    this.#stateHandler = handler;
+    return this;
+  }
+
+  /** Hears of answers this agent's handlers gave that could not be sent: the bus stopped
+   *  waiting (a quorum was reached, the requester aborted or timed out) or went away.
+   *  Without a handler they are dropped silently, as they are expected. */
+  onError(handler: (error: QuicwireError) => void): this {
+    if (typeof handler !== 'function') throw invalidArgument('onError takes a function');
+    this.#errorHandler = handler;
+    return this;
+  }
+
+  /** Handles messages sent to this agent by name; without a handler they queue for
+   *  `receive()`. A sender's `send` resolves once this handler (or the queue) has it. */
+  onMessage(handler: AgentMessageHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onMessage takes a function');
+    this.#messageHandler = handler;
+    return this;
+  }
+
+  /** Answers requests sent to this agent by name: the return value (or promise) is the
+   *  reply; a throw reaches the requester as ERR_REMOTE with the error's message. */
+  onRequest(handler: AgentRequestHandler): this {
+    if (typeof handler !== 'function') throw invalidArgument('onRequest takes a function');
+    this.#requestHandler = handler;
+    return this;
+  }
+
+  /** Hears of agents joining and leaving the bus. */
+  onPresence(handler: (event: PresenceEvent) => void): this {
+    if (typeof handler !== 'function') throw invalidArgument('onPresence takes a function');
+    const first = this.#presenceHandler === undefined;
+    this.#presenceHandler = handler;
+    if (first && this.#conn) this.#control({ op: 'watch', on: true }).catch(() => {});
+    return this;
+  }
+
+  /** The next message sent to this agent that no `onMessage` handler took. */
+  receive(options: { timeoutMs?: number } = {}): Promise<{ message: unknown; from: string }> {
+    const next = this.#inbox.shift();
+    if (next) return Promise.resolve(next);
+    if (this.#state === 'closed') return Promise.reject(this.#closedError());
+    const timeoutMs = options.timeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(
+              () => {
+                this.#receivers.delete(receiver);
+                reject(new QuicwireError('ERR_TIMEOUT', `no message within ${timeoutMs} ms`));
+              },
+              checkInteger('timeoutMs', timeoutMs),
+            );
+      const receiver = {
+        resolve: (m: { message: unknown; from: string }) => {
+          if (timer) clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e: QuicwireError) => {
+          if (timer) clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#receivers.add(receiver);
+    });
+  }
+
+  readonly #receivers = new Set<{
+    resolve(m: { message: unknown; from: string }): void;
+    reject(e: QuicwireError): void;
+  }>();
+
+  /** Sends `message` to the agent named `to`; resolves once that agent has it (its
+   *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected. */
+  async send(to: string, message: unknown): Promise<void> {
+    checkName('to', to);
+    await this.#post(Kind.Send, to, encode(message, 'msgpack'), to);
+  }
+
+  /** Publishes `message` on `subject` (no wildcards): every subscriber gets it, one per
+   *  queue group. Resolves with how many agents' handlers have it (0 when nobody
+   *  subscribes). */
+  async publish(subject: string, message: unknown): Promise<number> {
+    checkSubject('subject', subject, false);
+    return this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject);
+  }
+
+  /** Sends `message` to every other agent on the bus; resolves with how many have it. */
+  async broadcast(message: unknown): Promise<number> {
+    return this.#post(Kind.Broadcast, undefined, encode(message, 'msgpack'), 'every agent');
+  }
+
+  /** A request to the agent named `to`; resolves with its handler's answer. */
+  async request(to: string, message: unknown, options: AgentRequestOptions = {}): Promise<unknown> {
+    checkName('to', to);
+    const timeoutMs = this.#timeout(options);
+    const payload = encode(message, 'msgpack');
+    const frame = new FrameWriter(8 + to.length * 3 + payload.length)
+      .u8(Kind.Request)
+      .u32(timeoutMs)
+      .str(to)
+      .bytes(payload)
+      .done();
+    return decode(readAnswer(await this.#ask(frame, timeoutMs, options.signal)), 'msgpack');
+  }
+
+  /** Subscribes to `subject` (wildcards: `*` one token, `>` the rest). Resolves once the
+   *  bus has it, so what is published after reaches the handler. */
+  async subscribe(
+    subject: string,
+    handler: SubjectHandler,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    checkSubject('subject', subject, true);
+    if (typeof handler !== 'function') throw invalidArgument('subscribe takes a handler function');
+    checkObject('subscribe options', options);
+    checkKeys('subscribe', options, ['queue']);
+    const queue = options.queue ?? '';
+    if (options.queue !== undefined) checkName('queue', queue);
+    const sub: Sub = { sid: this.#nextSid++, subject, queue, handler };
+    this.#subs.set(sub.sid, sub);
+    if (this.#conn) await this.#control({ op: 'subscribe', sid: sub.sid, subject, queue });
+    return new Subscription(subject, queue, () => this.#unsubscribe(sub.sid));
+  }
+
+  /** Asks the subscribers of `subject` (one per queue group, `key` picking it); resolves
+   *  with the first answer. ERR_NO_RESPONDERS when nobody subscribes; when every one
+   *  failed, the first failure. */
+  async ask(subject: string, message: unknown, options: AskOptions = {}): Promise<unknown> {
+    const answers = await this.#gather(subject, message, 1, options, options.key ?? '');
+    const found = answers.find((a) => 'value' in a) ?? answers[0];
+    if (!found) throw new QuicwireError('ERR_NO_RESPONDERS', `no agent answered on ${subject}`);
+    if ('error' in found) throw found.error;
+    return found.value;
+  }
+
+  /** Asks the subscribers of `subject` and resolves with the first `threshold` answers
+   *  that succeed; the calls still out are cancelled. Rejects when no quorum is possible:
+   *  ERR_NO_RESPONDERS (fewer subscribers), ERR_TIMEOUT, or the failures' first. */
+  async quorum(subject: string, message: unknown, options: QuorumOptions): Promise<Answer[]> {
+    checkObject('quorum options', options);
+    const threshold = checkInteger('threshold', options.threshold, 0xffff_ffff);
+    if (threshold === 0) throw invalidArgument('threshold must be at least 1');
+    const answers = await this.#gather(subject, message, threshold, options, '');
+    const ok = answers.filter((a) => 'value' in a);
+    if (ok.length >= threshold) return ok.slice(0, threshold);
+    if (answers.length < threshold) {
+      throw new QuicwireError(
+        'ERR_NO_RESPONDERS',
+        `a quorum of ${threshold} on ${subject}, but ${answers.length} agents subscribe`,
+      );
+    }
+    const failed =
+      answers.find((a) => 'error' in a && a.error.code === 'ERR_TIMEOUT') ??
+      answers.find((a) => 'error' in a);
+    const why = failed && 'error' in failed ? failed.error : undefined;
+    throw new QuicwireError(
+      why?.code ?? 'ERR_REMOTE',
+      `no quorum on ${subject}: ${ok.length} of ${threshold} answered (${why?.message ?? ''})`,
+      { cause: why },
+    );
+  }
+
+  /** Asks every subscriber of `subject` (one per queue group) and resolves with all
+   *  their answers and failures, once each answered or timed out (scatter-gather). */
+  async scatter(subject: string, message: unknown, options: AgentRequestOptions = {}): Promise<Answer[]> {
+    return this.#gather(subject, message, 0, options, '');
+  }
+
+  /** The names of the agents on the bus. */
+  async agents(): Promise<string[]> {
+    return (await this.#control({ op: 'agents' })) as string[];
+  }
+
+  /** Takes (or, when this agent holds it, renews) a lease on `resource` for `ttlMs`: held
+   *  by one agent at a time until it expires, is released, or its holder leaves. Says
+   *  whether it was granted, and otherwise who holds it and for how long. */
+  async lease(resource: string, ttlMs: number): Promise<LeaseState> {
+    checkName('resource', resource);
+    checkInteger('ttlMs', ttlMs, DAY_MS);
+    return (await this.#control({ op: 'lease', resource, ttlMs })) as LeaseState;
+  }
+
+  /** Gives up a lease; false when this agent did not hold it (or it expired). */
+  async release(resource: string): Promise<boolean> {
+    checkName('resource', resource);
+    return (await this.#control({ op: 'release', resource })) as boolean;
+  }
+
+  /** Leaves the bus: sends held or in flight reject with ERR_CONNECTION_CLOSED. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#shut(new QuicwireError('ERR_CONNECTION_CLOSED', 'the agent is closed'));
+    await this.#transport.close();
+  }
+
+  // Sending.
+
+  #post(kind: number, to: string | undefined, payload: Uint8Array, what: string): Promise<number> {
+    if (this.#state === 'closed') return Promise.reject(this.#closedError());
+    if (!this.#conn && this.#held.length >= this.#bufferLimit) {
+      return Promise.reject(
+        new QuicwireError(
+          'ERR_FLOW_CONTROL_PAUSED',
+          `the agent is reconnecting and holds ${this.#bufferLimit} messages already (bufferLimit)`,
+        ),
+      );
+    }
+    this.#seq = (this.#seq + 1) >>> 0;
+    const seq = this.#seq;
+    const w = new FrameWriter(8 + (to?.length ?? 0) * 3 + payload.length).u8(kind).u32(seq);
+    if (to !== undefined) w.str(to);
+    const frame = w.bytes(payload).done();
+    return new Promise((resolve, reject) => {
+      this.#pending.set(seq, { resolve, reject, to: what });
+      if (this.#conn) this.#transmit(this.#conn, seq, frame);
+      else this.#held.push(frame);
+    });
+  }
+
+  #transmit(conn: Connection, seq: number, frame: Uint8Array): void {
+    conn.send(frame).catch((err: QuicwireError) => {
+      const p = this.#pending.get(seq);
+      if (!p) return;
+      this.#pending.delete(seq);
+      p.reject(err);
+    });
+  }
+
+  #acked(r: FrameReader): void {
+    while (!r.done) {
+      const seq = r.u32();
+      const status = r.u16();
+      const count = r.u32();
+      const p = this.#pending.get(seq);
+      if (!p) continue;
+      this.#pending.delete(seq);
+      if (status === OK) p.resolve(count);
+      else p.reject(statusError(status, ackMessage(status, p.to)));
+    }
+  }
+
+  async #ask(frame: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const deadline = performance.now() + timeoutMs;
+    const conn = this.#conn ?? (await this.#connection(timeoutMs, signal));
+    const left = Math.max(1, Math.ceil(deadline - performance.now()));
+    return (await conn.request(frame, {
+      timeoutMs: left + MARGIN_MS,
+      ...(signal && { signal }),
+    })) as Uint8Array;
+  }
+
+  async #gather(
+    subject: string,
+    message: unknown,
+    want: number,
+    options: AgentRequestOptions & { key?: string },
+    key: string,
+  ): Promise<Answer[]> {
+    checkSubject('subject', subject, false);
+    if (key !== '') checkName('key', key);
+    const timeoutMs = this.#timeout(options);
+    const payload = encode(message, 'msgpack');
+    const frame = new FrameWriter(16 + subject.length * 3 + key.length * 3 + payload.length)
+      .u8(Kind.Gather)
+      .u32(timeoutMs)
+      .u32(want)
+      .str(subject)
+      .str(key)
+      .bytes(payload)
+      .done();
+    const r = new FrameReader(readAnswer(await this.#ask(frame, timeoutMs, options.signal)));
+    const answers: Answer[] = [];
+    for (let n = r.u32(); n > 0; n--) {
+      const from = r.str();
+      const status = r.u16();
+      const body = r.bytes(r.u32());
+      if (status === OK) answers.push({ from, value: decode(body, 'msgpack') });
+      else answers.push({ from, error: statusError(status, new TextDecoder().decode(body)) });
+    }
+    return answers;
+  }
+
+  #timeout(options: AgentRequestOptions): number {
+    checkObject('request options', options);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw invalidArgument('signal must be an AbortSignal');
+    }
+    if (options.signal?.aborted) throw aborted(options.signal);
+    return checkInteger('timeoutMs', options.timeoutMs ?? this.#requestTimeoutMs, DAY_MS);
+  }
+
+  async #control(c: Control): Promise<unknown> {
+    const body = encodeControl(c);
+    const frame = new FrameWriter(1 + body.length).u8(Kind.Control).bytes(body).done();
+    const conn = this.#conn ?? (await this.#connection(this.#requestTimeoutMs, undefined));
+    return decode(readAnswer((await conn.request(frame)) as Uint8Array), 'msgpack');
+  }
+
+  async #unsubscribe(sid: number): Promise<void> {
+    if (!this.#subs.delete(sid)) return;
+    if (this.#conn) await this.#control({ op: 'unsubscribe', sid });
+  }
+
+  /** The connection, once (re)connected. */
+  #connection(timeoutMs: number, signal: AbortSignal | undefined): Promise<Connection> {
+    if (this.#state === 'closed') return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#waiters.delete(waiter);
+      };
+      const waiter = {
+        resolve: (c: Connection) => {
+          done();
+          resolve(c);
+        },
+        reject: (e: QuicwireError) => {
+          done();
+          reject(e);
+        },
+      };
+      const onAbort = () => waiter.reject(aborted(signal as AbortSignal));
+      const timer = setTimeout(
+        () =>
+          waiter.reject(
+            new QuicwireError('ERR_TIMEOUT', `not reconnected to the bus within ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(waiter);
+    });
+  }
+
+  // Receiving.
+
+  #message(body: Uint8Array): void {
+    const r = new FrameReader(body);
+    const kind = r.u8();
+    if (kind === Kind.Ack) {
+      this.#acked(r);
+    } else if (kind === Kind.Deliver) {
+      const from = r.str();
+      const message = decode(r.rest(), 'msgpack');
+      if (this.#messageHandler) {
+        this.#messageHandler(message, { from });
+      } else {
+        const [receiver] = this.#receivers;
+        if (receiver) {
+          this.#receivers.delete(receiver);
+          receiver.resolve({ message, from });
+        } else {
+          this.#inbox.push({ message, from });
+        }
+      }
+    } else if (kind === Kind.Event) {
+      const sids = readSids(r);
+      const subject = r.str();
+      const from = r.str();
+      const message = decode(r.rest(), 'msgpack');
+      for (const sid of sids) this.#subs.get(sid)?.handler(message, { subject, from });
+    } else if (kind === Kind.Presence) {
+      const joined = r.u8() === 1;
+      this.#presenceHandler?.({ event: joined ? 'join' : 'leave', name: r.str() });
+    }
+  }
+
+  async #called(body: Uint8Array): Promise<Uint8Array> {
+    const r = new FrameReader(body);
+    const kind = r.u8();
+    if (kind === Kind.Call) {
+      const from = r.str();
+      const message = decode(r.rest(), 'msgpack');
+      if (!this.#requestHandler) throw new Error(`agent ${this.name} has no request handler (onRequest)`);
+      return encode(await this.#requestHandler(message, { from }), 'msgpack');
+    }
+    if (kind === Kind.CallSubject) {
+      const sids = readSids(r);
+      const subject = r.str();
+      const from = r.str();
+      const message = decode(r.rest(), 'msgpack');
+      // One answer from this agent, by its first subscription still there.
+      const sub = sids.map((sid) => this.#subs.get(sid)).find((s) => s !== undefined);
+      if (!sub) throw new Error(`agent ${this.name} no longer subscribes to ${subject}`);
+      return encode(await sub.handler(message, { subject, from }), 'msgpack');
+    }
+    throw new QuicwireError('ERR_PROTOCOL', `unknown bus request kind ${kind}`);
+  }
+
+  // The connection: attach, drop, reconnect.
+
+  /** Says hello on a new connection, then sends what was held, in order. */
+  async #attach(conn: Connection): Promise<void> {
+    const hello = encodeControl({
+      op: 'hello',
+      name: this.name,
+      instance: this.#instance,
+      watch: this.#presenceHandler !== undefined,
+      subscriptions: [...this.#subs.values()].map(({ sid, subject, queue }) => ({ sid, subject, queue })),
+    });
+    const frame = new FrameWriter(1 + hello.length).u8(Kind.Control).bytes(hello).done();
+    // The hello is part of connecting: a bus that went quiet fails it in the same time.
+    readAnswer((await conn.request(frame, { timeoutMs: this.#connectTimeoutMs })) as Uint8Array);
+    if (this.#state === 'closed') {
+      conn.close();
+      return;
+    }
+    // Held frames go first, before anything sent from now on.
+    for (const held of this.#held.splice(0)) this.#transmitHeld(conn, held);
+    this.#conn = conn;
+    this.#setState('connected');
+    for (const w of [...this.#waiters]) w.resolve(conn);
+  }
+
+  #transmitHeld(conn: Connection, frame: Uint8Array): void {
+    const seq = new DataView(frame.buffer, frame.byteOffset).getUint32(1);
+    this.#transmit(conn, seq, frame);
+  }
+
+  #dropped(conn: Connection, reason: QuicwireError): void {
+    if (conn !== this.#conn) return;
+    this.#conn = undefined;
+    // What went out and was not acknowledged may or may not have arrived.
+    const lost = new QuicwireError(
+      'ERR_CONNECTION_CLOSED',
+      `the connection to the bus closed (${reason.message}); the message may not have been delivered`,
+      { cause: reason },
+    );
+    for (const p of this.#pending.values()) p.reject(lost);
+    this.#pending.clear();
+    if (this.#state === 'closed') return;
+    if (this.#reconnect === false) {
+      this.#shut(reason);
+      return;
+    }
+    this.#setState('reconnecting', reason);
+    void this.#reconnectLoop(this.#reconnect);
+  }
+
+  async #reconnectLoop(r: Required<ReconnectOptions>): Promise<void> {
+    for (let attempt = 0; attempt < r.maxAttempts; attempt++) {
+      const delay = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** attempt);
+      // Jitter over the delay's upper half: agents dropped together do not return together.
+      await sleep(delay / 2 + Math.random() * (delay / 2));
+      if (this.#state === 'closed') return;
+      try {
+        await this.#attach(await this.#transport.connect(this.#host, this.#port));
+        return;
+      } catch (err) {
+        if ((this.#state as State) === 'closed') return;
+        if (err instanceof QuicwireError && err.code === 'ERR_NAME_TAKEN') {
+          this.#shut(err); // Another agent took the name meanwhile.
+          return;
+        }
+      }
+    }
+    this.#shut(
+      new QuicwireError('ERR_CONNECTION_CLOSED', `gave up reconnecting after ${r.maxAttempts} attempts`),
+    );
+  }
+
+  #shut(reason: QuicwireError): void {
+    if (this.#state === 'closed') return;
+    this.#closeReason = reason;
+    const closed = this.#closedError();
+    for (const p of this.#pending.values()) p.reject(closed);
+    this.#pending.clear();
+    this.#held.length = 0;
+    for (const w of [...this.#waiters]) w.reject(closed);
+    for (const r of this.#receivers) r.reject(closed);
+    this.#receivers.clear();
+    this.#setState('closed', reason);
+    this.#conn?.close();
+    this.#conn = undefined;
+    void this.#transport.close();
+  }
+
+  #closedError(): QuicwireError {
+    const reason = this.#closeReason;
+    return new QuicwireError(
+      'ERR_CONNECTION_CLOSED',
+      `agent ${this.name} is closed: ${reason?.message ?? ''}`,
+      {
+        cause: reason,
+      },
+    );
+  }
+
+  #setState(state: State, reason?: QuicwireError): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#stateHandler?.(state, reason);
+  }
+}
+
+/** A subscription; `unsubscribe()` ends it. */
+export class Subscription {
+  readonly subject: string;
+  /** Its queue group ('' for none). */
+  readonly queue: string;
+  readonly #end: () => Promise<void>;
+
+  constructor(subject: string, queue: string, end: () => Promise<void>) {
+    this.subject = subject;
+    this.queue = queue;
+    this.#end = end;
+  }
+
+  unsubscribe(): Promise<void> {
+    return this.#end();
+  }
+}
+
+function readSids(r: FrameReader): number[] {
+  const sids: number[] = [];
+  for (let n = r.u16(); n > 0; n--) sids.push(r.u32());
+  return sids;
+}
+
+function ackMessage(status: number, to: string): string {
+  const code = statusError(status, '').code;
+  if (code === 'ERR_NO_RESPONDERS') return `no agent named ${JSON.stringify(to)} is connected`;
+  if (code === 'ERR_CONNECTION_CLOSED') return `${to} left before it had the message`;
+  if (code === 'ERR_FLOW_CONTROL_PAUSED') return `${to} reads too slowly: the bus's buffer for it is full`;
+  return `the bus could not deliver to ${to} (${code})`;
+}
+
+function checkName(what: string, name: unknown): string {
+  checkString(what, name);
+  if (new TextEncoder().encode(name as string).length > 255)
+    throw invalidArgument(`${what} is over 255 bytes`);
+  return name as string;
+}
+
+function parseTarget(target: unknown): [string, number] {
+  const m = typeof target === 'string' ? /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(target) : null;
+  if (!m) throw invalidArgument(`invalid bus address ${JSON.stringify(target)}: expected host:port`);
+  return [(m[1] ?? m[2]) as string, Number(m[3])];
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,442 @@
+// The bus: a QuicServer that routes between the agents connected to it, by name and by
+// subject. It reads a frame's head and passes the payload on as it came; each agent has a
+// connection of its own, so a slow agent holds up only what is sent to it.
+
+import type { Connection } from '../connection.js';
+import { invalidArgument, QuicwireError } from '../errors.js';
+import { checkKeys, checkObject } from '../options.js';
+import { QuicServer } from '../server.js';
+import type { ServerOptions } from '../types.js';
+import { type Control, decodeControl, encodeControl } from './control.js';
+import { answer, FrameReader, FrameWriter, Kind, OK, statusOf } from './frames.js';
+import { Leases } from './leases.js';
+import { pickByKey } from './shard.js';
+import { SubjectIndex } from './subjects.js';
+
+export interface BusOptions extends ServerOptions {
+  /** How a queue group's member is chosen for each message or request: in turn
+   *  ('round-robin', the default), or the one with the fewest deliveries and requests in
+   *  flight ('least-loaded'). */
+  balance?: 'round-robin' | 'least-loaded';
+}
+
+/** An agent joining or leaving the bus. */
+export interface PresenceEvent {
+  event: 'join' | 'leave';
+  name: string;
+}
+
+interface Member {
+  name: string;
+  /** The agent object's id: the same agent reconnecting takes its name back. */
+  instance: string;
+  conn: Connection;
+  subs: Map<number, Sub>;
+  /** Deliveries and requests in flight to it. */
+  load: number;
+  watching: boolean;
+  /** What to acknowledge to it, sent in one ACK frame at the end of the task. */
+  acks: FrameWriter | undefined;
+}
+
+interface Sub {
+  member: Member;
+  sid: number;
+  pattern: string;
+  queue: string;
+}
+
+/** One published message or ask's receivers: per agent, its subscriptions. */
+type Targets = Map<Member, number[]>;
+
+export class QuicBus {
+  readonly #server: QuicServer;
+  readonly #balance: 'round-robin' | 'least-loaded';
+  readonly #agents = new Map<string, Member>();
+  readonly #byConn = new Map<Connection, Member>();
+  readonly #index = new SubjectIndex<Sub>();
+  readonly #turns = new Map<string, number>();
+  readonly #leases = new Leases();
+  #joinHandler: ((event: PresenceEvent) => void) | undefined;
+  #leaveHandler: ((event: PresenceEvent) => void) | undefined;
+
+  private constructor(server: QuicServer, balance: 'round-robin' | 'least-loaded') {
+    this.#server = server;
+    this.#balance = balance;
+    server.onMessage((body, conn) => this.#message(body as Uint8Array, conn));
+    server.onRequest((body, conn) => this.#request(body as Uint8Array, conn));
+    server.onDisconnect((conn) => this.#left(conn));
+  }
+
+  /** Listens as a quicwire server (the same options) that agents connect to. */
+  static async listen(options: BusOptions): Promise<QuicBus> {
+    checkObject('QuicBus.listen options', options);
+    const { balance = 'round-robin', ...serverOptions } = options;
+    if (balance !== 'round-robin' && balance !== 'least-loaded') {
+      throw invalidArgument(`balance must be 'round-robin' or 'least-loaded', got ${String(balance)}`);
+    }
+    if (serverOptions.encodings !== undefined) {
+      throw invalidArgument('a bus sets its encodings itself: agents speak its raw frames');
+    }
+    const server = await QuicServer.listen({ ...serverOptions, encodings: ['raw'] });
+    return new QuicBus(server, balance);
+  }
+
+  get host(): string {
+    return this.#server.host;
+  }
+
+  get port(): number {
+    return this.#server.port;
+  }
+
+  /** The quicwire server underneath (stats, metrics). */
+  get server(): QuicServer {
+    return this.#server;
+  }
+
+  /** The names of the agents connected now. */
+  agents(): string[] {
+    return [...this.#agents.keys()];
+  }
+
+  onJoin(handler: (event: PresenceEvent) => void): this {
+    if (typeof handler !== 'function') throw invalidArgument('onJoin takes a function');
+    this.#joinHandler = handler;
+    return this;
+  }
+
+  onLeave(handler: (event: PresenceEvent) => void): this {
+    if (typeof handler !== 'function') throw invalidArgument('onLeave takes a function');
+    this.#leaveHandler = handler;
+    return this;
+  }
+
+  /** Stops the bus: agents see their connections close (and try to reconnect). */
+  async close(options?: { graceful?: boolean; timeoutMs?: number }): Promise<void> {
+    if (options !== undefined) {
+      checkObject('close options', options);
+      checkKeys('close', options, ['graceful', 'timeoutMs']);
+    }
+    this.#leases.clear();
+    await this.#server.close(options);
+  }
+
+  // Messages: sends and publishes, acknowledged in one ACK frame per agent and task.
+
+  #message(body: Uint8Array, conn: Connection): void {
+    const from = this.#byConn.get(conn);
+    if (!from) {
+      conn.close(); // Frames before HELLO: not an agent.
+      return;
+    }
+    const r = new FrameReader(body);
+    const kind = r.u8();
+    const seq = r.u32();
+    let delivered: Promise<number>;
+    try {
+      if (kind === Kind.Send) {
+        const name = r.str();
+        const to = this.#agents.get(name);
+        if (!to) throw noAgent(name);
+        delivered = this.#deliver(
+          to,
+          new FrameWriter(8 + from.name.length + body.length)
+            .u8(Kind.Deliver)
+            .str(from.name)
+            .bytes(r.rest())
+            .done(),
+        );
+      } else if (kind === Kind.Publish) {
+        const subject = r.str();
+        delivered = this.#publish(this.#targets(subject, ''), subject, from.name, r.rest());
+      } else if (kind === Kind.Broadcast) {
+        const frame = new FrameWriter(8 + body.length).u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
+        const all = [...this.#agents.values()].filter((m) => m !== from);
+        delivered = Promise.all(all.map((m) => this.#deliver(m, frame).catch(() => 0))).then((n) =>
+          n.reduce((a, b) => a + b, 0),
+        );
+      } else {
+        throw new QuicwireError('ERR_PROTOCOL', `unknown bus frame kind ${kind}`);
+      }
+    } catch (err) {
+      this.#ack(from, seq, statusOf(err), 0);
+      return;
+    }
+    delivered.then(
+      (n) => this.#ack(from, seq, OK, n),
+      (err) => this.#ack(from, seq, statusOf(err), 0),
+    );
+  }
+
+  /** Resolves with 1 once the agent's handler has `frame`. */
+  #deliver(to: Member, frame: Uint8Array): Promise<number> {
+    to.load++;
+    return to.conn.send(frame).then(
+      () => {
+        to.load--;
+        return 1;
+      },
+      (err) => {
+        to.load--;
+        throw err;
+      },
+    );
+  }
+
+  #publish(targets: Targets, subject: string, from: string, payload: Uint8Array): Promise<number> {
+    if (targets.size === 0) return Promise.resolve(0);
+    const pending: Promise<number>[] = [];
+    for (const [member, sids] of targets) {
+      pending.push(
+        this.#deliver(member, subjectFrame(Kind.Event, sids, subject, from, payload)).catch(() => 0),
+      );
+    }
+    return Promise.all(pending).then((n) => n.reduce((a, b) => a + b, 0));
+  }
+
+  #ack(to: Member, seq: number, status: number, count: number): void {
+    if (!to.conn.isOpen) return;
+    if (!to.acks) {
+      to.acks = new FrameWriter(256).u8(Kind.Ack);
+      queueMicrotask(() => {
+        const frame = to.acks?.done();
+        to.acks = undefined;
+        if (frame && to.conn.isOpen) to.conn.send(frame).catch(() => {});
+      });
+    }
+    to.acks.u32(seq).u16(status).u32(count);
+  }
+
+  // Requests: control, and requests to agents, answered with a status.
+
+  async #request(body: Uint8Array, conn: Connection): Promise<Uint8Array> {
+    try {
+      const r = new FrameReader(body);
+      const kind = r.u8();
+      if (kind === Kind.Control)
+        return answer(OK, encodeControl(this.#control(decodeControl(r.rest()), conn)));
+      const from = this.#byConn.get(conn);
+      if (!from) throw new QuicwireError('ERR_PROTOCOL', 'an agent says hello first');
+      const timeoutMs = r.u32();
+      if (kind === Kind.Request) {
+        const name = r.str();
+        const to = this.#agents.get(name);
+        if (!to) throw noAgent(name);
+        const frame = new FrameWriter(8 + body.length).u8(Kind.Call).str(from.name).bytes(r.rest()).done();
+        return answer(OK, await this.#call(to, frame, timeoutMs));
+      }
+      if (kind === Kind.Gather) {
+        const want = r.u32();
+        const subject = r.str();
+        const key = r.str();
+        return answer(OK, await this.#gather(from.name, subject, key, want, timeoutMs, r.rest()));
+      }
+      throw new QuicwireError('ERR_PROTOCOL', `unknown bus request kind ${kind}`);
+    } catch (err) {
+      return answer(statusOf(err), (err as Error).message);
+    }
+  }
+
+  async #call(to: Member, frame: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
+    to.load++;
+    try {
+      return (await to.conn.request(frame, { timeoutMs, ...(signal && { signal }) })) as Uint8Array;
+    } catch (err) {
+      if (err instanceof QuicwireError && err.code === 'ERR_CONNECTION_CLOSED') {
+        throw new QuicwireError('ERR_CONNECTION_CLOSED', `agent ${to.name} left before it answered`);
+      }
+      throw err;
+    } finally {
+      to.load--;
+    }
+  }
+
+  /** An ask, quorum or scatter: the subject's subscribers (one per queue group) are asked,
+   *  and the first `want` answers (0: all) go back, `[count u32]([from][status u16][len
+   *  u32][payload])*`. The calls still out are then cancelled. */
+  async #gather(
+    from: string,
+    subject: string,
+    key: string,
+    want: number,
+    timeoutMs: number,
+    payload: Uint8Array,
+  ): Promise<Uint8Array> {
+    const targets = this.#targets(subject, key);
+    if (targets.size === 0) throw new QuicwireError('ERR_NO_RESPONDERS', `no agent subscribes to ${subject}`);
+    const need = want === 0 ? targets.size : Math.min(want, targets.size);
+    const stop = new AbortController();
+    const out = new FrameWriter(256).u32(0);
+    let answered = 0;
+    let ok = 0;
+    await new Promise<void>((resolve) => {
+      for (const [member, sids] of targets) {
+        const frame = subjectFrame(Kind.CallSubject, sids, subject, from, payload);
+        const settle = (status: number, body: Uint8Array | string) => {
+          if (stop.signal.aborted) return;
+          answered++;
+          const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+          if (status === OK) ok++;
+          out.str(member.name).u16(status).u32(bytes.length).bytes(bytes);
+          // Enough successes, or every one answered.
+          if (ok >= need || answered === targets.size) {
+            stop.abort();
+            resolve();
+          }
+        };
+        this.#call(member, frame, timeoutMs, stop.signal).then(
+          (reply) => settle(OK, reply),
+          (err) => settle(statusOf(err), (err as Error).message),
+        );
+      }
+    });
+    const frame = out.done();
+    new DataView(frame.buffer, frame.byteOffset).setUint32(0, answered);
+    return frame;
+  }
+
+  /** Who gets a message on `subject`: every plain subscriber, and one member of each
+   *  queue group (by `key` when one is given, else by the bus's balance). */
+  #targets(subject: string, key: string): Targets {
+    const targets: Targets = new Map();
+    let groups: Map<string, Sub[]> | undefined;
+    for (const sub of this.#index.match(subject)) {
+      if (sub.queue === '') {
+        add(targets, sub);
+      } else {
+        groups ??= new Map();
+        const group = groups.get(sub.queue);
+        if (group) group.push(sub);
+        else groups.set(sub.queue, [sub]);
+      }
+    }
+    if (groups) for (const [queue, members] of groups) add(targets, this.#pick(queue, members, key));
+    return targets;
+  }
+
+  #pick(queue: string, members: Sub[], key: string): Sub {
+    if (key !== '') return pickByKey(members, key, (s) => s.member.name);
+    const turn = this.#turns.get(queue) ?? 0;
+    this.#turns.set(queue, turn + 1);
+    if (this.#balance === 'round-robin') return members[turn % members.length] as Sub;
+    // Least loaded; among equals, in turn.
+    let best = members[turn % members.length] as Sub;
+    for (const s of members) if (s.member.load < best.member.load) best = s;
+    return best;
+  }
+
+  // Control: hello, subscriptions, presence and leases.
+
+  #control(c: Control, conn: Connection): unknown {
+    if (c.op === 'hello') return this.#hello(c, conn);
+    const member = this.#byConn.get(conn);
+    if (!member) throw new QuicwireError('ERR_PROTOCOL', 'an agent says hello first');
+    switch (c.op) {
+      case 'subscribe':
+        this.#subscribe(member, c.sid, c.subject, c.queue);
+        return null;
+      case 'unsubscribe': {
+        const sub = member.subs.get(c.sid);
+        if (sub) {
+          member.subs.delete(c.sid);
+          this.#index.delete(sub.pattern, sub);
+        }
+        return null;
+      }
+      case 'agents':
+        return this.agents();
+      case 'watch':
+        member.watching = c.on;
+        return null;
+      case 'lease':
+        return this.#leases.acquire(c.resource, member.name, c.ttlMs);
+      case 'release':
+        return this.#leases.release(c.resource, member.name);
+    }
+  }
+
+  #hello(c: Extract<Control, { op: 'hello' }>, conn: Connection): null {
+    if (this.#byConn.has(conn)) throw new QuicwireError('ERR_PROTOCOL', 'hello was said already');
+    const held = this.#agents.get(c.name);
+    if (held) {
+      if (held.instance !== c.instance) {
+        throw new QuicwireError('ERR_NAME_TAKEN', `an agent named ${JSON.stringify(c.name)} is connected`);
+      }
+      // The same agent, back on a new connection before the bus saw the old one go.
+      this.#forget(held);
+      held.conn.close();
+    }
+    const member: Member = {
+      name: c.name,
+      instance: c.instance,
+      conn,
+      subs: new Map(),
+      load: 0,
+      watching: c.watch,
+      acks: undefined,
+    };
+    this.#agents.set(c.name, member);
+    this.#byConn.set(conn, member);
+    for (const s of c.subscriptions) this.#subscribe(member, s.sid, s.subject, s.queue);
+    this.#presence({ event: 'join', name: c.name });
+    return null;
+  }
+
+  #subscribe(member: Member, sid: number, subject: string, queue: string): void {
+    if (member.subs.has(sid)) return;
+    const sub: Sub = { member, sid, pattern: subject, queue };
+    member.subs.set(sid, sub);
+    this.#index.add(subject, sub);
+  }
+
+  #left(conn: Connection): void {
+    const member = this.#byConn.get(conn);
+    if (!member) return;
+    this.#forget(member);
+    this.#presence({ event: 'leave', name: member.name });
+  }
+
+  #forget(member: Member): void {
+    this.#byConn.delete(member.conn);
+    if (this.#agents.get(member.name) === member) this.#agents.delete(member.name);
+    for (const sub of member.subs.values()) this.#index.delete(sub.pattern, sub);
+    member.subs.clear();
+    this.#leases.releaseAll(member.name);
+  }
+
+  #presence(event: PresenceEvent): void {
+    (event.event === 'join' ? this.#joinHandler : this.#leaveHandler)?.(event);
+    const frame = new FrameWriter(4 + event.name.length * 3)
+      .u8(Kind.Presence)
+      .u8(event.event === 'join' ? 1 : 0)
+      .str(event.name)
+      .done();
+    for (const m of this.#agents.values()) {
+      if (m.watching && m.name !== event.name) m.conn.send(frame).catch(() => {});
+    }
+  }
+}
+
+function add(targets: Targets, sub: Sub): void {
+  const sids = targets.get(sub.member);
+  if (sids) sids.push(sub.sid);
+  else targets.set(sub.member, [sub.sid]);
+}
+
+function subjectFrame(
+  kind: number,
+  sids: number[],
+  subject: string,
+  from: string,
+  payload: Uint8Array,
+): Uint8Array {
+  const w = new FrameWriter(8 + sids.length * 4 + subject.length * 3 + from.length * 3 + payload.length);
+  w.u8(kind).u16(sids.length);
+  for (const sid of sids) w.u32(sid);
+  return w.str(subject).str(from).bytes(payload).done();
+}
+
+function noAgent(name: string): QuicwireError {
+  return new QuicwireError('ERR_NO_RESPONDERS', `no agent named ${JSON.stringify(name)} is connected`);
+}
