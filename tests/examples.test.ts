@@ -20,6 +20,14 @@ describe('examples', () => {
     ]);
   });
 
+  it('agents: a planner hands tasks to a queue group of workers, in turn, and hears progress', async () => {
+    const { summary } = await import('../examples/agents.js');
+    expect(summary?.answers).toHaveLength(40);
+    expect(summary?.answers[7]).toBe('TASK 7 DONE');
+    expect(summary?.progress).toBe(40);
+    expect(summary?.perWorker).toEqual({ 'worker-1': 10, 'worker-2': 10, 'worker-3': 10, 'worker-4': 10 });
+  });
+
   it('workers: tasks spread over worker processes, one pooled connection each', async () => {
     const { summary } = await import('../examples/workers.js');
     expect(summary?.perWorker).toEqual([20, 20, 20]);

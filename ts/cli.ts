@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `quicwire` command: serve, send, request, bench and cert, over the public API.
+// The `quicwire` command: serve, bus, send, request, bench, top and cert, over the public API.
 // Exit codes: 0 done, 1 the operation failed (network, TLS, timeout), 2 bad usage.
 
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import {
   collectMetrics,
   generateDevCert,
   initWasm,
+  QuicBus,
   QuicServer,
   QuicTransport,
   QuicwireError,
@@ -30,6 +31,10 @@ Usage:
       Listen; print each message received as a JSON line; answer requests with their body.
       --tcp also takes QUIC over TCP (clients behind a UDP block, browsers); --metrics
       serves Prometheus metrics at http://HOST:PORT/metrics.
+  quicwire bus [--host H] [--port P] (--dev-cert | --cert FILE --key FILE) [--quiet]
+               [--balance round-robin|least-loaded] [--tcp] [--metrics HOST:PORT]
+      A message bus for agents (\`Agent.connect\`): routes by name and subject; prints
+      each agent joining and leaving as a JSON line.
   quicwire send <host:port> <json> [--count N] [--ca FILE | --insecure]
       Send a message; exits once the server has it.
   quicwire request <host:port> <json> [--timeout MS] [--ca FILE | --insecure]
@@ -65,6 +70,7 @@ const OPTIONS = {
   quiet: { type: 'boolean' },
   tcp: { type: 'boolean' },
   metrics: { type: 'string' },
+  balance: { type: 'string' },
   interval: { type: 'string' },
   frames: { type: 'string' },
   ca: { type: 'string' },
@@ -137,23 +143,36 @@ function client(flags: Flags): QuicTransport {
   });
 }
 
-async function serve(flags: Flags): Promise<number> {
-  let cert: string;
-  let key: string;
+/** The certificate of `serve` and `bus`: --dev-cert, or --cert and --key. */
+function serverCert(flags: Flags, command: string): { cert: string; key: string } {
   if (flags['dev-cert']) {
     if (flags.cert || flags.key) throw new UsageError('use --dev-cert or --cert/--key, not both');
-    ({ cert, key } = generateDevCert(['localhost', '127.0.0.1', '::1']));
+    const dev = generateDevCert(['localhost', '127.0.0.1', '::1']);
     const dir = mkdtempSync(join(tmpdir(), 'quicwire-'));
-    writeFileSync(join(dir, 'cert.pem'), cert);
+    writeFileSync(join(dir, 'cert.pem'), dev.cert);
     console.error(`dev certificate: ${join(dir, 'cert.pem')} (pass it to clients as --ca)`);
-  } else if (flags.cert && flags.key) {
-    cert = readPem('cert', flags.cert);
-    key = readPem('key', flags.key);
-  } else {
-    throw new UsageError(
-      'serve needs a certificate: --dev-cert, or --cert FILE --key FILE (see `quicwire cert`)',
-    );
+    return dev;
   }
+  if (flags.cert && flags.key) return { cert: readPem('cert', flags.cert), key: readPem('key', flags.key) };
+  throw new UsageError(
+    `${command} needs a certificate: --dev-cert, or --cert FILE --key FILE (see \`quicwire cert\`)`,
+  );
+}
+
+/** Until Ctrl-C or SIGTERM. */
+function stopped(): Promise<void> {
+  return new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+function address(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+async function serve(flags: Flags): Promise<number> {
+  const { cert, key } = serverCert(flags, 'serve');
   const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
   const server = await QuicServer.listen({
     host: flags.host ?? '127.0.0.1',
@@ -173,17 +192,39 @@ async function serve(flags: Flags): Promise<number> {
     requests++;
     return message;
   });
-  console.error(
-    `listening on ${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port} (${backend()} engine); Ctrl-C stops`,
-  );
-  await new Promise<void>((done) => {
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  console.error(`listening on ${address(server.host, server.port)} (${backend()} engine); Ctrl-C stops`);
+  await stopped();
   scrape?.close();
   await server.close({ graceful: true });
   // Counted here: the server's stats cover the connections open now, not the ones gone.
   console.error(`closed after ${messages} messages and ${requests} requests`);
+  return 0;
+}
+
+async function bus(flags: Flags): Promise<number> {
+  const { cert, key } = serverCert(flags, 'bus');
+  const balance = flags.balance ?? 'round-robin';
+  if (balance !== 'round-robin' && balance !== 'least-loaded') {
+    throw new UsageError(`--balance must be round-robin or least-loaded, got ${balance}`);
+  }
+  const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
+  const b = await QuicBus.listen({
+    host: flags.host ?? '127.0.0.1',
+    port: integer('port', flags.port, 4433, 0),
+    cert,
+    key,
+    tcp: flags.tcp ?? false,
+    balance,
+  });
+  const scrape = metricsAt && (await serveMetrics(b.server, metricsAt));
+  if (!flags.quiet) {
+    b.onJoin(({ name }) => console.log(JSON.stringify({ joined: name })));
+    b.onLeave(({ name }) => console.log(JSON.stringify({ left: name })));
+  }
+  console.error(`bus on ${address(b.host, b.port)} (${backend()} engine); Ctrl-C stops`);
+  await stopped();
+  scrape?.close();
+  await b.close({ graceful: true });
   return 0;
 }
 
@@ -382,6 +423,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(flags);
+    case 'bus':
+      return bus(flags);
     case 'send':
       return send(flags, args);
     case 'request':

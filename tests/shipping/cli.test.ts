@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../ts/index.js';
 
 const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
 const servers: ChildProcess[] = [];
@@ -40,8 +41,8 @@ interface Served {
   err: () => string;
 }
 
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', ...args]);
+function serve(args: string[], command = 'serve'): Promise<Served> {
+  const child = spawn(process.execPath, [cli, command, '--port', '0', ...args]);
   servers.push(child);
   let stdout = '';
   let stderr = '';
@@ -51,7 +52,7 @@ function serve(args: string[]): Promise<Served> {
   return new Promise((resolve, reject) => {
     child.stderr?.on('data', (d) => {
       stderr += d;
-      const port = /listening on 127\.0\.0\.1:(\d+)/.exec(stderr)?.[1];
+      const port = /(?:listening|bus) on 127\.0\.0\.1:(\d+)/.exec(stderr)?.[1];
       if (port)
         resolve({
           child,
@@ -77,7 +78,7 @@ describe('quicwire CLI', () => {
   it('prints help, and exits 2 with a pointer to it on bad usage', async () => {
     const help = await run(['--help']);
     expect(help.code).toBe(0);
-    for (const cmd of ['serve', 'send', 'request', 'bench', 'cert'])
+    for (const cmd of ['serve', 'bus', 'send', 'request', 'bench', 'cert'])
       expect(help.stdout).toContain(`quicwire ${cmd}`);
     expect((await run([])).code).toBe(2);
     const cases: [string[], RegExp][] = [
@@ -146,6 +147,30 @@ describe('quicwire CLI', () => {
     expect(text).toMatch(/quicwire_messages_total\{role="server",direction="in"\} 4\n/);
     expect(text).toMatch(/quicwire_request_duration_seconds_count\{role="server",side="answered"\} 1\n/);
     expect((await fetch(url.replace('/metrics', '/'))).status).toBe(404);
+  });
+
+  it('bus routes between agents and prints who joins and leaves', async () => {
+    const bus = await serve(['--dev-cert', '--balance', 'least-loaded'], 'bus');
+    const ca = readFileSync(bus.ca as string, 'utf8');
+    const target = `127.0.0.1:${bus.port}`;
+    const a = await Agent.connect(target, { ca, name: 'a' });
+    const b = await Agent.connect(target, { ca, name: 'b' });
+    b.onRequest((m) => ({ got: m }));
+    expect(await a.request('b', 1)).toEqual({ got: 1 });
+    await b.close();
+    await expect
+      .poll(() =>
+        bus
+          .out()
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      )
+      .toEqual([{ joined: 'a' }, { joined: 'b' }, { left: 'b' }]);
+    await a.close();
+    bus.child.kill('SIGTERM');
+    expect(await new Promise((r) => bus.child.on('close', r))).toBe(0);
+    expect((await run(['bus', '--balance', 'random', '--dev-cert'])).code).toBe(2);
   });
 
   it('top shows a served endpoint live: connections and request rates from its metrics', async () => {
