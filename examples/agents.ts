@@ -13,9 +13,6 @@ interface Task {
 const TASKS = 40;
 const WORKERS = 4;
 
-/** What the planner saw (for the example's test). */
-export let summary: { answers: string[]; perWorker: Record<string, number>; progress: number } | undefined;
-
 const { cert, key } = generateDevCert();
 const bus = await QuicBus.listen({ host: '127.0.0.1', port: 0, cert, key });
 const at = `127.0.0.1:${bus.port}`;
@@ -67,4 +64,6 @@ console.log(`${TASKS} tasks in ${ms.toFixed(0)} ms; per worker: ${JSON.stringify
 
 for (const a of [planner, ...workers]) await a.close();
 await bus.close();
-summary = { answers, perWorker, progress };
+
+/** What the planner saw (for the example's test). */
+export const summary = { answers, perWorker, progress };
