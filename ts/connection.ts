@@ -46,8 +46,8 @@ export interface Meter {
   failed(code: string): void;
 }
 
-/** Resolves once every message of a send or sendBatch is delivered. */
-interface Delivery {
+/** Told once every message of a send or sendBatch is delivered (or not). */
+export interface Delivery {
   remaining: number;
   resolve(): void;
   reject(err: QuicwireError): void;
@@ -185,6 +185,15 @@ export class Connection implements AsyncIterable<unknown> {
     });
   }
 
+  /** Sends one message already in the connection's encoding (copied now, on the default
+   *  lane) and tells `delivery` what became of it: `send` without a promise, for code that
+   *  forwards many messages (the bus). */
+  post(body: Uint8Array, delivery: Delivery): void {
+    const why = this.#unsendable(body.length);
+    if (why) delivery.reject(why);
+    else this.#enqueue(Op.Message, this.#lane0, body, delivery);
+  }
+
   /** Sends an unreliable datagram (raw bytes, whatever the encoding): it may be lost, is
    *  never retransmitted and never waits behind a lost packet. Resolves once it is queued
    *  to go; while the connection cannot send, datagrams wait in a bounded queue that drops
@@ -278,19 +287,28 @@ export class Connection implements AsyncIterable<unknown> {
   }
 
   #assertOpen(): void {
+    const why = this.#unsendable(0);
+    if (why) throw why;
+  }
+
+  /** Why a body of `length` bytes cannot be sent, if it cannot. */
+  #unsendable(length: number): QuicwireError | undefined {
     if (this.#closed) {
-      throw new QuicwireError('ERR_CONNECTION_CLOSED', this.#closed.message, { cause: this.#closed });
+      return new QuicwireError('ERR_CONNECTION_CLOSED', this.#closed.message, { cause: this.#closed });
     }
+    if (length > this.peerMaxMessageSize) {
+      return new QuicwireError(
+        'ERR_MESSAGE_TOO_LARGE',
+        `message of ${length} bytes exceeds ${this.peer}'s maxMessageSize of ${this.peerMaxMessageSize} bytes`,
+      );
+    }
+    return undefined;
   }
 
   #encode(message: unknown): Uint8Array {
     const body = encode(message, this.encoding);
-    if (body.length > this.peerMaxMessageSize) {
-      throw new QuicwireError(
-        'ERR_MESSAGE_TOO_LARGE',
-        `message of ${body.length} bytes exceeds ${this.peer}'s maxMessageSize of ${this.peerMaxMessageSize} bytes`,
-      );
-    }
+    const why = this.#unsendable(body.length);
+    if (why) throw why;
     return body;
   }
 

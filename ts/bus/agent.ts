@@ -3,7 +3,7 @@
 // sent meanwhile in a bounded buffer.
 
 import { decode, encode } from '../codec.js';
-import type { Connection } from '../connection.js';
+import type { Connection, Delivery } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { Fifo } from '../fifo.js';
 import { aborted } from '../hub.js';
@@ -85,7 +85,9 @@ interface Sub extends Wire {
 }
 
 interface Pending {
-  resolve(count: number): void;
+  /** With the count of receivers for a publish or broadcast; without for a send. */
+  resolve(count?: number): void;
+  counts: boolean;
   reject(err: QuicwireError): void;
   /** What it was sent to, for its error's message. */
   to: string;
@@ -133,7 +135,7 @@ export class Agent {
   // Sends and publishes: waiting for their ACK, and held while reconnecting.
   #seq = 0;
   readonly #pending = new Map<number, Pending>();
-  readonly #held: Uint8Array[] = [];
+  readonly #held: { seq: number; frame: Uint8Array }[] = [];
   /** Requests waiting for the connection. */
   readonly #waiters = new Set<{ resolve(c: Connection): void; reject(e: QuicwireError): void }>();
   // What the bus is told again after a reconnect.
@@ -276,9 +278,15 @@ export class Agent {
 
   /** Sends `message` to the agent named `to`; resolves once that agent has it (its
    *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected. */
-  async send(to: string, message: unknown): Promise<void> {
-    checkName('to', to);
-    await this.#post(Kind.Send, to, encode(message, 'msgpack'), to);
+  send(to: string, message: unknown): Promise<void> {
+    let payload: Uint8Array;
+    try {
+      checkName('to', to);
+      payload = encode(message, 'msgpack');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#post(Kind.Send, to, payload, to) as Promise<undefined>;
   }
 
   /** Publishes `message` on `subject` (no wildcards): every subscriber gets it, one per
@@ -286,12 +294,12 @@ export class Agent {
    *  subscribes). */
   async publish(subject: string, message: unknown): Promise<number> {
     checkSubject('subject', subject, false);
-    return this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject);
+    return (await this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject)) as number;
   }
 
   /** Sends `message` to every other agent on the bus; resolves with how many have it. */
   async broadcast(message: unknown): Promise<number> {
-    return this.#post(Kind.Broadcast, undefined, encode(message, 'msgpack'), 'every agent');
+    return (await this.#post(Kind.Broadcast, undefined, encode(message, 'msgpack'), 'every agent')) as number;
   }
 
   /** A request to the agent named `to`; resolves with its handler's answer. */
@@ -400,9 +408,15 @@ export class Agent {
 
   // Sending.
 
-  #post(kind: number, to: string | undefined, payload: Uint8Array, what: string): Promise<number> {
+  #post(
+    kind: number,
+    to: string | undefined,
+    payload: Uint8Array,
+    what: string,
+  ): Promise<number | undefined> {
     if (this.#state === 'closed') return Promise.reject(this.#closedError());
-    if (!this.#conn && this.#held.length >= this.#bufferLimit) {
+    const conn = this.#conn;
+    if (!conn && this.#held.length >= this.#bufferLimit) {
       return Promise.reject(
         new QuicwireError(
           'ERR_FLOW_CONTROL_PAUSED',
@@ -412,22 +426,13 @@ export class Agent {
     }
     this.#seq = (this.#seq + 1) >>> 0;
     const seq = this.#seq;
-    const w = new FrameWriter(8 + (to?.length ?? 0) * 3 + payload.length).u8(kind).u32(seq);
+    const w = FrameWriter.scratch().u8(kind).u32(seq);
     if (to !== undefined) w.str(to);
     const frame = w.bytes(payload).done();
     return new Promise((resolve, reject) => {
-      this.#pending.set(seq, { resolve, reject, to: what });
-      if (this.#conn) this.#transmit(this.#conn, seq, frame);
-      else this.#held.push(frame);
-    });
-  }
-
-  #transmit(conn: Connection, seq: number, frame: Uint8Array): void {
-    conn.send(frame).catch((err: QuicwireError) => {
-      const p = this.#pending.get(seq);
-      if (!p) return;
-      this.#pending.delete(seq);
-      p.reject(err);
+      this.#pending.set(seq, { resolve, reject, to: what, counts: kind !== Kind.Send });
+      if (conn) conn.post(frame, new Transmit(this.#pending, seq));
+      else this.#held.push({ seq, frame: frame.slice() });
     });
   }
 
@@ -439,7 +444,7 @@ export class Agent {
       const p = this.#pending.get(seq);
       if (!p) continue;
       this.#pending.delete(seq);
-      if (status === OK) p.resolve(count);
+      if (status === OK) p.resolve(p.counts ? count : undefined);
       else p.reject(statusError(status, ackMessage(status, p.to)));
     }
   }
@@ -612,15 +617,10 @@ export class Agent {
       return;
     }
     // Held frames go first, before anything sent from now on.
-    for (const held of this.#held.splice(0)) this.#transmitHeld(conn, held);
+    for (const { seq, frame } of this.#held.splice(0)) conn.post(frame, new Transmit(this.#pending, seq));
     this.#conn = conn;
     this.#setState('connected');
     for (const w of [...this.#waiters]) w.resolve(conn);
-  }
-
-  #transmitHeld(conn: Connection, frame: Uint8Array): void {
-    const seq = new DataView(frame.buffer, frame.byteOffset).getUint32(1);
-    this.#transmit(conn, seq, frame);
   }
 
   #dropped(conn: Connection, reason: QuicwireError): void {
@@ -699,6 +699,26 @@ export class Agent {
   }
 }
 
+/** A send or publish on its way to the bus: the bus's ACK settles it, and only a failure
+ *  to reach the bus is told here (a delivery without a promise of its own). */
+class Transmit implements Delivery {
+  remaining = 1;
+
+  constructor(
+    readonly pending: Map<number, Pending>,
+    readonly seq: number,
+  ) {}
+
+  resolve(): void {}
+
+  reject(err: QuicwireError): void {
+    const p = this.pending.get(this.seq);
+    if (!p) return;
+    this.pending.delete(this.seq);
+    p.reject(err);
+  }
+}
+
 /** A subscription; `unsubscribe()` ends it. */
 export class Subscription {
   readonly subject: string;
@@ -732,10 +752,11 @@ function ackMessage(status: number, to: string): string {
 }
 
 function checkName(what: string, name: unknown): string {
-  checkString(what, name);
-  if (new TextEncoder().encode(name as string).length > 255)
+  const s = checkString(what, name);
+  // Up to 85 characters are at most 255 bytes of UTF-8: only longer ones are measured.
+  if (s.length > 85 && new TextEncoder().encode(s).length > 255)
     throw invalidArgument(`${what} is over 255 bytes`);
-  return name as string;
+  return s;
 }
 
 function parseTarget(target: unknown): [string, number] {

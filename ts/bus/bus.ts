@@ -2,7 +2,7 @@
 // subject. It reads a frame's head and passes the payload on as it came; each agent has a
 // connection of its own, so a slow agent holds up only what is sent to it.
 
-import type { Connection } from '../connection.js';
+import type { Connection, Delivery } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { checkKeys, checkObject } from '../options.js';
 import { QuicServer } from '../server.js';
@@ -66,6 +66,9 @@ export class QuicBus {
     server.onMessage((body, conn) => this.#message(body as Uint8Array, conn));
     server.onRequest((body, conn) => this.#request(body as Uint8Array, conn));
     server.onDisconnect((conn) => this.#left(conn));
+    // An answer that finds its requester gone (it left, aborted or timed out) is routine on a
+    // bus; `bus.server.onError` hears of them for whoever wants to.
+    server.onError(() => {});
   }
 
   /** Listens as a quicwire server (the same options) that agents connect to. */
@@ -133,79 +136,31 @@ export class QuicBus {
     const r = new FrameReader(body);
     const kind = r.u8();
     const seq = r.u32();
-    let delivered: Promise<number>;
     try {
       if (kind === Kind.Send) {
         const name = r.str();
         const to = this.#agents.get(name);
         if (!to) throw noAgent(name);
-        delivered = this.#deliver(
-          to,
-          new FrameWriter(8 + from.name.length + body.length)
-            .u8(Kind.Deliver)
-            .str(from.name)
-            .bytes(r.rest())
-            .done(),
-        );
+        const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
+        forward(to, frame, new Tally(1, from, seq, true));
       } else if (kind === Kind.Publish) {
         const subject = r.str();
-        delivered = this.#publish(this.#targets(subject, ''), subject, from.name, r.rest());
+        const payload = r.rest();
+        const targets = this.#targets(subject, '');
+        const tally = new Tally(targets.size, from, seq, false);
+        for (const [member, sids] of targets) {
+          forward(member, subjectFrame(Kind.Event, sids, subject, from.name, payload), tally);
+        }
       } else if (kind === Kind.Broadcast) {
-        const frame = new FrameWriter(8 + body.length).u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
-        const all = [...this.#agents.values()].filter((m) => m !== from);
-        delivered = Promise.all(all.map((m) => this.#deliver(m, frame).catch(() => 0))).then((n) =>
-          n.reduce((a, b) => a + b, 0),
-        );
+        const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
+        const tally = new Tally(this.#agents.size - 1, from, seq, false);
+        for (const member of this.#agents.values()) if (member !== from) forward(member, frame, tally);
       } else {
         throw new QuicwireError('ERR_PROTOCOL', `unknown bus frame kind ${kind}`);
       }
     } catch (err) {
-      this.#ack(from, seq, statusOf(err), 0);
-      return;
+      acknowledge(from, seq, statusOf(err), 0);
     }
-    delivered.then(
-      (n) => this.#ack(from, seq, OK, n),
-      (err) => this.#ack(from, seq, statusOf(err), 0),
-    );
-  }
-
-  /** Resolves with 1 once the agent's handler has `frame`. */
-  #deliver(to: Member, frame: Uint8Array): Promise<number> {
-    to.load++;
-    return to.conn.send(frame).then(
-      () => {
-        to.load--;
-        return 1;
-      },
-      (err) => {
-        to.load--;
-        throw err;
-      },
-    );
-  }
-
-  #publish(targets: Targets, subject: string, from: string, payload: Uint8Array): Promise<number> {
-    if (targets.size === 0) return Promise.resolve(0);
-    const pending: Promise<number>[] = [];
-    for (const [member, sids] of targets) {
-      pending.push(
-        this.#deliver(member, subjectFrame(Kind.Event, sids, subject, from, payload)).catch(() => 0),
-      );
-    }
-    return Promise.all(pending).then((n) => n.reduce((a, b) => a + b, 0));
-  }
-
-  #ack(to: Member, seq: number, status: number, count: number): void {
-    if (!to.conn.isOpen) return;
-    if (!to.acks) {
-      to.acks = new FrameWriter(256).u8(Kind.Ack);
-      queueMicrotask(() => {
-        const frame = to.acks?.done();
-        to.acks = undefined;
-        if (frame && to.conn.isOpen) to.conn.send(frame).catch(() => {});
-      });
-    }
-    to.acks.u32(seq).u16(status).u32(count);
   }
 
   // Requests: control, and requests to agents, answered with a status.
@@ -424,6 +379,70 @@ function add(targets: Targets, sub: Sub): void {
   else targets.set(sub.member, [sub.sid]);
 }
 
+/** What became of one send, publish or broadcast: acknowledged to its sender once each
+ *  receiver has it or failed (`one`: a send, whose failure is its sender's error). */
+class Tally {
+  delivered = 0;
+  status = OK;
+
+  constructor(
+    public left: number,
+    readonly from: Member,
+    readonly seq: number,
+    readonly one: boolean,
+  ) {
+    if (left === 0) acknowledge(from, seq, OK, 0);
+  }
+
+  settle(err: QuicwireError | undefined): void {
+    if (err) this.status = statusOf(err);
+    else this.delivered++;
+    if (--this.left === 0) {
+      acknowledge(this.from, this.seq, this.one && this.delivered === 0 ? this.status : OK, this.delivered);
+    }
+  }
+}
+
+/** One message on its way to an agent (a delivery without a promise: the bus forwards many). */
+class Forward implements Delivery {
+  remaining = 1;
+
+  constructor(
+    readonly to: Member,
+    readonly tally: Tally,
+  ) {
+    to.load++;
+  }
+
+  resolve(): void {
+    this.to.load--;
+    this.tally.settle(undefined);
+  }
+
+  reject(err: QuicwireError): void {
+    this.to.load--;
+    this.tally.settle(err);
+  }
+}
+
+function forward(to: Member, frame: Uint8Array, tally: Tally): void {
+  to.conn.post(frame, new Forward(to, tally));
+}
+
+/** Queues an ACK entry for `to`: one ACK frame per agent and task carries them all. */
+function acknowledge(to: Member, seq: number, status: number, count: number): void {
+  if (!to.conn.isOpen) return;
+  if (!to.acks) {
+    to.acks = new FrameWriter(256).u8(Kind.Ack);
+    queueMicrotask(() => {
+      const frame = to.acks?.done();
+      to.acks = undefined;
+      if (frame && to.conn.isOpen) to.conn.send(frame).catch(() => {});
+    });
+  }
+  to.acks.u32(seq).u16(status).u32(count);
+}
+
 function subjectFrame(
   kind: number,
   sids: number[],
@@ -431,8 +450,7 @@ function subjectFrame(
   from: string,
   payload: Uint8Array,
 ): Uint8Array {
-  const w = new FrameWriter(8 + sids.length * 4 + subject.length * 3 + from.length * 3 + payload.length);
-  w.u8(kind).u16(sids.length);
+  const w = FrameWriter.scratch().u8(kind).u16(sids.length);
   for (const sid of sids) w.u32(sid);
   return w.str(subject).str(from).bytes(payload).done();
 }

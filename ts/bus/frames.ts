@@ -45,12 +45,17 @@ const utf8Decoder = new TextDecoder();
 /** Builds a frame. Strings are u8-length-prefixed UTF-8 (names and subjects: 255 bytes). */
 export class FrameWriter {
   #buf: Uint8Array;
-  #view: DataView;
   #len = 0;
 
   constructor(size = 64) {
     this.#buf = new Uint8Array(size);
-    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  /** The shared writer, emptied: for a frame that is sent (and so copied) at once. Its
+   *  `done()` is valid until the next `scratch()`. */
+  static scratch(): FrameWriter {
+    scratch.#len = 0;
+    return scratch;
   }
 
   u8(v: number): this {
@@ -61,14 +66,21 @@ export class FrameWriter {
 
   u16(v: number): this {
     this.#room(2);
-    this.#view.setUint16(this.#len, v);
+    const b = this.#buf;
+    b[this.#len] = v >>> 8;
+    b[this.#len + 1] = v;
     this.#len += 2;
     return this;
   }
 
   u32(v: number): this {
     this.#room(4);
-    this.#view.setUint32(this.#len, v);
+    const b = this.#buf;
+    const at = this.#len;
+    b[at] = v >>> 24;
+    b[at + 1] = v >>> 16;
+    b[at + 2] = v >>> 8;
+    b[at + 3] = v;
     this.#len += 4;
     return this;
   }
@@ -90,7 +102,7 @@ export class FrameWriter {
     return this;
   }
 
-  /** The frame (its own bytes). */
+  /** The frame so far. */
   done(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
   }
@@ -100,19 +112,18 @@ export class FrameWriter {
     const grown = new Uint8Array(Math.max(this.#len + n, this.#buf.length * 2));
     grown.set(this.#buf.subarray(0, this.#len));
     this.#buf = grown;
-    this.#view = new DataView(grown.buffer);
   }
 }
+
+const scratch = new FrameWriter(1 << 16);
 
 /** Reads a frame; a short or malformed one throws ERR_PROTOCOL. */
 export class FrameReader {
   readonly #buf: Uint8Array;
-  readonly #view: DataView;
   #at = 0;
 
   constructor(buf: Uint8Array) {
     this.#buf = buf;
-    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   get done(): boolean {
@@ -126,23 +137,39 @@ export class FrameReader {
 
   u16(): number {
     this.#need(2);
-    const v = this.#view.getUint16(this.#at);
+    const b = this.#buf;
+    const at = this.#at;
     this.#at += 2;
-    return v;
+    return ((b[at] as number) << 8) | (b[at + 1] as number);
   }
 
   u32(): number {
     this.#need(4);
-    const v = this.#view.getUint32(this.#at);
+    const b = this.#buf;
+    const at = this.#at;
     this.#at += 4;
-    return v;
+    return (
+      (((b[at] as number) << 24) |
+        ((b[at + 1] as number) << 16) |
+        ((b[at + 2] as number) << 8) |
+        (b[at + 3] as number)) >>>
+      0
+    );
   }
 
   str(): string {
     const n = this.u8();
     this.#need(n);
-    const s = utf8Decoder.decode(this.#buf.subarray(this.#at, this.#at + n));
+    const b = this.#buf;
+    const from = this.#at;
     this.#at += n;
+    // Names and subjects are mostly short ASCII, which this reads without a decoder call.
+    let s = '';
+    for (let i = from; i < from + n; i++) {
+      const c = b[i] as number;
+      if (c >= 0x80) return utf8Decoder.decode(b.subarray(from, from + n));
+      s += String.fromCharCode(c);
+    }
     return s;
   }
 
