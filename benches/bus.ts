@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
 const here = new URL('.', import.meta.url).pathname;
 const quick = args.quick;
 /** Messages in flight at once, over all senders. */
-const WINDOW = 1000;
+const WINDOW = Number(process.env.BUS_WINDOW ?? 1000);
 const SECONDS = quick ? 0.5 : 4;
 const PAYLOAD = 64;
 
@@ -189,7 +189,8 @@ async function runAgents(
     agents.push(...(await Promise.all(batch)));
   }
   const results = {} as Record<Pattern, Figures>;
-  for (const pattern of PATTERNS) {
+  const only = process.env.BUS_PATTERNS?.split(',');
+  for (const pattern of PATTERNS.filter((p) => !only || only.includes(p))) {
     const meter = new Meter();
     let running = true;
     let done: () => void = () => {};

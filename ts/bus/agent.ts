@@ -11,7 +11,7 @@ import { checkInteger, checkKeys, checkObject, checkString } from '../options.js
 import { QuicTransport } from '../transport.js';
 import type { TransportOptions } from '../types.js';
 import type { PresenceEvent } from './bus.js';
-import { type Control, encodeControl, type Subscription as Wire } from './control.js';
+import { type Control, encodeControl, randomId, type Subscription as Wire } from './control.js';
 import { FrameReader, FrameWriter, Kind, OK, readAnswer, statusError } from './frames.js';
 import type { LeaseState } from './leases.js';
 import { checkSubject } from './subjects.js';
@@ -763,11 +763,6 @@ function parseTarget(target: unknown): [string, number] {
   const m = typeof target === 'string' ? /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(target) : null;
   if (!m) throw invalidArgument(`invalid bus address ${JSON.stringify(target)}: expected host:port`);
   return [(m[1] ?? m[2]) as string, Number(m[3])];
-}
-
-function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -7,6 +7,7 @@ import { invalidArgument, QuicwireError } from '../errors.js';
 import { checkKeys, checkObject } from '../options.js';
 import { QuicServer } from '../server.js';
 import type { ServerOptions } from '../types.js';
+import { Cluster, type ClusterHost, type ClusterOptions, type NodeState } from './cluster.js';
 import { type Control, decodeControl, encodeControl } from './control.js';
 import { answer, FrameReader, FrameWriter, Kind, OK, statusOf } from './frames.js';
 import { Leases } from './leases.js';
@@ -14,6 +15,9 @@ import { pickByKey } from './shard.js';
 import { SubjectIndex } from './subjects.js';
 
 export interface BusOptions extends ServerOptions {
+  /** Share one namespace with other bus nodes through NATS: agents on any node reach each
+   *  other by name and subject (needs the `nats` package). */
+  cluster?: ClusterOptions;
   /** How a queue group's member is chosen for each message or request: in turn
    *  ('round-robin', the default), or the one with the fewest deliveries and requests in
    *  flight ('least-loaded'). */
@@ -26,28 +30,45 @@ export interface PresenceEvent {
   name: string;
 }
 
-interface Member {
+/** How the bus reaches an agent: its connection, or (in a cluster) its node. */
+interface Link {
+  post(frame: Uint8Array, delivery: Delivery): void;
+  request(frame: Uint8Array, options: { timeoutMs: number; signal?: AbortSignal }): Promise<unknown>;
+}
+
+/** An agent the bus can reach, here or on another node. */
+interface Reachable {
   name: string;
   /** The agent object's id: the same agent reconnecting takes its name back. */
   instance: string;
-  conn: Connection;
-  subs: Map<number, Sub>;
+  link: Link;
   /** Deliveries and requests in flight to it. */
   load: number;
+}
+
+/** An agent connected to this node. */
+interface Member extends Reachable {
+  conn: Connection;
+  subs: Map<number, Sub>;
   watching: boolean;
   /** What to acknowledge to it, sent in one ACK frame at the end of the task. */
   acks: FrameWriter | undefined;
 }
 
+/** An agent on another node of the cluster. */
+interface Remote extends Reachable {
+  subs: Sub[];
+}
+
 interface Sub {
-  member: Member;
+  member: Reachable;
   sid: number;
   pattern: string;
   queue: string;
 }
 
 /** One published message or ask's receivers: per agent, its subscriptions. */
-type Targets = Map<Member, number[]>;
+type Targets = Map<Reachable, number[]>;
 
 export class QuicBus {
   readonly #server: QuicServer;
@@ -57,6 +78,9 @@ export class QuicBus {
   readonly #index = new SubjectIndex<Sub>();
   readonly #turns = new Map<string, number>();
   readonly #leases = new Leases();
+  #cluster: Cluster | undefined;
+  /** Other nodes' agents: by node, then by name. */
+  readonly #remotes = new Map<string, Map<string, Remote>>();
   #joinHandler: ((event: PresenceEvent) => void) | undefined;
   #leaveHandler: ((event: PresenceEvent) => void) | undefined;
 
@@ -81,8 +105,18 @@ export class QuicBus {
     if (serverOptions.encodings !== undefined) {
       throw invalidArgument('a bus sets its encodings itself: agents speak its raw frames');
     }
-    const server = await QuicServer.listen({ ...serverOptions, encodings: ['raw'] });
-    return new QuicBus(server, balance);
+    const { cluster, ...quic } = serverOptions as BusOptions;
+    const server = await QuicServer.listen({ ...quic, encodings: ['raw'] });
+    const bus = new QuicBus(server, balance);
+    if (cluster !== undefined) {
+      try {
+        bus.#cluster = await Cluster.join(cluster, bus.#clusterHost());
+      } catch (err) {
+        await server.close({ graceful: false });
+        throw err;
+      }
+    }
+    return bus;
   }
 
   get host(): string {
@@ -98,9 +132,11 @@ export class QuicBus {
     return this.#server;
   }
 
-  /** The names of the agents connected now. */
+  /** The names of the agents connected now (to any node of a cluster). */
   agents(): string[] {
-    return [...this.#agents.keys()];
+    const names = new Set(this.#agents.keys());
+    for (const node of this.#remotes.values()) for (const name of node.keys()) names.add(name);
+    return [...names];
   }
 
   onJoin(handler: (event: PresenceEvent) => void): this {
@@ -122,6 +158,8 @@ export class QuicBus {
       checkKeys('close', options, ['graceful', 'timeoutMs']);
     }
     this.#leases.clear();
+    await this.#cluster?.close();
+    this.#cluster = undefined;
     await this.#server.close(options);
   }
 
@@ -139,7 +177,7 @@ export class QuicBus {
     try {
       if (kind === Kind.Send) {
         const name = r.str();
-        const to = this.#agents.get(name);
+        const to = this.#find(name);
         if (!to) throw noAgent(name);
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
         forward(to, frame, new Tally(1, from, seq, true));
@@ -153,8 +191,9 @@ export class QuicBus {
         }
       } else if (kind === Kind.Broadcast) {
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
-        const tally = new Tally(this.#agents.size - 1, from, seq, false);
-        for (const member of this.#agents.values()) if (member !== from) forward(member, frame, tally);
+        const all = this.#everyone().filter((m) => m !== from);
+        const tally = new Tally(all.length, from, seq, false);
+        for (const member of all) forward(member, frame, tally);
       } else {
         throw new QuicwireError('ERR_PROTOCOL', `unknown bus frame kind ${kind}`);
       }
@@ -176,7 +215,7 @@ export class QuicBus {
       const timeoutMs = r.u32();
       if (kind === Kind.Request) {
         const name = r.str();
-        const to = this.#agents.get(name);
+        const to = this.#find(name);
         if (!to) throw noAgent(name);
         const frame = new FrameWriter(8 + body.length).u8(Kind.Call).str(from.name).bytes(r.rest()).done();
         return answer(OK, await this.#call(to, frame, timeoutMs));
@@ -193,10 +232,15 @@ export class QuicBus {
     }
   }
 
-  async #call(to: Member, frame: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async #call(
+    to: Reachable,
+    frame: Uint8Array,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
     to.load++;
     try {
-      return (await to.conn.request(frame, { timeoutMs, ...(signal && { signal }) })) as Uint8Array;
+      return (await to.link.request(frame, { timeoutMs, ...(signal && { signal }) })) as Uint8Array;
     } catch (err) {
       if (err instanceof QuicwireError && err.code === 'ERR_CONNECTION_CLOSED') {
         throw new QuicwireError('ERR_CONNECTION_CLOSED', `agent ${to.name} left before it answered`);
@@ -296,6 +340,7 @@ export class QuicBus {
         if (sub) {
           member.subs.delete(c.sid);
           this.#index.delete(sub.pattern, sub);
+          this.#cluster?.changed();
         }
         return null;
       }
@@ -313,6 +358,13 @@ export class QuicBus {
 
   #hello(c: Extract<Control, { op: 'hello' }>, conn: Connection): null {
     if (this.#byConn.has(conn)) throw new QuicwireError('ERR_PROTOCOL', 'hello was said already');
+    const elsewhere = this.#remote(c.name);
+    if (elsewhere && elsewhere.instance !== c.instance) {
+      throw new QuicwireError(
+        'ERR_NAME_TAKEN',
+        `an agent named ${JSON.stringify(c.name)} is on another bus node`,
+      );
+    }
     const held = this.#agents.get(c.name);
     if (held) {
       if (held.instance !== c.instance) {
@@ -326,6 +378,7 @@ export class QuicBus {
       name: c.name,
       instance: c.instance,
       conn,
+      link: conn,
       subs: new Map(),
       load: 0,
       watching: c.watch,
@@ -335,6 +388,7 @@ export class QuicBus {
     this.#byConn.set(conn, member);
     for (const s of c.subscriptions) this.#subscribe(member, s.sid, s.subject, s.queue);
     this.#presence({ event: 'join', name: c.name });
+    this.#cluster?.changed();
     return null;
   }
 
@@ -343,6 +397,7 @@ export class QuicBus {
     const sub: Sub = { member, sid, pattern: subject, queue };
     member.subs.set(sid, sub);
     this.#index.add(subject, sub);
+    this.#cluster?.changed();
   }
 
   #left(conn: Connection): void {
@@ -358,6 +413,89 @@ export class QuicBus {
     for (const sub of member.subs.values()) this.#index.delete(sub.pattern, sub);
     member.subs.clear();
     this.#leases.releaseAll(member.name);
+    this.#cluster?.changed();
+  }
+
+  // The cluster: other nodes' agents, reached through NATS.
+
+  /** The agent named `name`: here, else on another node. */
+  #find(name: string): Reachable | undefined {
+    return this.#agents.get(name) ?? this.#remote(name);
+  }
+
+  #remote(name: string): Remote | undefined {
+    for (const node of this.#remotes.values()) {
+      const r = node.get(name);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  #everyone(): Reachable[] {
+    const all: Reachable[] = [...this.#agents.values()];
+    for (const node of this.#remotes.values()) for (const r of node.values()) all.push(r);
+    return all;
+  }
+
+  #clusterHost(): ClusterHost {
+    return {
+      state: () =>
+        [...this.#agents.values()].map((m) => ({
+          name: m.name,
+          instance: m.instance,
+          subs: [...m.subs.values()].map((s): [number, string, string] => [s.sid, s.pattern, s.queue]),
+        })),
+      nodeState: (node, agents) => this.#nodeState(node, agents),
+      deliver: (name, frame) => {
+        const member = this.#agents.get(name);
+        if (!member) return Promise.reject(noAgent(name));
+        return new Promise((resolve, reject) => forward(member, frame, new Settle(resolve, reject)));
+      },
+      call: (name, frame, timeoutMs) => {
+        const member = this.#agents.get(name);
+        if (!member) return Promise.reject(noAgent(name));
+        return this.#call(member, frame, timeoutMs);
+      },
+    };
+  }
+
+  /** Another node's agents as it says them now (`undefined`: the node is gone). */
+  #nodeState(node: string, agents: NodeState['agents'] | undefined): void {
+    const cluster = this.#cluster;
+    const before = this.#remotes.get(node) ?? new Map<string, Remote>();
+    const after = new Map<string, Remote>();
+    for (const a of agents ?? []) {
+      let remote = before.get(a.name);
+      if (remote) {
+        for (const sub of remote.subs) this.#index.delete(sub.pattern, sub);
+      } else if (cluster) {
+        remote = {
+          name: a.name,
+          instance: a.instance,
+          link: new RemoteLink(cluster, node, a.name),
+          load: 0,
+          subs: [],
+        };
+      } else {
+        continue;
+      }
+      remote.subs = a.subs.map(([sid, pattern, queue]) => ({
+        member: remote as Remote,
+        sid,
+        pattern,
+        queue,
+      }));
+      for (const sub of remote.subs) this.#index.add(sub.pattern, sub);
+      after.set(a.name, remote);
+    }
+    if (after.size > 0) this.#remotes.set(node, after);
+    else this.#remotes.delete(node);
+    for (const [name, remote] of before) {
+      if (after.has(name)) continue;
+      for (const sub of remote.subs) this.#index.delete(sub.pattern, sub);
+      this.#presence({ event: 'leave', name });
+    }
+    for (const name of after.keys()) if (!before.has(name)) this.#presence({ event: 'join', name });
   }
 
   #presence(event: PresenceEvent): void {
@@ -408,8 +546,8 @@ class Forward implements Delivery {
   remaining = 1;
 
   constructor(
-    readonly to: Member,
-    readonly tally: Tally,
+    readonly to: Reachable,
+    readonly tally: Tally | Settle,
   ) {
     to.load++;
   }
@@ -425,8 +563,42 @@ class Forward implements Delivery {
   }
 }
 
-function forward(to: Member, frame: Uint8Array, tally: Tally): void {
-  to.conn.post(frame, new Forward(to, tally));
+function forward(to: Reachable, frame: Uint8Array, tally: Tally | Settle): void {
+  to.link.post(frame, new Forward(to, tally));
+}
+
+/** A delivery for another node, which answers once its agent has it. */
+class Settle {
+  constructor(
+    readonly resolve: () => void,
+    readonly reject: (err: QuicwireError) => void,
+  ) {}
+
+  settle(err: QuicwireError | undefined): void {
+    if (err) this.reject(err);
+    else this.resolve();
+  }
+}
+
+/** An agent on another node: reached with NATS requests to that node. */
+class RemoteLink implements Link {
+  constructor(
+    readonly cluster: Cluster,
+    readonly node: string,
+    readonly name: string,
+  ) {}
+
+  post(frame: Uint8Array, delivery: Delivery): void {
+    // The frame is a view of a shared buffer: the request takes a copy now.
+    this.cluster.deliver(this.node, this.name, frame).then(
+      () => delivery.resolve(),
+      (err: QuicwireError) => delivery.reject(err),
+    );
+  }
+
+  request(frame: Uint8Array, options: { timeoutMs: number }): Promise<Uint8Array> {
+    return this.cluster.call(this.node, this.name, frame, options.timeoutMs);
+  }
 }
 
 /** Queues an ACK entry for `to`: one ACK frame per agent and task carries them all. */

@@ -72,3 +72,9 @@ export function decodeControl(bytes: Uint8Array): Control {
       throw bad(`unknown op ${JSON.stringify(c.op)}`);
   }
 }
+
+/** A random id: an agent's instance (kept across its reconnects), a bus node's. */
+export function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
