@@ -26,5 +26,8 @@ export default {
     // The engine glue is imported lazily by initWasm; one file is simpler to ship.
     inlineDynamicImports: true,
   },
+  // A bus cluster talks to NATS over TCP, which pages cannot: `nats` stays out, and
+  // asking for a cluster there is ERR_BACKEND_UNAVAILABLE.
+  external: ['nats'],
   plugins: [nodeResolve({ browser: true, preferBuiltins: false }), wasmAsset()],
 };

@@ -6,7 +6,8 @@ import { createServer } from 'node:https';
 import { type NatsConnection, connect as natsConnect } from 'nats';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Agent, QuicBus } from '../dist/index.js';
-import { FrameReader, FrameWriter } from './framing.js';
+import { socketWriter } from './adapters/ws.js';
+import { FrameReader, type FrameWriter } from './framing.js';
 import type { Tls } from './types.js';
 
 /** What an agent does with what reaches it. */
@@ -86,18 +87,6 @@ export const nats: BusSystem = {
 
 // The WebSocket hub's frames (benches/framing.ts: u8 kind | u32 id | u32 length | payload).
 const Hub = { Send: 1, Request: 2, Response: 3, Broadcast: 4, Work: 5 } as const;
-const HIGH = 4 << 20;
-
-function socketWriter(socket: WebSocket): FrameWriter {
-  const drained = async () => {
-    while (socket.bufferedAmount > HIGH / 2) await new Promise((r) => setImmediate(r));
-  };
-  return new FrameWriter((data) => {
-    socket.send(data);
-    return socket.bufferedAmount < HIGH ? undefined : drained();
-  });
-}
-
 const u32 = (n: number, rest: Uint8Array) => {
   const out = new Uint8Array(4 + rest.length);
   new DataView(out.buffer).setUint32(0, n);

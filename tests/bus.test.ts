@@ -92,6 +92,22 @@ describe('bus', () => {
     );
   });
 
+  it("shares one socket among a process's agents with the same options, each on its own connection", async () => {
+    const b = await bus();
+    const peers = () => b.server.peers().map((p) => p.peer);
+    const a1 = await agent(b, 'a1');
+    const a2 = await agent(b, 'a2');
+    const other = await agent(b, 'other', { keepAliveMs: 2000 });
+    await eventually(() => peers().length === 3, 'three connections');
+    const [p1, p2, p3] = peers();
+    expect(p1).toBe(p2); // one UDP socket, two QUIC connections
+    expect(p3).not.toBe(p1);
+    // Closing one agent leaves the other's connection (and the socket) alone.
+    await a1.close();
+    a2.onRequest((m) => m);
+    expect(await other.request('a2', 'still here')).toBe('still here');
+  });
+
   it('refuses a name in use with ERR_NAME_TAKEN', async () => {
     const b = await bus();
     await agent(b, 'alice');
@@ -299,10 +315,10 @@ describe('bus', () => {
     await b.close({ graceful: false });
     open.splice(open.indexOf(b), 1);
     await eventually(() => alice.state === 'reconnecting' && once.state === 'closed', 'the drop');
-    const held = [alice.send('x', 1), alice.send('x', 2)];
+    const held = [alice.send('x', 1), alice.send('x', 2)].map((p) => rejectsWith(p, 'ERR_CONNECTION_CLOSED'));
     await rejectsWith(alice.send('x', 3), 'ERR_FLOW_CONTROL_PAUSED');
     await rejectsWith(once.send('x', 1), 'ERR_CONNECTION_CLOSED');
     await alice.close();
-    for (const h of held) await rejectsWith(h, 'ERR_CONNECTION_CLOSED');
+    await Promise.all(held);
   });
 });

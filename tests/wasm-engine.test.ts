@@ -72,7 +72,7 @@ function ops(list: [number, number, number, string, number][]): [Uint8Array, Flo
 function connectedPair() {
   const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
   const client = Engine.client(now, cert.cert, false, ['json'], NO_LIMITS);
-  const id = client.connect(now, 'localhost', 50002, SERVER);
+  const id = client.connect(now, 'localhost', 50002, SERVER, 0);
   const seen = pump(client, server);
   const serverId = seen.server.find((e) => e[0] === CONNECTION)?.[1] as number;
   return { server, client, id, serverId };
@@ -133,7 +133,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('completes a verified TLS 1.3 handshake', () => {
     const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(now, cert.cert, false, [], NO_LIMITS);
-    const id = client.connect(now, 'localhost', 50002, SERVER);
+    const id = client.connect(now, 'localhost', 50002, SERVER, 0);
     const seen = pump(client, server);
     // CONNECTION comes once TLS is done and both HELLOs agreed on an encoding.
     const connected = seen.client.find((e) => e[0] === CONNECTION && e[1] === id);
@@ -150,7 +150,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const limits = Float64Array.from([Number.NaN, Number.NaN, 3_600_000]);
     const server = Engine.server(now, cert.cert, cert.key, [], limits, NO_LIMITS);
     const client = Engine.client(now, cert.cert, false, [], limits);
-    client.connect(now, 'localhost', 50002, SERVER);
+    client.connect(now, 'localhost', 50002, SERVER, 0);
     pump(client, server);
     /** Runs both engines' timers for `ms` of virtual time; `talk`: datagrams go through. */
     const runFor = (ms: number, talk: boolean) => {
@@ -186,7 +186,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('is ready after one round trip: the server HELLO comes with its TLS flight', () => {
     const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(now, cert.cert, false, ['raw'], NO_LIMITS);
-    client.connect(now, 'localhost', 50002, SERVER);
+    client.connect(now, 'localhost', 50002, SERVER, 0);
     deliver(client, CLIENT, server, SERVER); // ClientHello
     expect(events(server).list.some((e) => e[0] === CONNECTION)).toBe(false);
     deliver(server, SERVER, client, CLIENT); // TLS flight, with the server's HELLO as 0.5-RTT data
@@ -201,7 +201,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
     const other = generateDevCert(['localhost']);
     const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(now, other.cert, false, [], NO_LIMITS);
-    client.connect(now, 'localhost', 50002, SERVER);
+    client.connect(now, 'localhost', 50002, SERVER, 0);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(closed, 'the client saw its handshake fail').toBeDefined();
@@ -213,7 +213,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('rejects a certificate for another name with ERR_TLS', () => {
     const server = Engine.server(now, cert.cert, cert.key, [], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(now, cert.cert, false, [], NO_LIMITS);
-    client.connect(now, 'example.test', 50002, SERVER);
+    client.connect(now, 'example.test', 50002, SERVER, 0);
     const seen = pump(client, server);
     const closed = seen.client.find((e) => e[0] === CLOSED);
     expect(ERROR_CODES[closed?.[3] as number]).toBe('ERR_TLS');
@@ -308,7 +308,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
   it('closes with ERR_NEGOTIATION when no encoding is common', () => {
     const server = Engine.server(now, cert.cert, cert.key, ['json'], NO_LIMITS, NO_LIMITS);
     const client = Engine.client(now, cert.cert, false, ['raw'], NO_LIMITS);
-    client.connect(now, 'localhost', 50002, SERVER);
+    client.connect(now, 'localhost', 50002, SERVER, 0);
     const seen = pump(client, server);
     const clientClosed = seen.client.find((e) => e[0] === CLOSED);
     const serverClosed = seen.server.find((e) => e[0] === CLOSED);
@@ -358,7 +358,7 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       step();
     });
     try {
-      client.connect(clock(), 'localhost', server.port, `127.0.0.1:${server.port}`);
+      client.connect(clock(), 'localhost', server.port, `127.0.0.1:${server.port}`, 0);
       step();
       for (let i = 0; i < 200 && !seen.some((e) => e[0] === CONNECTION); i++) await sleep(10);
       expect(seen.some((e) => e[0] === CONNECTION)).toBe(true);
@@ -383,8 +383,8 @@ describe('wasm engine (quinn-proto in WebAssembly)', () => {
       return 'did not throw';
     };
     const bad = [
-      () => client.connect(now, 'localhost', 1, 'not an address'),
-      () => client.connect(now, 'bad host!', 1, SERVER),
+      () => client.connect(now, 'localhost', 1, 'not an address', 0),
+      () => client.connect(now, 'bad host!', 1, SERVER, 0),
       () => Engine.client(now, 'not pem', false, [], NO_LIMITS),
       () => Engine.client(now, cert.cert, false, ['xml'], NO_LIMITS),
       () => Engine.server(now, 'x', 'y', [], NO_LIMITS, NO_LIMITS),

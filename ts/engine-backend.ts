@@ -201,7 +201,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     return slot.id;
   }
 
-  async connect(client: number, host: string, port: number): Promise<ConnectionInfo> {
+  async connect(client: number, host: string, port: number, tag = 0): Promise<ConnectionInfo> {
     const slot = this.#slot(client);
     // The pool's rules first: a bad host fails before any DNS lookup.
     this.#call(() => this.#shell.poolKey(host, port));
@@ -217,10 +217,10 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     try {
       id = this.#call(() =>
         tunnel === undefined
-          ? slot.engine.connect(host, port, direct)
+          ? slot.engine.connect(host, port, direct, tag)
           : slot.carrier === 'tcp'
-            ? slot.engine.connect(host, port, tunnel)
-            : slot.engine.connectRacing(host, port, direct, tunnel, slot.fallbackDelayMs),
+            ? slot.engine.connect(host, port, tunnel, tag)
+            : slot.engine.connectRacing(host, port, direct, tunnel, slot.fallbackDelayMs, tag),
       );
     } catch (err) {
       if (tunnel !== undefined) slot.tunnels.release(tunnel);

@@ -121,7 +121,8 @@ export interface Engine {
    *  wire goes out after the current task, together with anything else written in it. */
   write(data: Uint8Array, ops: Float64Array, coalesce?: boolean): WriteFailure[];
   createClient(options: EngineClientOptions): number;
-  connect(client: number, host: string, port: number): Promise<ConnectionInfo>;
+  /** `tag` 0 (the default): the pooled connection to host:port; another: one of its own. */
+  connect(client: number, host: string, port: number, tag?: number): Promise<ConnectionInfo>;
   disconnect(connection: number): void;
   poolStats(client: number): Omit<PoolStats, 'answersFailed'>;
   closeClient(client: number): Promise<void>;

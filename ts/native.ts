@@ -60,11 +60,18 @@ class NativeEngine implements ShellEngine {
     if (live.size === 0) process.off('exit', shutdownAll);
     this.addon.shutdown(this.handle);
   }
-  connect(host: string, port: number, addr: string): number {
-    return this.addon.connect(this.handle, host, port, addr);
+  connect(host: string, port: number, addr: string, tag: number): number {
+    return this.addon.connect(this.handle, host, port, addr, tag);
   }
-  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
-    return this.addon.connectRacing(this.handle, host, port, addr, fallback, afterMs);
+  connectRacing(
+    host: string,
+    port: number,
+    addr: string,
+    fallback: string,
+    afterMs: number,
+    tag: number,
+  ): number {
+    return this.addon.connectRacing(this.handle, host, port, addr, fallback, afterMs, tag);
   }
   disconnect(connection: number, reason?: string): void {
     this.addon.disconnect(this.handle, connection, reason);

@@ -9,8 +9,16 @@ import { codeOf, QuicwireError } from './errors.js';
 
 /** One endpoint (a client or a server) as both shells expose it. */
 export interface ShellEngine {
-  connect(host: string, port: number, addr: string): number;
-  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number;
+  /** `tag` 0: the pooled connection to host:port; another: a connection of its own. */
+  connect(host: string, port: number, addr: string, tag: number): number;
+  connectRacing(
+    host: string,
+    port: number,
+    addr: string,
+    fallback: string,
+    afterMs: number,
+    tag: number,
+  ): number;
   /** Closes a connection; its close error says `reason` when given. */
   disconnect(connection: number, reason?: string): void;
   goAway(): void;

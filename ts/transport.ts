@@ -16,7 +16,14 @@ import {
   sendBufferHigh,
   warnInsecure,
 } from './options.js';
-import type { PoolStats, ReceiveOptions, RequestOptions, SendOptions, TransportOptions } from './types.js';
+import type {
+  ConnectOptions,
+  PoolStats,
+  ReceiveOptions,
+  RequestOptions,
+  SendOptions,
+  TransportOptions,
+} from './types.js';
 
 const KEYS = [
   ...LIMIT_KEYS,
@@ -45,6 +52,9 @@ export class QuicTransport extends Endpoint {
   readonly #handle: number;
   #closed = false;
   readonly #connections = new Set<Connection>();
+  /** Connections of their own (`pooled: false`), and the tag of the next one. */
+  readonly #own = new WeakSet<Connection>();
+  #nextTag = 1;
 
   constructor(options: TransportOptions = {}) {
     checkObject('QuicTransport options', options);
@@ -82,18 +92,28 @@ export class QuicTransport extends Endpoint {
     this.#hub.addOwner(this.#handle, this);
   }
 
-  /** The pooled connection to host:port: reused when open, one handshake for concurrent calls. */
-  async connect(host: string, port: number): Promise<Connection> {
+  /** The pooled connection to host:port: reused when open, one handshake for concurrent
+   *  calls. With `pooled: false`, a connection of its own: a new handshake each call, never
+   *  handed to other calls or "host:port" targets (say, one per agent of a process, each
+   *  with its own identity on the server), on this transport's socket. */
+  async connect(host: string, port: number, options: ConnectOptions = {}): Promise<Connection> {
     this.#assertOpen();
     checkString('host', host);
     checkInteger('port', port, 0xffff_ffff);
+    checkObject('connect options', options);
+    checkKeys('connect', options, ['pooled']);
+    const pooled = options.pooled ?? true;
+    if (typeof pooled !== 'boolean') throw invalidArgument('pooled must be a boolean');
+    const tag = pooled ? 0 : this.#nextTag++;
     let info: Awaited<ReturnType<Hub['engine']['connect']>>;
     try {
-      info = await this.#hub.hold(this.#hub.engine.connect(this.#handle, host, port));
+      info = await this.#hub.hold(this.#hub.engine.connect(this.#handle, host, port, tag));
     } catch (err) {
       throw fromEngine(err);
     }
-    return this.#hub.attach(this, info);
+    const conn = this.#hub.attach(this, info);
+    if (!pooled) this.#own.add(conn);
+    return conn;
   }
 
   /** Sends one message; resolves once the peer's application has it. */
@@ -168,7 +188,7 @@ export class QuicTransport extends Endpoint {
   }
 
   #findByKey(key: string): Connection | undefined {
-    for (const c of this.#connections) if (c.peer === key && c.isOpen) return c;
+    for (const c of this.#connections) if (c.peer === key && c.isOpen && !this.#own.has(c)) return c;
     return undefined;
   }
 

@@ -84,6 +84,11 @@ export interface ServerOptions extends LimitOptions {
   tcp?: boolean;
 }
 
+export interface ConnectOptions {
+  /** false: a connection of its own rather than the pooled one (default true). */
+  pooled?: boolean;
+}
+
 export interface RequestOptions {
   /** Reject with ERR_TIMEOUT when no answer came within this many ms. */
   timeoutMs?: number;

@@ -27,11 +27,18 @@ class WasmEngine implements ShellEngine {
     readonly raw: Wasm.Engine,
     readonly clock: Clock,
   ) {}
-  connect(host: string, port: number, addr: string): number {
-    return this.raw.connect(this.clock.now(), host, port, addr);
+  connect(host: string, port: number, addr: string, tag: number): number {
+    return this.raw.connect(this.clock.now(), host, port, addr, tag);
   }
-  connectRacing(host: string, port: number, addr: string, fallback: string, afterMs: number): number {
-    return this.raw.connectRacing(this.clock.now(), host, port, addr, fallback, afterMs);
+  connectRacing(
+    host: string,
+    port: number,
+    addr: string,
+    fallback: string,
+    afterMs: number,
+    tag: number,
+  ): number {
+    return this.raw.connectRacing(this.clock.now(), host, port, addr, fallback, afterMs, tag);
   }
   disconnect(connection: number, reason?: string): void {
     this.raw.disconnect(this.clock.now(), connection, reason);

@@ -11,7 +11,7 @@ const HIGH = 4 << 20;
 
 /** A WebSocket as a FrameWriter sink: one binary message per write; past HIGH buffered
  *  bytes, wait until ws has written half of them. */
-function socketWriter(socket: WebSocket): FrameWriter {
+export function socketWriter(socket: WebSocket): FrameWriter {
   const drained = async () => {
     while (socket.bufferedAmount > HIGH / 2) await new Promise((r) => setImmediate(r));
   };

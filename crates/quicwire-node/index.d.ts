@@ -45,10 +45,10 @@ export declare function carryIn(engine: number, data: Uint8Array, lens: Uint32Ar
 export declare function closeAll(engine: number, reason: string): void
 
 /**
- * The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"); its
- * id (see `quicwire_engine::ConnId`).
+ * The pooled connection to `host:port` (under `tag`; 0: the shared one), or a new
+ * handshake with `addr` ("ip:port"); its id (see `quicwire_engine::ConnId`).
  */
-export declare function connect(engine: number, host: string, port: number, addr: string): number
+export declare function connect(engine: number, host: string, port: number, addr: string, tag: number): number
 
 export declare function connectionCount(engine: number): number
 
@@ -56,7 +56,7 @@ export declare function connectionCount(engine: number): number
  * Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first is
  * not done `afterMs` in; the first to finish goes on under the id returned.
  */
-export declare function connectRacing(engine: number, host: string, port: number, addr: string, fallback: string, afterMs: number): number
+export declare function connectRacing(engine: number, host: string, port: number, addr: string, fallback: string, afterMs: number, tag: number): number
 
 /**
  * Copies the last batch's large bodies into `into` (a buffer JS reuses), one after

@@ -7,7 +7,7 @@ import type { Connection, Delivery } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { Fifo } from '../fifo.js';
 import { aborted } from '../hub.js';
-import { checkInteger, checkKeys, checkObject, checkString } from '../options.js';
+import { checkInteger, checkKeys, checkObject, checkString, LIMIT_KEYS } from '../options.js';
 import { QuicTransport } from '../transport.js';
 import type { TransportOptions } from '../types.js';
 import type { PresenceEvent } from './bus.js';
@@ -94,6 +94,7 @@ interface Pending {
 }
 
 const KEYS = [
+  ...LIMIT_KEYS,
   'name',
   'reconnect',
   'bufferLimit',
@@ -103,13 +104,6 @@ const KEYS = [
   'sendBufferHigh',
   'transport',
   'fallbackDelayMs',
-  'maxMessageSize',
-  'maxConcurrentStreams',
-  'keepAliveMs',
-  'requestTimeoutMs',
-  'congestionControl',
-  'keyLog',
-  'qlog',
 ];
 
 /** What an answer from the bus may take beyond the agent's own timeout, so the bus's
@@ -121,7 +115,7 @@ type State = 'connected' | 'reconnecting' | 'closed';
 
 export class Agent {
   readonly name: string;
-  readonly #transport: QuicTransport;
+  readonly #shared: Shared;
   readonly #host: string;
   readonly #port: number;
   readonly #instance = randomId();
@@ -148,8 +142,8 @@ export class Agent {
   #stateHandler: ((state: State, reason?: QuicwireError) => void) | undefined;
   #errorHandler: ((error: QuicwireError) => void) | undefined;
 
-  private constructor(transport: QuicTransport, host: string, port: number, options: AgentOptions) {
-    this.#transport = transport;
+  private constructor(shared: Shared, host: string, port: number, options: AgentOptions) {
+    this.#shared = shared;
     this.#host = host;
     this.#port = port;
     this.name = options.name;
@@ -169,11 +163,15 @@ export class Agent {
     this.#bufferLimit = checkInteger('bufferLimit', options.bufferLimit ?? 1000);
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-    transport.onMessage((body) => this.#message(body as Uint8Array));
-    transport.onRequest((body) => this.#called(body as Uint8Array));
-    transport.onDisconnect((conn, reason) => this.#dropped(conn, reason));
-    transport.onError((err) => this.#errorHandler?.(err));
   }
+
+  /** What the shared transport hands this agent of its connection. */
+  readonly #link: AgentLink = {
+    message: (body) => this.#message(body),
+    called: (body) => this.#called(body),
+    dropped: (conn, reason) => this.#dropped(conn, reason),
+    failed: (err) => this.#errorHandler?.(err),
+  };
 
   /** Connects to the bus at `target` ("host:port") and registers `options.name`. */
   static async connect(target: string, options: AgentOptions): Promise<Agent> {
@@ -182,16 +180,23 @@ export class Agent {
     checkName('name', options.name);
     const [host, port] = parseTarget(target);
     const { name: _name, reconnect: _r, bufferLimit: _b, ...transportOptions } = options;
-    const transport = new QuicTransport({ ...transportOptions, encoding: 'raw', idleTimeoutMs: DAY_MS });
+    const shared = Shared.take(transportOptions);
     let agent: Agent;
     try {
-      agent = new Agent(transport, host, port, options);
-      await agent.#attach(await transport.connect(host, port));
+      agent = new Agent(shared, host, port, options);
+      await agent.#attach(await agent.#dial());
     } catch (err) {
-      await transport.close();
+      shared.release();
       throw err;
     }
     return agent;
+  }
+
+  /** A connection of this agent's own to the bus, on the shared transport. */
+  async #dial(): Promise<Connection> {
+    const conn = await this.#shared.transport.connect(this.#host, this.#port, { pooled: false });
+    this.#shared.agents.set(conn, this.#link);
+    return conn;
   }
 
   /** 'connected', 'reconnecting' (sends are held), or 'closed'. */
@@ -403,7 +408,7 @@ export class Agent {
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#shut(new QuicwireError('ERR_CONNECTION_CLOSED', 'the agent is closed'));
-    await this.#transport.close();
+    await this.#shared.closing;
   }
 
   // Sending.
@@ -611,7 +616,12 @@ export class Agent {
     });
     const frame = new FrameWriter(1 + hello.length).u8(Kind.Control).bytes(hello).done();
     // The hello is part of connecting: a bus that went quiet fails it in the same time.
-    readAnswer((await conn.request(frame, { timeoutMs: this.#connectTimeoutMs })) as Uint8Array);
+    try {
+      readAnswer((await conn.request(frame, { timeoutMs: this.#connectTimeoutMs })) as Uint8Array);
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
     if (this.#state === 'closed') {
       conn.close();
       return;
@@ -624,6 +634,7 @@ export class Agent {
   }
 
   #dropped(conn: Connection, reason: QuicwireError): void {
+    this.#shared.agents.delete(conn);
     if (conn !== this.#conn) return;
     this.#conn = undefined;
     // What went out and was not acknowledged may or may not have arrived.
@@ -650,7 +661,7 @@ export class Agent {
       await sleep(delay / 2 + Math.random() * (delay / 2));
       if (this.#state === 'closed') return;
       try {
-        await this.#attach(await this.#transport.connect(this.#host, this.#port));
+        await this.#attach(await this.#dial());
         return;
       } catch (err) {
         if ((this.#state as State) === 'closed') return;
@@ -678,7 +689,7 @@ export class Agent {
     this.#setState('closed', reason);
     this.#conn?.close();
     this.#conn = undefined;
-    void this.#transport.close();
+    this.#shared.release();
   }
 
   #closedError(): QuicwireError {
@@ -696,6 +707,69 @@ export class Agent {
     if (this.#state === state) return;
     this.#state = state;
     this.#stateHandler?.(state, reason);
+  }
+}
+
+/** What an agent hears of its connection. */
+interface AgentLink {
+  message(body: Uint8Array): void;
+  called(body: Uint8Array): Promise<Uint8Array>;
+  dropped(conn: Connection, reason: QuicwireError): void;
+  failed(err: QuicwireError): void;
+}
+
+/** One transport (one engine, one UDP socket) for the agents of a process that connect
+ *  with the same options, each on a connection of its own: the engine then reads and
+ *  sends for all of them at once, as one agent's would. Closed with its last agent. */
+class Shared {
+  static readonly #all = new Map<string, Shared>();
+  readonly transport: QuicTransport;
+  readonly agents = new Map<Connection, AgentLink>();
+  #users = 0;
+  #key: string | undefined;
+  /** Settles once the transport is closed (after its last agent). */
+  closing: Promise<void> = Promise.resolve();
+
+  private constructor(options: TransportOptions, key: string | undefined) {
+    this.#key = key;
+    this.transport = new QuicTransport({
+      ...options,
+      encoding: 'raw',
+      idleTimeoutMs: DAY_MS,
+      maxConnections: 1 << 20,
+    });
+    const of = (conn: Connection) => this.agents.get(conn);
+    this.transport.onMessage((body, conn) => of(conn)?.message(body as Uint8Array));
+    this.transport.onRequest((body, conn) => {
+      const agent = of(conn);
+      if (!agent) throw new Error('the agent is closed');
+      return agent.called(body as Uint8Array);
+    });
+    this.transport.onDisconnect((conn, reason) => of(conn)?.dropped(conn, reason));
+    this.transport.onError((err, conn) => of(conn)?.failed(err));
+  }
+
+  /** The transport for these options (options with functions, such as `keyLog`, get
+   *  one of their own). */
+  static take(options: Omit<TransportOptions, 'encoding' | 'maxConnections' | 'idleTimeoutMs'>): Shared {
+    const plain = Object.values(options).every((v) => typeof v !== 'function');
+    const key = plain
+      ? JSON.stringify(Object.entries(options).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : undefined;
+    let shared = key === undefined ? undefined : Shared.#all.get(key);
+    if (!shared) {
+      shared = new Shared(options, key);
+      if (key !== undefined) Shared.#all.set(key, shared);
+    }
+    shared.#users++;
+    return shared;
+  }
+
+  release(): void {
+    if (--this.#users > 0) return;
+    if (this.#key !== undefined && Shared.#all.get(this.#key) === this) Shared.#all.delete(this.#key);
+    this.#key = undefined;
+    this.closing = this.transport.close();
   }
 }
 

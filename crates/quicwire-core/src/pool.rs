@@ -10,11 +10,13 @@ use std::time::Duration;
 use crate::error::{Error, ErrorCode, Result};
 
 /// A pool key: a normalized `host:port`. Hosts are lower-cased; IPv6 literals are kept
-/// without brackets and printed as `[::1]:port`.
+/// without brackets and printed as `[::1]:port`. A `tag` other than 0 names a connection of
+/// its own to that address, beside the pooled one (say, one per agent sharing an engine).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PoolKey {
     host: String,
     port: u16,
+    tag: u32,
 }
 
 impl PoolKey {
@@ -34,7 +36,18 @@ impl PoolKey {
         Ok(PoolKey {
             host: host.to_ascii_lowercase(),
             port,
+            tag: 0,
         })
+    }
+
+    /// The same address under `tag` (0: the pooled connection).
+    pub fn with_tag(mut self, tag: u32) -> PoolKey {
+        self.tag = tag;
+        self
+    }
+
+    pub fn tag(&self) -> u32 {
+        self.tag
     }
 
     /// Parses `host:port` or `[v6]:port`.

@@ -457,16 +457,18 @@ impl JsEngine {
         self.engine.receive(now, datagrams)
     }
 
-    /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
-    /// its id, as a number.
+    /// The pooled connection to `host:port` (under `tag`, 0 for the shared one, see
+    /// [`PoolKey::with_tag`]), or a new handshake with `addr` ("ip:port"); its id, as a
+    /// number.
     pub fn connect(
         &mut self,
         now: Instant,
         host: &str,
         port: f64,
         addr: &str,
+        tag: f64,
     ) -> Result<f64, Error> {
-        let key = PoolKey::new(host, port as i64)?;
+        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
         let remote: SocketAddr = addr.parse().map_err(|_| {
             Error::invalid_argument(format!("invalid address {addr:?}: expected ip:port"))
         })?;
@@ -475,6 +477,7 @@ impl JsEngine {
 
     /// Like `connect`, racing a second handshake with `fallback` when the first is not done
     /// `after_ms` in (see [`Engine::connect_racing`]).
+    #[allow(clippy::too_many_arguments)] // the positional call the shells make
     pub fn connect_racing(
         &mut self,
         now: Instant,
@@ -483,8 +486,9 @@ impl JsEngine {
         addr: &str,
         fallback: &str,
         after_ms: f64,
+        tag: f64,
     ) -> Result<f64, Error> {
-        let key = PoolKey::new(host, port as i64)?;
+        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
         let parse = |a: &str| {
             a.parse::<SocketAddr>().map_err(|_| {
                 Error::invalid_argument(format!("invalid address {a:?}: expected ip:port"))

@@ -125,7 +125,9 @@ fn has(events: &[Seen], kind: f64) -> Option<&[f64]> {
 }
 
 fn connected(client: &mut JsEngine, server: &mut JsEngine, full: bool) -> f64 {
-    let id = client.connect(now(), "localhost", 4433.0, SERVER).unwrap();
+    let id = client
+        .connect(now(), "localhost", 4433.0, SERVER, 0.0)
+        .unwrap();
     pump(client, server, full, |c, s| {
         has(c, event::CONNECTION).is_some() && has(s, event::CONNECTION).is_some()
     });
@@ -142,6 +144,38 @@ fn write(js: &mut JsEngine, data: &[u8], ops: &[f64]) -> Vec<ErrorCode> {
         .into_iter()
         .map(|f| f.error.code)
         .collect()
+}
+
+#[test]
+fn a_tag_dials_a_connection_of_its_own() {
+    let (mut client, mut server) = pair();
+    let pooled = connected(&mut client, &mut server, false);
+    let again = client
+        .connect(now(), "localhost", 4433.0, SERVER, 0.0)
+        .unwrap();
+    assert_eq!(again, pooled, "the same key: the pooled connection");
+    let own = client
+        .connect(now(), "localhost", 4433.0, SERVER, 1.0)
+        .unwrap();
+    let other = client
+        .connect(now(), "localhost", 4433.0, SERVER, 2.0)
+        .unwrap();
+    assert!(own != pooled && other != pooled && own != other);
+    assert_eq!(
+        client
+            .connect(now(), "localhost", 4433.0, SERVER, 1.0)
+            .unwrap(),
+        own
+    );
+    let (c, _) = pump(&mut client, &mut server, false, |c, _| {
+        c.iter().filter(|e| e.words[0] == event::CONNECTION).count() == 2
+    });
+    let ids: Vec<f64> = c
+        .iter()
+        .filter(|e| e.words[0] == event::CONNECTION)
+        .map(|e| e.words[1])
+        .collect();
+    assert!(ids.contains(&own) && ids.contains(&other));
 }
 
 #[test]

@@ -270,11 +270,14 @@ pub fn shutdown(engine: u32) {
     }
 }
 
-/// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port"); its
-/// id (see `quicwire_engine::ConnId`).
+/// The pooled connection to `host:port` (under `tag`; 0: the shared one), or a new
+/// handshake with `addr` ("ip:port"); its id (see `quicwire_engine::ConnId`).
 #[napi(catch_unwind)]
-pub fn connect(engine: u32, host: String, port: f64, addr: String) -> Result<f64> {
-    with_engine(engine, |e| e.connect(Instant::now(), &host, port, &addr))?.map_err(js_error)
+pub fn connect(engine: u32, host: String, port: f64, addr: String, tag: f64) -> Result<f64> {
+    with_engine(engine, |e| {
+        e.connect(Instant::now(), &host, port, &addr, tag)
+    })?
+    .map_err(js_error)
 }
 
 /// Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first is
@@ -287,9 +290,10 @@ pub fn connect_racing(
     addr: String,
     fallback: String,
     after_ms: f64,
+    tag: f64,
 ) -> Result<f64> {
     with_engine(engine, |e| {
-        e.connect_racing(Instant::now(), &host, port, &addr, &fallback, after_ms)
+        e.connect_racing(Instant::now(), &host, port, &addr, &fallback, after_ms, tag)
     })?
     .map_err(js_error)
 }

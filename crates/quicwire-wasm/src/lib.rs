@@ -116,17 +116,25 @@ impl Engine {
         })
     }
 
-    /// The pooled connection to `host:port`, or a new handshake with `addr` ("ip:port");
-    /// its id (see `quicwire_engine::ConnId`).
-    pub fn connect(&mut self, now: f64, host: &str, port: f64, addr: &str) -> Result<f64, JsValue> {
+    /// The pooled connection to `host:port` (under `tag`; 0: the shared one), or a new
+    /// handshake with `addr` ("ip:port"); its id (see `quicwire_engine::ConnId`).
+    pub fn connect(
+        &mut self,
+        now: f64,
+        host: &str,
+        port: f64,
+        addr: &str,
+        tag: f64,
+    ) -> Result<f64, JsValue> {
         self.inner
-            .connect(at(now), host, port, addr)
+            .connect(at(now), host, port, addr, tag)
             .map_err(js_error)
     }
 
     /// Like `connect`, racing a second handshake with `fallback` ("ip:port") when the first
     /// is not done `after_ms` in; the first to finish goes on under the id returned.
     #[wasm_bindgen(js_name = connectRacing)]
+    #[allow(clippy::too_many_arguments)] // the positional call JS makes
     pub fn connect_racing(
         &mut self,
         now: f64,
@@ -135,9 +143,10 @@ impl Engine {
         addr: &str,
         fallback: &str,
         after_ms: f64,
+        tag: f64,
     ) -> Result<f64, JsValue> {
         self.inner
-            .connect_racing(at(now), host, port, addr, fallback, after_ms)
+            .connect_racing(at(now), host, port, addr, fallback, after_ms, tag)
             .map_err(js_error)
     }
 
