@@ -10,7 +10,10 @@
 //   queue      a tenth of the agents send to a queue group of the rest, one member each.
 // Figures: deliveries per second, and p50/p99 from send to delivery (requests: to the reply).
 //
-//   npm run bench:bus -- [--quick] [--agents 100,1000]
+//   npm run bench:bus -- [--quick] [--agents 100,1000] [--runs 3]
+//
+// BUS_WINDOW and BUS_PATTERNS (environment) change the window and run only some patterns,
+// for profiling.
 //
 // Writes benches/results/bus.json and the bus table of docs/BENCHMARKS.md; --quick: a
 // moment each, bus-quick.json only.
@@ -19,7 +22,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { type AgentHandlers, type BusAgent, listenQuicBus, listenWsHub, SYSTEMS } from './bus-systems.js';
-import { fmt, saveReport, writeBlock } from './harness.js';
+import { fmt, medians, saveReport, writeBlock } from './harness.js';
 
 const PATTERNS = ['targeted', 'request', 'broadcast', 'queue'] as const;
 type Pattern = (typeof PATTERNS)[number];
@@ -33,6 +36,7 @@ const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     agents: { type: 'string' },
+    runs: { type: 'string' },
     hub: { type: 'string' },
     run: { type: 'string' },
   },
@@ -47,16 +51,30 @@ const PAYLOAD = 64;
 async function main(): Promise<void> {
   const counts = (args.agents ?? (quick ? '20' : '100,1000')).split(',').map(Number);
   const tls = generateDevCert(['localhost', '127.0.0.1']);
+  const runs = Number(args.runs ?? (quick ? 1 : 3));
   const results: Record<string, Record<number, Record<Pattern, Figures> | { error: string }>> = {};
+  const all: Record<string, Record<number, Record<Pattern, Figures>[]>> = {};
   for (const n of counts) {
     for (const system of SYSTEMS) {
-      console.log(`${system.name}, ${n} agents`);
       results[system.name] ??= {};
+      all[system.name] ??= {};
       const row = results[system.name] as (typeof results)[string];
-      row[n] = await once(system.name, n, tls).catch((err: Error) => {
-        console.log(`  failed: ${err.message}`);
-        return { error: err.message };
-      });
+      const done: Record<Pattern, Figures>[] = [];
+      try {
+        // Runs alternate between the systems' turns only per agent count: each run is a
+        // fresh bus process and a fresh agents' process.
+        for (let run = 1; run <= runs; run++) {
+          console.log(`${system.name}, ${n} agents, run ${run} of ${runs}`);
+          done.push(await once(system.name, n, tls));
+        }
+        (all[system.name] as Record<number, Record<Pattern, Figures>[]>)[n] = done;
+        row[n] = Object.fromEntries(
+          PATTERNS.map((p) => [p, medians(done.map((d) => ({ ...d[p] })))]),
+        ) as unknown as Record<Pattern, Figures>;
+      } catch (err) {
+        console.log(`  failed: ${(err as Error).message}`);
+        row[n] = { error: (err as Error).message };
+      }
     }
   }
   const lines = table(results, counts);
@@ -66,10 +84,13 @@ async function main(): Promise<void> {
     window: WINDOW,
     seconds: SECONDS,
     payloadBytes: PAYLOAD,
+    runs,
     systems: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.describe])),
     results,
+    everyRun: all,
   });
-  if (!quick) writeBlock('docs/BENCHMARKS.md', 'bus', report.command, lines);
+  const head = `Medians of ${runs} runs (\`${report.command}\`, ${report.date.slice(0, 10)}), 2 cores: the bus and the agents each have one.`;
+  if (!quick) writeBlock('docs/BENCHMARKS.md', 'bus', report.command, [head, '', ...lines]);
 }
 
 /** One system with `n` agents: its bus process, then the agents' process. */

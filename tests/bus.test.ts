@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SubjectIndex } from '../ts/bus/subjects.js';
 import { Agent, type AgentOptions, type PresenceEvent, QuicBus } from '../ts/index.js';
-import { cert, eventually, rejectsWith, sleep } from './helpers.js';
+import { lineFrom } from './fixtures/spawn.js';
+import { cert, eventually, fixture, rejectsWith, sleep } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 
@@ -278,6 +279,73 @@ describe('bus', () => {
       'leave:x',
       'join:y',
     ]);
+  });
+
+  it('sees a silent agent go after three keep-alives, and one slow agent holds up no other', async () => {
+    const b = await bus({ keepAliveMs: 200 });
+    const left: string[] = [];
+    b.onLeave(({ name }) => left.push(name));
+    // An agent process that dies without a word (no close frame): keep-alive finds out.
+    const child = fixture('agent.ts', [`127.0.0.1:${b.port}`, 'doomed'], {
+      QUICWIRE_CA: cert.cert,
+      QUICWIRE_KEEPALIVE_MS: '200',
+    });
+    expect(await lineFrom(child)).toBe('READY');
+    const client = await agent(b, 'client');
+    expect(await client.request('doomed', 1)).toBe('doomed');
+    child.kill('SIGKILL');
+    await eventually(() => left.includes('doomed'), 'the bus dropped the silent agent', 5000);
+    await rejectsWith(client.send('doomed', 1), 'ERR_NO_RESPONDERS');
+    // A slow agent: its requests wait, another agent's go on meanwhile.
+    const slow = await agent(b, 'slow');
+    const fast = await agent(b, 'fast');
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    slow.onRequest(async (m) => {
+      await held;
+      return m;
+    });
+    fast.onRequest((m) => m);
+    const waiting = Array.from({ length: 100 }, (_, i) => client.request('slow', i));
+    const quick = await Promise.all(Array.from({ length: 100 }, (_, i) => client.request('fast', i)));
+    expect(quick[99]).toBe(99);
+    release();
+    expect((await Promise.all(waiting))[99]).toBe(99);
+  });
+
+  it('aborts sends: a held one is dropped, an aborted subscribe ends', async () => {
+    const b = await bus();
+    const port = b.port;
+    // Bob is back well before Alice, who then finds him.
+    const alice = await agent(b, 'alice', { reconnect: { initialDelayMs: 1000 }, connectTimeoutMs: 200 });
+    const bob = await agent(b, 'bob', {
+      reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
+      connectTimeoutMs: 200,
+    });
+    const got: unknown[] = [];
+    bob.onMessage((m) => got.push(m));
+    const done = new AbortController();
+    done.abort();
+    await rejectsWith(alice.send('bob', 0, { signal: done.signal }), 'ERR_ABORTED');
+    await rejectsWith(alice.publish('x', 0, { signal: done.signal }), 'ERR_ABORTED');
+    await rejectsWith(
+      alice.subscribe('x', () => {}, { signal: done.signal }),
+      'ERR_ABORTED',
+    );
+    expect(await bob.publish('x', 1)).toBe(0); // the aborted subscription is not there
+    await b.close({ graceful: false });
+    open.splice(open.indexOf(b), 1);
+    await eventually(() => alice.state === 'reconnecting', 'the drop');
+    const c = new AbortController();
+    const dropped = alice.send('bob', 'dropped', { signal: c.signal });
+    const kept = alice.send('bob', 'kept');
+    c.abort();
+    await rejectsWith(dropped, 'ERR_ABORTED');
+    await bus({ port });
+    await kept;
+    expect(got).toEqual(['kept']);
   });
 
   it('reconnects after the bus restarts: name and subscriptions again, held sends delivered', async () => {

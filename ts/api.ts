@@ -14,6 +14,7 @@ export {
   type Published,
   type QuorumOptions,
   type ReconnectOptions,
+  type SendOptions as AgentSendOptions,
   type SubjectHandler,
   type SubscribeOptions,
   Subscription,

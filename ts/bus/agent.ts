@@ -36,6 +36,12 @@ export interface AgentOptions
   bufferLimit?: number;
 }
 
+export interface SendOptions {
+  /** Aborting rejects with ERR_ABORTED: a message still held while reconnecting is
+   *  dropped; one on its way may still arrive. */
+  signal?: AbortSignal;
+}
+
 export interface AgentRequestOptions {
   /** Reject with ERR_TIMEOUT when no answer came within this many ms (default: the
    *  `requestTimeoutMs` option, 30000). Time spent reconnecting counts. */
@@ -78,6 +84,9 @@ export type SubjectHandler = (message: unknown, info: Published) => unknown;
 export interface SubscribeOptions {
   /** A queue group: each message or ask goes to one member of it. */
   queue?: string;
+  /** Aborting before the bus confirmed rejects with ERR_ABORTED and ends the
+   *  subscription. */
+  signal?: AbortSignal;
 }
 
 interface Sub extends Wire {
@@ -283,7 +292,7 @@ export class Agent {
 
   /** Sends `message` to the agent named `to`; resolves once that agent has it (its
    *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected. */
-  send(to: string, message: unknown): Promise<void> {
+  send(to: string, message: unknown, options?: SendOptions): Promise<void> {
     let payload: Uint8Array;
     try {
       checkName('to', to);
@@ -291,20 +300,21 @@ export class Agent {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#post(Kind.Send, to, payload, to) as Promise<undefined>;
+    return this.#post(Kind.Send, to, payload, to, options) as Promise<undefined>;
   }
 
   /** Publishes `message` on `subject` (no wildcards): every subscriber gets it, one per
    *  queue group. Resolves with how many agents' handlers have it (0 when nobody
    *  subscribes). */
-  async publish(subject: string, message: unknown): Promise<number> {
+  async publish(subject: string, message: unknown, options?: SendOptions): Promise<number> {
     checkSubject('subject', subject, false);
-    return (await this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject)) as number;
+    return (await this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject, options)) as number;
   }
 
   /** Sends `message` to every other agent on the bus; resolves with how many have it. */
-  async broadcast(message: unknown): Promise<number> {
-    return (await this.#post(Kind.Broadcast, undefined, encode(message, 'msgpack'), 'every agent')) as number;
+  async broadcast(message: unknown, options?: SendOptions): Promise<number> {
+    const payload = encode(message, 'msgpack');
+    return (await this.#post(Kind.Broadcast, undefined, payload, 'every agent', options)) as number;
   }
 
   /** A request to the agent named `to`; resolves with its handler's answer. */
@@ -331,12 +341,20 @@ export class Agent {
     checkSubject('subject', subject, true);
     if (typeof handler !== 'function') throw invalidArgument('subscribe takes a handler function');
     checkObject('subscribe options', options);
-    checkKeys('subscribe', options, ['queue']);
+    checkKeys('subscribe', options, ['queue', 'signal']);
     const queue = options.queue ?? '';
     if (options.queue !== undefined) checkName('queue', queue);
     const sub: Sub = { sid: this.#nextSid++, subject, queue, handler };
     this.#subs.set(sub.sid, sub);
-    if (this.#conn) await this.#control({ op: 'subscribe', sid: sub.sid, subject, queue });
+    const signal = options.signal;
+    if (this.#conn) {
+      try {
+        await this.#control({ op: 'subscribe', sid: sub.sid, subject, queue }, signal ? { signal } : {});
+      } catch (err) {
+        await this.#unsubscribe(sub.sid).catch(() => {});
+        throw err;
+      }
+    }
     return new Subscription(subject, queue, () => this.#unsubscribe(sub.sid));
   }
 
@@ -385,23 +403,23 @@ export class Agent {
   }
 
   /** The names of the agents on the bus. */
-  async agents(): Promise<string[]> {
-    return (await this.#control({ op: 'agents' })) as string[];
+  async agents(options?: AgentRequestOptions): Promise<string[]> {
+    return (await this.#control({ op: 'agents' }, options)) as string[];
   }
 
   /** Takes (or, when this agent holds it, renews) a lease on `resource` for `ttlMs`: held
    *  by one agent at a time until it expires, is released, or its holder leaves. Says
    *  whether it was granted, and otherwise who holds it and for how long. */
-  async lease(resource: string, ttlMs: number): Promise<LeaseState> {
+  async lease(resource: string, ttlMs: number, options?: AgentRequestOptions): Promise<LeaseState> {
     checkName('resource', resource);
     checkInteger('ttlMs', ttlMs, DAY_MS);
-    return (await this.#control({ op: 'lease', resource, ttlMs })) as LeaseState;
+    return (await this.#control({ op: 'lease', resource, ttlMs }, options)) as LeaseState;
   }
 
   /** Gives up a lease; false when this agent did not hold it (or it expired). */
-  async release(resource: string): Promise<boolean> {
+  async release(resource: string, options?: AgentRequestOptions): Promise<boolean> {
     checkName('resource', resource);
-    return (await this.#control({ op: 'release', resource })) as boolean;
+    return (await this.#control({ op: 'release', resource }, options)) as boolean;
   }
 
   /** Leaves the bus: sends held or in flight reject with ERR_CONNECTION_CLOSED. */
@@ -418,8 +436,15 @@ export class Agent {
     to: string | undefined,
     payload: Uint8Array,
     what: string,
+    options: SendOptions | undefined,
   ): Promise<number | undefined> {
     if (this.#state === 'closed') return Promise.reject(this.#closedError());
+    const signal = options?.signal;
+    if (signal !== undefined) {
+      if (!(signal instanceof AbortSignal))
+        return Promise.reject(invalidArgument('signal must be an AbortSignal'));
+      if (signal.aborted) return Promise.reject(aborted(signal));
+    }
     const conn = this.#conn;
     if (!conn && this.#held.length >= this.#bufferLimit) {
       return Promise.reject(
@@ -434,11 +459,29 @@ export class Agent {
     const w = FrameWriter.scratch().u8(kind).u32(seq);
     if (to !== undefined) w.str(to);
     const frame = w.bytes(payload).done();
-    return new Promise((resolve, reject) => {
+    const sent = new Promise<number | undefined>((resolve, reject) => {
       this.#pending.set(seq, { resolve, reject, to: what, counts: kind !== Kind.Send });
       if (conn) conn.post(frame, new Transmit(this.#pending, seq));
       else this.#held.push({ seq, frame: frame.slice() });
     });
+    return signal ? this.#abortable(sent, seq, signal) : sent;
+  }
+
+  /** `sent`, or ERR_ABORTED when `signal` aborts first: a held message is dropped, one
+   *  on its way may still arrive. */
+  #abortable<T>(sent: Promise<T>, seq: number, signal: AbortSignal): Promise<T> {
+    const abort = () => {
+      const p = this.#pending.get(seq);
+      if (!p) return;
+      this.#pending.delete(seq);
+      const at = this.#held.findIndex((h) => h.seq === seq);
+      if (at >= 0) this.#held.splice(at, 1);
+      p.reject(aborted(signal));
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    const done = () => signal.removeEventListener('abort', abort);
+    sent.then(done, done);
+    return sent;
   }
 
   #acked(r: FrameReader): void {
@@ -504,11 +547,11 @@ export class Agent {
     return checkInteger('timeoutMs', options.timeoutMs ?? this.#requestTimeoutMs, DAY_MS);
   }
 
-  async #control(c: Control): Promise<unknown> {
+  async #control(c: Control, options: AgentRequestOptions = {}): Promise<unknown> {
+    const timeoutMs = this.#timeout(options);
     const body = encodeControl(c);
     const frame = new FrameWriter(1 + body.length).u8(Kind.Control).bytes(body).done();
-    const conn = this.#conn ?? (await this.#connection(this.#requestTimeoutMs, undefined));
-    return decode(readAnswer((await conn.request(frame)) as Uint8Array), 'msgpack');
+    return decode(readAnswer(await this.#ask(frame, timeoutMs, options.signal)), 'msgpack');
   }
 
   async #unsubscribe(sid: number): Promise<void> {
