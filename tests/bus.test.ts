@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SubjectIndex } from '../ts/bus/subjects.js';
 import { Agent, type AgentOptions, type PresenceEvent, QuicBus } from '../ts/index.js';
 import { lineFrom } from './fixtures/spawn.js';
-import { cert, eventually, fixture, rejectsWith, sleep } from './helpers.js';
+import { cert, eventually, fixture, rejectsWith, sleep, transport } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 
@@ -107,6 +107,23 @@ describe('bus', () => {
     await a1.close();
     a2.onRequest((m) => m);
     expect(await other.request('a2', 'still here')).toBe('still here');
+  });
+
+  it('closes a connection that sends what is not a bus frame, and goes on', async () => {
+    const b = await bus();
+    const t = transport({ encoding: 'raw' });
+    const raw = await t.connect('127.0.0.1', b.port);
+    // Before hello, and too short: the bus closes the connection as it reads it, so the
+    // send may learn of the close before the delivery.
+    await raw.send(new Uint8Array([1, 2])).catch(() => {});
+    await eventually(() => !raw.isOpen, 'the bus closed it');
+    const raw2 = await t.connect('127.0.0.1', b.port, { pooled: false });
+    const answer = (await raw2.request(new Uint8Array([20, 0xc1]))) as Uint8Array; // bad control
+    expect(answer[0] === 0xff && answer[1] === 0xff).toBe(false); // an error status, not OK
+    const a = await agent(b, 'a');
+    const c = await agent(b, 'c');
+    c.onRequest((m) => m);
+    expect(await a.request('c', 'fine')).toBe('fine');
   });
 
   it('refuses a name in use with ERR_NAME_TAKEN', async () => {

@@ -594,6 +594,19 @@ export class Agent {
   // Receiving.
 
   #message(body: Uint8Array): void {
+    try {
+      this.#handle(body);
+    } catch (err) {
+      // A frame this agent cannot read: the bus is not one. A payload another agent sent
+      // that is not MessagePack: onError hears of it. A handler's own throw goes on.
+      if (!(err instanceof QuicwireError)) throw err;
+      if (err.code === 'ERR_PROTOCOL') this.#conn?.close();
+      else if (err.code === 'ERR_DECODE') this.#errorHandler?.(err);
+      else throw err;
+    }
+  }
+
+  #handle(body: Uint8Array): void {
     const r = new FrameReader(body);
     const kind = r.u8();
     if (kind === Kind.Ack) {

@@ -172,8 +172,15 @@ export class QuicBus {
       return;
     }
     const r = new FrameReader(body);
-    const kind = r.u8();
-    const seq = r.u32();
+    let kind: number;
+    let seq: number;
+    try {
+      kind = r.u8();
+      seq = r.u32();
+    } catch {
+      conn.close(); // Not even a frame's head: not an agent's.
+      return;
+    }
     try {
       if (kind === Kind.Send) {
         const name = r.str();
