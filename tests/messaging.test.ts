@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../ts/codec.js';
 import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
-import { connectedPair, echoServer, eventually, rejectsWith, transport } from './helpers.js';
+import { lineFrom } from './fixtures/spawn.js';
+import { connectedPair, echoServer, eventually, fixture, rejectsWith, transport } from './helpers.js';
 
 /** An echo server and a raw-encoding client connected to it, both taking bodies up to `max`. */
 function rawPair(max: number) {
@@ -92,6 +93,14 @@ describe('messaging', () => {
       t.request(conn, 'x', { signal: 'no' as unknown as AbortSignal }),
       'ERR_INVALID_ARGUMENT',
     );
+  });
+
+  it('a handler that throws: the error is uncaught, the batch and the connection go on', async () => {
+    const child = fixture('throwing-handler.ts', [], { QUICWIRE_BACKEND: backend() });
+    const out = JSON.parse(await lineFrom(child)) as { got: number[]; errors: string[]; reply: unknown };
+    expect(out.got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(out.errors).toEqual(['handler failed on 3']);
+    expect(out.reply).toBe('after');
   });
 
   it('lets the server send, request and broadcast to its clients', async () => {

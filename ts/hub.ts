@@ -236,61 +236,74 @@ export class Hub {
   #dispatch(batch: EventBatch): void {
     const meta = batch.meta;
     for (let i = 0; i < meta.length; i += EVENT_WORDS) {
-      const kind = meta[i];
-      const a = meta[i + 1] as number;
-      const b = meta[i + 2] as number;
-      const c = meta[i + 3] as number;
-      const body = eventBody(batch, i);
-      switch (kind) {
-        case Event.Connection: {
-          const owner = this.#owners.get(b);
-          if (!owner) break;
-          this.attach(owner, connectionInfo(batch, i));
-          break;
+      try {
+        this.#event(batch, i);
+      } catch (err) {
+        // An application handler threw: the error surfaces as an uncaught exception, as an
+        // event listener's would, once the batch's other events have reached theirs.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  #event(batch: EventBatch, i: number): void {
+    const meta = batch.meta;
+    const kind = meta[i];
+    const a = meta[i + 1] as number;
+    const b = meta[i + 2] as number;
+    const c = meta[i + 3] as number;
+    const body = eventBody(batch, i);
+    switch (kind) {
+      case Event.Connection: {
+        const owner = this.#owners.get(b);
+        if (!owner) break;
+        this.attach(owner, connectionInfo(batch, i));
+        break;
+      }
+      case Event.Message:
+        this.#connections.get(a)?.delivered(body, batch.lent, c === 1);
+        break;
+      case Event.KeyLog:
+        this.#owners.get(b)?.keyLogged(text.decode(body));
+        break;
+      case Event.Qlog:
+        this.#owners.get(b)?.qlogged(text.decode(body), a);
+        break;
+      case Event.Datagram:
+        this.#connections.get(a)?.datagramArrived(body);
+        break;
+      case Event.Request:
+        this.#connections.get(a)?.requested(b, body, c === 1);
+        break;
+      case Event.Response: {
+        const r = this.#requests.get(b);
+        if (r) {
+          this.#requests.delete(b);
+          r.resolve(body);
         }
-        case Event.Message:
-          this.#connections.get(a)?.delivered(body, batch.lent, c === 1);
-          break;
-        case Event.KeyLog:
-          this.#owners.get(b)?.keyLogged(text.decode(body));
-          break;
-        case Event.Qlog:
-          this.#owners.get(b)?.qlogged(text.decode(body), a);
-          break;
-        case Event.Datagram:
-          this.#connections.get(a)?.datagramArrived(body);
-          break;
-        case Event.Request:
-          this.#connections.get(a)?.requested(b, body, c === 1);
-          break;
-        case Event.Response: {
-          const r = this.#requests.get(b);
-          if (r) {
-            this.#requests.delete(b);
-            r.resolve(body);
-          }
-          break;
+        break;
+      }
+      case Event.RequestFailed: {
+        const r = this.#requests.get(b);
+        if (r) {
+          this.#requests.delete(b);
+          r.reject(this.#error(c, body));
         }
-        case Event.RequestFailed: {
-          const r = this.#requests.get(b);
-          if (r) {
-            this.#requests.delete(b);
-            r.reject(this.#error(c, body));
-          }
-          break;
+        break;
+      }
+      case Event.Acked:
+        this.#connections.get(a)?.acked(c, b);
+        break;
+      case Event.Closed: {
+        const conn = this.#connections.get(a);
+        if (conn) {
+          this.#connections.delete(a);
+          conn.closedBy(this.#error(c, body));
+          this.#updateKeepAlive();
         }
-        case Event.Acked:
-          this.#connections.get(a)?.acked(c, b);
-          break;
-        case Event.Closed: {
-          const conn = this.#connections.get(a);
-          if (conn) {
-            this.#connections.delete(a);
-            conn.closedBy(this.#error(c, body));
-            this.#updateKeepAlive();
-          }
-          break;
-        }
+        break;
       }
     }
   }
