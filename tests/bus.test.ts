@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SubjectIndex } from '../ts/bus/subjects.js';
 import { Agent, type AgentOptions, type PresenceEvent, QuicBus } from '../ts/index.js';
 import { lineFrom } from './fixtures/spawn.js';
-import { cert, eventually, fixture, rejectsWith, sleep, transport } from './helpers.js';
+import { cert, eventually, fixture, gate, rejectsWith, sleep, transport } from './helpers.js';
 
 const open: { close(): Promise<void> }[] = [];
 
@@ -35,6 +35,10 @@ describe('subjects', () => {
     index.delete('>', '>');
     index.delete('tasks.*', 'tasks.*');
     expect(m('tasks.build')).toEqual(['*.build', 'tasks.>', 'tasks.build']);
+    // Deleting every subscription leaves only the root.
+    for (const p of ['tasks.build', 'tasks.>', '*.build', 'tasks.*.done', 'other']) index.delete(p, p);
+    expect(m('tasks.build')).toEqual([]);
+    expect(index.size).toBe(1);
   });
 });
 
@@ -316,10 +320,7 @@ describe('bus', () => {
     // A slow agent: its requests wait, another agent's go on meanwhile.
     const slow = await agent(b, 'slow');
     const fast = await agent(b, 'fast');
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
+    const { held, release } = gate();
     slow.onRequest(async (m) => {
       await held;
       return m;

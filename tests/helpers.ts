@@ -55,6 +55,15 @@ export async function connectedPair(
   return { server: s, t, conn };
 }
 
+/** A promise that stays pending until `release()`: for handlers held mid-request. */
+export function gate(): { held: Promise<void>; release: () => void } {
+  let release = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  return { held, release };
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

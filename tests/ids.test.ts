@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { MemoryNetwork, type QuicwireError } from '../ts/index.js';
-import { echoServer, eventually, rejectsWith, sleep, transport } from './helpers.js';
+import { echoServer, eventually, gate, rejectsWith, sleep, transport } from './helpers.js';
 
 /** Resolves with the first error `onError` hears of. */
 function nextError(endpoint: { onError(h: (e: QuicwireError) => void): unknown }): Promise<QuicwireError> {
@@ -47,10 +47,7 @@ describe('connection ids', () => {
 describe('an answer that cannot be sent', () => {
   it('is reported when the requester has disconnected', async () => {
     const server = await echoServer();
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
+    const { held, release } = gate();
     server.onRequest(async (m) => {
       await held;
       return m;

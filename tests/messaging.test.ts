@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../ts/codec.js';
 import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
 import { lineFrom } from './fixtures/spawn.js';
-import { connectedPair, echoServer, eventually, fixture, rejectsWith, transport } from './helpers.js';
+import { connectedPair, echoServer, eventually, fixture, gate, rejectsWith, transport } from './helpers.js';
 
 /** An echo server and a raw-encoding client connected to it, both taking bodies up to `max`. */
 function rawPair(max: number) {
@@ -53,10 +53,7 @@ describe('messaging', () => {
 
   it('aborts a request with its signal: ERR_ABORTED at once, its stream reset', async () => {
     const server = await echoServer();
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
+    const { held, release } = gate();
     let started = 0;
     server.onRequest(async (m) => {
       started++;

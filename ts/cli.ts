@@ -20,6 +20,7 @@ import {
   QuicServer,
   QuicTransport,
   QuicwireError,
+  type ServerOptions,
 } from './index.js';
 import { top } from './top.js';
 
@@ -143,7 +144,17 @@ function client(flags: Flags): QuicTransport {
   });
 }
 
-/** The certificate of `serve` and `bus`: --dev-cert, or --cert and --key. */
+/** What `serve` and `bus` listen with: address, certificate (--dev-cert, or --cert and
+ *  --key) and --tcp. */
+function listenOptions(flags: Flags, command: string): ServerOptions {
+  return {
+    host: flags.host ?? '127.0.0.1',
+    port: integer('port', flags.port, 4433, 0),
+    ...serverCert(flags, command),
+    tcp: flags.tcp ?? false,
+  };
+}
+
 function serverCert(flags: Flags, command: string): { cert: string; key: string } {
   if (flags['dev-cert']) {
     if (flags.cert || flags.key) throw new UsageError('use --dev-cert or --cert/--key, not both');
@@ -172,15 +183,9 @@ function address(host: string, port: number): string {
 }
 
 async function serve(flags: Flags): Promise<number> {
-  const { cert, key } = serverCert(flags, 'serve');
+  const options = listenOptions(flags, 'serve');
   const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
-  const server = await QuicServer.listen({
-    host: flags.host ?? '127.0.0.1',
-    port: integer('port', flags.port, 4433, 0),
-    cert,
-    key,
-    tcp: flags.tcp ?? false,
-  });
+  const server = await QuicServer.listen(options);
   const scrape = metricsAt && (await serveMetrics(server, metricsAt));
   let messages = 0;
   let requests = 0;
@@ -202,20 +207,13 @@ async function serve(flags: Flags): Promise<number> {
 }
 
 async function bus(flags: Flags): Promise<number> {
-  const { cert, key } = serverCert(flags, 'bus');
   const balance = flags.balance ?? 'round-robin';
   if (balance !== 'round-robin' && balance !== 'least-loaded') {
     throw new UsageError(`--balance must be round-robin or least-loaded, got ${balance}`);
   }
+  const options = listenOptions(flags, 'bus');
   const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
-  const b = await QuicBus.listen({
-    host: flags.host ?? '127.0.0.1',
-    port: integer('port', flags.port, 4433, 0),
-    cert,
-    key,
-    tcp: flags.tcp ?? false,
-    balance,
-  });
+  const b = await QuicBus.listen({ ...options, balance });
   const scrape = metricsAt && (await serveMetrics(b.server, metricsAt));
   if (!flags.quiet) {
     b.onJoin(({ name }) => console.log(JSON.stringify({ joined: name })));

@@ -12,7 +12,7 @@ import { QuicTransport } from '../transport.js';
 import type { TransportOptions } from '../types.js';
 import type { PresenceEvent } from './bus.js';
 import { type Control, encodeControl, randomId, type Subscription as Wire } from './control.js';
-import { FrameReader, FrameWriter, Kind, OK, readAnswer, statusError } from './frames.js';
+import { FrameReader, FrameWriter, Kind, OK, readAnswer, statusCode, statusError } from './frames.js';
 import type { LeaseState } from './leases.js';
 import { checkSubject } from './subjects.js';
 
@@ -93,15 +93,6 @@ interface Sub extends Wire {
   handler: SubjectHandler;
 }
 
-interface Pending {
-  /** With the count of receivers for a publish or broadcast; without for a send. */
-  resolve(count?: number): void;
-  counts: boolean;
-  reject(err: QuicwireError): void;
-  /** What it was sent to, for its error's message. */
-  to: string;
-}
-
 const KEYS = [
   ...LIMIT_KEYS,
   'name',
@@ -137,8 +128,8 @@ export class Agent {
   #closeReason: QuicwireError | undefined;
   // Sends and publishes: waiting for their ACK, and held while reconnecting.
   #seq = 0;
-  readonly #pending = new Map<number, Pending>();
-  readonly #held: { seq: number; frame: Uint8Array }[] = [];
+  readonly #pending = new Map<number, Outgoing>();
+  readonly #held: { out: Outgoing; frame: Uint8Array }[] = [];
   /** Requests waiting for the connection. */
   readonly #waiters = new Set<{ resolve(c: Connection): void; reject(e: QuicwireError): void }>();
   // What the bus is told again after a reconnect.
@@ -148,6 +139,10 @@ export class Agent {
   #messageHandler: AgentMessageHandler | undefined;
   #requestHandler: AgentRequestHandler | undefined;
   #inbox = new Fifo<{ message: unknown; from: string }>();
+  readonly #receivers = new Set<{
+    resolve(m: { message: unknown; from: string }): void;
+    reject(e: QuicwireError): void;
+  }>();
   #stateHandler: ((state: State, reason?: QuicwireError) => void) | undefined;
   #errorHandler: ((error: QuicwireError) => void) | undefined;
 
@@ -284,11 +279,6 @@ export class Agent {
       this.#receivers.add(receiver);
     });
   }
-
-  readonly #receivers = new Set<{
-    resolve(m: { message: unknown; from: string }): void;
-    reject(e: QuicwireError): void;
-  }>();
 
   /** Sends `message` to the agent named `to`; resolves once that agent has it (its
    *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected. */
@@ -460,9 +450,10 @@ export class Agent {
     if (to !== undefined) w.str(to);
     const frame = w.bytes(payload).done();
     const sent = new Promise<number | undefined>((resolve, reject) => {
-      this.#pending.set(seq, { resolve, reject, to: what, counts: kind !== Kind.Send });
-      if (conn) conn.post(frame, new Transmit(this.#pending, seq));
-      else this.#held.push({ seq, frame: frame.slice() });
+      const out = new Outgoing(this.#pending, seq, resolve, reject, what, kind !== Kind.Send);
+      this.#pending.set(seq, out);
+      if (conn) conn.post(frame, out);
+      else this.#held.push({ out, frame: frame.slice() });
     });
     return signal ? this.#abortable(sent, seq, signal) : sent;
   }
@@ -471,12 +462,9 @@ export class Agent {
    *  on its way may still arrive. */
   #abortable<T>(sent: Promise<T>, seq: number, signal: AbortSignal): Promise<T> {
     const abort = () => {
-      const p = this.#pending.get(seq);
-      if (!p) return;
-      this.#pending.delete(seq);
-      const at = this.#held.findIndex((h) => h.seq === seq);
+      const at = this.#held.findIndex((h) => h.out.seq === seq);
       if (at >= 0) this.#held.splice(at, 1);
-      p.reject(aborted(signal));
+      this.#pending.get(seq)?.reject(aborted(signal));
     };
     signal.addEventListener('abort', abort, { once: true });
     const done = () => signal.removeEventListener('abort', abort);
@@ -489,11 +477,7 @@ export class Agent {
       const seq = r.u32();
       const status = r.u16();
       const count = r.u32();
-      const p = this.#pending.get(seq);
-      if (!p) continue;
-      this.#pending.delete(seq);
-      if (status === OK) p.resolve(p.counts ? count : undefined);
-      else p.reject(statusError(status, ackMessage(status, p.to)));
+      this.#pending.get(seq)?.acked(status, count);
     }
   }
 
@@ -683,7 +667,7 @@ export class Agent {
       return;
     }
     // Held frames go first, before anything sent from now on.
-    for (const { seq, frame } of this.#held.splice(0)) conn.post(frame, new Transmit(this.#pending, seq));
+    for (const { out, frame } of this.#held.splice(0)) conn.post(frame, out);
     this.#conn = conn;
     this.#setState('connected');
     for (const w of [...this.#waiters]) w.resolve(conn);
@@ -699,8 +683,7 @@ export class Agent {
       `the connection to the bus closed (${reason.message}); the message may not have been delivered`,
       { cause: reason },
     );
-    for (const p of this.#pending.values()) p.reject(lost);
-    this.#pending.clear();
+    for (const p of [...this.#pending.values()]) p.reject(lost);
     if (this.#state === 'closed') return;
     if (this.#reconnect === false) {
       this.#shut(reason);
@@ -736,8 +719,7 @@ export class Agent {
     if (this.#state === 'closed') return;
     this.#closeReason = reason;
     const closed = this.#closedError();
-    for (const p of this.#pending.values()) p.reject(closed);
-    this.#pending.clear();
+    for (const p of [...this.#pending.values()]) p.reject(closed);
     this.#held.length = 0;
     for (const w of [...this.#waiters]) w.reject(closed);
     for (const r of this.#receivers) r.reject(closed);
@@ -829,23 +811,38 @@ class Shared {
   }
 }
 
-/** A send or publish on its way to the bus: the bus's ACK settles it, and only a failure
- *  to reach the bus is told here (a delivery without a promise of its own). */
-class Transmit implements Delivery {
+/** A send, publish or broadcast until the bus's ACK settles it. It is also the delivery
+ *  its frame goes with (no promise of its own): reaching the bus settles nothing, failing
+ *  to reach it fails the send. */
+class Outgoing implements Delivery {
   remaining = 1;
 
   constructor(
-    readonly pending: Map<number, Pending>,
+    readonly pending: Map<number, Outgoing>,
     readonly seq: number,
+    readonly settle: (count: number | undefined) => void,
+    readonly fail: (err: QuicwireError) => void,
+    /** What it was sent to, for its error's message. */
+    readonly to: string,
+    /** A publish or broadcast resolves with its count; a send with nothing. */
+    readonly counts: boolean,
   ) {}
 
   resolve(): void {}
 
   reject(err: QuicwireError): void {
-    const p = this.pending.get(this.seq);
-    if (!p) return;
+    if (this.pending.get(this.seq) !== this) return;
     this.pending.delete(this.seq);
-    p.reject(err);
+    this.fail(err);
+  }
+
+  acked(status: number, count: number): void {
+    if (status !== OK) {
+      this.reject(statusError(status, ackMessage(status, this.to)));
+      return;
+    }
+    this.pending.delete(this.seq);
+    this.settle(this.counts ? count : undefined);
   }
 }
 
@@ -874,7 +871,7 @@ function readSids(r: FrameReader): number[] {
 }
 
 function ackMessage(status: number, to: string): string {
-  const code = statusError(status, '').code;
+  const code = statusCode(status);
   if (code === 'ERR_NO_RESPONDERS') return `no agent named ${JSON.stringify(to)} is connected`;
   if (code === 'ERR_CONNECTION_CLOSED') return `${to} left before it had the message`;
   if (code === 'ERR_FLOW_CONTROL_PAUSED') return `${to} reads too slowly: the bus's buffer for it is full`;

@@ -58,6 +58,8 @@ interface Member extends Reachable {
 /** An agent on another node of the cluster. */
 interface Remote extends Reachable {
   subs: Sub[];
+  /** Its subscriptions as its node last said them. */
+  said: string;
 }
 
 interface Sub {
@@ -224,7 +226,8 @@ export class QuicBus {
         const name = r.str();
         const to = this.#find(name);
         if (!to) throw noAgent(name);
-        const frame = new FrameWriter(8 + body.length).u8(Kind.Call).str(from.name).bytes(r.rest()).done();
+        // The call takes a copy of the frame before it waits.
+        const frame = FrameWriter.scratch().u8(Kind.Call).str(from.name).bytes(r.rest()).done();
         return answer(OK, await this.#call(to, frame, timeoutMs));
       }
       if (kind === Kind.Gather) {
@@ -473,19 +476,21 @@ export class QuicBus {
     const after = new Map<string, Remote>();
     for (const a of agents ?? []) {
       let remote = before.get(a.name);
+      // A node says its state every second: subscriptions as they were stay indexed.
+      const said = JSON.stringify(a.subs);
+      if (remote?.said === said) {
+        after.set(a.name, remote);
+        continue;
+      }
       if (remote) {
         for (const sub of remote.subs) this.#index.delete(sub.pattern, sub);
       } else if (cluster) {
-        remote = {
-          name: a.name,
-          instance: a.instance,
-          link: new RemoteLink(cluster, node, a.name),
-          load: 0,
-          subs: [],
-        };
+        const link = new RemoteLink(cluster, node, a.name);
+        remote = { name: a.name, instance: a.instance, link, load: 0, subs: [], said: '' };
       } else {
         continue;
       }
+      remote.said = said;
       remote.subs = a.subs.map(([sid, pattern, queue]) => ({
         member: remote as Remote,
         sid,

@@ -2,7 +2,7 @@
 // and the application's payload (its MessagePack bytes) as the rest, so the bus routes a
 // payload without decoding it. docs/BUS.md has the layout.
 
-import { QuicwireError } from '../errors.js';
+import { codeNumber, codeOf, QuicwireError } from '../errors.js';
 import { ERROR_CODES, type ErrorCode } from '../layout.js';
 
 /** Frame kinds. Agent to bus: SEND..GATHER; bus to agent: DELIVER..CALL. */
@@ -195,16 +195,20 @@ export class FrameReader {
   }
 }
 
+/** The code a status stands for: a number unknown here (a newer bus's) reads as
+ *  ERR_REMOTE, as in ERROR frames. */
+export function statusCode(status: number): ErrorCode {
+  return status < ERROR_CODES.length ? codeOf(status) : 'ERR_REMOTE';
+}
+
 /** An answer's status and text as the error it stands for. */
 export function statusError(status: number, message: string): QuicwireError {
-  const code: ErrorCode = ERROR_CODES[status] ?? 'ERR_REMOTE';
-  return new QuicwireError(code, message);
+  return new QuicwireError(statusCode(status), message);
 }
 
 /** An error's status number. */
 export function statusOf(err: unknown): number {
-  const code = err instanceof QuicwireError ? err.code : 'ERR_INTERNAL';
-  return ERROR_CODES.indexOf(code);
+  return codeNumber(err instanceof QuicwireError ? err.code : 'ERR_INTERNAL');
 }
 
 /** An answer: OK and the payload, or an error's status and message. */

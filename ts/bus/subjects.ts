@@ -51,9 +51,34 @@ export class SubjectIndex<T> {
     this.#cache.clear();
   }
 
+  /** Removes a subscription, and the index's nodes it alone kept (patterns come and go). */
   delete(pattern: string, item: T): void {
-    this.#walk(pattern, false)?.delete(item);
     this.#cache.clear();
+    const tokens = pattern.split('.');
+    const path: Node<T>[] = [this.#root];
+    for (const [i, token] of tokens.entries()) {
+      const at = path[path.length - 1] as Node<T>;
+      if (token === '>' && i === tokens.length - 1) {
+        at.rest.delete(item);
+        break;
+      }
+      const next = at.children.get(token);
+      if (!next) return;
+      if (i === tokens.length - 1) next.here.delete(item);
+      path.push(next);
+    }
+    // Emptied nodes go, deepest first; `path[k]` is the child of `path[k - 1]` by token k - 1.
+    for (let k = path.length - 1; k > 0; k--) {
+      const n = path[k] as Node<T>;
+      if (n.children.size > 0 || n.here.size > 0 || n.rest.size > 0) break;
+      (path[k - 1] as Node<T>).children.delete(tokens[k - 1] as string);
+    }
+  }
+
+  /** Index nodes in use (for tests: deletes leave none behind). */
+  get size(): number {
+    const count = (n: Node<T>): number => 1 + [...n.children.values()].reduce((a, c) => a + count(c), 0);
+    return count(this.#root);
   }
 
   match(subject: string): T[] {
