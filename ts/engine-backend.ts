@@ -282,18 +282,42 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         options.key,
         options.encodings,
         positional(TRANSPORT_OPTIONS, options.transport),
-        positional(SERVER_OPTIONS, options),
+        positional(SERVER_OPTIONS, { ...options, worker: options.worker?.index }),
       ),
     );
     const slot = this.#add(engine);
     try {
-      const port = await slot.io.socket(family, options.host, options.port);
+      const { worker } = options;
+      const port =
+        worker && slot.io.adopt
+          ? await slot.io.adopt(worker)
+          : await slot.io.socket(family, options.host, options.port);
       if (options.tcp) await slot.tunnels.listen(options.host, port);
       return { id: slot.id, host: options.host, port };
     } catch (err) {
       await this.#shutdown(slot);
       throw err;
     }
+  }
+
+  bindWorkers(host: string, port: number, count: number): { group: number; port: number } {
+    const workers = this.#workers();
+    return this.#call(() => workers.bind(host, port, count));
+  }
+
+  releaseWorkers(group: number): void {
+    this.#workers().release(group);
+  }
+
+  #workers(): NonNullable<Shell['workers']> {
+    const workers = this.#shell.workers;
+    if (!workers) {
+      throw new QuicwireError(
+        'ERR_BACKEND_UNAVAILABLE',
+        `server workers share a UDP port through the native addon; the ${this.name} backend cannot`,
+      );
+    }
+    return workers;
   }
 
   serverStats(server: number): Omit<ServerStats, 'answersFailed'> {

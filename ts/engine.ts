@@ -50,6 +50,15 @@ export interface EngineServerOptions {
   validateAddresses?: boolean;
   /** Also accept QUIC carried over TCP, on the same port number. */
   tcp?: boolean;
+  /** Serve on worker socket `index` of `group` (see `Engine.bindWorkers`) instead of
+   *  binding `host:port`: this server is that worker. */
+  worker?: WorkerSocket;
+}
+
+/** One worker's socket of a port shared by several (`Engine.bindWorkers`). */
+export interface WorkerSocket {
+  group: number;
+  index: number;
 }
 
 export interface ConnectionInfo {
@@ -129,6 +138,11 @@ export interface Engine {
   /** Moves a client's traffic to new local ports; its connections migrate. */
   rebind(client: number): Promise<void>;
   listen(options: EngineServerOptions): Promise<ServerInfo>;
+  /** Binds `count` sockets on one UDP port for servers on as many worker threads, routed
+   *  between by connection ID; `listen` with `worker` takes one each. Native on Linux only. */
+  bindWorkers(host: string, port: number, count: number): { group: number; port: number };
+  /** Closes the sockets of `group` that no server took. */
+  releaseWorkers(group: number): void;
   serverStats(server: number): Omit<ServerStats, 'answersFailed'>;
   closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;
   generateDevCert(names: string[]): DevCert;

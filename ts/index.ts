@@ -7,3 +7,10 @@ usePlatform(nodePlatform);
 
 export * from './api.js';
 export { collectMetrics, type MetricsOptions } from './metrics.js';
+export {
+  ServerWorkers,
+  type WorkerExitHandler,
+  type WorkerInfo,
+  type WorkerServerOptions,
+  type WorkerSetup,
+} from './server-workers.js';

@@ -75,11 +75,12 @@ export const TRANSPORT_OPTIONS = [
   'earlyData',
 ] as const;
 
-/** The positional server admission options, in order. */
+/** The positional server options, in order. */
 export const SERVER_OPTIONS = [
   'maxConnections',
   'maxConnectionsPerIp',
   'validateAddresses',
+  'worker',
 ] as const;
 
 /** Congestion controllers, by their number in `congestionControl`. */

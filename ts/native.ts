@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import type * as AddonModule from '../crates/quicwire-node/index.js';
 import type { StreamCarrier } from './carrier.js';
-import type { Engine } from './engine.js';
+import type { Engine, WorkerSocket } from './engine.js';
 import { EngineBackend } from './engine-backend.js';
 import { fromEngine, QuicwireError } from './errors.js';
 import { platform } from './platform.js';
@@ -38,6 +38,9 @@ class NativeEngine implements ShellEngine {
   }
   bind(host: string, port: number, onEvents: (events: Float64Array | null | undefined) => void): number {
     return this.addon.bind(this.handle, host, port, onEvents);
+  }
+  adopt(worker: WorkerSocket, onEvents: (events: Float64Array | null | undefined) => void): number {
+    return this.addon.adopt(this.handle, worker.group, worker.index, onEvents);
   }
   /** Flags: 1 events wait, 2 datagrams for tunnels wait. */
   flush(): number {
@@ -118,6 +121,10 @@ function shell(addon: Addon): Shell<NativeEngine> {
     sendBuffer: (size) => addon.sendBuffer(size),
     generateDevCert: (names) => addon.generateDevCert(names),
     poolKey: (host, port) => addon.poolKey(host, port),
+    workers: {
+      bind: (host, port, count) => addon.bindWorkers(host, port, count),
+      release: (group) => addon.releaseWorkers(group),
+    },
   };
 }
 
@@ -148,6 +155,14 @@ class NativeIo implements EngineIo {
       }
     }
     return this.#ports[family] as number;
+  }
+
+  async adopt(worker: WorkerSocket): Promise<number> {
+    try {
+      return this.engine.adopt(worker, this.afterIo);
+    } catch (err) {
+      throw fromEngine(err);
+    }
   }
 
   async rebind(): Promise<void> {

@@ -4,7 +4,7 @@
 import { getHub } from './backend.js';
 import type { Connection } from './connection.js';
 import { Endpoint } from './endpoint.js';
-import type { EngineServerOptions } from './engine.js';
+import type { EngineServerOptions, WorkerSocket } from './engine.js';
 import { fromEngine, invalidArgument, QuicwireError } from './errors.js';
 import type { Hub } from './hub.js';
 import {
@@ -19,7 +19,8 @@ import {
 } from './options.js';
 import type { CloseOptions, ServerOptions, ServerStats } from './types.js';
 
-const KEYS = [
+/** `QuicServer.listen`'s options. */
+export const SERVER_KEYS = [
   ...LIMIT_KEYS,
   'host',
   'port',
@@ -34,6 +35,10 @@ const KEYS = [
 ];
 
 export type ConnectionHandler = (peer: Connection) => void;
+
+/** The key of a worker's socket in `QuicServer.listen`'s options: a server on a worker
+ *  thread (ts/server-worker.ts) serves on the socket bound for it instead of binding. */
+export const WORKER_SOCKET: unique symbol = Symbol('quicwire.workerSocket');
 
 export class QuicServer extends Endpoint {
   readonly isServer = true;
@@ -64,9 +69,9 @@ export class QuicServer extends Endpoint {
   }
 
   /** Binds a UDP port and starts accepting QUIC connections. */
-  static async listen(options: ServerOptions): Promise<QuicServer> {
+  static async listen(options: ServerOptions & { [WORKER_SOCKET]?: WorkerSocket }): Promise<QuicServer> {
     checkObject('QuicServer.listen options', options);
-    checkKeys('QuicServer.listen', options, KEYS);
+    checkKeys('QuicServer.listen', options, SERVER_KEYS);
     const host = checkString('host', options.host ?? '127.0.0.1');
     const port = checkInteger('port', options.port ?? 0, 0xffff_ffff);
     const cert = checkString('cert', options.cert);
@@ -108,6 +113,7 @@ export class QuicServer extends Endpoint {
         encodings,
         ...admission,
         tcp: options.tcp ?? false,
+        ...(options[WORKER_SOCKET] && { worker: options[WORKER_SOCKET] }),
       });
     } catch (err) {
       throw fromEngine(err);

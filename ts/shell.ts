@@ -4,7 +4,7 @@
 // offers and turns its positional options and failures into the facade's shapes.
 
 import type { StreamCarrier } from './carrier.js';
-import type { WriteFailure } from './engine.js';
+import type { WorkerSocket, WriteFailure } from './engine.js';
 import { codeOf, QuicwireError } from './errors.js';
 
 /** One endpoint (a client or a server) as both shells expose it. */
@@ -53,6 +53,11 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
   sendBuffer?(size: number): Uint8Array;
   generateDevCert(names: string[]): { cert: string; key: string };
   poolKey(host: string, port: number): string;
+  /** Sockets for servers on worker threads sharing a port (the native shell only). */
+  workers?: {
+    bind(host: string, port: number, count: number): { group: number; port: number };
+    release(group: number): void;
+  };
 }
 
 /** How one engine meets the network. */
@@ -62,6 +67,9 @@ export interface EngineIo {
   /** Moves its traffic to new sockets (new ports) on the same addresses; its connections
    *  migrate. */
   rebind(): Promise<void>;
+  /** Reads a worker's socket bound for it (see `Shell.workers`) instead of binding one; its
+   *  port. Only where the shell has `workers`. */
+  adopt?(worker: WorkerSocket): Promise<number>;
   /** After every engine call: sends what the engine has and follows its timer; whether
    *  events may wait (false only when the engine said there are none). */
   step(): boolean;
@@ -84,7 +92,7 @@ export type IoFactory<E> = (
 /** Options as the engine takes them: numbers in the order `names` gives (NaN: the default). */
 export function positional<K extends string>(
   names: readonly K[],
-  options: { [key in K]?: number | boolean },
+  options: { [key in K]?: number | boolean | undefined },
 ): Float64Array {
   return Float64Array.from(names, (name) => Number(options[name] ?? Number.NaN));
 }

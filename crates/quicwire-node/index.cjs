@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.acknowledge = nativeBinding.acknowledge
+module.exports.adopt = nativeBinding.adopt
 module.exports.bind = nativeBinding.bind
+module.exports.bindWorkers = nativeBinding.bindWorkers
 module.exports.carry = nativeBinding.carry
 module.exports.carryIn = nativeBinding.carryIn
 module.exports.closeAll = nativeBinding.closeAll
@@ -852,6 +854,7 @@ module.exports.generateDevCert = nativeBinding.generateDevCert
 module.exports.goAway = nativeBinding.goAway
 module.exports.poolKey = nativeBinding.poolKey
 module.exports.rebind = nativeBinding.rebind
+module.exports.releaseWorkers = nativeBinding.releaseWorkers
 module.exports.sendBuffer = nativeBinding.sendBuffer
 module.exports.serving = nativeBinding.serving
 module.exports.shutdown = nativeBinding.shutdown

@@ -13,11 +13,24 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare function acknowledge(engine: number, receipts: Float64Array): void
 
 /**
+ * Reads worker socket `index` of `group` (see `bindWorkers`) for this engine, as `bind`
+ * does a socket of its own; its port. The engine is that worker's (its `worker` option).
+ */
+export declare function adopt(engine: number, group: number, index: number, onEvents: (arg: Float64Array | undefined | null) => void): number
+
+/**
  * Binds a UDP socket on `host:port` (0: any free port) that the event loop reads for
  * this engine; `onEvents` runs after datagrams or a timer moved it, with its events (as
  * `takeEvents` returns them) or null. Returns the bound port.
  */
 export declare function bind(engine: number, host: string, port: number, onEvents: (arg: Float64Array | undefined | null) => void): number
+
+/**
+ * Binds `count` sockets on `host:port` (0: any free port) in one group that the kernel
+ * routes between by connection ID (Linux), for as many server engines on worker threads;
+ * each takes its own with `adopt`, and `releaseWorkers` closes those not taken.
+ */
+export declare function bindWorkers(host: string, port: number, count: number): WorkerSockets
 
 /**
  * Datagrams to peers behind stream tunnels: `data` back to back, `lens[i]` bytes each, to
@@ -110,6 +123,9 @@ export declare function poolKey(host: string, port: number): string
  */
 export declare function rebind(engine: number): void
 
+/** Closes the sockets of `group` that no worker took. */
+export declare function releaseWorkers(group: number): void
+
 /**
  * A zeroed buffer of `size` bytes in engine memory: a message body in it is sent without
  * a copy (the engine shares the memory until the peer has it).
@@ -142,6 +158,12 @@ export declare function takeEventData(engine: number): Uint8Array
  * `bind`'s `onEvents`.
  */
 export declare function takeEvents(engine: number): Float64Array | null
+
+/** A UDP port shared by worker threads: `group` names their sockets, which `adopt` takes. */
+export interface WorkerSockets {
+  group: number
+  port: number
+}
 
 /**
  * Carries out a batch of ops (messages, requests, answers); returns the failed ones,

@@ -130,9 +130,14 @@ pub const TRANSPORT_OPTIONS: [&str; 12] = [
     "earlyData",
 ];
 
-/// The positional server admission options, in order (`validateAddresses` as 0 or 1).
-pub const SERVER_OPTIONS: [&str; 3] =
-    ["maxConnections", "maxConnectionsPerIp", "validateAddresses"];
+/// The positional server options, in order (`validateAddresses` as 0 or 1; `worker`, the
+/// server's index among workers sharing its port, see `ServerConfig::worker`).
+pub const SERVER_OPTIONS: [&str; 4] = [
+    "maxConnections",
+    "maxConnectionsPerIp",
+    "validateAddresses",
+    "worker",
+];
 
 /// Error codes by their number.
 pub fn error_codes() -> Vec<&'static str> {
@@ -189,6 +194,20 @@ pub fn server_options(values: &[f64]) -> Result<ServerLimits, Error> {
     };
     limits.validate()?;
     Ok(limits)
+}
+
+/// A server's worker index from its positional options ([`SERVER_OPTIONS`]), if it has one.
+pub fn worker_option(values: &[f64]) -> Result<Option<u8>, Error> {
+    option(values, 3)
+        .map(|v| {
+            u8::try_from(v as i64)
+                .ok()
+                .filter(|_| v.fract() == 0.0)
+                .ok_or_else(|| {
+                    Error::invalid_argument(format!("worker must be between 0 and 255, got {v}"))
+                })
+        })
+        .transpose()
 }
 
 fn encodings(names: &[String], default: &[Encoding]) -> Result<Vec<Encoding>, Error> {
@@ -422,6 +441,7 @@ impl JsEngine {
             tls: ServerTls { cert, key },
             encodings: encodings(encodings_accepted, &Encoding::ALL)?,
             limits: server_options(admission)?,
+            worker: worker_option(admission)?,
         };
         Engine::server(&config, now).map(JsEngine::new)
     }
@@ -815,7 +835,7 @@ pub fn typescript_layout() -> String {
     out +=
         "/** The positional transport options, in order. */\nexport const TRANSPORT_OPTIONS = [\n";
     out += &quoted(&TRANSPORT_OPTIONS);
-    out += "] as const;\n\n/** The positional server admission options, in order. */\nexport const SERVER_OPTIONS = [\n";
+    out += "] as const;\n\n/** The positional server options, in order. */\nexport const SERVER_OPTIONS = [\n";
     out += &quoted(&SERVER_OPTIONS);
     out += "] as const;\n\n/** Congestion controllers, by their number in `congestionControl`. */\nexport const CONGESTION_CONTROLLERS = [\n";
     let controllers: Vec<_> = CongestionControl::ALL.iter().map(|c| c.as_str()).collect();

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub encodings: Vec<Encoding>,
     /// Connection caps and address validation.
     pub limits: ServerLimits,
+    /// This server's index among workers sharing one UDP port (`udp::bind_workers`): its
+    /// connection IDs start with it, so the port's routing program finds it. None: alone.
+    pub worker: Option<u8>,
 }
 
 impl ServerConfig {
@@ -46,6 +49,7 @@ impl ServerConfig {
             tls,
             encodings: Encoding::ALL.to_vec(),
             limits: ServerLimits::default(),
+            worker: None,
         }
     }
 }

@@ -128,7 +128,19 @@ impl Driver {
         port: u16,
         notify: Function<Option<Float64Array>, ()>,
     ) -> Result<u16, Error> {
-        let (endpoint, bound) = self.open(env, host, port, self.endpoints.borrow().len())?;
+        let socket = open(host, port)?;
+        self.adopt(env, socket, notify)
+    }
+
+    /// Starts reading a socket bound elsewhere (a worker's, see `udp::bind_workers`), as
+    /// [`Self::bind`] does its own. Returns its port.
+    pub fn adopt(
+        self: &Rc<Self>,
+        env: &Env,
+        socket: std::net::UdpSocket,
+        notify: Function<Option<Float64Array>, ()>,
+    ) -> Result<u16, Error> {
+        let (endpoint, bound) = self.endpoint(env, socket, self.endpoints.borrow().len())?;
         if self.timer.borrow().is_none() {
             let weak = Rc::downgrade(self);
             let timer = Timer::new(env, move || with(&weak, Driver::on_timer))?;
@@ -150,39 +162,26 @@ impl Driver {
         for index in 0..count {
             let ip = self.endpoints.borrow()[index].socket.local_addr();
             let ip = ip.map_err(|e| Error::new(ErrorCode::Io, format!("cannot rebind: {e}")))?;
-            let (endpoint, _) = self.open(env, &ip.ip().to_string(), 0, index)?;
+            let socket = open(&ip.ip().to_string(), 0)?;
+            let (endpoint, _) = self.endpoint(env, socket, index)?;
             // The old socket leaves the loop (its poll first) and closes here.
             self.endpoints.borrow_mut()[index] = endpoint;
         }
         Ok(())
     }
 
-    /// A socket on `host:port` that the loop reads as endpoint `index`; its bound port.
-    fn open(
+    /// `socket` as endpoint `index`, read by the loop; its bound port.
+    fn endpoint(
         self: &Rc<Self>,
         env: &Env,
-        host: &str,
-        port: u16,
+        socket: std::net::UdpSocket,
         index: usize,
     ) -> Result<(Endpoint, u16), Error> {
-        // An IP literal (the facade checks): no name lookup may block the loop here.
-        let ip: IpAddr = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| {
-                Error::invalid_argument(format!("cannot bind UDP {host}:{port}: not an IP address"))
-            })?;
         let io = |what: &str, e: io::Error| {
-            Error::new(
-                ErrorCode::Io,
-                format!("cannot {what} UDP {host}:{port}: {e}"),
-            )
+            Error::new(ErrorCode::Io, format!("cannot {what} UDP socket: {e}"))
         };
-        let addr = SocketAddr::new(ip, port);
-        let socket = udp::bind(addr, false).map_err(|e| io("bind", e))?;
         let state = UdpSocketState::new(UdpSockRef::from(&socket)).map_err(|e| io("set up", e))?;
-        let bound = socket.local_addr().map_err(|e| io("read", e))?.port();
+        let local = socket.local_addr().map_err(|e| io("read", e))?;
         let weak = Rc::downgrade(self);
         let raw = raw_socket(&socket);
         let poll = Poll::new(env, raw, move |ready| {
@@ -192,10 +191,10 @@ impl Driver {
             poll,
             socket,
             state,
-            v6: addr.is_ipv6(),
+            v6: local.is_ipv6(),
             blocked: None,
         };
-        Ok((endpoint, bound))
+        Ok((endpoint, local.port()))
     }
 
     /// From now on `on_carried` is called when datagrams for stream tunnels wait after the
@@ -390,6 +389,25 @@ impl Driver {
             n.call(|env| self.take_events(env));
         }
     }
+}
+
+/// A UDP socket on `host:port`, an IP literal (the facade checks: no name lookup may block
+/// the loop here).
+fn open(host: &str, port: u16) -> Result<std::net::UdpSocket, Error> {
+    udp::bind(address(host, port)?, false)
+        .map_err(|e| Error::new(ErrorCode::Io, format!("cannot bind UDP {host}:{port}: {e}")))
+}
+
+/// `host:port` as a socket address, where `host` is an IP literal (brackets allowed).
+pub fn address(host: &str, port: u16) -> Result<SocketAddr, Error> {
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| {
+            Error::invalid_argument(format!("cannot bind UDP {host}:{port}: not an IP address"))
+        })?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Runs `f` on the driver if it is still there.

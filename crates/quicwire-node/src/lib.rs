@@ -13,6 +13,7 @@
 mod driver;
 mod external;
 mod uv;
+mod workers;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -206,6 +207,54 @@ pub fn bind(
         .bind(&env, &host, port, on_events)
         .map(u32::from)
         .map_err(js_error)
+}
+
+/// A UDP port shared by worker threads: `group` names their sockets, which `adopt` takes.
+#[napi(object)]
+pub struct WorkerSockets {
+    pub group: u32,
+    pub port: u32,
+}
+
+/// Binds `count` sockets on `host:port` (0: any free port) in one group that the kernel
+/// routes between by connection ID (Linux), for as many server engines on worker threads;
+/// each takes its own with `adopt`, and `releaseWorkers` closes those not taken.
+#[napi(catch_unwind)]
+pub fn bind_workers(host: String, port: u32, count: u32) -> Result<WorkerSockets> {
+    let port = u16::try_from(port).map_err(|_| {
+        js_error(Error::invalid_argument(format!(
+            "port {port} is out of range"
+        )))
+    })?;
+    let (group, port) = workers::bind(&host, port, count as usize).map_err(js_error)?;
+    Ok(WorkerSockets {
+        group,
+        port: port.into(),
+    })
+}
+
+/// Reads worker socket `index` of `group` (see `bindWorkers`) for this engine, as `bind`
+/// does a socket of its own; its port. The engine is that worker's (its `worker` option).
+#[napi(catch_unwind)]
+pub fn adopt(
+    env: Env,
+    engine: u32,
+    group: u32,
+    index: u32,
+    on_events: Function<Option<Float64Array>, ()>,
+) -> Result<u32> {
+    let driver = driver(engine)?;
+    let socket = workers::take(group, index).map_err(js_error)?;
+    driver
+        .adopt(&env, socket, on_events)
+        .map(u32::from)
+        .map_err(js_error)
+}
+
+/// Closes the sockets of `group` that no worker took.
+#[napi(catch_unwind)]
+pub fn release_workers(group: u32) {
+    workers::release(group);
 }
 
 /// Moves the engine's traffic to new sockets (new ports), as after a network change; its

@@ -8,8 +8,10 @@ use bytes::BytesMut;
 use quicwire_core::quic::{self, is_loopback};
 use quicwire_core::tls;
 use quicwire_core::{Admission, Decision, Error};
-use quinn_proto::{DatagramEvent, ServerConfig};
-use web_time::Instant;
+use quinn_proto::{
+    ConnectionId, ConnectionIdGenerator, DatagramEvent, RandomConnectionIdGenerator, ServerConfig,
+};
+use web_time::{Duration, Instant};
 
 use super::{key_log_lines, no_encodings, tls_error, Engine};
 use crate::config::ServerConfig as QuicwireServerConfig;
@@ -41,7 +43,13 @@ impl Engine {
         server.transport_config(quic::transport_config(&config.transport, false)?);
         let mut loopback = server.clone();
         let params = Params::new(&config.transport, config.encodings.clone());
-        let mut engine = Self::new(now, Some(Arc::new(server)), None, &config.transport, params)?;
+        let mut engine = Self::new(
+            now,
+            Some((Arc::new(server), config.worker)),
+            None,
+            &config.transport,
+            params,
+        )?;
         engine.admission = Admission::new(config.limits);
         engine.key_log = key_log;
         loopback.transport_config(engine.loopback_transport.clone());
@@ -138,5 +146,54 @@ impl Engine {
         let t = self.endpoint.refuse(incoming, &mut self.buf);
         self.responses
             .push_back((t.destination, self.buf[..t.size].to_vec()));
+    }
+}
+
+/// Connection IDs of one worker among several on a UDP port: random, but for the first
+/// byte, which names the worker (the port's routing program reads it; see
+/// `quicwire_core::udp::bind_workers`). Seven random bytes stay: 2^56 values per worker.
+#[derive(Debug)]
+pub(super) struct WorkerCids {
+    worker: u8,
+    random: RandomConnectionIdGenerator,
+}
+
+impl WorkerCids {
+    pub(super) fn new(worker: u8) -> WorkerCids {
+        WorkerCids {
+            worker,
+            random: RandomConnectionIdGenerator::new(8),
+        }
+    }
+}
+
+impl ConnectionIdGenerator for WorkerCids {
+    fn generate_cid(&mut self) -> ConnectionId {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&self.random.generate_cid());
+        bytes[0] = self.worker;
+        ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_connection_ids_start_with_its_index() {
+        let mut cids = WorkerCids::new(7);
+        let a = cids.generate_cid();
+        let b = cids.generate_cid();
+        assert_eq!((a.len(), a[0], b[0]), (8, 7, 7));
+        assert_ne!(a, b);
     }
 }

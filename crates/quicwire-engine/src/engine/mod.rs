@@ -11,6 +11,7 @@
 mod accept;
 mod dial;
 
+use accept::WorkerCids;
 use dial::Dial;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -113,7 +114,7 @@ fn key_log_lines(transport: &TransportConfig) -> Option<Arc<tls::KeyLogLines>> {
 impl Engine {
     fn new(
         now: Instant,
-        server: Option<Arc<ServerConfig>>,
+        server: Option<(Arc<ServerConfig>, Option<u8>)>,
         client: Option<(tls::ClientCrypto, Arc<quinn_proto::TransportConfig>)>,
         cfg: &TransportConfig,
         params: Params,
@@ -122,6 +123,10 @@ impl Engine {
         endpoint_config
             .max_udp_payload_size(MAX_UDP_PAYLOAD)
             .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        let (server, worker) = server.unzip();
+        if let Some(worker) = worker.flatten() {
+            endpoint_config.cid_generator(move || Box::new(WorkerCids::new(worker)));
+        }
         let endpoint = Endpoint::new(Arc::new(endpoint_config), server, true, None);
         Ok(Engine {
             endpoint,
