@@ -1,7 +1,9 @@
 // Interop with an independent QUIC stack: tests/interop/quicwire_peer.py, a quicwire peer on
 // aioquic (Python) written from docs/PROTOCOL.md alone. Its client against a quicwire
 // server, and a quicwire client against its server: HELLO, messages and their ACKs,
-// requests, remote errors, hostile frames, server-sent traffic, GOAWAY and the close.
+// requests, remote errors, hostile frames, server-sent traffic, GOAWAY and the close. The
+// peer speaks protocol version 1 (ALPN quicwire/1), so this is also where quicwire, which
+// speaks version 2, shows it still talks to version 1 peers both ways.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';

@@ -59,6 +59,9 @@ const browserPlatform: Platform = {
   },
   env: () => undefined,
   warn: (message) => console.warn(message),
+  openTelemetry() {
+    throw new QuicwireError('ERR_INVALID_ARGUMENT', 'tracing is not available in browsers yet');
+  },
 };
 
 usePlatform(browserPlatform);

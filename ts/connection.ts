@@ -8,6 +8,7 @@ import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
+import type { Tracing } from './tracing.js';
 import type { ArrivalInfo, Encoding, ReceiveOptions, RequestOptions, SendOptions } from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection, info: ArrivalInfo) => void;
@@ -35,6 +36,8 @@ export interface Owner {
   answerFailed(connection: Connection, reason: QuicwireError): void;
   /** Hears of requests as they end, when metrics watch the owner (ts/metrics.ts). */
   readonly meter: Meter | undefined;
+  /** Spans for its requests (the `tracing` option). */
+  readonly tracing: Tracing | undefined;
 }
 
 /** What metrics hear of as it happens: each request this side made, and each it answered,
@@ -232,11 +235,15 @@ export class Connection implements AsyncIterable<unknown> {
     }
     this.#assertOpen();
     const body = this.#encode(message);
-    const how = { timeoutMs, priority, idempotent, signal };
+    const how = { timeoutMs, priority, idempotent, signal, trace: undefined as Uint8Array | undefined };
     const meter = this.#owner.meter;
     const started = meter ? performance.now() : 0;
+    const tracing = this.#owner.tracing;
     try {
-      const answer = decode(await this.#hub.request(this, body, how), this.encoding);
+      const answered = tracing
+        ? tracing.request(this, (trace) => this.#hub.request(this, body, { ...how, trace }))
+        : this.#hub.request(this, body, how);
+      const answer = decode(await answered, this.encoding);
       meter?.requested((performance.now() - started) / 1000, undefined);
       return answer;
     } catch (err) {
@@ -368,7 +375,7 @@ export class Connection implements AsyncIterable<unknown> {
   };
 
   /** A request arrived from the peer: run the owner's handler and answer. */
-  requested(handle: number, body: Uint8Array, early: boolean): void {
+  requested(handle: number, body: Uint8Array, early: boolean, trace: Uint8Array | undefined): void {
     const hub = this.#hub;
     const meter = this.#owner.meter;
     const started = meter ? performance.now() : 0;
@@ -398,8 +405,14 @@ export class Connection implements AsyncIterable<unknown> {
       fail('ERR_REMOTE', 'the peer has no request handler (onRequest)');
       return;
     }
+    const info = early ? EARLY : ON_TIME;
+    const tracing = this.#owner.tracing;
     Promise.resolve()
-      .then(() => handler(message, this, early ? EARLY : ON_TIME))
+      .then(() =>
+        tracing
+          ? tracing.answer(this, trace, async () => handler(message, this, info))
+          : handler(message, this, info),
+      )
       .then(
         (reply) => {
           let answer: Uint8Array;

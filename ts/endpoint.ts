@@ -11,6 +11,7 @@ import type {
 import { invalidArgument, type QuicwireError } from './errors.js';
 import { checkKeys, checkObject } from './options.js';
 import { platform } from './platform.js';
+import { Tracing } from './tracing.js';
 import type { LimitOptions, MessageHandlerOptions } from './types.js';
 
 export type ErrorHandler = (error: QuicwireError, connection: Connection) => void;
@@ -32,10 +33,14 @@ export abstract class Endpoint implements Owner {
   /** Set while metrics watch this endpoint (ts/metrics.ts). */
   meter: Meter | undefined;
 
-  /** `tracing`: the options of those names, checked by `engineLimits`. */
-  constructor(tracing: Pick<LimitOptions, 'keyLog' | 'qlog'>) {
-    this.#keyLog = tracing.keyLog;
-    this.#qlog = tracing.qlog;
+  /** Spans for its requests (the `tracing` option, ts/tracing.ts). */
+  readonly tracing: Tracing | undefined;
+
+  /** `options`: those of these names (`keyLog` and `qlog` checked by `engineLimits`). */
+  constructor(options: Pick<LimitOptions, 'keyLog' | 'qlog' | 'tracing'>) {
+    this.#keyLog = options.keyLog;
+    this.#qlog = options.qlog;
+    this.tracing = Tracing.of(options.tracing);
   }
 
   keyLogged(line: string): void {

@@ -53,6 +53,8 @@ export class Hub {
   readonly #connections = new Map<number, Connection>();
   readonly #owners = new Map<number, Owner>();
   readonly #requests = new Map<number, PendingRequest>();
+  /** A TRACE event's context, for the REQUEST event after it. */
+  #trace: { connection: number; handle: number; context: Uint8Array } | undefined;
   #nextRequest = 1;
   #keepAlive: ReturnType<typeof setInterval> | undefined;
   #holds = 0;
@@ -147,7 +149,14 @@ export class Hub {
   request(
     connection: Connection,
     body: Uint8Array,
-    how: { timeoutMs: number; priority: number; idempotent: boolean; signal: AbortSignal | undefined },
+    how: {
+      timeoutMs: number;
+      priority: number;
+      idempotent: boolean;
+      signal: AbortSignal | undefined;
+      /** Its trace context (ts/tracing.ts), for the peer. */
+      trace: Uint8Array | undefined;
+    },
   ): Promise<Uint8Array> {
     const { signal } = how;
     if (signal?.aborted) return Promise.reject(aborted(signal));
@@ -184,6 +193,7 @@ export class Hub {
         },
       };
       const op = how.idempotent ? Op.IdempotentRequest : Op.Request;
+      if (how.trace) this.queue(Op.Trace, connection.id, id, how.trace, 0);
       this.queue(op, connection.id, id, body, how.timeoutMs, result, how.priority);
     });
   }
@@ -274,9 +284,17 @@ export class Hub {
       case Event.Datagram:
         this.#connections.get(a)?.datagramArrived(body);
         break;
-      case Event.Request:
-        this.#connections.get(a)?.requested(b, body, c === 1);
+      case Event.Trace:
+        // For the REQUEST event right after it; copied, as the batch's bytes are reused.
+        this.#trace = { connection: a, handle: b, context: body.slice() };
         break;
+      case Event.Request: {
+        const trace = this.#trace;
+        this.#trace = undefined;
+        const context = trace?.connection === a && trace.handle === b ? trace.context : undefined;
+        this.#connections.get(a)?.requested(b, body, c === 1, context);
+        break;
+      }
       case Event.Response: {
         const r = this.#requests.get(b);
         if (r) {

@@ -16,6 +16,7 @@ export const Op = {
   IdempotentRequest: 6,
   IdempotentMessage: 7,
   Cancel: 8,
+  Trace: 9,
 } as const;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */
@@ -31,6 +32,7 @@ export const Event = {
   Datagram: 9,
   KeyLog: 10,
   Qlog: 11,
+  Trace: 12,
 } as const;
 
 /** Error codes by their number. */

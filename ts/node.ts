@@ -6,12 +6,14 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type ByteStream, type StreamEvents, type StreamNetwork, UNBOUND_TUNNEL_MS } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { loadNative } from './native.js';
 import type { DatagramNetwork, DatagramSocket, Platform, WasmInput } from './platform.js';
+import type { OpenTelemetryApi } from './tracing.js';
 
 const udp: DatagramNetwork = {
   async resolve(host) {
@@ -194,4 +196,15 @@ export const nodePlatform: Platform = {
   },
   env: (name) => process.env[name],
   warn: (message, code) => process.emitWarning(message, { code }),
+  openTelemetry() {
+    try {
+      return createRequire(import.meta.url)('@opentelemetry/api') as OpenTelemetryApi;
+    } catch (err) {
+      throw new QuicwireError(
+        'ERR_INVALID_ARGUMENT',
+        'tracing needs @opentelemetry/api: npm install @opentelemetry/api (and an OpenTelemetry SDK to record spans)',
+        { cause: err },
+      );
+    }
+  },
 };

@@ -54,6 +54,7 @@ export const LIMIT_KEYS = [
   'keyLog',
   'qlog',
   'earlyData',
+  'tracing',
 ];
 
 const U32 = 0xffff_ffff;

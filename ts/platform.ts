@@ -4,6 +4,7 @@
 
 import type { StreamNetwork } from './carrier.js';
 import type { Engine } from './engine.js';
+import type { OpenTelemetryApi } from './tracing.js';
 
 /** A bound datagram socket. Addresses are `ip:port`, or `[ipv6]:port`. */
 export interface DatagramSocket {
@@ -59,6 +60,8 @@ export interface Platform {
   /** An environment variable, where the runtime has them. */
   env(name: string): string | undefined;
   warn(message: string, code: string): void;
+  /** @opentelemetry/api, for the `tracing` option; throws when it is not installed. */
+  openTelemetry(): OpenTelemetryApi;
 }
 
 let current: Platform | undefined;

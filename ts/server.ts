@@ -58,9 +58,9 @@ export class QuicServer extends Endpoint {
     host: string,
     port: number,
     high: number,
-    tracing: ServerOptions,
+    options: ServerOptions,
   ) {
-    super(tracing);
+    super(options);
     this.#hub = hub;
     this.#handle = handle;
     this.host = host;

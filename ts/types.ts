@@ -31,6 +31,11 @@ export interface LimitOptions {
    *  resolves without waiting for the handshake, what is marked `{ idempotent: true }`
    *  goes with the first packet, and everything else after the handshake. */
   earlyData?: boolean;
+  /** OpenTelemetry spans for requests (default false): a CLIENT span per request made, a
+   *  SERVER span per request answered (its handler runs inside it), with the trace context
+   *  carried to the peer, so the responder's span is the child of the requester's. Needs
+   *  `@opentelemetry/api` installed, and an OpenTelemetry SDK registered to record them. */
+  tracing?: boolean;
 }
 
 export interface TransportOptions extends LimitOptions {

@@ -24,6 +24,8 @@ pub enum Kind {
     /// stream `stream` to the application". Lets `send` resolve on delivery, not on write.
     Ack = 7,
     GoAway = 8,
+    /// Protocol version 2: the trace context of the request that follows on its stream.
+    Trace = 9,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             6 => Kind::Error,
             7 => Kind::Ack,
             8 => Kind::GoAway,
+            9 => Kind::Trace,
             _ => return None,
         })
     }
@@ -64,7 +67,13 @@ pub enum Frame {
         count: u64,
     },
     GoAway,
+    /// A trace context (see [`put_trace`]), as the application wrote it.
+    Trace(Bytes),
 }
+
+/// The longest trace context a TRACE frame carries: W3C `traceparent` in 26 bytes and a
+/// `tracestate` of at most 512.
+pub const MAX_TRACE_CONTEXT: usize = 26 + 512;
 
 /// Error texts are cut to this many bytes so an ERROR frame stays small whatever the limit.
 pub const MAX_ERROR_TEXT: usize = 1024;
@@ -123,6 +132,21 @@ pub fn put_ack(out: &mut BytesMut, stream: u64, count: u64) {
     put_header(out, Kind::Ack, None, len);
     varint::put(out, stream);
     varint::put(out, count);
+}
+
+/// Appends a TRACE frame: the trace context of the request frame after it, in W3C Trace
+/// Context's terms `version:u8 trace-id:16 parent-id:8 trace-flags:u8` then `tracestate`
+/// as text (docs/PROTOCOL.md, section 6b). ERR_INVALID_ARGUMENT past [`MAX_TRACE_CONTEXT`].
+pub fn put_trace(out: &mut BytesMut, context: &[u8]) -> Result<()> {
+    if context.len() > MAX_TRACE_CONTEXT {
+        return Err(Error::invalid_argument(format!(
+            "a trace context of {} bytes is over the {MAX_TRACE_CONTEXT} a TRACE frame carries",
+            context.len()
+        )));
+    }
+    put_header(out, Kind::Trace, None, context.len());
+    out.put_slice(context);
+    Ok(())
 }
 
 pub fn put_goaway(out: &mut BytesMut) {
@@ -268,6 +292,15 @@ impl FrameDecoder {
             Kind::GoAway => {
                 expect_end(&p, "GOAWAY")?;
                 Frame::GoAway
+            }
+            Kind::Trace => {
+                if p.len() > MAX_TRACE_CONTEXT {
+                    return Err(Error::protocol(format!(
+                        "TRACE of {} bytes (at most {MAX_TRACE_CONTEXT})",
+                        p.len()
+                    )));
+                }
+                Frame::Trace(p)
             }
             Kind::Hello => {
                 let version = take_varint(&mut p, "hello version")?;

@@ -8,10 +8,24 @@
 
 use crate::error::{Error, ErrorCode, Result};
 
-/// TLS ALPN of wire protocol v1.
-pub const ALPN: &[u8] = b"quicwire/1";
-/// Wire protocol version carried in HELLO.
-pub const PROTOCOL_VERSION: u64 = 1;
+/// TLS ALPN of wire protocol version 1.
+pub const ALPN_V1: &[u8] = b"quicwire/1";
+/// TLS ALPN of wire protocol version 2: version 1 and a request's trace context (TRACE).
+pub const ALPN_V2: &[u8] = b"quicwire/2";
+/// The ALPNs this endpoint offers (a client) or accepts (a server), newest first: the
+/// handshake settles on the newest both speak, and both HELLOs carry that version.
+pub const ALPNS: [&[u8]; 2] = [ALPN_V2, ALPN_V1];
+/// The newest wire protocol version, the one two quicwire endpoints of this release speak.
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// The wire protocol version of a negotiated ALPN (None: not quicwire's).
+pub fn alpn_version(alpn: &[u8]) -> Option<u64> {
+    match alpn {
+        ALPN_V1 => Some(1),
+        ALPN_V2 => Some(2),
+        _ => None,
+    }
+}
 
 /// How message bodies are encoded. Encoding and decoding happen at the edges (JS, or the
 /// Rust caller); the transport only frames bytes, but both sides must agree.
@@ -65,13 +79,15 @@ pub struct Hello {
 /// What a connection runs with, once a side has both HELLOs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
+    /// The wire protocol version both speak on this connection (its ALPN's).
+    pub version: u64,
     pub encoding: Encoding,
     /// The largest body the peer accepts: the limit for everything this side sends.
     pub peer_max_message_size: u64,
 }
 
 impl Hello {
-    /// This endpoint's HELLO, in the protocol version it speaks.
+    /// This endpoint's HELLO, in the newest protocol version (see [`Hello::at_version`]).
     pub fn new(encodings: Vec<Encoding>, max_message_size: u64) -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
@@ -80,16 +96,21 @@ impl Hello {
         }
     }
 
+    /// The same HELLO in another protocol version: the one the connection's ALPN says.
+    pub fn at_version(self, version: u64) -> Hello {
+        Hello { version, ..self }
+    }
+
     /// Negotiation, run by each side on its own HELLO and the peer's: the encoding is the
     /// first of the client's list that the server accepts. A different version or no common
     /// encoding is an `ERR_NEGOTIATION` error, which closes the connection.
     pub fn agree(&self, peer: &Hello, is_client: bool) -> Result<Negotiated> {
-        if peer.version != PROTOCOL_VERSION {
+        if peer.version != self.version {
             return Err(Error::new(
                 ErrorCode::Negotiation,
                 format!(
-                    "peer speaks quicwire protocol version {}, this endpoint speaks {PROTOCOL_VERSION}",
-                    peer.version
+                    "peer speaks quicwire protocol version {}, this endpoint speaks {} here",
+                    peer.version, self.version
                 ),
             ));
         }
@@ -114,6 +135,7 @@ impl Hello {
                 )
             })?;
         Ok(Negotiated {
+            version: self.version,
             encoding,
             peer_max_message_size: peer.max_message_size,
         })
@@ -130,6 +152,19 @@ fn names(list: &[Encoding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_sides_speak_the_version_of_their_alpn() {
+        let v1 = |e| Hello::new(vec![e], 9).at_version(1);
+        let agreed = v1(Encoding::Raw).agree(&v1(Encoding::Raw), true).unwrap();
+        assert_eq!(agreed.version, 1);
+        let newer = Hello::new(vec![Encoding::Raw], 9);
+        let err = newer.agree(&v1(Encoding::Raw), true).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Negotiation);
+        assert_eq!(alpn_version(ALPN_V1), Some(1));
+        assert_eq!(alpn_version(ALPNS[0]), Some(PROTOCOL_VERSION));
+        assert_eq!(alpn_version(b"h3"), None);
+    }
 
     #[test]
     fn both_sides_pick_the_clients_first_choice_the_server_accepts() {

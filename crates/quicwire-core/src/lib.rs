@@ -26,6 +26,8 @@ pub use carrier::Carrier;
 pub use config::{CongestionControl, TransportConfig};
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};
-pub use hello::{Encoding, Hello, Negotiated, ALPN, PROTOCOL_VERSION};
+pub use hello::{
+    alpn_version, Encoding, Hello, Negotiated, ALPNS, ALPN_V1, ALPN_V2, PROTOCOL_VERSION,
+};
 pub use pool::{PoolCounters, PoolKey, PoolTable};
 pub use stats::{ConnectionStats, PoolStats};

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::sync::lock;
-use crate::{Error, ErrorCode, Result, ALPN};
+use crate::{Error, ErrorCode, Result, ALPNS};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
@@ -139,7 +139,7 @@ pub fn client_config(
                 .with_no_client_auth()
         }
     };
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     Ok(config)
 }
 
@@ -298,7 +298,7 @@ pub fn server_config(tls: &ServerTls) -> Result<rustls::ServerConfig> {
         .map_err(|e| {
             Error::invalid_argument(format!("cert and key do not make a usable pair: {e}"))
         })?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     // Stateless tickets (the session sealed under a key that rotates every 6 hours): any
     // number of clients can resume, with no session table on the server.
     config.ticketer =

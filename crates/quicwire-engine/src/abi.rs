@@ -56,8 +56,10 @@ pub mod op {
     /// id = a request id: its caller stopped waiting. Its stream is reset, and nothing more
     /// is reported of it.
     pub const CANCEL: u32 = 8;
+    /// body = the trace context of the REQUEST (or IDEMPOTENT_REQUEST) op right after it.
+    pub const TRACE: u32 = 9;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, u32); 8] = [
+    pub(crate) const NAMES: [(&str, u32); 9] = [
         ("Message", MESSAGE),
         ("Request", REQUEST),
         ("Respond", RESPOND),
@@ -66,6 +68,7 @@ pub mod op {
         ("IdempotentRequest", IDEMPOTENT_REQUEST),
         ("IdempotentMessage", IDEMPOTENT_MESSAGE),
         ("Cancel", CANCEL),
+        ("Trace", TRACE),
     ];
 }
 
@@ -97,8 +100,10 @@ pub mod event {
     pub const KEY_LOG: f64 = 10.0;
     /// b = owner (as for CONNECTION); data = qlog records (JSON-SEQ).
     pub const QLOG: f64 = 11.0;
+    /// b = request handle; data = the trace context of the REQUEST event right after it.
+    pub const TRACE: f64 = 12.0;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, f64); 11] = [
+    pub(crate) const NAMES: [(&str, f64); 12] = [
         ("Connection", CONNECTION),
         ("Message", MESSAGE),
         ("Request", REQUEST),
@@ -110,6 +115,7 @@ pub mod event {
         ("Datagram", DATAGRAM),
         ("KeyLog", KEY_LOG),
         ("Qlog", QLOG),
+        ("Trace", TRACE),
     ];
 }
 
@@ -370,7 +376,11 @@ impl Batch {
                 handle,
                 body,
                 early,
+                trace,
             } => {
+                if let Some(context) = trace {
+                    self.push(event::TRACE, conn, [handle as f64, 0.0, 0.0], context);
+                }
                 let words = [handle as f64, f64::from(u8::from(early)), 0.0];
                 self.push(event::REQUEST, conn, words, body)
             }
@@ -562,6 +572,8 @@ impl JsEngine {
         type Lane = (f64, i32);
         let mut outboxes: Vec<(Lane, Result<Outbox, Error>, Vec<usize>)> = Vec::new();
         let engine = &mut self.engine;
+        // A TRACE op's context, for the request op right after it.
+        let mut trace: Option<Bytes> = None;
         for op in self::ops(data, ops) {
             let op = match op {
                 Ok(op) => op,
@@ -619,11 +631,16 @@ impl JsEngine {
                     }
                     pushed
                 }
+                op::TRACE => {
+                    trace = Some(Bytes::copy_from_slice(op.body));
+                    continue;
+                }
                 op::REQUEST | op::IDEMPOTENT_REQUEST => conn.and_then(|c| {
                     let options = RequestOptions {
                         timeout: (op.extra > 0.0).then(|| Duration::from_millis(op.extra as u64)),
                         priority: op.priority,
                         idempotent: op.code == op::IDEMPOTENT_REQUEST,
+                        trace: trace.take(),
                     };
                     let body = Bytes::copy_from_slice(op.body);
                     engine.request(now, c, op.id as u64, body, options)
@@ -645,6 +662,8 @@ impl JsEngine {
                     format!("unknown op {other}"),
                 )),
             };
+            // A context is for the op right after its TRACE only.
+            trace = None;
             if let Err(e) = result {
                 fail(op.index, e);
             }

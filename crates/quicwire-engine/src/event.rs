@@ -71,6 +71,8 @@ pub enum Event {
         handle: u64,
         body: Bytes,
         early: bool,
+        /// The requester's trace context, when it sent one (protocol version 2).
+        trace: Option<Bytes>,
     },
     /// The answer to our request `id`.
     Response { conn: ConnId, id: u64, body: Bytes },

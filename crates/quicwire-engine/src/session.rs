@@ -14,7 +14,8 @@ use bytes::{Bytes, BytesMut};
 use quicwire_core::config::{grown_stream_credit, initial_stream_credit, MAX_LANES};
 use quicwire_core::frame::{self, Frame, FrameReader};
 use quicwire_core::{
-    app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated, TransportConfig,
+    alpn_version, app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated,
+    TransportConfig, PROTOCOL_VERSION,
 };
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
@@ -58,6 +59,8 @@ pub(crate) enum Outcome {
         handle: u64,
         body: Bytes,
         early: bool,
+        /// Its trace context (a TRACE frame before it; protocol version 2).
+        trace: Option<Bytes>,
     },
     Response {
         id: u64,
@@ -99,6 +102,8 @@ struct Incoming {
     deadline: Instant,
     /// Its stream came before the client finished its handshake (0-RTT).
     early: bool,
+    /// The trace context a TRACE frame gave it.
+    trace: Option<Bytes>,
 }
 
 /// A request waiting for a stream (the peer's stream limit is reached).
@@ -111,6 +116,7 @@ struct Waiting {
     priority: i32,
     /// It may go as 0-RTT data (the application said it is safe to repeat).
     idempotent: bool,
+    trace: Option<Bytes>,
 }
 
 /// Our messages of one send priority: its channel stream, in order.
@@ -149,6 +155,8 @@ struct Pending {
 pub(crate) struct Session {
     is_client: bool,
     params: Params,
+    /// The wire protocol version of the connection (its ALPN's), set when our HELLO goes.
+    version: u64,
     /// Set once both HELLOs are known.
     negotiated: Option<Negotiated>,
     /// Our control stream, once our HELLO is on it.
@@ -189,7 +197,7 @@ pub(crate) struct Session {
 }
 
 /// How a request goes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestOptions {
     /// The connection's request timeout when None.
     pub timeout: Option<Duration>,
@@ -197,6 +205,10 @@ pub struct RequestOptions {
     pub priority: i32,
     /// Safe to repeat: it may go as 0-RTT data, which an attacker can replay.
     pub idempotent: bool,
+    /// Its trace context, for the peer's span to be a child of the caller's: opaque bytes
+    /// here, W3C Trace Context in the form docs/PROTOCOL.md gives (at most
+    /// [`frame::MAX_TRACE_CONTEXT`]). Dropped on a connection of protocol version 1.
+    pub trace: Option<Bytes>,
 }
 
 impl Params {
@@ -224,6 +236,7 @@ impl Session {
             peer_control: None,
             control_in,
             lanes: Vec::new(),
+            version: PROTOCOL_VERSION,
             assumed: None,
             early: None,
             channels_in: HashMap::new(),
@@ -356,6 +369,23 @@ impl Session {
 
     fn hello(&self) -> Hello {
         Hello::new(self.params.encodings.clone(), self.params.max_message_size)
+            .at_version(self.version)
+    }
+
+    /// The protocol version the handshake settled on (its ALPN); while a client's data goes
+    /// as 0-RTT, the one its last connection to that server had.
+    fn wire_version(&self, conn: &Connection) -> u64 {
+        if let Some(assumed) = self.assumed {
+            return assumed.version;
+        }
+        conn.crypto_session()
+            .handshake_data()
+            .and_then(|d| {
+                d.downcast::<quinn_proto::crypto::rustls::HandshakeData>()
+                    .ok()
+            })
+            .and_then(|d| d.protocol.as_deref().and_then(alpn_version))
+            .unwrap_or(PROTOCOL_VERSION)
     }
 
     /// Opens our control stream with our HELLO, once: a server as soon as it accepts (the
@@ -368,6 +398,7 @@ impl Session {
             return;
         };
         self.control = Some(id);
+        self.version = self.wire_version(conn);
         let mut out = BytesMut::new();
         frame::put_hello(&mut out, &self.hello());
         self.write(conn, id, out.freeze(), false);
@@ -491,8 +522,20 @@ impl Session {
             timeout,
             priority,
             idempotent,
+            trace,
         } = options;
         let negotiated = self.usable()?;
+        if let Some(t) = trace
+            .as_ref()
+            .filter(|t| t.len() > frame::MAX_TRACE_CONTEXT)
+        {
+            return Err(Error::invalid_argument(format!(
+                "a trace context of {} bytes is over the {} a request carries",
+                t.len(),
+                frame::MAX_TRACE_CONTEXT
+            )));
+        }
+        let trace = trace.filter(|_| negotiated.version >= 2);
         if body.len() as u64 > negotiated.peer_max_message_size {
             return Err(Error::too_large(
                 body.len() as u64,
@@ -517,6 +560,7 @@ impl Session {
             timeout: limit,
             priority,
             idempotent,
+            trace,
         };
         self.requests_waiting.insert(at, waiting);
         self.start_requests(conn);
@@ -541,6 +585,7 @@ impl Session {
                 deadline,
                 timeout: limit,
                 priority,
+                trace,
                 ..
             }) = self.requests_waiting.remove(next)
             else {
@@ -553,7 +598,10 @@ impl Session {
             let wire_id = self.next_wire_id;
             self.next_wire_id += 1;
             let mut head = BytesMut::new();
-            // Size was checked in `request`. The body goes as it is, not copied behind its head.
+            // Sizes were checked in `request`. The body goes as it is, not copied behind its head.
+            if let Some(trace) = trace {
+                let _ = frame::put_trace(&mut head, &trace);
+            }
             let _ = frame::put_request_head(&mut head, wire_id, body.len(), u64::MAX);
             self.write_chunks(conn, stream, &mut [head.freeze(), body], true);
             self.requests_out.insert(
@@ -730,6 +778,7 @@ impl Session {
                 deadline: now + self.params.request_timeout,
                 // Before the client's Finished: it may be 0-RTT data an attacker replayed.
                 early: !self.is_client && conn.is_handshaking(),
+                trace: None,
             };
             self.requests_in.insert(id, incoming);
             // Half the credit in use: double it (an idle connection stays small).
@@ -897,10 +946,25 @@ impl Session {
     fn read_requests_in(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         let mut answers = Vec::new();
+        let version = self.version;
         for (id, incoming) in self.requests_in.iter_mut() {
-            let reader = &mut incoming.reader;
+            let Incoming {
+                reader,
+                trace,
+                early,
+                ..
+            } = incoming;
             let read = read_into(conn, *id, reader);
-            match read.and_then(|_| reader.next_frame()) {
+            // Version 2: a TRACE frame may come first.
+            let next = read.and_then(|_| loop {
+                match reader.next_frame() {
+                    Ok(Some(Frame::Trace(context))) if version >= 2 && trace.is_none() => {
+                        *trace = Some(context);
+                    }
+                    other => break other,
+                }
+            });
+            match next {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);
@@ -911,7 +975,8 @@ impl Session {
                     out.push(Outcome::Request {
                         handle: id.index(),
                         body,
-                        early: incoming.early,
+                        early: *early,
+                        trace: trace.take(),
                     });
                 }
                 Ok(Some(_)) => {

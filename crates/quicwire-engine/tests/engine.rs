@@ -83,6 +83,63 @@ fn connects_and_answers_a_request() {
 }
 
 #[test]
+fn a_requests_trace_context_reaches_the_responder() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(1, |_| {}, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    let context = Bytes::from_static(&[
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 1,
+    ]);
+    let traced = RequestOptions {
+        trace: Some(context.clone()),
+        ..Default::default()
+    };
+    let now = net.now();
+    let engine = net.engine(c);
+    engine
+        .request(now, id, 1, Bytes::from_static(b"a"), traced)
+        .unwrap();
+    engine
+        .request(
+            now,
+            id,
+            2,
+            Bytes::from_static(b"b"),
+            RequestOptions::default(),
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        if let Event::Request { body, trace, .. } =
+            wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+        {
+            seen.push((body, trace));
+        }
+    }
+    seen.sort();
+    assert_eq!(seen[0], (Bytes::from_static(b"a"), Some(context)));
+    assert_eq!(seen[1], (Bytes::from_static(b"b"), None));
+    // Too long a context is the caller's error, and the connection goes on.
+    let long = RequestOptions {
+        trace: Some(Bytes::from(vec![
+            0;
+            quicwire_core::frame::MAX_TRACE_CONTEXT + 1
+        ])),
+        ..Default::default()
+    };
+    let now = net.now();
+    let err = net
+        .engine(c)
+        .request(now, id, 3, Bytes::from_static(b"c"), long);
+    assert_eq!(err.unwrap_err().code, ErrorCode::InvalidArgument);
+    request(&mut net, c, id, 4, b"d");
+    assert!(matches!(
+        wait(&mut net, s, |e| matches!(e, Event::Request { .. })),
+        Event::Request { trace: None, .. }
+    ));
+}
+
+#[test]
 fn an_answer_that_cannot_go_is_an_error() {
     let setup = Setup::new();
     let (mut net, c, s) = setup.network(2, |_| {}, |_| {});
@@ -764,6 +821,7 @@ fn dial_and_ask(
             handle,
             body,
             early: was,
+            ..
         } = wait(
             net,
             s,

@@ -198,15 +198,20 @@ pub fn bind(
     port: u32,
     on_events: Function<Option<Float64Array>, ()>,
 ) -> Result<u32> {
-    let port = u16::try_from(port).map_err(|_| {
-        js_error(Error::invalid_argument(format!(
-            "port {port} is out of range"
-        )))
-    })?;
+    let port = udp_port(port)?;
     driver(engine)?
         .bind(&env, &host, port, on_events)
         .map(u32::from)
         .map_err(js_error)
+}
+
+/// A port number from JS, checked.
+fn udp_port(port: u32) -> Result<u16> {
+    u16::try_from(port).map_err(|_| {
+        js_error(Error::invalid_argument(format!(
+            "port {port} is out of range"
+        )))
+    })
 }
 
 /// A UDP port shared by worker threads: `group` names their sockets, which `adopt` takes.
@@ -221,11 +226,7 @@ pub struct WorkerSockets {
 /// each takes its own with `adopt`, and `releaseWorkers` closes those not taken.
 #[napi(catch_unwind)]
 pub fn bind_workers(host: String, port: u32, count: u32) -> Result<WorkerSockets> {
-    let port = u16::try_from(port).map_err(|_| {
-        js_error(Error::invalid_argument(format!(
-            "port {port} is out of range"
-        )))
-    })?;
+    let port = udp_port(port)?;
     let (group, port) = workers::bind(&host, port, count as usize).map_err(js_error)?;
     Ok(WorkerSockets {
         group,

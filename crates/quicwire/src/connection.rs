@@ -301,41 +301,52 @@ impl Connection {
 /// resets its stream, so the requester gets ERR_STREAM_RESET instead of waiting.
 pub struct IncomingRequest {
     conn: Connection,
-    handle: u64,
-    body: Bytes,
-    early: bool,
+    request: Incoming,
     answered: bool,
+}
+
+/// A request as the engine reported it.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub handle: u64,
+    pub body: Bytes,
+    pub early: bool,
+    pub trace: Option<Bytes>,
 }
 
 impl std::fmt::Debug for IncomingRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingRequest")
             .field("conn", &self.conn)
-            .field("handle", &self.handle)
-            .field("len", &self.body.len())
+            .field("handle", &self.request.handle)
+            .field("len", &self.request.body.len())
             .finish()
     }
 }
 
 impl IncomingRequest {
-    pub(crate) fn new(conn: Connection, handle: u64, body: Bytes, early: bool) -> IncomingRequest {
+    pub(crate) fn new(conn: Connection, request: Incoming) -> IncomingRequest {
         IncomingRequest {
             conn,
-            handle,
-            body,
-            early,
+            request,
             answered: false,
         }
     }
 
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.request.body
     }
 
     /// It came as 0-RTT data (`TransportConfig::early_data`), before the client finished
     /// its handshake: an attacker may have replayed it. Act on it only if that is harmless.
     pub fn is_early(&self) -> bool {
-        self.early
+        self.request.early
+    }
+
+    /// The requester's trace context (`RequestOptions::trace`), if it sent one: W3C Trace
+    /// Context in the binary form of docs/PROTOCOL.md, section 6b.
+    pub fn trace(&self) -> Option<&Bytes> {
+        self.request.trace.as_ref()
     }
 
     pub fn connection(&self) -> &Connection {
@@ -347,7 +358,7 @@ impl IncomingRequest {
     /// when the answer cannot go (the requester stopped waiting, the connection closed).
     pub async fn respond(mut self, answer: std::result::Result<&[u8], Error>) -> Result<()> {
         self.answered = true;
-        let (id, handle) = (self.conn.state.id, self.handle);
+        let (id, handle) = (self.conn.state.id, self.request.handle);
         self.conn
             .endpoint
             .shared
@@ -358,7 +369,7 @@ impl IncomingRequest {
 impl Drop for IncomingRequest {
     fn drop(&mut self) {
         if !self.answered {
-            let (id, handle) = (self.conn.state.id, self.handle);
+            let (id, handle) = (self.conn.state.id, self.request.handle);
             self.conn
                 .endpoint
                 .shared

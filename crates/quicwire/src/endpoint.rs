@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::connection::{Connection, Handler, IncomingRequest, RequestOptions};
+use crate::connection::{Connection, Handler, Incoming, IncomingRequest, RequestOptions};
 use crate::socket::{Network, Socket};
 use crate::tunnel::{Inbound, Transport, Tunnels};
 use crate::udp::RECV_SLOTS;
@@ -556,7 +556,7 @@ enum Action {
     Datagram(Arc<ConnState>, Bytes),
     KeyLog(String),
     Qlog(ConnId, Bytes),
-    Request(Arc<ConnState>, u64, Bytes, bool),
+    Request(Arc<ConnState>, Incoming),
     Acked(Arc<ConnState>, i32, u64),
     Closed(Arc<ConnState>, Error),
 }
@@ -611,9 +611,16 @@ fn take_events(state: &mut State) -> Vec<Action> {
                 handle,
                 body,
                 early,
+                trace,
             } => {
                 if let Some(c) = state.conns.get(&conn) {
-                    actions.push(Action::Request(c.clone(), handle, body, early));
+                    let request = Incoming {
+                        handle,
+                        body,
+                        early,
+                        trace,
+                    };
+                    actions.push(Action::Request(c.clone(), request));
                 }
             }
             Event::Response { conn, id, body } => {
@@ -678,8 +685,8 @@ fn dispatch(shared: &Arc<Shared>, endpoint: &Weak<Endpoint>, actions: Vec<Action
             Action::Datagram(c, body) => handler.on_datagram(&conn(c), body),
             Action::KeyLog(line) => handler.on_key_log(&line),
             Action::Qlog(id, records) => handler.on_qlog(id.get(), &records),
-            Action::Request(c, handle, body, early) => {
-                handler.on_request(IncomingRequest::new(conn(c), handle, body, early))
+            Action::Request(c, request) => {
+                handler.on_request(IncomingRequest::new(conn(c), request))
             }
             Action::Acked(c, priority, n) => handler.on_acked(&conn(c), priority, n),
             Action::Closed(c, error) => handler.on_closed(&conn(c), &error),

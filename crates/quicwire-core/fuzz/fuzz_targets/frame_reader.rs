@@ -72,6 +72,9 @@ fn round_trip(f: &Frame, limit: u64) {
         Frame::Error { id, code, text } => frame::put_error(&mut out, *id, *code, text),
         Frame::Ack { stream, count } => frame::put_ack(&mut out, *stream, *count),
         Frame::GoAway => frame::put_goaway(&mut out),
+        Frame::Trace(context) => {
+            frame::put_trace(&mut out, context).expect("an accepted trace context re-encodes")
+        }
     }
     let again = FrameDecoder::new(limit)
         .decode(&mut out)

@@ -623,11 +623,13 @@ impl Engine {
                 handle,
                 body,
                 early,
+                trace,
             } => Event::Request {
                 conn: id,
                 handle,
                 body,
                 early,
+                trace,
             },
             Outcome::Response { id: request, body } => Event::Response {
                 conn: id,
