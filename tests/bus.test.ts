@@ -246,16 +246,29 @@ describe('bus', () => {
     }
   });
 
-  it('aborts a request with its signal', async () => {
+  it('aborts a request with its signal, and the agent working on it hears of it', async () => {
     const b = await bus();
     const client = await agent(b, 'client');
     const slow = await agent(b, 'slow');
-    slow.onRequest(() => new Promise(() => {}));
+    const heard: string[] = [];
+    const working = (signal: AbortSignal) =>
+      new Promise(() => signal.addEventListener('abort', () => heard.push((signal.reason as Error).message)));
+    slow.onRequest((_m, info) => working(info.signal));
+    slow.subscribe('work', (_m, info) => (info.signal ? working(info.signal) : null));
     const c = new AbortController();
     const pending = client.request('slow', 1, { signal: c.signal });
     await sleep(50);
     c.abort();
     await rejectsWith(pending, 'ERR_ABORTED');
+    // Through the bus: the requester's stream reset, the bus's call to the agent reset.
+    await eventually(() => heard.length === 1, 'the handler hears the abort');
+    expect(heard[0]).toMatch(/stopped waiting/);
+    const asking = new AbortController();
+    const asked = client.ask('work', 1, { signal: asking.signal });
+    await sleep(50);
+    asking.abort();
+    await rejectsWith(asked, 'ERR_ABORTED');
+    await eventually(() => heard.length === 2, 'the subject handler hears the abort');
     const done = new AbortController();
     done.abort();
     await rejectsWith(client.request('slow', 1, { signal: done.signal }), 'ERR_ABORTED');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../ts/codec.js';
-import { allocSendBuffer, backend, type Connection, initWasm } from '../ts/index.js';
+import { allocSendBuffer, backend, type Connection, initWasm, type QuicwireError } from '../ts/index.js';
 import { lineFrom } from './fixtures/spawn.js';
 import { connectedPair, echoServer, eventually, fixture, gate, rejectsWith, transport } from './helpers.js';
 
@@ -55,8 +55,10 @@ describe('messaging', () => {
     const server = await echoServer();
     const { held, release } = gate();
     let started = 0;
-    server.onRequest(async (m) => {
+    const heard: string[] = [];
+    server.onRequest(async (m, _peer, info) => {
       started++;
+      info.signal.addEventListener('abort', () => heard.push((info.signal.reason as QuicwireError).code));
       if (m === 'slow') await held;
       return m;
     });
@@ -75,6 +77,9 @@ describe('messaging', () => {
     await eventually(() => started === 1, 'the request reached the server');
     c.abort();
     await rejectsWith(pending, 'ERR_ABORTED');
+    // The handler hears it through its signal, while it still works.
+    await eventually(() => heard.length === 1, "the handler's signal aborts");
+    expect(heard).toEqual(['ERR_ABORTED']);
     // A request sent after it comes back once the server has read the reset too.
     expect(await t.request(conn, 'fast')).toBe('fast');
     release();
@@ -90,6 +95,23 @@ describe('messaging', () => {
       t.request(conn, 'x', { signal: 'no' as unknown as AbortSignal }),
       'ERR_INVALID_ARGUMENT',
     );
+  });
+
+  it("a handler's signal aborts when its connection closes", async () => {
+    const server = await echoServer();
+    const reasons: string[] = [];
+    server.onRequest((_m, _peer, info) => {
+      info.signal.addEventListener('abort', () => reasons.push((info.signal.reason as QuicwireError).code));
+      return new Promise(() => {});
+    });
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    const pending = t.request(conn, 'never');
+    await eventually(() => server.stats().totals.requestsIn === 1, 'the request reached the server');
+    await t.disconnect(conn);
+    await rejectsWith(pending, 'ERR_CONNECTION_CLOSED');
+    await eventually(() => reasons.length === 1, 'the signal aborts');
+    expect(reasons).toEqual(['ERR_CONNECTION_CLOSED']);
   });
 
   it('a handler that throws: the error is uncaught, the batch and the connection go on', async () => {

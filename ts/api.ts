@@ -10,6 +10,7 @@ export {
   type AgentRequestOptions,
   type Answer,
   type AskOptions,
+  type Called,
   type From,
   type Published,
   type QuorumOptions,

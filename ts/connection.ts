@@ -9,10 +9,17 @@ import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Op } from './layout.js';
 import type { Tracing } from './tracing.js';
-import type { ArrivalInfo, Encoding, ReceiveOptions, RequestOptions, SendOptions } from './types.js';
+import type {
+  ArrivalInfo,
+  Encoding,
+  ReceiveOptions,
+  RequestInfo,
+  RequestOptions,
+  SendOptions,
+} from './types.js';
 
 export type MessageHandler = (message: unknown, connection: Connection, info: ArrivalInfo) => void;
-export type RequestHandler = (message: unknown, connection: Connection, info: ArrivalInfo) => unknown;
+export type RequestHandler = (message: unknown, connection: Connection, info: RequestInfo) => unknown;
 /** Gets a datagram's bytes to keep (a copy of its own). */
 export type DatagramHandler = (datagram: Uint8Array, connection: Connection) => void;
 
@@ -101,6 +108,30 @@ class Lane {
 const ON_TIME: ArrivalInfo = Object.freeze({ early: false });
 const EARLY: ArrivalInfo = Object.freeze({ early: true });
 
+/** A request being answered: what its handler is told (`info`), with an abort signal made
+ *  when the handler first asks for it. */
+class Answering implements RequestInfo {
+  #controller: AbortController | undefined;
+  #cancelled: QuicwireError | undefined;
+
+  constructor(readonly early: boolean) {}
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#cancelled) this.#controller.abort(this.#cancelled);
+    }
+    return this.#controller.signal;
+  }
+
+  /** The requester stopped waiting, or the connection closed. */
+  cancel(reason: QuicwireError): void {
+    if (this.#cancelled) return;
+    this.#cancelled = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
 interface Receiver {
   resolve(value: unknown): void;
   reject(err: QuicwireError): void;
@@ -135,6 +166,8 @@ export class Connection implements AsyncIterable<unknown> {
   // Receiving.
   #inbox = new Fifo<Received>();
   #receivers: Receiver[] = [];
+  /** The peer's requests being answered, by handle. */
+  readonly #answering = new Map<number, Answering>();
 
   constructor(hub: Hub, owner: Owner, info: ConnectionInfo) {
     this.#hub = hub;
@@ -383,6 +416,7 @@ export class Connection implements AsyncIterable<unknown> {
       code: 'ERR_REMOTE' | 'ERR_DECODE' | 'ERR_ENCODE' | 'ERR_MESSAGE_TOO_LARGE',
       message: string,
     ) => {
+      this.#answering.delete(handle);
       meter?.answered((performance.now() - started) / 1000, code);
       hub.queue(
         Op.RespondError,
@@ -405,7 +439,8 @@ export class Connection implements AsyncIterable<unknown> {
       fail('ERR_REMOTE', 'the peer has no request handler (onRequest)');
       return;
     }
-    const info = early ? EARLY : ON_TIME;
+    const info = new Answering(early);
+    this.#answering.set(handle, info);
     const tracing = this.#owner.tracing;
     Promise.resolve()
       .then(() =>
@@ -422,11 +457,19 @@ export class Connection implements AsyncIterable<unknown> {
             fail('ERR_ENCODE', `the reply could not be encoded: ${(err as Error).message}`);
             return;
           }
+          this.#answering.delete(handle);
           meter?.answered((performance.now() - started) / 1000, undefined);
           hub.queue(Op.Respond, this.id, handle, answer, 0, this.#answered);
         },
         (err: unknown) => fail('ERR_REMOTE', err instanceof Error ? err.message : String(err)),
       );
+  }
+
+  /** The requester of the request with this handle stopped waiting for its answer. */
+  cancelled(handle: number): void {
+    this.#answering
+      .get(handle)
+      ?.cancel(new QuicwireError('ERR_ABORTED', 'the requester stopped waiting for the answer'));
   }
 
   /** The connection is gone: everything pending learns it. */
@@ -448,6 +491,8 @@ export class Connection implements AsyncIterable<unknown> {
       if (r.timer) clearTimeout(r.timer);
       r.reject(closed);
     }
+    for (const answering of this.#answering.values()) answering.cancel(closed);
+    this.#answering.clear();
     this.#receivers = [];
     this.#owner.disconnected(this, closed);
   }

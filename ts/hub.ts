@@ -311,6 +311,9 @@ export class Hub {
         }
         break;
       }
+      case Event.RequestCancelled:
+        this.#connections.get(a)?.cancelled(b);
+        break;
       case Event.Acked:
         this.#connections.get(a)?.acked(c, b);
         break;

@@ -33,6 +33,7 @@ export const Event = {
   KeyLog: 10,
   Qlog: 11,
   Trace: 12,
+  RequestCancelled: 13,
 } as const;
 
 /** Error codes by their number. */

@@ -128,6 +128,14 @@ export interface ArrivalInfo {
   early: boolean;
 }
 
+/** What a request handler is told of its request. */
+export interface RequestInfo extends ArrivalInfo {
+  /** Aborted (with ERR_ABORTED) when the requester stops waiting for the answer (it gave
+   *  up or its timeout passed), or with ERR_CONNECTION_CLOSED when the connection closes:
+   *  the work may stop, as the answer can no longer be delivered. */
+  readonly signal: AbortSignal;
+}
+
 export interface MessageHandlerOptions {
   /** The handler takes a message's bytes only until it returns: they may be views of a
    *  buffer quicwire reuses, which spares an allocation (and the garbage collector's

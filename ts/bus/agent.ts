@@ -9,7 +9,7 @@ import { Fifo } from '../fifo.js';
 import { aborted } from '../hub.js';
 import { checkInteger, checkKeys, checkObject, checkString, LIMIT_KEYS } from '../options.js';
 import { QuicTransport } from '../transport.js';
-import type { TransportOptions } from '../types.js';
+import type { RequestInfo, TransportOptions } from '../types.js';
 import type { PresenceEvent } from './bus.js';
 import { type Control, encodeControl, randomId, type Subscription as Wire } from './control.js';
 import { FrameReader, FrameWriter, Kind, OK, readAnswer, statusCode, statusError } from './frames.js';
@@ -75,11 +75,21 @@ export interface Published extends From {
   subject: string;
 }
 
+/** Where a request came from, and whether its asker still waits. */
+export interface Called extends From {
+  /** Aborted when the asker stops waiting (it aborted, or its timeout passed), or the
+   *  bus connection closes: the work may stop. */
+  readonly signal: AbortSignal;
+}
+
 export type AgentMessageHandler = (message: unknown, info: From) => void;
-export type AgentRequestHandler = (message: unknown, info: From) => unknown;
+export type AgentRequestHandler = (message: unknown, info: Called) => unknown;
 /** Gets what is published on a subscribed subject; for an ask, its return value (or
- *  promise) is the answer. */
-export type SubjectHandler = (message: unknown, info: Published) => unknown;
+ *  promise) is the answer, and `info.signal` says when the asker stops waiting. */
+export type SubjectHandler = (
+  message: unknown,
+  info: Published & { readonly signal?: AbortSignal },
+) => unknown;
 
 export interface SubscribeOptions {
   /** A queue group: each message or ask goes to one member of it. */
@@ -172,7 +182,7 @@ export class Agent {
   /** What the shared transport hands this agent of its connection. */
   readonly #link: AgentLink = {
     message: (body) => this.#message(body),
-    called: (body) => this.#called(body),
+    called: (body, request) => this.#called(body, request),
     dropped: (conn, reason) => this.#dropped(conn, reason),
     failed: (err) => this.#errorHandler?.(err),
   };
@@ -621,14 +631,21 @@ export class Agent {
     }
   }
 
-  async #called(body: Uint8Array): Promise<Uint8Array> {
+  /** `request`: the call's info, whose signal is only made if a handler asks for it. */
+  async #called(body: Uint8Array, request: RequestInfo): Promise<Uint8Array> {
     const r = new FrameReader(body);
     const kind = r.u8();
     if (kind === Kind.Call) {
       const from = r.str();
       const message = decode(r.rest(), 'msgpack');
       if (!this.#requestHandler) throw new Error(`agent ${this.name} has no request handler (onRequest)`);
-      return encode(await this.#requestHandler(message, { from }), 'msgpack');
+      const info: Called = {
+        from,
+        get signal() {
+          return request.signal;
+        },
+      };
+      return encode(await this.#requestHandler(message, info), 'msgpack');
     }
     if (kind === Kind.CallSubject) {
       const sids = readSids(r);
@@ -638,7 +655,14 @@ export class Agent {
       // One answer from this agent, by its first subscription still there.
       const sub = sids.map((sid) => this.#subs.get(sid)).find((s) => s !== undefined);
       if (!sub) throw new Error(`agent ${this.name} no longer subscribes to ${subject}`);
-      return encode(await sub.handler(message, { subject, from }), 'msgpack');
+      const info = {
+        subject,
+        from,
+        get signal() {
+          return request.signal;
+        },
+      };
+      return encode(await sub.handler(message, info), 'msgpack');
     }
     throw new QuicwireError('ERR_PROTOCOL', `unknown bus request kind ${kind}`);
   }
@@ -751,7 +775,7 @@ export class Agent {
 /** What an agent hears of its connection. */
 interface AgentLink {
   message(body: Uint8Array): void;
-  called(body: Uint8Array): Promise<Uint8Array>;
+  called(body: Uint8Array, request: RequestInfo): Promise<Uint8Array>;
   dropped(conn: Connection, reason: QuicwireError): void;
   failed(err: QuicwireError): void;
 }
@@ -778,10 +802,10 @@ class Shared {
     });
     const of = (conn: Connection) => this.agents.get(conn);
     this.transport.onMessage((body, conn) => of(conn)?.message(body as Uint8Array));
-    this.transport.onRequest((body, conn) => {
+    this.transport.onRequest((body, conn, info) => {
       const agent = of(conn);
       if (!agent) throw new Error('the agent is closed');
-      return agent.called(body as Uint8Array);
+      return agent.called(body as Uint8Array, info);
     });
     this.transport.onDisconnect((conn, reason) => of(conn)?.dropped(conn, reason));
     this.transport.onError((err, conn) => of(conn)?.failed(err));

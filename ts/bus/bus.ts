@@ -90,7 +90,7 @@ export class QuicBus {
     this.#server = server;
     this.#balance = balance;
     server.onMessage((body, conn) => this.#message(body as Uint8Array, conn));
-    server.onRequest((body, conn) => this.#request(body as Uint8Array, conn));
+    server.onRequest((body, conn, info) => this.#request(body as Uint8Array, conn, info.signal));
     server.onDisconnect((conn) => this.#left(conn));
     // An answer that finds its requester gone (it left, aborted or timed out) is routine on a
     // bus; `bus.server.onError` hears of them for whoever wants to.
@@ -213,7 +213,9 @@ export class QuicBus {
 
   // Requests: control, and requests to agents, answered with a status.
 
-  async #request(body: Uint8Array, conn: Connection): Promise<Uint8Array> {
+  /** `signal`: the requesting agent stopped waiting; the calls made for it are cancelled
+   *  in turn, which tells their agents' handlers. */
+  async #request(body: Uint8Array, conn: Connection, signal: AbortSignal): Promise<Uint8Array> {
     try {
       const r = new FrameReader(body);
       const kind = r.u8();
@@ -228,13 +230,14 @@ export class QuicBus {
         if (!to) throw noAgent(name);
         // The call takes a copy of the frame before it waits.
         const frame = FrameWriter.scratch().u8(Kind.Call).str(from.name).bytes(r.rest()).done();
-        return answer(OK, await this.#call(to, frame, timeoutMs));
+        return answer(OK, await this.#call(to, frame, timeoutMs, signal));
       }
       if (kind === Kind.Gather) {
         const want = r.u32();
         const subject = r.str();
         const key = r.str();
-        return answer(OK, await this.#gather(from.name, subject, key, want, timeoutMs, r.rest()));
+        const payload = r.rest();
+        return answer(OK, await this.#gather(from.name, subject, key, want, timeoutMs, payload, signal));
       }
       throw new QuicwireError('ERR_PROTOCOL', `unknown bus request kind ${kind}`);
     } catch (err) {
@@ -271,6 +274,7 @@ export class QuicBus {
     want: number,
     timeoutMs: number,
     payload: Uint8Array,
+    signal: AbortSignal,
   ): Promise<Uint8Array> {
     const targets = this.#targets(subject, key);
     if (targets.size === 0) throw new QuicwireError('ERR_NO_RESPONDERS', `no agent subscribes to ${subject}`);
@@ -280,6 +284,16 @@ export class QuicBus {
     let answered = 0;
     let ok = 0;
     await new Promise<void>((resolve) => {
+      // The asker gave up: so do the calls still out.
+      const gaveUp = () => {
+        stop.abort();
+        resolve();
+      };
+      if (signal.aborted) return gaveUp();
+      signal.addEventListener('abort', gaveUp, { once: true });
+      stop.signal.addEventListener('abort', () => signal.removeEventListener('abort', gaveUp), {
+        once: true,
+      });
       for (const [member, sids] of targets) {
         const frame = subjectFrame(Kind.CallSubject, sids, subject, from, payload);
         const settle = (status: number, body: Uint8Array | string) => {

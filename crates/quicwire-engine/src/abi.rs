@@ -102,8 +102,10 @@ pub mod event {
     pub const QLOG: f64 = 11.0;
     /// b = request handle; data = the trace context of the REQUEST event right after it.
     pub const TRACE: f64 = 12.0;
+    /// b = request handle: its requester stopped waiting before it was answered.
+    pub const REQUEST_CANCELLED: f64 = 13.0;
     /// Their names in `ts/layout.ts`.
-    pub(crate) const NAMES: [(&str, f64); 12] = [
+    pub(crate) const NAMES: [(&str, f64); 13] = [
         ("Connection", CONNECTION),
         ("Message", MESSAGE),
         ("Request", REQUEST),
@@ -116,6 +118,7 @@ pub mod event {
         ("KeyLog", KEY_LOG),
         ("Qlog", QLOG),
         ("Trace", TRACE),
+        ("RequestCancelled", REQUEST_CANCELLED),
     ];
 }
 
@@ -390,6 +393,10 @@ impl Batch {
             Event::RequestFailed { conn, id, error } => {
                 let words = [id as f64, code(&error), 0.0];
                 self.push(event::REQUEST_FAILED, conn, words, error.message.into());
+            }
+            Event::RequestCancelled { conn, handle } => {
+                let words = [handle as f64, 0.0, 0.0];
+                self.push(event::REQUEST_CANCELLED, conn, words, Bytes::new());
             }
             Event::Acked {
                 conn,

@@ -79,6 +79,10 @@ pub enum Event {
     /// Our request `id` failed: the peer's handler failed (ERR_REMOTE), it timed out,
     /// its stream was reset, or the connection closed.
     RequestFailed { conn: ConnId, id: u64, error: Error },
+    /// The requester of the peer's request with this handle stopped waiting (it gave up,
+    /// or its timeout passed) before it was answered. An answer still given is reported
+    /// as not sent (`Engine::respond` fails with ERR_STREAM_RESET).
+    RequestCancelled { conn: ConnId, handle: u64 },
     /// The peer's application has this many of the messages we sent on this connection's
     /// lane of `priority` (the sequence numbers `Engine::send` returns for that lane).
     Acked {
@@ -104,6 +108,7 @@ impl Event {
             | Event::Request { conn, .. }
             | Event::Response { conn, .. }
             | Event::RequestFailed { conn, .. }
+            | Event::RequestCancelled { conn, .. }
             | Event::Acked { conn, .. }
             | Event::Closed { conn, .. } => *conn,
         }

@@ -70,6 +70,12 @@ pub(crate) enum Outcome {
         id: u64,
         error: Error,
     },
+    /// The requester of the request with this handle stopped waiting (it gave up, or its
+    /// timeout passed) before it was answered: the handler may stop. Its answer, if any,
+    /// still goes to `respond`, which reports that it could not be sent.
+    RequestCancelled {
+        handle: u64,
+    },
     /// The peer's application has this many of our messages on the lane of `priority`.
     Acked {
         priority: i32,
@@ -285,6 +291,19 @@ impl Session {
     /// All of a stream's data reached the peer.
     pub fn on_finished(&mut self, id: StreamId) {
         self.responding.remove(&id);
+    }
+
+    /// The peer asked us to stop sending on `id`: for a request we are answering, its
+    /// requester stopped waiting.
+    pub fn on_stopped(&mut self, id: StreamId, out: &mut Vec<Outcome>) {
+        let handle = id.index();
+        if self
+            .answering
+            .get(&handle)
+            .is_some_and(|(stream, _)| *stream == id)
+        {
+            out.push(Outcome::RequestCancelled { handle });
+        }
     }
 
     /// Streams open now: our channels and requests in flight.

@@ -307,6 +307,42 @@ fn a_request_times_out_on_the_virtual_clock() {
 }
 
 #[test]
+fn the_responder_hears_when_the_requester_stops_waiting() {
+    let setup = Setup::new();
+    let (mut net, c, s) = setup.network(8, |_| {}, |_| {});
+    let (id, peer) = connect(&mut net, c, s);
+    request(&mut net, c, id, 1, b"slow");
+    let Event::Request { handle, .. } = wait(&mut net, s, |e| matches!(e, Event::Request { .. }))
+    else {
+        unreachable!()
+    };
+    let now = net.now();
+    net.engine(c).cancel_request(now, id, 1);
+    let heard = wait(&mut net, s, |e| matches!(e, Event::RequestCancelled { .. }));
+    assert!(matches!(heard, Event::RequestCancelled { handle: h, .. } if h == handle));
+    // An answer given anyway is reported as not sent, as before.
+    let now = net.now();
+    let late = net.engine(s).respond(now, peer, handle, Ok(b"late"));
+    assert_eq!(late.unwrap_err().code, ErrorCode::StreamReset);
+    // An answered request is not reported when its requester gives up after the answer.
+    request(&mut net, c, id, 2, b"fast");
+    net.run_until(PATIENCE, |net| {
+        net.events(s)
+            .iter()
+            .any(|e| matches!(e, Event::Request { .. }))
+    });
+    assert_eq!(echo(&mut net, s), 1);
+    wait(&mut net, c, |e| matches!(e, Event::Response { id: 2, .. }));
+    let now = net.now();
+    net.engine(c).cancel_request(now, id, 2);
+    net.advance(Duration::from_millis(50));
+    assert!(!net
+        .events(s)
+        .iter()
+        .any(|e| matches!(e, Event::RequestCancelled { .. })));
+}
+
+#[test]
 fn idle_connections_are_evicted_and_keep_alive_holds_the_rest() {
     let setup = Setup::new();
     // The pooled connection is evicted after 100 ms of nothing in flight.

@@ -633,6 +633,9 @@ fn take_events(state: &mut State) -> Vec<Action> {
                     let _ = tx.send(Err(error));
                 }
             }
+            // A handler here learns it when its answer cannot go (`respond` fails with
+            // ERR_STREAM_RESET); the JS facade tells its handlers sooner (`info.signal`).
+            Event::RequestCancelled { .. } => {}
             Event::Acked {
                 conn,
                 priority,

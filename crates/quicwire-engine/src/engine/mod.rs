@@ -641,6 +641,7 @@ impl Engine {
                 id: request,
                 error,
             },
+            Outcome::RequestCancelled { handle } => Event::RequestCancelled { conn: id, handle },
             Outcome::Acked {
                 priority,
                 delivered,
@@ -785,6 +786,10 @@ impl Engine {
                     }
                     QuicEvent::Stream(StreamEvent::Finished { id }) => {
                         conn.session.on_finished(id);
+                        streams = true;
+                    }
+                    QuicEvent::Stream(StreamEvent::Stopped { id, .. }) => {
+                        conn.session.on_stopped(id, &mut out);
                         streams = true;
                     }
                     QuicEvent::Stream(_) => streams = true,
