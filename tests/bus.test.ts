@@ -65,6 +65,22 @@ describe('bus', () => {
     expect(await alice.request('bob', new Uint8Array(3 << 20).fill(7))).toBe(3 << 20);
   });
 
+  it('keeps messages for receive() when no onMessage handler takes them', async () => {
+    const b = await bus();
+    const alice = await agent(b, 'alice');
+    const bob = await agent(b, 'bob');
+    await rejectsWith(bob.receive({ timeoutMs: 20 }), 'ERR_TIMEOUT');
+    await alice.send('bob', 1);
+    const kept = bob.receive();
+    const waiting = bob.receive();
+    await alice.send('bob', 2);
+    expect(await kept).toEqual({ message: 1, from: 'alice' });
+    expect(await waiting).toEqual({ message: 2, from: 'alice' });
+    const pending = bob.receive();
+    await bob.close();
+    await rejectsWith(pending, 'ERR_CONNECTION_CLOSED');
+  });
+
   it('says ERR_NO_RESPONDERS at once for a name nobody has, and ERR_REMOTE for a throwing handler', async () => {
     const b = await bus();
     const alice = await agent(b, 'alice');

@@ -7,6 +7,7 @@ import type { ConnectionInfo } from './engine.js';
 import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
+import { Inbox } from './inbox.js';
 import { Op } from './layout.js';
 import type { Tracing } from './tracing.js';
 import type {
@@ -132,14 +133,6 @@ class Answering implements RequestInfo {
   }
 }
 
-interface Receiver {
-  resolve(value: unknown): void;
-  reject(err: QuicwireError): void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
-type Received = { value: unknown } | { error: QuicwireError };
-
 export class Connection implements AsyncIterable<unknown> {
   /** Engine connection id (unique in this process). */
   readonly id: number;
@@ -164,8 +157,8 @@ export class Connection implements AsyncIterable<unknown> {
   readonly #lane0 = new Lane(0, () => {});
   #lanes: Map<number, Lane> | undefined;
   // Receiving.
-  #inbox = new Fifo<Received>();
-  #receivers: Receiver[] = [];
+  /** Messages no handler took, for `receive`. */
+  readonly #inbox: Inbox<unknown>;
   /** The peer's requests being answered, by handle. */
   readonly #answering = new Map<number, Answering>();
 
@@ -175,6 +168,7 @@ export class Connection implements AsyncIterable<unknown> {
     this.id = info.id;
     this.encoding = info.encoding as Encoding;
     this.peer = info.peer;
+    this.#inbox = new Inbox(info.peer);
     this.peerMaxMessageSize = info.peerMaxMessageSize;
     this.maxDatagramSize = info.maxDatagramSize;
     this.carrier = info.carrier;
@@ -293,20 +287,7 @@ export class Connection implements AsyncIterable<unknown> {
         invalidArgument(`timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`),
       );
     }
-    const next = this.#inbox.shift();
-    if (next) return 'error' in next ? Promise.reject(next.error) : Promise.resolve(next.value);
-    if (this.#closed) return Promise.reject(this.#closed);
-    return new Promise((resolve, reject) => {
-      const receiver: Receiver = { resolve, reject, timer: undefined };
-      if (timeoutMs !== undefined) {
-        receiver.timer = setTimeout(() => {
-          this.#receivers = this.#receivers.filter((r) => r !== receiver);
-          reject(new QuicwireError('ERR_TIMEOUT', `no message from ${this.peer} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        receiver.timer.unref?.();
-      }
-      this.#receivers.push(receiver);
-    });
+    return this.#inbox.take(timeoutMs);
   }
 
   /** Incoming messages until the connection closes. */
@@ -380,25 +361,17 @@ export class Connection implements AsyncIterable<unknown> {
   delivered(body: Uint8Array, lent: boolean, early: boolean): void {
     // Lent, but the handler that borrowed it was replaced since: a copy to keep.
     if (lent && !this.#owner.borrowsMessages) body = body.slice();
-    let item: Received;
+    let message: unknown;
     try {
-      item = { value: decode(body, this.encoding) };
+      message = decode(body, this.encoding);
     } catch (err) {
-      item = { error: err as QuicwireError };
-    }
-    const handler = this.#owner.messageHandler;
-    if (handler && 'value' in item) {
-      handler(item.value, this, early ? EARLY : ON_TIME);
+      // Not readable: whoever receives next gets why.
+      this.#inbox.fail(err as QuicwireError);
       return;
     }
-    const receiver = this.#receivers.shift();
-    if (receiver) {
-      if (receiver.timer) clearTimeout(receiver.timer);
-      if ('error' in item) receiver.reject(item.error);
-      else receiver.resolve(item.value);
-    } else {
-      this.#inbox.push(item);
-    }
+    const handler = this.#owner.messageHandler;
+    if (handler) handler(message, this, early ? EARLY : ON_TIME);
+    else this.#inbox.put(message);
   }
 
   /** What became of an answer: the owner hears of one that could not be sent. */
@@ -487,13 +460,9 @@ export class Connection implements AsyncIterable<unknown> {
     for (const lane of [this.#lane0, ...(this.#lanes?.values() ?? [])]) {
       for (const d of lane.sent.drain()) d.reject(undelivered('message'));
     }
-    for (const r of this.#receivers) {
-      if (r.timer) clearTimeout(r.timer);
-      r.reject(closed);
-    }
+    this.#inbox.close(closed);
     for (const answering of this.#answering.values()) answering.cancel(closed);
     this.#answering.clear();
-    this.#receivers = [];
     this.#owner.disconnected(this, closed);
   }
 }

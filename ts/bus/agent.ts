@@ -5,8 +5,8 @@
 import { decode, encode } from '../codec.js';
 import type { Connection, Delivery } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
-import { Fifo } from '../fifo.js';
 import { aborted } from '../hub.js';
+import { Inbox } from '../inbox.js';
 import { checkInteger, checkKeys, checkObject, checkString, LIMIT_KEYS } from '../options.js';
 import { QuicTransport } from '../transport.js';
 import type { RequestInfo, TransportOptions } from '../types.js';
@@ -148,11 +148,8 @@ export class Agent {
   #presenceHandler: ((event: PresenceEvent) => void) | undefined;
   #messageHandler: AgentMessageHandler | undefined;
   #requestHandler: AgentRequestHandler | undefined;
-  #inbox = new Fifo<{ message: unknown; from: string }>();
-  readonly #receivers = new Set<{
-    resolve(m: { message: unknown; from: string }): void;
-    reject(e: QuicwireError): void;
-  }>();
+  /** Messages no handler took, for `receive`. */
+  readonly #inbox = new Inbox<{ message: unknown; from: string }>('other agents');
   #stateHandler: ((state: State, reason?: QuicwireError) => void) | undefined;
   #errorHandler: ((error: QuicwireError) => void) | undefined;
 
@@ -261,33 +258,13 @@ export class Agent {
 
   /** The next message sent to this agent that no `onMessage` handler took. */
   receive(options: { timeoutMs?: number } = {}): Promise<{ message: unknown; from: string }> {
-    const next = this.#inbox.shift();
-    if (next) return Promise.resolve(next);
-    if (this.#state === 'closed') return Promise.reject(this.#closedError());
-    const timeoutMs = options.timeoutMs;
-    return new Promise((resolve, reject) => {
-      const timer =
-        timeoutMs === undefined
-          ? undefined
-          : setTimeout(
-              () => {
-                this.#receivers.delete(receiver);
-                reject(new QuicwireError('ERR_TIMEOUT', `no message within ${timeoutMs} ms`));
-              },
-              checkInteger('timeoutMs', timeoutMs),
-            );
-      const receiver = {
-        resolve: (m: { message: unknown; from: string }) => {
-          if (timer) clearTimeout(timer);
-          resolve(m);
-        },
-        reject: (e: QuicwireError) => {
-          if (timer) clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.#receivers.add(receiver);
-    });
+    const { timeoutMs } = options;
+    try {
+      if (timeoutMs !== undefined) checkInteger('timeoutMs', timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#inbox.take(timeoutMs);
   }
 
   /** Sends `message` to the agent named `to`; resolves once that agent has it (its
@@ -608,17 +585,8 @@ export class Agent {
     } else if (kind === Kind.Deliver) {
       const from = r.str();
       const message = decode(r.rest(), 'msgpack');
-      if (this.#messageHandler) {
-        this.#messageHandler(message, { from });
-      } else {
-        const [receiver] = this.#receivers;
-        if (receiver) {
-          this.#receivers.delete(receiver);
-          receiver.resolve({ message, from });
-        } else {
-          this.#inbox.push({ message, from });
-        }
-      }
+      if (this.#messageHandler) this.#messageHandler(message, { from });
+      else this.#inbox.put({ message, from });
     } else if (kind === Kind.Event) {
       const sids = readSids(r);
       const subject = r.str();
@@ -746,8 +714,7 @@ export class Agent {
     for (const p of [...this.#pending.values()]) p.reject(closed);
     this.#held.length = 0;
     for (const w of [...this.#waiters]) w.reject(closed);
-    for (const r of this.#receivers) r.reject(closed);
-    this.#receivers.clear();
+    this.#inbox.close(closed);
     this.#setState('closed', reason);
     this.#conn?.close();
     this.#conn = undefined;
