@@ -44,6 +44,20 @@ describe('bad input', () => {
     await rejectsWith(QuicServer.listen({ ...cert, host: 'example.com' }), 'ERR_INVALID_ARGUMENT');
     await rejectsWith(QuicServer.listen({ ...cert, port: 99999 }), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => generateDevCert([]), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => generateDevCert(['localhost'], { validDays: 0 }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => generateDevCert(['localhost'], { validDays: 1.5 }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => generateDevCert(['localhost'], { validDays: 5000 }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => generateDevCert(['localhost'], { days: 14 } as never), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(
+      QuicServer.listen({ ...cert, webTransport: { path: 'no-slash' } }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await rejectsWith(QuicServer.listen({ ...cert, webTransport: { path: '/a b' } }), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(
+      QuicServer.listen({ ...cert, webTransport: { paths: '/' } as never }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await rejectsWith(QuicServer.listen({ ...cert, webTransport: '/' as never }), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => server.onMessage(() => {}, { borrow: 'yes' } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => server.onMessage(() => {}, { borow: true } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => t.onMessage(() => {}, null as never), 'ERR_INVALID_ARGUMENT');

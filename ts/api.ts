@@ -37,8 +37,8 @@ export type * from './types.js';
 
 import { getHub } from './backend.js';
 import { fromEngine, invalidArgument } from './errors.js';
-import { checkInteger } from './options.js';
-import type { DevCert } from './types.js';
+import { checkInteger, checkKeys, checkObject } from './options.js';
+import type { DevCert, DevCertOptions } from './types.js';
 
 /** A zeroed buffer of `size` bytes to fill and send as a raw message: quicwire sends a
  *  message of 16 KiB and more in it without copying it, so the buffer must not change
@@ -52,13 +52,22 @@ export function allocSendBuffer(size: number): Uint8Array {
   }
 }
 
-/** A self-signed certificate for local development: use `cert` as the server's cert and the clients' `ca`. */
-export function generateDevCert(names: string[] = ['localhost', '127.0.0.1', '::1']): DevCert {
+/** A self-signed certificate (ECDSA P-256) for local development: use `cert` as the
+ *  server's cert and the clients' `ca`, or give a browser its `hash` (with `validDays` of
+ *  14 at most). */
+export function generateDevCert(
+  names: string[] = ['localhost', '127.0.0.1', '::1'],
+  options: DevCertOptions = {},
+): DevCert {
   if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
     throw invalidArgument('names must be an array of strings');
   }
+  checkObject('generateDevCert options', options);
+  checkKeys('generateDevCert', options, ['validDays']);
+  const { validDays } = options;
+  if (validDays !== undefined) checkInteger('validDays', validDays, 3650);
   try {
-    return getHub().engine.generateDevCert(names);
+    return getHub().engine.generateDevCert(names, validDays);
   } catch (err) {
     throw fromEngine(err);
   }

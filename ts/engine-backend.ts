@@ -283,6 +283,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         options.encodings,
         positional(TRANSPORT_OPTIONS, options.transport),
         positional(SERVER_OPTIONS, { ...options, worker: options.worker?.index }),
+        options.webTransport,
       ),
     );
     const slot = this.#add(engine);
@@ -345,9 +346,9 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     await this.#shutdown(slot);
   }
 
-  generateDevCert(names: string[]): DevCert {
-    const c = this.#call(() => this.#shell.generateDevCert(names));
-    return { cert: c.cert, key: c.key };
+  generateDevCert(names: string[], validDays?: number): DevCert {
+    const c = this.#call(() => this.#shell.generateDevCert(names, validDays));
+    return { cert: c.cert, key: c.key, hash: c.hash };
   }
 
   /** Runs an engine call, turning what it throws into a QuicwireError. */

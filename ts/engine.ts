@@ -50,6 +50,8 @@ export interface EngineServerOptions {
   validateAddresses?: boolean;
   /** Also accept QUIC carried over TCP, on the same port number. */
   tcp?: boolean;
+  /** Also accept WebTransport sessions (HTTP/3) on this path. */
+  webTransport?: string;
   /** Serve on worker socket `index` of `group` (see `Engine.bindWorkers`) instead of
    *  binding `host:port`: this server is that worker. */
   worker?: WorkerSocket;
@@ -145,7 +147,7 @@ export interface Engine {
   releaseWorkers(group: number): void;
   serverStats(server: number): Omit<ServerStats, 'answersFailed'>;
   closeServer(server: number, graceful: boolean, timeoutMs: number): Promise<void>;
-  generateDevCert(names: string[]): DevCert;
+  generateDevCert(names: string[], validDays?: number): DevCert;
 }
 
 export type { ConnectionStats };

@@ -119,7 +119,7 @@ function shell(addon: Addon): Shell<NativeEngine> {
       server: (...args) => new NativeEngine(addon, addon.createServer(...args)),
     },
     sendBuffer: (size) => addon.sendBuffer(size),
-    generateDevCert: (names) => addon.generateDevCert(names),
+    generateDevCert: (names, validDays) => addon.generateDevCert(names, validDays),
     poolKey: (host, port) => addon.poolKey(host, port),
     workers: {
       bind: (host, port, count) => addon.bindWorkers(host, port, count),

@@ -32,6 +32,7 @@ export const SERVER_KEYS = [
   'maxConnectionsPerIp',
   'validateAddresses',
   'tcp',
+  'webTransport',
 ];
 
 export type ConnectionHandler = (peer: Connection) => void;
@@ -101,6 +102,12 @@ export class QuicServer extends Endpoint {
     }
     if (options.tcp !== undefined && typeof options.tcp !== 'boolean')
       throw invalidArgument('tcp must be a boolean');
+    let webTransport: string | undefined;
+    if (options.webTransport !== undefined) {
+      checkObject('webTransport', options.webTransport);
+      checkKeys('webTransport', options.webTransport, ['path']);
+      webTransport = checkString('webTransport.path', options.webTransport.path ?? '/');
+    }
     const hub = getHub();
     let info: Awaited<ReturnType<Hub['engine']['listen']>>;
     try {
@@ -113,6 +120,7 @@ export class QuicServer extends Endpoint {
         encodings,
         ...admission,
         tcp: options.tcp ?? false,
+        ...(webTransport !== undefined && { webTransport }),
         ...(options[WORKER_SOCKET] && { worker: options[WORKER_SOCKET] }),
       });
     } catch (err) {

@@ -47,11 +47,21 @@ export interface ShellEngine {
 export interface Shell<E extends ShellEngine = ShellEngine> {
   Engine: {
     client(ca: string | undefined, insecure: boolean, encodings: string[], limits: Float64Array): E;
-    server(cert: string, key: string, encodings: string[], limits: Float64Array, admission: Float64Array): E;
+    server(
+      cert: string,
+      key: string,
+      encodings: string[],
+      limits: Float64Array,
+      admission: Float64Array,
+      webTransport: string | undefined,
+    ): E;
   };
   /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */
   sendBuffer?(size: number): Uint8Array;
-  generateDevCert(names: string[]): { cert: string; key: string };
+  generateDevCert(
+    names: string[],
+    validDays: number | undefined,
+  ): { cert: string; key: string; hash: string };
   poolKey(host: string, port: number): string;
   /** Sockets for servers on worker threads sharing a port (the native shell only). */
   workers?: {

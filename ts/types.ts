@@ -87,6 +87,10 @@ export interface ServerOptions extends LimitOptions {
   /** Also take QUIC carried over TCP, on the same port number, from clients behind a UDP
    *  block (`transport: 'tcp'`); default false. */
   tcp?: boolean;
+  /** Also accept WebTransport sessions from browsers (HTTP/3, ALPN `h3`) on the same UDP
+   *  port, at `https://host:port{path}` (path default '/'): each is a connection like any
+   *  other, over the same session protocol (docs/PROTOCOL.md, section 1b). */
+  webTransport?: { path?: string };
 }
 
 export interface ConnectOptions {
@@ -246,4 +250,13 @@ export interface DevCert {
   cert: string;
   /** Private key (PEM). */
   key: string;
+  /** SHA-256 of the certificate (DER), in hex: what a browser's `WebTransport` takes in
+   *  `serverCertificateHashes` to trust it without a CA (see `validDays`). */
+  hash: string;
+}
+
+export interface DevCertOptions {
+  /** Valid from now for this many days (1 to 3650); default: never expires. Browsers take
+   *  a certificate by its `hash` only when it is valid for 14 days at most. */
+  validDays?: number;
 }

@@ -82,7 +82,7 @@ function shell(wasm: WasmModule, clock: Clock): Shell<WasmEngine> {
       client: (...args) => new WasmEngine(wasm.Engine.client(clock.now(), ...args), clock),
       server: (...args) => new WasmEngine(wasm.Engine.server(clock.now(), ...args), clock),
     },
-    generateDevCert: (names) => wasm.generateDevCert(names),
+    generateDevCert: (names, validDays) => wasm.generateDevCert(names, validDays),
     poolKey: (host, port) => wasm.poolKey(host, port),
   };
 }

@@ -87,13 +87,16 @@ export declare function createClient(ca: string | undefined | null, insecure: bo
 
 /**
  * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
- * (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`.
+ * (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`: the
+ * path WebTransport sessions are accepted on, if any.
  */
-export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array): number
+export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array, webTransport?: string | undefined | null): number
 
 export interface DevCert {
   cert: string
   key: string
+  /** SHA-256 of the certificate (DER) in hex, for `serverCertificateHashes`. */
+  hash: string
 }
 
 /**
@@ -109,8 +112,11 @@ export declare function disconnect(engine: number, connection: number, reason?: 
  */
 export declare function flush(engine: number): number
 
-/** A self-signed certificate for development (`cert`, `key` in PEM). */
-export declare function generateDevCert(names: Array<string>): DevCert
+/**
+ * A self-signed certificate for development (`cert`, `key` in PEM), valid for
+ * `validDays` from now if given (browsers take one by its hash for 14 days at most).
+ */
+export declare function generateDevCert(names: Array<string>, validDays?: number | undefined | null): DevCert
 
 export declare function goAway(engine: number): void
 

@@ -40,6 +40,18 @@ pub struct DevCert {
     pub cert: String,
     /// Private key in PEM (PKCS#8).
     pub key: String,
+    /// SHA-256 of the certificate (DER), in hex: what a browser's WebTransport takes in
+    /// `serverCertificateHashes` instead of a CA.
+    pub hash: String,
+}
+
+/// When a development certificate is valid: from `from_unix` (seconds since 1970) for
+/// `days`. Browsers take a certificate by its hash only when it is valid for 14 days at
+/// most; without a validity it never expires.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub from_unix: i64,
+    pub days: u32,
 }
 
 /// Whether this build should prefer ChaCha20-Poly1305: WebAssembly has no AES instructions,
@@ -70,19 +82,33 @@ fn tls_error(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::Tls, message)
 }
 
-/// Generates a self-signed certificate for `names` (DNS names or IP addresses).
-pub fn generate_dev_cert(names: &[String]) -> Result<DevCert> {
+/// Generates a self-signed certificate (ECDSA P-256) for `names` (DNS names or IP
+/// addresses).
+pub fn generate_dev_cert(names: &[String], validity: Option<Validity>) -> Result<DevCert> {
     if names.is_empty() {
         return Err(Error::invalid_argument(
             "generateDevCert needs at least one name, e.g. [\"localhost\", \"127.0.0.1\"]",
         ));
     }
-    let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| {
+    let unusable = |e: rcgen::Error| {
         Error::invalid_argument(format!("cannot make a certificate for {names:?}: {e}"))
-    })?;
+    };
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(unusable)?;
+    if let Some(Validity { from_unix, days }) = validity {
+        let from = time::OffsetDateTime::from_unix_timestamp(from_unix).map_err(|e| {
+            Error::invalid_argument(format!("a certificate cannot start then: {e}"))
+        })?;
+        params.not_before = from;
+        params.not_after = from + time::Duration::days(i64::from(days));
+    }
+    let key = rcgen::KeyPair::generate().map_err(unusable)?;
+    let cert = params.self_signed(&key).map_err(unusable)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.der());
+    let hash = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Ok(DevCert {
-        cert: ck.cert.pem(),
-        key: ck.signing_key.serialize_pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        hash,
     })
 }
 
@@ -546,7 +572,7 @@ mod tests {
 
     #[test]
     fn dev_cert_builds_both_configs() {
-        let dev = generate_dev_cert(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let dev = generate_dev_cert(&["localhost".into(), "127.0.0.1".into()], None).unwrap();
         assert!(dev.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         server_config(&ServerTls {
             cert: dev.cert.clone(),
@@ -597,7 +623,7 @@ mod tests {
     #[test]
     fn sessions_resume_per_port() {
         use rustls::HandshakeKind::{Full, Resumed};
-        let dev = generate_dev_cert(&["localhost".into()]).unwrap();
+        let dev = generate_dev_cert(&["localhost".into()], None).unwrap();
         let client = ClientCrypto::new(
             &ClientTls {
                 ca: Some(dev.cert.clone()),
@@ -672,6 +698,6 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidArgument);
-        assert!(generate_dev_cert(&[]).is_err());
+        assert!(generate_dev_cert(&[], None).is_err());
     }
 }

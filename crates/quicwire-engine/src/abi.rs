@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use quicwire_core::tls::{ClientTls, ServerTls};
+use quicwire_core::tls::{self, ClientTls, ServerTls};
 use quicwire_core::{
     CongestionControl, Encoding, Error, ErrorCode, PoolKey, ServerLimits, TransportConfig,
 };
@@ -227,6 +227,29 @@ fn encodings(names: &[String], default: &[Encoding]) -> Result<Vec<Encoding>, Er
 }
 
 /// Checks `host:port` with the pool's rules and returns its key (`host:port`).
+/// A development certificate for `names` (see `tls::generate_dev_cert`), valid from a
+/// minute ago (for clocks a little behind) for `valid_days` if given.
+pub fn dev_cert(names: &[String], valid_days: Option<f64>) -> Result<tls::DevCert, Error> {
+    let validity = match valid_days {
+        None => None,
+        Some(days) if days.fract() == 0.0 && (1.0..=3650.0).contains(&days) => {
+            let now = web_time::SystemTime::now()
+                .duration_since(web_time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            Some(tls::Validity {
+                from_unix: now - 60,
+                days: days as u32,
+            })
+        }
+        Some(days) => {
+            return Err(Error::invalid_argument(format!(
+                "validDays must be a whole number of days from 1 to 3650, got {days}"
+            )))
+        }
+    };
+    tls::generate_dev_cert(names, validity)
+}
+
 pub fn pool_key(host: &str, port: f64) -> Result<String, Error> {
     PoolKey::new(host, port as i64).map(|k| k.to_string())
 }
@@ -444,7 +467,7 @@ impl JsEngine {
     }
 
     /// A server with this certificate chain and key (PEM), accepting `encodings` (none:
-    /// all).
+    /// all), and WebTransport sessions on `webtransport`, a path, if given.
     pub fn server(
         now: Instant,
         cert: String,
@@ -452,6 +475,7 @@ impl JsEngine {
         encodings_accepted: &[String],
         options: &[f64],
         admission: &[f64],
+        webtransport: Option<String>,
     ) -> Result<JsEngine, Error> {
         let config = ServerConfig {
             transport: transport_options(options)?,
@@ -459,6 +483,7 @@ impl JsEngine {
             encodings: encodings(encodings_accepted, &Encoding::ALL)?,
             limits: server_options(admission)?,
             worker: worker_option(admission)?,
+            webtransport,
         };
         Engine::server(&config, now).map(JsEngine::new)
     }

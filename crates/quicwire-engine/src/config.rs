@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// This server's index among workers sharing one UDP port (`udp::bind_workers`): its
     /// connection IDs start with it, so the port's routing program finds it. None: alone.
     pub worker: Option<u8>,
+    /// Also accept WebTransport sessions (HTTP/3, ALPN `h3`) whose CONNECT asks for this
+    /// path; each runs a quicwire session inside. None: quicwire's ALPNs only.
+    pub webtransport: Option<String>,
 }
 
 impl ServerConfig {
@@ -50,6 +53,7 @@ impl ServerConfig {
             encodings: Encoding::ALL.to_vec(),
             limits: ServerLimits::default(),
             worker: None,
+            webtransport: None,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! Sending never blocks: a datagram waits in a bounded queue while congestion control
 //! holds the connection back, and when the queue is full the oldest is dropped (the fresh
 //! reading of telemetry matters more than a stale one).
+//!
+//! Over WebTransport each datagram starts with the session's quarter stream id (an HTTP/3
+//! datagram, RFC 9297): the `prefix` the calls here take.
 
 use std::collections::VecDeque;
 
@@ -46,17 +49,23 @@ pub struct DatagramCounters {
 impl Datagrams {
     /// Looks again at the largest datagram the application may send (the path's MTU may
     /// have moved); `None` when the peer takes none.
-    pub fn update_max_size(&mut self, quic: &mut Connection) -> Option<usize> {
+    pub fn update_max_size(&mut self, quic: &mut Connection, prefix: Option<u64>) -> Option<usize> {
         // The sequence number takes up to 8 bytes: a bound that does not move with it.
-        let max = quic.datagrams().max_size().map(|m| m.saturating_sub(8));
+        let head = 8 + prefix.map_or(0, varint::size);
+        let max = quic.datagrams().max_size().map(|m| m.saturating_sub(head));
         self.max_size = max.unwrap_or(0) as u64;
         max
     }
 
     /// Queues `body` and sends what the connection has room for.
-    pub fn send(&mut self, quic: &mut Connection, body: &[u8]) -> Result<(), Error> {
+    pub fn send(
+        &mut self,
+        quic: &mut Connection,
+        body: &[u8],
+        prefix: Option<u64>,
+    ) -> Result<(), Error> {
         let max = self
-            .update_max_size(quic)
+            .update_max_size(quic, prefix)
             .ok_or_else(|| Error::new(ErrorCode::Protocol, "the peer does not accept datagrams"))?;
         if body.len() > max {
             return Err(Error::new(
@@ -67,7 +76,10 @@ impl Datagrams {
                 ),
             ));
         }
-        let mut d = BytesMut::with_capacity(varint::size(self.next_seq) + body.len());
+        let mut d = BytesMut::with_capacity(16 + body.len());
+        if let Some(prefix) = prefix {
+            varint::put(&mut d, prefix);
+        }
         varint::put(&mut d, self.next_seq);
         d.put_slice(body);
         self.next_seq += 1;
@@ -95,8 +107,15 @@ impl Datagrams {
     }
 
     /// The peer's datagrams that arrived, their sequence numbers stripped.
-    pub fn receive(&mut self, quic: &mut Connection, out: &mut Vec<Bytes>) {
+    pub fn receive(&mut self, quic: &mut Connection, out: &mut Vec<Bytes>, prefix: Option<u64>) {
         while let Some(mut d) = quic.datagrams().recv() {
+            if let Some(prefix) = prefix {
+                // Another session's, or not an HTTP/3 datagram: not ours.
+                match varint::get(&d) {
+                    Some((p, used)) if p == prefix => drop(d.split_to(used)),
+                    _ => continue,
+                }
+            }
             // A datagram without its number did not come from quicwire: not ours to report.
             let Some((seq, used)) = varint::get(&d) else {
                 continue;

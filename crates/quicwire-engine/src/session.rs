@@ -21,6 +21,7 @@ use quinn_proto::{Connection, Dir, StreamId, VarInt};
 use web_time::{Duration, Instant};
 
 use crate::outbox::{Outbox, SendBuffer, SendOptions};
+use crate::webtransport::{self, Change, WebTransport};
 
 /// Read at most this much of a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -37,6 +38,8 @@ pub(crate) struct Params {
     /// 0-RTT (`TransportConfig::early_data`): a server reads what comes before the handshake
     /// is done.
     pub early_data: bool,
+    /// A server: the path it accepts WebTransport sessions on (ALPN `h3`).
+    pub webtransport: Option<std::sync::Arc<str>>,
 }
 
 /// What a session reports to its engine.
@@ -131,6 +134,8 @@ struct Lane {
     priority: i32,
     /// Opened with the lane's first write.
     stream: Option<StreamId>,
+    /// Its channel number, which the peer's ACKs name (see [`Session::open`]).
+    number: u64,
     /// Messages accepted for the lane so far (sent, or held by `buffer`), and how many of
     /// them the peer acknowledged.
     queued: u64,
@@ -149,6 +154,16 @@ struct EarlyStream {
     priority: i32,
     chunks: Vec<Bytes>,
     finish: bool,
+}
+
+/// A peer's channel stream being read.
+#[derive(Debug)]
+struct Channel {
+    reader: FrameReader,
+    /// Its messages handed over so far.
+    delivered: u64,
+    /// Its channel number, which our ACKs name.
+    number: u64,
 }
 
 #[derive(Debug, Default)]
@@ -178,7 +193,7 @@ pub(crate) struct Session {
     /// Client, while its data goes as 0-RTT: the streams it opened, in order.
     early: Option<Vec<EarlyStream>>,
     /// Peer channels: their frames being read, and messages delivered.
-    channels_in: HashMap<StreamId, (FrameReader, u64)>,
+    channels_in: HashMap<StreamId, Channel>,
     acks_due: Vec<(u64, u64)>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
@@ -193,11 +208,16 @@ pub(crate) struct Session {
     answering: HashMap<u64, (StreamId, u64)>,
     /// Answers sent but not yet acknowledged by the peer (graceful close waits for them).
     responding: HashSet<StreamId>,
+    /// Streams whose one frame was read and whose end (FIN) is still to come.
+    ending: Vec<StreamId>,
     /// Bytes waiting for flow control, per stream (FIN after them when `finish`).
     pending: HashMap<StreamId, Pending>,
     going_away: bool,
     goaway_sent: bool,
     pub last_active: Instant,
+    /// A server's connection over WebTransport (ALPN `h3`): the session's streams are
+    /// wrapped in it.
+    wt: Option<WebTransport>,
     /// Traffic counters (the path figures are filled in when stats are read).
     pub counters: ConnectionStats,
 }
@@ -226,6 +246,7 @@ impl Params {
             max_streams: cfg.max_concurrent_streams,
             send_buffer_high: cfg.send_buffer_high,
             early_data: cfg.early_data,
+            webtransport: None,
         }
     }
 }
@@ -255,9 +276,11 @@ impl Session {
             answering: HashMap::new(),
             responding: HashSet::new(),
             pending: HashMap::new(),
+            ending: Vec::new(),
             going_away: false,
             goaway_sent: false,
             last_active: now,
+            wt: None,
             counters: ConnectionStats::default(),
         }
     }
@@ -397,23 +420,20 @@ impl Session {
         if let Some(assumed) = self.assumed {
             return assumed.version;
         }
-        conn.crypto_session()
-            .handshake_data()
-            .and_then(|d| {
-                d.downcast::<quinn_proto::crypto::rustls::HandshakeData>()
-                    .ok()
-            })
-            .and_then(|d| d.protocol.as_deref().and_then(alpn_version))
+        // WebTransport sessions speak the newest version.
+        alpn(conn)
+            .as_deref()
+            .and_then(alpn_version)
             .unwrap_or(PROTOCOL_VERSION)
     }
 
     /// Opens our control stream with our HELLO, once: a server as soon as it accepts (the
     /// HELLO leaves with its TLS flight), a client when TLS is done.
     pub fn send_hello(&mut self, conn: &mut Connection) {
-        if self.control.is_some() {
+        if self.control.is_some() || !self.start_webtransport(conn) {
             return;
         }
-        let Some(id) = conn.streams().open(Dir::Uni) else {
+        let Some((id, _)) = self.open(conn, Dir::Uni) else {
             return;
         };
         self.control = Some(id);
@@ -421,6 +441,92 @@ impl Session {
         let mut out = BytesMut::new();
         frame::put_hello(&mut out, &self.hello());
         self.write(conn, id, out.freeze(), false);
+    }
+
+    /// A server's connection that chose `h3` starts WebTransport; false until its session
+    /// is open (the HELLO waits for it).
+    fn start_webtransport(&mut self, conn: &mut Connection) -> bool {
+        if let Some(wt) = &self.wt {
+            return wt.is_open();
+        }
+        let Some(path) = self.params.webtransport.clone().filter(|_| !self.is_client) else {
+            return true;
+        };
+        if alpn(conn).as_deref() != Some(webtransport::ALPN_H3) {
+            return true;
+        }
+        let mut writes = Vec::new();
+        self.wt = Some(WebTransport::start(
+            conn,
+            path,
+            self.last_active,
+            &mut writes,
+        ));
+        for (id, bytes, finish) in writes {
+            self.write(conn, id, bytes, finish);
+        }
+        false
+    }
+
+    /// Moves the WebTransport session on: its CONNECT answered, new streams' heads read.
+    /// False when the client ended the session (the connection closes).
+    fn poll_webtransport(
+        &mut self,
+        conn: &mut Connection,
+        now: Instant,
+        out: &mut Vec<Outcome>,
+    ) -> bool {
+        let Some(wt) = &mut self.wt else { return true };
+        let mut writes = Vec::new();
+        let change = wt.poll(conn, &mut writes);
+        for (id, bytes, finish) in writes {
+            self.write(conn, id, bytes, finish);
+        }
+        match change {
+            Some(Change::Opened) => self.send_hello(conn),
+            Some(Change::Closed) => {
+                let why = "the client ended its WebTransport session";
+                conn.close(now, VarInt::from_u32(app_code::NO_ERROR), why.into());
+                out.push(Outcome::Failed(Error::closed(why)));
+                return false;
+            }
+            None => {}
+        }
+        true
+    }
+
+    /// Opens a stream of the session: with its WebTransport head over WebTransport. Its
+    /// channel number (unidirectional streams) is its index among ours, which over
+    /// WebTransport the head carries.
+    fn open(&mut self, conn: &mut Connection, dir: Dir) -> Option<(StreamId, u64)> {
+        let id = conn.streams().open(dir)?;
+        let Some(wt) = &mut self.wt else {
+            return Some((id, id.index()));
+        };
+        let (head, number) = wt.head(dir);
+        self.write(conn, id, head, false);
+        Some((id, number))
+    }
+
+    /// What datagrams start with on this connection: over WebTransport, the session's
+    /// quarter stream id (RFC 9297).
+    pub fn datagram_prefix(&self) -> Option<u64> {
+        self.wt.as_ref().and_then(WebTransport::datagram_prefix)
+    }
+
+    /// The peer's next new unidirectional stream, with its channel number.
+    fn accept_uni(&mut self, conn: &mut Connection) -> Option<(StreamId, u64)> {
+        match &mut self.wt {
+            Some(wt) => wt.accept_uni(),
+            None => conn.streams().accept(Dir::Uni).map(|id| (id, id.index())),
+        }
+    }
+
+    fn accept_bi(&mut self, conn: &mut Connection) -> Option<StreamId> {
+        match &mut self.wt {
+            Some(wt) => wt.accept_bi(),
+            None => conn.streams().accept(Dir::Bi),
+        }
     }
 
     fn usable(&self) -> Result<Negotiated, Error> {
@@ -474,6 +580,7 @@ impl Session {
                 self.lanes.push(Lane {
                     priority,
                     stream: None,
+                    number: 0,
                     queued: 0,
                     acked: 0,
                     buffer: SendBuffer::default(),
@@ -507,19 +614,19 @@ impl Session {
 
     /// Lane `at`'s channel stream, opened now if it has none yet.
     fn lane_stream(&mut self, conn: &mut Connection, at: usize) -> Result<StreamId, Error> {
-        let lane = &mut self.lanes[at];
-        if let Some(stream) = lane.stream {
+        if let Some(stream) = self.lanes[at].stream {
             return Ok(stream);
         }
-        let stream = conn
-            .streams()
-            .open(Dir::Uni)
+        let (stream, number) = self
+            .open(conn, Dir::Uni)
             .ok_or_else(|| Error::new(ErrorCode::FlowControlPaused, "no stream for the channel"))?;
+        let lane = &mut self.lanes[at];
         if lane.priority != 0 {
             // A stream just opened here: it exists, and setting it cannot fail.
             let _ = conn.send_stream(stream).set_priority(lane.priority);
         }
         lane.stream = Some(stream);
+        lane.number = number;
         Ok(stream)
     }
 
@@ -595,7 +702,7 @@ impl Session {
                 next += 1;
                 continue;
             }
-            let Some(stream) = conn.streams().open(Dir::Bi) else {
+            let Some((stream, _)) = self.open(conn, Dir::Bi) else {
                 return;
             };
             let Some(Waiting {
@@ -715,11 +822,30 @@ impl Session {
             .map(|r| r.deadline)
             .chain(waiting)
             .chain(reading)
+            .chain(self.webtransport_deadline())
             .min()
+    }
+
+    /// When a WebTransport client must have opened its session (its CONNECT answered):
+    /// a request timeout after the connection began.
+    fn webtransport_deadline(&self) -> Option<Instant> {
+        let wt = self.wt.as_ref().filter(|wt| !wt.is_open())?;
+        Some(wt.started + self.params.request_timeout)
     }
 
     /// Fails requests past their deadline (their streams are reset).
     pub fn expire(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+        if self.webtransport_deadline().is_some_and(|d| d <= now) {
+            let e = Error::new(
+                ErrorCode::Timeout,
+                format!(
+                    "no WebTransport session was opened within {} ms of connecting",
+                    self.params.request_timeout.as_millis()
+                ),
+            );
+            out.push(self.fail(conn, now, e));
+            return;
+        }
         let late: Vec<StreamId> = self
             .requests_out
             .iter()
@@ -772,6 +898,9 @@ impl Session {
 
     /// Something happened on the streams: make all the progress possible.
     pub fn on_streams(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+        if !self.poll_webtransport(conn, now, out) {
+            return;
+        }
         if self.negotiated.is_none() || self.assumed.is_some() {
             self.negotiate(conn, now, out);
             if self.negotiated.is_none() {
@@ -787,11 +916,15 @@ impl Session {
         self.flush_all(conn);
         self.start_requests(conn);
         self.read_control(conn, now, out);
-        while let Some(id) = conn.streams().accept(Dir::Uni) {
-            let reader = FrameReader::new(self.params.max_message_size);
-            self.channels_in.insert(id, (reader, 0));
+        while let Some((id, number)) = self.accept_uni(conn) {
+            let channel = Channel {
+                reader: FrameReader::new(self.params.max_message_size),
+                delivered: 0,
+                number,
+            };
+            self.channels_in.insert(id, channel);
         }
-        while let Some(id) = conn.streams().accept(Dir::Bi) {
+        while let Some(id) = self.accept_bi(conn) {
             let incoming = Incoming {
                 reader: FrameReader::new(self.params.max_message_size),
                 deadline: now + self.params.request_timeout,
@@ -812,6 +945,7 @@ impl Session {
         self.read_channels(conn, now, out);
         self.read_requests_in(conn, now, out);
         self.read_answers(conn, out);
+        self.read_ends(conn);
         self.write_acks(conn);
     }
 
@@ -827,8 +961,11 @@ impl Session {
             return;
         }
         if self.peer_control.is_none() {
-            // The peer's first unidirectional stream is its control stream.
-            self.peer_control = conn.streams().accept(Dir::Uni);
+            // The peer's control stream: its first unidirectional stream, channel 0.
+            self.peer_control = match &mut self.wt {
+                Some(wt) => wt.take_uni(0),
+                None => conn.streams().accept(Dir::Uni),
+            };
         }
         let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
@@ -881,7 +1018,7 @@ impl Session {
                 Ok(None) => return,
                 Ok(Some(Frame::Ack { stream, count })) => {
                     let high = self.params.send_buffer_high;
-                    let ours = |l: &&mut Lane| l.stream.map(StreamId::index) == Some(stream);
+                    let ours = |l: &&mut Lane| l.stream.is_some() && l.number == stream;
                     let Some(lane) = self.lanes.iter_mut().find(ours) else {
                         continue;
                     };
@@ -918,7 +1055,12 @@ impl Session {
         let mut broken = Vec::new();
         // Before the client's Finished: 0-RTT data, which an attacker may have replayed.
         let early = !self.is_client && conn.is_handshaking();
-        for (id, (reader, delivered)) in self.channels_in.iter_mut() {
+        for (id, channel) in self.channels_in.iter_mut() {
+            let Channel {
+                reader,
+                delivered,
+                number,
+            } = channel;
             let before = *delivered;
             let failure = match read_into(conn, *id, reader) {
                 Err(_) => {
@@ -944,7 +1086,7 @@ impl Session {
             };
             if *delivered > before {
                 out.push(Outcome::Receipt {
-                    stream: id.index(),
+                    stream: *number,
                     delivered: *delivered,
                     early,
                 });
@@ -974,6 +1116,7 @@ impl Session {
                 ..
             } = incoming;
             let read = read_into(conn, *id, reader);
+            let finished = matches!(read, Ok(true));
             // Version 2: a TRACE frame may come first.
             let next = read.and_then(|_| loop {
                 match reader.next_frame() {
@@ -987,6 +1130,9 @@ impl Session {
                 Ok(None) => {}
                 Ok(Some(Frame::Request { id: wire_id, body })) => {
                     done.push(*id);
+                    if !finished {
+                        self.ending.push(*id);
+                    }
                     self.answering.insert(id.index(), (*id, wire_id));
                     self.counters.requests_in += 1;
                     self.counters.bytes_in += body.len() as u64;
@@ -1034,9 +1180,17 @@ impl Session {
                 Err(e) => Some(Err(e)),
                 Ok(finished) => match r.answer.next_frame() {
                     Ok(Some(Frame::Response { id: wire, body })) if wire == r.wire_id => {
+                        if !finished {
+                            self.ending.push(*id);
+                        }
                         Some(Ok(body))
                     }
-                    Ok(Some(Frame::Error { code, text, .. })) => Some(Err(Error::new(code, text))),
+                    Ok(Some(Frame::Error { code, text, .. })) => {
+                        if !finished {
+                            self.ending.push(*id);
+                        }
+                        Some(Err(Error::new(code, text)))
+                    }
                     Ok(Some(other)) => Some(Err(Error::protocol(format!("answer was {other:?}")))),
                     Ok(None) if finished => Some(Err(Error::new(
                         ErrorCode::StreamReset,
@@ -1059,6 +1213,32 @@ impl Session {
         for id in done {
             self.requests_out.remove(&id);
         }
+    }
+
+    /// Reads the ends of streams whose frame came before their FIN (a browser's writer
+    /// closes apart from its last write): quinn frees a stream, and gives the peer its
+    /// credit back, only once its end is read.
+    fn read_ends(&mut self, conn: &mut Connection) {
+        self.ending.retain(|&id| {
+            let mut stream = conn.recv_stream(id);
+            let Ok(mut chunks) = stream.read(true) else {
+                return false;
+            };
+            let keep = match chunks.next(usize::MAX) {
+                Err(quinn_proto::ReadError::Blocked) => true,
+                Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => false,
+                // Nothing may follow the one frame.
+                Ok(Some(_)) => {
+                    let _ = chunks.finalize();
+                    let _ = conn
+                        .recv_stream(id)
+                        .stop(VarInt::from_u32(app_code::PROTOCOL));
+                    return false;
+                }
+            };
+            let _ = chunks.finalize();
+            keep
+        });
     }
 
     /// Tells the peer its messages up to `delivered` on `stream` reached the application.
@@ -1234,6 +1414,15 @@ fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
         Some(entry) => entry.1 = count,
         None => list.push((stream, count)),
     }
+}
+
+/// The ALPN the handshake chose, once known.
+fn alpn(conn: &Connection) -> Option<Vec<u8>> {
+    conn.crypto_session()
+        .handshake_data()?
+        .downcast::<quinn_proto::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
 }
 
 /// Hands whatever `id` has buffered to `reader`; `Ok(true)` once the stream has ended.

@@ -34,8 +34,8 @@ const CLIENT: &str = "127.0.0.1:40000";
 const SERVER: &str = "127.0.0.1:4433";
 
 fn pair() -> (JsEngine, JsEngine) {
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
-    let server = JsEngine::server(now(), cert.cert.clone(), cert.key, &[], &[], &[]).unwrap();
+    let cert = generate_dev_cert(&["localhost".into()], None).unwrap();
+    let server = JsEngine::server(now(), cert.cert.clone(), cert.key, &[], &[], &[], None).unwrap();
     let client = JsEngine::client(now(), Some(cert.cert), false, &["raw".into()], &[]).unwrap();
     (client, server)
 }
@@ -329,12 +329,13 @@ fn large_bodies_copy_into_a_buffer_whole_or_not_at_all() {
 
 #[test]
 fn bad_options_are_invalid_arguments_naming_the_option() {
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+    let cert = generate_dev_cert(&["localhost".into()], None).unwrap();
     let mut options = [f64::NAN; TRANSPORT_OPTIONS.len()];
     options[2] = 0.0; // idleTimeoutMs
     let e = JsEngine::client(now(), None, false, &[], &options).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("idleTimeoutMs"), "{e}");
-    let e = JsEngine::server(now(), cert.cert, cert.key, &["yaml".into()], &[], &[]).unwrap_err();
+    let e =
+        JsEngine::server(now(), cert.cert, cert.key, &["yaml".into()], &[], &[], None).unwrap_err();
     assert!(e.message.contains("yaml"), "{e}");
 }

@@ -25,7 +25,6 @@ use napi::bindgen_prelude::{
 };
 use napi::Env;
 use napi_derive::napi;
-use quicwire_core::tls;
 use quicwire_core::Error;
 use quicwire_engine::abi::{self, Failures, JsEngine};
 use quicwire_engine::Instant;
@@ -70,15 +69,19 @@ pub fn pool_key(host: String, port: f64) -> Result<String> {
 pub struct DevCert {
     pub cert: String,
     pub key: String,
+    /// SHA-256 of the certificate (DER) in hex, for `serverCertificateHashes`.
+    pub hash: String,
 }
 
-/// A self-signed certificate for development (`cert`, `key` in PEM).
+/// A self-signed certificate for development (`cert`, `key` in PEM), valid for
+/// `validDays` from now if given (browsers take one by its hash for 14 days at most).
 #[napi(catch_unwind)]
-pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert> {
-    let c = tls::generate_dev_cert(&names).map_err(js_error)?;
+pub fn generate_dev_cert(names: Vec<String>, valid_days: Option<f64>) -> Result<DevCert> {
+    let c = abi::dev_cert(&names, valid_days).map_err(js_error)?;
     Ok(DevCert {
         cert: c.cert,
         key: c.key,
+        hash: c.hash,
     })
 }
 
@@ -168,7 +171,8 @@ pub fn create_client(
 }
 
 /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
-/// (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`.
+/// (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`: the
+/// path WebTransport sessions are accepted on, if any.
 #[napi(catch_unwind)]
 pub fn create_server(
     cert: String,
@@ -176,6 +180,7 @@ pub fn create_server(
     encodings: Vec<String>,
     options: Float64Array,
     admission: Float64Array,
+    web_transport: Option<String>,
 ) -> Result<u32> {
     add(JsEngine::server(
         Instant::now(),
@@ -184,6 +189,7 @@ pub fn create_server(
         &encodings,
         &options,
         &admission,
+        web_transport,
     ))
 }
 

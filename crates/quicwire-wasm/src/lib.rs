@@ -9,7 +9,6 @@
 // wasm-bindgen types hold JS-facing data; Debug would only add code size to the module.
 #![allow(missing_debug_implementations)]
 
-use quicwire_core::tls;
 use quicwire_core::Error;
 use quicwire_engine::abi::{self, Failures, JsEngine, LARGE_BODY};
 use quicwire_engine::Instant;
@@ -50,14 +49,17 @@ pub fn pool_key(host: &str, port: f64) -> Result<String, JsValue> {
 pub struct DevCert {
     pub cert: String,
     pub key: String,
+    /// SHA-256 of the certificate (DER) in hex, for `serverCertificateHashes`.
+    pub hash: String,
 }
 
 #[wasm_bindgen(js_name = generateDevCert)]
-pub fn generate_dev_cert(names: Vec<String>) -> Result<DevCert, JsValue> {
-    let c = tls::generate_dev_cert(&names).map_err(js_error)?;
+pub fn generate_dev_cert(names: Vec<String>, valid_days: Option<f64>) -> Result<DevCert, JsValue> {
+    let c = abi::dev_cert(&names, valid_days).map_err(js_error)?;
     Ok(DevCert {
         cert: c.cert,
         key: c.key,
+        hash: c.hash,
     })
 }
 
@@ -109,8 +111,17 @@ impl Engine {
         encodings: Vec<String>,
         limits: &[f64],
         admission: &[f64],
+        web_transport: Option<String>,
     ) -> Result<Engine, JsValue> {
-        let inner = JsEngine::server(at(now), cert, key, &encodings, limits, admission);
+        let inner = JsEngine::server(
+            at(now),
+            cert,
+            key,
+            &encodings,
+            limits,
+            admission,
+            web_transport,
+        );
         Ok(Engine {
             inner: inner.map_err(js_error)?,
         })

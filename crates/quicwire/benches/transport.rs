@@ -37,7 +37,7 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let cert = generate_dev_cert(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = generate_dev_cert(&["localhost".into(), "127.0.0.1".into()], None).unwrap();
     let server = rt.block_on(async {
         let (handler, mut events) = event_queue();
         let config = ServerConfig::new(ServerTls {
@@ -212,7 +212,7 @@ fn quinn_ceiling(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+    let cert = generate_dev_cert(&["localhost".into()], None).unwrap();
     let (server, client, addr) = quinn_pair(&rt, &cert.cert, &cert.key, &cert.cert);
     // The server reads each uni stream to its end, decoding frames, and reports the count.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64)>();

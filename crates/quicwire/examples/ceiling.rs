@@ -161,7 +161,7 @@ async fn small_per_sec(conn: &quinn::Connection, sizes: Sizes) -> f64 {
 
 /// Starts the server process and connects to it (the endpoint is returned to keep it open).
 async fn start() -> (quinn::Connection, quinn::Endpoint, std::process::Child) {
-    let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+    let cert = generate_dev_cert(&["localhost".into()], None).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .arg("serve")
         .env("CEILING_CERT", &cert.cert)

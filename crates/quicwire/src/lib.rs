@@ -17,7 +17,7 @@
 //! use quicwire::{Server, ServerConfig, ServerTls};
 //!
 //! # #[tokio::main] async fn main() -> quicwire::Result<()> {
-//! let dev = generate_dev_cert(&["localhost".into()])?;
+//! let dev = generate_dev_cert(&["localhost".into()], None)?;
 //! let (handler, mut events) = event_queue();
 //! let tls = ServerTls { cert: dev.cert.clone(), key: dev.key };
 //! let server = Server::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::new(tls), handler)?;
@@ -64,5 +64,5 @@ pub use quicwire_core::{
 /// The engine itself, and its simulated network for tests.
 pub use quicwire_engine as engine;
 pub use server::{Server, ServerConfig, ServerStats};
-pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls};
+pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls, Validity};
 pub use tunnel::Transport;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use quicwire_core::tls::{
-    client_config, generate_dev_cert, server_config, ClientTls, DevCert, ServerTls,
+    client_config, generate_dev_cert, server_config, ClientTls, DevCert, ServerTls, Validity,
 };
 use rustls::pki_types::CertificateDer;
 

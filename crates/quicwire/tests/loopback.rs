@@ -483,7 +483,7 @@ async fn tls_failures_are_err_tls() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Tls, "{err}");
     // Right CA, wrong name: the certificate names localhost and 127.0.0.1, not ::1's v4 twin.
-    let only_other = generate_dev_cert(&["example.test".into()]).unwrap();
+    let only_other = generate_dev_cert(&["example.test".into()], None).unwrap();
     let (handler, _events) = event_queue();
     let named = Server::bind(
         "127.0.0.1:0".parse().unwrap(),

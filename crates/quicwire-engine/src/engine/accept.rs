@@ -19,6 +19,7 @@ use crate::conn::{touch, Origin};
 use crate::ids::CONNECTION_IDS;
 use crate::qlog;
 use crate::session::Params;
+use crate::webtransport::ALPN_H3;
 
 impl Engine {
     /// A server endpoint.
@@ -33,6 +34,10 @@ impl Engine {
         if config.transport.early_data {
             tls::allow_early_data(&mut crypto);
         }
+        if let Some(path) = &config.webtransport {
+            check_webtransport_path(path)?;
+            crypto.alpn_protocols.push(ALPN_H3.to_vec());
+        }
         let key_log = key_log_lines(&config.transport);
         if let Some(lines) = &key_log {
             crypto.key_log = lines.clone();
@@ -42,7 +47,8 @@ impl Engine {
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(quic::transport_config(&config.transport, false)?);
         let mut loopback = server.clone();
-        let params = Params::new(&config.transport, config.encodings.clone());
+        let mut params = Params::new(&config.transport, config.encodings.clone());
+        params.webtransport = config.webtransport.as_deref().map(Arc::from);
         let mut engine = Self::new(
             now,
             Some((Arc::new(server), config.worker)),
@@ -182,6 +188,18 @@ impl ConnectionIdGenerator for WorkerCids {
     fn cid_lifetime(&self) -> Option<Duration> {
         None
     }
+}
+
+/// A WebTransport path is an absolute URL path, as a CONNECT's `:path` carries it.
+fn check_webtransport_path(path: &str) -> Result<(), Error> {
+    let printable = path.bytes().all(|b| b.is_ascii_graphic());
+    if path.starts_with('/') && printable && path.len() <= 1024 {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(format!(
+        "webTransport.path must be an absolute URL path like \"/quicwire\" (printable ASCII, \
+         at most 1024 bytes), got {path:?}"
+    )))
 }
 
 #[cfg(test)]

@@ -200,7 +200,8 @@ impl Engine {
     /// waits in a queue of [`crate::DATAGRAM_QUEUE`] that drops its oldest when full.
     pub fn send_datagram(&mut self, now: Instant, id: ConnId, body: &[u8]) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
-        conn.datagrams.send(&mut conn.quic, body)
+        let prefix = conn.session.datagram_prefix();
+        conn.datagrams.send(&mut conn.quic, body, prefix)
     }
 
     /// Sends request `request` (an id of the caller's, unique among its requests in
@@ -566,7 +567,8 @@ impl Engine {
                 }
                 let (peer, max_datagram_size, carrier) = match self.connections.get_mut(&id) {
                     Some(c) => {
-                        c.datagrams.update_max_size(&mut c.quic);
+                        let prefix = c.session.datagram_prefix();
+                        c.datagrams.update_max_size(&mut c.quic, prefix);
                         let carrier = Carrier::of(&c.quic.remote_address());
                         (c.peer.clone(), c.datagrams.max_size, carrier)
                     }
@@ -807,7 +809,8 @@ impl Engine {
             if conn.datagrams_in && conn.session.is_ready() && !conn.reported {
                 conn.datagrams_in = false;
                 let mut bodies = Vec::new();
-                conn.datagrams.receive(&mut conn.quic, &mut bodies);
+                let prefix = conn.session.datagram_prefix();
+                conn.datagrams.receive(&mut conn.quic, &mut bodies, prefix);
                 out.extend(bodies.into_iter().map(Outcome::Datagram));
             }
             if let Some(reason) = lost.filter(|_| !conn.reported) {

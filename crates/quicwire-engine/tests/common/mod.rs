@@ -22,7 +22,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn new() -> Setup {
-        let cert = generate_dev_cert(&["localhost".into()]).unwrap();
+        let cert = generate_dev_cert(&["localhost".into()], None).unwrap();
         Setup {
             cert: cert.cert,
             key: cert.key,

@@ -22,7 +22,11 @@ pub struct Fixture {
 }
 
 pub fn dev_cert() -> quicwire::DevCert {
-    generate_dev_cert(&["localhost".into(), "127.0.0.1".into(), "::1".into()]).unwrap()
+    generate_dev_cert(
+        &["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        None,
+    )
+    .unwrap()
 }
 
 pub fn start_server(edit: impl FnOnce(&mut ServerConfig)) -> Fixture {

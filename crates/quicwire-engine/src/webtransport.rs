@@ -1,0 +1,416 @@
+//! WebTransport over HTTP/3 (ALPN `h3`) around a quicwire session, on the server: a browser's
+//! `new WebTransport(url)` reaches the same session that a quicwire client gets over
+//! `quicwire/2`, only its streams are wrapped.
+//!
+//! - Each side opens an HTTP/3 control stream with its SETTINGS; the client's QPACK streams
+//!   and control stream are read and set aside (QPACK here uses the static table only).
+//! - The client's extended CONNECT (`:protocol webtransport`) on its first bidirectional
+//!   stream opens the session when its `:path` is the server's; the stream's id is the
+//!   session's id, and the stream stays open for the session's life.
+//! - Every stream of the quicwire session starts with the WebTransport stream header
+//!   (unidirectional `0x54`, bidirectional `0x41`, then the session id). A unidirectional
+//!   one then carries its channel number (a varint): 0 for the sender's control stream, then
+//!   1, 2, ... in the order it opened its channels, the number ACK frames name. A browser
+//!   cannot see QUIC stream ids, and its streams may surface in any order.
+//!
+//! The HTTP/3 and WebTransport encodings come from `wtransport-proto`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use quicwire_core::varint;
+use quinn_proto::{Connection, Dir, StreamId, VarInt};
+use web_time::Instant;
+use wtransport_proto::bytes::BufferReader;
+use wtransport_proto::frame::{Frame, FrameKind};
+use wtransport_proto::headers::Headers;
+use wtransport_proto::ids::StatusCode;
+use wtransport_proto::session::{SessionRequest, SessionResponse};
+use wtransport_proto::settings::Settings;
+use wtransport_proto::stream_header::StreamHeader;
+use wtransport_proto::varint::VarInt as WtVarInt;
+
+/// The ALPN of HTTP/3, which WebTransport sessions ride.
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// HTTP/3 error codes (RFC 9114, 8.1) this side uses.
+const H3_NO_ERROR: u32 = 0x100;
+const H3_STREAM_CREATION_ERROR: u32 = 0x103;
+const H3_REQUEST_REJECTED: u32 = 0x10b;
+
+/// The longest stream head or CONNECT request read before the stream is turned down.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What happened to the WebTransport session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The CONNECT was accepted: the quicwire session may start.
+    Opened,
+    /// The client ended the session (its CONNECT stream ended).
+    Closed,
+}
+
+/// Bytes to write on a stream, and whether it ends there.
+pub(crate) type Write = (StreamId, Bytes, bool);
+
+/// One connection's WebTransport state.
+#[derive(Debug)]
+pub(crate) struct WebTransport {
+    /// When the connection began: its session must open within a request timeout.
+    pub started: Instant,
+    /// The `:path` sessions are accepted on.
+    path: Arc<str>,
+    /// The session: its CONNECT stream, once accepted.
+    session: Option<StreamId>,
+    /// Client streams whose heads are still being read, with what arrived of them.
+    heads: HashMap<StreamId, Vec<u8>>,
+    /// Client streams read only to be set aside (HTTP/3 control, QPACK, the CONNECT
+    /// stream after its request).
+    drained: Vec<StreamId>,
+    /// Streams of the quicwire session with their heads read: unidirectional ones with
+    /// their channel numbers.
+    uni: VecDeque<(StreamId, u64)>,
+    bi: VecDeque<StreamId>,
+    /// Unidirectional streams this side opened for the session, for the next one's number.
+    opened: u64,
+}
+
+/// A stream's head so far: complete, waiting for more bytes, or the stream is gone.
+enum Head<T> {
+    Done(T),
+    Waiting,
+    Gone,
+}
+
+impl WebTransport {
+    /// Starts WebTransport on a server connection that chose `h3`: our HTTP/3 control
+    /// stream with its SETTINGS goes in `writes`.
+    pub fn start(
+        conn: &mut Connection,
+        path: Arc<str>,
+        now: Instant,
+        writes: &mut Vec<Write>,
+    ) -> Self {
+        if let Some(control) = conn.streams().open(Dir::Uni) {
+            let settings = Settings::builder()
+                .qpack_max_table_capacity(WtVarInt::from_u32(0))
+                .qpack_blocked_streams(WtVarInt::from_u32(0))
+                .enable_connect_protocol()
+                .enable_webtransport()
+                .enable_h3_datagrams()
+                .webtransport_max_sessions(WtVarInt::from_u32(1))
+                .build();
+            let mut out = Vec::new();
+            // Writing to a Vec cannot run out of room.
+            let _ = StreamHeader::new_control().write(&mut out);
+            let _ = settings.generate_frame().write(&mut out);
+            writes.push((control, out.into(), false));
+        }
+        WebTransport {
+            started: now,
+            path,
+            session: None,
+            heads: HashMap::new(),
+            drained: Vec::new(),
+            uni: VecDeque::new(),
+            bi: VecDeque::new(),
+            opened: 0,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The session's quarter stream id, which its datagrams start with.
+    pub fn datagram_prefix(&self) -> Option<u64> {
+        self.session.map(|s| u64::from(VarInt::from(s)) / 4)
+    }
+
+    /// Reads what the client's streams brought: new streams' heads, its CONNECT request
+    /// (answered in `writes`), the streams set aside.
+    pub fn poll(&mut self, conn: &mut Connection, writes: &mut Vec<Write>) -> Option<Change> {
+        let mut change = None;
+        for dir in [Dir::Uni, Dir::Bi] {
+            while let Some(id) = conn.streams().accept(dir) {
+                self.heads.insert(id, Vec::new());
+            }
+        }
+        let heads: Vec<StreamId> = self.heads.keys().copied().collect();
+        for id in heads {
+            let Some(mut buf) = self.heads.remove(&id) else {
+                continue;
+            };
+            let read = match id.dir() {
+                Dir::Uni => self.uni_head(conn, id, &mut buf),
+                Dir::Bi => self.bi_head(conn, id, &mut buf, writes, &mut change),
+            };
+            if matches!(read, Head::Waiting) {
+                self.heads.insert(id, buf);
+            }
+        }
+        let session = self.session;
+        self.drained.retain(|&id| {
+            let ended = drain(conn, id);
+            if ended && Some(id) == session {
+                change = Some(Change::Closed);
+            }
+            !ended
+        });
+        change
+    }
+
+    /// The head of a client's unidirectional stream: its HTTP/3 stream type, and for a
+    /// stream of the session, the session id and its channel number.
+    fn uni_head(&mut self, conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>) -> Head<()> {
+        let kind = match read_varint(conn, id, buf, 0) {
+            Head::Done(v) => v,
+            Head::Waiting => return Head::Waiting,
+            Head::Gone => return Head::Gone,
+        };
+        match kind {
+            (CONTROL_STREAM | QPACK_ENCODER_STREAM | QPACK_DECODER_STREAM, _) => {
+                self.drained.push(id);
+                Head::Done(())
+            }
+            (WEBTRANSPORT_UNI_STREAM, at) => {
+                let (session, at) = match read_varint(conn, id, buf, at) {
+                    Head::Done(v) => v,
+                    Head::Waiting => return Head::Waiting,
+                    Head::Gone => return Head::Gone,
+                };
+                let (number, _) = match read_varint(conn, id, buf, at) {
+                    Head::Done(v) => v,
+                    Head::Waiting => return Head::Waiting,
+                    Head::Gone => return Head::Gone,
+                };
+                if self.session.map(StreamId::index) != Some(session_index(session)) {
+                    refuse(conn, id, H3_REQUEST_REJECTED);
+                    return Head::Gone;
+                }
+                self.uni.push_back((id, number));
+                Head::Done(())
+            }
+            _ => {
+                // Unknown stream types are turned down, not fatal (RFC 9114, 6.2).
+                refuse(conn, id, H3_STREAM_CREATION_ERROR);
+                Head::Gone
+            }
+        }
+    }
+
+    /// The head of a client's bidirectional stream: a WebTransport stream of the session,
+    /// or an HTTP/3 request, of which only the CONNECT that opens the session is served.
+    fn bi_head(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        buf: &mut Vec<u8>,
+        writes: &mut Vec<Write>,
+        change: &mut Option<Change>,
+    ) -> Head<()> {
+        let (first, at) = match read_varint(conn, id, buf, 0) {
+            Head::Done(v) => v,
+            Head::Waiting => return Head::Waiting,
+            Head::Gone => return Head::Gone,
+        };
+        if first == WEBTRANSPORT_BI_STREAM {
+            let (session, _) = match read_varint(conn, id, buf, at) {
+                Head::Done(v) => v,
+                Head::Waiting => return Head::Waiting,
+                Head::Gone => return Head::Gone,
+            };
+            if self.session.map(StreamId::index) != Some(session_index(session)) {
+                refuse(conn, id, H3_REQUEST_REJECTED);
+                return Head::Gone;
+            }
+            self.bi.push_back(id);
+            return Head::Done(());
+        }
+        // An HTTP/3 request: its HEADERS frame, whole.
+        let ended = match read_all(conn, id, buf, MAX_HEAD) {
+            Some(ended) => ended,
+            None => return Head::Gone,
+        };
+        let mut reader = BufferReader::new(buf);
+        let frame = match Frame::read_from_buffer(&mut reader) {
+            Ok(Some(frame)) => frame,
+            Ok(None) if !ended && buf.len() < MAX_HEAD => return Head::Waiting,
+            _ => {
+                refuse(conn, id, H3_REQUEST_REJECTED);
+                return Head::Gone;
+            }
+        };
+        let request = match frame.kind() {
+            FrameKind::Headers => Headers::with_frame(&frame)
+                .ok()
+                .and_then(|h| SessionRequest::try_from(h).ok()),
+            _ => None,
+        };
+        let status = match request {
+            Some(_) if self.session.is_some() => StatusCode::TOO_MANY_REQUESTS,
+            Some(r) if r.path() == &*self.path => StatusCode::OK,
+            Some(_) => StatusCode::NOT_FOUND,
+            None => StatusCode::try_from_u32(400).unwrap_or(StatusCode::NOT_FOUND),
+        };
+        let mut response = SessionResponse::with_status_code(status);
+        // Chromium before the WebTransport drafts settled asked for this.
+        response.add("sec-webtransport-http3-draft", "draft02");
+        let mut out = Vec::new();
+        let _ = response.headers().generate_frame().write(&mut out);
+        let ok = status == StatusCode::OK;
+        writes.push((id, out.into(), !ok));
+        if ok {
+            self.session = Some(id);
+            self.drained.push(id);
+            *change = Some(Change::Opened);
+        } else {
+            let _ = conn.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
+        }
+        Head::Done(())
+    }
+
+    /// A unidirectional stream of the session from the client, with its channel number.
+    pub fn accept_uni(&mut self) -> Option<(StreamId, u64)> {
+        self.uni.pop_front()
+    }
+
+    /// The client's stream of channel `number`, if it came.
+    pub fn take_uni(&mut self, number: u64) -> Option<StreamId> {
+        let at = self.uni.iter().position(|&(_, n)| n == number)?;
+        self.uni.remove(at).map(|(id, _)| id)
+    }
+
+    pub fn accept_bi(&mut self) -> Option<StreamId> {
+        self.bi.pop_front()
+    }
+
+    /// The head our new stream of the session starts with; for a unidirectional one, its
+    /// channel number is the next.
+    pub fn head(&mut self, dir: Dir) -> (Bytes, u64) {
+        let session = self.session.map_or(0, |s| u64::from(VarInt::from(s)));
+        let mut out = BytesMut::with_capacity(12);
+        let number = match dir {
+            Dir::Uni => {
+                varint::put(&mut out, WEBTRANSPORT_UNI_STREAM);
+                varint::put(&mut out, session);
+                let number = self.opened;
+                self.opened += 1;
+                varint::put(&mut out, number);
+                number
+            }
+            Dir::Bi => {
+                varint::put(&mut out, WEBTRANSPORT_BI_STREAM);
+                varint::put(&mut out, session);
+                0
+            }
+        };
+        (out.freeze(), number)
+    }
+}
+
+const CONTROL_STREAM: u64 = 0x00;
+const QPACK_ENCODER_STREAM: u64 = 0x02;
+const QPACK_DECODER_STREAM: u64 = 0x03;
+const WEBTRANSPORT_UNI_STREAM: u64 = 0x54;
+const WEBTRANSPORT_BI_STREAM: u64 = 0x41;
+
+/// The index of a client bidirectional stream from its id on the wire.
+fn session_index(id: u64) -> u64 {
+    id >> 2
+}
+
+fn refuse(conn: &mut Connection, id: StreamId, code: u32) {
+    let _ = conn.recv_stream(id).stop(VarInt::from_u32(code));
+    if id.dir() == Dir::Bi {
+        let _ = conn.send_stream(id).reset(VarInt::from_u32(code));
+    }
+}
+
+/// The varint at `at` of a stream's head, reading no further than its last byte (what
+/// follows the head is the session's): its value and where the next field starts.
+fn read_varint(
+    conn: &mut Connection,
+    id: StreamId,
+    buf: &mut Vec<u8>,
+    at: usize,
+) -> Head<(u64, usize)> {
+    if !read_to(conn, id, buf, at + 1) {
+        return Head::Gone;
+    }
+    let Some(&first) = buf.get(at) else {
+        return Head::Waiting;
+    };
+    let len = 1usize << (first >> 6);
+    if !read_to(conn, id, buf, at + len) {
+        return Head::Gone;
+    }
+    match varint::get(&buf[at..]) {
+        Some((v, n)) => Head::Done((v, at + n)),
+        None => Head::Waiting,
+    }
+}
+
+/// Reads `id` until `buf` holds `want` bytes or nothing more has come; false when the
+/// stream ended or was reset before its head was whole.
+fn read_to(conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>, want: usize) -> bool {
+    if buf.len() >= want {
+        return true;
+    }
+    let mut stream = conn.recv_stream(id);
+    let Ok(mut chunks) = stream.read(true) else {
+        return false;
+    };
+    let alive = loop {
+        if buf.len() >= want {
+            break true;
+        }
+        match chunks.next(want - buf.len()) {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => break false,
+            Err(quinn_proto::ReadError::Blocked) => break true,
+        }
+    };
+    let _ = chunks.finalize();
+    alive
+}
+
+/// Reads what `id` has into `buf`, up to `max` bytes in all: whether the stream ended, or
+/// None when it was reset.
+fn read_all(conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>, max: usize) -> Option<bool> {
+    let mut stream = conn.recv_stream(id);
+    let Ok(mut chunks) = stream.read(true) else {
+        return None;
+    };
+    let ended = loop {
+        if buf.len() >= max {
+            break Some(false);
+        }
+        match chunks.next(max - buf.len()) {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => break Some(true),
+            Err(quinn_proto::ReadError::Reset(_)) => break None,
+            Err(quinn_proto::ReadError::Blocked) => break Some(false),
+        }
+    };
+    let _ = chunks.finalize();
+    ended
+}
+
+/// Reads and drops what `id` has; true once it ended or was reset.
+fn drain(conn: &mut Connection, id: StreamId) -> bool {
+    let mut stream = conn.recv_stream(id);
+    let Ok(mut chunks) = stream.read(false) else {
+        return true;
+    };
+    let ended = loop {
+        match chunks.next(usize::MAX) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => break true,
+            Err(quinn_proto::ReadError::Blocked) => break false,
+        }
+    };
+    let _ = chunks.finalize();
+    ended
+}
