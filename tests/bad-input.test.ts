@@ -58,6 +58,14 @@ describe('bad input', () => {
       'ERR_INVALID_ARGUMENT',
     );
     await rejectsWith(QuicServer.listen({ ...cert, webTransport: '/' as never }), 'ERR_INVALID_ARGUMENT');
+    await rejectsWith(
+      QuicServer.listen({ ...cert, webTransport: { origins: ['https://app.example/path/'] } }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    await rejectsWith(
+      QuicServer.listen({ ...cert, webTransport: { origins: 'https://app.example' as never } }),
+      'ERR_INVALID_ARGUMENT',
+    );
     throwsWith(() => server.onMessage(() => {}, { borrow: 'yes' } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => server.onMessage(() => {}, { borow: true } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => t.onMessage(() => {}, null as never), 'ERR_INVALID_ARGUMENT');

@@ -28,10 +28,13 @@ const HELP = `quicwire: QUIC message transport (TLS 1.3, one stream per request,
 
 Usage:
   quicwire serve [--host H] [--port P] (--dev-cert | --cert FILE --key FILE) [--quiet]
-                 [--tcp] [--metrics HOST:PORT]
+                 [--tcp] [--webtransport PATH] [--metrics HOST:PORT]
       Listen; print each message received as a JSON line; answer requests with their body.
-      --tcp also takes QUIC over TCP (clients behind a UDP block, browsers); --metrics
-      serves Prometheus metrics at http://HOST:PORT/metrics.
+      --tcp also takes QUIC over TCP (clients behind a UDP block, browsers);
+      --webtransport takes browsers' WebTransport sessions at https://HOST:PORT/PATH (with
+      --dev-cert, a certificate valid 14 days whose hash it prints, for the page's
+      serverCertificateHashes); --metrics serves Prometheus metrics at
+      http://HOST:PORT/metrics.
   quicwire bus [--host H] [--port P] (--dev-cert | --cert FILE --key FILE) [--quiet]
                [--balance round-robin|least-loaded] [--tcp] [--metrics HOST:PORT]
       A message bus for agents (\`Agent.connect\`): routes by name and subject; prints
@@ -70,6 +73,7 @@ const OPTIONS = {
   key: { type: 'string' },
   quiet: { type: 'boolean' },
   tcp: { type: 'boolean' },
+  webtransport: { type: 'string' },
   metrics: { type: 'string' },
   balance: { type: 'string' },
   interval: { type: 'string' },
@@ -145,24 +149,28 @@ function client(flags: Flags): QuicTransport {
 }
 
 /** What `serve` and `bus` listen with: address, certificate (--dev-cert, or --cert and
- *  --key) and --tcp. */
+ *  --key), --tcp and --webtransport. */
 function listenOptions(flags: Flags, command: string): ServerOptions {
   return {
     host: flags.host ?? '127.0.0.1',
     port: integer('port', flags.port, 4433, 0),
     ...serverCert(flags, command),
     tcp: flags.tcp ?? false,
+    ...(flags.webtransport !== undefined && { webTransport: { path: flags.webtransport } }),
   };
 }
 
 function serverCert(flags: Flags, command: string): { cert: string; key: string } {
   if (flags['dev-cert']) {
     if (flags.cert || flags.key) throw new UsageError('use --dev-cert or --cert/--key, not both');
-    const dev = generateDevCert(['localhost', '127.0.0.1', '::1']);
+    // Browsers trust a certificate by its hash only when it is valid for 14 days at most.
+    const browsers = flags.webtransport !== undefined;
+    const dev = generateDevCert(['localhost', '127.0.0.1', '::1'], browsers ? { validDays: 14 } : {});
     const dir = mkdtempSync(join(tmpdir(), 'quicwire-'));
     writeFileSync(join(dir, 'cert.pem'), dev.cert);
     console.error(`dev certificate: ${join(dir, 'cert.pem')} (pass it to clients as --ca)`);
-    return dev;
+    if (browsers) console.error(`dev certificate sha-256 (serverCertificateHashes): ${dev.hash}`);
+    return { cert: dev.cert, key: dev.key };
   }
   if (flags.cert && flags.key) return { cert: readPem('cert', flags.cert), key: readPem('key', flags.key) };
   throw new UsageError(
@@ -198,6 +206,9 @@ async function serve(flags: Flags): Promise<number> {
     return message;
   });
   console.error(`listening on ${address(server.host, server.port)} (${backend()} engine); Ctrl-C stops`);
+  if (flags.webtransport !== undefined) {
+    console.error(`webtransport at https://${address(server.host, server.port)}${flags.webtransport}`);
+  }
   await stopped();
   scrape?.close();
   await server.close({ graceful: true });
@@ -211,6 +222,7 @@ async function bus(flags: Flags): Promise<number> {
   if (balance !== 'round-robin' && balance !== 'least-loaded') {
     throw new UsageError(`--balance must be round-robin or least-loaded, got ${balance}`);
   }
+  if (flags.webtransport !== undefined) throw new UsageError('--webtransport is for serve only');
   const options = listenOptions(flags, 'bus');
   const metricsAt = flags.metrics === undefined ? undefined : target(flags.metrics, 0);
   const b = await QuicBus.listen({ ...options, balance });

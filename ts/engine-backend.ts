@@ -283,7 +283,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         options.encodings,
         positional(TRANSPORT_OPTIONS, options.transport),
         positional(SERVER_OPTIONS, { ...options, worker: options.worker?.index }),
-        options.webTransport,
+        options.webTransport && [options.webTransport.path, ...options.webTransport.origins],
       ),
     );
     const slot = this.#add(engine);

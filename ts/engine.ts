@@ -50,8 +50,9 @@ export interface EngineServerOptions {
   validateAddresses?: boolean;
   /** Also accept QUIC carried over TCP, on the same port number. */
   tcp?: boolean;
-  /** Also accept WebTransport sessions (HTTP/3) on this path. */
-  webTransport?: string;
+  /** Also accept WebTransport sessions (HTTP/3) on this path, from pages of these origins
+   *  (none: any). */
+  webTransport?: { path: string; origins: string[] };
   /** Serve on worker socket `index` of `group` (see `Engine.bindWorkers`) instead of
    *  binding `host:port`: this server is that worker. */
   worker?: WorkerSocket;

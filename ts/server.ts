@@ -102,11 +102,16 @@ export class QuicServer extends Endpoint {
     }
     if (options.tcp !== undefined && typeof options.tcp !== 'boolean')
       throw invalidArgument('tcp must be a boolean');
-    let webTransport: string | undefined;
+    let webTransport: EngineServerOptions['webTransport'];
     if (options.webTransport !== undefined) {
       checkObject('webTransport', options.webTransport);
-      checkKeys('webTransport', options.webTransport, ['path']);
-      webTransport = checkString('webTransport.path', options.webTransport.path ?? '/');
+      checkKeys('webTransport', options.webTransport, ['path', 'origins']);
+      const { path = '/', origins = [] } = options.webTransport;
+      if (!Array.isArray(origins)) throw invalidArgument('webTransport.origins must be an array of strings');
+      webTransport = {
+        path: checkString('webTransport.path', path),
+        origins: origins.map((o, i) => checkString(`webTransport.origins[${i}]`, o)),
+      };
     }
     const hub = getHub();
     let info: Awaited<ReturnType<Hub['engine']['listen']>>;

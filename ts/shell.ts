@@ -53,7 +53,8 @@ export interface Shell<E extends ShellEngine = ShellEngine> {
       encodings: string[],
       limits: Float64Array,
       admission: Float64Array,
-      webTransport: string | undefined,
+      /** To accept WebTransport sessions: their path, then the pages' origins allowed. */
+      webTransport: string[] | undefined,
     ): E;
   };
   /** A zeroed buffer a message body is sent from without a copy; without it, a plain one. */

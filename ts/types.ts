@@ -88,9 +88,10 @@ export interface ServerOptions extends LimitOptions {
    *  block (`transport: 'tcp'`); default false. */
   tcp?: boolean;
   /** Also accept WebTransport sessions from browsers (HTTP/3, ALPN `h3`) on the same UDP
-   *  port, at `https://host:port{path}` (path default '/'): each is a connection like any
-   *  other, over the same session protocol (docs/PROTOCOL.md, section 1b). */
-  webTransport?: { path?: string };
+   *  port, at `https://host:port{path}` (path default '/'), from pages of `origins` (e.g.
+   *  'https://app.example.com'; default: any page): each is a connection like any other,
+   *  over the same session protocol (docs/PROTOCOL.md, section 1b). */
+  webTransport?: { path?: string; origins?: string[] };
 }
 
 export interface ConnectOptions {

@@ -87,10 +87,10 @@ export declare function createClient(ca: string | undefined | null, insecure: bo
 
 /**
  * A server endpoint with this certificate chain and key (PEM), accepting `encodings`
- * (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`: the
- * path WebTransport sessions are accepted on, if any.
+ * (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`, to
+ * accept WebTransport sessions: their path, then the pages' origins allowed (none: any).
  */
-export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array, webTransport?: string | undefined | null): number
+export declare function createServer(cert: string, key: string, encodings: Array<string>, options: Float64Array, admission: Float64Array, webTransport?: Array<string> | undefined | null): number
 
 export interface DevCert {
   cert: string

@@ -6,16 +6,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDevCert, QuicServer } from '../../ts/index.js';
+import { haveChromium, launchChromium, warnIfNoChromium } from './chromium.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const CHROMIUM = process.env.QUICWIRE_CHROMIUM ?? '/usr/bin/chromium';
-// .ci/run installs Chromium and sets QUICWIRE_REQUIRE_CHROMIUM=1, so there it cannot skip.
-const haveChromium = existsSync(CHROMIUM) || process.env.QUICWIRE_REQUIRE_CHROMIUM === '1';
-if (!haveChromium)
-  console.warn(`browser bundle test skipped: no Chromium at ${CHROMIUM} (set QUICWIRE_CHROMIUM)`);
+warnIfNoChromium('browser bundle test');
 const TYPES: Record<string, string> = {
   '.html': 'text/html',
   '.js': 'text/javascript',
@@ -45,18 +42,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

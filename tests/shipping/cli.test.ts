@@ -1,6 +1,7 @@
 // The `quicwire` command, spawned as users run it (node dist/cli.js, built by `npm run build`).
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +130,21 @@ describe('quicwire CLI', () => {
     const code = await new Promise((r) => server.child.on('close', r));
     expect(code).toBe(0);
     expect(server.err()).toContain('closed after 3 messages and 2 requests');
+  });
+
+  it('serve --webtransport takes browsers at a path, with a dev certificate they trust by hash', async () => {
+    const server = await serve(['--dev-cert', '--quiet', '--webtransport', '/wt']);
+    await expect
+      .poll(() => /webtransport at (\S+)/.exec(server.err())?.[1])
+      .toBe(`https://127.0.0.1:${server.port}/wt`);
+    const hash = /serverCertificateHashes\): ([0-9a-f]{64})/.exec(server.err())?.[1];
+    const x509 = new X509Certificate(readFileSync(server.ca as string));
+    expect(hash).toBe(x509.fingerprint256.replaceAll(':', '').toLowerCase());
+    expect(new Date(x509.validTo).getTime() - new Date(x509.validFrom).getTime()).toBe(14 * 86_400_000);
+    // quicwire clients are served as before.
+    const ca = ['--ca', server.ca as string];
+    const answer = await run(['request', `127.0.0.1:${server.port}`, '"still quic"', ...ca]);
+    expect(JSON.parse(answer.stdout)).toBe('still quic');
   });
 
   it('serve --metrics serves Prometheus metrics that count what it served', async () => {

@@ -1,39 +1,42 @@
 // Browsers reach a quicwire server over WebTransport: headless Chromium's own
 // `WebTransport`, with the certificate trusted by its hash, against a quicwire server in its
-// own Node process over UDP. The page speaks the session protocol through
+// own Node process over UDP, on each backend. The page speaks the session protocol through
 // tests/webtransport/peer.js, written from docs/PROTOCOL.md apart from the engine, as the
 // aioquic peer is for QUIC clients: what passes here is the wire protocol a browser sees.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuicTransport } from '../../ts/index.js';
 import { lineFrom, spawnFixture } from '../fixtures/spawn.js';
+import { haveChromium, launchChromium, warnIfNoChromium } from './chromium.js';
 
-const CHROMIUM = process.env.QUICWIRE_CHROMIUM ?? '/usr/bin/chromium';
-// .ci/run installs Chromium and sets QUICWIRE_REQUIRE_CHROMIUM=1, so there it cannot skip.
-const haveChromium = existsSync(CHROMIUM) || process.env.QUICWIRE_REQUIRE_CHROMIUM === '1';
-if (!haveChromium) console.warn(`WebTransport test skipped: no Chromium at ${CHROMIUM}`);
+warnIfNoChromium('WebTransport test');
 const PEER = readFileSync(new URL('../webtransport/peer.js', import.meta.url));
 
 type Info = { port: number; ca: string; hash: string };
+/** The server of the backend under test. */
+let backend: string;
 let fixture: ChildProcess;
 let info: Info;
 let http: Server;
 let base: string;
 let browser: Browser;
 
-async function startServer(): Promise<[ChildProcess, Info]> {
-  const child = spawnFixture('echo-server.ts', [], { QUICWIRE_WEBTRANSPORT: '/quicwire' });
+async function startServer(origins: string[] = []): Promise<[ChildProcess, Info]> {
+  const child = spawnFixture('echo-server.ts', [], {
+    QUICWIRE_BACKEND: backend,
+    QUICWIRE_WEBTRANSPORT: '/quicwire',
+    QUICWIRE_WEBTRANSPORT_ORIGINS: origins.join(','),
+  });
   return [child, JSON.parse(await lineFrom(child)) as Info];
 }
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  [fixture, info] = await startServer();
   // The page and its peer module, from loopback (a secure context, as WebTransport needs).
   http = createServer((req, res) => {
     if (req.url === '/peer.js') {
@@ -46,22 +49,12 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   http?.close();
-  fixture?.kill();
 });
 
 /** A fresh page that has imported the peer module. */
@@ -99,15 +92,25 @@ async function withPeer<T>(
   }
 }
 
-describe.runIf(haveChromium)('WebTransport from headless Chromium', () => {
-  it('opens a session and agrees on version 2 and JSON', async () => {
-    const hello = await withPeer<{ version: number; encodings: number[] }>('return peer.hello;');
-    expect(hello.version).toBe(2);
-    expect(hello.encodings).toContain(2);
-  });
+describe.runIf(haveChromium).each(['native', 'wasm'])(
+  'WebTransport from headless Chromium to a %s server',
+  (engine) => {
+    beforeAll(async () => {
+      backend = engine;
+      [fixture, info] = await startServer();
+    });
+    afterAll(() => {
+      fixture?.kill();
+    });
 
-  it('carries 1,000 messages and 1,000 requests from the page', async () => {
-    const out = await withPeer<{ before: number; after: number; answers: unknown[] }>(`
+    it('opens a session and agrees on version 2 and JSON', async () => {
+      const hello = await withPeer<{ version: number; encodings: number[] }>('return peer.hello;');
+      expect(hello.version).toBe(2);
+      expect(hello.encodings).toContain(2);
+    });
+
+    it('carries 1,000 messages and 1,000 requests from the page', async () => {
+      const out = await withPeer<{ before: number; after: number; answers: unknown[] }>(`
       const before = await peer.request({ op: 'count' });
       const batch = Array.from({ length: 1000 }, (_, n) => ({ ch: 7, n }));
       await peer.send(batch.slice(0, 500));
@@ -116,13 +119,13 @@ describe.runIf(haveChromium)('WebTransport from headless Chromium', () => {
       const answers = await Promise.all(Array.from({ length: 1000 }, (_, n) => peer.request({ n })));
       return { before, after, answers };
     `);
-    // send resolved on the server's ACKs: its application had all 1,000 by then.
-    expect(out.after - out.before).toBe(1000);
-    expect(out.answers).toEqual(Array.from({ length: 1000 }, (_, n) => ({ n })));
-  });
+      // send resolved on the server's ACKs: its application had all 1,000 by then.
+      expect(out.after - out.before).toBe(1000);
+      expect(out.answers).toEqual(Array.from({ length: 1000 }, (_, n) => ({ n })));
+    });
 
-  it('takes 1,000 pushed messages and answers 1,000 requests from the server', async () => {
-    const out = await withPeer<{ pushed: number; received: unknown[]; asked: unknown[] }>(`
+    it('takes 1,000 pushed messages and answers 1,000 requests from the server', async () => {
+      const out = await withPeer<{ pushed: number; received: unknown[]; asked: unknown[] }>(`
       peer.onRequest((body) => ({ answered: body }));
       const pushed = await peer.request({ op: 'push', n: 1000 });
       const received = peer.received.slice();
@@ -131,85 +134,107 @@ describe.runIf(haveChromium)('WebTransport from headless Chromium', () => {
       );
       return { pushed, received, asked };
     `);
-    expect(out.pushed).toBe(1000);
-    // The server's sends resolved on the page's ACKs, before it answered.
-    expect(out.received).toEqual(Array.from({ length: 1000 }, (_, i) => ({ pushed: i })));
-    expect(out.asked).toEqual(Array.from({ length: 1000 }, (_, i) => ({ answered: { i } })));
-  });
+      expect(out.pushed).toBe(1000);
+      // The server's sends resolved on the page's ACKs, before it answered.
+      expect(out.received).toEqual(Array.from({ length: 1000 }, (_, i) => ({ pushed: i })));
+      expect(out.asked).toEqual(Array.from({ length: 1000 }, (_, i) => ({ answered: { i } })));
+    });
 
-  it('moves an 8 MiB payload each way', async () => {
-    const out = await withPeer<{ echoed: number; asked: number; same: boolean }>(`
+    it('moves an 8 MiB payload each way', async () => {
+      const out = await withPeer<{ echoed: number; asked: number; same: boolean }>(`
       const blob = 'q'.repeat(8 << 20);
       const echoed = await peer.request({ blob });
       peer.onRequest((body) => body);
       const asked = await peer.request({ op: 'ask', body: { blob } });
       return { echoed: echoed.blob.length, asked: asked.blob.length, same: echoed.blob === blob };
     `);
-    expect(out).toEqual({ echoed: 8 << 20, asked: 8 << 20, same: true });
-  });
+      expect(out).toEqual({ echoed: 8 << 20, asked: 8 << 20, same: true });
+    });
 
-  it("reports a handler's error with its code and keeps the session", async () => {
-    const out = await withPeer<{ code: string; message: string; after: unknown }>(`
+    it("reports a handler's error with its code and keeps the session", async () => {
+      const out = await withPeer<{ code: string; message: string; after: unknown }>(`
       let failed;
       try { await peer.request({ op: 'fail' }); } catch (e) { failed = e; }
       const after = await peer.request({ still: 'here' });
       return { code: failed.code, message: failed.message, after };
     `);
-    expect(out.code).toBe('ERR_REMOTE');
-    expect(out.message).toContain('fails on purpose');
-    expect(out.after).toEqual({ still: 'here' });
-  });
+      expect(out.code).toBe('ERR_REMOTE');
+      expect(out.message).toContain('fails on purpose');
+      expect(out.after).toEqual({ still: 'here' });
+    });
 
-  it('echoes datagrams (HTTP/3 datagrams of the session)', async () => {
-    const out = await withPeer<unknown[]>(`
+    it('echoes datagrams (HTTP/3 datagrams of the session)', async () => {
+      const out = await withPeer<unknown[]>(`
       for (let i = 0; i < 50 && peer.datagrams.length === 0; i++) {
         await peer.sendDatagram({ d: i });
         await new Promise((r) => setTimeout(r, 20));
       }
       return peer.datagrams;
     `);
-    expect(out.length).toBeGreaterThan(0);
-    expect(out[0]).toMatchObject({ d: expect.any(Number) });
-  });
+      expect(out.length).toBeGreaterThan(0);
+      expect(out[0]).toMatchObject({ d: expect.any(Number) });
+    });
 
-  it('turns down another path and a certificate of another hash', async () => {
-    const wrongPath = await withPeer<{ thrown?: string }>('return "opened";', { path: '/elsewhere' });
-    expect(wrongPath.thrown).toMatch(/WebTransport|opening handshake|failed/i);
-    const wrongHash = await withPeer<{ thrown?: string }>('return "opened";', { hash: 'ab'.repeat(32) });
-    expect(wrongHash.thrown).toMatch(/WebTransport|opening handshake|failed/i);
-    // The server is unharmed, for browsers and for quicwire clients alike.
-    const after = await withPeer<unknown>('return await peer.request({ ok: 1 });');
-    expect(after).toEqual({ ok: 1 });
-    const client = new QuicTransport({ ca: info.ca });
-    try {
-      const conn = await client.connect('127.0.0.1', info.port);
-      expect(await conn.request({ node: true })).toEqual({ node: true });
-    } finally {
-      await client.close();
-    }
-  });
+    it('turns down another path and a certificate of another hash', async () => {
+      const wrongPath = await withPeer<{ thrown?: string }>('return "opened";', { path: '/elsewhere' });
+      expect(wrongPath.thrown).toMatch(/WebTransport|opening handshake|failed/i);
+      const wrongHash = await withPeer<{ thrown?: string }>('return "opened";', { hash: 'ab'.repeat(32) });
+      expect(wrongHash.thrown).toMatch(/WebTransport|opening handshake|failed/i);
+      // The server is unharmed, for browsers and for quicwire clients alike.
+      const after = await withPeer<unknown>('return await peer.request({ ok: 1 });');
+      expect(after).toEqual({ ok: 1 });
+      const client = new QuicTransport({ ca: info.ca });
+      try {
+        const conn = await client.connect('127.0.0.1', info.port);
+        expect(await conn.request({ node: true })).toEqual({ node: true });
+      } finally {
+        await client.close();
+      }
+    });
 
-  it('sees the session end when the server closes, and cannot open another', async () => {
-    const [child, closing] = await startServer();
-    try {
-      const out = await withPeer<{ answer: unknown; closed: unknown }>(
-        `
+    it('takes pages of the origins given, and only those', async () => {
+      const pageOrigin = new URL(base).origin;
+      const [other, otherInfo] = await startServer(['https://app.example']);
+      const [ours, oursInfo] = await startServer(['https://app.example', pageOrigin]);
+      try {
+        const refused = await withPeer<{ thrown?: string }>('return "opened";', {
+          port: otherInfo.port,
+          hash: otherInfo.hash,
+        });
+        expect(refused.thrown).toBeTruthy();
+        const taken = await withPeer<unknown>('return await peer.request({ from: "page" });', {
+          port: oursInfo.port,
+          hash: oursInfo.hash,
+        });
+        expect(taken).toEqual({ from: 'page' });
+      } finally {
+        other.kill();
+        ours.kill();
+      }
+    });
+
+    it('sees the session end when the server closes, and cannot open another', async () => {
+      const [child, closing] = await startServer();
+      try {
+        const out = await withPeer<{ answer: unknown; closed: unknown }>(
+          `
         const answer = await peer.request({ op: 'close' });
         const closed = await peer.closed;
         return { answer, closed };
       `,
-        { port: closing.port, hash: closing.hash },
-      );
-      expect(out.answer).toBe('closing');
-      expect(out.closed).toBeTruthy();
-      await new Promise((resolve) => child.once('exit', resolve));
-      const again = await withPeer<{ thrown?: string }>('return "opened";', {
-        port: closing.port,
-        hash: closing.hash,
-      });
-      expect(again.thrown).toBeTruthy();
-    } finally {
-      child.kill();
-    }
-  });
-});
+          { port: closing.port, hash: closing.hash },
+        );
+        expect(out.answer).toBe('closing');
+        expect(out.closed).toBeTruthy();
+        await new Promise((resolve) => child.once('exit', resolve));
+        const again = await withPeer<{ thrown?: string }>('return "opened";', {
+          port: closing.port,
+          hash: closing.hash,
+        });
+        expect(again.thrown).toBeTruthy();
+      } finally {
+        child.kill();
+      }
+    });
+  },
+);

@@ -24,7 +24,7 @@ use quicwire_core::{
 };
 use web_time::{Duration, Instant};
 
-use crate::config::{ClientConfig, ServerConfig};
+use crate::config::{ClientConfig, ServerConfig, WebTransportConfig};
 use crate::event::{Event, Receipt};
 use crate::outbox::{Outbox, SendOptions};
 use crate::session::RequestOptions;
@@ -467,7 +467,8 @@ impl JsEngine {
     }
 
     /// A server with this certificate chain and key (PEM), accepting `encodings` (none:
-    /// all), and WebTransport sessions on `webtransport`, a path, if given.
+    /// all), and WebTransport sessions when `webtransport` is given: its path, then the
+    /// origins of the pages allowed (none: any).
     pub fn server(
         now: Instant,
         cert: String,
@@ -475,7 +476,7 @@ impl JsEngine {
         encodings_accepted: &[String],
         options: &[f64],
         admission: &[f64],
-        webtransport: Option<String>,
+        webtransport: Option<Vec<String>>,
     ) -> Result<JsEngine, Error> {
         let config = ServerConfig {
             transport: transport_options(options)?,
@@ -483,7 +484,17 @@ impl JsEngine {
             encodings: encodings(encodings_accepted, &Encoding::ALL)?,
             limits: server_options(admission)?,
             worker: worker_option(admission)?,
-            webtransport,
+            webtransport: webtransport.map(|mut list| {
+                let path = if list.is_empty() {
+                    String::new()
+                } else {
+                    list.remove(0)
+                };
+                WebTransportConfig {
+                    path,
+                    origins: list,
+                }
+            }),
         };
         Engine::server(&config, now).map(JsEngine::new)
     }

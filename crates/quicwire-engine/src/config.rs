@@ -40,9 +40,19 @@ pub struct ServerConfig {
     /// This server's index among workers sharing one UDP port (`udp::bind_workers`): its
     /// connection IDs start with it, so the port's routing program finds it. None: alone.
     pub worker: Option<u8>,
-    /// Also accept WebTransport sessions (HTTP/3, ALPN `h3`) whose CONNECT asks for this
-    /// path; each runs a quicwire session inside. None: quicwire's ALPNs only.
-    pub webtransport: Option<String>,
+    /// Also accept WebTransport sessions (HTTP/3, ALPN `h3`); each runs a quicwire session
+    /// inside. None: quicwire's ALPNs only.
+    pub webtransport: Option<WebTransportConfig>,
+}
+
+/// Which WebTransport sessions a server accepts.
+#[derive(Debug, Clone, Default)]
+pub struct WebTransportConfig {
+    /// The `:path` a CONNECT must ask for, e.g. "/quicwire".
+    pub path: String,
+    /// The pages' origins allowed (e.g. "https://app.example.com"), as browsers send them;
+    /// empty: any. Others get 403.
+    pub origins: Vec<String>,
 }
 
 impl ServerConfig {

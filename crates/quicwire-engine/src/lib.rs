@@ -29,7 +29,7 @@ pub mod sim;
 pub mod stats;
 mod webtransport;
 
-pub use config::{ClientConfig, ServerConfig};
+pub use config::{ClientConfig, ServerConfig, WebTransportConfig};
 pub use datagram::DATAGRAM_QUEUE;
 pub use engine::Engine;
 pub use event::{ConnectionInfo, Event, Receipt};

@@ -38,8 +38,8 @@ pub(crate) struct Params {
     /// 0-RTT (`TransportConfig::early_data`): a server reads what comes before the handshake
     /// is done.
     pub early_data: bool,
-    /// A server: the path it accepts WebTransport sessions on (ALPN `h3`).
-    pub webtransport: Option<std::sync::Arc<str>>,
+    /// A server: the WebTransport sessions it accepts (ALPN `h3`).
+    pub webtransport: Option<std::sync::Arc<crate::config::WebTransportConfig>>,
 }
 
 /// What a session reports to its engine.
@@ -449,7 +449,7 @@ impl Session {
         if let Some(wt) = &self.wt {
             return wt.is_open();
         }
-        let Some(path) = self.params.webtransport.clone().filter(|_| !self.is_client) else {
+        let Some(accepts) = self.params.webtransport.clone().filter(|_| !self.is_client) else {
             return true;
         };
         if alpn(conn).as_deref() != Some(webtransport::ALPN_H3) {
@@ -458,7 +458,7 @@ impl Session {
         let mut writes = Vec::new();
         self.wt = Some(WebTransport::start(
             conn,
-            path,
+            accepts,
             self.last_active,
             &mut writes,
         ));

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use quicwire_core::varint;
 use quinn_proto::{Connection, Dir, StreamId, VarInt};
+
+use crate::config::WebTransportConfig;
 use web_time::Instant;
 use wtransport_proto::bytes::BufferReader;
 use wtransport_proto::frame::{Frame, FrameKind};
@@ -59,8 +61,8 @@ pub(crate) type Write = (StreamId, Bytes, bool);
 pub(crate) struct WebTransport {
     /// When the connection began: its session must open within a request timeout.
     pub started: Instant,
-    /// The `:path` sessions are accepted on.
-    path: Arc<str>,
+    /// The sessions accepted: their path and origins.
+    accepts: Arc<WebTransportConfig>,
     /// The session: its CONNECT stream, once accepted.
     session: Option<StreamId>,
     /// Client streams whose heads are still being read, with what arrived of them.
@@ -76,19 +78,21 @@ pub(crate) struct WebTransport {
     opened: u64,
 }
 
-/// A stream's head so far: complete, waiting for more bytes, or the stream is gone.
-enum Head<T> {
-    Done(T),
+/// Why a stream's head is not read: more bytes are to come, or the stream is gone
+/// (ended, reset, or turned down).
+enum Unread {
     Waiting,
     Gone,
 }
+
+type Head<T> = Result<T, Unread>;
 
 impl WebTransport {
     /// Starts WebTransport on a server connection that chose `h3`: our HTTP/3 control
     /// stream with its SETTINGS goes in `writes`.
     pub fn start(
         conn: &mut Connection,
-        path: Arc<str>,
+        accepts: Arc<WebTransportConfig>,
         now: Instant,
         writes: &mut Vec<Write>,
     ) -> Self {
@@ -109,7 +113,7 @@ impl WebTransport {
         }
         WebTransport {
             started: now,
-            path,
+            accepts,
             session: None,
             heads: HashMap::new(),
             drained: Vec::new(),
@@ -137,18 +141,10 @@ impl WebTransport {
                 self.heads.insert(id, Vec::new());
             }
         }
-        let heads: Vec<StreamId> = self.heads.keys().copied().collect();
-        for id in heads {
-            let Some(mut buf) = self.heads.remove(&id) else {
-                continue;
-            };
-            let read = match id.dir() {
-                Dir::Uni => self.uni_head(conn, id, &mut buf),
-                Dir::Bi => self.bi_head(conn, id, &mut buf, writes, &mut change),
-            };
-            if matches!(read, Head::Waiting) {
-                self.heads.insert(id, buf);
-            }
+        self.read_heads(conn, writes, &mut change);
+        if change == Some(Change::Opened) {
+            // Streams of the session that came before its CONNECT was read.
+            self.read_heads(conn, writes, &mut change);
         }
         let session = self.session;
         self.drained.retain(|&id| {
@@ -161,41 +157,61 @@ impl WebTransport {
         change
     }
 
+    fn read_heads(
+        &mut self,
+        conn: &mut Connection,
+        writes: &mut Vec<Write>,
+        change: &mut Option<Change>,
+    ) {
+        let heads: Vec<StreamId> = self.heads.keys().copied().collect();
+        for id in heads {
+            let Some(mut buf) = self.heads.remove(&id) else {
+                continue;
+            };
+            let read = match id.dir() {
+                Dir::Uni => self.uni_head(conn, id, &mut buf),
+                Dir::Bi => self.bi_head(conn, id, &mut buf, writes, change),
+            };
+            if matches!(read, Err(Unread::Waiting)) {
+                self.heads.insert(id, buf);
+            }
+        }
+    }
+
+    /// Whether a stream of session `session` (its id on the wire) may go on: it waits
+    /// while no session is open (it may have overtaken its CONNECT), and is turned down
+    /// when it names another.
+    fn check_session(&self, conn: &mut Connection, id: StreamId, session: u64) -> Head<()> {
+        match self.session {
+            None => Err(Unread::Waiting),
+            Some(ours) if ours.index() == session >> 2 => Ok(()),
+            Some(_) => {
+                refuse(conn, id, H3_REQUEST_REJECTED);
+                Err(Unread::Gone)
+            }
+        }
+    }
+
     /// The head of a client's unidirectional stream: its HTTP/3 stream type, and for a
     /// stream of the session, the session id and its channel number.
     fn uni_head(&mut self, conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>) -> Head<()> {
-        let kind = match read_varint(conn, id, buf, 0) {
-            Head::Done(v) => v,
-            Head::Waiting => return Head::Waiting,
-            Head::Gone => return Head::Gone,
-        };
+        let kind = read_varint(conn, id, buf, 0)?;
         match kind {
             (CONTROL_STREAM | QPACK_ENCODER_STREAM | QPACK_DECODER_STREAM, _) => {
                 self.drained.push(id);
-                Head::Done(())
+                Ok(())
             }
             (WEBTRANSPORT_UNI_STREAM, at) => {
-                let (session, at) = match read_varint(conn, id, buf, at) {
-                    Head::Done(v) => v,
-                    Head::Waiting => return Head::Waiting,
-                    Head::Gone => return Head::Gone,
-                };
-                let (number, _) = match read_varint(conn, id, buf, at) {
-                    Head::Done(v) => v,
-                    Head::Waiting => return Head::Waiting,
-                    Head::Gone => return Head::Gone,
-                };
-                if self.session.map(StreamId::index) != Some(session_index(session)) {
-                    refuse(conn, id, H3_REQUEST_REJECTED);
-                    return Head::Gone;
-                }
+                let (session, at) = read_varint(conn, id, buf, at)?;
+                let (number, _) = read_varint(conn, id, buf, at)?;
+                self.check_session(conn, id, session)?;
                 self.uni.push_back((id, number));
-                Head::Done(())
+                Ok(())
             }
             _ => {
                 // Unknown stream types are turned down, not fatal (RFC 9114, 6.2).
                 refuse(conn, id, H3_STREAM_CREATION_ERROR);
-                Head::Gone
+                Err(Unread::Gone)
             }
         }
     }
@@ -210,36 +226,25 @@ impl WebTransport {
         writes: &mut Vec<Write>,
         change: &mut Option<Change>,
     ) -> Head<()> {
-        let (first, at) = match read_varint(conn, id, buf, 0) {
-            Head::Done(v) => v,
-            Head::Waiting => return Head::Waiting,
-            Head::Gone => return Head::Gone,
-        };
+        let (first, at) = read_varint(conn, id, buf, 0)?;
         if first == WEBTRANSPORT_BI_STREAM {
-            let (session, _) = match read_varint(conn, id, buf, at) {
-                Head::Done(v) => v,
-                Head::Waiting => return Head::Waiting,
-                Head::Gone => return Head::Gone,
-            };
-            if self.session.map(StreamId::index) != Some(session_index(session)) {
-                refuse(conn, id, H3_REQUEST_REJECTED);
-                return Head::Gone;
-            }
+            let (session, _) = read_varint(conn, id, buf, at)?;
+            self.check_session(conn, id, session)?;
             self.bi.push_back(id);
-            return Head::Done(());
+            return Ok(());
         }
         // An HTTP/3 request: its HEADERS frame, whole.
         let ended = match read_all(conn, id, buf, MAX_HEAD) {
             Some(ended) => ended,
-            None => return Head::Gone,
+            None => return Err(Unread::Gone),
         };
         let mut reader = BufferReader::new(buf);
         let frame = match Frame::read_from_buffer(&mut reader) {
             Ok(Some(frame)) => frame,
-            Ok(None) if !ended && buf.len() < MAX_HEAD => return Head::Waiting,
+            Ok(None) if !ended && buf.len() < MAX_HEAD => return Err(Unread::Waiting),
             _ => {
                 refuse(conn, id, H3_REQUEST_REJECTED);
-                return Head::Gone;
+                return Err(Unread::Gone);
             }
         };
         let request = match frame.kind() {
@@ -250,8 +255,9 @@ impl WebTransport {
         };
         let status = match request {
             Some(_) if self.session.is_some() => StatusCode::TOO_MANY_REQUESTS,
-            Some(r) if r.path() == &*self.path => StatusCode::OK,
-            Some(_) => StatusCode::NOT_FOUND,
+            Some(r) if r.path() != self.accepts.path => StatusCode::NOT_FOUND,
+            Some(r) if !self.origin_allowed(r.origin()) => StatusCode::FORBIDDEN,
+            Some(_) => StatusCode::OK,
             None => StatusCode::try_from_u32(400).unwrap_or(StatusCode::NOT_FOUND),
         };
         let mut response = SessionResponse::with_status_code(status);
@@ -268,7 +274,13 @@ impl WebTransport {
         } else {
             let _ = conn.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
         }
-        Head::Done(())
+        Ok(())
+    }
+
+    /// Whether a page of `origin` may open a session (any may when no origins are set).
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let origins = &self.accepts.origins;
+        origins.is_empty() || origin.is_some_and(|o| origins.iter().any(|a| a == o))
     }
 
     /// A unidirectional stream of the session from the client, with its channel number.
@@ -316,11 +328,6 @@ const QPACK_DECODER_STREAM: u64 = 0x03;
 const WEBTRANSPORT_UNI_STREAM: u64 = 0x54;
 const WEBTRANSPORT_BI_STREAM: u64 = 0x41;
 
-/// The index of a client bidirectional stream from its id on the wire.
-fn session_index(id: u64) -> u64 {
-    id >> 2
-}
-
 fn refuse(conn: &mut Connection, id: StreamId, code: u32) {
     let _ = conn.recv_stream(id).stop(VarInt::from_u32(code));
     if id.dir() == Dir::Bi {
@@ -337,19 +344,15 @@ fn read_varint(
     at: usize,
 ) -> Head<(u64, usize)> {
     if !read_to(conn, id, buf, at + 1) {
-        return Head::Gone;
+        return Err(Unread::Gone);
     }
-    let Some(&first) = buf.get(at) else {
-        return Head::Waiting;
-    };
+    let first = *buf.get(at).ok_or(Unread::Waiting)?;
     let len = 1usize << (first >> 6);
     if !read_to(conn, id, buf, at + len) {
-        return Head::Gone;
+        return Err(Unread::Gone);
     }
-    match varint::get(&buf[at..]) {
-        Some((v, n)) => Head::Done((v, at + n)),
-        None => Head::Waiting,
-    }
+    let (v, n) = varint::get(&buf[at..]).ok_or(Unread::Waiting)?;
+    Ok((v, at + n))
 }
 
 /// Reads `id` until `buf` holds `want` bytes or nothing more has come; false when the

@@ -171,8 +171,8 @@ pub fn create_client(
 }
 
 /// A server endpoint with this certificate chain and key (PEM), accepting `encodings`
-/// (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`: the
-/// path WebTransport sessions are accepted on, if any.
+/// (empty: all); its handle. `admission`: see `abi::SERVER_OPTIONS`. `webTransport`, to
+/// accept WebTransport sessions: their path, then the pages' origins allowed (none: any).
 #[napi(catch_unwind)]
 pub fn create_server(
     cert: String,
@@ -180,7 +180,7 @@ pub fn create_server(
     encodings: Vec<String>,
     options: Float64Array,
     admission: Float64Array,
-    web_transport: Option<String>,
+    web_transport: Option<Vec<String>>,
 ) -> Result<u32> {
     add(JsEngine::server(
         Instant::now(),

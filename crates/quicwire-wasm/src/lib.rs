@@ -111,7 +111,7 @@ impl Engine {
         encodings: Vec<String>,
         limits: &[f64],
         admission: &[f64],
-        web_transport: Option<String>,
+        web_transport: Option<Vec<String>>,
     ) -> Result<Engine, JsValue> {
         let inner = JsEngine::server(
             at(now),

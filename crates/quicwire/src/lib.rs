@@ -63,6 +63,6 @@ pub use quicwire_core::{
 };
 /// The engine itself, and its simulated network for tests.
 pub use quicwire_engine as engine;
-pub use server::{Server, ServerConfig, ServerStats};
+pub use server::{Server, ServerConfig, ServerStats, WebTransportConfig};
 pub use tls::{generate_dev_cert, ClientTls, DevCert, ServerTls, Validity};
 pub use tunnel::Transport;

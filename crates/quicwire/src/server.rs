@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quicwire_core::{ConnectionStats, Error, ErrorCode, Result};
 use quicwire_engine::Engine;
-pub use quicwire_engine::ServerConfig;
+pub use quicwire_engine::{ServerConfig, WebTransportConfig};
 
 use crate::connection::{Connection, Handler, SendOptions};
 use crate::endpoint::{now, Endpoint};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::start_server;
-use quicwire::ClientTls;
+use quicwire::{ClientTls, WebTransportConfig};
 use wtransport_proto::bytes::BufferReader;
 use wtransport_proto::frame::Frame;
 use wtransport_proto::headers::Headers;
@@ -31,11 +31,30 @@ async fn h3(server: SocketAddr, ca: &str) -> Result<quinn::Connection, quinn::Co
     endpoint.connect(server, "localhost").unwrap().await
 }
 
+fn accepting(path: &str) -> WebTransportConfig {
+    WebTransportConfig {
+        path: path.into(),
+        origins: Vec::new(),
+    }
+}
+
 /// Sends an extended CONNECT for `url`: the response's status, and the stream (the
 /// session lasts as long as it).
 async fn connect(conn: &quinn::Connection, url: &str) -> (u16, quinn::SendStream) {
+    connect_from(conn, url, None).await
+}
+
+/// [`connect`] from a page of `origin`.
+async fn connect_from(
+    conn: &quinn::Connection,
+    url: &str,
+    origin: Option<&str>,
+) -> (u16, quinn::SendStream) {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let request = SessionRequest::new(url).unwrap();
+    let mut request = SessionRequest::new(url).unwrap();
+    if let Some(origin) = origin {
+        request.insert("origin", origin).unwrap();
+    }
     let mut out = Vec::new();
     request.headers().generate_frame().write(&mut out).unwrap();
     send.write_all(&out).await.unwrap();
@@ -58,7 +77,7 @@ async fn connect(conn: &quinn::Connection, url: &str) -> (u16, quinn::SendStream
 
 #[tokio::test]
 async fn a_connect_is_answered_by_its_path() {
-    let fixture = start_server(|c| c.webtransport = Some("/quicwire".into()));
+    let fixture = start_server(|c| c.webtransport = Some(accepting("/quicwire")));
     let conn = h3(fixture.server.local_addr(), &fixture.ca).await.unwrap();
     let elsewhere = format!(
         "https://localhost:{}/elsewhere",
@@ -84,9 +103,26 @@ async fn a_connect_is_answered_by_its_path() {
 }
 
 #[tokio::test]
+async fn only_the_origins_given_open_sessions() {
+    let fixture = start_server(|c| {
+        c.webtransport = Some(WebTransportConfig {
+            path: "/".into(),
+            origins: vec!["https://app.example".into()],
+        })
+    });
+    let conn = h3(fixture.server.local_addr(), &fixture.ca).await.unwrap();
+    let url = format!("https://localhost:{}/", fixture.server.local_addr().port());
+    assert_eq!(connect(&conn, &url).await.0, 403, "no origin");
+    let other = Some("https://other.example");
+    assert_eq!(connect_from(&conn, &url, other).await.0, 403);
+    let (status, _session) = connect_from(&conn, &url, Some("https://app.example")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn a_connection_that_opens_no_session_is_closed() {
     let fixture = start_server(|c| {
-        c.webtransport = Some("/".into());
+        c.webtransport = Some(accepting("/"));
         c.transport.request_timeout_ms = 300;
     });
     let conn = h3(fixture.server.local_addr(), &fixture.ca).await.unwrap();

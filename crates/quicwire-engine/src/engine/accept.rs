@@ -14,7 +14,7 @@ use quinn_proto::{
 use web_time::{Duration, Instant};
 
 use super::{key_log_lines, no_encodings, tls_error, Engine};
-use crate::config::ServerConfig as QuicwireServerConfig;
+use crate::config::{ServerConfig as QuicwireServerConfig, WebTransportConfig};
 use crate::conn::{touch, Origin};
 use crate::ids::CONNECTION_IDS;
 use crate::qlog;
@@ -34,8 +34,8 @@ impl Engine {
         if config.transport.early_data {
             tls::allow_early_data(&mut crypto);
         }
-        if let Some(path) = &config.webtransport {
-            check_webtransport_path(path)?;
+        if let Some(wt) = &config.webtransport {
+            check_webtransport(wt)?;
             crypto.alpn_protocols.push(ALPN_H3.to_vec());
         }
         let key_log = key_log_lines(&config.transport);
@@ -48,7 +48,7 @@ impl Engine {
         server.transport_config(quic::transport_config(&config.transport, false)?);
         let mut loopback = server.clone();
         let mut params = Params::new(&config.transport, config.encodings.clone());
-        params.webtransport = config.webtransport.as_deref().map(Arc::from);
+        params.webtransport = config.webtransport.clone().map(Arc::new);
         let mut engine = Self::new(
             now,
             Some((Arc::new(server), config.worker)),
@@ -190,8 +190,19 @@ impl ConnectionIdGenerator for WorkerCids {
     }
 }
 
-/// A WebTransport path is an absolute URL path, as a CONNECT's `:path` carries it.
-fn check_webtransport_path(path: &str) -> Result<(), Error> {
+/// A WebTransport path is an absolute URL path, as a CONNECT's `:path` carries it; an
+/// origin is a scheme and a host, as a browser's `origin` header carries it.
+fn check_webtransport(wt: &WebTransportConfig) -> Result<(), Error> {
+    for origin in &wt.origins {
+        let printable = origin.bytes().all(|b| b.is_ascii_graphic());
+        if !printable || !origin.contains("://") || origin.ends_with('/') {
+            return Err(Error::invalid_argument(format!(
+                "webTransport.origins takes origins like \"https://app.example.com\" (no \
+                 path), got {origin:?}"
+            )));
+        }
+    }
+    let path = &wt.path;
     let printable = path.bytes().all(|b| b.is_ascii_graphic());
     if path.starts_with('/') && printable && path.len() <= 1024 {
         return Ok(());
