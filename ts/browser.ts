@@ -9,12 +9,14 @@ import { QuicwireError } from './errors.js';
 import { MemoryNetwork } from './memory.js';
 import { type Platform, usePlatform } from './platform.js';
 
-/** WebSockets as the streams that carry QUIC: `ws://host:port/`, binary messages holding
- *  the same frames as a TCP tunnel (the packets inside are QUIC's, encrypted and checked). */
+/** WebSockets as the streams that carry QUIC: `ws://host:port/` (`wss://` from a page
+ *  served over https, which may open no other), binary messages holding the same frames as
+ *  a TCP tunnel (the packets inside are QUIC's, encrypted and checked). */
 const webSockets: StreamNetwork = {
   connect(host, port, events) {
     const name = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    const ws = new WebSocket(`ws://${name}:${port}/`);
+    const secure = globalThis.location?.protocol === 'https:';
+    const ws = new WebSocket(`${secure ? 'wss' : 'ws'}://${name}:${port}/`);
     ws.binaryType = 'arraybuffer';
     let waiting: Uint8Array[] = [];
     let waitingBytes = 0;

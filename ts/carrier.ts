@@ -26,10 +26,13 @@ export interface ByteStream {
 export interface StreamNetwork {
   /** A stream to `host:port` (a name or an IP address). */
   connect(host: string, port: number, events: StreamEvents): ByteStream;
-  /** Listens on TCP `host:port`; `accept` takes each stream and says what to do with it. */
+  /** Listens on TCP `host:port`; `accept` takes each stream and says what to do with it.
+   *  `tls`: the server's certificate, for WebSockets over TLS (`wss://`, from pages served
+   *  over https). */
   listen(
     host: string,
     port: number,
+    tls: { cert: string; key: string },
     accept: (stream: ByteStream) => StreamEvents,
   ): Promise<{ close(): void }>;
 }
@@ -130,8 +133,8 @@ export class StreamCarrier {
   }
 
   /** Accepts tunnels on TCP `host:port`. */
-  async listen(host: string, port: number): Promise<void> {
-    this.#listener = await this.#network().listen(host, port, (stream) => {
+  async listen(host: string, port: number, tls: { cert: string; key: string }): Promise<void> {
+    this.#listener = await this.#network().listen(host, port, tls, (stream) => {
       const tunnel = new Tunnel(this.#acceptedAddress(stream.remote ?? ''), undefined);
       tunnel.stream = stream;
       tunnel.deadline = setTimeout(() => this.end(tunnel.addr), UNBOUND_TUNNEL_MS);

@@ -293,7 +293,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
         worker && slot.io.adopt
           ? await slot.io.adopt(worker)
           : await slot.io.socket(family, options.host, options.port);
-      if (options.tcp) await slot.tunnels.listen(options.host, port);
+      if (options.tcp) await slot.tunnels.listen(options.host, port, options);
       return { id: slot.id, host: options.host, port };
     } catch (err) {
       await this.#shutdown(slot);

@@ -8,6 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { Duplex } from 'node:stream';
+import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type ByteStream, type StreamEvents, type StreamNetwork, UNBOUND_TUNNEL_MS } from './carrier.js';
 import { QuicwireError } from './errors.js';
@@ -124,9 +126,13 @@ function webSocketStream(
   ws.on('error', () => {});
 }
 
-/** Hands `socket` on once its first bytes tell a WebSocket upgrade ("GET ") from a tunnel
- *  (which starts with the length of a QUIC Initial), those bytes put back. */
-function sniff(socket: Socket, route: (http: boolean) => void): void {
+/** What a TCP stream to a server's port carries, told by its first bytes. */
+type Arrival = 'websocket' | 'tls' | 'tunnel';
+
+/** Hands `socket` on once its first bytes tell a WebSocket upgrade ("GET "), TLS (a
+ *  handshake record, 0x16: a WebSocket over TLS) and a tunnel (which starts with the length
+ *  of a QUIC Initial) apart: with those bytes put back, and for TLS given as `first`. */
+function sniff(socket: Socket, route: (arrival: Arrival, first: Buffer) => void): void {
   let seen = Buffer.alloc(0);
   // A stream that says nothing is not kept.
   socket.setTimeout(UNBOUND_TUNNEL_MS, () => socket.destroy());
@@ -135,13 +141,52 @@ function sniff(socket: Socket, route: (http: boolean) => void): void {
     if (seen.length < 4) return;
     socket.setTimeout(0);
     socket.off('data', first);
+    if (seen[0] === TLS_HANDSHAKE) {
+      route('tls', seen);
+      return;
+    }
     socket.pause();
     socket.unshift(seen);
-    route(seen.subarray(0, 4).toString('latin1') === 'GET ');
+    route(seen.subarray(0, 4).toString('latin1') === 'GET ' ? 'websocket' : 'tunnel', seen);
     socket.resume();
   };
   socket.on('data', first);
   socket.on('error', () => {});
+}
+
+/** The first byte of a TLS handshake record. A tunnel's first two bytes are the length of
+ *  a datagram with a QUIC Initial, 1,200 to 1,452 bytes (a tunnel's address is never a
+ *  loopback one, which has larger datagrams), so its first byte is 4 or 5: never 0x16. */
+const TLS_HANDSHAKE = 0x16;
+
+/** `socket`, whose `first` bytes were read already, as the server side of a TLS session (a
+ *  WebSocket over TLS under it). TLS goes through a stream that hands it `first` before
+ *  the rest: on the socket itself it would read past them, from the socket's handle. */
+function secureSocket(socket: Socket, first: Buffer, secureContext: SecureContext): TLSSocket {
+  const replayed = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk, _encoding, done) => void socket.write(chunk, done),
+    final: (done) => {
+      socket.end();
+      done();
+    },
+    destroy: (err, done) => {
+      socket.destroy(err ?? undefined);
+      done(err);
+    },
+  });
+  // Like the other streams, it does not keep the process alive.
+  socket.unref();
+  replayed.push(first);
+  socket.on('data', (chunk) => {
+    if (!replayed.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => replayed.push(null));
+  socket.on('close', () => replayed.destroy());
+  const secure = new TLSSocket(replayed, { isServer: true, secureContext });
+  // A failed handshake closes it; the page sees its WebSocket fail.
+  secure.on('error', () => secure.destroy());
+  return secure;
 }
 
 const tcp: StreamNetwork = {
@@ -150,9 +195,11 @@ const tcp: StreamNetwork = {
     deliver(socket, events);
     return byteStream(socket);
   },
-  async listen(host, port, accept) {
-    // Browsers come as WebSockets to the same port: an HTTP server of our own upgrades them.
+  async listen(host, port, tls, accept) {
+    // Browsers come as WebSockets to the same port, over TLS from pages served over https:
+    // an HTTP server of our own upgrades them.
     const web = createHttpServer();
+    const secureContext = createSecureContext({ cert: tls.cert, key: tls.key });
     const upgrades = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
     web.on('upgrade', (req, socket, head) => {
       (socket as Socket).unref();
@@ -160,8 +207,9 @@ const tcp: StreamNetwork = {
       upgrades.handleUpgrade(req, socket, head, (ws) => webSocketStream(ws, remote, accept));
     });
     const server = createServer((socket) =>
-      sniff(socket, (http) => {
-        if (http) web.emit('connection', socket);
+      sniff(socket, (arrival, first) => {
+        if (arrival === 'websocket') web.emit('connection', socket);
+        else if (arrival === 'tls') web.emit('connection', secureSocket(socket, first, secureContext));
         else deliver(socket, accept(byteStream(socket)));
       }),
     );

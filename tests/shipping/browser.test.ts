@@ -1,9 +1,11 @@
 // The browser bundle in headless Chromium: the page loads dist/browser/quicwire.js, runs
 // initWasm, and two wasm engines complete a QUIC handshake and exchange messages in memory;
-// and a page reaches a quicwire server in Node over a WebSocket to its port.
+// and a page reaches a quicwire server in Node over a WebSocket to its port (wss:// from a
+// page served over https).
 
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createSecureServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -22,6 +24,9 @@ const TYPES: Record<string, string> = {
 
 let server: Server;
 let base: string;
+/** The same files over https (a dev certificate the test's browser context accepts). */
+let secureServer: Server;
+let secureBase: string;
 let browser: Browser;
 
 beforeAll(async () => {
@@ -30,7 +35,7 @@ beforeAll(async () => {
     throw new Error('dist/browser/quicwire.js is missing: run `npm run build` first');
   }
   // Static files from examples/, dist/ and pkg/ only, on loopback.
-  server = createServer((req, res) => {
+  const files = (req: IncomingMessage, res: ServerResponse) => {
     const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
     const file = join(root, path.endsWith('/') ? `${path}index.html` : path);
     if (!/^\/(examples|dist|pkg)\//.test(path) || !existsSync(file)) {
@@ -39,27 +44,35 @@ beforeAll(async () => {
     }
     res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
     res.end(readFileSync(file));
-  });
+  };
+  server = createServer(files);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  secureServer = createSecureServer(generateDevCert(['127.0.0.1']), files);
+  await new Promise<void>((resolve) => secureServer.listen(0, '127.0.0.1', resolve));
+  secureBase = `https://127.0.0.1:${(secureServer.address() as AddressInfo).port}`;
   browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
   await browser?.close();
   server?.close();
+  secureServer?.close();
 });
 
-async function runPage(query: string, path = '') {
-  const page = await browser.newPage();
+/** Runs a page of examples/browser/; `secure`: served over https, in a context that takes
+ *  the test's self-signed certificates (the page's and the quicwire server's). */
+async function runPage(query: string, path = '', secure = false) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: secure });
+  const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
-  await page.goto(`${base}/examples/browser/${path}${query}`);
+  await page.goto(`${secure ? secureBase : base}/examples/browser/${path}${query}`);
   const result = await page.evaluate(
     () => (window as unknown as { quicwireResult: Promise<unknown> }).quicwireResult,
   );
   const log = await page.locator('#log').textContent();
-  await page.close();
+  await context.close();
   return { result: result as Record<string, unknown>, errors, log };
 }
 
@@ -79,7 +92,10 @@ describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
     expect(log).toContain('1000 messages delivered');
   });
 
-  it('a page reaches a quicwire server in Node: messages and requests both ways, 8 MiB, errors, a close', async () => {
+  it.each([
+    ['http', false],
+    ['https (wss://)', true],
+  ])('a page served over %s reaches a quicwire server in Node: messages and requests both ways, 8 MiB, errors, a close', async (_, secure) => {
     const tls = generateDevCert(['127.0.0.1']);
     const server = await QuicServer.listen({
       cert: tls.cert,
@@ -111,7 +127,7 @@ describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
     });
     try {
       const query = `?port=${server.port}&ca=${encodeURIComponent(tls.cert)}`;
-      const { result, errors, log } = await runPage(query, 'remote.html');
+      const { result, errors, log } = await runPage(query, 'remote.html', secure);
       expect(errors).toEqual([]);
       expect(result).toEqual({
         backend: 'wasm',
