@@ -11,7 +11,7 @@ seconds=${1:-60}
 # cargo-fuzz needs nightly flags; the stable toolchain allows them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
-targets=(frame_reader hello batch_ops)
+targets=(frame_reader hello batch_ops webtransport_connect)
 cargo fuzz build --fuzz-dir fuzz
 log=$(mktemp)
 for target in "${targets[@]}"; do

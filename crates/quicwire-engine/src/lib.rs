@@ -27,7 +27,7 @@ mod qlog;
 mod session;
 pub mod sim;
 pub mod stats;
-mod webtransport;
+pub mod webtransport;
 
 pub use config::{ClientConfig, ServerConfig, WebTransportConfig};
 pub use datagram::DATAGRAM_QUEUE;

@@ -238,28 +238,15 @@ impl WebTransport {
             Some(ended) => ended,
             None => return Err(Unread::Gone),
         };
-        let mut reader = BufferReader::new(buf);
-        let frame = match Frame::read_from_buffer(&mut reader) {
-            Ok(Some(frame)) => frame,
-            Ok(None) if !ended && buf.len() < MAX_HEAD => return Err(Unread::Waiting),
-            _ => {
+        let status = match request_status(buf, &self.accepts, self.session.is_some()) {
+            Some(status) => status,
+            None if !ended && buf.len() < MAX_HEAD => return Err(Unread::Waiting),
+            None => {
                 refuse(conn, id, H3_REQUEST_REJECTED);
                 return Err(Unread::Gone);
             }
         };
-        let request = match frame.kind() {
-            FrameKind::Headers => Headers::with_frame(&frame)
-                .ok()
-                .and_then(|h| SessionRequest::try_from(h).ok()),
-            _ => None,
-        };
-        let status = match request {
-            Some(_) if self.session.is_some() => StatusCode::TOO_MANY_REQUESTS,
-            Some(r) if r.path() != self.accepts.path => StatusCode::NOT_FOUND,
-            Some(r) if !self.origin_allowed(r.origin()) => StatusCode::FORBIDDEN,
-            Some(_) => StatusCode::OK,
-            None => StatusCode::try_from_u32(400).unwrap_or(StatusCode::NOT_FOUND),
-        };
+        let status = StatusCode::try_from_u32(u32::from(status)).unwrap_or(StatusCode::NOT_FOUND);
         let mut response = SessionResponse::with_status_code(status);
         // Chromium before the WebTransport drafts settled asked for this.
         response.add("sec-webtransport-http3-draft", "draft02");
@@ -275,12 +262,6 @@ impl WebTransport {
             let _ = conn.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
         }
         Ok(())
-    }
-
-    /// Whether a page of `origin` may open a session (any may when no origins are set).
-    fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        let origins = &self.accepts.origins;
-        origins.is_empty() || origin.is_some_and(|o| origins.iter().any(|a| a == o))
     }
 
     /// A unidirectional stream of the session from the client, with its channel number.
@@ -320,6 +301,37 @@ impl WebTransport {
         };
         (out.freeze(), number)
     }
+}
+
+/// The status an HTTP/3 request on a client's bidirectional stream gets, from the first
+/// bytes of the stream (`buf`); None until they hold a whole frame. Only the extended
+/// CONNECT that opens a session on the path and from an origin `accepts` allows gets 200,
+/// and only while no session is `open`. Public for the fuzzer: `buf` is the peer's.
+pub fn request_status(buf: &[u8], accepts: &WebTransportConfig, open: bool) -> Option<u16> {
+    let mut reader = BufferReader::new(buf);
+    let frame = match Frame::read_from_buffer(&mut reader) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return None,
+        // Not HTTP/3 framing at all.
+        Err(_) => return Some(400),
+    };
+    let request = match frame.kind() {
+        FrameKind::Headers => Headers::with_frame(&frame)
+            .ok()
+            .and_then(|h| SessionRequest::try_from(h).ok()),
+        _ => None,
+    };
+    let origin_allowed = |origin: Option<&str>| {
+        let origins = &accepts.origins;
+        origins.is_empty() || origin.is_some_and(|o| origins.iter().any(|a| a == o))
+    };
+    Some(match request {
+        None => 400,
+        Some(_) if open => 429,
+        Some(r) if r.path() != accepts.path => 404,
+        Some(r) if !origin_allowed(r.origin()) => 403,
+        Some(_) => 200,
+    })
 }
 
 const CONTROL_STREAM: u64 = 0x00;
@@ -416,4 +428,52 @@ fn drain(conn: &mut Connection, id: StreamId) -> bool {
     };
     let _ = chunks.finalize();
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(url: &str, origin: Option<&str>) -> Vec<u8> {
+        let mut request = SessionRequest::new(url).expect("a URL");
+        if let Some(origin) = origin {
+            request.insert("origin", origin).expect("not reserved");
+        }
+        let mut out = Vec::new();
+        request
+            .headers()
+            .generate_frame()
+            .write(&mut out)
+            .expect("a Vec has room");
+        out
+    }
+
+    #[test]
+    fn a_connect_is_answered_by_path_origin_and_open_session() {
+        let any = WebTransportConfig {
+            path: "/wt".into(),
+            origins: Vec::new(),
+        };
+        let one = WebTransportConfig {
+            path: "/wt".into(),
+            origins: vec!["https://app.example".into()],
+        };
+        let ok = connect("https://localhost/wt", Some("https://app.example"));
+        assert_eq!(request_status(&ok, &any, false), Some(200));
+        assert_eq!(request_status(&ok, &one, false), Some(200));
+        assert_eq!(request_status(&ok, &one, true), Some(429));
+        let elsewhere = connect("https://localhost/other", None);
+        assert_eq!(request_status(&elsewhere, &any, false), Some(404));
+        let stranger = connect("https://localhost/wt", Some("https://evil.example"));
+        assert_eq!(request_status(&stranger, &one, false), Some(403));
+        let anonymous = connect("https://localhost/wt", None);
+        assert_eq!(request_status(&anonymous, &one, false), Some(403));
+        // A frame in part waits; bytes that are no HTTP/3 request are a 400.
+        assert_eq!(request_status(&ok[..ok.len() - 1], &any, false), None);
+        assert_eq!(
+            request_status(&[0x01, 0x02, 0xff, 0xff], &any, false),
+            Some(400)
+        );
+        assert_eq!(request_status(&[0x21, 0x00], &any, false), Some(400));
+    }
 }
