@@ -15,6 +15,8 @@ describe('generateDevCert', () => {
     expect(dev.hash).toBe(x509.fingerprint256.replaceAll(':', '').toLowerCase());
     expect(x509.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
     expect(x509.subjectAltName).toContain('DNS:localhost');
+    // Spread, it is a server's cert and key, and nothing else.
+    expect(Object.keys({ ...dev })).toEqual(['cert', 'key']);
     // Without validDays it does not expire in any lifetime of a test.
     expect(new Date(x509.validTo).getFullYear()).toBeGreaterThan(3000);
   });

@@ -67,7 +67,9 @@ export function generateDevCert(
   const { validDays } = options;
   if (validDays !== undefined) checkInteger('validDays', validDays, 3650);
   try {
-    return getHub().engine.generateDevCert(names, validDays);
+    const { cert, key, hash } = getHub().engine.generateDevCert(names, validDays);
+    // Not enumerable: `{ ...dev }` spreads only cert and key, as into a server's options.
+    return Object.defineProperty({ cert, key } as DevCert, 'hash', { value: hash, enumerable: false });
   } catch (err) {
     throw fromEngine(err);
   }

@@ -252,8 +252,9 @@ export interface DevCert {
   /** Private key (PEM). */
   key: string;
   /** SHA-256 of the certificate (DER), in hex: what a browser's `WebTransport` takes in
-   *  `serverCertificateHashes` to trust it without a CA (see `validDays`). */
-  hash: string;
+   *  `serverCertificateHashes` to trust it without a CA (see `validDays`). Not enumerable,
+   *  so `{ ...dev }` spreads only `cert` and `key` (into a server's options, say). */
+  readonly hash: string;
 }
 
 export interface DevCertOptions {
