@@ -316,7 +316,7 @@ pub fn request_status(buf: &[u8], accepts: &WebTransportConfig, open: bool) -> O
         Err(_) => return Some(400),
     };
     let request = match frame.kind() {
-        FrameKind::Headers => Headers::with_frame(&frame)
+        FrameKind::Headers if qpack_integers_fit(frame.payload()) => Headers::with_frame(&frame)
             .ok()
             .and_then(|h| SessionRequest::try_from(h).ok()),
         _ => None,
@@ -332,6 +332,61 @@ pub fn request_status(buf: &[u8], accepts: &WebTransportConfig, open: bool) -> O
         Some(r) if !origin_allowed(r.origin()) => 403,
         Some(_) => 200,
     })
+}
+
+/// Whether every integer of a QPACK field section (RFC 9204, 4.5) fits in four bytes
+/// after its prefix, and every string in what is left: walked as wtransport-proto's decoder
+/// walks it, whose integer decoding overflows (a panic where overflow is checked) on longer
+/// ones. A CONNECT request has no use for larger numbers.
+fn qpack_integers_fit(mut block: &[u8]) -> bool {
+    /// Takes an integer with an `n`-bit prefix off the front of `block` (RFC 7541, 5.1).
+    fn integer(block: &mut &[u8], n: u32) -> Option<usize> {
+        let (&first, rest) = block.split_first()?;
+        *block = rest;
+        let mask = (1usize << n) - 1;
+        let mut value = usize::from(first) & mask;
+        if value < mask {
+            return Some(value);
+        }
+        for shift in [0, 7, 14, 21] {
+            let (&byte, rest) = block.split_first()?;
+            *block = rest;
+            value += usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    fn string(block: &mut &[u8], n: u32) -> Option<()> {
+        let len = integer(block, n)?;
+        *block = block.get(len..)?;
+        Some(())
+    }
+    let walk = |block: &mut &[u8]| -> Option<()> {
+        integer(block, 8)?;
+        integer(block, 7)?;
+        while let Some(&first) = block.first() {
+            match first {
+                // Indexed field line: an index.
+                0x80.. => drop(integer(block, 6)?),
+                // Literal with a name reference: an index, then the value.
+                0x40..=0x7f => {
+                    integer(block, 4)?;
+                    string(block, 7)?;
+                }
+                // Literal with a literal name: the name, then the value.
+                0x20..=0x3f => {
+                    string(block, 3)?;
+                    string(block, 7)?;
+                }
+                // Post-base forms need the dynamic table, which the decoder refuses.
+                _ => return Some(()),
+            }
+        }
+        Some(())
+    };
+    walk(&mut block).is_some()
 }
 
 const CONTROL_STREAM: u64 = 0x00;
@@ -475,5 +530,18 @@ mod tests {
             Some(400)
         );
         assert_eq!(request_status(&[0x21, 0x00], &any, false), Some(400));
+    }
+
+    #[test]
+    fn a_qpack_integer_too_long_for_the_decoder_is_a_400() {
+        // A HEADERS frame whose field line's integer runs on for 36 bytes (the fuzzer's).
+        let mut frame = vec![0x01, 0x2a, 0xfc, 0x05, 0x5f];
+        frame.extend([0x8f; 36]);
+        frame.extend([0x01, 0xf9, 0xa0, 0xa0, 0xa0, 0xa0, 0x01, 0x04, 0xa1]);
+        let any = WebTransportConfig {
+            path: "/".into(),
+            origins: Vec::new(),
+        };
+        assert_eq!(request_status(&frame, &any, false), Some(400));
     }
 }
