@@ -420,7 +420,7 @@ impl Session {
         if let Some(assumed) = self.assumed {
             return assumed.version;
         }
-        // WebTransport sessions speak the newest version.
+        // `h3` (WebTransport) names no version: such sessions speak the newest.
         alpn(conn)
             .as_deref()
             .and_then(alpn_version)
