@@ -27,6 +27,7 @@ mod qlog;
 mod session;
 pub mod sim;
 pub mod stats;
+mod streams;
 pub mod webtransport;
 
 pub use config::{ClientConfig, ServerConfig, WebTransportConfig};

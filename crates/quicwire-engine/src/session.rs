@@ -17,14 +17,12 @@ use quicwire_core::{
     alpn_version, app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated,
     TransportConfig, PROTOCOL_VERSION,
 };
-use quinn_proto::{Connection, Dir, StreamId, VarInt};
+use quinn_proto::{Dir, StreamId};
 use web_time::{Duration, Instant};
 
 use crate::outbox::{Outbox, SendBuffer, SendOptions};
+use crate::streams::{Read, Streams};
 use crate::webtransport::{self, Change, WebTransport};
-
-/// Read at most this much of a stream at once.
-const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
@@ -336,7 +334,7 @@ impl Session {
     }
 
     /// Asks the peer to start nothing new here (a closing server).
-    pub fn go_away(&mut self, conn: &mut Connection) {
+    pub fn go_away(&mut self, conn: &mut impl Streams) {
         let Some(control) = self.control else { return };
         if self.goaway_sent || self.negotiated.is_none() {
             return;
@@ -350,7 +348,7 @@ impl Session {
     /// Client resuming a session whose server takes 0-RTT data: ready now, on the settings
     /// the last connection to that server agreed (`assumed`), its HELLO and idempotent
     /// requests going as 0-RTT data. Checked against the server's HELLO once it comes.
-    pub fn start_early(&mut self, conn: &mut Connection, assumed: Negotiated) {
+    pub fn start_early(&mut self, conn: &mut impl Streams, assumed: Negotiated) {
         self.early = Some(Vec::new());
         self.assumed = Some(assumed);
         self.negotiated = Some(assumed);
@@ -360,13 +358,13 @@ impl Session {
     /// The client's handshake is done: if the server turned our 0-RTT data down, it has none
     /// of it, and every stream is opened and written again, in the same order (so with the
     /// same ids). Then the messages and requests held for the handshake go.
-    pub fn on_handshake(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    pub fn on_handshake(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         if let Err(e) = self.replay_early(conn) {
             out.push(self.fail(conn, now, e));
         }
     }
 
-    fn replay_early(&mut self, conn: &mut Connection) -> Result<(), Error> {
+    fn replay_early(&mut self, conn: &mut impl Streams) -> Result<(), Error> {
         let Some(streams) = self.early.take() else {
             return Ok(());
         };
@@ -375,7 +373,7 @@ impl Session {
         } else {
             self.counters.zero_rtt_rejected = 1;
             for mut early in streams {
-                if conn.streams().open(early.id.dir()) != Some(early.id) {
+                if conn.open(early.id.dir()) != Some(early.id) {
                     return Err(Error::new(
                         ErrorCode::Internal,
                         "the server turned 0-RTT data down, and a stream could not be opened again",
@@ -383,7 +381,7 @@ impl Session {
                 }
                 self.pending.remove(&early.id);
                 if early.priority != 0 {
-                    let _ = conn.send_stream(early.id).set_priority(early.priority);
+                    conn.set_priority(early.id, early.priority);
                 }
                 let live = Some(early.id) == self.control
                     || self.requests_out.contains_key(&early.id)
@@ -392,9 +390,7 @@ impl Session {
                     self.write_chunks(conn, early.id, &mut early.chunks, early.finish);
                 } else {
                     // Given up meanwhile (timed out, cancelled): reset again.
-                    let _ = conn
-                        .send_stream(early.id)
-                        .reset(VarInt::from_u32(app_code::CANCELLED));
+                    conn.reset(early.id, app_code::CANCELLED);
                 }
             }
         }
@@ -416,12 +412,12 @@ impl Session {
 
     /// The protocol version the handshake settled on (its ALPN); while a client's data goes
     /// as 0-RTT, the one its last connection to that server had.
-    fn wire_version(&self, conn: &Connection) -> u64 {
+    fn wire_version(&self, conn: &impl Streams) -> u64 {
         if let Some(assumed) = self.assumed {
             return assumed.version;
         }
         // `h3` (WebTransport) names no version: such sessions speak the newest.
-        alpn(conn)
+        conn.alpn()
             .as_deref()
             .and_then(alpn_version)
             .unwrap_or(PROTOCOL_VERSION)
@@ -429,7 +425,7 @@ impl Session {
 
     /// Opens our control stream with our HELLO, once: a server as soon as it accepts (the
     /// HELLO leaves with its TLS flight), a client when TLS is done.
-    pub fn send_hello(&mut self, conn: &mut Connection) {
+    pub fn send_hello(&mut self, conn: &mut impl Streams) {
         if self.control.is_some() || !self.start_webtransport(conn) {
             return;
         }
@@ -445,14 +441,14 @@ impl Session {
 
     /// A server's connection that chose `h3` starts WebTransport; false until its session
     /// is open (the HELLO waits for it).
-    fn start_webtransport(&mut self, conn: &mut Connection) -> bool {
+    fn start_webtransport(&mut self, conn: &mut impl Streams) -> bool {
         if let Some(wt) = &self.wt {
             return wt.is_open();
         }
         let Some(accepts) = self.params.webtransport.clone().filter(|_| !self.is_client) else {
             return true;
         };
-        if alpn(conn).as_deref() != Some(webtransport::ALPN_H3) {
+        if conn.alpn().as_deref() != Some(webtransport::ALPN_H3) {
             return true;
         }
         let mut writes = Vec::new();
@@ -472,7 +468,7 @@ impl Session {
     /// False when the client ended the session (the connection closes).
     fn poll_webtransport(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         now: Instant,
         out: &mut Vec<Outcome>,
     ) -> bool {
@@ -486,7 +482,7 @@ impl Session {
             Some(Change::Opened) => self.send_hello(conn),
             Some(Change::Closed) => {
                 let why = "the client ended its WebTransport session";
-                conn.close(now, VarInt::from_u32(app_code::NO_ERROR), why.into());
+                conn.close(now, app_code::NO_ERROR, why);
                 out.push(Outcome::Failed(Error::closed(why)));
                 return false;
             }
@@ -498,8 +494,8 @@ impl Session {
     /// Opens a stream of the session: with its WebTransport head over WebTransport. Its
     /// channel number (unidirectional streams) is its index among ours, which over
     /// WebTransport the head carries.
-    fn open(&mut self, conn: &mut Connection, dir: Dir) -> Option<(StreamId, u64)> {
-        let id = conn.streams().open(dir)?;
+    fn open(&mut self, conn: &mut impl Streams, dir: Dir) -> Option<(StreamId, u64)> {
+        let id = conn.open(dir)?;
         let Some(wt) = &mut self.wt else {
             return Some((id, id.index()));
         };
@@ -515,17 +511,17 @@ impl Session {
     }
 
     /// The peer's next new unidirectional stream, with its channel number.
-    fn accept_uni(&mut self, conn: &mut Connection) -> Option<(StreamId, u64)> {
+    fn accept_uni(&mut self, conn: &mut impl Streams) -> Option<(StreamId, u64)> {
         match &mut self.wt {
             Some(wt) => wt.accept_uni(),
-            None => conn.streams().accept(Dir::Uni).map(|id| (id, id.index())),
+            None => conn.accept(Dir::Uni).map(|id| (id, id.index())),
         }
     }
 
-    fn accept_bi(&mut self, conn: &mut Connection) -> Option<StreamId> {
+    fn accept_bi(&mut self, conn: &mut impl Streams) -> Option<StreamId> {
         match &mut self.wt {
             Some(wt) => wt.accept_bi(),
-            None => conn.streams().accept(Dir::Bi),
+            None => conn.accept(Dir::Bi),
         }
     }
 
@@ -562,7 +558,7 @@ impl Session {
     /// delivered once that lane's `Acked` reaches it.
     pub fn send(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         outbox: &mut Outbox,
         now: Instant,
     ) -> Result<u64, Error> {
@@ -613,7 +609,7 @@ impl Session {
     }
 
     /// Lane `at`'s channel stream, opened now if it has none yet.
-    fn lane_stream(&mut self, conn: &mut Connection, at: usize) -> Result<StreamId, Error> {
+    fn lane_stream(&mut self, conn: &mut impl Streams, at: usize) -> Result<StreamId, Error> {
         if let Some(stream) = self.lanes[at].stream {
             return Ok(stream);
         }
@@ -623,7 +619,7 @@ impl Session {
         let lane = &mut self.lanes[at];
         if lane.priority != 0 {
             // A stream just opened here: it exists, and setting it cannot fail.
-            let _ = conn.send_stream(stream).set_priority(lane.priority);
+            conn.set_priority(stream, lane.priority);
         }
         lane.stream = Some(stream);
         lane.number = number;
@@ -638,7 +634,7 @@ impl Session {
     /// Starts a request; its answer comes back as `Response` or `RequestFailed` with `id`.
     pub fn request(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         id: u64,
         body: Bytes,
         options: RequestOptions,
@@ -693,7 +689,7 @@ impl Session {
         Ok(())
     }
 
-    fn start_requests(&mut self, conn: &mut Connection) {
+    fn start_requests(&mut self, conn: &mut impl Streams) {
         // While our data goes as 0-RTT, only idempotent requests go; the rest keep their place.
         let early = self.early.is_some();
         let mut next = 0;
@@ -719,7 +715,7 @@ impl Session {
             };
             if priority != 0 {
                 // A stream just opened here: it exists, and setting it cannot fail.
-                let _ = conn.send_stream(stream).set_priority(priority);
+                conn.set_priority(stream, priority);
             }
             let wire_id = self.next_wire_id;
             self.next_wire_id += 1;
@@ -747,16 +743,16 @@ impl Session {
     /// the requester stopped waiting for it) is an error, never dropped without a word.
     pub fn respond(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         handle: u64,
         answer: Result<&[u8], Error>,
     ) -> Result<(), Error> {
         let (id, wire_id) = self.answering.remove(&handle).ok_or_else(|| {
             Error::invalid_argument(format!("request {handle} was already answered"))
         })?;
-        if let Ok(Some(code)) = conn.send_stream(id).stopped() {
+        if let Some(code) = conn.stopped(id) {
             // A stopped stream is reset in reply (RFC 9000, 3.5), which also frees it.
-            let _ = conn.send_stream(id).reset(code);
+            conn.reset(id, u32::try_from(code).unwrap_or(app_code::CANCELLED));
             let why =
                 format!("the requester stopped waiting for the answer (application code {code})");
             return Err(Error::new(ErrorCode::StreamReset, why));
@@ -781,7 +777,7 @@ impl Session {
 
     /// Gives up request `id` (its caller stopped waiting): its stream is reset, and no
     /// outcome is reported for it.
-    pub fn cancel(&mut self, conn: &mut Connection, id: u64) {
+    pub fn cancel(&mut self, conn: &mut impl Streams, id: u64) {
         if let Some(at) = self.requests_waiting.iter().position(|r| r.id == id) {
             self.requests_waiting.remove(at);
             return;
@@ -796,20 +792,17 @@ impl Session {
         };
         self.requests_out.remove(&stream);
         self.pending.remove(&stream);
-        let cancelled = VarInt::from_u32(app_code::CANCELLED);
-        let _ = conn.send_stream(stream).reset(cancelled);
-        let _ = conn.recv_stream(stream).stop(cancelled);
+        conn.reset(stream, app_code::CANCELLED);
+        conn.stop(stream, app_code::CANCELLED);
     }
 
     /// Turns down the peer's request with this handle without an answer: its stream is
     /// reset, and the requester gets ERR_STREAM_RESET. False when it was answered already.
-    pub fn reset_request(&mut self, conn: &mut Connection, handle: u64) -> bool {
+    pub fn reset_request(&mut self, conn: &mut impl Streams, handle: u64) -> bool {
         let Some((stream, _)) = self.answering.remove(&handle) else {
             return false;
         };
-        let _ = conn
-            .send_stream(stream)
-            .reset(VarInt::from_u32(app_code::CANCELLED));
+        conn.reset(stream, app_code::CANCELLED);
         true
     }
 
@@ -834,7 +827,7 @@ impl Session {
     }
 
     /// Fails requests past their deadline (their streams are reset).
-    pub fn expire(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    pub fn expire(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         if self.webtransport_deadline().is_some_and(|d| d <= now) {
             let e = Error::new(
                 ErrorCode::Timeout,
@@ -854,12 +847,8 @@ impl Session {
             .collect();
         for stream in late {
             if let Some(r) = self.requests_out.remove(&stream) {
-                let _ = conn
-                    .send_stream(stream)
-                    .reset(VarInt::from_u32(app_code::CANCELLED));
-                let _ = conn
-                    .recv_stream(stream)
-                    .stop(VarInt::from_u32(app_code::CANCELLED));
+                conn.reset(stream, app_code::CANCELLED);
+                conn.stop(stream, app_code::CANCELLED);
                 self.pending.remove(&stream);
                 out.push(timeout(r.id, r.timeout));
             }
@@ -883,13 +872,11 @@ impl Session {
         if stalled.is_empty() {
             return;
         }
-        let peer = conn.remote_address().to_string();
+        let peer = conn.peer();
         for stream in stalled {
             self.requests_in.remove(&stream);
             let e = Error::request_not_received(&peer, self.params.request_timeout.as_millis());
-            let _ = conn
-                .recv_stream(stream)
-                .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
+            conn.stop(stream, app_code::for_stream_error(&e));
             let mut bytes = BytesMut::new();
             frame::put_error(&mut bytes, 0, e.code, &e.message);
             self.write(conn, stream, bytes.freeze(), true);
@@ -897,7 +884,7 @@ impl Session {
     }
 
     /// Something happened on the streams: make all the progress possible.
-    pub fn on_streams(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    pub fn on_streams(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         if !self.poll_webtransport(conn, now, out) {
             return;
         }
@@ -939,7 +926,7 @@ impl Session {
                 grown_stream_credit(self.stream_limit, open, self.params.max_streams)
             {
                 self.stream_limit = next;
-                conn.set_max_concurrent_streams(Dir::Bi, VarInt::from_u32(next));
+                conn.set_max_concurrent_streams(Dir::Bi, next);
             }
         }
         self.read_channels(conn, now, out);
@@ -950,7 +937,7 @@ impl Session {
     }
 
     /// Reads the peer's HELLO (after the handshake) and agrees on the encoding.
-    fn negotiate(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    fn negotiate(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         if let Some(id) = self.control {
             self.flush(conn, id);
         }
@@ -964,7 +951,7 @@ impl Session {
             // The peer's control stream: its first unidirectional stream, channel 0.
             self.peer_control = match &mut self.wt {
                 Some(wt) => wt.take_uni(0),
-                None => conn.streams().accept(Dir::Uni),
+                None => conn.accept(Dir::Uni),
             };
         }
         let Some(id) = self.peer_control else { return };
@@ -1007,7 +994,7 @@ impl Session {
         }
     }
 
-    fn read_control(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    fn read_control(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         let Some(id) = self.peer_control else { return };
         if let Err(e) = read_into(conn, id, &mut self.control_in) {
             out.push(self.fail(conn, now, e));
@@ -1051,7 +1038,7 @@ impl Session {
         }
     }
 
-    fn read_channels(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    fn read_channels(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         let mut broken = Vec::new();
         // Before the client's Finished: 0-RTT data, which an attacker may have replayed.
         let early = !self.is_client && conn.is_handshaking();
@@ -1093,9 +1080,7 @@ impl Session {
             }
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
-                let _ = conn
-                    .recv_stream(*id)
-                    .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
+                conn.stop(*id, app_code::for_stream_error(&e));
                 broken.push(*id);
             }
         }
@@ -1104,7 +1089,7 @@ impl Session {
         }
     }
 
-    fn read_requests_in(&mut self, conn: &mut Connection, now: Instant, out: &mut Vec<Outcome>) {
+    fn read_requests_in(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         let mut answers = Vec::new();
         let version = self.version;
@@ -1146,19 +1131,13 @@ impl Session {
                 }
                 Ok(Some(_)) => {
                     done.push(*id);
-                    let _ = conn
-                        .send_stream(*id)
-                        .reset(VarInt::from_u32(app_code::PROTOCOL));
-                    let _ = conn
-                        .recv_stream(*id)
-                        .stop(VarInt::from_u32(app_code::PROTOCOL));
+                    conn.reset(*id, app_code::PROTOCOL);
+                    conn.stop(*id, app_code::PROTOCOL);
                 }
                 Err(e) => {
                     // Tell the requester why, then stop reading the rest of its body.
                     done.push(*id);
-                    let _ = conn
-                        .recv_stream(*id)
-                        .stop(VarInt::from_u32(app_code::for_stream_error(&e)));
+                    conn.stop(*id, app_code::for_stream_error(&e));
                     answers.push((*id, e));
                 }
             }
@@ -1173,7 +1152,7 @@ impl Session {
         }
     }
 
-    fn read_answers(&mut self, conn: &mut Connection, out: &mut Vec<Outcome>) {
+    fn read_answers(&mut self, conn: &mut impl Streams, out: &mut Vec<Outcome>) {
         let mut done = Vec::new();
         for (id, r) in self.requests_out.iter_mut() {
             let outcome = match read_into(conn, *id, &mut r.answer) {
@@ -1218,36 +1197,28 @@ impl Session {
     /// Reads the ends of streams whose frame came before their FIN (a browser's writer
     /// closes apart from its last write): quinn frees a stream, and gives the peer its
     /// credit back, only once its end is read.
-    fn read_ends(&mut self, conn: &mut Connection) {
+    fn read_ends(&mut self, conn: &mut impl Streams) {
         self.ending.retain(|&id| {
-            let mut stream = conn.recv_stream(id);
-            let Ok(mut chunks) = stream.read(true) else {
-                return false;
-            };
-            let keep = match chunks.next(usize::MAX) {
-                Err(quinn_proto::ReadError::Blocked) => true,
-                Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => false,
+            let mut extra = false;
+            match conn.read(id, 1, &mut |_| extra = true) {
                 // Nothing may follow the one frame.
-                Ok(Some(_)) => {
-                    let _ = chunks.finalize();
-                    let _ = conn
-                        .recv_stream(id)
-                        .stop(VarInt::from_u32(app_code::PROTOCOL));
-                    return false;
+                _ if extra => {
+                    conn.stop(id, app_code::PROTOCOL);
+                    false
                 }
-            };
-            let _ = chunks.finalize();
-            keep
+                Read::Open => true,
+                Read::Ended | Read::Reset(_) | Read::Gone => false,
+            }
         });
     }
 
     /// Tells the peer its messages up to `delivered` on `stream` reached the application.
-    pub fn acknowledge(&mut self, conn: &mut Connection, stream: u64, delivered: u64) {
+    pub fn acknowledge(&mut self, conn: &mut impl Streams, stream: u64, delivered: u64) {
         upsert(&mut self.acks_due, stream, delivered);
         self.write_acks(conn);
     }
 
-    fn write_acks(&mut self, conn: &mut Connection) {
+    fn write_acks(&mut self, conn: &mut impl Streams) {
         let Some(control) = self.control else { return };
         if self.acks_due.is_empty() {
             return;
@@ -1275,23 +1246,19 @@ impl Session {
         }
     }
 
-    fn fail(&mut self, conn: &mut Connection, now: Instant, e: Error) -> Outcome {
+    fn fail(&mut self, conn: &mut impl Streams, now: Instant, e: Error) -> Outcome {
         let code = if e.code == ErrorCode::Negotiation {
             app_code::NEGOTIATION
         } else {
             app_code::PROTOCOL
         };
-        conn.close(
-            now,
-            VarInt::from_u32(code),
-            e.message.clone().into_bytes().into(),
-        );
+        conn.close(now, code, &e.message);
         Outcome::Failed(e)
     }
 
     /// Writes `bytes` on `id` now as far as flow control allows, the rest later (in order,
     /// after anything already waiting).
-    fn write(&mut self, conn: &mut Connection, id: StreamId, bytes: Bytes, finish: bool) {
+    fn write(&mut self, conn: &mut impl Streams, id: StreamId, bytes: Bytes, finish: bool) {
         self.write_chunks(conn, id, &mut [bytes], finish);
     }
 
@@ -1299,7 +1266,7 @@ impl Session {
     /// waits for flow control is taken out of `chunks`.
     fn write_chunks(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         id: StreamId,
         chunks: &mut [Bytes],
         finish: bool,
@@ -1313,23 +1280,23 @@ impl Session {
             self.flush(conn, id);
             return;
         }
-        match write_now(conn, id, chunks) {
+        match conn.write(id, chunks) {
             Some(n) if n < chunks.len() => {
                 let chunks = chunks[n..].iter_mut().map(std::mem::take).collect();
                 self.pending.insert(id, Pending { chunks, finish });
             }
             Some(_) if finish => {
-                let _ = conn.send_stream(id).finish();
+                conn.finish(id);
             }
             _ => {}
         }
     }
 
-    fn flush(&mut self, conn: &mut Connection, id: StreamId) {
+    fn flush(&mut self, conn: &mut impl Streams, id: StreamId) {
         let Some(pending) = self.pending.get_mut(&id) else {
             return;
         };
-        match write_now(conn, id, pending.chunks.make_contiguous()) {
+        match conn.write(id, pending.chunks.make_contiguous()) {
             Some(n) => drop(pending.chunks.drain(..n)),
             None => {
                 self.pending.remove(&id);
@@ -1340,12 +1307,12 @@ impl Session {
             return;
         }
         if pending.finish {
-            let _ = conn.send_stream(id).finish();
+            conn.finish(id);
         }
         self.pending.remove(&id);
     }
 
-    fn flush_all(&mut self, conn: &mut Connection) {
+    fn flush_all(&mut self, conn: &mut impl Streams) {
         let ids: Vec<StreamId> = self.pending.keys().copied().collect();
         for id in ids {
             self.flush(conn, id);
@@ -1353,32 +1320,18 @@ impl Session {
     }
 }
 
-/// Writes as much of `chunks` on `id` as flow control takes now: how many whole chunks (a
-/// chunk written in part is cut to its rest), or `None` when the stream is gone (stopped or
-/// reset).
-fn write_now(conn: &mut Connection, id: StreamId, chunks: &mut [Bytes]) -> Option<usize> {
-    if chunks.is_empty() {
-        return Some(0);
-    }
-    match conn.send_stream(id).write_chunks(chunks) {
-        Ok(written) => Some(written.chunks),
-        Err(quinn_proto::WriteError::Blocked) => Some(0),
-        Err(_) => None,
-    }
-}
-
 /// Records a write on `id` while our data goes as 0-RTT (see [`EarlyStream`]).
 fn log_early(
     early: &mut Vec<EarlyStream>,
     id: StreamId,
-    conn: &mut Connection,
+    conn: &mut impl Streams,
     chunks: &[Bytes],
     finish: bool,
 ) {
     let at = match early.iter().position(|e| e.id == id) {
         Some(at) => at,
         None => {
-            let priority = conn.send_stream(id).priority().unwrap_or(0);
+            let priority = conn.priority(id);
             early.push(EarlyStream {
                 id,
                 priority,
@@ -1416,32 +1369,15 @@ fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
     }
 }
 
-/// The ALPN the handshake chose, once known.
-fn alpn(conn: &Connection) -> Option<Vec<u8>> {
-    conn.crypto_session()
-        .handshake_data()?
-        .downcast::<quinn_proto::crypto::rustls::HandshakeData>()
-        .ok()?
-        .protocol
-}
-
 /// Hands whatever `id` has buffered to `reader`; `Ok(true)` once the stream has ended.
-fn read_into(conn: &mut Connection, id: StreamId, reader: &mut FrameReader) -> Result<bool, Error> {
-    let mut stream = conn.recv_stream(id);
-    let mut chunks = match stream.read(true) {
-        Ok(c) => c,
-        Err(_) => return Ok(false),
-    };
-    let result = loop {
-        match chunks.next(READ_CHUNK) {
-            Ok(Some(chunk)) => reader.push(chunk.bytes),
-            Ok(None) => break Ok(true),
-            Err(quinn_proto::ReadError::Blocked) => break Ok(false),
-            Err(quinn_proto::ReadError::Reset(code)) => {
-                break Err(app_code::stream_error(code.into_inner(), "the peer"));
-            }
-        }
-    };
-    let _ = chunks.finalize();
-    result
+fn read_into(
+    conn: &mut impl Streams,
+    id: StreamId,
+    reader: &mut FrameReader,
+) -> Result<bool, Error> {
+    match conn.read(id, usize::MAX, &mut |chunk| reader.push(chunk)) {
+        Read::Open | Read::Gone => Ok(false),
+        Read::Ended => Ok(true),
+        Read::Reset(code) => Err(app_code::stream_error(code, "the peer")),
+    }
 }

@@ -20,9 +20,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::varint;
-use quinn_proto::{Connection, Dir, StreamId, VarInt};
+use quinn_proto::{Dir, StreamId, VarInt};
 
 use crate::config::WebTransportConfig;
+use crate::streams::{Read, Streams};
 use web_time::Instant;
 use wtransport_proto::bytes::BufferReader;
 use wtransport_proto::frame::{Frame, FrameKind};
@@ -91,12 +92,12 @@ impl WebTransport {
     /// Starts WebTransport on a server connection that chose `h3`: our HTTP/3 control
     /// stream with its SETTINGS goes in `writes`.
     pub fn start(
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         accepts: Arc<WebTransportConfig>,
         now: Instant,
         writes: &mut Vec<Write>,
     ) -> Self {
-        if let Some(control) = conn.streams().open(Dir::Uni) {
+        if let Some(control) = conn.open(Dir::Uni) {
             let settings = Settings::builder()
                 .qpack_max_table_capacity(WtVarInt::from_u32(0))
                 .qpack_blocked_streams(WtVarInt::from_u32(0))
@@ -134,10 +135,10 @@ impl WebTransport {
 
     /// Reads what the client's streams brought: new streams' heads, its CONNECT request
     /// (answered in `writes`), the streams set aside.
-    pub fn poll(&mut self, conn: &mut Connection, writes: &mut Vec<Write>) -> Option<Change> {
+    pub fn poll(&mut self, conn: &mut impl Streams, writes: &mut Vec<Write>) -> Option<Change> {
         let mut change = None;
         for dir in [Dir::Uni, Dir::Bi] {
-            while let Some(id) = conn.streams().accept(dir) {
+            while let Some(id) = conn.accept(dir) {
                 self.heads.insert(id, Vec::new());
             }
         }
@@ -159,7 +160,7 @@ impl WebTransport {
 
     fn read_heads(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         writes: &mut Vec<Write>,
         change: &mut Option<Change>,
     ) {
@@ -181,7 +182,7 @@ impl WebTransport {
     /// Whether a stream of session `session` (its id on the wire) may go on: it waits
     /// while no session is open (it may have overtaken its CONNECT), and is turned down
     /// when it names another.
-    fn check_session(&self, conn: &mut Connection, id: StreamId, session: u64) -> Head<()> {
+    fn check_session(&self, conn: &mut impl Streams, id: StreamId, session: u64) -> Head<()> {
         match self.session {
             None => Err(Unread::Waiting),
             Some(ours) if ours.index() == session >> 2 => Ok(()),
@@ -194,7 +195,7 @@ impl WebTransport {
 
     /// The head of a client's unidirectional stream: its HTTP/3 stream type, and for a
     /// stream of the session, the session id and its channel number.
-    fn uni_head(&mut self, conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>) -> Head<()> {
+    fn uni_head(&mut self, conn: &mut impl Streams, id: StreamId, buf: &mut Vec<u8>) -> Head<()> {
         let kind = read_varint(conn, id, buf, 0)?;
         match kind {
             (CONTROL_STREAM | QPACK_ENCODER_STREAM | QPACK_DECODER_STREAM, _) => {
@@ -220,7 +221,7 @@ impl WebTransport {
     /// or an HTTP/3 request, of which only the CONNECT that opens the session is served.
     fn bi_head(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut impl Streams,
         id: StreamId,
         buf: &mut Vec<u8>,
         writes: &mut Vec<Write>,
@@ -259,7 +260,7 @@ impl WebTransport {
             self.drained.push(id);
             *change = Some(Change::Opened);
         } else {
-            let _ = conn.recv_stream(id).stop(VarInt::from_u32(H3_NO_ERROR));
+            conn.stop(id, H3_NO_ERROR);
         }
         Ok(())
     }
@@ -395,17 +396,17 @@ const QPACK_DECODER_STREAM: u64 = 0x03;
 const WEBTRANSPORT_UNI_STREAM: u64 = 0x54;
 const WEBTRANSPORT_BI_STREAM: u64 = 0x41;
 
-fn refuse(conn: &mut Connection, id: StreamId, code: u32) {
-    let _ = conn.recv_stream(id).stop(VarInt::from_u32(code));
+fn refuse(conn: &mut impl Streams, id: StreamId, code: u32) {
+    conn.stop(id, code);
     if id.dir() == Dir::Bi {
-        let _ = conn.send_stream(id).reset(VarInt::from_u32(code));
+        conn.reset(id, code);
     }
 }
 
 /// The varint at `at` of a stream's head, reading no further than its last byte (what
 /// follows the head is the session's): its value and where the next field starts.
 fn read_varint(
-    conn: &mut Connection,
+    conn: &mut impl Streams,
     id: StreamId,
     buf: &mut Vec<u8>,
     at: usize,
@@ -424,65 +425,30 @@ fn read_varint(
 
 /// Reads `id` until `buf` holds `want` bytes or nothing more has come; false when the
 /// stream ended or was reset before its head was whole.
-fn read_to(conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>, want: usize) -> bool {
+fn read_to(conn: &mut impl Streams, id: StreamId, buf: &mut Vec<u8>, want: usize) -> bool {
     if buf.len() >= want {
         return true;
     }
-    let mut stream = conn.recv_stream(id);
-    let Ok(mut chunks) = stream.read(true) else {
-        return false;
-    };
-    let alive = loop {
-        if buf.len() >= want {
-            break true;
-        }
-        match chunks.next(want - buf.len()) {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => break false,
-            Err(quinn_proto::ReadError::Blocked) => break true,
-        }
-    };
-    let _ = chunks.finalize();
-    alive
+    let read = conn.read(id, want - buf.len(), &mut |chunk| {
+        buf.extend_from_slice(&chunk)
+    });
+    read == Read::Open
 }
 
 /// Reads what `id` has into `buf`, up to `max` bytes in all: whether the stream ended, or
 /// None when it was reset.
-fn read_all(conn: &mut Connection, id: StreamId, buf: &mut Vec<u8>, max: usize) -> Option<bool> {
-    let mut stream = conn.recv_stream(id);
-    let Ok(mut chunks) = stream.read(true) else {
-        return None;
-    };
-    let ended = loop {
-        if buf.len() >= max {
-            break Some(false);
-        }
-        match chunks.next(max - buf.len()) {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) => break Some(true),
-            Err(quinn_proto::ReadError::Reset(_)) => break None,
-            Err(quinn_proto::ReadError::Blocked) => break Some(false),
-        }
-    };
-    let _ = chunks.finalize();
-    ended
+fn read_all(conn: &mut impl Streams, id: StreamId, buf: &mut Vec<u8>, max: usize) -> Option<bool> {
+    let left = max.saturating_sub(buf.len());
+    match conn.read(id, left, &mut |chunk| buf.extend_from_slice(&chunk)) {
+        Read::Open => Some(false),
+        Read::Ended => Some(true),
+        Read::Reset(_) | Read::Gone => None,
+    }
 }
 
 /// Reads and drops what `id` has; true once it ended or was reset.
-fn drain(conn: &mut Connection, id: StreamId) -> bool {
-    let mut stream = conn.recv_stream(id);
-    let Ok(mut chunks) = stream.read(false) else {
-        return true;
-    };
-    let ended = loop {
-        match chunks.next(usize::MAX) {
-            Ok(Some(_)) => {}
-            Ok(None) | Err(quinn_proto::ReadError::Reset(_)) => break true,
-            Err(quinn_proto::ReadError::Blocked) => break false,
-        }
-    };
-    let _ = chunks.finalize();
-    ended
+fn drain(conn: &mut impl Streams, id: StreamId) -> bool {
+    conn.read(id, usize::MAX, &mut drop) != Read::Open
 }
 
 #[cfg(test)]
