@@ -146,7 +146,7 @@ export class Connection implements AsyncIterable<unknown> {
    *  takes none); `stats` has it as of the last datagram sent, which follows the path's MTU. */
   readonly maxDatagramSize: number;
   /** What carries its packets: 'udp', or 'tcp' (a UDP block, see `transport`). */
-  readonly carrier: 'udp' | 'tcp';
+  readonly carrier: 'udp' | 'tcp' | 'webtransport';
 
   readonly #hub: Hub;
   readonly #owner: Owner;

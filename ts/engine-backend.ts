@@ -198,6 +198,21 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const slot = this.#add(engine);
     slot.carrier = options.carrier ?? 'udp';
     slot.fallbackDelayMs = options.fallbackDelayMs ?? 0;
+    if (slot.carrier === 'webtransport') {
+      try {
+        if (!slot.io.useWebTransport || !engine.connectWeb) {
+          throw new QuicwireError(
+            'ERR_BACKEND_UNAVAILABLE',
+            `transport: 'webtransport' is the browser's; the ${this.name} backend sends QUIC over UDP itself`,
+          );
+        }
+        slot.io.useWebTransport(options.webTransport ?? { path: '/', certificateHashes: [] });
+        slot.webPath = options.webTransport?.path ?? '/';
+      } catch (err) {
+        void this.#shutdown(slot);
+        throw err;
+      }
+    }
     return slot.id;
   }
 
@@ -205,6 +220,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     const slot = this.#slot(client);
     // The pool's rules first: a bad host fails before any DNS lookup.
     this.#call(() => this.#shell.poolKey(host, port));
+    if (slot.carrier === 'webtransport') return this.#connectWeb(slot, host, port, tag);
     // Over TCP alone, the platform's stream resolves the name itself (a browser can only).
     const { address, family } =
       slot.carrier === 'tcp' ? { address: host, family: 4 as const } : await this.#resolve(host);
@@ -231,6 +247,18 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       if (this.#routes.has(id)) slot.tunnels.release(tunnel);
       else slot.tunnelOf.set(id, tunnel);
     }
+    this.#routes.set(id, slot);
+    this.#step(slot);
+    return slot.handshake(id);
+  }
+
+  /** A connection over the browser's WebTransport, which resolves the name itself. */
+  #connectWeb(slot: Slot<E>, host: string, port: number, tag: number): Promise<ConnectionInfo> {
+    const name = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    const url = `https://${name}:${port}${slot.webPath}`;
+    const id = this.#call(() =>
+      (slot.engine.connectWeb as NonNullable<E['connectWeb']>)(host, port, url, tag),
+    );
     this.#routes.set(id, slot);
     this.#step(slot);
     return slot.handshake(id);

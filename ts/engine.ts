@@ -4,6 +4,7 @@
 
 import type { QuicwireError } from './errors.js';
 import type { ConnectionStats, DevCert, PoolStats, ServerStats } from './types.js';
+import type { WebTransportClientOptions } from './webtransport.js';
 
 export interface EngineTransportOptions {
   maxMessageSize?: number;
@@ -25,7 +26,7 @@ export interface EngineTransportOptions {
 }
 
 /** What carries a client's QUIC packets (see `TransportOptions.transport`). */
-export type Carrier = 'udp' | 'tcp' | 'auto';
+export type Carrier = 'udp' | 'tcp' | 'auto' | 'webtransport';
 
 export interface EngineClientOptions {
   transport: EngineTransportOptions;
@@ -36,6 +37,8 @@ export interface EngineClientOptions {
    *  not finished a handshake `fallbackDelayMs` in). */
   carrier?: Carrier;
   fallbackDelayMs?: number;
+  /** With carrier 'webtransport': the session's path and the certificate hashes trusted. */
+  webTransport?: WebTransportClientOptions;
 }
 
 export interface EngineServerOptions {
@@ -71,7 +74,7 @@ export interface ConnectionInfo {
   peerMaxMessageSize: number;
   /** The largest datagram this side may send (0: the peer takes none). */
   maxDatagramSize: number;
-  carrier: 'udp' | 'tcp';
+  carrier: 'udp' | 'tcp' | 'webtransport';
 }
 
 export interface ServerInfo {
@@ -116,7 +119,7 @@ export function connectionInfo(batch: EventBatch, i: number): ConnectionInfo {
     peer,
     peerMaxMessageSize: batch.meta[i + 4] as number,
     maxDatagramSize: batch.meta[i + 3] as number,
-    carrier: carrier === 'tcp' ? 'tcp' : 'udp',
+    carrier: carrier === 'tcp' || carrier === 'webtransport' ? carrier : 'udp',
   };
 }
 

@@ -92,3 +92,16 @@ export const CONGESTION_CONTROLLERS = [
   'newreno',
   'bbr',
 ] as const;
+
+/** What a page does for its WebTransport sessions (`[kind, connection, stream, number, payload]`). */
+export const WebCommand = {
+  Connect: 0,
+  Open: 1,
+  Write: 2,
+  Finish: 3,
+  Reset: 4,
+  Stop: 5,
+  Priority: 6,
+  Datagram: 7,
+  Close: 8,
+} as const;

@@ -6,6 +6,7 @@
 import type { StreamCarrier } from './carrier.js';
 import type { WorkerSocket, WriteFailure } from './engine.js';
 import { codeOf, QuicwireError } from './errors.js';
+import type { WebTransportClientOptions } from './webtransport.js';
 
 /** One endpoint (a client or a server) as both shells expose it. */
 export interface ShellEngine {
@@ -19,6 +20,9 @@ export interface ShellEngine {
     afterMs: number,
     tag: number,
   ): number;
+  /** The pooled connection to host:port, or a new one over a WebTransport session to `url`
+   *  (the wasm shell in a browser, see ts/webtransport.ts). */
+  connectWeb?(host: string, port: number, url: string, tag: number): number;
   /** Closes a connection; its close error says `reason` when given. */
   disconnect(connection: number, reason?: string): void;
   goAway(): void;
@@ -87,6 +91,8 @@ export interface EngineIo {
   /** Datagrams that came through the engine's stream tunnels (ts/carrier.ts): `data` back to
    *  back, `lens[i]` bytes each, from `addrs[i]`. */
   carried(data: Uint8Array, lens: Uint32Array, addrs: string[]): void;
+  /** Its client's connections ride the browser's WebTransport sessions (the wasm shell). */
+  useWebTransport?(options: WebTransportClientOptions): void;
   /** Closes its sockets and timer. */
   close(): void;
 }

@@ -17,6 +17,8 @@ export class Slot<E extends ShellEngine> {
   /** A client's carrier: UDP, TCP tunnels, or both raced. */
   carrier: Carrier = 'udp';
   fallbackDelayMs = 0;
+  /** With carrier 'webtransport': the path of the servers' sessions. */
+  webPath = '/';
   /** The tunnel of each connection carried over TCP, closed when the connection closes. */
   readonly tunnelOf = new Map<number, string>();
   /** Connections whose handshake is done, until they close. */

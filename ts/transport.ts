@@ -36,11 +36,41 @@ const KEYS = [
   'sendBufferHigh',
   'transport',
   'fallbackDelayMs',
+  'webTransport',
 ];
 
 /** With `transport: 'auto'`, how long UDP has alone: a handshake on a working path is done
  *  well within it, and a blocked one costs users no more than that. */
 const DEFAULT_FALLBACK_DELAY_MS = 250;
+
+/** `webTransport` checked: only with `transport: 'webtransport'`, where the browser checks
+ *  certificates (so neither `ca` nor `insecure` applies). */
+function webTransportOptions(
+  options: TransportOptions,
+  used: boolean,
+): { path: string; certificateHashes: string[] } | undefined {
+  const given = options.webTransport;
+  if (!used) {
+    if (given !== undefined)
+      throw invalidArgument("webTransport applies with transport: 'webtransport' only");
+    return undefined;
+  }
+  if (options.ca !== undefined || options.insecure) {
+    throw invalidArgument(
+      "with transport: 'webtransport' the browser checks certificates: give webTransport.certificateHashes, not ca or insecure",
+    );
+  }
+  if (given !== undefined) checkObject('webTransport', given);
+  const path = given?.path ?? '/';
+  checkString('webTransport.path', path);
+  if (!path.startsWith('/'))
+    throw invalidArgument(`webTransport.path must start with '/', got ${JSON.stringify(path)}`);
+  const hashes = given?.certificateHashes ?? [];
+  if (!Array.isArray(hashes) || hashes.some((h) => typeof h !== 'string' || !/^[0-9a-fA-F]{64}$/.test(h))) {
+    throw invalidArgument('webTransport.certificateHashes must be SHA-256 hashes in hex (64 digits each)');
+  }
+  return { path, certificateHashes: [...hashes] };
+}
 
 /** A connection, or its pool key "host:port" (connected on demand). */
 export type Target = Connection | string;
@@ -66,9 +96,12 @@ export class QuicTransport extends Endpoint {
     if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
     const carrier = options.transport ?? 'udp';
-    if (carrier !== 'udp' && carrier !== 'tcp' && carrier !== 'auto') {
-      throw invalidArgument(`transport must be 'udp', 'tcp' or 'auto', got ${String(options.transport)}`);
+    if (carrier !== 'udp' && carrier !== 'tcp' && carrier !== 'auto' && carrier !== 'webtransport') {
+      throw invalidArgument(
+        `transport must be 'udp', 'tcp', 'auto' or 'webtransport', got ${String(options.transport)}`,
+      );
     }
+    const webTransport = webTransportOptions(options, carrier === 'webtransport');
     const fallbackDelayMs = checkInteger(
       'fallbackDelayMs',
       options.fallbackDelayMs ?? DEFAULT_FALLBACK_DELAY_MS,
@@ -85,6 +118,7 @@ export class QuicTransport extends Endpoint {
         encodings: [encoding],
         carrier,
         fallbackDelayMs,
+        ...(webTransport && { webTransport }),
       });
     } catch (err) {
       throw fromEngine(err);

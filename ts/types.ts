@@ -59,9 +59,15 @@ export interface TransportOptions extends LimitOptions {
    *  `tcp: true`); the same handshake, certificate checks, delivery and ordering. 'auto':
    *  UDP first, and if it has not finished the handshake `fallbackDelayMs` in, TCP races
    *  it (happy eyeballs); the first to finish is the connection. */
-  transport?: 'udp' | 'tcp' | 'auto';
+  transport?: 'udp' | 'tcp' | 'auto' | 'webtransport';
   /** With `transport: 'auto'`, how long UDP has alone before TCP joins (default 250). */
   fallbackDelayMs?: number;
+  /** With `transport: 'webtransport'` (browsers, after `initWasm()`): connections ride the
+   *  browser's own WebTransport to a server listening with `webTransport`, at
+   *  `https://host:port{path}` (path default '/'). The browser checks the certificate:
+   *  against its trusted roots, or against `certificateHashes` (SHA-256 in hex, as
+   *  `generateDevCert` returns for a certificate of 14 days at most). */
+  webTransport?: { path?: string; certificateHashes?: string[] };
 }
 
 export interface ServerOptions extends LimitOptions {
@@ -201,8 +207,9 @@ export interface ConnectionStats {
    *  totals, how many connections. */
   zeroRttAccepted: number;
   zeroRttRejected: number;
-  /** What carries its packets: 'udp', or 'tcp' (`transport: 'tcp'`). */
-  carrier: 'udp' | 'tcp';
+  /** What carries its packets: 'udp', 'tcp' (`transport: 'tcp'`), or the browser's
+   *  WebTransport (`transport: 'webtransport'`; its path figures are the browser's own). */
+  carrier: 'udp' | 'tcp' | 'webtransport';
 }
 
 export interface PoolStats {

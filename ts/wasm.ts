@@ -18,6 +18,11 @@ import {
   type WasmInput,
 } from './platform.js';
 import type { EngineIo, Shell, ShellEngine } from './shell.js';
+import {
+  type WebCommandEntry,
+  type WebTransportClientOptions,
+  WebTransportSessions,
+} from './webtransport.js';
 
 type WasmModule = typeof Wasm;
 
@@ -39,6 +44,9 @@ class WasmEngine implements ShellEngine {
     tag: number,
   ): number {
     return this.raw.connectRacing(this.clock.now(), host, port, addr, fallback, afterMs, tag);
+  }
+  connectWeb(host: string, port: number, url: string, tag: number): number {
+    return this.raw.connectWeb(this.clock.now(), host, port, url, tag);
   }
   disconnect(connection: number, reason?: string): void {
     this.raw.disconnect(this.clock.now(), connection, reason);
@@ -98,6 +106,9 @@ class JsIo implements EngineIo {
   #inbox: { chunks: Uint8Array[]; lens: number[]; addrs: string[] } = { chunks: [], lens: [], addrs: [] };
   #receiving = false;
   #closed = false;
+  /** A client's WebTransport sessions (`transport: 'webtransport'`). */
+  #web: WebTransportSessions | undefined;
+  #webMoved = false;
 
   constructor(
     readonly engine: WasmEngine,
@@ -180,6 +191,7 @@ class JsIo implements EngineIo {
       else this.#bound[6]?.send(datagram, to);
       offset += len;
     }
+    if (this.#web) this.#web.run(this.engine.raw.webCommands(clock.now()) as WebCommandEntry[]);
     clock.clearTimeout(this.#timer);
     const deadline = this.engine.raw.nextDeadlineMs();
     if (deadline >= 0) {
@@ -192,7 +204,33 @@ class JsIo implements EngineIo {
     return true;
   }
 
+  useWebTransport(options: WebTransportClientOptions): void {
+    const raw = this.engine.raw;
+    const clock = this.#clock;
+    // What the browser did moves the engine; its events and commands go once per tick.
+    const moved = <T>(result: T): T => {
+      if (!this.#webMoved) {
+        this.#webMoved = true;
+        soon(() => {
+          this.#webMoved = false;
+          if (!this.#closed) this.#afterIo();
+        });
+      }
+      return result;
+    };
+    this.#web = new WebTransportSessions(options, {
+      ready: (conn, max) => moved(raw.webReady(clock.now(), conn, max)),
+      incoming: (conn, bidi) => moved(raw.webIncoming(clock.now(), conn, bidi)),
+      data: (conn, stream, data, fin) => moved(raw.webData(clock.now(), conn, stream, data, fin)),
+      reset: (conn, stream, code) => moved(raw.webReset(clock.now(), conn, stream, code)),
+      stopped: (conn, stream, code) => moved(raw.webStopped(clock.now(), conn, stream, code)),
+      datagram: (conn, data) => moved(raw.webDatagram(clock.now(), conn, data)),
+      closed: (conn, reason) => moved(raw.webClosed(clock.now(), conn, reason)),
+    });
+  }
+
   close(): void {
+    this.#web?.closeAll();
     this.#closed = true;
     this.#clock.clearTimeout(this.#timer);
     this.#bound[4]?.close();

@@ -1,6 +1,10 @@
-// A page talking to a quicwire server in Node: `transport: 'tcp'` carries QUIC over a
-// WebSocket to the server's port (the server listens with `tcp: true`). Messages and
-// requests both ways, a large payload, a handler's error, and the server closing.
+// A page talking to a quicwire server in Node, in one of two ways:
+// - `?transport=webtransport&hash=HASH` (the server listens with `webTransport`): the
+//   browser's own WebTransport, to `https://host:port{path}`, trusting the certificate of
+//   that SHA-256 hash (a dev certificate's `hash`);
+// - otherwise `transport: 'tcp'`, QUIC inside a WebSocket to the server's port (the server
+//   listens with `tcp: true`), checked against `?ca=PEM`.
+// Messages and requests both ways, a large payload, a handler's error, and the server closing.
 import { backend, initWasm, QuicTransport } from '../../dist/browser/quicwire.js';
 
 const params = new URLSearchParams(location.search);
@@ -11,7 +15,14 @@ const N = 1000;
 
 async function main() {
   await initWasm();
-  const t = new QuicTransport({ ca: params.get('ca'), transport: 'tcp', maxMessageSize: 16 << 20 });
+  const reach =
+    params.get('transport') === 'webtransport'
+      ? {
+          transport: 'webtransport',
+          webTransport: { path: params.get('path') ?? '/', certificateHashes: [params.get('hash')] },
+        }
+      : { transport: 'tcp', ca: params.get('ca') };
+  const t = new QuicTransport({ ...reach, maxMessageSize: 16 << 20 });
   // What the server asks the page.
   t.onRequest((msg) => ({ fromPage: msg }));
   const conn = await t.connect(params.get('host') ?? '127.0.0.1', Number(params.get('port')));

@@ -92,16 +92,15 @@ describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
     expect(log).toContain('1000 messages delivered');
   });
 
-  it.each([
-    ['http', false],
-    ['https (wss://)', true],
-  ])('a page served over %s reaches a quicwire server in Node: messages and requests both ways, 8 MiB, errors, a close', async (_, secure) => {
-    const tls = generateDevCert(['127.0.0.1']);
+  /** A quicwire server in Node for the remote page: echoes, counts, pushes, asks, fails
+   *  and closes on request (see examples/browser/remote.js). */
+  async function remoteServer(options: { tcp?: boolean; webTransport?: { path: string } }) {
+    const tls = generateDevCert(['127.0.0.1'], { validDays: 14 });
     const server = await QuicServer.listen({
       cert: tls.cert,
       key: tls.key,
-      tcp: true,
       maxMessageSize: 16 << 20,
+      ...options,
     });
     let messages = 0;
     server.onMessage(() => {
@@ -125,22 +124,46 @@ describe.runIf(haveChromium)('browser bundle (headless Chromium)', () => {
       }
       return msg;
     });
+    return { server, tls };
+  }
+
+  /** What the remote page reports after its whole exchange over `carrier`. */
+  const exchanged = (carrier: string) => ({
+    backend: 'wasm',
+    carrier,
+    counted: 1000,
+    echoed: 1000,
+    bigIntact: true,
+    handlerError: 'ERR_REMOTE',
+    pushedInOrder: true,
+    answered: 1000,
+    afterClose: 'ERR_CONNECTION_CLOSED',
+  });
+
+  it.each([
+    ['http', false],
+    ['https (wss://)', true],
+  ])('a page served over %s reaches a quicwire server in Node: messages and requests both ways, 8 MiB, errors, a close', async (_, secure) => {
+    const { server, tls } = await remoteServer({ tcp: true });
     try {
       const query = `?port=${server.port}&ca=${encodeURIComponent(tls.cert)}`;
       const { result, errors, log } = await runPage(query, 'remote.html', secure);
       expect(errors).toEqual([]);
-      expect(result).toEqual({
-        backend: 'wasm',
-        carrier: 'tcp',
-        counted: 1000,
-        echoed: 1000,
-        bigIntact: true,
-        handlerError: 'ERR_REMOTE',
-        pushedInOrder: true,
-        answered: 1000,
-        afterClose: 'ERR_CONNECTION_CLOSED',
-      });
+      expect(result).toEqual(exchanged('tcp'));
       expect(log).toContain('connected over tcp');
+    } finally {
+      await server.close({ graceful: false });
+    }
+  });
+
+  it("a page's QuicTransport rides the browser's WebTransport to a quicwire server in Node: the same exchange", async () => {
+    const { server, tls } = await remoteServer({ webTransport: { path: '/quicwire' } });
+    try {
+      const query = `?transport=webtransport&port=${server.port}&path=/quicwire&hash=${tls.hash}`;
+      const { result, errors, log } = await runPage(query, 'remote.html');
+      expect(errors).toEqual([]);
+      expect(result).toEqual(exchanged('webtransport'));
+      expect(log).toContain('connected over webtransport');
     } finally {
       await server.close({ graceful: false });
     }

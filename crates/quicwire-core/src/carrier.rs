@@ -10,6 +10,8 @@ pub enum Carrier {
     #[default]
     Udp,
     Tcp,
+    /// A browser's WebTransport session (its QUIC is the browser's own).
+    WebTransport,
 }
 
 impl Carrier {
@@ -25,6 +27,7 @@ impl Carrier {
         match self {
             Carrier::Udp => "udp",
             Carrier::Tcp => "tcp",
+            Carrier::WebTransport => "webtransport",
         }
     }
 }

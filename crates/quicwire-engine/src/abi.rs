@@ -29,6 +29,7 @@ use crate::event::{Event, Receipt};
 use crate::outbox::{Outbox, SendOptions};
 use crate::session::RequestOptions;
 use crate::stats::EngineStats;
+use crate::web::WebCommand;
 use crate::{ConnId, Engine};
 
 pub use crate::outbox::LARGE_BODY;
@@ -306,6 +307,31 @@ pub fn ops<'a>(
         })
 }
 
+/// The kinds of [`WebCommand`] as [`JsEngine::web_commands`] numbers them.
+pub const WEB_COMMANDS: [&str; 9] = [
+    "Connect", "Open", "Write", "Finish", "Reset", "Stop", "Priority", "Datagram", "Close",
+];
+
+/// What a [`WebCommand`] carries besides numbers.
+#[derive(Debug)]
+pub enum WebPayload<'a> {
+    None,
+    Bytes(&'a Bytes),
+    Text(&'a str),
+}
+
+/// One [`WebCommand`] as numbers for JavaScript (see [`JsEngine::web_commands`]).
+#[derive(Debug)]
+pub struct WebCommandParts<'a> {
+    pub kind: u8,
+    pub conn: f64,
+    pub stream: f64,
+    /// `Open`: 1 for a bidirectional stream; `Reset`, `Stop`, `Close`: the code;
+    /// `Priority`: the priority.
+    pub number: f64,
+    pub payload: WebPayload<'a>,
+}
+
 /// An op of a `write` that failed, by its index in the batch.
 #[derive(Debug, Clone)]
 pub struct WriteFailure {
@@ -571,6 +597,62 @@ impl JsEngine {
         self.engine
             .connect_racing(now, &key, parse(addr)?, parse(fallback)?, after)
             .map(ConnId::to_f64)
+    }
+
+    /// The pooled connection to `host:port` (under `tag`), or a new one over a browser's
+    /// WebTransport session to `url` (see [`Engine::connect_web`]); its id.
+    pub fn connect_web(
+        &mut self,
+        now: Instant,
+        host: &str,
+        port: f64,
+        url: &str,
+        tag: f64,
+    ) -> Result<f64, Error> {
+        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
+        self.engine.connect_web(now, &key, url).map(ConnId::to_f64)
+    }
+
+    /// What the page is to do for its WebTransport sessions, each as (kind, connection,
+    /// stream, number, bytes or text) in the order [`WEB_COMMANDS`] names the kinds.
+    pub fn web_commands(&mut self, now: Instant, mut each: impl FnMut(WebCommandParts<'_>)) {
+        self.engine.poll_web(now, |id, command| {
+            let conn = id.to_f64();
+            let parts = match &command {
+                WebCommand::Connect { url } => (0, 0, 0.0, WebPayload::Text(url)),
+                WebCommand::Open { stream, bidi } => {
+                    (1, *stream, f64::from(u8::from(*bidi)), WebPayload::None)
+                }
+                WebCommand::Write { stream, data } => (2, *stream, 0.0, WebPayload::Bytes(data)),
+                WebCommand::Finish { stream } => (3, *stream, 0.0, WebPayload::None),
+                WebCommand::Reset { stream, code } => {
+                    (4, *stream, f64::from(*code), WebPayload::None)
+                }
+                WebCommand::Stop { stream, code } => {
+                    (5, *stream, f64::from(*code), WebPayload::None)
+                }
+                WebCommand::Priority { stream, priority } => {
+                    (6, *stream, f64::from(*priority), WebPayload::None)
+                }
+                WebCommand::Datagram { data } => (7, 0, 0.0, WebPayload::Bytes(data)),
+                WebCommand::Close { code, reason } => {
+                    (8, 0, f64::from(*code), WebPayload::Text(reason))
+                }
+            };
+            let (kind, stream, number, payload) = parts;
+            each(WebCommandParts {
+                kind,
+                conn,
+                stream: stream as f64,
+                number,
+                payload,
+            });
+        });
+    }
+
+    /// Runs `f` on the engine for connection `id` (a number of no connection: nothing).
+    pub fn on_web<T>(&mut self, id: f64, f: impl FnOnce(&mut Engine, ConnId) -> T) -> Option<T> {
+        ConnId::from_f64(id).map(|id| f(&mut self.engine, id))
     }
 
     /// Closes connection `id` (an id of no open connection: nothing), for `reason` if given.
@@ -902,7 +984,11 @@ pub fn typescript_layout() -> String {
     out += "] as const;\n\n/** Congestion controllers, by their number in `congestionControl`. */\nexport const CONGESTION_CONTROLLERS = [\n";
     let controllers: Vec<_> = CongestionControl::ALL.iter().map(|c| c.as_str()).collect();
     out += &quoted(&controllers);
-    out += "] as const;\n";
+    out += "] as const;\n\n/** What a page does for its WebTransport sessions (`[kind, connection, stream, number, payload]`). */\nexport const WebCommand = {\n";
+    for (n, name) in WEB_COMMANDS.iter().enumerate() {
+        out += &format!("  {name}: {n},\n");
+    }
+    out += "} as const;\n";
     out
 }
 

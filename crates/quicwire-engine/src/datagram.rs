@@ -15,6 +15,35 @@ use bytes::{BufMut, Bytes, BytesMut};
 use quicwire_core::{varint, Error, ErrorCode};
 use quinn_proto::{Connection, SendDatagramError};
 
+/// Where a connection's datagrams go and come from: quinn-proto's DATAGRAM frames, or a
+/// browser's WebTransport datagrams.
+pub(crate) trait DatagramPath {
+    /// The largest datagram the path carries now; None when the peer takes none.
+    fn max_datagram(&mut self) -> Option<usize>;
+    /// Hands `d` over to send, or gives it back while there is no room (`Err(Some)`);
+    /// `Err(None)` when it cannot go at all.
+    fn send_datagram(&mut self, d: Bytes) -> Result<(), Option<Bytes>>;
+    fn recv_datagram(&mut self) -> Option<Bytes>;
+}
+
+impl DatagramPath for Connection {
+    fn max_datagram(&mut self) -> Option<usize> {
+        self.datagrams().max_size()
+    }
+
+    fn send_datagram(&mut self, d: Bytes) -> Result<(), Option<Bytes>> {
+        match self.datagrams().send(d, false) {
+            Ok(()) => Ok(()),
+            Err(SendDatagramError::Blocked(d)) => Err(Some(d)),
+            Err(_) => Err(None),
+        }
+    }
+
+    fn recv_datagram(&mut self) -> Option<Bytes> {
+        self.datagrams().recv()
+    }
+}
+
 /// Datagrams that may wait for the connection to send them (beyond the few kilobytes that
 /// quinn-proto holds); past this the oldest is dropped.
 pub const DATAGRAM_QUEUE: usize = 1024;
@@ -49,10 +78,14 @@ pub struct DatagramCounters {
 impl Datagrams {
     /// Looks again at the largest datagram the application may send (the path's MTU may
     /// have moved); `None` when the peer takes none.
-    pub fn update_max_size(&mut self, quic: &mut Connection, prefix: Option<u64>) -> Option<usize> {
+    pub fn update_max_size(
+        &mut self,
+        quic: &mut impl DatagramPath,
+        prefix: Option<u64>,
+    ) -> Option<usize> {
         // The sequence number takes up to 8 bytes: a bound that does not move with it.
         let head = 8 + prefix.map_or(0, varint::size);
-        let max = quic.datagrams().max_size().map(|m| m.saturating_sub(head));
+        let max = quic.max_datagram().map(|m| m.saturating_sub(head));
         self.max_size = max.unwrap_or(0) as u64;
         max
     }
@@ -60,7 +93,7 @@ impl Datagrams {
     /// Queues `body` and sends what the connection has room for.
     pub fn send(
         &mut self,
-        quic: &mut Connection,
+        quic: &mut impl DatagramPath,
         body: &[u8],
         prefix: Option<u64>,
     ) -> Result<(), Error> {
@@ -93,22 +126,27 @@ impl Datagrams {
     }
 
     /// Hands queued datagrams to quinn-proto while it has room.
-    pub fn flush(&mut self, quic: &mut Connection) {
+    pub fn flush(&mut self, quic: &mut impl DatagramPath) {
         while let Some(d) = self.queue.pop_front() {
-            match quic.datagrams().send(d, false) {
+            match quic.send_datagram(d) {
                 Ok(()) => self.counters.sent += 1,
-                Err(SendDatagramError::Blocked(d)) => {
+                Err(Some(d)) => {
                     self.queue.push_front(d);
                     return;
                 }
-                Err(_) => self.counters.dropped += 1,
+                Err(None) => self.counters.dropped += 1,
             }
         }
     }
 
     /// The peer's datagrams that arrived, their sequence numbers stripped.
-    pub fn receive(&mut self, quic: &mut Connection, out: &mut Vec<Bytes>, prefix: Option<u64>) {
-        while let Some(mut d) = quic.datagrams().recv() {
+    pub fn receive(
+        &mut self,
+        quic: &mut impl DatagramPath,
+        out: &mut Vec<Bytes>,
+        prefix: Option<u64>,
+    ) {
+        while let Some(mut d) = quic.recv_datagram() {
             if let Some(prefix) = prefix {
                 // Another session's, or not an HTTP/3 datagram: not ours.
                 match varint::get(&d) {

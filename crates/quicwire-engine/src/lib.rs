@@ -28,6 +28,7 @@ mod session;
 pub mod sim;
 pub mod stats;
 mod streams;
+pub mod web;
 pub mod webtransport;
 
 pub use config::{ClientConfig, ServerConfig, WebTransportConfig};

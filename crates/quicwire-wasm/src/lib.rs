@@ -10,7 +10,7 @@
 #![allow(missing_debug_implementations)]
 
 use quicwire_core::Error;
-use quicwire_engine::abi::{self, Failures, JsEngine, LARGE_BODY};
+use quicwire_engine::abi::{self, Failures, JsEngine, WebPayload, LARGE_BODY};
 use quicwire_engine::Instant;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
@@ -159,6 +159,105 @@ impl Engine {
         self.inner
             .connect_racing(at(now), host, port, addr, fallback, after_ms, tag)
             .map_err(js_error)
+    }
+
+    /// The pooled connection to `host:port` (under `tag`), or a new one over a WebTransport
+    /// session to `url` that the page opens when `webCommands` says so.
+    #[wasm_bindgen(js_name = connectWeb)]
+    pub fn connect_web(
+        &mut self,
+        now: f64,
+        host: &str,
+        port: f64,
+        url: &str,
+        tag: f64,
+    ) -> Result<f64, JsValue> {
+        self.inner
+            .connect_web(at(now), host, port, url, tag)
+            .map_err(js_error)
+    }
+
+    /// What the page is to do for its WebTransport sessions, in order: an array of
+    /// `[kind, connection, stream, number, payload]` (kinds: `WebCommand` in ts/layout.ts;
+    /// the payload a Uint8Array, a string or undefined).
+    #[wasm_bindgen(js_name = webCommands)]
+    pub fn web_commands(&mut self, now: f64) -> js_sys::Array {
+        let out = js_sys::Array::new();
+        self.inner.web_commands(at(now), |c| {
+            let payload: JsValue = match c.payload {
+                WebPayload::None => JsValue::UNDEFINED,
+                WebPayload::Bytes(b) => js_sys::Uint8Array::from(&b[..]).into(),
+                WebPayload::Text(t) => t.into(),
+            };
+            let entry = js_sys::Array::of5(
+                &f64::from(c.kind).into(),
+                &c.conn.into(),
+                &c.stream.into(),
+                &c.number.into(),
+                &payload,
+            );
+            out.push(&entry);
+        });
+        out
+    }
+
+    /// The WebTransport session of `connection` is open; its datagrams carry at most
+    /// `max_datagram` bytes.
+    #[wasm_bindgen(js_name = webReady)]
+    pub fn web_ready(&mut self, now: f64, connection: f64, max_datagram: f64) {
+        let now = at(now);
+        self.inner.on_web(connection, |e, id| {
+            e.web_ready(now, id, max_datagram as usize)
+        });
+    }
+
+    /// A new stream of the server's: the key the page names it by (-1: no such session).
+    #[wasm_bindgen(js_name = webIncoming)]
+    pub fn web_incoming(&mut self, now: f64, connection: f64, bidi: bool) -> f64 {
+        let now = at(now);
+        self.inner
+            .on_web(connection, |e, id| e.web_incoming(now, id, bidi))
+            .flatten()
+            .map_or(-1.0, |key| key as f64)
+    }
+
+    #[wasm_bindgen(js_name = webData)]
+    pub fn web_data(&mut self, now: f64, connection: f64, stream: f64, data: &[u8], fin: bool) {
+        let now = at(now);
+        self.inner.on_web(connection, |e, id| {
+            e.web_data(now, id, stream as u64, data, fin)
+        });
+    }
+
+    #[wasm_bindgen(js_name = webReset)]
+    pub fn web_reset(&mut self, now: f64, connection: f64, stream: f64, code: f64) {
+        let now = at(now);
+        self.inner.on_web(connection, |e, id| {
+            e.web_reset(now, id, stream as u64, code as u64)
+        });
+    }
+
+    #[wasm_bindgen(js_name = webStopped)]
+    pub fn web_stopped(&mut self, now: f64, connection: f64, stream: f64, code: f64) {
+        let now = at(now);
+        self.inner.on_web(connection, |e, id| {
+            e.web_stopped(now, id, stream as u64, code as u64)
+        });
+    }
+
+    #[wasm_bindgen(js_name = webDatagram)]
+    pub fn web_datagram(&mut self, now: f64, connection: f64, data: &[u8]) {
+        let now = at(now);
+        self.inner
+            .on_web(connection, |e, id| e.web_datagram(now, id, data));
+    }
+
+    /// The WebTransport session of `connection` ended, or never opened, for `reason`.
+    #[wasm_bindgen(js_name = webClosed)]
+    pub fn web_closed(&mut self, now: f64, connection: f64, reason: &str) {
+        let now = at(now);
+        self.inner
+            .on_web(connection, |e, id| e.web_closed(now, id, reason));
     }
 
     /// Closes a connection (for `reason`, which its close error then says); an id of no

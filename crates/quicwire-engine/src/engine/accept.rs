@@ -15,7 +15,7 @@ use web_time::{Duration, Instant};
 
 use super::{key_log_lines, no_encodings, tls_error, Engine};
 use crate::config::{ServerConfig as QuicwireServerConfig, WebTransportConfig};
-use crate::conn::{touch, Origin};
+use crate::conn::{touch, Link, Origin};
 use crate::ids::CONNECTION_IDS;
 use crate::qlog;
 use crate::session::Params;
@@ -73,7 +73,9 @@ impl Engine {
                     return;
                 };
                 if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.quic.handle_event(event);
+                    if let Some(quic) = conn.link.quic() {
+                        quic.handle_event(event);
+                    }
                     touch(&mut self.touched, id, conn);
                     self.report_key_log(id);
                 }
@@ -123,7 +125,13 @@ impl Engine {
                 match self.endpoint.accept(incoming, now, &mut response, config) {
                     Ok((handle, conn)) => {
                         let peer: Arc<str> = remote.to_string().into();
-                        self.insert(now, (id, handle), conn, peer, Origin::Accepted(remote.ip()));
+                        self.insert(
+                            now,
+                            (id, Some(handle)),
+                            Link::Quic(conn),
+                            peer,
+                            Origin::Accepted(remote.ip()),
+                        );
                         if let Some(c) = self.connections.get_mut(&id) {
                             c.qlog = qlog;
                         }

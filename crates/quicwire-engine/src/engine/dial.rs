@@ -13,7 +13,7 @@ use web_time::{Duration, Instant};
 
 use super::{key_log_lines, no_encodings, tls_error, Engine};
 use crate::config::ClientConfig;
-use crate::conn::Origin;
+use crate::conn::{Link, Origin};
 use crate::ids::CONNECTION_IDS;
 use crate::qlog;
 use crate::session::{Outcome, Params};
@@ -153,7 +153,13 @@ impl Engine {
             .connect(now, config, remote, key.host())
             .map_err(|e| Error::invalid_argument(format!("cannot connect to {key}: {e}")))?;
         let peer: Arc<str> = key.to_string().into();
-        self.insert(now, (id, handle), conn, peer, Origin::Dialed(key.clone()));
+        self.insert(
+            now,
+            (id, Some(handle)),
+            Link::Quic(conn),
+            peer,
+            Origin::Dialed(key.clone()),
+        );
         if let Some(c) = self.connections.get_mut(&id) {
             c.qlog = qlog;
         }
@@ -253,10 +259,10 @@ impl Engine {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
-        if !conn.quic.has_0rtt() {
+        if !conn.link.quic().is_some_and(|q| q.has_0rtt()) {
             return;
         }
-        conn.session.start_early(&mut conn.quic, assumed);
+        conn.session.start_early(&mut conn.link, assumed);
         self.report(now, id, Outcome::Ready(assumed));
     }
 
@@ -320,7 +326,7 @@ pub(super) struct Dial {
 }
 
 impl Dial {
-    fn new(key: PoolKey, deadline: Instant) -> Dial {
+    pub(super) fn new(key: PoolKey, deadline: Instant) -> Dial {
         Dial {
             key,
             deadline,

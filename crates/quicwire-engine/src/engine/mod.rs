@@ -10,6 +10,7 @@
 
 mod accept;
 mod dial;
+mod web;
 
 use accept::WorkerCids;
 use dial::Dial;
@@ -19,23 +20,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use quicwire_core::quic::{self, connection_error, MAX_UDP_PAYLOAD};
+use quicwire_core::quic::{self, MAX_UDP_PAYLOAD};
 use quicwire_core::tls;
 use quicwire_core::{
     app_code, Admission, Carrier, CongestionControl, ConnectionStats, Error, ErrorCode, Negotiated,
     PoolKey, PoolTable, TransportConfig,
 };
-use quinn_proto::{
-    ConnectionHandle, Endpoint, EndpointConfig, Event as QuicEvent, ServerConfig, StreamEvent,
-    VarInt,
-};
+use quinn_proto::{ConnectionHandle, Endpoint, EndpointConfig, ServerConfig};
 use web_time::{Duration, Instant};
 
-use crate::conn::{schedule, touch, Conn, Origin};
+use crate::conn::{schedule, touch, Conn, Link, LinkEvent, Origin};
 use crate::event::{ConnectionInfo, Event, Receipt};
 use crate::outbox::{Outbox, SendOptions};
 use crate::session::{Outcome, Params, RequestOptions, Session};
 use crate::stats::{ConnectionEntry, ConnectionState, EngineStats};
+use crate::streams::Streams;
+use crate::web::WebCommand;
 use crate::ConnId;
 
 /// One QUIC endpoint (a client or a server) and its connections.
@@ -86,6 +86,8 @@ pub struct Engine {
     key_log: Option<Arc<tls::KeyLogLines>>,
     /// Endpoint answers (retries, refusals, stateless resets) waiting to go out.
     responses: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// What the page is to do for connections over a browser's WebTransport (see `web`).
+    web_out: VecDeque<(ConnId, WebCommand)>,
     buf: Vec<u8>,
 }
 
@@ -154,6 +156,7 @@ impl Engine {
             timers: BTreeSet::new(),
             events: VecDeque::new(),
             responses: VecDeque::new(),
+            web_out: VecDeque::new(),
             buf: Vec::new(),
             key_log: None,
         })
@@ -173,7 +176,7 @@ impl Engine {
             peer: conn.peer.clone(),
             peer_max_message_size: negotiated.peer_max_message_size,
             max_datagram_size: conn.datagrams.max_size,
-            carrier: Carrier::of(&conn.quic.remote_address()),
+            carrier: conn.link.carrier(),
         })
     }
 
@@ -191,7 +194,7 @@ impl Engine {
     /// lane reaches it.
     pub fn send(&mut self, now: Instant, id: ConnId, outbox: &mut Outbox) -> Result<u64, Error> {
         let conn = self.moved(now, id)?;
-        conn.session.send(&mut conn.quic, outbox, now)
+        conn.session.send(&mut conn.link, outbox, now)
     }
 
     /// Sends `body` as an unreliable datagram: it may be lost, and is never retransmitted.
@@ -201,7 +204,7 @@ impl Engine {
     pub fn send_datagram(&mut self, now: Instant, id: ConnId, body: &[u8]) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
         let prefix = conn.session.datagram_prefix();
-        conn.datagrams.send(&mut conn.quic, body, prefix)
+        conn.datagrams.send(&mut conn.link, body, prefix)
     }
 
     /// Sends request `request` (an id of the caller's, unique among its requests in
@@ -217,14 +220,14 @@ impl Engine {
     ) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
         conn.session
-            .request(&mut conn.quic, request, body, options, now)
+            .request(&mut conn.link, request, body, options, now)
     }
 
     /// Gives up request `request` on connection `id`: its stream is reset, and nothing more
     /// is reported of it.
     pub fn cancel_request(&mut self, now: Instant, id: ConnId, request: u64) {
         if let Ok(conn) = self.moved(now, id) {
-            conn.session.cancel(&mut conn.quic, request);
+            conn.session.cancel(&mut conn.link, request);
         }
     }
 
@@ -240,14 +243,14 @@ impl Engine {
         answer: Result<&[u8], Error>,
     ) -> Result<(), Error> {
         let conn = self.moved(now, id)?;
-        conn.session.respond(&mut conn.quic, handle, answer)
+        conn.session.respond(&mut conn.link, handle, answer)
     }
 
     /// Turns down the peer's request `handle` without an answer: its stream is reset, and
     /// the requester gets ERR_STREAM_RESET.
     pub fn reset_request(&mut self, now: Instant, id: ConnId, handle: u64) {
         if let Ok(conn) = self.moved(now, id) {
-            conn.session.reset_request(&mut conn.quic, handle);
+            conn.session.reset_request(&mut conn.link, handle);
         }
     }
 
@@ -257,7 +260,7 @@ impl Engine {
         self.at(now);
         if let Some(conn) = self.connections.get_mut(&id) {
             conn.session
-                .acknowledge(&mut conn.quic, receipt.stream, receipt.delivered);
+                .acknowledge(&mut conn.link, receipt.stream, receipt.delivered);
             touch(&mut self.touched, id, conn);
         }
     }
@@ -279,7 +282,7 @@ impl Engine {
         self.at(now);
         self.endpoint.set_server_config(None);
         for (&id, conn) in self.connections.iter_mut() {
-            conn.session.go_away(&mut conn.quic);
+            conn.session.go_away(&mut conn.link);
             touch(&mut self.touched, id, conn);
         }
     }
@@ -347,7 +350,7 @@ impl Engine {
             going_away: conn.session.is_going_away(),
             idle: conn.session.is_idle(),
             serving: conn.session.serving(),
-            remote: conn.quic.remote_address(),
+            remote: conn.link.remote_address(),
         })
     }
 
@@ -392,11 +395,13 @@ impl Engine {
         while let Some(&id) = self.sending.last() {
             if let Some(conn) = self.connections.get_mut(&id) {
                 self.buf.clear();
-                while let Some(t) = conn.quic.poll_transmit(now, max_segments, &mut self.buf) {
-                    if !send(&self.buf[..t.size], t.destination, t.segment_size) {
-                        return; // It stays in `sending`.
+                if let Some(quic) = conn.link.quic() {
+                    while let Some(t) = quic.poll_transmit(now, max_segments, &mut self.buf) {
+                        if !send(&self.buf[..t.size], t.destination, t.segment_size) {
+                            return; // It stays in `sending`.
+                        }
+                        self.buf.clear();
                     }
-                    self.buf.clear();
                 }
                 conn.sending = false;
                 // Sending armed its timers: they hold until the next call moves it.
@@ -433,11 +438,13 @@ impl Engine {
                 continue;
             };
             conn.deadline = None;
-            if conn.quic.poll_timeout().is_some_and(|t| t <= now) {
-                conn.quic.handle_timeout(now);
+            if let Some(quic) = conn.link.quic() {
+                if quic.poll_timeout().is_some_and(|t| t <= now) {
+                    quic.handle_timeout(now);
+                }
             }
             let mut out = Vec::new();
-            conn.session.expire(&mut conn.quic, now, &mut out);
+            conn.session.expire(&mut conn.link, now, &mut out);
             expired.extend(out.into_iter().map(|o| (id, o)));
             touch(&mut self.touched, id, conn);
         }
@@ -568,8 +575,8 @@ impl Engine {
                 let (peer, max_datagram_size, carrier) = match self.connections.get_mut(&id) {
                     Some(c) => {
                         let prefix = c.session.datagram_prefix();
-                        c.datagrams.update_max_size(&mut c.quic, prefix);
-                        let carrier = Carrier::of(&c.quic.remote_address());
+                        c.datagrams.update_max_size(&mut c.link, prefix);
+                        let carrier = c.link.carrier();
                         (c.peer.clone(), c.datagrams.max_size, carrier)
                     }
                     None => ("".into(), 0, Carrier::Udp),
@@ -671,19 +678,19 @@ impl Engine {
     fn insert(
         &mut self,
         now: Instant,
-        (id, handle): (ConnId, ConnectionHandle),
-        mut quic: quinn_proto::Connection,
+        (id, handle): (ConnId, Option<ConnectionHandle>),
+        mut link: Link,
         peer: Arc<str>,
         origin: Origin,
     ) {
         let is_client = matches!(origin, Origin::Dialed(_));
         let mut session = Session::new(is_client, self.params.clone(), now);
         if !is_client {
-            session.send_hello(&mut quic);
+            session.send_hello(&mut link);
         }
         let mut conn = Conn {
             handle,
-            quic,
+            link,
             session,
             datagrams: Default::default(),
             datagrams_in: false,
@@ -697,7 +704,9 @@ impl Engine {
         };
         touch(&mut self.touched, id, &mut conn);
         self.connections.insert(id, Box::new(conn));
-        self.ids.insert(handle, id);
+        if let Some(handle) = handle {
+            self.ids.insert(handle, id);
+        }
     }
 
     /// Closes a connection, reports it CLOSED (quinn-proto says nothing of a close it was
@@ -707,8 +716,7 @@ impl Engine {
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
-        let bytes = reason.as_bytes().to_vec().into();
-        conn.quic.close(now, VarInt::from_u32(code), bytes);
+        conn.link.close(now, code, reason);
         touch(&mut self.touched, id, conn);
         let mut out = Vec::new();
         let err = Error::closed(format!("connection to {} was closed ({reason})", conn.peer));
@@ -725,9 +733,7 @@ impl Engine {
             return;
         };
         conn.reported = true;
-        let bytes = reason.as_bytes().to_vec().into();
-        conn.quic
-            .close(now, VarInt::from_u32(app_code::NO_ERROR), bytes);
+        conn.link.close(now, app_code::NO_ERROR, reason);
         touch(&mut self.touched, id, conn);
     }
 
@@ -740,7 +746,9 @@ impl Engine {
             let Some(mut conn) = conn else {
                 continue;
             };
-            self.ids.insert(conn.handle, id);
+            if let Some(handle) = conn.handle {
+                self.ids.insert(handle, id);
+            }
             // Filed anew under its new id: its timer, and the lists a call puts it on.
             if let Some(old) = conn.deadline.take() {
                 self.timers.remove(&(old, if id == to { from } else { to }));
@@ -771,55 +779,58 @@ impl Engine {
                 conn.sending = true;
                 self.sending.push(id);
             }
-            while let Some(event) = conn.quic.poll_endpoint_events() {
-                if let Some(back) = self.endpoint.handle_event(conn.handle, event) {
-                    conn.quic.handle_event(back);
+            if let (Some(handle), Some(quic)) = (conn.handle, conn.link.quic()) {
+                while let Some(event) = quic.poll_endpoint_events() {
+                    if let Some(back) = self.endpoint.handle_event(handle, event) {
+                        quic.handle_event(back);
+                    }
                 }
             }
             let mut out = Vec::new();
             let mut streams = false;
             let mut lost = None;
-            while let Some(event) = conn.quic.poll() {
+            while let Some(event) = conn.link.poll_event() {
                 match event {
-                    QuicEvent::Connected => {
-                        conn.session.on_handshake(&mut conn.quic, now, &mut out);
-                        conn.session.send_hello(&mut conn.quic);
+                    LinkEvent::Connected => {
+                        conn.session.on_handshake(&mut conn.link, now, &mut out);
+                        conn.session.send_hello(&mut conn.link);
                         streams = true;
                     }
-                    QuicEvent::Stream(StreamEvent::Finished { id }) => {
+                    LinkEvent::Finished(id) => {
                         conn.session.on_finished(id);
                         streams = true;
                     }
-                    QuicEvent::Stream(StreamEvent::Stopped { id, .. }) => {
+                    LinkEvent::Stopped(id) => {
                         conn.session.on_stopped(id, &mut out);
                         streams = true;
                     }
-                    QuicEvent::Stream(_) => streams = true,
-                    QuicEvent::ConnectionLost { reason } => lost = Some(reason),
-                    QuicEvent::DatagramReceived => conn.datagrams_in = true,
-                    QuicEvent::DatagramsUnblocked => conn.datagrams.flush(&mut conn.quic),
-                    _ => {}
+                    LinkEvent::Streams => streams = true,
+                    LinkEvent::Lost(error) => lost = Some(error),
+                    LinkEvent::DatagramIn => conn.datagrams_in = true,
+                    LinkEvent::DatagramsUnblocked => conn.datagrams.flush(&mut conn.link),
                 }
             }
             // Take what already arrived (an answer, then the close) before the loss.
             if streams && !conn.reported {
-                conn.session.on_streams(&mut conn.quic, now, &mut out);
+                conn.session.on_streams(&mut conn.link, now, &mut out);
             }
             // Datagrams once the connection is negotiated (they may overtake the HELLO).
             if conn.datagrams_in && conn.session.is_ready() && !conn.reported {
                 conn.datagrams_in = false;
                 let mut bodies = Vec::new();
                 let prefix = conn.session.datagram_prefix();
-                conn.datagrams.receive(&mut conn.quic, &mut bodies, prefix);
+                conn.datagrams.receive(&mut conn.link, &mut bodies, prefix);
                 out.extend(bodies.into_iter().map(Outcome::Datagram));
             }
-            if let Some(reason) = lost.filter(|_| !conn.reported) {
-                let err = connection_error(&reason, &conn.quic.remote_address().to_string());
+            if let Some(err) = lost.filter(|_| !conn.reported) {
                 conn.session.fail_all(&err, &mut out);
                 out.push(Outcome::Failed(err));
             }
             reports.extend(out.into_iter().map(|o| (id, o)));
-            if conn.quic.is_drained() {
+            if let Link::Web(web) = &mut conn.link {
+                self.web_out.extend(web.take_commands().map(|c| (id, c)));
+            }
+            if conn.link.is_drained() {
                 drained.push(id);
             }
         }
@@ -840,7 +851,7 @@ impl Engine {
             if !self
                 .connections
                 .get(&id)
-                .is_some_and(|c| c.quic.is_drained())
+                .is_some_and(|c| c.link.is_drained())
             {
                 continue;
             }
@@ -851,7 +862,9 @@ impl Engine {
             if let Some(records) = conn.qlog.as_ref().and_then(|q| q.take()) {
                 self.events.push_back(Event::Qlog { conn: id, records });
             }
-            self.ids.remove(&conn.handle);
+            if let Some(handle) = conn.handle {
+                self.ids.remove(&handle);
+            }
             if let Some(deadline) = conn.deadline {
                 self.timers.remove(&(deadline, id));
             }
@@ -878,11 +891,24 @@ fn remember(resumable: &mut HashMap<PoolKey, Negotiated>, key: &PoolKey, negotia
 
 /// A connection's figures: the session's counters and quinn's path figures.
 fn connection_stats(conn: &Conn) -> ConnectionStats {
-    let q = conn.quic.stats();
+    let Link::Quic(quic) = &conn.link else {
+        return ConnectionStats {
+            peer: conn.peer.to_string(),
+            carrier: conn.link.carrier(),
+            streams_open: conn.session.streams_open(),
+            datagrams_out: conn.datagrams.counters.sent,
+            datagrams_in: conn.datagrams.counters.received,
+            datagrams_dropped: conn.datagrams.counters.dropped,
+            datagrams_lost: conn.datagrams.counters.lost,
+            max_datagram_size: conn.datagrams.max_size,
+            ..conn.session.counters.clone()
+        };
+    };
+    let q = quic.stats();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     ConnectionStats {
         peer: conn.peer.to_string(),
-        carrier: Carrier::of(&conn.quic.remote_address()),
+        carrier: conn.link.carrier(),
         streams_open: conn.session.streams_open(),
         rtt_ms: ms(q.path.rtt),
         min_rtt_ms: ms(q.path.min_rtt),
@@ -893,7 +919,7 @@ fn connection_stats(conn: &Conn) -> ConnectionStats {
         cwnd: q.path.cwnd,
         congestion_events: q.path.congestion_events,
         mtu: q.path.current_mtu.into(),
-        congestion_control: controller(&conn.quic),
+        congestion_control: controller(quic),
         datagrams_out: conn.datagrams.counters.sent,
         datagrams_in: conn.datagrams.counters.received,
         datagrams_dropped: conn.datagrams.counters.dropped,
@@ -901,7 +927,7 @@ fn connection_stats(conn: &Conn) -> ConnectionStats {
         max_datagram_size: conn.datagrams.max_size,
         // A server that derived 0-RTT keys took the client's early data.
         zero_rtt_accepted: match conn.origin {
-            Origin::Accepted(_) => u64::from(conn.quic.has_0rtt()),
+            Origin::Accepted(_) => u64::from(quic.has_0rtt()),
             Origin::Dialed(_) => conn.session.counters.zero_rtt_accepted,
         },
         ..conn.session.counters.clone()

@@ -1,0 +1,436 @@
+//! A client's connection over a browser's WebTransport session (`new WebTransport(url)`):
+//! the browser runs QUIC, HTTP/3 and the WebTransport framing, and its page moves the bytes
+//! of the session's streams and datagrams in and out of the engine. [`WebStreams`] are those
+//! streams as the session sees them ([`Streams`]), so the quicwire session on them is the
+//! same code as on QUIC.
+//!
+//! The driver (the page) carries out the [`WebCommand`]s the engine hands out, in order, and
+//! reports what the browser did through the engine's `web_*` calls. Streams are named by a
+//! key: for ours, the id the engine gave them; for the server's, the key `web_incoming`
+//! returned. Only the channel number at the start of each unidirectional stream (see
+//! docs/PROTOCOL.md, section 1b) is read and written here; the browser adds and strips the
+//! WebTransport stream header itself.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use quicwire_core::{varint, Error};
+use quinn_proto::{Dir, Side, StreamId, VarInt};
+use web_time::Instant;
+
+use crate::conn::LinkEvent;
+use crate::datagram::DatagramPath;
+use crate::streams::{Read, Streams};
+
+/// Keys of the server's unidirectional streams until their channel number is read (then
+/// the stream's id for that number): apart from every stream id.
+const UNNUMBERED: u64 = 1 << 52;
+
+/// What the driver does for the engine, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebCommand {
+    /// Open the WebTransport session to `url` (the connection's first command).
+    Connect {
+        url: String,
+    },
+    /// Open a stream (`createBidirectionalStream` or `createUnidirectionalStream`) for
+    /// `stream`; its writes follow. A browser that refuses it for want of stream credit
+    /// takes it again later.
+    Open {
+        stream: u64,
+        bidi: bool,
+    },
+    Write {
+        stream: u64,
+        data: Bytes,
+    },
+    /// End the stream (close its writer).
+    Finish {
+        stream: u64,
+    },
+    /// Abort the stream's writer with this application error code.
+    Reset {
+        stream: u64,
+        code: u32,
+    },
+    /// Cancel the stream's reader with this application error code.
+    Stop {
+        stream: u64,
+        code: u32,
+    },
+    /// Its send order (higher first), where the browser has `sendOrder`.
+    Priority {
+        stream: u64,
+        priority: i32,
+    },
+    Datagram {
+        data: Bytes,
+    },
+    /// Close the session with this code and reason.
+    Close {
+        code: u32,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Inbound {
+    chunks: VecDeque<Bytes>,
+    /// Its end, once the driver reported it: `Ended` or `Reset`.
+    end: Option<Read>,
+}
+
+/// One WebTransport session's streams and datagrams, between the session and the page.
+#[derive(Debug)]
+pub(crate) struct WebStreams {
+    peer: String,
+    ready: bool,
+    closed: bool,
+    /// Our streams opened so far: unidirectional, bidirectional.
+    opened: [u64; 2],
+    /// The server's bidirectional streams so far, and its unidirectional streams whose
+    /// channel number is not whole yet (by key).
+    peer_bi: u64,
+    next_unnumbered: u64,
+    unnumbered: HashMap<u64, Vec<u8>>,
+    /// Keys the server's unidirectional streams keep after their number was read.
+    aliases: HashMap<u64, StreamId>,
+    inbound: HashMap<StreamId, Inbound>,
+    /// The server's unidirectional streams, handed to the session in the order of their
+    /// numbers (its control stream first), as quinn-proto does.
+    uni: BTreeMap<u64, StreamId>,
+    next_uni: u64,
+    bi: VecDeque<StreamId>,
+    /// Streams the server asked us to stop sending on, and the code it gave.
+    stopped: HashMap<StreamId, u64>,
+    finished: HashSet<StreamId>,
+    priorities: HashMap<StreamId, i32>,
+    commands: VecDeque<WebCommand>,
+    events: VecDeque<LinkEvent>,
+    datagrams: VecDeque<Bytes>,
+    /// The largest datagram the session carries (the browser's `maxDatagramSize`).
+    max_datagram: usize,
+}
+
+fn key(id: StreamId) -> u64 {
+    VarInt::from(id).into_inner()
+}
+
+impl WebStreams {
+    pub fn new(peer: String, url: String) -> WebStreams {
+        WebStreams {
+            peer,
+            ready: false,
+            closed: false,
+            opened: [0, 0],
+            peer_bi: 0,
+            next_unnumbered: 0,
+            unnumbered: HashMap::new(),
+            aliases: HashMap::new(),
+            inbound: HashMap::new(),
+            uni: BTreeMap::new(),
+            next_uni: 0,
+            bi: VecDeque::new(),
+            stopped: HashMap::new(),
+            finished: HashSet::new(),
+            priorities: HashMap::new(),
+            commands: VecDeque::from([WebCommand::Connect { url }]),
+            events: VecDeque::new(),
+            datagrams: VecDeque::new(),
+            max_datagram: 0,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn take_commands(&mut self) -> impl Iterator<Item = WebCommand> + '_ {
+        self.commands.drain(..)
+    }
+
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// The session is open.
+    pub fn on_ready(&mut self, max_datagram: usize) {
+        if self.ready || self.closed {
+            return;
+        }
+        self.ready = true;
+        self.max_datagram = max_datagram;
+        self.events.push_back(LinkEvent::Connected);
+    }
+
+    /// The session ended (the server closed it, or it never opened).
+    pub fn on_closed(&mut self, error: Error) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.events.push_back(LinkEvent::Lost(error));
+    }
+
+    /// A new stream of the server's: the key the driver names it by from now on.
+    pub fn on_incoming(&mut self, bidi: bool) -> u64 {
+        if bidi {
+            let id = StreamId::new(Side::Server, Dir::Bi, self.peer_bi);
+            self.peer_bi += 1;
+            self.inbound.insert(id, Inbound::default());
+            self.bi.push_back(id);
+            self.events.push_back(LinkEvent::Streams);
+            key(id)
+        } else {
+            let at = UNNUMBERED + self.next_unnumbered;
+            self.next_unnumbered += 1;
+            self.unnumbered.insert(at, Vec::new());
+            at
+        }
+    }
+
+    /// Bytes of stream `stream`, and whether it ended after them.
+    pub fn on_data(&mut self, stream: u64, data: &[u8], fin: bool) {
+        let id = match self.unnumbered.get_mut(&stream) {
+            Some(head) => {
+                head.extend_from_slice(data);
+                let Some((number, used)) = varint::get(head) else {
+                    if fin {
+                        self.unnumbered.remove(&stream);
+                    }
+                    return;
+                };
+                let rest = Bytes::copy_from_slice(&head[used..]);
+                self.unnumbered.remove(&stream);
+                let id = StreamId::new(Side::Server, Dir::Uni, number);
+                if self.inbound.contains_key(&id) || number < self.next_uni {
+                    // A number used twice: not a stream the session can read.
+                    return;
+                }
+                self.aliases.insert(stream, id);
+                self.inbound.insert(id, Inbound::default());
+                self.uni.insert(number, id);
+                self.push(id, rest, fin);
+                return;
+            }
+            None => match self.aliases.get(&stream) {
+                Some(&id) => id,
+                None => StreamId::from(VarInt::from_u64(stream).unwrap_or_default()),
+            },
+        };
+        self.push(id, Bytes::copy_from_slice(data), fin);
+    }
+
+    fn push(&mut self, id: StreamId, data: Bytes, fin: bool) {
+        let Some(inbound) = self.inbound.get_mut(&id) else {
+            return;
+        };
+        if inbound.end.is_some() {
+            return;
+        }
+        if !data.is_empty() {
+            inbound.chunks.push_back(data);
+        }
+        if fin {
+            inbound.end = Some(Read::Ended);
+        }
+        self.events.push_back(LinkEvent::Streams);
+    }
+
+    /// The server reset stream `stream` (its sending side) with `code`.
+    pub fn on_reset(&mut self, stream: u64, code: u64) {
+        if self.unnumbered.remove(&stream).is_some() {
+            return;
+        }
+        let id = self.id_of(stream);
+        if let Some(inbound) = self.inbound.get_mut(&id) {
+            inbound.end.get_or_insert(Read::Reset(code));
+            self.events.push_back(LinkEvent::Streams);
+        }
+    }
+
+    /// The server asked us to stop sending on stream `stream`, with `code`.
+    pub fn on_stopped(&mut self, stream: u64, code: u64) {
+        let id = self.id_of(stream);
+        if self.stopped.insert(id, code).is_none() {
+            self.events.push_back(LinkEvent::Stopped(id));
+        }
+    }
+
+    pub fn on_datagram(&mut self, data: &[u8]) {
+        self.datagrams.push_back(Bytes::copy_from_slice(data));
+        self.events.push_back(LinkEvent::DatagramIn);
+    }
+
+    fn id_of(&self, stream: u64) -> StreamId {
+        match self.aliases.get(&stream) {
+            Some(&id) => id,
+            None => StreamId::from(VarInt::from_u64(stream).unwrap_or_default()),
+        }
+    }
+}
+
+impl Streams for WebStreams {
+    fn open(&mut self, dir: Dir) -> Option<StreamId> {
+        if self.closed {
+            return None;
+        }
+        let at = usize::from(dir == Dir::Bi);
+        let index = self.opened[at];
+        self.opened[at] += 1;
+        let id = StreamId::new(Side::Client, dir, index);
+        let stream = key(id);
+        self.commands.push_back(WebCommand::Open {
+            stream,
+            bidi: dir == Dir::Bi,
+        });
+        if dir == Dir::Uni {
+            // Its channel number: its index among ours (0, the control stream, first).
+            let mut number = BytesMut::with_capacity(8);
+            varint::put(&mut number, index);
+            let data = number.freeze();
+            self.commands.push_back(WebCommand::Write { stream, data });
+        }
+        if dir == Dir::Bi {
+            self.inbound.insert(id, Inbound::default());
+        }
+        Some(id)
+    }
+
+    fn accept(&mut self, dir: Dir) -> Option<StreamId> {
+        match dir {
+            Dir::Bi => self.bi.pop_front(),
+            Dir::Uni => {
+                let id = self.uni.remove(&self.next_uni)?;
+                self.next_uni += 1;
+                Some(id)
+            }
+        }
+    }
+
+    fn write(&mut self, id: StreamId, chunks: &mut [Bytes]) -> Option<usize> {
+        if self.closed || self.stopped.contains_key(&id) || self.finished.contains(&id) {
+            return None;
+        }
+        let stream = key(id);
+        for chunk in chunks.iter_mut().filter(|c| !c.is_empty()) {
+            let data = std::mem::take(chunk);
+            self.commands.push_back(WebCommand::Write { stream, data });
+        }
+        Some(chunks.len())
+    }
+
+    fn finish(&mut self, id: StreamId) {
+        if self.finished.insert(id) && !self.closed {
+            self.commands
+                .push_back(WebCommand::Finish { stream: key(id) });
+            // The browser's writer has it; nothing tells the page when the server acknowledged it.
+            self.events.push_back(LinkEvent::Finished(id));
+        }
+    }
+
+    fn reset(&mut self, id: StreamId, code: u32) {
+        if self.finished.insert(id) && !self.closed {
+            let stream = key(id);
+            self.commands.push_back(WebCommand::Reset { stream, code });
+        }
+    }
+
+    fn stop(&mut self, id: StreamId, code: u32) {
+        if self.inbound.remove(&id).is_some() && !self.closed {
+            let stream = match self.aliases.iter().find(|(_, &v)| v == id) {
+                Some((&alias, _)) => alias,
+                None => key(id),
+            };
+            self.commands.push_back(WebCommand::Stop { stream, code });
+        }
+    }
+
+    fn stopped(&mut self, id: StreamId) -> Option<u64> {
+        self.stopped.get(&id).copied()
+    }
+
+    fn priority(&mut self, id: StreamId) -> i32 {
+        self.priorities.get(&id).copied().unwrap_or(0)
+    }
+
+    fn set_priority(&mut self, id: StreamId, priority: i32) {
+        self.priorities.insert(id, priority);
+        let stream = key(id);
+        self.commands
+            .push_back(WebCommand::Priority { stream, priority });
+    }
+
+    fn read(&mut self, id: StreamId, max: usize, sink: &mut dyn FnMut(Bytes)) -> Read {
+        let Some(inbound) = self.inbound.get_mut(&id) else {
+            return Read::Gone;
+        };
+        let mut left = max;
+        while left > 0 {
+            let Some(mut chunk) = inbound.chunks.pop_front() else {
+                break;
+            };
+            if chunk.len() > left {
+                inbound.chunks.push_front(chunk.split_off(left));
+            }
+            left -= chunk.len();
+            sink(chunk);
+        }
+        if !inbound.chunks.is_empty() {
+            return Read::Open;
+        }
+        match inbound.end {
+            Some(end) => {
+                self.inbound.remove(&id);
+                end
+            }
+            None => Read::Open,
+        }
+    }
+
+    fn close(&mut self, _now: Instant, code: u32, reason: &str) {
+        if !self.closed {
+            self.closed = true;
+            let reason = reason.to_owned();
+            self.commands.push_back(WebCommand::Close { code, reason });
+        }
+    }
+
+    fn is_handshaking(&self) -> bool {
+        !self.ready
+    }
+
+    fn accepted_0rtt(&self) -> bool {
+        false
+    }
+
+    fn alpn(&self) -> Option<Vec<u8>> {
+        Some(crate::webtransport::ALPN_H3.to_vec())
+    }
+
+    fn peer(&self) -> String {
+        self.peer.clone()
+    }
+
+    fn set_max_concurrent_streams(&mut self, _dir: Dir, _count: u32) {
+        // The browser grants the server's stream credit itself.
+    }
+}
+
+impl DatagramPath for WebStreams {
+    fn max_datagram(&mut self) -> Option<usize> {
+        (self.max_datagram > 0).then_some(self.max_datagram)
+    }
+
+    fn send_datagram(&mut self, data: Bytes) -> Result<(), Option<Bytes>> {
+        if self.closed {
+            return Err(None);
+        }
+        self.commands.push_back(WebCommand::Datagram { data });
+        Ok(())
+    }
+
+    fn recv_datagram(&mut self) -> Option<Bytes> {
+        self.datagrams.pop_front()
+    }
+}
