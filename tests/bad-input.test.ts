@@ -66,6 +66,22 @@ describe('bad input', () => {
       QuicServer.listen({ ...cert, webTransport: { origins: 'https://app.example' as never } }),
       'ERR_INVALID_ARGUMENT',
     );
+    const web = { transport: 'webtransport' } as const;
+    throwsWith(() => new QuicTransport({ ...web, ca: cert.cert }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => new QuicTransport({ ...web, insecure: true }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => new QuicTransport({ webTransport: { path: '/' } }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(() => new QuicTransport({ ...web, webTransport: { path: 'x' } }), 'ERR_INVALID_ARGUMENT');
+    throwsWith(
+      () => new QuicTransport({ ...web, webTransport: { certificateHashes: ['abc'] } }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    throwsWith(
+      () => new QuicTransport({ ...web, webTransport: { hashes: [] } as never }),
+      'ERR_INVALID_ARGUMENT',
+    );
+    throwsWith(() => new QuicTransport({ transport: 'quic' as never }), 'ERR_INVALID_ARGUMENT');
+    // Node sends QUIC over UDP itself; WebTransport is a browser's.
+    throwsWith(() => new QuicTransport(web), 'ERR_BACKEND_UNAVAILABLE');
     throwsWith(() => server.onMessage(() => {}, { borrow: 'yes' } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => server.onMessage(() => {}, { borow: true } as never), 'ERR_INVALID_ARGUMENT');
     throwsWith(() => t.onMessage(() => {}, null as never), 'ERR_INVALID_ARGUMENT');

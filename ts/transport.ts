@@ -60,7 +60,10 @@ function webTransportOptions(
       "with transport: 'webtransport' the browser checks certificates: give webTransport.certificateHashes, not ca or insecure",
     );
   }
-  if (given !== undefined) checkObject('webTransport', given);
+  if (given !== undefined) {
+    checkObject('webTransport', given);
+    checkKeys('webTransport', given, ['path', 'certificateHashes']);
+  }
   const path = given?.path ?? '/';
   checkString('webTransport.path', path);
   if (!path.startsWith('/'))

@@ -86,7 +86,18 @@ function hexBytes(hex: string): Uint8Array<ArrayBuffer> {
 /** An application error code on a stream, as the browser takes it. */
 function streamError(code: number): unknown {
   if (typeof globalThis.WebTransportError !== 'function') return undefined;
-  return new WebTransportError(`quicwire code ${code}`, { streamErrorCode: code });
+  const message = `quicwire code ${code}`;
+  try {
+    return new WebTransportError(message, { streamErrorCode: code });
+  } catch {
+    // Chromium's constructor takes one dictionary, from before the spec settled.
+    try {
+      const Init = WebTransportError as unknown as new (init: object) => unknown;
+      return new Init({ message, streamErrorCode: code });
+    } catch {
+      return undefined;
+    }
+  }
 }
 
 /** The sessions of one engine's connections. */
@@ -110,29 +121,42 @@ export class WebTransportSessions {
   /** Carries out the engine's commands, in order. */
   run(commands: WebCommandEntry[]): void {
     for (const command of commands) {
-      const [kind, conn] = command;
-      if (kind === WebCommand.Connect) {
-        this.#connect(conn, command[4] as string);
-        continue;
+      try {
+        this.#run(command);
+      } catch (err) {
+        // A browser that throws where none should: that session ends, and says why.
+        const session = this.#sessions.get(command[1]);
+        if (session) {
+          session.wt.close({ closeCode: 0, reason: 'internal error' });
+          this.#ended(session, `the browser threw: ${err instanceof Error ? err.message : String(err)}`);
+        }
       }
-      const session = this.#sessions.get(conn);
-      if (!session || session.closed) continue;
-      switch (kind) {
-        case WebCommand.Open:
-          this.#open(session, command[2], command[3] === 1);
-          break;
-        case WebCommand.Datagram:
-          session.datagrams ??= session.wt.datagrams.writable.getWriter();
-          session.datagrams.write(command[4] as Uint8Array).catch(() => {});
-          break;
-        case WebCommand.Close:
-          session.closed = true;
-          session.wt.close({ closeCode: command[3], reason: String(command[4] ?? '') });
-          this.#sessions.delete(conn);
-          break;
-        default:
-          this.#onStream(session, command);
-      }
+    }
+  }
+
+  #run(command: WebCommandEntry): void {
+    const [kind, conn] = command;
+    if (kind === WebCommand.Connect) {
+      this.#connect(conn, command[4] as string);
+      return;
+    }
+    const session = this.#sessions.get(conn);
+    if (!session || session.closed) return;
+    switch (kind) {
+      case WebCommand.Open:
+        this.#open(session, command[2], command[3] === 1);
+        break;
+      case WebCommand.Datagram:
+        session.datagrams ??= session.wt.datagrams.writable.getWriter();
+        session.datagrams.write(command[4] as Uint8Array).catch(() => {});
+        break;
+      case WebCommand.Close:
+        session.closed = true;
+        session.wt.close({ closeCode: command[3], reason: String(command[4] ?? '') });
+        this.#sessions.delete(conn);
+        break;
+      default:
+        this.#onStream(session, command);
     }
   }
 

@@ -1,11 +1,13 @@
 // Browsers reach a quicwire server over WebTransport: headless Chromium's own
 // `WebTransport`, with the certificate trusted by its hash, against a quicwire server in its
-// own Node process over UDP, on each backend. The page speaks the session protocol through
-// tests/webtransport/peer.js, written from docs/PROTOCOL.md apart from the engine, as the
-// aioquic peer is for QUIC clients: what passes here is the wire protocol a browser sees.
+// own Node process over UDP, on each backend. Two clients in the page:
+// - tests/webtransport/peer.js, written from docs/PROTOCOL.md apart from the engine, as the
+//   aioquic peer is for QUIC clients: what passes there is the wire protocol a browser sees;
+// - quicwire's own QuicTransport from the browser bundle (`transport: 'webtransport'`): the
+//   wasm engine's session on the browser's streams, with the API a Node client has.
 
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
@@ -16,6 +18,7 @@ import { haveChromium, launchChromium, warnIfNoChromium } from './chromium.js';
 
 warnIfNoChromium('WebTransport test');
 const PEER = readFileSync(new URL('../webtransport/peer.js', import.meta.url));
+const BUNDLE = new URL('../../dist/browser/', import.meta.url);
 
 type Info = { port: number; ca: string; hash: string };
 /** The server of the backend under test. */
@@ -38,9 +41,22 @@ async function startServer(origins: string[] = []): Promise<[ChildProcess, Info]
 beforeAll(async () => {
   if (!haveChromium) return;
   // The page and its peer module, from loopback (a secure context, as WebTransport needs).
+  if (!existsSync(new URL('quicwire.js', BUNDLE))) {
+    throw new Error('dist/browser/quicwire.js is missing: run `npm run build` first');
+  }
   http = createServer((req, res) => {
+    const bundled = req.url?.match(/^\/dist\/browser\/(quicwire\.js|quicwire_wasm_bg\.wasm)$/)?.[1];
     if (req.url === '/peer.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' }).end(PEER);
+    } else if (bundled) {
+      const type = bundled.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
+      res.writeHead(200, { 'content-type': type }).end(readFileSync(new URL(bundled, BUNDLE)));
+    } else if (req.url === '/client.html') {
+      const html = `<!doctype html><script type="module">
+        import * as quicwire from '/dist/browser/quicwire.js';
+        await quicwire.initWasm();
+        window.quicwire = quicwire;</script>`;
+      res.writeHead(200, { 'content-type': 'text/html' }).end(html);
     } else {
       const html = `<!doctype html><script type="module">
         import * as peer from '/peer.js'; window.peerModule = peer;</script>`;
@@ -86,6 +102,44 @@ async function withPeer<T>(
         }
       },
       { body, url: `https://127.0.0.1:${port}${path}`, hash },
+    )) as T;
+  } finally {
+    await p.close();
+  }
+}
+
+/** Runs `body` in a page with `t`, a QuicTransport over WebTransport to servers at `path`
+ *  trusting `hash`, and `port`, the server's; closes `t` after. */
+async function withClient<T>(
+  body: string,
+  { path = '/quicwire', hash = info.hash, port = info.port, options = {} } = {},
+): Promise<T> {
+  const p = await browser.newPage();
+  try {
+    await p.goto(`${base}client.html`);
+    await p.waitForFunction(() => (window as unknown as { quicwire?: unknown }).quicwire);
+    return (await p.evaluate(
+      async ({ body, path, hash, port, options }) => {
+        const quicwire = (window as unknown as { quicwire: Record<string, never> }).quicwire;
+        const { QuicTransport } = quicwire as unknown as {
+          QuicTransport: new (o: object) => { close(): Promise<void> };
+        };
+        const t = new QuicTransport({
+          transport: 'webtransport',
+          webTransport: { path, certificateHashes: [hash] },
+          maxMessageSize: 16 << 20,
+          ...options,
+        });
+        try {
+          const run = new Function('t', 'port', 'quicwire', `return (async () => { ${body} })()`);
+          return await run(t, port, quicwire);
+        } catch (e) {
+          return { thrown: String(e), code: (e as { code?: string }).code };
+        } finally {
+          await t.close();
+        }
+      },
+      { body, path, hash, port, options },
     )) as T;
   } finally {
     await p.close();
@@ -232,6 +286,146 @@ describe.runIf(haveChromium).each(['native', 'wasm'])(
           hash: closing.hash,
         });
         expect(again.thrown).toBeTruthy();
+      } finally {
+        child.kill();
+      }
+    });
+  },
+);
+
+describe.runIf(haveChromium).each(['native', 'wasm'])(
+  "quicwire's QuicTransport in Chromium, over the browser's WebTransport, to a %s server",
+  (engine) => {
+    beforeAll(async () => {
+      backend = engine;
+      [fixture, info] = await startServer();
+    });
+    afterAll(() => {
+      fixture?.kill();
+    });
+
+    it('pools one connection per host:port and says what carries it', async () => {
+      const out = await withClient<Record<string, unknown>>(`
+      const [a, b] = await Promise.all([t.connect('127.0.0.1', port), t.connect('127.0.0.1', port)]);
+      const byKey = await t.request('127.0.0.1:' + port, { by: 'key' });
+      const pool = t.getPoolStats();
+      return { same: a === b, carrier: a.carrier, stats: pool.connections.map((c) => c.carrier), byKey, created: pool.created };
+    `);
+      expect(out).toEqual({
+        same: true,
+        carrier: 'webtransport',
+        stats: ['webtransport'],
+        byKey: { by: 'key' },
+        created: 1,
+      });
+    });
+
+    it('carries 1,000 messages with sendBatch and 1,000 requests, and takes 1,000 pushed', async () => {
+      const out = await withClient<Record<string, unknown>>(`
+      const conn = await t.connect('127.0.0.1', port);
+      const before = await t.request(conn, { op: 'count' });
+      await t.sendBatch(conn, Array.from({ length: 1000 }, (_, n) => ({ ch: 1, n })));
+      const after = await t.request(conn, { op: 'count' });
+      const answers = await Promise.all(Array.from({ length: 1000 }, (_, n) => t.request(conn, { n })));
+      const pushing = t.request(conn, { op: 'push', n: 1000 });
+      let inOrder = true;
+      for (let i = 0; i < 1000; i++) inOrder &&= (await t.receive(conn, { timeoutMs: 10000 })).pushed === i;
+      return { sent: after - before, echoed: answers.every((a, n) => a.n === n), pushed: await pushing, inOrder };
+    `);
+      expect(out).toEqual({ sent: 1000, echoed: true, pushed: 1000, inOrder: true });
+    });
+
+    it("answers the server's requests with onRequest", async () => {
+      const out = await withClient<unknown>(`
+      t.onRequest((msg) => ({ fromPage: msg }));
+      return await t.request('127.0.0.1:' + port, { op: 'ask', body: { q: 7 } });
+    `);
+      expect(out).toEqual({ fromPage: { q: 7 } });
+    });
+
+    it('sends and takes datagrams', async () => {
+      const out = await withClient<unknown>(`
+      const conn = await t.connect('127.0.0.1', port);
+      const got = new Promise((resolve) => t.onDatagram((d) => resolve(Array.from(d))));
+      for (let i = 0; i < 50; i++) {
+        await conn.sendDatagram(new Uint8Array([1, 2, 3, i]));
+        const first = await Promise.race([got, new Promise((r) => setTimeout(r, 20))]);
+        if (first) return { max: conn.maxDatagramSize > 0, first: first.slice(0, 3) };
+      }
+      return 'none came back';
+    `);
+      expect(out).toEqual({ max: true, first: [1, 2, 3] });
+    });
+
+    it('times a request out, aborts another, and the connection goes on', async () => {
+      const out = await withClient<Record<string, unknown>>(`
+      const conn = await t.connect('127.0.0.1', port);
+      const late = await t.request(conn, { sleepMs: 3000 }, { timeoutMs: 200 }).catch((e) => e.code);
+      const controller = new AbortController();
+      const aborted = t.request(conn, { sleepMs: 3000 }, { signal: controller.signal }).catch((e) => e.code);
+      setTimeout(() => controller.abort(), 50);
+      const after = await t.request(conn, { still: 'open' });
+      return { late, aborted: await aborted, after };
+    `);
+      expect(out).toEqual({ late: 'ERR_TIMEOUT', aborted: 'ERR_ABORTED', after: { still: 'open' } });
+    });
+
+    it("reports a handler's error, and a message over the server's limit, with their codes", async () => {
+      const out = await withClient<Record<string, unknown>>(`
+      const conn = await t.connect('127.0.0.1', port);
+      const remote = await t.request(conn, { op: 'fail' }).catch((e) => e.code);
+      const tooLarge = await t.send(conn, new Uint8Array(17 << 20)).catch((e) => e.code);
+      return { remote, tooLarge, after: await t.request(conn, 'ok') };
+    `);
+      expect(out).toEqual({ remote: 'ERR_REMOTE', tooLarge: 'ERR_MESSAGE_TOO_LARGE', after: 'ok' });
+    });
+
+    it('turns a wrong hash, a wrong path and a port with no server into typed errors', async () => {
+      const wrongHash = await withClient<{ code?: string; thrown?: string }>(
+        "await t.connect('127.0.0.1', port); return 'opened';",
+        { hash: 'ab'.repeat(32) },
+      );
+      expect(wrongHash.code).toBe('ERR_CONNECTION_CLOSED');
+      expect(wrongHash.thrown).toContain('did not open');
+      const wrongPath = await withClient<{ code?: string }>(
+        "await t.connect('127.0.0.1', port); return 'opened';",
+        {
+          path: '/elsewhere',
+        },
+      );
+      expect(wrongPath.code).toBe('ERR_CONNECTION_CLOSED');
+      const nobody = await withClient<{ code?: string }>(
+        "await t.connect('127.0.0.1', 9); return 'opened';",
+        {
+          options: { connectTimeoutMs: 1500 },
+        },
+      );
+      expect(['ERR_CONNECT_TIMEOUT', 'ERR_CONNECTION_CLOSED']).toContain(nobody.code);
+      // The server is unharmed.
+      expect(await withClient<unknown>("return await t.request('127.0.0.1:' + port, 'still');")).toBe(
+        'still',
+      );
+    });
+
+    it('sees the server close: the connection closes, and later calls fail with a code', async () => {
+      const [child, closing] = await startServer();
+      try {
+        const out = await withClient<Record<string, unknown>>(
+          `
+        const conn = await t.connect('127.0.0.1', port);
+        const closed = new Promise((resolve) => t.onDisconnect((c, e) => resolve(e.code)));
+        const answer = await t.request(conn, { op: 'close' });
+        const code = await closed;
+        const after = await t.request(conn, 'late').catch((e) => e.code);
+        return { answer, code, after };
+      `,
+          { port: closing.port, hash: closing.hash },
+        );
+        expect(out).toEqual({
+          answer: 'closing',
+          code: 'ERR_CONNECTION_CLOSED',
+          after: 'ERR_CONNECTION_CLOSED',
+        });
       } finally {
         child.kill();
       }

@@ -11,6 +11,7 @@ use super::dial::Dial;
 use super::Engine;
 use crate::conn::{touch, Link, Origin};
 use crate::ids::CONNECTION_IDS;
+use crate::streams::Streams;
 use crate::web::{WebCommand, WebStreams};
 use crate::ConnId;
 
@@ -94,14 +95,27 @@ impl Engine {
         self.web(now, id, |w| w.on_datagram(data));
     }
 
-    /// The session ended, or never opened: `reason` says why.
+    /// The session ended, or never opened: `reason` (the browser's) says why.
     pub fn web_closed(&mut self, now: Instant, id: ConnId, reason: &str) {
-        let peer = self.connections.get(&id).map(|c| c.peer.clone());
-        let error = Error::closed(format!(
-            "the WebTransport session to {} closed: {reason}",
-            peer.as_deref().unwrap_or("the server")
-        ));
-        self.web(now, id, |w| w.on_closed(error));
+        let peer = self
+            .connections
+            .get(&id)
+            .map_or_else(Default::default, |c| c.peer.clone());
+        self.web(now, id, |w| {
+            let error = if w.is_handshaking() {
+                // The browser tells a page no more than that.
+                Error::closed(format!(
+                    "the WebTransport session to {peer} did not open ({reason}): the server's \
+                     certificate or its hash, the path, or the page's origin was refused, or \
+                     no server with WebTransport is there"
+                ))
+            } else {
+                Error::closed(format!(
+                    "the WebTransport session to {peer} closed ({reason})"
+                ))
+            };
+            w.on_closed(error)
+        });
     }
 
     fn web<T>(
