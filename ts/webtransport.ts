@@ -5,6 +5,7 @@
 // reset, send a datagram, close) and reports what the browser did (a stream came, bytes
 // came, a stream ended or was reset, the session closed).
 
+import { concat } from './bytes.js';
 import { QuicwireError } from './errors.js';
 import { WebCommand } from './layout.js';
 
@@ -98,6 +99,30 @@ function streamError(code: number): unknown {
       return undefined;
     }
   }
+}
+
+/** Commands that waited for their stream to open, its writes in a row joined into one: a
+ *  request's head and body, a channel's number and first messages (each write crosses into
+ *  the browser's network process). */
+function coalesced(commands: WebCommandEntry[]): WebCommandEntry[] {
+  const out: WebCommandEntry[] = [];
+  let run: Uint8Array[] = [];
+  const flush = (at: WebCommandEntry): void => {
+    if (run.length === 0) return;
+    out.push([WebCommand.Write, at[1], at[2], 0, run.length === 1 ? run[0] : concat(run)]);
+    run = [];
+  };
+  for (const command of commands) {
+    if (command[0] === WebCommand.Write) {
+      run.push(command[4] as Uint8Array);
+      continue;
+    }
+    flush(command);
+    out.push(command);
+  }
+  const last = commands[commands.length - 1];
+  if (last) flush(last);
+  return out;
 }
 
 /** The sessions of one engine's connections. */
@@ -231,7 +256,7 @@ export class WebTransportSessions {
     stream.writer.closed.catch((err: unknown) => {
       if (!session.closed) this.input.stopped(session.conn, key, streamCode(err));
     });
-    const waiting = stream.waiting;
+    const waiting = coalesced(stream.waiting);
     stream.waiting = [];
     for (const command of waiting) this.#onStream(session, command);
   }

@@ -312,9 +312,17 @@ impl Streams for WebStreams {
         if self.closed || self.stopped.contains_key(&id) || self.finished.contains(&id) {
             return None;
         }
-        let stream = key(id);
-        for chunk in chunks.iter_mut().filter(|c| !c.is_empty()) {
-            let data = std::mem::take(chunk);
+        // One write into the browser for all of them: each crosses into its network process.
+        let data = match chunks {
+            [one] => std::mem::take(one),
+            _ => {
+                let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                chunks.iter().for_each(|c| all.extend_from_slice(c));
+                all.freeze()
+            }
+        };
+        if !data.is_empty() {
+            let stream = key(id);
             self.commands.push_back(WebCommand::Write { stream, data });
         }
         Some(chunks.len())
@@ -432,5 +440,115 @@ impl DatagramPath for WebStreams {
 
     fn recv_datagram(&mut self) -> Option<Bytes> {
         self.datagrams.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn streams() -> WebStreams {
+        let mut w = WebStreams::new("host:1".into(), "https://host:1/".into());
+        w.on_ready(1200);
+        w.take_commands().for_each(drop);
+        w
+    }
+
+    fn read_all(w: &mut WebStreams, id: StreamId) -> (Vec<u8>, Read) {
+        let mut out = Vec::new();
+        let read = w.read(id, usize::MAX, &mut |b| out.extend_from_slice(&b));
+        (out, read)
+    }
+
+    #[test]
+    fn our_unidirectional_streams_start_with_their_channel_number() {
+        let mut w = streams();
+        let control = w.open(Dir::Uni).unwrap();
+        let channel = w.open(Dir::Uni).unwrap();
+        assert_eq!((control.index(), channel.index()), (0, 1));
+        let request = w.open(Dir::Bi).unwrap();
+        let commands: Vec<_> = w.take_commands().collect();
+        assert_eq!(
+            commands,
+            [
+                WebCommand::Open {
+                    stream: key(control),
+                    bidi: false
+                },
+                WebCommand::Write {
+                    stream: key(control),
+                    data: Bytes::from_static(&[0])
+                },
+                WebCommand::Open {
+                    stream: key(channel),
+                    bidi: false
+                },
+                WebCommand::Write {
+                    stream: key(channel),
+                    data: Bytes::from_static(&[1])
+                },
+                WebCommand::Open {
+                    stream: key(request),
+                    bidi: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_servers_streams_go_to_the_session_in_the_order_of_their_numbers() {
+        let mut w = streams();
+        let first = w.on_incoming(false);
+        let second = w.on_incoming(false);
+        // Channel 1 comes first, its number split over two reads (a two-byte varint: 0x40 0x01).
+        w.on_data(second, &[0x40], false);
+        w.on_data(second, &[0x01, b'b'], false);
+        assert_eq!(
+            w.accept(Dir::Uni),
+            None,
+            "channel 0 (control) has not come yet"
+        );
+        w.on_data(first, &[0x00, b'a'], true);
+        let control = w.accept(Dir::Uni).unwrap();
+        let channel = w.accept(Dir::Uni).unwrap();
+        assert_eq!((control.index(), channel.index()), (0, 1));
+        assert_eq!(read_all(&mut w, control), (b"a".to_vec(), Read::Ended));
+        assert_eq!(read_all(&mut w, control).1, Read::Gone);
+        assert_eq!(read_all(&mut w, channel), (b"b".to_vec(), Read::Open));
+        // Later bytes come under the key the driver knows the stream by.
+        w.on_data(second, b"cd", false);
+        assert_eq!(read_all(&mut w, channel), (b"cd".to_vec(), Read::Open));
+        w.on_reset(second, 7);
+        assert_eq!(read_all(&mut w, channel).1, Read::Reset(7));
+    }
+
+    #[test]
+    fn reads_stop_at_their_budget_and_keep_the_rest() {
+        let mut w = streams();
+        let key = w.on_incoming(true);
+        let id = w.accept(Dir::Bi).unwrap();
+        w.on_data(key, b"hello", true);
+        let mut out = Vec::new();
+        assert_eq!(
+            w.read(id, 2, &mut |b| out.extend_from_slice(&b)),
+            Read::Open
+        );
+        assert_eq!(out, b"he");
+        assert_eq!(read_all(&mut w, id), (b"llo".to_vec(), Read::Ended));
+    }
+
+    #[test]
+    fn a_stopped_stream_takes_no_more_writes_and_a_closed_session_nothing() {
+        let mut w = streams();
+        let id = w.open(Dir::Bi).unwrap();
+        w.on_stopped(key(id), 4);
+        assert_eq!(w.stopped(id), Some(4));
+        assert_eq!(w.write(id, &mut [Bytes::from_static(b"x")]), None);
+        w.close(Instant::now(), 0, "done");
+        assert!(w.is_closed());
+        assert_eq!(w.open(Dir::Uni), None);
+        assert_eq!(w.send_datagram(Bytes::from_static(b"d")), Err(None));
     }
 }
