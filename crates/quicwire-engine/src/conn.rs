@@ -141,10 +141,10 @@ impl Streams for Link {
     fn finish(&mut self, id: StreamId) {
         each!(self, l => l.finish(id))
     }
-    fn reset(&mut self, id: StreamId, code: u32) {
+    fn reset(&mut self, id: StreamId, code: u64) {
         each!(self, l => l.reset(id, code))
     }
-    fn stop(&mut self, id: StreamId, code: u32) {
+    fn stop(&mut self, id: StreamId, code: u64) {
         each!(self, l => l.stop(id, code))
     }
     fn stopped(&mut self, id: StreamId) -> Option<u64> {

@@ -365,6 +365,7 @@ impl Session {
     }
 
     fn replay_early(&mut self, conn: &mut impl Streams) -> Result<(), Error> {
+        let codes = self.codes();
         let Some(streams) = self.early.take() else {
             return Ok(());
         };
@@ -390,7 +391,7 @@ impl Session {
                     self.write_chunks(conn, early.id, &mut early.chunks, early.finish);
                 } else {
                     // Given up meanwhile (timed out, cancelled): reset again.
-                    conn.reset(early.id, app_code::CANCELLED);
+                    conn.reset(early.id, codes.wire(app_code::CANCELLED));
                 }
             }
         }
@@ -502,6 +503,14 @@ impl Session {
         let (head, number) = wt.head(dir);
         self.write(conn, id, head, false);
         Some((id, number))
+    }
+
+    /// How stream error codes go on this connection's wire.
+    fn codes(&self) -> Codes {
+        match self.wt {
+            Some(_) => Codes::WebTransport,
+            None => Codes::Quic,
+        }
     }
 
     /// What datagrams start with on this connection: over WebTransport, the session's
@@ -752,7 +761,8 @@ impl Session {
         })?;
         if let Some(code) = conn.stopped(id) {
             // A stopped stream is reset in reply (RFC 9000, 3.5), which also frees it.
-            conn.reset(id, u32::try_from(code).unwrap_or(app_code::CANCELLED));
+            conn.reset(id, code);
+            let code = self.codes().app(code);
             let why =
                 format!("the requester stopped waiting for the answer (application code {code})");
             return Err(Error::new(ErrorCode::StreamReset, why));
@@ -792,8 +802,9 @@ impl Session {
         };
         self.requests_out.remove(&stream);
         self.pending.remove(&stream);
-        conn.reset(stream, app_code::CANCELLED);
-        conn.stop(stream, app_code::CANCELLED);
+        let cancelled = self.codes().wire(app_code::CANCELLED);
+        conn.reset(stream, cancelled);
+        conn.stop(stream, cancelled);
     }
 
     /// Turns down the peer's request with this handle without an answer: its stream is
@@ -802,7 +813,7 @@ impl Session {
         let Some((stream, _)) = self.answering.remove(&handle) else {
             return false;
         };
-        conn.reset(stream, app_code::CANCELLED);
+        conn.reset(stream, self.codes().wire(app_code::CANCELLED));
         true
     }
 
@@ -847,8 +858,9 @@ impl Session {
             .collect();
         for stream in late {
             if let Some(r) = self.requests_out.remove(&stream) {
-                conn.reset(stream, app_code::CANCELLED);
-                conn.stop(stream, app_code::CANCELLED);
+                let cancelled = self.codes().wire(app_code::CANCELLED);
+                conn.reset(stream, cancelled);
+                conn.stop(stream, cancelled);
                 self.pending.remove(&stream);
                 out.push(timeout(r.id, r.timeout));
             }
@@ -876,7 +888,7 @@ impl Session {
         for stream in stalled {
             self.requests_in.remove(&stream);
             let e = Error::request_not_received(&peer, self.params.request_timeout.as_millis());
-            conn.stop(stream, app_code::for_stream_error(&e));
+            conn.stop(stream, self.codes().wire(app_code::for_stream_error(&e)));
             let mut bytes = BytesMut::new();
             frame::put_error(&mut bytes, 0, e.code, &e.message);
             self.write(conn, stream, bytes.freeze(), true);
@@ -955,7 +967,8 @@ impl Session {
             };
         }
         let Some(id) = self.peer_control else { return };
-        if let Err(e) = read_into(conn, id, &mut self.control_in) {
+        let codes = self.codes();
+        if let Err(e) = read_into(conn, id, &mut self.control_in, codes) {
             out.push(self.fail(conn, now, e));
             return;
         }
@@ -996,7 +1009,8 @@ impl Session {
 
     fn read_control(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
         let Some(id) = self.peer_control else { return };
-        if let Err(e) = read_into(conn, id, &mut self.control_in) {
+        let codes = self.codes();
+        if let Err(e) = read_into(conn, id, &mut self.control_in, codes) {
             out.push(self.fail(conn, now, e));
             return;
         }
@@ -1039,6 +1053,7 @@ impl Session {
     }
 
     fn read_channels(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
+        let codes = self.codes();
         let mut broken = Vec::new();
         // Before the client's Finished: 0-RTT data, which an attacker may have replayed.
         let early = !self.is_client && conn.is_handshaking();
@@ -1049,7 +1064,7 @@ impl Session {
                 number,
             } = channel;
             let before = *delivered;
-            let failure = match read_into(conn, *id, reader) {
+            let failure = match read_into(conn, *id, reader, codes) {
                 Err(_) => {
                     broken.push(*id);
                     continue;
@@ -1080,7 +1095,7 @@ impl Session {
             }
             if let Some(e) = failure {
                 // Only this stream is broken: stop it, keep the connection.
-                conn.stop(*id, app_code::for_stream_error(&e));
+                conn.stop(*id, codes.wire(app_code::for_stream_error(&e)));
                 broken.push(*id);
             }
         }
@@ -1090,6 +1105,7 @@ impl Session {
     }
 
     fn read_requests_in(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
+        let codes = self.codes();
         let mut done = Vec::new();
         let mut answers = Vec::new();
         let version = self.version;
@@ -1100,7 +1116,7 @@ impl Session {
                 early,
                 ..
             } = incoming;
-            let read = read_into(conn, *id, reader);
+            let read = read_into(conn, *id, reader, codes);
             let finished = matches!(read, Ok(true));
             // Version 2: a TRACE frame may come first.
             let next = read.and_then(|_| loop {
@@ -1131,13 +1147,13 @@ impl Session {
                 }
                 Ok(Some(_)) => {
                     done.push(*id);
-                    conn.reset(*id, app_code::PROTOCOL);
-                    conn.stop(*id, app_code::PROTOCOL);
+                    conn.reset(*id, codes.wire(app_code::PROTOCOL));
+                    conn.stop(*id, codes.wire(app_code::PROTOCOL));
                 }
                 Err(e) => {
                     // Tell the requester why, then stop reading the rest of its body.
                     done.push(*id);
-                    conn.stop(*id, app_code::for_stream_error(&e));
+                    conn.stop(*id, codes.wire(app_code::for_stream_error(&e)));
                     answers.push((*id, e));
                 }
             }
@@ -1153,9 +1169,10 @@ impl Session {
     }
 
     fn read_answers(&mut self, conn: &mut impl Streams, out: &mut Vec<Outcome>) {
+        let codes = self.codes();
         let mut done = Vec::new();
         for (id, r) in self.requests_out.iter_mut() {
-            let outcome = match read_into(conn, *id, &mut r.answer) {
+            let outcome = match read_into(conn, *id, &mut r.answer, codes) {
                 Err(e) => Some(Err(e)),
                 Ok(finished) => match r.answer.next_frame() {
                     Ok(Some(Frame::Response { id: wire, body })) if wire == r.wire_id => {
@@ -1198,12 +1215,13 @@ impl Session {
     /// closes apart from its last write): quinn frees a stream, and gives the peer its
     /// credit back, only once its end is read.
     fn read_ends(&mut self, conn: &mut impl Streams) {
+        let protocol = self.codes().wire(app_code::PROTOCOL);
         self.ending.retain(|&id| {
             let mut extra = false;
             match conn.read(id, 1, &mut |_| extra = true) {
                 // Nothing may follow the one frame.
                 _ if extra => {
-                    conn.stop(id, app_code::PROTOCOL);
+                    conn.stop(id, protocol);
                     false
                 }
                 Read::Open => true,
@@ -1370,14 +1388,40 @@ fn upsert(list: &mut Vec<(u64, u64)>, stream: u64, count: u64) {
 }
 
 /// Hands whatever `id` has buffered to `reader`; `Ok(true)` once the stream has ended.
+/// How stream error codes go on the wire: as they are over QUIC; over a server's
+/// WebTransport session, mapped into HTTP/3's space ([`webtransport::to_http3`]).
+#[derive(Debug, Clone, Copy)]
+enum Codes {
+    Quic,
+    WebTransport,
+}
+
+impl Codes {
+    fn wire(self, code: u32) -> u64 {
+        match self {
+            Codes::Quic => code.into(),
+            Codes::WebTransport => webtransport::to_http3(code),
+        }
+    }
+
+    /// A code from the wire as quicwire's (an HTTP/3 one of its own stays as it is).
+    fn app(self, wire: u64) -> u64 {
+        match self {
+            Codes::Quic => wire,
+            Codes::WebTransport => webtransport::from_http3(wire).map_or(wire, u64::from),
+        }
+    }
+}
+
 fn read_into(
     conn: &mut impl Streams,
     id: StreamId,
     reader: &mut FrameReader,
+    codes: Codes,
 ) -> Result<bool, Error> {
     match conn.read(id, usize::MAX, &mut |chunk| reader.push(chunk)) {
         Read::Open | Read::Gone => Ok(false),
         Read::Ended => Ok(true),
-        Read::Reset(code) => Err(app_code::stream_error(code, "the peer")),
+        Read::Reset(code) => Err(app_code::stream_error(codes.app(code), "the peer")),
     }
 }

@@ -34,9 +34,10 @@ pub(crate) trait Streams {
     /// reset).
     fn write(&mut self, id: StreamId, chunks: &mut [Bytes]) -> Option<usize>;
     fn finish(&mut self, id: StreamId);
-    fn reset(&mut self, id: StreamId, code: u32);
-    /// Asks the peer to stop sending on `id`.
-    fn stop(&mut self, id: StreamId, code: u32);
+    /// Resets our side of `id` with `code` (as it goes on the wire).
+    fn reset(&mut self, id: StreamId, code: u64);
+    /// Asks the peer to stop sending on `id`, with `code` (as it goes on the wire).
+    fn stop(&mut self, id: StreamId, code: u64);
     /// The peer asked us to stop sending on `id`: its code.
     fn stopped(&mut self, id: StreamId) -> Option<u64>;
     fn priority(&mut self, id: StreamId) -> i32;
@@ -55,6 +56,11 @@ pub(crate) trait Streams {
     fn peer(&self) -> String;
     /// How many streams of `dir` the peer may have open at once.
     fn set_max_concurrent_streams(&mut self, dir: Dir, count: u32);
+}
+
+/// A code as QUIC carries it (every code here is far below the varint's limit).
+fn wire_code(code: u64) -> VarInt {
+    VarInt::from_u64(code).unwrap_or(VarInt::MAX)
 }
 
 impl Streams for Connection {
@@ -81,12 +87,12 @@ impl Streams for Connection {
         let _ = self.send_stream(id).finish();
     }
 
-    fn reset(&mut self, id: StreamId, code: u32) {
-        let _ = self.send_stream(id).reset(VarInt::from_u32(code));
+    fn reset(&mut self, id: StreamId, code: u64) {
+        let _ = self.send_stream(id).reset(wire_code(code));
     }
 
-    fn stop(&mut self, id: StreamId, code: u32) {
-        let _ = self.recv_stream(id).stop(VarInt::from_u32(code));
+    fn stop(&mut self, id: StreamId, code: u64) {
+        let _ = self.recv_stream(id).stop(wire_code(code));
     }
 
     fn stopped(&mut self, id: StreamId) -> Option<u64> {

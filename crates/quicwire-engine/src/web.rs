@@ -112,6 +112,12 @@ pub(crate) struct WebStreams {
     max_datagram: usize,
 }
 
+/// A stream error code as a page gives it to the browser, which maps it into HTTP/3's space
+/// itself: quicwire's codes are small (an unknown one goes as PROTOCOL).
+fn browser_code(code: u64) -> u32 {
+    u32::try_from(code).unwrap_or(quicwire_core::app_code::PROTOCOL)
+}
+
 fn key(id: StreamId) -> u64 {
     VarInt::from(id).into_inner()
 }
@@ -337,15 +343,17 @@ impl Streams for WebStreams {
         }
     }
 
-    fn reset(&mut self, id: StreamId, code: u32) {
+    fn reset(&mut self, id: StreamId, code: u64) {
         if self.finished.insert(id) && !self.closed {
             let stream = key(id);
+            let code = browser_code(code);
             self.commands.push_back(WebCommand::Reset { stream, code });
         }
     }
 
-    fn stop(&mut self, id: StreamId, code: u32) {
+    fn stop(&mut self, id: StreamId, code: u64) {
         if self.inbound.remove(&id).is_some() && !self.closed {
+            let code = browser_code(code);
             let stream = match self.aliases.iter().find(|(_, &v)| v == id) {
                 Some((&alias, _)) => alias,
                 None => key(id),

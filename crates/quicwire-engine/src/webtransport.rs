@@ -260,7 +260,7 @@ impl WebTransport {
             self.drained.push(id);
             *change = Some(Change::Opened);
         } else {
-            conn.stop(id, H3_NO_ERROR);
+            conn.stop(id, H3_NO_ERROR.into());
         }
         Ok(())
     }
@@ -396,10 +396,31 @@ const QPACK_DECODER_STREAM: u64 = 0x03;
 const WEBTRANSPORT_UNI_STREAM: u64 = 0x54;
 const WEBTRANSPORT_BI_STREAM: u64 = 0x41;
 
+/// The first HTTP/3 error code of WebTransport's application codes (draft-ietf-webtrans-
+/// http3, 4.3): code n is this plus n plus one for every 0x1e before it, which skips the
+/// reserved codes of the form 0x1f * N + 0x21.
+const FIRST_APPLICATION_CODE: u64 = 0x52e4_a40f_a8db;
+
+/// A stream error code of the session's, as HTTP/3 carries it.
+pub fn to_http3(code: u32) -> u64 {
+    let code = u64::from(code);
+    FIRST_APPLICATION_CODE + code + code / 0x1e
+}
+
+/// An HTTP/3 stream error code as the session's: None for one outside WebTransport's
+/// range (HTTP/3's own, or reserved).
+pub fn from_http3(wire: u64) -> Option<u32> {
+    let shifted = wire.checked_sub(FIRST_APPLICATION_CODE)?;
+    if shifted % 0x1f == 0x1e {
+        return None;
+    }
+    u32::try_from(shifted - shifted / 0x1f).ok()
+}
+
 fn refuse(conn: &mut impl Streams, id: StreamId, code: u32) {
-    conn.stop(id, code);
+    conn.stop(id, code.into());
     if id.dir() == Dir::Bi {
-        conn.reset(id, code);
+        conn.reset(id, code.into());
     }
 }
 
@@ -454,6 +475,19 @@ fn drain(conn: &mut impl Streams, id: StreamId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_error_codes_map_into_http3_and_back() {
+        assert_eq!(to_http3(0), 0x52e4_a40f_a8db);
+        assert_eq!(to_http3(0x1d), 0x52e4_a40f_a8db + 0x1d);
+        // 0x1e skips the reserved code before it.
+        assert_eq!(to_http3(0x1e), 0x52e4_a40f_a8db + 0x1f);
+        for code in (0..2000).chain([u32::MAX - 1, u32::MAX]) {
+            assert_eq!(from_http3(to_http3(code)), Some(code));
+        }
+        assert_eq!(from_http3(0x52e4_a40f_a8db + 0x1e), None, "reserved");
+        assert_eq!(from_http3(u64::from(H3_NO_ERROR)), None, "HTTP/3's own");
+    }
 
     fn connect(url: &str, origin: Option<&str>) -> Vec<u8> {
         let mut request = SessionRequest::new(url).expect("a URL");
