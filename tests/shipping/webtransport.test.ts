@@ -335,6 +335,26 @@ describe.runIf(haveChromium).each(['native', 'wasm'])(
       expect(out).toEqual({ sent: 1000, echoed: true, pushed: 1000, inOrder: true });
     });
 
+    it('moves 8 MiB each way, and hands pushed messages to onMessage', async () => {
+      const out = await withClient<Record<string, unknown>>(`
+      const conn = await t.connect('127.0.0.1', port);
+      const big = new Uint8Array(8 << 20).map((_, i) => i % 251);
+      const intact = (b) => b.length === big.length && b.every((x, i) => x === i % 251);
+      const echoed = intact(await t.request(conn, big));
+      t.onRequest((body) => body);
+      const asked = intact(await t.request(conn, { op: 'ask', body: big }));
+      const pushed = [];
+      const all = new Promise((resolve) => t.onMessage((msg, from) => {
+        pushed.push(msg.pushed);
+        if (pushed.length === 100) resolve(from === conn);
+      }));
+      await t.request(conn, { op: 'push', n: 100 });
+      const fromConn = await all;
+      return { echoed, asked, inOrder: pushed.every((p, i) => p === i), fromConn };
+    `);
+      expect(out).toEqual({ echoed: true, asked: true, inOrder: true, fromConn: true });
+    });
+
     it("answers the server's requests with onRequest", async () => {
       const out = await withClient<unknown>(`
       t.onRequest((msg) => ({ fromPage: msg }));
