@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { haveChromium, launchChromium } from '../tests/shipping/chromium.js';
-import { fmt, median, saveReport, writeBlock } from './harness.js';
+import { fmt, machine, median, saveReport, writeBlock } from './harness.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const { values: args } = parseArgs({
@@ -118,7 +118,10 @@ async function main(): Promise<void> {
       ) as unknown as Figures,
     ]),
   );
-  const report = saveReport('browser', 'bench:browser', false, { runs, medians });
+  // A run of some rows only (--only) is for a look, and leaves the report and table as they are.
+  const report = args.only
+    ? { date: new Date().toISOString(), machine: machine() }
+    : saveReport('browser', 'bench:browser', false, { runs, medians });
   const ws = (medians['ws (WebSocket)'] ?? Object.values(medians)[0]) as Figures;
   const chromium = (await import('node:child_process'))
     .execFileSync(process.env.QUICWIRE_CHROMIUM ?? '/usr/bin/chromium', ['--version'], {
@@ -138,7 +141,6 @@ async function main(): Promise<void> {
         `${(f.messagesPerSecond / ws.messagesPerSecond).toFixed(2)}x | ${(f.requestsPerSecond / ws.requestsPerSecond).toFixed(2)}x |`,
     ),
   ];
-  // A run of some rows only (--only) leaves the table as it is.
   if (!args.only) writeBlock('docs/BENCHMARKS.md', 'browser', 'npm run bench:browser', lines);
   console.log(lines.join('\n'));
 }

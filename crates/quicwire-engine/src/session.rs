@@ -130,10 +130,9 @@ struct Waiting {
 #[derive(Debug)]
 struct Lane {
     priority: i32,
-    /// Opened with the lane's first write.
-    stream: Option<StreamId>,
-    /// Its channel number, which the peer's ACKs name (see [`Session::open`]).
-    number: u64,
+    /// Its channel stream, opened with the lane's first write, and the stream's channel
+    /// number, which the peer's ACKs name (see [`Session::open`]).
+    channel: Option<(StreamId, u64)>,
     /// Messages accepted for the lane so far (sent, or held by `buffer`), and how many of
     /// them the peer acknowledged.
     queued: u64,
@@ -142,6 +141,12 @@ struct Lane {
     /// Frames sent while our data goes as 0-RTT that may not go as such: they go after the
     /// handshake, in order.
     held: Vec<Bytes>,
+}
+
+impl Lane {
+    fn stream(&self) -> Option<StreamId> {
+        self.channel.map(|(stream, _)| stream)
+    }
 }
 
 /// A stream we opened while our data went as 0-RTT, and everything written on it: a server
@@ -329,7 +334,7 @@ impl Session {
 
     /// Streams open now: our channels and requests in flight.
     pub fn streams_open(&self) -> u64 {
-        let channels = self.lanes.iter().filter(|l| l.stream.is_some()).count();
+        let channels = self.lanes.iter().filter(|l| l.channel.is_some()).count();
         (channels + self.requests_out.len() + self.serving()) as u64
     }
 
@@ -386,7 +391,7 @@ impl Session {
                 }
                 let live = Some(early.id) == self.control
                     || self.requests_out.contains_key(&early.id)
-                    || self.lanes.iter().any(|l| l.stream == Some(early.id));
+                    || self.lanes.iter().any(|l| l.stream() == Some(early.id));
                 if live {
                     self.write_chunks(conn, early.id, &mut early.chunks, early.finish);
                 } else {
@@ -584,8 +589,7 @@ impl Session {
                 }
                 self.lanes.push(Lane {
                     priority,
-                    stream: None,
-                    number: 0,
+                    channel: None,
                     queued: 0,
                     acked: 0,
                     buffer: SendBuffer::default(),
@@ -619,7 +623,7 @@ impl Session {
 
     /// Lane `at`'s channel stream, opened now if it has none yet.
     fn lane_stream(&mut self, conn: &mut impl Streams, at: usize) -> Result<StreamId, Error> {
-        if let Some(stream) = self.lanes[at].stream {
+        if let Some(stream) = self.lanes[at].stream() {
             return Ok(stream);
         }
         let (stream, number) = self
@@ -630,8 +634,7 @@ impl Session {
             // A stream just opened here: it exists, and setting it cannot fail.
             conn.set_priority(stream, lane.priority);
         }
-        lane.stream = Some(stream);
-        lane.number = number;
+        lane.channel = Some((stream, number));
         Ok(stream)
     }
 
@@ -1019,7 +1022,7 @@ impl Session {
                 Ok(None) => return,
                 Ok(Some(Frame::Ack { stream, count })) => {
                     let high = self.params.send_buffer_high;
-                    let ours = |l: &&mut Lane| l.stream.is_some() && l.number == stream;
+                    let ours = |l: &&mut Lane| l.channel.is_some_and(|(_, n)| n == stream);
                     let Some(lane) = self.lanes.iter_mut().find(ours) else {
                         continue;
                     };
@@ -1029,7 +1032,7 @@ impl Session {
                     // Room in the lane's send buffer: what it held goes out now.
                     let mut released = lane.buffer.acked(count - lane.acked, high);
                     lane.acked = count;
-                    let (stream, priority) = (lane.stream, lane.priority);
+                    let (stream, priority) = (lane.stream(), lane.priority);
                     if let Some(stream) = stream.filter(|_| !released.is_empty()) {
                         self.write_chunks(conn, stream, &mut released, false);
                     }

@@ -201,9 +201,10 @@ impl ConnectionIdGenerator for WorkerCids {
 /// A WebTransport path is an absolute URL path, as a CONNECT's `:path` carries it; an
 /// origin is a scheme and a host, as a browser's `origin` header carries it.
 fn check_webtransport(wt: &WebTransportConfig) -> Result<(), Error> {
+    // What a browser sends in `Origin` and `:path`: printable ASCII, no spaces.
+    let printable = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
     for origin in &wt.origins {
-        let printable = origin.bytes().all(|b| b.is_ascii_graphic());
-        if !printable || !origin.contains("://") || origin.ends_with('/') {
+        if !printable(origin) || !origin.contains("://") || origin.ends_with('/') {
             return Err(Error::invalid_argument(format!(
                 "webTransport.origins takes origins like \"https://app.example.com\" (no \
                  path), got {origin:?}"
@@ -211,8 +212,7 @@ fn check_webtransport(wt: &WebTransportConfig) -> Result<(), Error> {
         }
     }
     let path = &wt.path;
-    let printable = path.bytes().all(|b| b.is_ascii_graphic());
-    if path.starts_with('/') && printable && path.len() <= 1024 {
+    if path.starts_with('/') && printable(path) && path.len() <= 1024 {
         return Ok(());
     }
     Err(Error::invalid_argument(format!(
