@@ -146,16 +146,21 @@ async function withClient<T>(
   }
 }
 
+/** A server of backend `engine` for the tests of the describe block this is called in. */
+function serveOn(engine: string): void {
+  beforeAll(async () => {
+    backend = engine;
+    [fixture, info] = await startServer();
+  });
+  afterAll(() => {
+    fixture?.kill();
+  });
+}
+
 describe.runIf(haveChromium).each(['native', 'wasm'])(
   'WebTransport from headless Chromium to a %s server',
   (engine) => {
-    beforeAll(async () => {
-      backend = engine;
-      [fixture, info] = await startServer();
-    });
-    afterAll(() => {
-      fixture?.kill();
-    });
+    serveOn(engine);
 
     it('opens a session and agrees on version 2 and JSON', async () => {
       const hello = await withPeer<{ version: number; encodings: number[] }>('return peer.hello;');
@@ -296,13 +301,7 @@ describe.runIf(haveChromium).each(['native', 'wasm'])(
 describe.runIf(haveChromium).each(['native', 'wasm'])(
   "quicwire's QuicTransport in Chromium, over the browser's WebTransport, to a %s server",
   (engine) => {
-    beforeAll(async () => {
-      backend = engine;
-      [fixture, info] = await startServer();
-    });
-    afterAll(() => {
-      fixture?.kill();
-    });
+    serveOn(engine);
 
     it('pools one connection per host:port and says what carries it', async () => {
       const out = await withClient<Record<string, unknown>>(`

@@ -307,6 +307,12 @@ pub fn ops<'a>(
         })
 }
 
+/// The pool key of `host:port` under `tag` (0: the shared connection, see
+/// [`PoolKey::with_tag`]).
+fn tagged_key(host: &str, port: f64, tag: f64) -> Result<PoolKey, Error> {
+    Ok(PoolKey::new(host, port as i64)?.with_tag(tag as u32))
+}
+
 /// The kinds of [`WebCommand`] as [`JsEngine::web_commands`] numbers them.
 pub const WEB_COMMANDS: [&str; 9] = [
     "Connect", "Open", "Write", "Finish", "Reset", "Stop", "Priority", "Datagram", "Close",
@@ -567,7 +573,7 @@ impl JsEngine {
         addr: &str,
         tag: f64,
     ) -> Result<f64, Error> {
-        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
+        let key = tagged_key(host, port, tag)?;
         let remote: SocketAddr = addr.parse().map_err(|_| {
             Error::invalid_argument(format!("invalid address {addr:?}: expected ip:port"))
         })?;
@@ -587,7 +593,7 @@ impl JsEngine {
         after_ms: f64,
         tag: f64,
     ) -> Result<f64, Error> {
-        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
+        let key = tagged_key(host, port, tag)?;
         let parse = |a: &str| {
             a.parse::<SocketAddr>().map_err(|_| {
                 Error::invalid_argument(format!("invalid address {a:?}: expected ip:port"))
@@ -609,7 +615,7 @@ impl JsEngine {
         url: &str,
         tag: f64,
     ) -> Result<f64, Error> {
-        let key = PoolKey::new(host, port as i64)?.with_tag(tag as u32);
+        let key = tagged_key(host, port, tag)?;
         self.engine.connect_web(now, &key, url).map(ConnId::to_f64)
     }
 
