@@ -96,7 +96,6 @@ export class QuicTransport extends Endpoint {
     if (options.insecure !== undefined && typeof options.insecure !== 'boolean') {
       throw invalidArgument('insecure must be a boolean');
     }
-    if (options.insecure) warnInsecure();
     const encoding = checkEncoding('encoding', options.encoding ?? 'msgpack');
     const carrier = options.transport ?? 'udp';
     if (carrier !== 'udp' && carrier !== 'tcp' && carrier !== 'auto' && carrier !== 'webtransport') {
@@ -110,6 +109,8 @@ export class QuicTransport extends Endpoint {
       options.fallbackDelayMs ?? DEFAULT_FALLBACK_DELAY_MS,
     );
     const transport = { ...engineLimits(options), sendBufferHigh: sendBufferHigh(options.sendBufferHigh) };
+    // Only a transport that will exist warns.
+    if (options.insecure) warnInsecure();
     super(options);
     this.sendBufferHigh = transport.sendBufferHigh;
     this.#hub = getHub();
