@@ -87,13 +87,13 @@ async function main(): Promise<void> {
           await tab.goto(page);
           await tab.waitForFunction(() => (window as unknown as { bench?: unknown }).bench);
           const figures = (await tab.evaluate(
-            ({ server, port, hash }) => {
+            ({ client, port, hash, ca }) => {
               const bench = (
-                window as unknown as { bench: Record<string, (p: number, h: string) => unknown> }
+                window as unknown as { bench: Record<string, (p: number, h: string, ca: string) => unknown> }
               ).bench;
-              return server === 'quicwire' ? bench.quicwire?.(port, hash) : bench.websocket?.(port, hash);
+              return bench[client]?.(port, hash, ca);
             },
-            { server: system.server, port, hash: tls.hash },
+            { client: system.client, port, hash: tls.hash, ca: tls.cert },
           )) as Figures;
           runs[system.name] = [...(runs[system.name] ?? []), figures];
           console.log(
