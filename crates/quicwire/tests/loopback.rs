@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client, client_and_events, dev_cert, serve_echo, start_server};
+use common::{client, client_and_events, dev_cert, next, serve_echo, start_server};
 use quicwire::{
     event_queue, generate_dev_cert, Client, ClientConfig, ClientTls, Encoding, ErrorCode, Event,
     RequestOptions, SendOptions, Server, ServerConfig, ServerTls,
@@ -22,8 +22,8 @@ async fn messages_and_requests_round_trip() {
     assert_eq!(conn.encoding(), Encoding::Msgpack);
     conn.send_batch(&[b"one", b"two"]).await.unwrap();
     // `send` resolved, so the server's handler already has both, in order.
-    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"one"));
-    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"two"));
+    assert_eq!(next(&mut received).await, Bytes::from_static(b"one"));
+    assert_eq!(next(&mut received).await, Bytes::from_static(b"two"));
     assert_eq!(
         conn.request(b"ping").await.unwrap(),
         Bytes::from_static(b"ping")
@@ -676,8 +676,8 @@ async fn quic_over_tcp_carries_messages_and_requests() {
     let conn = c.connect("127.0.0.1", port).await.unwrap();
     assert_eq!(conn.stats().carrier, quicwire::core::Carrier::Tcp);
     conn.send_batch(&[b"one", b"two"]).await.unwrap();
-    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"one"));
-    assert_eq!(received.try_recv().unwrap(), Bytes::from_static(b"two"));
+    assert_eq!(next(&mut received).await, Bytes::from_static(b"one"));
+    assert_eq!(next(&mut received).await, Bytes::from_static(b"two"));
     let answers = futures::future::join_all((0..100u32).map(|i| {
         let conn = conn.clone();
         async move { conn.request(&i.to_be_bytes()).await.unwrap() }

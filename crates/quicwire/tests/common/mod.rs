@@ -46,6 +46,15 @@ pub fn start_server(edit: impl FnOnce(&mut ServerConfig)) -> Fixture {
 }
 
 /// Echoes requests ("fail" answers an error, "slow" waits 300 ms) and forwards messages.
+/// The next message `serve_echo` received. A send resolves once the server's application
+/// had the message; serve_echo's task forwards it a moment later.
+pub async fn next(received: &mut UnboundedReceiver<Bytes>) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .expect("a message within 5 s")
+        .expect("serve_echo is running")
+}
+
 pub fn serve_echo(mut events: UnboundedReceiver<Event>) -> UnboundedReceiver<Bytes> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
