@@ -4,41 +4,36 @@
 // page or worker), or over any carrier you pass as `initWasm(url, { network })`. Built by
 // rollup into dist/browser/ with the .wasm beside the bundle.
 
-import { concat } from './bytes.js';
 import type { StreamNetwork } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { MemoryNetwork } from './memory.js';
-import { type Platform, usePlatform } from './platform.js';
+import { type Platform, urlHost, usePlatform } from './platform.js';
 
 /** WebSockets as the streams that carry QUIC: `ws://host:port/` (`wss://` from a page
  *  served over https, which may open no other), binary messages holding the same frames as
  *  a TCP tunnel (the packets inside are QUIC's, encrypted and checked). */
 const webSockets: StreamNetwork = {
   connect(host, port, events) {
-    const name = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
     const secure = globalThis.location?.protocol === 'https:';
-    const ws = new WebSocket(`${secure ? 'wss' : 'ws'}://${name}:${port}/`);
+    const ws = new WebSocket(`${secure ? 'wss' : 'ws'}://${urlHost(host)}:${port}/`);
     ws.binaryType = 'arraybuffer';
-    // Frames written in one task go as one message (a message may hold several): each
-    // message crosses into the browser's network process, one per QUIC packet would cost
-    // more than the packets.
     let waiting: Uint8Array[] = [];
     let waitingBytes = 0;
-    const flush = () => {
-      if (ws.readyState !== WebSocket.OPEN || waiting.length === 0) return;
-      ws.send(waiting.length === 1 ? (waiting[0] as Uint8Array) : concat(waiting));
+    ws.onopen = () => {
+      for (const data of waiting) ws.send(data);
       waiting = [];
       waitingBytes = 0;
     };
-    ws.onopen = flush;
     ws.onmessage = (e) => events.data(new Uint8Array(e.data as ArrayBuffer));
     ws.onclose = () => events.closed();
     return {
       write(data) {
-        if (ws.readyState > WebSocket.OPEN) return;
-        if (waiting.length === 0 && ws.readyState === WebSocket.OPEN) queueMicrotask(flush);
-        waiting.push(data);
-        waitingBytes += data.length;
+        if (ws.readyState === WebSocket.OPEN) {
+          ws.send(data);
+        } else if (ws.readyState === WebSocket.CONNECTING) {
+          waiting.push(data);
+          waitingBytes += data.length;
+        }
       },
       get queued() {
         return ws.bufferedAmount + waitingBytes;

@@ -87,6 +87,9 @@ class Tunnel {
   partial: Uint8Array | undefined;
   /** An accepted tunnel's deadline to carry a connection (`bound` clears it). */
   deadline: ReturnType<typeof setTimeout> | undefined;
+  /** Datagrams of this task, written together after it (`StreamCarrier.send`). */
+  waiting: Uint8Array[] = [];
+  waitingBytes = 0;
 
   constructor(
     readonly addr: string,
@@ -167,22 +170,40 @@ export class StreamCarrier {
     return tunnelAddress(); // 65,535 tunnels from one address: it stands alone
   }
 
-  /** One datagram into its tunnel (none, or too much queued: dropped, as UDP would). */
+  /** One datagram into its tunnel (none, or too much queued: dropped, as UDP would). The
+   *  frames of one task go in one write: over a WebSocket each write is a message, which a
+   *  browser moves between its processes and a page gets as an event, one per QUIC packet
+   *  costing more than the packets (a message may hold several frames, PROTOCOL.md 1a). */
   send(addr: string, datagram: Uint8Array): void {
     const tunnel = this.#tunnels.get(addr);
     if (!tunnel || this.#closed) return;
     tunnel.stream ??= tunnel.open?.();
-    if (!tunnel.stream || tunnel.stream.queued > HIGH_WATER) return;
-    const frame = new Uint8Array(2 + datagram.length);
-    frame[0] = datagram.length >> 8;
-    frame[1] = datagram.length & 0xff;
-    frame.set(datagram, 2);
-    tunnel.stream.write(frame);
+    if (!tunnel.stream || tunnel.stream.queued + tunnel.waitingBytes > HIGH_WATER) return;
+    if (tunnel.waiting.length === 0) queueMicrotask(() => this.#flush(tunnel));
+    tunnel.waiting.push(datagram);
+    tunnel.waitingBytes += 2 + datagram.length;
+  }
+
+  /** Writes a tunnel's frames of this task, length-prefixed, back to back. */
+  #flush(tunnel: Tunnel): void {
+    if (tunnel.waiting.length === 0) return;
+    const frames = new Uint8Array(tunnel.waitingBytes);
+    let at = 0;
+    for (const datagram of tunnel.waiting) {
+      frames[at] = datagram.length >> 8;
+      frames[at + 1] = datagram.length & 0xff;
+      frames.set(datagram, at + 2);
+      at += 2 + datagram.length;
+    }
+    tunnel.waiting = [];
+    tunnel.waitingBytes = 0;
+    if (this.#tunnels.get(tunnel.addr) === tunnel) tunnel.stream?.write(frames);
   }
 
   /** Closes the tunnel of a connection that ended (after what is queued on it). */
   end(addr: string): void {
     const tunnel = this.#tunnels.get(addr);
+    if (tunnel) this.#flush(tunnel); // a CONNECTION_CLOSE of this task goes first
     clearTimeout(tunnel?.deadline);
     tunnel?.stream?.close();
     this.#tunnels.delete(addr);
@@ -193,6 +214,7 @@ export class StreamCarrier {
     this.#closed = true;
     this.#listener?.close();
     for (const tunnel of this.#tunnels.values()) {
+      this.#flush(tunnel);
       clearTimeout(tunnel.deadline);
       tunnel.stream?.close();
     }

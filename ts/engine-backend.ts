@@ -20,7 +20,7 @@ import { connectionInfo, eventBody } from './engine.js';
 import { codeOf, fromEngine, QuicwireError } from './errors.js';
 import { EVENT_WORDS, Event, OP_WORDS, SERVER_OPTIONS, TRANSPORT_OPTIONS } from './layout.js';
 import { Lender } from './lending.js';
-import { ipFamily, platform, soon } from './platform.js';
+import { ipFamily, platform, soon, urlHost } from './platform.js';
 import { failures, type IoFactory, positional, type Shell, type ShellEngine } from './shell.js';
 import { Slot } from './slot.js';
 import { type EngineFigures, poolStats, serverStats } from './stats.js';
@@ -254,8 +254,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
 
   /** A connection over the browser's WebTransport, which resolves the name itself. */
   #connectWeb(slot: Slot<E>, host: string, port: number, tag: number): Promise<ConnectionInfo> {
-    const name = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    const url = `https://${name}:${port}${slot.webPath}`;
+    const url = `https://${urlHost(host)}:${port}${slot.webPath}`;
     const id = this.#call(() =>
       (slot.engine.connectWeb as NonNullable<E['connectWeb']>)(host, port, url, tag),
     );

@@ -11,7 +11,6 @@ import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, TLSSocket } from 'node:tls';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { concat } from './bytes.js';
 import { type ByteStream, type StreamEvents, type StreamNetwork, UNBOUND_TUNNEL_MS } from './carrier.js';
 import { QuicwireError } from './errors.js';
 import { loadNative } from './native.js';
@@ -114,30 +113,13 @@ function webSocketStream(
   remote: string | undefined,
   accept: (stream: ByteStream) => StreamEvents,
 ): void {
-  // Frames written in one task go as one message (a message may hold several): a message
-  // per QUIC packet costs the page an event each.
-  let waiting: Uint8Array[] = [];
-  let waitingBytes = 0;
-  const flush = () => {
-    if (waiting.length === 0) return;
-    ws.send(waiting.length === 1 ? (waiting[0] as Uint8Array) : concat(waiting));
-    waiting = [];
-    waitingBytes = 0;
-  };
   const events = accept({
     remote,
-    write(data) {
-      if (waiting.length === 0) queueMicrotask(flush);
-      waiting.push(data);
-      waitingBytes += data.length;
-    },
+    write: (data) => ws.send(data),
     get queued() {
-      return ws.bufferedAmount + waitingBytes;
+      return ws.bufferedAmount;
     },
-    close: () => {
-      flush();
-      ws.close();
-    },
+    close: () => ws.close(),
   });
   ws.on('message', (data: Buffer) => events.data(data));
   ws.on('close', () => events.closed());

@@ -95,6 +95,11 @@ export const soon: (f: () => void) => void =
         };
       })();
 
+/** `host` as a URL's host: an IPv6 literal in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
 /** 4 for a dotted IPv4 literal, 6 for an IPv6 literal (brackets allowed), 0 for a name. */
 export function ipFamily(host: string): 0 | 4 | 6 {
   if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return 4;
