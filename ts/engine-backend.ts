@@ -29,6 +29,9 @@ import type { DevCert, PoolStats, ServerStats } from './types.js';
 const text = new TextDecoder();
 const NO_BODIES: Uint8Array[] = [];
 const NO_DATA = new Uint8Array(0);
+/** A server with `tcp` on port 0: how many free UDP ports it tries for one whose TCP port of
+ *  the same number is free too. */
+const TCP_PORT_TRIES = 8;
 /** How long a closing endpoint's sockets stay, for its CONNECTION_CLOSE datagrams to leave. */
 const CLOSE_LINGER_MS = 50;
 /** An event batch waiting for the hub, or handed to it. */
@@ -289,7 +292,7 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
     await this.#shutdown(slot);
   }
 
-  async listen(options: EngineServerOptions): Promise<ServerInfo> {
+  async listen(options: EngineServerOptions, tries = TCP_PORT_TRIES): Promise<ServerInfo> {
     const family = ipFamily(options.host);
     if (family === 0) {
       throw new QuicwireError(
@@ -324,6 +327,12 @@ export class EngineBackend<E extends ShellEngine = ShellEngine> implements Engin
       return { id: slot.id, host: options.host, port };
     } catch (err) {
       await this.#shutdown(slot);
+      // Port 0 picked a free UDP port whose TCP twin is taken (by anyone's connection):
+      // another free UDP port, then.
+      const taken = (err as { cause?: { code?: unknown } }).cause?.code === 'EADDRINUSE';
+      if (taken && options.tcp && options.port === 0 && !options.worker && tries > 1) {
+        return this.listen(options, tries - 1);
+      }
       throw err;
     }
   }
