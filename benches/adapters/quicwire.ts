@@ -86,8 +86,11 @@ export function quicwire(backend: 'native' | 'wasm', variant: Variant = {}): Tra
       sharedBusy ||= !own;
       const conn = await t.connect(HOST, port);
       // Messages sent in the same tick go out as one sendBatch (one promise, resolved on
-      // delivery of all); a window of undelivered messages bounds memory.
+      // delivery of all), at most BATCH to one: a batch frees its share of the window as it
+      // is delivered, so the window never drains empty before the sender may go on. A window
+      // of undelivered messages bounds memory.
       const WINDOW = 65_536;
+      const BATCH = 4096;
       let batch: Uint8Array[] = [];
       let inFlight = 0;
       let wake: (() => void) | undefined;
@@ -99,6 +102,7 @@ export function quicwire(backend: 'native' | 'wasm', variant: Variant = {}): Tra
         }
       };
       const ship = () => {
+        if (batch.length === 0) return;
         const messages = batch;
         batch = [];
         conn
@@ -109,6 +113,7 @@ export function quicwire(backend: 'native' | 'wasm', variant: Variant = {}): Tra
         send(payload) {
           if (batch.length === 0) setImmediate(ship);
           batch.push(payload);
+          if (batch.length === BATCH) ship();
           inFlight++;
           if (inFlight < WINDOW) return undefined;
           return new Promise<void>((r) => {
