@@ -48,6 +48,8 @@ interface Stream {
   /** Each side that it has is done: written to its end (or reset), read to its end. */
   writeDone: boolean;
   readDone: boolean;
+  /** The engine reset it before the browser opened it: its code. */
+  givenUp: number | undefined;
 }
 
 function newStream(writes: boolean, reads: boolean): Stream {
@@ -58,6 +60,7 @@ function newStream(writes: boolean, reads: boolean): Stream {
     waiting: [],
     writeDone: !writes,
     readDone: !reads,
+    givenUp: undefined,
   };
 }
 
@@ -232,11 +235,16 @@ export class WebTransportSessions {
     const stream = newStream(true, bidi);
     session.streams.set(key, stream);
     const attempt = (): void => {
-      if (session.closed) return;
+      if (session.closed || stream.givenUp !== undefined) return;
       const opening = bidi ? session.wt.createBidirectionalStream() : session.wt.createUnidirectionalStream();
       opening.then(
         (opened) => {
-          if ('readable' in opened) {
+          if (stream.givenUp !== undefined) {
+            // Reset while the browser was opening it: the server learns so at once.
+            const error = streamError(stream.givenUp);
+            ('readable' in opened ? opened.writable : opened).abort(error).catch(() => {});
+            if ('readable' in opened) opened.readable.cancel(error).catch(() => {});
+          } else if ('readable' in opened) {
             this.#attach(session, key, stream, opened.writable);
             this.#read(session, key, stream, opened.readable);
           } else {
@@ -271,6 +279,14 @@ export class WebTransportSessions {
     }
     const writer = stream.writer;
     if (!writer) {
+      if (kind === WebCommand.Reset) {
+        // Given up before it opened (a request that timed out while the server's stream
+        // credit was used up): what waited is dropped, and no more attempts are made.
+        stream.givenUp = number;
+        stream.waiting = [];
+        session.streams.delete(key);
+        return;
+      }
       stream.waiting.push(command);
       return;
     }

@@ -24,7 +24,12 @@ use crate::ConnId;
 // Connections are boxed whole already: QUIC, the common case, stays inline in its box.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
-    Quic(Connection),
+    /// QUIC on our own sockets; `handle` is quinn-proto's for it (a slab slot, reused once
+    /// the connection is gone).
+    Quic {
+        handle: ConnectionHandle,
+        conn: Connection,
+    },
     Web(Box<WebStreams>),
 }
 
@@ -32,7 +37,7 @@ pub(crate) enum Link {
 macro_rules! each {
     ($link:expr, $l:ident => $body:expr) => {
         match $link {
-            Link::Quic($l) => $body,
+            Link::Quic { conn: $l, .. } => $body,
             Link::Web(web) => {
                 let $l = &mut **web;
                 $body
@@ -41,7 +46,7 @@ macro_rules! each {
     };
     (ref $link:expr, $l:ident => $body:expr) => {
         match $link {
-            Link::Quic($l) => $body,
+            Link::Quic { conn: $l, .. } => $body,
             Link::Web(web) => {
                 let $l = &**web;
                 $body
@@ -71,7 +76,7 @@ impl Link {
     /// What happened since the last call, oldest first.
     pub fn poll_event(&mut self) -> Option<LinkEvent> {
         let quic = match self {
-            Link::Quic(q) => q,
+            Link::Quic { conn, .. } => conn,
             Link::Web(w) => return w.poll_event(),
         };
         loop {
@@ -94,7 +99,15 @@ impl Link {
 
     pub fn quic(&mut self) -> Option<&mut Connection> {
         match self {
-            Link::Quic(q) => Some(q),
+            Link::Quic { conn, .. } => Some(conn),
+            Link::Web(_) => None,
+        }
+    }
+
+    /// quinn-proto's handle, for QUIC on our own sockets.
+    pub fn handle(&self) -> Option<ConnectionHandle> {
+        match self {
+            Link::Quic { handle, .. } => Some(*handle),
             Link::Web(_) => None,
         }
     }
@@ -107,7 +120,7 @@ impl Link {
     /// Nothing more will come or go: it can be forgotten.
     pub fn is_drained(&self) -> bool {
         match self {
-            Link::Quic(q) => q.is_drained(),
+            Link::Quic { conn, .. } => conn.is_drained(),
             Link::Web(w) => w.is_closed(),
         }
     }
@@ -115,14 +128,14 @@ impl Link {
     /// The peer's address; a browser's session shows none.
     pub fn remote_address(&self) -> SocketAddr {
         match self {
-            Link::Quic(q) => q.remote_address(),
+            Link::Quic { conn, .. } => conn.remote_address(),
             Link::Web(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
         }
     }
 
     pub fn carrier(&self) -> Carrier {
         match self {
-            Link::Quic(q) => Carrier::of(&q.remote_address()),
+            Link::Quic { conn, .. } => Carrier::of(&conn.remote_address()),
             Link::Web(_) => Carrier::WebTransport,
         }
     }
@@ -201,9 +214,6 @@ pub(crate) enum Origin {
 
 /// A connection and its quicwire session.
 pub(crate) struct Conn {
-    /// quinn-proto's handle (a slab slot, reused once the connection is gone); None over a
-    /// browser's WebTransport.
-    pub handle: Option<ConnectionHandle>,
     pub link: Link,
     pub session: Session,
     pub datagrams: Datagrams,

@@ -73,11 +73,23 @@ pub enum WebCommand {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inbound {
+    /// The key the page names the stream by.
+    page: u64,
     chunks: VecDeque<Bytes>,
     /// Its end, once the driver reported it: `Ended` or `Reset`.
     end: Option<Read>,
+}
+
+impl Inbound {
+    fn new(page: u64) -> Inbound {
+        Inbound {
+            page,
+            chunks: VecDeque::new(),
+            end: None,
+        }
+    }
 }
 
 /// One WebTransport session's streams and datagrams, between the session and the page.
@@ -183,7 +195,7 @@ impl WebStreams {
         if bidi {
             let id = StreamId::new(Side::Server, Dir::Bi, self.peer_bi);
             self.peer_bi += 1;
-            self.inbound.insert(id, Inbound::default());
+            self.inbound.insert(id, Inbound::new(key(id)));
             self.bi.push_back(id);
             self.events.push_back(LinkEvent::Streams);
             key(id)
@@ -214,7 +226,7 @@ impl WebStreams {
                     return;
                 }
                 self.aliases.insert(stream, id);
-                self.inbound.insert(id, Inbound::default());
+                self.inbound.insert(id, Inbound::new(stream));
                 self.uni.insert(number, id);
                 self.push(id, rest, fin);
                 return;
@@ -298,7 +310,7 @@ impl Streams for WebStreams {
             self.commands.push_back(WebCommand::Write { stream, data });
         }
         if dir == Dir::Bi {
-            self.inbound.insert(id, Inbound::default());
+            self.inbound.insert(id, Inbound::new(stream));
         }
         Some(id)
     }
@@ -352,13 +364,15 @@ impl Streams for WebStreams {
     }
 
     fn stop(&mut self, id: StreamId, code: u64) {
-        if self.inbound.remove(&id).is_some() && !self.closed {
-            let code = browser_code(code);
-            let stream = match self.aliases.iter().find(|(_, &v)| v == id) {
-                Some((&alias, _)) => alias,
-                None => key(id),
-            };
-            self.commands.push_back(WebCommand::Stop { stream, code });
+        match self.inbound.remove(&id) {
+            Some(inbound) if !self.closed => {
+                let code = browser_code(code);
+                self.commands.push_back(WebCommand::Stop {
+                    stream: inbound.page,
+                    code,
+                });
+            }
+            _ => {}
         }
     }
 
@@ -545,6 +559,33 @@ mod tests {
         );
         assert_eq!(out, b"he");
         assert_eq!(read_all(&mut w, id), (b"llo".to_vec(), Read::Ended));
+    }
+
+    #[test]
+    fn stopping_a_stream_names_it_as_the_page_does() {
+        let mut w = streams();
+        let uni = w.on_incoming(false);
+        w.on_data(uni, &[0x00], false);
+        let control = w.accept(Dir::Uni).unwrap();
+        let bi = w.on_incoming(true);
+        let request = w.accept(Dir::Bi).unwrap();
+        w.stop(control, 5);
+        w.stop(request, 6);
+        w.stop(request, 6); // Stopped already: said once.
+        let commands: Vec<_> = w.take_commands().collect();
+        assert_eq!(
+            commands,
+            [
+                WebCommand::Stop {
+                    stream: uni,
+                    code: 5
+                },
+                WebCommand::Stop {
+                    stream: bi,
+                    code: 6
+                },
+            ]
+        );
     }
 
     #[test]

@@ -127,8 +127,8 @@ impl Engine {
                         let peer: Arc<str> = remote.to_string().into();
                         self.insert(
                             now,
-                            (id, Some(handle)),
-                            Link::Quic(conn),
+                            id,
+                            Link::Quic { handle, conn },
                             peer,
                             Origin::Accepted(remote.ip()),
                         );

@@ -155,8 +155,8 @@ impl Engine {
         let peer: Arc<str> = key.to_string().into();
         self.insert(
             now,
-            (id, Some(handle)),
-            Link::Quic(conn),
+            id,
+            Link::Quic { handle, conn },
             peer,
             Origin::Dialed(key.clone()),
         );

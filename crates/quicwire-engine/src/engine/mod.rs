@@ -675,21 +675,14 @@ impl Engine {
         self.events.push_back(event);
     }
 
-    fn insert(
-        &mut self,
-        now: Instant,
-        (id, handle): (ConnId, Option<ConnectionHandle>),
-        mut link: Link,
-        peer: Arc<str>,
-        origin: Origin,
-    ) {
+    fn insert(&mut self, now: Instant, id: ConnId, mut link: Link, peer: Arc<str>, origin: Origin) {
         let is_client = matches!(origin, Origin::Dialed(_));
         let mut session = Session::new(is_client, self.params.clone(), now);
         if !is_client {
             session.send_hello(&mut link);
         }
+        let handle = link.handle();
         let mut conn = Conn {
-            handle,
             link,
             session,
             datagrams: Default::default(),
@@ -746,7 +739,7 @@ impl Engine {
             let Some(mut conn) = conn else {
                 continue;
             };
-            if let Some(handle) = conn.handle {
+            if let Some(handle) = conn.link.handle() {
                 self.ids.insert(handle, id);
             }
             // Filed anew under its new id: its timer, and the lists a call puts it on.
@@ -779,9 +772,9 @@ impl Engine {
                 conn.sending = true;
                 self.sending.push(id);
             }
-            if let (Some(handle), Some(quic)) = (conn.handle, conn.link.quic()) {
+            if let Link::Quic { handle, conn: quic } = &mut conn.link {
                 while let Some(event) = quic.poll_endpoint_events() {
-                    if let Some(back) = self.endpoint.handle_event(handle, event) {
+                    if let Some(back) = self.endpoint.handle_event(*handle, event) {
                         quic.handle_event(back);
                     }
                 }
@@ -862,7 +855,7 @@ impl Engine {
             if let Some(records) = conn.qlog.as_ref().and_then(|q| q.take()) {
                 self.events.push_back(Event::Qlog { conn: id, records });
             }
-            if let Some(handle) = conn.handle {
+            if let Some(handle) = conn.link.handle() {
                 self.ids.remove(&handle);
             }
             if let Some(deadline) = conn.deadline {
@@ -891,7 +884,7 @@ fn remember(resumable: &mut HashMap<PoolKey, Negotiated>, key: &PoolKey, negotia
 
 /// A connection's figures: the session's counters and quinn's path figures.
 fn connection_stats(conn: &Conn) -> ConnectionStats {
-    let Link::Quic(quic) = &conn.link else {
+    let Link::Quic { conn: quic, .. } = &conn.link else {
         return ConnectionStats {
             peer: conn.peer.to_string(),
             carrier: conn.link.carrier(),

@@ -50,7 +50,7 @@ impl Engine {
         };
         let peer: Arc<str> = key.to_string().into();
         let link = Link::Web(Box::new(WebStreams::new(peer.to_string(), url.to_owned())));
-        self.insert(now, (id, None), link, peer, Origin::Dialed(key.clone()));
+        self.insert(now, id, link, peer, Origin::Dialed(key.clone()));
         let deadline = now + Duration::from_millis(self.cfg.connect_timeout_ms);
         self.dials.insert(id, Dial::new(key.clone(), deadline));
         Ok(id)
