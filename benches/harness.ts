@@ -12,7 +12,8 @@ import type { Tls } from './types.js';
 const root = new URL('..', import.meta.url).pathname;
 const here = new URL('.', import.meta.url).pathname;
 
-function node(
+/** A node process running `script` (in benches/) through tsx, stdout piped. */
+export function node(
   script: string,
   argv: string[],
   env: NodeJS.ProcessEnv,
@@ -26,7 +27,13 @@ function node(
   });
 }
 
-function firstLine(child: ChildProcess, match: RegExp, timeoutMs: number, what: string): Promise<string> {
+/** The first line of `child`'s stdout that matches. */
+export function firstLine(
+  child: ChildProcess,
+  match: RegExp,
+  timeoutMs: number,
+  what: string,
+): Promise<string> {
   let stderr = '';
   child.stderr?.on('data', (d) => {
     stderr += d;

@@ -5,12 +5,11 @@
 // spends per round trip. Round-trip latency is CPU on both sides plus the kernel's wake-ups
 // between them, so this says how much of a latency gap is work and how much is waiting.
 // Needs `perf` (Debian's linux-perf) and permission to attach to the processes.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
-import { median } from './harness.js';
+import { firstLine, median, node } from './harness.js';
 import { transport } from './transports.js';
 
 const { values: args } = parseArgs({
@@ -21,7 +20,6 @@ const { values: args } = parseArgs({
     client: { type: 'string' },
   },
 });
-const here = new URL('.', import.meta.url).pathname;
 const WARMUP = 3000;
 
 /** The client process: `--client name,port`. Warms up, says WARM, measures, says the figures. */
@@ -49,10 +47,6 @@ async function client(name: string, port: number, count: number): Promise<void> 
   process.exit(0);
 }
 
-function lines(child: ChildProcess, on: (line: string) => void): void {
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', on);
-}
-
 /** CPU milliseconds `perf stat` counted for `pid` until stopped. */
 function cpuTime(pid: number, file: string): { stop(): Promise<number> } {
   const perf = spawn('perf', ['stat', '-e', 'task-clock', '-x', ',', '-o', file, '-p', String(pid)], {
@@ -74,40 +68,32 @@ function cpuTime(pid: number, file: string): { stop(): Promise<number> } {
 
 async function once(name: string, count: number, tls: { cert: string; key: string }) {
   const env = { ...process.env, BENCH_CERT: tls.cert, BENCH_KEY: tls.key, QUICWIRE_BACKEND: '' };
-  const node = (argv: string[]) =>
-    spawn(process.execPath, ['--import', 'tsx', ...argv], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const server = node([`${here}server.ts`, name]);
+  const server = node('server.ts', [name], env, spawn);
   try {
-    const port = await new Promise<string>((resolve) =>
-      lines(server, (l) => l.startsWith('READY ') && resolve(l.slice(6))),
+    const port = (await firstLine(server, /^READY \d+$/, 30_000, `${name} server`)).split(' ')[1] as string;
+    const client = node(
+      'round-trip-cpu.ts',
+      ['--client', `${name},${port}`, '--count', String(count)],
+      env,
+      spawn,
     );
-    const c = node([`${here}round-trip-cpu.ts`, '--client', `${name},${port}`, '--count', String(count)]);
-    return await new Promise<{ p50us: number; p99us: number; serverUs: number; clientUs: number }>(
-      (resolve, reject) => {
-        let perfs: { stop(): Promise<number> }[] = [];
-        c.once('exit', (code) => code !== 0 && reject(new Error(`${name} client exited with ${code}`)));
-        lines(c, (l) => {
-          if (l === 'WARM') {
-            perfs = [
-              cpuTime(server.pid as number, '/tmp/round-trip-cpu.server'),
-              cpuTime(c.pid as number, '/tmp/round-trip-cpu.client'),
-            ];
-          } else if (l.startsWith('{')) {
-            const figures = JSON.parse(l);
-            const perRoundTrip = (ms: number) => (ms * 1000) / count;
-            Promise.all(perfs.map((p) => p.stop())).then(
-              ([s, k]) =>
-                resolve({
-                  ...figures,
-                  serverUs: perRoundTrip(s as number),
-                  clientUs: perRoundTrip(k as number),
-                }),
-              reject,
-            );
-          }
-        });
-      },
-    );
+    try {
+      await firstLine(client, /^WARM$/, 60_000, `${name} warm-up`);
+      const perfs = [
+        cpuTime(server.pid as number, '/tmp/round-trip-cpu.server'),
+        cpuTime(client.pid as number, '/tmp/round-trip-cpu.client'),
+      ];
+      const figures = JSON.parse(await firstLine(client, /^\{/, 300_000, `${name} round trips`));
+      const [serverMs, clientMs] = await Promise.all(perfs.map((p) => p.stop()));
+      const perRoundTrip = (ms: number) => (ms * 1000) / count;
+      return {
+        ...(figures as { p50us: number; p99us: number }),
+        serverUs: perRoundTrip(serverMs as number),
+        clientUs: perRoundTrip(clientMs as number),
+      };
+    } finally {
+      client.kill('SIGKILL');
+    }
   } finally {
     server.kill('SIGTERM');
   }

@@ -231,10 +231,7 @@ impl WebStreams {
                 self.push(id, rest, fin);
                 return;
             }
-            None => match self.aliases.get(&stream) {
-                Some(&id) => id,
-                None => StreamId::from(VarInt::from_u64(stream).unwrap_or_default()),
-            },
+            None => self.id_of(stream),
         };
         self.push(id, Bytes::copy_from_slice(data), fin);
     }
