@@ -105,7 +105,8 @@ pub(crate) struct WebStreams {
     peer_bi: u64,
     next_unnumbered: u64,
     unnumbered: HashMap<u64, Vec<u8>>,
-    /// Keys the server's unidirectional streams keep after their number was read.
+    /// Keys the server's unidirectional streams keep after their number was read, while
+    /// they are read.
     aliases: HashMap<u64, StreamId>,
     inbound: HashMap<StreamId, Inbound>,
     /// The server's unidirectional streams, handed to the session in the order of their
@@ -113,9 +114,12 @@ pub(crate) struct WebStreams {
     uni: BTreeMap<u64, StreamId>,
     next_uni: u64,
     bi: VecDeque<StreamId>,
-    /// Streams the server asked us to stop sending on, and the code it gave.
+    /// Streams we may still write on (ours, and the server's bidirectional ones): a stream
+    /// leaves it when finished or reset, and with it what is known of its sending side, as
+    /// quinn-proto forgets a stream once both its sides are done.
+    writing: HashSet<StreamId>,
+    /// Of those, the ones the server asked us to stop sending on, and the code it gave.
     stopped: HashMap<StreamId, u64>,
-    finished: HashSet<StreamId>,
     priorities: HashMap<StreamId, i32>,
     commands: VecDeque<WebCommand>,
     events: VecDeque<LinkEvent>,
@@ -149,8 +153,8 @@ impl WebStreams {
             uni: BTreeMap::new(),
             next_uni: 0,
             bi: VecDeque::new(),
+            writing: HashSet::new(),
             stopped: HashMap::new(),
-            finished: HashSet::new(),
             priorities: HashMap::new(),
             commands: VecDeque::from([WebCommand::Connect { url }]),
             events: VecDeque::new(),
@@ -196,6 +200,7 @@ impl WebStreams {
             let id = StreamId::new(Side::Server, Dir::Bi, self.peer_bi);
             self.peer_bi += 1;
             self.inbound.insert(id, Inbound::new(key(id)));
+            self.writing.insert(id);
             self.bi.push_back(id);
             self.events.push_back(LinkEvent::Streams);
             key(id)
@@ -267,7 +272,7 @@ impl WebStreams {
     /// The server asked us to stop sending on stream `stream`, with `code`.
     pub fn on_stopped(&mut self, stream: u64, code: u64) {
         let id = self.id_of(stream);
-        if self.stopped.insert(id, code).is_none() {
+        if self.writing.contains(&id) && self.stopped.insert(id, code).is_none() {
             self.events.push_back(LinkEvent::Stopped(id));
         }
     }
@@ -275,6 +280,21 @@ impl WebStreams {
     pub fn on_datagram(&mut self, data: &[u8]) {
         self.datagrams.push_back(Bytes::copy_from_slice(data));
         self.events.push_back(LinkEvent::DatagramIn);
+    }
+
+    /// Stops tracking what we receive on `id` (read to its end, or stopped).
+    fn forget_inbound(&mut self, id: StreamId) -> Option<Inbound> {
+        let inbound = self.inbound.remove(&id)?;
+        self.aliases.remove(&inbound.page);
+        Some(inbound)
+    }
+
+    /// Stops tracking what we send on `id` (finished or reset); false if it was not
+    /// tracked (done already, or not a stream we write on).
+    fn forget_outbound(&mut self, id: StreamId) -> bool {
+        self.stopped.remove(&id);
+        self.priorities.remove(&id);
+        self.writing.remove(&id)
     }
 
     fn id_of(&self, stream: u64) -> StreamId {
@@ -295,6 +315,7 @@ impl Streams for WebStreams {
         self.opened[at] += 1;
         let id = StreamId::new(Side::Client, dir, index);
         let stream = key(id);
+        self.writing.insert(id);
         self.commands.push_back(WebCommand::Open {
             stream,
             bidi: dir == Dir::Bi,
@@ -324,7 +345,7 @@ impl Streams for WebStreams {
     }
 
     fn write(&mut self, id: StreamId, chunks: &mut [Bytes]) -> Option<usize> {
-        if self.closed || self.stopped.contains_key(&id) || self.finished.contains(&id) {
+        if self.closed || self.stopped.contains_key(&id) || !self.writing.contains(&id) {
             return None;
         }
         // One write into the browser for all of them: each crosses into its network process.
@@ -344,7 +365,7 @@ impl Streams for WebStreams {
     }
 
     fn finish(&mut self, id: StreamId) {
-        if self.finished.insert(id) && !self.closed {
+        if self.forget_outbound(id) && !self.closed {
             self.commands
                 .push_back(WebCommand::Finish { stream: key(id) });
             // The browser's writer has it; nothing tells the page when the server acknowledged it.
@@ -353,7 +374,7 @@ impl Streams for WebStreams {
     }
 
     fn reset(&mut self, id: StreamId, code: u64) {
-        if self.finished.insert(id) && !self.closed {
+        if self.forget_outbound(id) && !self.closed {
             let stream = key(id);
             let code = browser_code(code);
             self.commands.push_back(WebCommand::Reset { stream, code });
@@ -361,7 +382,7 @@ impl Streams for WebStreams {
     }
 
     fn stop(&mut self, id: StreamId, code: u64) {
-        match self.inbound.remove(&id) {
+        match self.forget_inbound(id) {
             Some(inbound) if !self.closed => {
                 let code = browser_code(code);
                 self.commands.push_back(WebCommand::Stop {
@@ -382,6 +403,9 @@ impl Streams for WebStreams {
     }
 
     fn set_priority(&mut self, id: StreamId, priority: i32) {
+        if !self.writing.contains(&id) {
+            return;
+        }
         self.priorities.insert(id, priority);
         let stream = key(id);
         self.commands
@@ -408,7 +432,7 @@ impl Streams for WebStreams {
         }
         match inbound.end {
             Some(end) => {
-                self.inbound.remove(&id);
+                self.forget_inbound(id);
                 end
             }
             None => Read::Open,
@@ -582,6 +606,63 @@ mod tests {
                     code: 6
                 },
             ]
+        );
+    }
+
+    /// Entries kept for streams, over every table of them.
+    fn tracked(w: &WebStreams) -> usize {
+        w.inbound.len() + w.aliases.len() + w.writing.len() + w.stopped.len() + w.priorities.len()
+    }
+
+    #[test]
+    fn streams_done_on_both_sides_are_forgotten() {
+        let mut w = streams();
+        for _ in 0..100 {
+            // A request of ours: written and finished, answered, read to its end.
+            let request = w.open(Dir::Bi).unwrap();
+            w.set_priority(request, 3);
+            assert_eq!(w.write(request, &mut [Bytes::from_static(b"q")]), Some(1));
+            w.finish(request);
+            w.on_data(key(request), b"a", true);
+            assert_eq!(read_all(&mut w, request), (b"a".to_vec(), Read::Ended));
+            // The server's request: read, then answered and finished.
+            let page = w.on_incoming(true);
+            let answering = w.accept(Dir::Bi).unwrap();
+            w.on_data(page, b"q", true);
+            assert_eq!(read_all(&mut w, answering), (b"q".to_vec(), Read::Ended));
+            w.write(answering, &mut [Bytes::from_static(b"a")]).unwrap();
+            w.finish(answering);
+            // A request whose requester stopped waiting: reset in reply.
+            let page = w.on_incoming(true);
+            let stopped = w.accept(Dir::Bi).unwrap();
+            w.on_data(page, b"q", true);
+            read_all(&mut w, stopped);
+            w.on_stopped(page, 4);
+            assert_eq!(w.stopped(stopped), Some(4));
+            w.reset(stopped, 4);
+            assert_eq!(w.stopped(stopped), None);
+        }
+        // A channel of the server's, stopped.
+        let page = w.on_incoming(false);
+        w.on_data(page, &[0x00], false);
+        let channel = w.accept(Dir::Uni).unwrap();
+        w.stop(channel, 5);
+        assert_eq!(tracked(&w), 0, "nothing is kept of 301 finished streams");
+        // What the page says of a forgotten stream changes nothing.
+        w.on_data(page, b"late", true);
+        w.on_stopped(page, 6);
+        assert_eq!(tracked(&w), 0);
+        // Nor does the session finishing or resetting one again.
+        let commands = w.take_commands().count();
+        let request = w.open(Dir::Bi).unwrap();
+        w.finish(request);
+        w.finish(request);
+        w.reset(request, 1);
+        assert_eq!(w.write(request, &mut [Bytes::from_static(b"x")]), None);
+        assert_eq!(
+            w.take_commands().count(),
+            2,
+            "open and one finish (after {commands})"
         );
     }
 
