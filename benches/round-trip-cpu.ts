@@ -6,10 +6,12 @@
 // between them, so this says how much of a latency gap is work and how much is waiting.
 // Needs `perf` (Debian's linux-perf) and permission to attach to the processes.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { generateDevCert } from '../dist/index.js';
 import { firstLine, median, node } from './harness.js';
+import { percentile } from './scenarios.js';
 import { transport } from './transports.js';
 
 const { values: args } = parseArgs({
@@ -40,8 +42,9 @@ async function client(name: string, port: number, count: number): Promise<void> 
     times[i] = performance.now() - t0;
   }
   times.sort();
-  const at = (q: number) => (times[Math.floor(q * count)] as number) * 1000;
-  console.log(JSON.stringify({ p50us: at(0.5), p99us: at(0.99) }));
+  console.log(
+    JSON.stringify({ p50us: percentile(times, 0.5) * 1000, p99us: percentile(times, 0.99) * 1000 }),
+  );
   await new Promise((r) => setTimeout(r, 300));
   await c.close();
   process.exit(0);
@@ -66,7 +69,7 @@ function cpuTime(pid: number, file: string): { stop(): Promise<number> } {
   };
 }
 
-async function once(name: string, count: number, tls: { cert: string; key: string }) {
+async function once(name: string, count: number, tls: { cert: string; key: string }, perfDir: string) {
   const env = { ...process.env, BENCH_CERT: tls.cert, BENCH_KEY: tls.key, QUICWIRE_BACKEND: '' };
   const server = node('server.ts', [name], env, spawn);
   try {
@@ -80,8 +83,8 @@ async function once(name: string, count: number, tls: { cert: string; key: strin
     try {
       await firstLine(client, /^WARM$/, 60_000, `${name} warm-up`);
       const perfs = [
-        cpuTime(server.pid as number, '/tmp/round-trip-cpu.server'),
-        cpuTime(client.pid as number, '/tmp/round-trip-cpu.client'),
+        cpuTime(server.pid as number, `${perfDir}/server`),
+        cpuTime(client.pid as number, `${perfDir}/client`),
       ];
       const figures = JSON.parse(await firstLine(client, /^\{/, 300_000, `${name} round trips`));
       const [serverMs, clientMs] = await Promise.all(perfs.map((p) => p.stop()));
@@ -104,12 +107,13 @@ if (args.client) {
   await client(name, Number(port), Number(args.count));
 } else {
   const tls = generateDevCert(['localhost', '127.0.0.1']);
+  const perfDir = mkdtempSync(`${tmpdir()}/round-trip-cpu-`);
   const names = (args.only as string).split(',');
   const all: Record<string, { p50us: number; p99us: number; serverUs: number; clientUs: number }[]> = {};
   // Runs alternate between the transports, so a slow spell of the machine hits each alike.
   for (let run = 1; run <= Number(args.runs); run++) {
     for (const name of names) {
-      const r = await once(name, Number(args.count), tls);
+      const r = await once(name, Number(args.count), tls, perfDir);
       all[name] = [...(all[name] ?? []), r];
       console.log(
         `run ${run} ${name}: p50 ${r.p50us.toFixed(1)} µs, p99 ${r.p99us.toFixed(1)} µs; CPU per round trip: server ${r.serverUs.toFixed(1)} µs, client ${r.clientUs.toFixed(1)} µs`,

@@ -41,7 +41,8 @@ export const QUICK: Sizes = {
 
 export type Figures = Record<string, number>;
 
-function percentile(sorted: number[], p: number): number {
+/** The value at fraction `p` of ascending `sorted`. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
 }
 
