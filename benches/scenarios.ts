@@ -12,8 +12,8 @@ export interface Sizes {
   boundSeconds: number;
   smallSeconds: number;
   /** Round trips and requests: enough for a second or more at full speed, so a run
-   *  measures each transport's steady state rather than its JIT's warm-up (node:tls
-   *  answered 100 requests in flight twice as fast over 200,000 as over 20,000). */
+   *  measures each transport's steady state rather than its JIT's warm-up
+   *  (docs/BENCHMARKS.md has what a shorter window did). */
   pingPongs: number;
   concurrentTotal: number;
   setups: number;
@@ -63,8 +63,7 @@ export async function bulk(c: BenchClient, s: Sizes): Promise<Figures> {
   const chunk = new Uint8Array(65_536).fill(1);
   const count = s.bulkBytes / chunk.length;
   // Not timed, as ping-pong's first round is not: a fresh process's JIT, the congestion
-  // window and the heaps reach their working state first, so bulk measures throughput
-  // (quicwire after 32 MiB: 1.1-1.2 GB/s; after 256 MiB: 1.9-2.0, its steady rate).
+  // window and the heaps reach their working state first, so bulk measures throughput.
   await c.bulk(chunk, s.bulkWarmupBytes / chunk.length, performance.now() + 1000);
   const t0 = performance.now();
   // Bounded: a slow transport stops after boundSeconds and is measured on what it moved.

@@ -11,7 +11,7 @@
 //! docs/PROTOCOL.md, section 1b) is read and written here; the browser adds and strips the
 //! WebTransport stream header itself.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use quicwire_core::{varint, Error};
@@ -92,6 +92,14 @@ impl Inbound {
     }
 }
 
+/// The sending side of a stream we may still write on.
+#[derive(Debug, Default)]
+struct Outbound {
+    /// The code the server gave when it asked us to stop sending.
+    stopped: Option<u64>,
+    priority: i32,
+}
+
 /// One WebTransport session's streams and datagrams, between the session and the page.
 #[derive(Debug)]
 pub(crate) struct WebStreams {
@@ -114,13 +122,10 @@ pub(crate) struct WebStreams {
     uni: BTreeMap<u64, StreamId>,
     next_uni: u64,
     bi: VecDeque<StreamId>,
-    /// Streams we may still write on (ours, and the server's bidirectional ones): a stream
-    /// leaves it when finished or reset, and with it what is known of its sending side, as
-    /// quinn-proto forgets a stream once both its sides are done.
-    writing: HashSet<StreamId>,
-    /// Of those, the ones the server asked us to stop sending on, and the code it gave.
-    stopped: HashMap<StreamId, u64>,
-    priorities: HashMap<StreamId, i32>,
+    /// Streams we may still write on (ours, and the server's bidirectional ones), until
+    /// finished or reset: with `inbound`, a stream is forgotten once both its sides are
+    /// done, as quinn-proto does.
+    outbound: HashMap<StreamId, Outbound>,
     commands: VecDeque<WebCommand>,
     events: VecDeque<LinkEvent>,
     datagrams: VecDeque<Bytes>,
@@ -153,9 +158,7 @@ impl WebStreams {
             uni: BTreeMap::new(),
             next_uni: 0,
             bi: VecDeque::new(),
-            writing: HashSet::new(),
-            stopped: HashMap::new(),
-            priorities: HashMap::new(),
+            outbound: HashMap::new(),
             commands: VecDeque::from([WebCommand::Connect { url }]),
             events: VecDeque::new(),
             datagrams: VecDeque::new(),
@@ -200,7 +203,7 @@ impl WebStreams {
             let id = StreamId::new(Side::Server, Dir::Bi, self.peer_bi);
             self.peer_bi += 1;
             self.inbound.insert(id, Inbound::new(key(id)));
-            self.writing.insert(id);
+            self.outbound.insert(id, Outbound::default());
             self.bi.push_back(id);
             self.events.push_back(LinkEvent::Streams);
             key(id)
@@ -272,8 +275,11 @@ impl WebStreams {
     /// The server asked us to stop sending on stream `stream`, with `code`.
     pub fn on_stopped(&mut self, stream: u64, code: u64) {
         let id = self.id_of(stream);
-        if self.writing.contains(&id) && self.stopped.insert(id, code).is_none() {
-            self.events.push_back(LinkEvent::Stopped(id));
+        if let Some(outbound) = self.outbound.get_mut(&id) {
+            if outbound.stopped.is_none() {
+                outbound.stopped = Some(code);
+                self.events.push_back(LinkEvent::Stopped(id));
+            }
         }
     }
 
@@ -287,14 +293,6 @@ impl WebStreams {
         let inbound = self.inbound.remove(&id)?;
         self.aliases.remove(&inbound.page);
         Some(inbound)
-    }
-
-    /// Stops tracking what we send on `id` (finished or reset); false if it was not
-    /// tracked (done already, or not a stream we write on).
-    fn forget_outbound(&mut self, id: StreamId) -> bool {
-        self.stopped.remove(&id);
-        self.priorities.remove(&id);
-        self.writing.remove(&id)
     }
 
     fn id_of(&self, stream: u64) -> StreamId {
@@ -315,7 +313,7 @@ impl Streams for WebStreams {
         self.opened[at] += 1;
         let id = StreamId::new(Side::Client, dir, index);
         let stream = key(id);
-        self.writing.insert(id);
+        self.outbound.insert(id, Outbound::default());
         self.commands.push_back(WebCommand::Open {
             stream,
             bidi: dir == Dir::Bi,
@@ -345,7 +343,8 @@ impl Streams for WebStreams {
     }
 
     fn write(&mut self, id: StreamId, chunks: &mut [Bytes]) -> Option<usize> {
-        if self.closed || self.stopped.contains_key(&id) || !self.writing.contains(&id) {
+        let writable = self.outbound.get(&id).is_some_and(|o| o.stopped.is_none());
+        if self.closed || !writable {
             return None;
         }
         // One write into the browser for all of them: each crosses into its network process.
@@ -365,7 +364,7 @@ impl Streams for WebStreams {
     }
 
     fn finish(&mut self, id: StreamId) {
-        if self.forget_outbound(id) && !self.closed {
+        if self.outbound.remove(&id).is_some() && !self.closed {
             self.commands
                 .push_back(WebCommand::Finish { stream: key(id) });
             // The browser's writer has it; nothing tells the page when the server acknowledged it.
@@ -374,7 +373,7 @@ impl Streams for WebStreams {
     }
 
     fn reset(&mut self, id: StreamId, code: u64) {
-        if self.forget_outbound(id) && !self.closed {
+        if self.outbound.remove(&id).is_some() && !self.closed {
             let stream = key(id);
             let code = browser_code(code);
             self.commands.push_back(WebCommand::Reset { stream, code });
@@ -395,18 +394,18 @@ impl Streams for WebStreams {
     }
 
     fn stopped(&mut self, id: StreamId) -> Option<u64> {
-        self.stopped.get(&id).copied()
+        self.outbound.get(&id).and_then(|o| o.stopped)
     }
 
     fn priority(&mut self, id: StreamId) -> i32 {
-        self.priorities.get(&id).copied().unwrap_or(0)
+        self.outbound.get(&id).map_or(0, |o| o.priority)
     }
 
     fn set_priority(&mut self, id: StreamId, priority: i32) {
-        if !self.writing.contains(&id) {
+        let Some(outbound) = self.outbound.get_mut(&id) else {
             return;
-        }
-        self.priorities.insert(id, priority);
+        };
+        outbound.priority = priority;
         let stream = key(id);
         self.commands
             .push_back(WebCommand::Priority { stream, priority });
@@ -611,7 +610,7 @@ mod tests {
 
     /// Entries kept for streams, over every table of them.
     fn tracked(w: &WebStreams) -> usize {
-        w.inbound.len() + w.aliases.len() + w.writing.len() + w.stopped.len() + w.priorities.len()
+        w.inbound.len() + w.aliases.len() + w.outbound.len()
     }
 
     #[test]
