@@ -39,6 +39,24 @@ describe('messaging', () => {
     expect(got.at(-1)).toBe('by key');
   });
 
+  it('sends unconfirmed messages in order with the rest; their ACK comes late, but comes', async () => {
+    const server = await echoServer();
+    const got: unknown[] = [];
+    server.onMessage((m) => got.push(m));
+    const t = transport();
+    const conn = await t.connect('127.0.0.1', server.port);
+    // Every other one unconfirmed: the last is confirmed, so all have arrived once it resolves.
+    const sends = Array.from({ length: 100 }, (_, i) => t.send(conn, { i }, { unconfirmed: i % 2 === 0 }));
+    await Promise.all(sends);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => ({ i })));
+    await t.sendBatch(conn, ['fire', 'and', 'forget'], { unconfirmed: true });
+    await eventually(() => got.length === 103, 'the unconfirmed batch');
+    expect(got.slice(100)).toEqual(['fire', 'and', 'forget']);
+    // The server acknowledges them on its own, later: nothing stays in flight.
+    await eventually(() => t.getPoolStats().idle === 1, 'the late ACK');
+    await rejectsWith(t.send(conn, 1, { unconfirmed: 'yes' as never }), 'ERR_INVALID_ARGUMENT');
+  });
+
   it('answers requests, and a thousand at once on one connection', async () => {
     const server = await echoServer();
     const t = transport();

@@ -1,6 +1,7 @@
 // One quicwire connection as JS sees it, on either side: a client's pooled connection or a
-// server's peer. Sends resolve when the peer's application has the message (delivery ACKs);
-// the engine bounds what waits for them (its send buffer, `sendBufferHigh`).
+// server's peer. Sends resolve when the peer's application has the message (delivery ACKs),
+// unconfirmed ones once the engine has taken them; the engine bounds what waits for ACKs
+// (its send buffer, `sendBufferHigh`).
 
 import { decode, encode } from './codec.js';
 import type { ConnectionInfo } from './engine.js';
@@ -8,7 +9,7 @@ import { codeNumber, invalidArgument, QuicwireError } from './errors.js';
 import { Fifo } from './fifo.js';
 import type { Hub } from './hub.js';
 import { Inbox } from './inbox.js';
-import { Op } from './layout.js';
+import { Op, UNCONFIRMED } from './layout.js';
 import type { Tracing } from './tracing.js';
 import type {
   ArrivalInfo,
@@ -64,6 +65,10 @@ export interface Delivery {
   reject(err: QuicwireError): void;
 }
 
+/** A delivery nobody waits for: it stands in `sent` for an unconfirmed message (whose
+ *  own delivery resolved when the engine took it), and goes with messages no one hears of. */
+export const UNWATCHED: Delivery = { remaining: Number.POSITIVE_INFINITY, resolve() {}, reject() {} };
+
 /** Our messages of one send priority, in order: each delivery queued in the hub until the
  *  engine takes it (pending), then until the peer ACKs it (sent). */
 class Lane {
@@ -73,6 +78,8 @@ class Lane {
   readonly sent = new Fifo<Delivery>();
   /** The hub reports each queued message's fate here, in queue order. */
   readonly handedOff: { ok(): void; fail(err: QuicwireError): void };
+  /** The same for an unconfirmed message: it counts as delivered once the engine has it. */
+  readonly handedOffUnconfirmed: { ok(): void; fail(err: QuicwireError): void };
 
   constructor(
     readonly priority: number,
@@ -87,6 +94,16 @@ class Lane {
         (this.pending.shift() as Delivery).reject(err);
         onFail(this);
       },
+    };
+    this.handedOffUnconfirmed = {
+      ok: () => {
+        this.queued += 1;
+        this.sent.push(UNWATCHED);
+        const d = this.pending.shift() as Delivery;
+        d.remaining -= 1;
+        if (d.remaining === 0) d.resolve();
+      },
+      fail: this.handedOff.fail,
     };
   }
 
@@ -183,7 +200,8 @@ export class Connection implements AsyncIterable<unknown> {
     return this.#closed === undefined;
   }
 
-  /** Sends one message; resolves once the peer's application has it. */
+  /** Sends one message; resolves once the peer's application has it (`unconfirmed`: once
+   *  it is queued to go). */
   send(message: unknown, options?: SendOptions): Promise<void> {
     return this.sendBatch([message], options);
   }
@@ -197,11 +215,16 @@ export class Connection implements AsyncIterable<unknown> {
     let lane: Lane;
     let bodies: Uint8Array[];
     let op: number = Op.Message;
+    let unconfirmed = false;
     try {
       lane = this.#lane(options?.priority ?? 0);
       if (options?.idempotent !== undefined) {
         if (typeof options.idempotent !== 'boolean') throw invalidArgument('idempotent must be a boolean');
         if (options.idempotent) op = Op.IdempotentMessage;
+      }
+      if (options?.unconfirmed !== undefined) {
+        if (typeof options.unconfirmed !== 'boolean') throw invalidArgument('unconfirmed must be a boolean');
+        unconfirmed = options.unconfirmed;
       }
       if (messages.length === 0) return Promise.resolve();
       this.#assertOpen();
@@ -211,17 +234,17 @@ export class Connection implements AsyncIterable<unknown> {
     }
     return new Promise((resolve, reject) => {
       const delivery: Delivery = { remaining: bodies.length, resolve, reject };
-      for (const body of bodies) this.#enqueue(op, lane, body, delivery);
+      for (const body of bodies) this.#enqueue(op, lane, body, delivery, unconfirmed);
     });
   }
 
   /** Sends one message already in the connection's encoding (copied now, on the default
    *  lane) and tells `delivery` what became of it: `send` without a promise, for code that
    *  forwards many messages (the bus). */
-  post(body: Uint8Array, delivery: Delivery): void {
+  post(body: Uint8Array, delivery: Delivery, unconfirmed = false): void {
     const why = this.#unsendable(body.length);
     if (why) delivery.reject(why);
-    else this.#enqueue(Op.Message, this.#lane0, body, delivery);
+    else this.#enqueue(Op.Message, this.#lane0, body, delivery, unconfirmed);
   }
 
   /** Sends an unreliable datagram (raw bytes, whatever the encoding): it may be lost, is
@@ -347,9 +370,11 @@ export class Connection implements AsyncIterable<unknown> {
     return lane;
   }
 
-  #enqueue(op: number, lane: Lane, body: Uint8Array, delivery: Delivery): void {
+  #enqueue(op: number, lane: Lane, body: Uint8Array, delivery: Delivery, unconfirmed: boolean): void {
     lane.pending.push(delivery);
-    this.#hub.queue(op, this.id, 0, body, 0, lane.handedOff, lane.priority);
+    if (unconfirmed)
+      this.#hub.queue(op, this.id, 0, body, UNCONFIRMED, lane.handedOffUnconfirmed, lane.priority);
+    else this.#hub.queue(op, this.id, 0, body, 0, lane.handedOff, lane.priority);
   }
 
   /** The engine says the peer has `delivered` of our messages on the lane of `priority`. */

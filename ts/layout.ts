@@ -18,6 +18,8 @@ export const Op = {
   Cancel: 8,
   Trace: 9,
 } as const;
+/** A message op's `extra`: its sender does not wait for the peer's ACK. */
+export const UNCONFIRMED = 1;
 
 /** Event kinds (`[kind, connection, b, c, d, offset, length]`). */
 export const Event = {

@@ -130,6 +130,12 @@ export interface SendOptions {
    *  go with the first packet, as 0-RTT data, which an attacker can replay; unless messages
    *  sent before them on their lane wait for the handshake (order holds). */
   idempotent?: boolean;
+  /** Resolve once queued to go, not once the peer's application has them (default false):
+   *  the peer acknowledges them late, in fewer packets. They still arrive in order and are
+   *  retransmitted until they do, but if the connection closes first, no error says so.
+   *  Past `sendBufferHigh` waiting bytes they reject with ERR_FLOW_CONTROL_PAUSED, as
+   *  confirmed sends do. */
+  unconfirmed?: boolean;
 }
 
 /** What a handler learns of a message or request besides its body. */

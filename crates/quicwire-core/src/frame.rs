@@ -26,6 +26,9 @@ pub enum Kind {
     GoAway = 8,
     /// Protocol version 2: the trace context of the request that follows on its stream.
     Trace = 9,
+    /// Protocol version 3: a MESSAGE whose sender does not wait for its ACK, so the
+    /// receiver may acknowledge it late, with a later ACK.
+    LazyMessage = 10,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             7 => Kind::Ack,
             8 => Kind::GoAway,
             9 => Kind::Trace,
+            10 => Kind::LazyMessage,
             _ => return None,
         })
     }
@@ -69,6 +73,8 @@ pub enum Frame {
     GoAway,
     /// A trace context (see [`put_trace`]), as the application wrote it.
     Trace(Bytes),
+    /// A message whose ACK may wait (see [`put_message_head`]).
+    LazyMessage(Bytes),
 }
 
 /// The longest trace context a TRACE frame carries: W3C `traceparent` in 26 bytes and a
@@ -84,15 +90,21 @@ const MAX_CONTROL_FRAME: u64 = MAX_ERROR_TEXT as u64 + 64;
 
 /// Appends a MESSAGE frame. `limit` is the receiver's maxMessageSize.
 pub fn put_message(out: &mut BytesMut, body: &[u8], limit: u64) -> Result<()> {
-    put_message_head(out, body.len(), limit)?;
+    put_message_head(out, body.len(), false, limit)?;
     out.put_slice(body);
     Ok(())
 }
 
-/// Appends the start of a MESSAGE frame whose `len` body bytes the caller sends next.
-pub fn put_message_head(out: &mut BytesMut, len: usize, limit: u64) -> Result<()> {
+/// Appends the start of a MESSAGE frame whose `len` body bytes the caller sends next; a
+/// LAZY_MESSAGE when `lazy` (protocol version 3): the receiver may acknowledge it late.
+pub fn put_message_head(out: &mut BytesMut, len: usize, lazy: bool, limit: u64) -> Result<()> {
     check_size(len, limit)?;
-    put_header(out, Kind::Message, None, len);
+    let kind = if lazy {
+        Kind::LazyMessage
+    } else {
+        Kind::Message
+    };
+    put_header(out, kind, None, len);
     Ok(())
 }
 
@@ -261,6 +273,7 @@ impl FrameDecoder {
         };
         Ok(match kind {
             Kind::Message => Frame::Message(body_frame(p)?),
+            Kind::LazyMessage => Frame::LazyMessage(body_frame(p)?),
             Kind::Request => {
                 let id = take_varint(&mut p, "request id")?;
                 Frame::Request {
@@ -456,6 +469,8 @@ mod tests {
         put_hello(&mut out, &hello);
         put_message(&mut out, b"hi", 10).unwrap();
         put_message(&mut out, b"", 10).unwrap();
+        put_message_head(&mut out, 4, true, 10).unwrap();
+        out.extend_from_slice(b"lazy");
         put_request(&mut out, 7, b"req", 10).unwrap();
         put_response(&mut out, 1 << 40, b"res", 10).unwrap();
         put_error(&mut out, 9, ErrorCode::Remote, "boom");
@@ -468,6 +483,7 @@ mod tests {
                 Frame::Hello(hello),
                 Frame::Message(Bytes::from_static(b"hi")),
                 Frame::Message(Bytes::new()),
+                Frame::LazyMessage(Bytes::from_static(b"lazy")),
                 Frame::Request {
                     id: 7,
                     body: Bytes::from_static(b"req")

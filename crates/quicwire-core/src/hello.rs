@@ -12,17 +12,24 @@ use crate::error::{Error, ErrorCode, Result};
 pub const ALPN_V1: &[u8] = b"quicwire/1";
 /// TLS ALPN of wire protocol version 2: version 1 and a request's trace context (TRACE).
 pub const ALPN_V2: &[u8] = b"quicwire/2";
+/// TLS ALPN of wire protocol version 3: version 2 and messages whose ACK may wait
+/// (LAZY_MESSAGE).
+pub const ALPN_V3: &[u8] = b"quicwire/3";
 /// The ALPNs this endpoint offers (a client) or accepts (a server), newest first: the
 /// handshake settles on the newest both speak, and both HELLOs carry that version.
-pub const ALPNS: [&[u8]; 2] = [ALPN_V2, ALPN_V1];
+pub const ALPNS: [&[u8]; 3] = [ALPN_V3, ALPN_V2, ALPN_V1];
 /// The newest wire protocol version, the one two quicwire endpoints of this release speak.
-pub const PROTOCOL_VERSION: u64 = 2;
+pub const PROTOCOL_VERSION: u64 = 3;
+/// The version of a WebTransport session (ALPN `h3`), where no ALPN names one: fixed, so
+/// that pages and servers of different releases still agree.
+pub const WEBTRANSPORT_VERSION: u64 = 2;
 
 /// The wire protocol version of a negotiated ALPN (None: not quicwire's).
 pub fn alpn_version(alpn: &[u8]) -> Option<u64> {
     match alpn {
         ALPN_V1 => Some(1),
         ALPN_V2 => Some(2),
+        ALPN_V3 => Some(3),
         _ => None,
     }
 }

@@ -27,7 +27,8 @@ pub use config::{CongestionControl, TransportConfig};
 pub use error::{app_code, Error, ErrorCode, Result};
 pub use frame::{Frame, FrameDecoder};
 pub use hello::{
-    alpn_version, Encoding, Hello, Negotiated, ALPNS, ALPN_V1, ALPN_V2, PROTOCOL_VERSION,
+    alpn_version, Encoding, Hello, Negotiated, ALPNS, ALPN_V1, ALPN_V2, ALPN_V3, PROTOCOL_VERSION,
+    WEBTRANSPORT_VERSION,
 };
 pub use pool::{PoolCounters, PoolKey, PoolTable};
 pub use stats::{ConnectionStats, PoolStats};

@@ -39,7 +39,7 @@ pub const EVENT_WORDS: usize = 7;
 
 /// Op codes: `[op, connection, id, length, extra, priority]`.
 pub mod op {
-    /// priority = its lane; body = the message.
+    /// priority = its lane, extra = [`UNCONFIRMED`] or 0; body = the message.
     pub const MESSAGE: u32 = 1;
     /// id = request id (unique among the caller's requests in flight on the connection),
     /// extra = timeout ms (0: the default), priority = its stream's; body = the request.
@@ -59,6 +59,9 @@ pub mod op {
     pub const CANCEL: u32 = 8;
     /// body = the trace context of the REQUEST (or IDEMPOTENT_REQUEST) op right after it.
     pub const TRACE: u32 = 9;
+    /// A MESSAGE's `extra` when its sender does not wait for the peer's ACK
+    /// ([`crate::SendOptions::unconfirmed`]).
+    pub const UNCONFIRMED: f64 = 1.0;
     /// Their names in `ts/layout.ts`.
     pub(crate) const NAMES: [(&str, u32); 9] = [
         ("Message", MESSAGE),
@@ -720,6 +723,7 @@ impl JsEngine {
                     let options = SendOptions {
                         priority: op.priority,
                         idempotent: op.code == op::IDEMPOTENT_MESSAGE,
+                        unconfirmed: op.extra == op::UNCONFIRMED,
                     };
                     let lane = (op.target, op.priority);
                     let mut found = outboxes.iter().position(|o| o.0 == lane);
@@ -753,6 +757,7 @@ impl JsEngine {
                             // One outbox per lane keeps the lane's order: it goes as 0-RTT
                             // data only if every message in it may.
                             outbox.options.idempotent &= options.idempotent;
+                            outbox.options.unconfirmed = options.unconfirmed;
                             outbox.push_shared(op.body, &shared)
                         }
                         Err(e) => Err(e.clone()),
@@ -975,7 +980,11 @@ pub fn typescript_layout() -> String {
     for (name, n) in op::NAMES {
         out += &format!("  {name}: {n},\n");
     }
-    out += "} as const;\n\n/** Event kinds (`[kind, connection, b, c, d, offset, length]`). */\nexport const Event = {\n";
+    out += &format!(
+        "}} as const;\n/** A message op's `extra`: its sender does not wait for the peer's ACK. */\nexport const UNCONFIRMED = {};\n\n",
+        op::UNCONFIRMED
+    );
+    out += "/** Event kinds (`[kind, connection, b, c, d, offset, length]`). */\nexport const Event = {\n";
     for (name, n) in event::NAMES {
         out += &format!("  {name}: {n},\n");
     }

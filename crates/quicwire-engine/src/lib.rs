@@ -37,7 +37,7 @@ pub use engine::Engine;
 pub use event::{ConnectionInfo, Event, Receipt};
 pub use ids::{ConnId, MAX_ID};
 pub use outbox::{Outbox, SendOptions, LARGE_BODY};
-pub use session::RequestOptions;
+pub use session::{RequestOptions, LAZY_ACK_DELAY};
 pub use stats::{ConnectionEntry, ConnectionState, EngineStats};
 /// The clock type every entry point takes `now` in (std's, or the browser's in wasm).
 pub use web_time::Instant;

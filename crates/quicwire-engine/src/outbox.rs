@@ -98,6 +98,10 @@ pub struct SendOptions {
     /// an attacker can replay (unless messages sent before them on the lane wait for the
     /// handshake: order holds).
     pub idempotent: bool,
+    /// The sender does not wait for the peer's ACK: on a connection of protocol version 3
+    /// they go as LAZY_MESSAGE, which the peer acknowledges late, in a later ACK (while the
+    /// lane's window is at least half free; past that as MESSAGE, whose ACK frees it).
+    pub unconfirmed: bool,
 }
 
 /// Messages for one connection, placed as they are pushed (see the module). Build it with
@@ -110,6 +114,8 @@ pub struct Outbox {
     pub(crate) options: SendOptions,
     /// The largest body the peer accepts.
     limit: u64,
+    /// The peer takes LAZY_MESSAGE frames (protocol version 3).
+    lazy_frames: bool,
     high: u64,
     /// The send buffer as it will be once this is sent.
     unacked_bytes: u64,
@@ -130,6 +136,7 @@ impl Outbox {
         peer: Arc<str>,
         options: SendOptions,
         limit: u64,
+        lazy_frames: bool,
         high: u64,
         buffer: &SendBuffer,
     ) -> Outbox {
@@ -137,6 +144,7 @@ impl Outbox {
             peer,
             options,
             limit,
+            lazy_frames,
             high,
             unacked_bytes: buffer.unacked_bytes,
             held_bytes: buffer.held_bytes,
@@ -198,18 +206,22 @@ impl Outbox {
             }
         };
         if now {
+            // Lazy only while the window stays half free: a MESSAGE's ACK frees it in time.
+            let lazy = self.options.unconfirmed
+                && self.lazy_frames
+                && self.unacked_bytes + size <= self.high / 2;
+            frame::put_message_head(&mut self.open, body.len(), lazy, self.limit)?;
             if large {
-                frame::put_message_head(&mut self.open, body.len(), self.limit)?;
                 self.chunks.push(self.open.split().freeze());
                 self.chunks.push(body_bytes(body));
             } else {
-                frame::put_message(&mut self.open, body, self.limit)?;
+                self.open.extend_from_slice(body);
             }
             self.unacked_bytes += size;
             self.sizes.push(size);
         } else {
             let mut head = BytesMut::new();
-            frame::put_message_head(&mut head, body.len(), self.limit)?;
+            frame::put_message_head(&mut head, body.len(), false, self.limit)?;
             self.held.push(Held {
                 head: head.freeze(),
                 body: body_bytes(body),
@@ -254,7 +266,14 @@ mod tests {
     use super::*;
 
     fn outbox(buffer: &SendBuffer, high: u64) -> Outbox {
-        Outbox::new("peer".into(), SendOptions::default(), 1 << 20, high, buffer)
+        Outbox::new(
+            "peer".into(),
+            SendOptions::default(),
+            1 << 20,
+            true,
+            high,
+            buffer,
+        )
     }
 
     #[test]
@@ -286,7 +305,14 @@ mod tests {
     #[test]
     fn a_message_over_the_peers_limit_is_refused_alone() {
         let buffer = SendBuffer::default();
-        let mut out = Outbox::new("peer".into(), SendOptions::default(), 10, 100, &buffer);
+        let mut out = Outbox::new(
+            "peer".into(),
+            SendOptions::default(),
+            10,
+            true,
+            100,
+            &buffer,
+        );
         assert_eq!(
             out.push(&[0; 11]).unwrap_err().code,
             ErrorCode::MessageTooLarge

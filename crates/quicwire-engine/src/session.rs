@@ -5,7 +5,8 @@
 //!   a server's as 0.5-RTT data), then ACK and GOAWAY frames;
 //! - each side sends messages on a unidirectional channel stream per lane (send priority:
 //!   the stream's, so a higher lane's messages pass a lower one's); the receiver ACKs each
-//!   lane's once handed to the application;
+//!   lane's once handed to the application: at once for a MESSAGE, within
+//!   [`LAZY_ACK_DELAY`] for a LAZY_MESSAGE (whose sender does not wait for it);
 //! - every request has its own bidirectional stream.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -15,7 +16,7 @@ use quicwire_core::config::{grown_stream_credit, initial_stream_credit, MAX_LANE
 use quicwire_core::frame::{self, Frame, FrameReader};
 use quicwire_core::{
     alpn_version, app_code, ConnectionStats, Encoding, Error, ErrorCode, Hello, Negotiated,
-    TransportConfig, PROTOCOL_VERSION,
+    TransportConfig, PROTOCOL_VERSION, WEBTRANSPORT_VERSION,
 };
 use quinn_proto::{Dir, StreamId};
 use web_time::{Duration, Instant};
@@ -23,6 +24,11 @@ use web_time::{Duration, Instant};
 use crate::outbox::{Outbox, SendBuffer, SendOptions};
 use crate::streams::{Read, Streams};
 use crate::webtransport::{self, Change, WebTransport};
+
+/// How long an ACK for LAZY_MESSAGE frames alone may wait: to go with a later one, and to
+/// send fewer packets. Its sender resolved them already; the ACK only frees its window (and
+/// lets the connection count as idle).
+pub const LAZY_ACK_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
@@ -167,6 +173,10 @@ struct Channel {
     delivered: u64,
     /// Its channel number, which our ACKs name.
     number: u64,
+    /// MESSAGE frames (not LAZY_MESSAGE) handed over whose ACK is still to go: the count
+    /// through the first of them and through the last (0, 0: none). An ACK that covers the
+    /// first goes at once.
+    waiting: (u64, u64),
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +208,8 @@ pub(crate) struct Session {
     /// Peer channels: their frames being read, and messages delivered.
     channels_in: HashMap<StreamId, Channel>,
     acks_due: Vec<(u64, u64)>,
+    /// When `acks_due`, none of them for a MESSAGE, must go.
+    lazy_acks_at: Option<Instant>,
     requests_out: HashMap<StreamId, Outgoing>,
     /// Requests not yet on a stream (the peer's stream limit was reached).
     requests_waiting: VecDeque<Waiting>,
@@ -271,6 +283,7 @@ impl Session {
             early: None,
             channels_in: HashMap::new(),
             acks_due: Vec::new(),
+            lazy_acks_at: None,
             requests_out: HashMap::new(),
             requests_waiting: VecDeque::new(),
             next_wire_id: 1,
@@ -422,11 +435,11 @@ impl Session {
         if let Some(assumed) = self.assumed {
             return assumed.version;
         }
-        // `h3` (WebTransport) names no version: such sessions speak the newest.
+        // `h3` (WebTransport) names no version.
         conn.alpn()
             .as_deref()
             .and_then(alpn_version)
-            .unwrap_or(PROTOCOL_VERSION)
+            .unwrap_or(WEBTRANSPORT_VERSION)
     }
 
     /// Opens our control stream with our HELLO, once: a server as soon as it accepts (the
@@ -562,6 +575,7 @@ impl Session {
             peer,
             options,
             negotiated.peer_max_message_size,
+            negotiated.version >= 3,
             self.params.send_buffer_high,
             buffer,
         ))
@@ -580,6 +594,7 @@ impl Session {
         let SendOptions {
             priority,
             idempotent,
+            ..
         } = outbox.options;
         let at = match self.lanes.iter().position(|l| l.priority == priority) {
             Some(at) => at,
@@ -820,7 +835,7 @@ impl Session {
         true
     }
 
-    /// The earliest request deadline.
+    /// The earliest request deadline, or when lazy ACKs are due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let waiting = self.requests_waiting.iter().map(|r| r.deadline);
         let reading = self.requests_in.values().map(|r| r.deadline);
@@ -830,6 +845,7 @@ impl Session {
             .chain(waiting)
             .chain(reading)
             .chain(self.webtransport_deadline())
+            .chain(self.lazy_acks_at)
             .min()
     }
 
@@ -840,8 +856,11 @@ impl Session {
         Some(wt.started + self.params.request_timeout)
     }
 
-    /// Fails requests past their deadline (their streams are reset).
+    /// Fails requests past their deadline (their streams are reset); sends lazy ACKs due.
     pub fn expire(&mut self, conn: &mut impl Streams, now: Instant, out: &mut Vec<Outcome>) {
+        if self.lazy_acks_at.is_some_and(|at| at <= now) {
+            self.write_acks(conn);
+        }
         if self.webtransport_deadline().is_some_and(|d| d <= now) {
             let e = Error::new(
                 ErrorCode::Timeout,
@@ -923,6 +942,7 @@ impl Session {
                 reader: FrameReader::new(self.params.max_message_size),
                 delivered: 0,
                 number,
+                waiting: (0, 0),
             };
             self.channels_in.insert(id, channel);
         }
@@ -1060,11 +1080,13 @@ impl Session {
         let mut broken = Vec::new();
         // Before the client's Finished: 0-RTT data, which an attacker may have replayed.
         let early = !self.is_client && conn.is_handshaking();
+        let version = self.version;
         for (id, channel) in self.channels_in.iter_mut() {
             let Channel {
                 reader,
                 delivered,
                 number,
+                waiting,
             } = channel;
             let before = *delivered;
             let failure = match read_into(conn, *id, reader, codes) {
@@ -1073,20 +1095,26 @@ impl Session {
                     continue;
                 }
                 Ok(_) => loop {
-                    match reader.next_frame() {
-                        Ok(Some(Frame::Message(body))) => {
-                            *delivered += 1;
-                            self.counters.messages_in += 1;
-                            self.counters.bytes_in += body.len() as u64;
-                            self.last_active = now;
-                            out.push(Outcome::Message { body, early });
-                        }
+                    let (body, lazy) = match reader.next_frame() {
+                        Ok(Some(Frame::Message(body))) => (body, false),
+                        Ok(Some(Frame::LazyMessage(body))) if version >= 3 => (body, true),
                         Ok(None) => break None,
                         Ok(Some(other)) => {
                             break Some(Error::protocol(format!("{other:?} on a channel stream")))
                         }
                         Err(e) => break Some(e),
+                    };
+                    *delivered += 1;
+                    if !lazy {
+                        if waiting.0 == 0 {
+                            waiting.0 = *delivered;
+                        }
+                        waiting.1 = *delivered;
                     }
+                    self.counters.messages_in += 1;
+                    self.counters.bytes_in += body.len() as u64;
+                    self.last_active = now;
+                    out.push(Outcome::Message { body, early });
                 },
             };
             if *delivered > before {
@@ -1233,13 +1261,40 @@ impl Session {
         });
     }
 
-    /// Tells the peer its messages up to `delivered` on `stream` reached the application.
-    pub fn acknowledge(&mut self, conn: &mut impl Streams, stream: u64, delivered: u64) {
+    /// Tells the peer its messages up to `delivered` on `stream` reached the application:
+    /// at once when they include a MESSAGE, whose sender waits for it; within
+    /// [`LAZY_ACK_DELAY`] when they are all LAZY_MESSAGE frames.
+    pub fn acknowledge(
+        &mut self,
+        conn: &mut impl Streams,
+        stream: u64,
+        delivered: u64,
+        now: Instant,
+    ) {
         upsert(&mut self.acks_due, stream, delivered);
-        self.write_acks(conn);
+        let channel = self.channels_in.values_mut().find(|c| c.number == stream);
+        let lazy = channel.is_some_and(|c| {
+            let (first, last) = c.waiting;
+            if first != 0 && first <= delivered {
+                // Any MESSAGE after these comes with a later receipt, which covers `last`.
+                c.waiting = if last > delivered {
+                    (last, last)
+                } else {
+                    (0, 0)
+                };
+                return false;
+            }
+            true
+        });
+        if !lazy {
+            self.write_acks(conn);
+        } else if self.lazy_acks_at.is_none() {
+            self.lazy_acks_at = Some(now + LAZY_ACK_DELAY);
+        }
     }
 
     fn write_acks(&mut self, conn: &mut impl Streams) {
+        self.lazy_acks_at = None;
         let Some(control) = self.control else { return };
         if self.acks_due.is_empty() {
             return;

@@ -1,6 +1,7 @@
 //! WebTransport over HTTP/3 (ALPN `h3`) around a quicwire session, on the server: a browser's
 //! `new WebTransport(url)` reaches the same session that a quicwire client gets over
-//! `quicwire/2`, only its streams are wrapped.
+//! `quicwire/2` (its version: [`quicwire_core::WEBTRANSPORT_VERSION`]), only its streams are
+//! wrapped.
 //!
 //! - Each side opens an HTTP/3 control stream with its SETTINGS; the client's QPACK streams
 //!   and control stream are read and set aside (QPACK here uses the static table only).

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::{acknowledge_all, connect, messages, send, send_with, wait, Setup, PATIENCE};
 use quicwire_core::{Error, ErrorCode};
 use quicwire_engine::sim::{Link, Network};
-use quicwire_engine::{Event, RequestOptions, SendOptions, LARGE_BODY};
+use quicwire_engine::{Event, RequestOptions, SendOptions, LARGE_BODY, LAZY_ACK_DELAY};
 
 /// Messages on the lane of `priority`.
 fn lane(priority: i32) -> SendOptions {
@@ -26,6 +26,14 @@ fn lane(priority: i32) -> SendOptions {
 const SAFE: SendOptions = SendOptions {
     priority: 0,
     idempotent: true,
+    unconfirmed: false,
+};
+
+/// Messages whose sender does not wait for the ACK, on the default lane.
+const UNCONFIRMED: SendOptions = SendOptions {
+    priority: 0,
+    idempotent: false,
+    unconfirmed: true,
 };
 
 fn request(net: &mut Network, host: usize, conn: quicwire_engine::ConnId, id: u64, body: &[u8]) {
@@ -482,6 +490,46 @@ fn a_slow_reader_fills_the_send_buffer_then_sends_fail() {
         .unwrap()
         .push(&chunk)
         .is_ok());
+}
+
+/// Runs until `host` has the ACK for `delivered` messages of the default lane; when it came.
+fn acked_at(net: &mut Network, host: usize, delivered: u64) -> web_time::Instant {
+    let acked = |e: &Event| matches!(e, Event::Acked { delivered: d, .. } if *d == delivered);
+    wait(net, host, acked);
+    net.now()
+}
+
+#[test]
+fn unconfirmed_messages_are_acknowledged_late_unless_a_message_follows() {
+    let setup = Setup::new();
+    let high = 64 * 1024;
+    let (mut net, c, s) = setup.network(13, |c| c.transport.send_buffer_high = high, |_| {});
+    let (id, _) = connect(&mut net, c, s);
+    // LAZY_MESSAGE frames: the receiver's application has them, its ACK waits.
+    send_with(&mut net, c, id, UNCONFIRMED, &[b"a", b"b", b"c"]);
+    net.run_until(PATIENCE, |net| messages(net, s).len() == 3);
+    let taken = net.now();
+    acknowledge_all(&mut net, s);
+    assert!(acked_at(&mut net, c, 3) - taken >= LAZY_ACK_DELAY);
+    // A MESSAGE after them: its ACK goes at once, and covers the lazy ones before it.
+    send_with(&mut net, c, id, UNCONFIRMED, &[b"d"]);
+    send(&mut net, c, id, &[b"e"]);
+    net.run_until(PATIENCE, |net| messages(net, s).len() == 5);
+    let taken = net.now();
+    acknowledge_all(&mut net, s);
+    assert!(acked_at(&mut net, c, 5) - taken < LAZY_ACK_DELAY / 10);
+    // Unconfirmed, but past half the window: the frame asks for its ACK, which frees it.
+    let chunk = vec![7u8; 16 * 1024];
+    send_with(&mut net, c, id, UNCONFIRMED, &[&chunk, &chunk, &chunk]);
+    net.run_until(PATIENCE, |net| messages(net, s).len() == 8);
+    let taken = net.now();
+    acknowledge_all(&mut net, s);
+    assert!(acked_at(&mut net, c, 8) - taken < LAZY_ACK_DELAY / 10);
+    assert_eq!(
+        messages(&mut net, s),
+        [&b"a"[..], b"b", b"c", b"d", b"e", &chunk, &chunk, &chunk]
+    );
+    assert!(net.engine(c).connection_state(id).unwrap().idle);
 }
 
 #[test]

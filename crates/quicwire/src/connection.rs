@@ -184,9 +184,13 @@ impl Connection {
         self.send_batch_with(bodies, SendOptions::default()).await
     }
 
-    /// [`Self::send_batch`] on the lane of `options.priority`.
+    /// [`Self::send_batch`] on the lane of `options.priority`; with `options.unconfirmed`,
+    /// returns once they are queued to go, without waiting for the peer's ACK.
     pub async fn send_batch_with(&self, bodies: &[&[u8]], options: SendOptions) -> Result<()> {
         let queued = self.enqueue(bodies, options)?;
+        if options.unconfirmed {
+            return Ok(());
+        }
         self.delivered(queued).await
     }
 

@@ -171,6 +171,29 @@ async fn message_lanes_keep_their_own_order_and_acknowledgements() {
 }
 
 #[tokio::test]
+async fn unconfirmed_messages_return_at_once_and_are_acknowledged_late() {
+    let f = start_server(|_| {});
+    let port = f.server.local_addr().port();
+    let mut received = serve_echo(f.events);
+    let c = client(&f.ca, |_| {});
+    let conn = c.connect("127.0.0.1", port).await.unwrap();
+    let options = SendOptions {
+        unconfirmed: true,
+        ..Default::default()
+    };
+    conn.send_batch_with(&[b"a", b"b"], options).await.unwrap();
+    // The peer acknowledges them late, but it does: `delivered` sees the ACK come.
+    let queued = conn.enqueue(&[b"c"], options).unwrap();
+    conn.delivered(queued).await.unwrap();
+    assert_eq!(conn.acked(0), 3);
+    let mut got = Vec::new();
+    while let Ok(body) = received.try_recv() {
+        got.push(body);
+    }
+    assert_eq!(got, [&b"a"[..], b"b", b"c"]);
+}
+
+#[tokio::test]
 async fn a_resumed_connection_sends_idempotent_requests_as_0rtt_data() {
     let f = start_server(|c| c.transport.early_data = true);
     let port = f.server.local_addr().port();

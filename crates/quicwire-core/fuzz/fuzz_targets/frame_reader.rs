@@ -61,6 +61,11 @@ fn round_trip(f: &Frame, limit: u64) {
             assert!(body.len() as u64 <= limit, "a body over the limit was accepted");
             frame::put_message(&mut out, body, limit).expect("an accepted body re-encodes");
         }
+        Frame::LazyMessage(body) => {
+            assert!(body.len() as u64 <= limit, "a body over the limit was accepted");
+            frame::put_message_head(&mut out, body.len(), true, limit).expect("re-encodes");
+            out.extend_from_slice(body);
+        }
         Frame::Request { id, body } => {
             assert!(body.len() as u64 <= limit);
             frame::put_request(&mut out, *id, body, limit).expect("re-encodes");

@@ -260,7 +260,7 @@ impl Engine {
         self.at(now);
         if let Some(conn) = self.connections.get_mut(&id) {
             conn.session
-                .acknowledge(&mut conn.link, receipt.stream, receipt.delivered);
+                .acknowledge(&mut conn.link, receipt.stream, receipt.delivered, now);
             touch(&mut self.touched, id, conn);
         }
     }
