@@ -37,25 +37,32 @@ export interface BusSystem {
 
 const noop = () => {};
 
-export const quicwire: BusSystem = {
-  name: 'quicwire-bus',
-  describe: 'quicwire: QuicBus and one Agent per agent (QUIC, TLS 1.3), msgpack bin payloads',
-  async connect(port, tls, index, worker, on) {
-    const agent = await Agent.connect(`127.0.0.1:${port}`, { ca: tls.cert, name: `a${index}` });
-    agent.onMessage((m) => on.message(m as Uint8Array));
-    agent.onRequest((m) => m);
-    if (worker) await agent.subscribe('work', (m) => on.work(m as Uint8Array), { queue: 'workers' });
-    return {
-      // The application does not wait for each delivery: the window (in the driver) bounds
-      // what is in flight, as for the other buses.
-      send: (to, payload) => void agent.send(`a${to}`, payload).catch(noop),
-      request: async (to, payload) => (await agent.request(`a${to}`, payload)) as Uint8Array,
-      broadcast: (payload) => void agent.broadcast(payload).catch(noop),
-      enqueue: (payload) => void agent.publish('work', payload).catch(noop),
-      close: () => agent.close(),
-    };
-  },
-};
+/** quicwire's bus; `unconfirmed`: sends and publishes resolve once queued to go, as a NATS
+ *  publish does, rather than once the receivers' handlers have them. */
+function quicwireBus(unconfirmed: boolean): BusSystem {
+  const how = { unconfirmed };
+  return {
+    name: unconfirmed ? 'quicwire-bus-unconfirmed' : 'quicwire-bus',
+    describe: `quicwire: QuicBus and one Agent per agent (QUIC, TLS 1.3), msgpack bin payloads; sends ${
+      unconfirmed ? 'unconfirmed, like a NATS publish' : 'confirmed: each resolves once its receivers have it'
+    }`,
+    async connect(port, tls, index, worker, on) {
+      const agent = await Agent.connect(`127.0.0.1:${port}`, { ca: tls.cert, name: `a${index}` });
+      agent.onMessage((m) => on.message(m as Uint8Array));
+      agent.onRequest((m) => m);
+      if (worker) await agent.subscribe('work', (m) => on.work(m as Uint8Array), { queue: 'workers' });
+      return {
+        // The application does not wait for each delivery: the window (in the driver) bounds
+        // what is in flight, as for the other buses.
+        send: (to, payload) => void agent.send(`a${to}`, payload, how).catch(noop),
+        request: async (to, payload) => (await agent.request(`a${to}`, payload)) as Uint8Array,
+        broadcast: (payload) => void agent.broadcast(payload, how).catch(noop),
+        enqueue: (payload) => void agent.publish('work', payload, how).catch(noop),
+        close: () => agent.close(),
+      };
+    },
+  };
+}
 
 export const nats: BusSystem = {
   name: 'nats',
@@ -199,4 +206,4 @@ export async function listenQuicBus(tls: Tls): Promise<{ port: number; close(): 
   return { port: bus.port, close: () => bus.close() };
 }
 
-export const SYSTEMS = [quicwire, nats, wsHub];
+export const SYSTEMS = [quicwireBus(false), quicwireBus(true), nats, wsHub];

@@ -337,7 +337,7 @@ function table(
 if (args.hub) {
   // The bus process: quicwire's bus or the WebSocket hub.
   const tls = JSON.parse(process.env.BUS_TLS as string);
-  const hub = args.hub === 'quicwire-bus' ? await listenQuicBus(tls) : await listenWsHub(tls);
+  const hub = args.hub.startsWith('quicwire-bus') ? await listenQuicBus(tls) : await listenWsHub(tls);
   console.log(`READY ${hub.port}`);
   process.once('SIGTERM', () => void hub.close().then(() => process.exit(0)));
 } else if (args.run) {

@@ -113,6 +113,32 @@ describe('bus', () => {
     );
   });
 
+  it('sends, publishes and broadcasts unconfirmed: resolved once queued, in order, told nothing', async () => {
+    const b = await bus();
+    const alice = await agent(b, 'alice');
+    const bob = await agent(b, 'bob');
+    const carol = await agent(b, 'carol');
+    const got: unknown[] = [];
+    bob.onMessage((m) => got.push(m));
+    await bob.subscribe('news', (m) => got.push(`news:${m}`));
+    const carolGot: unknown[] = [];
+    carol.onMessage((m) => carolGot.push(m));
+    await carol.subscribe('news', (m) => carolGot.push(`news:${m}`));
+    const how = { unconfirmed: true } as const;
+    expect(await alice.send('bob', 'quick', how)).toBeUndefined();
+    expect(await alice.publish('news', 'n', how)).toBeUndefined();
+    expect(await alice.broadcast('all', how)).toBeUndefined();
+    // Nobody of that name: no word of it, and the agent goes on.
+    await alice.send('nobody', 1, how);
+    // A confirmed send after them resolves once Bob has it, so he has them all, in order.
+    await alice.send('bob', 'after');
+    expect(got).toEqual(['quick', 'news:n', 'all', 'after']);
+    await eventually(() => carolGot.length === 2, 'carol has hers');
+    expect(carolGot).toEqual(['news:n', 'all']);
+    await rejectsWith(alice.send('bob', 1, { unconfirmed: 1 as never }), 'ERR_INVALID_ARGUMENT');
+    expect(await alice.publish('news', 'confirmed')).toBe(2);
+  });
+
   it("shares one socket among a process's agents with the same options, each on its own connection", async () => {
     const b = await bus();
     const peers = () => b.server.peers().map((p) => p.peer);
@@ -413,10 +439,14 @@ describe('bus', () => {
     open.splice(open.indexOf(b), 1);
     await eventually(() => alice.state === 'reconnecting' && bob.state === 'reconnecting', 'both saw it go');
     // Held while the bus is away, delivered in order once both are back.
-    const held = [alice.send('bob', 'held1'), alice.send('bob', 'held2')];
+    const held = [
+      alice.send('bob', 'held1'),
+      alice.send('bob', 'held2', { unconfirmed: true }),
+      alice.send('bob', 'held3'),
+    ];
     b = await bus({ port });
     await Promise.all(held);
-    expect(got).toEqual(['held1', 'held2']);
+    expect(got).toEqual(['held1', 'held2', 'held3']);
     expect(await alice.publish('news', 'again')).toBe(1);
     expect(got.at(-1)).toBe('news:again');
     expect(states).toEqual(['reconnecting', 'connected']);

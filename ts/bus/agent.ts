@@ -3,7 +3,7 @@
 // sent meanwhile in a bounded buffer.
 
 import { decode, encode } from '../codec.js';
-import type { Connection, Delivery } from '../connection.js';
+import { type Connection, type Delivery, UNWATCHED } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { aborted } from '../hub.js';
 import { Inbox } from '../inbox.js';
@@ -40,6 +40,12 @@ export interface SendOptions {
   /** Aborting rejects with ERR_ABORTED: a message still held while reconnecting is
    *  dropped; one on its way may still arrive. */
   signal?: AbortSignal;
+  /** Resolve once queued to go, as a NATS publish does (default false): no word comes
+   *  back of who got it, or that no one did (no ERR_NO_RESPONDERS), and `publish` and
+   *  `broadcast` resolve with undefined. The bus and the receivers acknowledge it late, in
+   *  fewer packets. It still arrives once, in order with the agent's other sends, unless
+   *  a connection on its way closes first. */
+  unconfirmed?: boolean;
 }
 
 export interface AgentRequestOptions {
@@ -139,7 +145,8 @@ export class Agent {
   // Sends and publishes: waiting for their ACK, and held while reconnecting.
   #seq = 0;
   readonly #pending = new Map<number, Outgoing>();
-  readonly #held: { out: Outgoing; frame: Uint8Array }[] = [];
+  /** Held while reconnecting: `out` undefined for an unconfirmed one. */
+  readonly #held: { out: Outgoing | undefined; frame: Uint8Array }[] = [];
   /** Requests waiting for the connection. */
   readonly #waiters = new Set<{ resolve(c: Connection): void; reject(e: QuicwireError): void }>();
   // What the bus is told again after a reconnect.
@@ -268,7 +275,8 @@ export class Agent {
   }
 
   /** Sends `message` to the agent named `to`; resolves once that agent has it (its
-   *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected. */
+   *  handler, or its queue). ERR_NO_RESPONDERS at once when no such agent is connected.
+   *  `unconfirmed`: resolves once queued to go, and tells of neither. */
   send(to: string, message: unknown, options?: SendOptions): Promise<void> {
     let payload: Uint8Array;
     try {
@@ -282,16 +290,25 @@ export class Agent {
 
   /** Publishes `message` on `subject` (no wildcards): every subscriber gets it, one per
    *  queue group. Resolves with how many agents' handlers have it (0 when nobody
-   *  subscribes). */
-  async publish(subject: string, message: unknown, options?: SendOptions): Promise<number> {
+   *  subscribes); `unconfirmed`: with undefined, once queued to go. */
+  publish(
+    subject: string,
+    message: unknown,
+    options: SendOptions & { unconfirmed: true },
+  ): Promise<undefined>;
+  publish(subject: string, message: unknown, options?: SendOptions): Promise<number>;
+  async publish(subject: string, message: unknown, options?: SendOptions): Promise<number | undefined> {
     checkSubject('subject', subject, false);
-    return (await this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject, options)) as number;
+    return await this.#post(Kind.Publish, subject, encode(message, 'msgpack'), subject, options);
   }
 
-  /** Sends `message` to every other agent on the bus; resolves with how many have it. */
-  async broadcast(message: unknown, options?: SendOptions): Promise<number> {
+  /** Sends `message` to every other agent on the bus; resolves with how many have it
+   *  (`unconfirmed`: with undefined, once queued to go). */
+  broadcast(message: unknown, options: SendOptions & { unconfirmed: true }): Promise<undefined>;
+  broadcast(message: unknown, options?: SendOptions): Promise<number>;
+  async broadcast(message: unknown, options?: SendOptions): Promise<number | undefined> {
     const payload = encode(message, 'msgpack');
-    return (await this.#post(Kind.Broadcast, undefined, payload, 'every agent', options)) as number;
+    return await this.#post(Kind.Broadcast, undefined, payload, 'every agent', options);
   }
 
   /** A request to the agent named `to`; resolves with its handler's answer. */
@@ -422,6 +439,9 @@ export class Agent {
         return Promise.reject(invalidArgument('signal must be an AbortSignal'));
       if (signal.aborted) return Promise.reject(aborted(signal));
     }
+    const unconfirmed = options?.unconfirmed ?? false;
+    if (typeof unconfirmed !== 'boolean')
+      return Promise.reject(invalidArgument('unconfirmed must be a boolean'));
     const conn = this.#conn;
     if (!conn && this.#held.length >= this.#bufferLimit) {
       return Promise.reject(
@@ -431,7 +451,17 @@ export class Agent {
         ),
       );
     }
-    this.#seq = (this.#seq + 1) >>> 0;
+    if (unconfirmed) {
+      // Sequence number 0: the bus sends no ACK entry for it.
+      const w = FrameWriter.scratch().u8(kind).u32(0);
+      if (to !== undefined) w.str(to);
+      const frame = w.bytes(payload).done();
+      if (conn) conn.post(frame, UNWATCHED, true);
+      else this.#held.push({ out: undefined, frame: frame.slice() });
+      return Promise.resolve(undefined);
+    }
+    // 0 is for unconfirmed sends.
+    this.#seq = (this.#seq + 1) >>> 0 || 1;
     const seq = this.#seq;
     const w = FrameWriter.scratch().u8(kind).u32(seq);
     if (to !== undefined) w.str(to);
@@ -439,7 +469,8 @@ export class Agent {
     const sent = new Promise<number | undefined>((resolve, reject) => {
       const out = new Outgoing(this.#pending, seq, resolve, reject, what, kind !== Kind.Send);
       this.#pending.set(seq, out);
-      if (conn) conn.post(frame, out);
+      // Unconfirmed: the bus's ACK entry, not quicwire's ACK, settles it.
+      if (conn) conn.post(frame, out, true);
       else this.#held.push({ out, frame: frame.slice() });
     });
     return signal ? this.#abortable(sent, seq, signal) : sent;
@@ -449,7 +480,7 @@ export class Agent {
    *  on its way may still arrive. */
   #abortable<T>(sent: Promise<T>, seq: number, signal: AbortSignal): Promise<T> {
     const abort = () => {
-      const at = this.#held.findIndex((h) => h.out.seq === seq);
+      const at = this.#held.findIndex((h) => h.out?.seq === seq);
       if (at >= 0) this.#held.splice(at, 1);
       this.#pending.get(seq)?.reject(aborted(signal));
     };
@@ -659,7 +690,7 @@ export class Agent {
       return;
     }
     // Held frames go first, before anything sent from now on.
-    for (const { out, frame } of this.#held.splice(0)) conn.post(frame, out);
+    for (const { out, frame } of this.#held.splice(0)) conn.post(frame, out ?? UNWATCHED, true);
     this.#conn = conn;
     this.#setState('connected');
     for (const w of [...this.#waiters]) w.resolve(conn);

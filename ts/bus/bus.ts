@@ -2,17 +2,21 @@
 // subject. It reads a frame's head and passes the payload on as it came; each agent has a
 // connection of its own, so a slow agent holds up only what is sent to it.
 
-import type { Connection, Delivery } from '../connection.js';
+import { type Connection, type Delivery, UNWATCHED } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { checkKeys, checkObject } from '../options.js';
 import { QuicServer } from '../server.js';
-import type { ServerOptions } from '../types.js';
+import type { SendOptions, ServerOptions } from '../types.js';
 import { Cluster, type ClusterHost, type ClusterOptions, type NodeState } from './cluster.js';
 import { type Control, decodeControl, encodeControl } from './control.js';
 import { answer, FrameReader, FrameWriter, Kind, OK, statusOf } from './frames.js';
 import { Leases } from './leases.js';
 import { pickByKey } from './shard.js';
 import { SubjectIndex } from './subjects.js';
+
+/** How ACK entries and presence go: information the bus need not hear the fate of, so
+ *  the agent acknowledges it late, in fewer packets. */
+const INFORMATION: SendOptions = { unconfirmed: true };
 
 export interface BusOptions extends ServerOptions {
   /** Share one namespace with other bus nodes through NATS: agents on any node reach each
@@ -32,7 +36,8 @@ export interface PresenceEvent {
 
 /** How the bus reaches an agent: its connection, or (in a cluster) its node. */
 interface Link {
-  post(frame: Uint8Array, delivery: Delivery): void;
+  /** `unconfirmed`: the delivery settles once the frame is queued to go. */
+  post(frame: Uint8Array, delivery: Delivery, unconfirmed?: boolean): void;
   request(frame: Uint8Array, options: { timeoutMs: number; signal?: AbortSignal }): Promise<unknown>;
 }
 
@@ -183,31 +188,33 @@ export class QuicBus {
       conn.close(); // Not even a frame's head: not an agent's.
       return;
     }
+    // Sequence number 0: unconfirmed, passed on unconfirmed, with no ACK entry.
+    const tally = (n: number, one: boolean) => (seq === 0 ? undefined : new Tally(n, from, seq, one));
     try {
       if (kind === Kind.Send) {
         const name = r.str();
         const to = this.#find(name);
         if (!to) throw noAgent(name);
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
-        forward(to, frame, new Tally(1, from, seq, true));
+        forward(to, frame, tally(1, true));
       } else if (kind === Kind.Publish) {
         const subject = r.str();
         const payload = r.rest();
         const targets = this.#targets(subject, '');
-        const tally = new Tally(targets.size, from, seq, false);
+        const t = tally(targets.size, false);
         for (const [member, sids] of targets) {
-          forward(member, subjectFrame(Kind.Event, sids, subject, from.name, payload), tally);
+          forward(member, subjectFrame(Kind.Event, sids, subject, from.name, payload), t);
         }
       } else if (kind === Kind.Broadcast) {
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
         const all = this.#everyone().filter((m) => m !== from);
-        const tally = new Tally(all.length, from, seq, false);
-        for (const member of all) forward(member, frame, tally);
+        const t = tally(all.length, false);
+        for (const member of all) forward(member, frame, t);
       } else {
         throw new QuicwireError('ERR_PROTOCOL', `unknown bus frame kind ${kind}`);
       }
     } catch (err) {
-      acknowledge(from, seq, statusOf(err), 0);
+      if (seq !== 0) acknowledge(from, seq, statusOf(err), 0);
     }
   }
 
@@ -532,7 +539,7 @@ export class QuicBus {
       .str(event.name)
       .done();
     for (const m of this.#agents.values()) {
-      if (m.watching && m.name !== event.name) m.conn.send(frame).catch(() => {});
+      if (m.watching && m.name !== event.name) m.conn.send(frame, INFORMATION).catch(() => {});
     }
   }
 }
@@ -589,8 +596,10 @@ class Forward implements Delivery {
   }
 }
 
-function forward(to: Reachable, frame: Uint8Array, tally: Tally | Settle): void {
-  to.link.post(frame, new Forward(to, tally));
+/** Passes a frame on to `to`; without a tally, unconfirmed (no one hears what became of it). */
+function forward(to: Reachable, frame: Uint8Array, tally: Tally | Settle | undefined): void {
+  if (tally) to.link.post(frame, new Forward(to, tally));
+  else to.link.post(frame, UNWATCHED, true);
 }
 
 /** A delivery for another node, which answers once its agent has it. */
@@ -635,7 +644,7 @@ function acknowledge(to: Member, seq: number, status: number, count: number): vo
     queueMicrotask(() => {
       const frame = to.acks?.done();
       to.acks = undefined;
-      if (frame && to.conn.isOpen) to.conn.send(frame).catch(() => {});
+      if (frame && to.conn.isOpen) to.conn.send(frame, INFORMATION).catch(() => {});
     });
   }
   to.acks.u32(seq).u16(status).u32(count);
