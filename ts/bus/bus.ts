@@ -188,27 +188,25 @@ export class QuicBus {
       conn.close(); // Not even a frame's head: not an agent's.
       return;
     }
-    // Sequence number 0: unconfirmed, passed on unconfirmed, with no ACK entry.
-    const tally = (n: number, one: boolean) => (seq === 0 ? undefined : new Tally(n, from, seq, one));
     try {
       if (kind === Kind.Send) {
         const name = r.str();
         const to = this.#find(name);
         if (!to) throw noAgent(name);
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
-        forward(to, frame, tally(1, true));
+        forward(to, frame, tally(from, seq, 1, true));
       } else if (kind === Kind.Publish) {
         const subject = r.str();
         const payload = r.rest();
         const targets = this.#targets(subject, '');
-        const t = tally(targets.size, false);
+        const t = tally(from, seq, targets.size, false);
         for (const [member, sids] of targets) {
           forward(member, subjectFrame(Kind.Event, sids, subject, from.name, payload), t);
         }
       } else if (kind === Kind.Broadcast) {
         const frame = FrameWriter.scratch().u8(Kind.Deliver).str(from.name).bytes(r.rest()).done();
         const all = this.#everyone().filter((m) => m !== from);
-        const t = tally(all.length, false);
+        const t = tally(from, seq, all.length, false);
         for (const member of all) forward(member, frame, t);
       } else {
         throw new QuicwireError('ERR_PROTOCOL', `unknown bus frame kind ${kind}`);
@@ -548,6 +546,12 @@ function add(targets: Targets, sub: Sub): void {
   const sids = targets.get(sub.member);
   if (sids) sids.push(sub.sid);
   else targets.set(sub.member, [sub.sid]);
+}
+
+/** The tally of a send, publish or broadcast to `n` agents; none for an unconfirmed one
+ *  (sequence number 0), which is passed on unconfirmed, with no ACK entry. */
+function tally(from: Member, seq: number, n: number, one: boolean): Tally | undefined {
+  return seq === 0 ? undefined : new Tally(n, from, seq, one);
 }
 
 /** What became of one send, publish or broadcast: acknowledged to its sender once each
