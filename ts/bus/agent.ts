@@ -451,21 +451,20 @@ export class Agent {
         ),
       );
     }
+    // Sequence number 0: unconfirmed, and the bus sends no ACK entry for it.
+    let seq = 0;
+    if (!unconfirmed) {
+      this.#seq = (this.#seq + 1) >>> 0 || 1;
+      seq = this.#seq;
+    }
+    const w = FrameWriter.scratch().u8(kind).u32(seq);
+    if (to !== undefined) w.str(to);
+    const frame = w.bytes(payload).done();
     if (unconfirmed) {
-      // Sequence number 0: the bus sends no ACK entry for it.
-      const w = FrameWriter.scratch().u8(kind).u32(0);
-      if (to !== undefined) w.str(to);
-      const frame = w.bytes(payload).done();
       if (conn) conn.post(frame, UNWATCHED, true);
       else this.#held.push({ out: undefined, frame: frame.slice() });
       return Promise.resolve(undefined);
     }
-    // 0 is for unconfirmed sends.
-    this.#seq = (this.#seq + 1) >>> 0 || 1;
-    const seq = this.#seq;
-    const w = FrameWriter.scratch().u8(kind).u32(seq);
-    if (to !== undefined) w.str(to);
-    const frame = w.bytes(payload).done();
     const sent = new Promise<number | undefined>((resolve, reject) => {
       const out = new Outgoing(this.#pending, seq, resolve, reject, what, kind !== Kind.Send);
       this.#pending.set(seq, out);

@@ -6,17 +6,13 @@ import { type Connection, type Delivery, UNWATCHED } from '../connection.js';
 import { invalidArgument, QuicwireError } from '../errors.js';
 import { checkKeys, checkObject } from '../options.js';
 import { QuicServer } from '../server.js';
-import type { SendOptions, ServerOptions } from '../types.js';
+import type { ServerOptions } from '../types.js';
 import { Cluster, type ClusterHost, type ClusterOptions, type NodeState } from './cluster.js';
 import { type Control, decodeControl, encodeControl } from './control.js';
 import { answer, FrameReader, FrameWriter, Kind, OK, statusOf } from './frames.js';
 import { Leases } from './leases.js';
 import { pickByKey } from './shard.js';
 import { SubjectIndex } from './subjects.js';
-
-/** How ACK entries and presence go: information the bus need not hear the fate of, so
- *  the agent acknowledges it late, in fewer packets. */
-const INFORMATION: SendOptions = { unconfirmed: true };
 
 export interface BusOptions extends ServerOptions {
   /** Share one namespace with other bus nodes through NATS: agents on any node reach each
@@ -537,7 +533,8 @@ export class QuicBus {
       .str(event.name)
       .done();
     for (const m of this.#agents.values()) {
-      if (m.watching && m.name !== event.name) m.conn.send(frame, INFORMATION).catch(() => {});
+      // Unconfirmed, as ACK entries: nobody waits to hear what became of it.
+      if (m.watching && m.name !== event.name) m.conn.post(frame, UNWATCHED, true);
     }
   }
 }
@@ -648,7 +645,8 @@ function acknowledge(to: Member, seq: number, status: number, count: number): vo
     queueMicrotask(() => {
       const frame = to.acks?.done();
       to.acks = undefined;
-      if (frame && to.conn.isOpen) to.conn.send(frame, INFORMATION).catch(() => {});
+      // Unconfirmed: the agent acknowledges it late, in fewer packets.
+      if (frame && to.conn.isOpen) to.conn.post(frame, UNWATCHED, true);
     });
   }
   to.acks.u32(seq).u16(status).u32(count);
